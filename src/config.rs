@@ -1,0 +1,305 @@
+//! Configuration from the environment, typed and validated at start.
+//!
+//! `ConfigArgs` is what clap reads (every field names its variable); `Settings::from_args`
+//! validates it into the typed `Settings` the app runs on, failing with the variable's name.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use base64::Engine as _;
+use secrecy::SecretString;
+use url::Url;
+
+/// Raw configuration as read from the environment (or flags).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Hint's API base URL.
+    #[arg(long, env = "HINT_API_URL", default_value = "https://api.hint.com")]
+    pub hint_api_url: String,
+    /// Partner-wide Hint API key (only for /api/partner/* and the OAuth code exchange).
+    #[arg(long, env = "HINT_API_KEY", hide_env_values = true)]
+    pub hint_api_key: Option<String>,
+    /// The partner id Hint assigned.
+    #[arg(long, env = "HINT_PARTNER_ID")]
+    pub hint_partner_id: Option<String>,
+    /// The product id (`ppro-…`) of this app in Hint.
+    #[arg(long, env = "HINT_PRODUCT_ID")]
+    pub hint_product_id: Option<String>,
+    /// Secret that signs the handshake and Hint's webhooks.
+    #[arg(long, env = "HINT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub hint_webhook_secret: Option<String>,
+    /// Database URL; without it an SQLite file under ./data/ is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "CHARTBRIDGE_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Public base URL of this app, used in links written to Hint and webhook URLs.
+    #[arg(long, env = "CHARTBRIDGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base64 of 32 random bytes; encrypts secrets at rest.
+    #[arg(long, env = "CHARTBRIDGE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Origins allowed to frame the app (space separated).
+    #[arg(
+        long,
+        env = "CHARTBRIDGE_FRAME_ANCESTORS",
+        default_value = "https://app.hint.com https://*.hint.com"
+    )]
+    pub frame_ancestors: String,
+    /// Tiep API base URL.
+    #[arg(long, env = "TIEP_API_URL", default_value = "https://api.tiep.ai")]
+    pub tiep_api_url: String,
+    /// Tiep app base URL (where the clinician is sent).
+    #[arg(long, env = "TIEP_APP_URL", default_value = "https://app.tiep.ai")]
+    pub tiep_app_url: String,
+    /// Number of background jobs run at once.
+    #[arg(long, env = "CHARTBRIDGE_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+}
+
+/// Validated settings the application runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub database: DatabaseSettings,
+    pub public_url: Url,
+    pub secret_key: SecretKey,
+    pub frame_ancestors: String,
+    pub hint: HintSettings,
+    pub tiep: TiepSettings,
+    pub jobs: JobSettings,
+    pub sessions: SessionSettings,
+    /// Timeout applied to every outbound HTTP request.
+    pub http_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum DatabaseSettings {
+    /// An SQLite file (created when missing).
+    Sqlite(PathBuf),
+    /// Any URL sqlx understands (postgres://…, sqlite://…).
+    Url(SecretString),
+}
+
+#[derive(Debug, Clone)]
+pub struct HintSettings {
+    pub api_url: Url,
+    pub api_key: SecretString,
+    pub partner_id: String,
+    pub product_id: String,
+    pub webhook_secret: SecretString,
+    /// Most Provider API calls in flight per practice.
+    pub max_concurrency_per_practice: usize,
+    /// How often a 429 is retried in place before the call fails.
+    pub rate_limit_retries: u32,
+    /// First back-off after a 429; doubles with jitter.
+    pub rate_limit_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TiepSettings {
+    pub api_url: Url,
+    pub app_url: Url,
+    /// How long after launch a visit without a webhook is first polled.
+    pub poll_after: Duration,
+    /// Interval between later polls.
+    pub poll_every: Duration,
+    /// After this long without a saved report the visit fails.
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub workers: usize,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval: Duration,
+    /// How long a claimed job is leased before another worker may take it over.
+    pub lease: Duration,
+    /// First retry delay; doubles per attempt with jitter, capped at `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_attempts: i64,
+    /// How long shutdown waits for jobs in flight.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    /// A handshake timestamp older (or further ahead) than this is refused.
+    pub handshake_max_age: Duration,
+}
+
+/// The 32-byte key that seals secrets at rest. `Debug` never prints it.
+#[derive(Clone)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+impl SecretKey {
+    /// Parses base64 (standard or URL-safe) of exactly 32 bytes.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(value))
+            .map_err(|_| "is not base64".to_string())?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, got {}", b.len()))?;
+        Ok(Self(key))
+    }
+
+    /// A fresh random key, base64-encoded (for `chartbridge demo` and tests).
+    pub fn generate() -> (Self, String) {
+        let key: [u8; 32] = rand::random();
+        (
+            Self(key),
+            base64::engine::general_purpose::STANDARD.encode(key),
+        )
+    }
+}
+
+/// A configuration error that names the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn required(value: Option<String>, variable: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError {
+            variable,
+            problem: "is required but not set".into(),
+        }),
+    }
+}
+
+fn parse_url(value: &str, variable: &'static str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError {
+        variable,
+        problem: format!("is not a valid URL ({e})"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError {
+            variable,
+            problem: "must be an http(s) URL with a host".into(),
+        });
+    }
+    Ok(url)
+}
+
+impl Settings {
+    /// Validates raw configuration; the error names the variable that is wrong.
+    pub fn from_args(args: ConfigArgs) -> Result<Self, ConfigError> {
+        let hint_api_url = parse_url(&args.hint_api_url, "HINT_API_URL")?;
+        let api_key = required(args.hint_api_key, "HINT_API_KEY")?;
+        let partner_id = required(args.hint_partner_id, "HINT_PARTNER_ID")?;
+        let product_id = required(args.hint_product_id, "HINT_PRODUCT_ID")?;
+        let webhook_secret = required(args.hint_webhook_secret, "HINT_WEBHOOK_SECRET")?;
+        if webhook_secret.len() < 16 {
+            return Err(ConfigError {
+                variable: "HINT_WEBHOOK_SECRET",
+                problem: "must be at least 16 characters".into(),
+            });
+        }
+        let public_url = parse_url(
+            &required(args.public_url, "CHARTBRIDGE_PUBLIC_URL")?,
+            "CHARTBRIDGE_PUBLIC_URL",
+        )?;
+        let secret_key = SecretKey::parse(&required(args.secret_key, "CHARTBRIDGE_SECRET_KEY")?)
+            .map_err(|problem| ConfigError {
+                variable: "CHARTBRIDGE_SECRET_KEY",
+                problem: format!("{problem} (generate one with `openssl rand -base64 32`)"),
+            })?;
+        let bind = args.bind.parse().map_err(|_| ConfigError {
+            variable: "CHARTBRIDGE_BIND",
+            problem: "is not an IP address".into(),
+        })?;
+        let frame_ancestors = args.frame_ancestors.trim().to_string();
+        if frame_ancestors.is_empty()
+            || frame_ancestors
+                .chars()
+                .any(|c| c == ';' || c == ',' || c.is_control())
+        {
+            return Err(ConfigError {
+                variable: "CHARTBRIDGE_FRAME_ANCESTORS",
+                problem: "must be a space-separated list of origins".into(),
+            });
+        }
+        if args.workers == 0 {
+            return Err(ConfigError {
+                variable: "CHARTBRIDGE_WORKERS",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let database = match args.database_url {
+            Some(url) if !url.trim().is_empty() => {
+                if !(url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:"))
+                {
+                    return Err(ConfigError {
+                        variable: "DATABASE_URL",
+                        problem: "must start with postgres://, postgresql:// or sqlite:".into(),
+                    });
+                }
+                DatabaseSettings::Url(SecretString::from(url))
+            }
+            _ => DatabaseSettings::Sqlite(PathBuf::from("data/chartbridge.sqlite")),
+        };
+        Ok(Settings {
+            bind,
+            port: args.port,
+            database,
+            public_url,
+            secret_key,
+            frame_ancestors,
+            hint: HintSettings {
+                api_url: hint_api_url,
+                api_key: SecretString::from(api_key),
+                partner_id,
+                product_id,
+                webhook_secret: SecretString::from(webhook_secret),
+                max_concurrency_per_practice: 3,
+                rate_limit_retries: 4,
+                rate_limit_backoff: Duration::from_millis(250),
+            },
+            tiep: TiepSettings {
+                api_url: parse_url(&args.tiep_api_url, "TIEP_API_URL")?,
+                app_url: parse_url(&args.tiep_app_url, "TIEP_APP_URL")?,
+                poll_after: Duration::from_secs(120),
+                poll_every: Duration::from_secs(60),
+                give_up_after: Duration::from_secs(24 * 3600),
+            },
+            jobs: JobSettings {
+                workers: args.workers,
+                poll_interval: Duration::from_millis(500),
+                lease: Duration::from_secs(120),
+                base_backoff: Duration::from_secs(2),
+                max_backoff: Duration::from_secs(15 * 60),
+                max_attempts: 15,
+                shutdown_grace: Duration::from_secs(25),
+            },
+            sessions: SessionSettings {
+                idle_timeout: Duration::from_secs(15 * 60),
+                absolute_timeout: Duration::from_secs(12 * 3600),
+                handshake_max_age: Duration::from_secs(5 * 60),
+            },
+            http_timeout: Duration::from_secs(15),
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! Secrets at rest and signatures on the wire.
+//!
+//! `SecretBox` seals secrets with XChaCha20-Poly1305; the row's identity is the associated data,
+//! so a ciphertext copied to another row (another practice) does not open.
+//! `verify_hmac_sha256` checks `sha256=<hex>` signatures in constant time on raw bytes.
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use chacha20poly1305::{
+    XChaCha20Poly1305, XNonce,
+    aead::{Aead, KeyInit, Payload},
+};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::config::SecretKey;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("sealed value is malformed or was sealed for another row")]
+    Open,
+}
+
+/// Seals and opens secrets stored in the database.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox([redacted])")
+    }
+}
+
+impl SecretBox {
+    pub fn new(key: &SecretKey) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new((&key.0).into()),
+        }
+    }
+
+    /// Encrypts `plaintext` bound to `aad` (the row's identity); returns base64(nonce || ct).
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> String {
+        let nonce_bytes: [u8; 24] = rand::random();
+        let nonce = XNonce::from_slice(&nonce_bytes);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&ciphertext);
+        STANDARD.encode(out)
+    }
+
+    /// Opens a value sealed by `seal` with the same `aad`.
+    pub fn open(&self, sealed: &str, aad: &str) -> Result<Vec<u8>, CryptoError> {
+        let raw = STANDARD.decode(sealed).map_err(|_| CryptoError::Open)?;
+        if raw.len() < 24 + 16 {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ciphertext) = raw.split_at(24);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Open)
+    }
+
+    pub fn seal_str(&self, plaintext: &SecretString, aad: &str) -> String {
+        self.seal(plaintext.expose_secret().as_bytes(), aad)
+    }
+
+    pub fn open_str(&self, sealed: &str, aad: &str) -> Result<SecretString, CryptoError> {
+        let bytes = self.open(sealed, aad)?;
+        String::from_utf8(bytes)
+            .map(SecretString::from)
+            .map_err(|_| CryptoError::Open)
+    }
+}
+
+/// Why a signature was refused (all map to 401; the reason is for logs).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("signature header missing")]
+    Missing,
+    #[error("signature header malformed")]
+    Malformed,
+    #[error("signature does not match")]
+    Mismatch,
+    #[error("no secret configured")]
+    NoSecret,
+}
+
+/// Verifies `header` = `sha256=<64 hex>` as HMAC-SHA256 of `body` under `secret`.
+pub fn verify_hmac_sha256(
+    secret: &[u8],
+    header: Option<&str>,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    if secret.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
+    let header = header.ok_or(SignatureError::Missing)?.trim();
+    let hex_digest = header
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
+    if hex_digest.len() != 64 {
+        return Err(SignatureError::Malformed);
+    }
+    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret)?;
+    mac.update(body);
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(body, secret): what a sender puts in the header.
+pub fn sign_hmac_sha256(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Hex SHA-256, used to store session keys and dedupe bodies without keeping them.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Constant-time equality for static shared values: compares keyed digests of both sides, so
+/// neither the position of the first difference nor the lengths leak through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    const KEY: &[u8] = b"chartbridge-constant-time-eq";
+    let digest = |data: &[u8]| {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(KEY).expect("HMAC takes keys of any length");
+        mac.update(data);
+        mac
+    };
+    let expected = digest(a).finalize().into_bytes();
+    digest(b).verify_slice(&expected).is_ok()
+}
+
+/// An unguessable token: 32 random bytes, URL-safe base64.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"whsec_test_secret_0123456789";
+
+    #[test]
+    fn accepts_a_correct_signature() {
+        let body = br#"{"a":1}"#;
+        let header = sign_hmac_sha256(SECRET, body);
+        assert_eq!(verify_hmac_sha256(SECRET, Some(&header), body), Ok(()));
+    }
+
+    #[test]
+    fn known_vector() {
+        // RFC 4231 test case 2.
+        let header = sign_hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            header,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn refuses_the_negative_cases() {
+        let body = br#"{"a":1}"#;
+        let good = sign_hmac_sha256(SECRET, body);
+        let zeros = format!("sha256={}", "0".repeat(64));
+        assert_eq!(verify_hmac_sha256(SECRET, None, body), Err(SignatureError::Missing));
+        assert_eq!(verify_hmac_sha256(SECRET, Some(""), body), Err(SignatureError::Malformed));
+        assert_eq!(verify_hmac_sha256(SECRET, Some("sha256="), body), Err(SignatureError::Malformed));
+        assert_eq!(verify_hmac_sha256(SECRET, Some(&zeros), body), Err(SignatureError::Mismatch));
+        assert_eq!(verify_hmac_sha256(SECRET, Some(&good[..good.len() - 2]), body), Err(SignatureError::Malformed));
+        assert_eq!(verify_hmac_sha256(SECRET, Some(&good.replace("sha256=", "sha1=")), body), Err(SignatureError::Malformed));
+        assert_eq!(verify_hmac_sha256(SECRET, Some(&good), br#"{"a":2}"#), Err(SignatureError::Mismatch));
+        assert_eq!(verify_hmac_sha256(b"", Some(&good), body), Err(SignatureError::NoSecret));
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_row_identity() {
+        let (key, _) = SecretKey::generate();
+        let sealed_box = SecretBox::new(&key);
+        let sealed = sealed_box.seal(b"practice-token", "practice|pra-1");
+        assert_eq!(sealed_box.open(&sealed, "practice|pra-1").unwrap(), b"practice-token");
+        assert!(sealed_box.open(&sealed, "practice|pra-2").is_err());
+        let (other, _) = SecretKey::generate();
+        assert!(SecretBox::new(&other).open(&sealed, "practice|pra-1").is_err());
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,168 @@
+//! One error type for the app, mapped to responses in one place.
+//!
+//! `AppError` renders as an HTML page (the surfaces); `ApiError` wraps it as JSON for the
+//! machine endpoints (handshake, Instant On, webhooks). Client errors keep their exact status
+//! and a message meant for people; anything unexpected is logged with its cause chain and
+//! answered with a bare 500.
+
+use askama::Template;
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No valid session (missing, unknown or expired key), or a forged signature.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The session is valid but its roles do not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The session has no Chartbridge role at all.
+    #[error("the user has no Chartbridge role")]
+    NoRole,
+    /// Not found, or not this practice's (the two are indistinguishable on purpose).
+    #[error("not found")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
+    /// An outside party failed or refused; the message is written for the clinician.
+    #[error("upstream: {0}")]
+    Upstream(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(e).context("template"))
+    }
+}
+
+impl From<crate::crypto::CryptoError> for AppError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        AppError::Internal(anyhow::Error::new(e).context("sealed secret"))
+    }
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::NoRole => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the person (or peer) is told. Internal errors say nothing of their cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Unauthorized(_) => {
+                "Your Chartbridge session is missing or has expired. Reopen Chartbridge from Hint."
+                    .into()
+            }
+            AppError::Forbidden(m)
+            | AppError::BadRequest(m)
+            | AppError::Unprocessable(m)
+            | AppError::Upstream(m) => m.clone(),
+            AppError::NoRole => "You have no Chartbridge role yet. Ask a practice admin to give you \
+                 the Chartbridge admin or clinician role in Hint, then reopen this page."
+                .into(),
+            AppError::NotFound => "Not found.".into(),
+            AppError::Internal(_) => {
+                "Something went wrong on our side. It has been logged; please try again.".into()
+            }
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            AppError::Upstream(m) => tracing::warn!(reason = %m, "upstream refused or failed"),
+            AppError::Unauthorized(reason) => tracing::info!(%reason, "unauthorized"),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    title: &'static str,
+    message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        let title = match &self {
+            AppError::Unauthorized(_) => "Session expired",
+            AppError::Forbidden(_) => "Not allowed",
+            AppError::NoRole => "Ask a practice admin",
+            AppError::NotFound => "Not found",
+            AppError::BadRequest(_) | AppError::Unprocessable(_) => "Please check your input",
+            AppError::Upstream(_) => "A partner service did not answer as expected",
+            AppError::Internal(_) => "Something went wrong",
+        };
+        let page = ErrorPage {
+            title,
+            message: self.public_message(),
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, page.message).into_response(),
+        }
+    }
+}
+
+/// `AppError` answered as JSON `{"error": "..."}` for machine endpoints.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.log();
+        let message = match &self.0 {
+            AppError::Unauthorized(_) => "invalid or missing signature".to_string(),
+            other => other.public_message(),
+        };
+        (
+            self.0.status(),
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    }
+}
+
+/// Formats an error with its whole cause chain on one line (for logs and job records).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,481 @@
+//! Typed client for Hint's Provider API and the Instant On code exchange.
+//!
+//! Every call has a timeout (the shared `reqwest::Client`), at most
+//! `max_concurrency_per_practice` calls per practice are in flight, and a 429 ("Enhance your
+//! calm", no `Retry-After`) is retried in place with doubling back-off and full jitter before
+//! the call gives up with `HintError::RateLimited` (the job queue then retries later).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::HintSettings;
+
+/// Most patients fetched while searching by name (Hint filters only on exact fields).
+const SEARCH_PAGE_LIMIT: usize = 100;
+const SEARCH_MAX_PAGES: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HintError {
+    #[error("Hint did not answer in time")]
+    Timeout,
+    #[error("could not reach Hint")]
+    Transport(#[source] reqwest::Error),
+    #[error("Hint is rate limiting requests")]
+    RateLimited,
+    #[error("Hint refused our credentials (HTTP {0})")]
+    Unauthorized(u16),
+    #[error("not found in Hint")]
+    NotFound,
+    #[error("Hint rejected the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("Hint failed (HTTP {0})")]
+    Server(u16),
+    #[error("unexpected answer from Hint")]
+    Decode(#[source] reqwest::Error),
+}
+
+impl HintError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            HintError::Timeout
+                | HintError::Transport(_)
+                | HintError::RateLimited
+                | HintError::Server(_)
+                | HintError::Unauthorized(_)
+        )
+    }
+
+    fn from_reqwest(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            HintError::Timeout
+        } else if e.is_decode() {
+            HintError::Decode(e)
+        } else {
+            HintError::Transport(e)
+        }
+    }
+}
+
+/// Credentials for Provider API calls: a practice token (Instant On) or a handshake's
+/// short-lived access token, always with the practice they belong to.
+pub struct HintAuth<'a> {
+    pub practice_id: &'a str,
+    pub token: &'a SecretString,
+}
+
+/// A patient as the Provider API returns it (only `id` is certain).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct Patient {
+    pub id: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub middle_name: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub dob: Option<String>,
+    #[serde(default)]
+    pub sex: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phones: Vec<Phone>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Phone {
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl Patient {
+    /// "First Last", falling back to `name`, then the id.
+    pub fn display_name(&self) -> String {
+        let parts: Vec<&str> = [self.first_name.as_deref(), self.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        if !parts.is_empty() {
+            parts.join(" ")
+        } else if let Some(name) = self.name.as_deref().filter(|n| !n.trim().is_empty()) {
+            name.to_string()
+        } else {
+            self.id.clone()
+        }
+    }
+
+    fn matches(&self, needle: &str) -> bool {
+        let needle = needle.to_lowercase();
+        self.id.to_lowercase() == needle
+            || self.display_name().to_lowercase().contains(&needle)
+            || self
+                .name
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase().contains(&needle))
+    }
+}
+
+/// The status of a partner interaction in Hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InteractionStatus {
+    Draft,
+    Signed,
+    Addended,
+    Deleted,
+    Failed,
+}
+
+impl InteractionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InteractionStatus::Draft => "draft",
+            InteractionStatus::Signed => "signed",
+            InteractionStatus::Addended => "addended",
+            InteractionStatus::Deleted => "deleted",
+            InteractionStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => Self::Draft,
+            "signed" => Self::Signed,
+            "addended" => Self::Addended,
+            "deleted" => Self::Deleted,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What we ask Hint to hold for one visit (create and patch use the same fields).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PartnerInteractionFields {
+    pub status: InteractionStatus,
+    pub title: String,
+    pub integration_record_id: String,
+    pub integration_web_link: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration_error_message: Option<String>,
+    pub partner_product_id: String,
+}
+
+/// A partner interaction as Hint returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PartnerInteraction {
+    pub id: String,
+    pub status: InteractionStatus,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub integration_record_id: Option<String>,
+    #[serde(default)]
+    pub integration_error_message: Option<String>,
+}
+
+/// What the Instant On code exchange returns.
+#[derive(Debug, Deserialize)]
+pub struct InstallGrant {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub access_token: String,
+    pub practice: GrantPractice,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GrantPractice {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct HintClient {
+    http: reqwest::Client,
+    base: Url,
+    settings: HintSettings,
+    practice_limits: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl std::fmt::Debug for HintClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HintClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HintClient {
+    pub fn new(http: reqwest::Client, settings: HintSettings) -> Self {
+        Self {
+            http,
+            base: settings.api_url.clone(),
+            settings,
+            practice_limits: Arc::default(),
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("static API paths join onto the base URL")
+    }
+
+    fn limit_for(&self, practice_id: &str) -> Arc<Semaphore> {
+        let mut limits = self.practice_limits.lock().expect("limits lock");
+        limits
+            .entry(practice_id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_concurrency_per_practice)))
+            .clone()
+    }
+
+    /// Sends a request built by `build`, holding a practice permit and retrying 429s.
+    async fn send(
+        &self,
+        practice_id: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<reqwest::Response, HintError> {
+        let limit = self.limit_for(practice_id);
+        let _permit = limit.acquire().await.expect("semaphore is never closed");
+        let mut backoff = self.settings.rate_limit_backoff;
+        let mut attempt = 0;
+        loop {
+            let response = build().send().await.map_err(HintError::from_reqwest)?;
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                if attempt >= self.settings.rate_limit_retries {
+                    return Err(HintError::RateLimited);
+                }
+                attempt += 1;
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = backoff.saturating_mul(2);
+                continue;
+            }
+            return check_status(response).await;
+        }
+    }
+
+    fn provider(&self, method: Method, path: &str, auth: &HintAuth<'_>) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(auth.token.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    async fn json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, HintError> {
+        response.json().await.map_err(HintError::from_reqwest)
+    }
+
+    /// Exchanges an Instant On code for the practice's token (`activate: true`).
+    pub async fn exchange_code(&self, code: &str) -> Result<InstallGrant, HintError> {
+        let body = serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
+        let response = self
+            .send("partner", || {
+                self.http
+                    .post(self.url("/api/oauth/tokens"))
+                    .bearer_auth(self.settings.api_key.expose_secret())
+                    .json(&body)
+            })
+            .await?;
+        Self::json(response).await
+    }
+
+    /// One page of patients, with the total Hint reports.
+    pub async fn list_patients(
+        &self,
+        auth: &HintAuth<'_>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Patient>, Option<usize>), HintError> {
+        let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
+        let response = self
+            .send(auth.practice_id, || {
+                self.provider(Method::GET, "/api/provider/patients", auth)
+                    .query(&query)
+            })
+            .await?;
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((Self::json(response).await?, total))
+    }
+
+    /// Patients whose name contains `needle` (case-insensitive) or whose id is `needle`.
+    /// Hint only filters on exact fields, so this pages through the list (bounded).
+    pub async fn search_patients(
+        &self,
+        auth: &HintAuth<'_>,
+        needle: &str,
+        max_results: usize,
+    ) -> Result<Vec<Patient>, HintError> {
+        let needle = needle.trim();
+        if needle.starts_with("pat-") {
+            return match self.get_patient(auth, needle).await {
+                Ok(p) => Ok(vec![p]),
+                Err(HintError::NotFound) => Ok(vec![]),
+                Err(e) => Err(e),
+            };
+        }
+        let mut found = Vec::new();
+        for page in 0..SEARCH_MAX_PAGES {
+            let (patients, total) = self
+                .list_patients(auth, SEARCH_PAGE_LIMIT, page * SEARCH_PAGE_LIMIT)
+                .await?;
+            let fetched = patients.len();
+            found.extend(patients.into_iter().filter(|p| needle.is_empty() || p.matches(needle)));
+            let seen = (page + 1) * SEARCH_PAGE_LIMIT;
+            if found.len() >= max_results
+                || fetched < SEARCH_PAGE_LIMIT
+                || total.is_some_and(|t| seen >= t)
+            {
+                break;
+            }
+        }
+        found.truncate(max_results);
+        Ok(found)
+    }
+
+    pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
+        let path = format!("/api/provider/patients/{}", encode(id));
+        let response = self
+            .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
+            .await?;
+        Self::json(response).await
+    }
+
+    pub async fn create_partner_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        fields: &PartnerInteractionFields,
+    ) -> Result<PartnerInteraction, HintError> {
+        let path = format!("/api/provider/patients/{}/interactions/partner", encode(patient_id));
+        let response = self
+            .send(auth.practice_id, || {
+                self.provider(Method::POST, &path, auth).json(fields)
+            })
+            .await?;
+        Self::json(response).await
+    }
+
+    pub async fn get_partner_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        id: &str,
+    ) -> Result<PartnerInteraction, HintError> {
+        let path = format!(
+            "/api/provider/patients/{}/interactions/partner/{}",
+            encode(patient_id),
+            encode(id)
+        );
+        let response = self
+            .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
+            .await?;
+        Self::json(response).await
+    }
+
+    pub async fn patch_partner_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        id: &str,
+        fields: &PartnerInteractionFields,
+    ) -> Result<PartnerInteraction, HintError> {
+        let path = format!(
+            "/api/provider/patients/{}/interactions/partner/{}",
+            encode(patient_id),
+            encode(id)
+        );
+        let response = self
+            .send(auth.practice_id, || {
+                self.provider(Method::PATCH, &path, auth).json(fields)
+            })
+            .await?;
+        Self::json(response).await
+    }
+
+    /// Our interaction for `integration_record_id`, if one was created already (so a retried
+    /// create after a lost answer does not make a second one).
+    pub async fn find_partner_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        integration_record_id: &str,
+    ) -> Result<Option<PartnerInteraction>, HintError> {
+        let path = format!("/api/provider/patients/{}/interactions/partner", encode(patient_id));
+        let query = [
+            ("integration_record_id", integration_record_id),
+            ("limit", "100"),
+            ("offset", "0"),
+        ];
+        let response = self
+            .send(auth.practice_id, || {
+                self.provider(Method::GET, &path, auth).query(&query)
+            })
+            .await?;
+        let found: Vec<PartnerInteraction> = Self::json(response).await?;
+        // Prefer one that is not deleted, in case a practice deleted an earlier copy.
+        Ok(found
+            .into_iter()
+            .filter(|i| i.integration_record_id.as_deref() == Some(integration_record_id))
+            .min_by_key(|i| i.status == InteractionStatus::Deleted))
+    }
+}
+
+/// Maps error statuses, reading Hint's `{"message"}` for refusals.
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, HintError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let code = status.as_u16();
+    Err(match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PRECONDITION_REQUIRED => {
+            HintError::Unauthorized(code)
+        }
+        StatusCode::NOT_FOUND => HintError::NotFound,
+        s if s.is_server_error() => HintError::Server(code),
+        _ => {
+            let message = response
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+                .unwrap_or_else(|| "no message".into());
+            HintError::Rejected {
+                status: code,
+                message: message.chars().take(300).collect(),
+            }
+        }
+    })
+}
+
+/// Percent-encodes one path segment.
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// "Full jitter": a random delay between half of `d` and `d`.
+pub fn jittered(d: Duration) -> Duration {
+    let millis = d.as_millis().max(2) as u64;
+    Duration::from_millis(millis / 2 + rand::random::<u64>() % (millis / 2 + 1))
+}

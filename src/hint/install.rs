@@ -1,0 +1,126 @@
+//! Instant On: `POST /hint/connect/{code}` (and the browser redirect with `?code=`). We exchange
+//! the code with Hint and keep the practice token sealed, keyed by (product, practice).
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    response::{Html, IntoResponse, Response},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::client::HintError;
+use crate::{
+    db::now_ms,
+    error::{ApiError, AppError},
+    state::AppState,
+};
+
+/// Associated data binding a sealed practice token to its row.
+pub fn token_aad(product_id: &str, practice_id: &str) -> String {
+    format!("hint_installations.token|{product_id}|{practice_id}")
+}
+
+/// Headless install: Hint posts the code.
+pub async fn connect(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let practice_id = install(&state, &code).await?;
+    Ok(Json(serde_json::json!({ "connected": true, "practice_id": practice_id })))
+}
+
+#[derive(Deserialize)]
+pub struct RedirectQuery {
+    code: Option<String>,
+}
+
+/// Browser install: Hint redirects the admin here with `?code=`.
+pub async fn connect_redirect(
+    State(state): State<AppState>,
+    Query(query): Query<RedirectQuery>,
+) -> Response {
+    let Some(code) = query.code.filter(|c| !c.is_empty()) else {
+        return AppError::BadRequest("The install link has no code. Start the install again from Hint.".into())
+            .into_response();
+    };
+    match install(&state, &code).await {
+        Ok(_) => Html(
+            "<!doctype html><meta charset=utf-8><title>Chartbridge installed</title>\
+             <p>Chartbridge is connected to your practice. You can close this tab and open Chartbridge from Hint.</p>",
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
+    if code.len() > 512 || code.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(AppError::BadRequest("malformed install code".into()));
+    }
+    let grant = state.hint.exchange_code(code).await.map_err(|e| match e {
+        HintError::Rejected { .. } | HintError::NotFound | HintError::Unauthorized(_) => {
+            AppError::BadRequest("Hint did not accept the install code (expired or already used).".into())
+        }
+        other => AppError::Upstream(format!("Could not complete the install with Hint: {other}.")),
+    })?;
+    let practice_id = grant.practice.id.trim().to_string();
+    if practice_id.is_empty() || grant.access_token.is_empty() {
+        return Err(AppError::Upstream("Hint answered the install without a practice or token.".into()));
+    }
+    let product_id = &state.settings.hint.product_id;
+    let sealed = state.secrets.seal(grant.access_token.as_bytes(), &token_aad(product_id, &practice_id));
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO practices (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+    )
+    .bind(&practice_id)
+    .bind(grant.practice.name.as_deref().unwrap_or(&practice_id))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO hint_installations (product_id, practice_id, integration_id, token_sealed, installed_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (product_id, practice_id) DO UPDATE SET integration_id = excluded.integration_id, \
+         token_sealed = excluded.token_sealed, updated_at = excluded.updated_at",
+    )
+    .bind(product_id)
+    .bind(&practice_id)
+    .bind(grant.id.as_deref())
+    .bind(sealed)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(practice_id, "practice installed via Instant On");
+    Ok(practice_id)
+}
+
+/// The stored practice token for background work, if the practice has installed us.
+pub async fn practice_token(state: &AppState, practice_id: &str) -> Result<Option<SecretString>, AppError> {
+    let product_id = &state.settings.hint.product_id;
+    let row = sqlx::query(
+        "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+    )
+    .bind(product_id)
+    .bind(practice_id)
+    .fetch_optional(state.db.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: String = row.try_get("token_sealed")?;
+    Ok(Some(state.secrets.open_str(&sealed, &token_aad(product_id, practice_id))?))
+}
+
+/// Forgets a practice's token (Hint sent `integration.deactivated`).
+pub async fn uninstall(state: &AppState, practice_id: &str) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM hint_installations WHERE product_id = $1 AND practice_id = $2")
+        .bind(&state.settings.hint.product_id)
+        .bind(practice_id)
+        .execute(state.db.writer())
+        .await?;
+    Ok(())
+}

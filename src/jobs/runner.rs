@@ -1,0 +1,220 @@
+//! The worker loop: claims due jobs (a lease each), runs up to `workers` at once, records the
+//! outcome, and on shutdown stops claiming and lets the jobs in flight finish.
+
+use std::{collections::HashMap, time::Duration};
+
+use sqlx::Row;
+use tokio::{sync::watch, task::JoinSet};
+
+use super::{ClaimedJob, JobError, JobKind, JobOutcome};
+use crate::{
+    db::{Backend, new_id, now_ms},
+    hint::client::jittered,
+    hint::session,
+    state::AppState,
+};
+
+/// How often expired sessions are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub struct JobRunner {
+    state: AppState,
+    worker_id: String,
+}
+
+type JobResult = Result<JobOutcome, JobError>;
+
+impl JobRunner {
+    pub fn new(state: AppState) -> Self {
+        Self { state, worker_id: new_id("worker") }
+    }
+
+    /// Runs until `shutdown` turns true, then waits (bounded) for the jobs in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let settings = self.state.settings.jobs.clone();
+        let mut running: JoinSet<JobResult> = JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
+        let mut last_sweep = tokio::time::Instant::now();
+        tracing::info!(worker = %self.worker_id, workers = settings.workers, "job runner started");
+
+        while !*shutdown.borrow() {
+            while running.len() < settings.workers {
+                match self.claim().await {
+                    Ok(Some(job)) => {
+                        let state = self.state.clone();
+                        let for_task = job.clone();
+                        let handle = running.spawn(async move { dispatch(&state, &for_task).await });
+                        in_flight.insert(handle.id(), job);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(e) = session::sweep_expired(&self.state).await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+            tokio::select! {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    self.record(done, &mut in_flight).await;
+                }
+                _ = self.state.jobs.wait(settings.poll_interval), if running.len() < settings.workers => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+
+        tracing::info!(in_flight = running.len(), "job runner draining");
+        let drain = async {
+            while let Some(done) = running.join_next_with_id().await {
+                self.record(done, &mut in_flight).await;
+            }
+        };
+        if tokio::time::timeout(settings.shutdown_grace, drain).await.is_err() {
+            // Leases run out and another worker takes these over; nothing is lost.
+            tracing::warn!("jobs still running at shutdown were left to their leases");
+        }
+        tracing::info!("job runner stopped");
+    }
+
+    async fn claim(&self) -> Result<Option<ClaimedJob>, sqlx::Error> {
+        let now = now_ms();
+        let lease_until = now + self.state.settings.jobs.lease.as_millis() as i64;
+        let lock = match self.state.db.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
+                         AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_at LIMIT 1{lock}) \
+             AND state = 'queued' AND (locked_until IS NULL OR locked_until < $3) \
+             RETURNING id, practice_id, kind, payload, attempts, max_attempts"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&self.worker_id)
+            .bind(lease_until)
+            .bind(now)
+            .fetch_optional(self.state.db.writer())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(ClaimedJob {
+            id: row.try_get("id")?,
+            practice_id: row.try_get("practice_id")?,
+            kind: row.try_get("kind")?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+        }))
+    }
+
+    async fn record(
+        &self,
+        done: Result<(tokio::task::Id, JobResult), tokio::task::JoinError>,
+        in_flight: &mut HashMap<tokio::task::Id, ClaimedJob>,
+    ) {
+        let (task_id, result) = match done {
+            Ok((id, result)) => (id, result),
+            Err(e) => {
+                let message = if e.is_panic() { "the job panicked" } else { "the job was cancelled" };
+                (e.id(), Err(JobError::retry(message)))
+            }
+        };
+        let Some(job) = in_flight.remove(&task_id) else { return };
+        let outcome = match result {
+            Ok(JobOutcome::Done) => self.finish(&job).await,
+            Ok(JobOutcome::CheckAgainAt(at)) => self.check_again(&job, at).await,
+            Err(error) => self.fail(&job, error).await,
+        };
+        if let Err(e) = outcome {
+            // The lease runs out and the job is retried; nothing is lost.
+            tracing::error!(job_id = %job.id, error = %e, "recording a job outcome failed");
+        }
+    }
+
+    async fn finish(&self, job: &ClaimedJob) -> Result<(), sqlx::Error> {
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND rerun = 0")
+            .bind(&job.id)
+            .bind(&self.worker_id)
+            .execute(self.state.db.writer())
+            .await?;
+        if deleted.rows_affected() == 0 {
+            // More work arrived while it ran: run it again now.
+            let now = now_ms();
+            sqlx::query(
+                "UPDATE jobs SET locked_by = NULL, locked_until = NULL, rerun = 0, attempts = 0, \
+                 run_at = $1, last_error = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3",
+            )
+            .bind(now)
+            .bind(&job.id)
+            .bind(&self.worker_id)
+            .execute(self.state.db.writer())
+            .await?;
+            self.state.jobs.wake();
+        }
+        tracing::debug!(job_id = %job.id, kind = %job.kind, "job done");
+        Ok(())
+    }
+
+    async fn check_again(&self, job: &ClaimedJob, at: i64) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL, attempts = 0, last_error = NULL, \
+             run_at = CASE WHEN rerun = 1 THEN $1 ELSE $2 END, rerun = 0, updated_at = $1 \
+             WHERE id = $3 AND locked_by = $4",
+        )
+        .bind(now)
+        .bind(at)
+        .bind(&job.id)
+        .bind(&self.worker_id)
+        .execute(self.state.db.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn fail(&self, job: &ClaimedJob, error: JobError) -> Result<(), sqlx::Error> {
+        let settings = &self.state.settings.jobs;
+        let exponent = (job.attempts.max(1) - 1).min(20) as u32;
+        let delay = settings
+            .base_backoff
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(settings.max_backoff);
+        let now = now_ms();
+        let retry_at = now + jittered(delay).as_millis() as i64;
+        let dead = error.permanent || job.attempts >= job.max_attempts;
+        let message: String = error.message.chars().take(500).collect();
+        sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL, last_error = $1, updated_at = $2, \
+             state = CASE WHEN $3 = 1 AND rerun = 0 THEN 'dead' ELSE 'queued' END, \
+             run_at = CASE WHEN rerun = 1 THEN $2 ELSE $4 END, rerun = 0 \
+             WHERE id = $5 AND locked_by = $6",
+        )
+        .bind(&message)
+        .bind(now)
+        .bind(if dead { 1_i64 } else { 0_i64 })
+        .bind(retry_at)
+        .bind(&job.id)
+        .bind(&self.worker_id)
+        .execute(self.state.db.writer())
+        .await?;
+        if dead {
+            tracing::error!(job_id = %job.id, kind = %job.kind, practice_id = %job.practice_id, error = %message, "job is dead; shown on the core page");
+        } else {
+            tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed; will retry");
+        }
+        Ok(())
+    }
+}
+
+async fn dispatch(state: &AppState, job: &ClaimedJob) -> JobResult {
+    match JobKind::parse(&job.kind) {
+        Some(JobKind::SyncInteraction) => crate::visits::write_back::run(state, job).await,
+        Some(JobKind::PollPartner) => crate::partners::poll(state, job).await,
+        None => Err(JobError::permanent(format!("unknown job kind {}", job.kind))),
+    }
+}

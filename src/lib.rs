@@ -1,0 +1,23 @@
+//! Chartbridge: a Hint marketplace partner app.
+//!
+//! Hint embeds the app in an iframe (`hint`), the clinician launches a partner tool for a patient
+//! (`partners`), every launch is a `visits::Visit` whose state is written back to the Hint chart
+//! through the durable `jobs` queue, and `surfaces` renders the pages Hint frames.
+//! `sandbox` holds strict fakes of Hint and the partners for the demo and the tests.
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod hint;
+pub mod jobs;
+pub mod partners;
+pub mod sandbox;
+pub mod startup;
+pub mod state;
+pub mod surfaces;
+pub mod telemetry;
+pub mod visits;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,54 @@
+//! `chartbridge [serve|migrate|demo]`.
+
+use clap::{Parser, Subcommand};
+
+use chartbridge::{
+    Application, Settings,
+    config::ConfigArgs,
+    db::Db,
+    sandbox::demo::{self, DemoArgs},
+    startup::shutdown_signal,
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "chartbridge", version, about = "Hint marketplace partner app")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the app (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run the app on the embedded database against the sandbox Hint and partners.
+    Demo(DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init("info,sqlx=warn,tower_http=info");
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings::from_args(cli.config).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let database = match cli.config.database_url {
+                Some(url) if !url.trim().is_empty() => chartbridge::config::DatabaseSettings::Url(url.into()),
+                _ => chartbridge::config::DatabaseSettings::Sqlite("data/chartbridge.sqlite".into()),
+            };
+            Db::connect(&database).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

@@ -1,0 +1,71 @@
+//! Launching Tiep: a visit row (and its draft in Hint), a launch token, and the Tiep URL whose
+//! context always carries the patient and our visit id.
+
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{TiepConnection, client::Doctor};
+use crate::{
+    db::now_ms,
+    error::AppError,
+    hint::{PracticeSession, client::Patient},
+    partners::Partner,
+    state::AppState,
+    visits::{self, NewVisit},
+};
+
+/// The context Tiep carries back in its webhook: a FHIR-like Patient plus our visit id.
+pub fn context(patient: &Patient, visit_id: &str) -> Value {
+    let mut fhir_patient = json!({
+        "resourceType": "Patient",
+        "identifier": [{"value": patient.id}],
+        "name": [{"text": patient.display_name()}],
+    });
+    if let Some(dob) = patient.dob.as_deref().filter(|d| !d.is_empty()) {
+        fhir_patient["birthDate"] = json!(dob);
+    }
+    json!({"patient": fhir_patient, "visit_id": visit_id})
+}
+
+pub async fn launch(state: &AppState, session: &PracticeSession, patient: &Patient) -> Result<Url, AppError> {
+    let connection = TiepConnection::load(state, &session.practice_id).await?.ok_or_else(|| {
+        AppError::Unprocessable(
+            "Tiep is not set up for this practice yet. Ask a practice admin to enter the Tiep facility key in Chartbridge settings.".into(),
+        )
+    })?;
+    let visit_id = visits::start(
+        state,
+        NewVisit {
+            practice_id: &session.practice_id,
+            patient_id: &patient.id,
+            patient_name: &patient.display_name(),
+            user_id: &session.user_id,
+            user_name: &session.user_name,
+            partner: Partner::Tiep,
+            launch: json!({"form": connection.form}),
+        },
+    )
+    .await?;
+
+    let doctor = Doctor { id: &session.user_id, name: &session.user_name, specialties: vec![] };
+    let token = match state.tiep.generate_token(&connection.api_key, &doctor, &connection.form).await {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "tiep launch refused");
+            let reason = e.for_clinician();
+            visits::fail(state, &session.practice_id, &visit_id, &reason).await?;
+            return Err(AppError::Upstream(reason));
+        }
+    };
+    let poll_at = now_ms() + state.settings.tiep.poll_after.as_millis() as i64;
+    visits::mark_launched(
+        state,
+        &session.practice_id,
+        &visit_id,
+        &token.session_id,
+        &json!({"form": connection.form, "tiep_session_id": token.session_id}),
+        Some(poll_at),
+    )
+    .await?;
+    Ok(state.tiep.launch_url(&token, &context(patient, &visit_id)))
+}

@@ -1,0 +1,210 @@
+//! Tiep, the AI scribe. Launch by token + URL; the report comes back by a signed webhook to
+//! `POST /webhooks/tiep/{practice_id}`, with polling of the session as a backstop.
+
+pub mod client;
+pub mod launch;
+pub mod poll;
+pub mod result;
+pub mod settings;
+pub mod webhook;
+
+use axum::{Router, routing::post};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Partner, connection};
+use crate::{error::AppError, state::AppState};
+
+pub use client::TiepClient;
+
+/// Shortest hook secret Tiep accepts.
+pub const MIN_HOOK_SECRET_LEN: usize = 16;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/webhooks/tiep/{practice_id}", post(webhook::receive))
+}
+
+/// A practice's Tiep facility, as the admin set it up.
+pub struct TiepConnection {
+    pub api_key: SecretString,
+    pub hook_secret: SecretString,
+    /// The JSON Schema form Tiep fills (title, type "object", properties).
+    pub form: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSettings {
+    form: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSecrets {
+    api_key: String,
+    hook_secret: String,
+}
+
+impl TiepConnection {
+    pub async fn load(state: &AppState, practice_id: &str) -> Result<Option<Self>, AppError> {
+        let found: Option<(StoredSettings, StoredSecrets)> =
+            connection::load(state, practice_id, Partner::Tiep).await?;
+        Ok(found.map(|(settings, secrets)| TiepConnection {
+            api_key: SecretString::from(secrets.api_key),
+            hook_secret: SecretString::from(secrets.hook_secret),
+            form: settings.form,
+        }))
+    }
+
+    /// Validates and stores; the error message is for the admin.
+    pub async fn save(
+        state: &AppState,
+        practice_id: &str,
+        api_key: &str,
+        hook_secret: &str,
+        form: Value,
+        updated_by: &str,
+    ) -> Result<(), AppError> {
+        let api_key = api_key.trim();
+        if api_key.is_empty() || api_key.len() > 512 || api_key.chars().any(char::is_control) {
+            return Err(AppError::Unprocessable("Enter the facility API key from Tiep.".into()));
+        }
+        if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN || hook_secret.len() > 512 {
+            return Err(AppError::Unprocessable(format!(
+                "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
+            )));
+        }
+        validate_form(&form).map_err(AppError::Unprocessable)?;
+        connection::save(
+            state,
+            practice_id,
+            Partner::Tiep,
+            &StoredSettings { form },
+            &StoredSecrets { api_key: api_key.to_string(), hook_secret: hook_secret.to_string() },
+            updated_by,
+        )
+        .await
+    }
+}
+
+/// The URL to paste into Tiep's facility integration settings.
+pub fn webhook_url(state: &AppState, practice_id: &str) -> String {
+    let mut url = state.settings.public_url.clone();
+    url.path_segments_mut()
+        .expect("http(s) URLs have path segments")
+        .pop_if_empty()
+        .extend(["webhooks", "tiep", practice_id]);
+    url.to_string()
+}
+
+/// The form a practice starts with.
+pub fn default_form() -> Value {
+    serde_json::json!({
+        "title": "Visit note",
+        "type": "object",
+        "properties": {
+            "reason": {"title": "Reason for visit", "type": "string", "description": "Why the patient came today"},
+            "pain-level": {"title": "Pain level", "type": "integer", "description": "Pain level from 0 to 10", "minimum": 0, "maximum": 10},
+            "assessment": {"title": "Assessment", "type": "string"},
+            "plan": {"title": "Plan", "type": "string"}
+        }
+    })
+}
+
+const FIELD_TYPES: [&str; 4] = ["string", "integer", "number", "boolean"];
+
+/// Checks a form is a JSON Schema object Tiep can fill: `type: object` and named, typed
+/// `properties` (string, integer, number, boolean), with sane bounds.
+pub fn validate_form(form: &Value) -> Result<(), String> {
+    let obj = form.as_object().ok_or("The form must be a JSON object.")?;
+    if obj.get("type").and_then(Value::as_str) != Some("object") {
+        return Err(r#"The form's "type" must be "object"."#.into());
+    }
+    if let Some(title) = obj.get("title") {
+        if !title.is_string() {
+            return Err(r#"The form's "title" must be text."#.into());
+        }
+    }
+    let properties = obj
+        .get("properties")
+        .and_then(Value::as_object)
+        .filter(|p| !p.is_empty())
+        .ok_or(r#"The form needs a non-empty "properties" object."#)?;
+    if properties.len() > 50 {
+        return Err("The form may have at most 50 fields.".into());
+    }
+    for (key, field) in properties {
+        if key.trim().is_empty() || key.len() > 64 {
+            return Err("Every field needs a name of 1 to 64 characters.".into());
+        }
+        let field = field
+            .as_object()
+            .ok_or_else(|| format!(r#"Field "{key}" must be an object."#))?;
+        let kind = field.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !FIELD_TYPES.contains(&kind) {
+            return Err(format!(
+                r#"Field "{key}" has type {kind:?}; use one of string, integer, number, boolean."#
+            ));
+        }
+        for text in ["title", "description"] {
+            if field.get(text).is_some_and(|t| !t.is_string()) {
+                return Err(format!(r#"Field "{key}": "{text}" must be text."#));
+            }
+        }
+        let bound = |name: &str| -> Result<Option<f64>, String> {
+            match field.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| format!(r#"Field "{key}": "{name}" must be a number."#)),
+            }
+        };
+        let (min, max) = (bound("minimum")?, bound("maximum")?);
+        if (min.is_some() || max.is_some()) && !matches!(kind, "integer" | "number") {
+            return Err(format!(r#"Field "{key}": minimum and maximum apply only to numbers."#));
+        }
+        if let (Some(min), Some(max)) = (min, max) {
+            if min > max {
+                return Err(format!(r#"Field "{key}": minimum is above maximum."#));
+            }
+        }
+        if let Some(options) = field.get("enum") {
+            let ok = options
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
+            if !ok || kind != "string" {
+                return Err(format!(r#"Field "{key}": "enum" must be a non-empty list of texts on a string field."#));
+            }
+        }
+    }
+    if form.to_string().len() > 32 * 1024 {
+        return Err("The form is larger than 32 KiB.".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_form_is_valid() {
+        assert_eq!(validate_form(&default_form()), Ok(()));
+    }
+
+    #[test]
+    fn refuses_forms_tiep_cannot_fill() {
+        let cases = [
+            serde_json::json!([]),
+            serde_json::json!({"type": "array", "properties": {"a": {"type": "string"}}}),
+            serde_json::json!({"type": "object", "properties": {}}),
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "date"}}}),
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "integer", "minimum": 5, "maximum": 1}}}),
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "minimum": 1}}}),
+            serde_json::json!({"type": "object", "properties": {"a": "string"}}),
+        ];
+        for form in cases {
+            assert!(validate_form(&form).is_err(), "{form} should be refused");
+        }
+    }
+}

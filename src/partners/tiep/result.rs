@@ -1,0 +1,50 @@
+//! Tiep's report on the `clinical_interaction` surface: the form's fields in the form's order,
+//! titled as the form titles them; a FHIR bundle is shown as formatted JSON.
+
+use askama::Template;
+use serde_json::Value;
+
+use crate::{error::AppError, visits::Visit};
+
+#[derive(Template)]
+#[template(path = "partners/tiep_result.html")]
+struct TiepResult {
+    rows: Vec<(String, String)>,
+    bundle: Option<String>,
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "—".into(),
+        Value::String(s) if s.is_empty() => "—".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "Yes".into(),
+        Value::Bool(false) => "No".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn render(visit: &Visit) -> Result<String, AppError> {
+    let Some(result) = visit.result_json() else { return Ok(String::new()) };
+    let mut rows = Vec::new();
+    let mut bundle = None;
+    if let Some(answers) = result.get("answers").and_then(Value::as_object) {
+        let launch = visit.launch_json();
+        let properties = launch.pointer("/form/properties").and_then(Value::as_object);
+        if let Some(properties) = properties {
+            for (key, field) in properties {
+                let title = field.get("title").and_then(Value::as_str).unwrap_or(key);
+                rows.push((title.to_string(), answers.get(key).map(show).unwrap_or_else(|| "—".into())));
+            }
+        }
+        for (key, value) in answers {
+            if !properties.is_some_and(|p| p.contains_key(key)) {
+                rows.push((key.clone(), show(value)));
+            }
+        }
+    }
+    if let Some(b) = result.get("bundle") {
+        bundle = Some(serde_json::to_string_pretty(b).unwrap_or_default());
+    }
+    Ok(TiepResult { rows, bundle }.render()?)
+}

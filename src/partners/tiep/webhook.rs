@@ -1,0 +1,91 @@
+//! `POST /webhooks/tiep/{practice_id}`: Tiep posts the saved report, signed with the
+//! practice's hook secret (`X-Signature-256: sha256=<hex>`). Correlated by `context.visit_id`;
+//! the same report twice has one effect.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::HeaderMap,
+};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::TiepConnection;
+use crate::{
+    crypto::verify_hmac_sha256,
+    error::{ApiError, AppError},
+    partners::Partner,
+    state::AppState,
+    visits,
+};
+
+#[derive(Debug, Deserialize)]
+pub struct TiepReport {
+    pub context: ReportContext,
+    /// SIMPLE payload type: the form's answers.
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// HL7_V2 payload type: a FHIR Bundle.
+    #[serde(default)]
+    pub fhir: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportContext {
+    #[serde(default)]
+    pub visit_id: Option<String>,
+    #[serde(default)]
+    pub patient: Option<Value>,
+}
+
+impl TiepReport {
+    /// The result we store: the answers (SIMPLE) or the bundle (HL7_V2).
+    pub fn into_result(self) -> Result<Value, AppError> {
+        match (self.payload, self.fhir) {
+            (Some(answers), _) if answers.is_object() => Ok(serde_json::json!({"kind": "simple", "answers": answers})),
+            (_, Some(bundle)) if bundle.is_object() => Ok(serde_json::json!({"kind": "fhir", "bundle": bundle})),
+            _ => Err(AppError::Unprocessable("the report has neither a payload object nor a fhir bundle".into())),
+        }
+    }
+
+    /// The patient id the context names, if any.
+    pub fn patient_id(&self) -> Option<&str> {
+        self.context.patient.as_ref()?.get("identifier")?.get(0)?.get("value")?.as_str()
+    }
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(practice_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let connection = TiepConnection::load(&state, &practice_id).await?.ok_or(AppError::NotFound)?;
+    let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
+    verify_hmac_sha256(connection.hook_secret.expose_secret().as_bytes(), signature, &body)
+        .map_err(|e| AppError::Unauthorized(format!("tiep signature: {e}")))?;
+
+    let report: TiepReport = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("malformed report: {e}")))?;
+    let visit_id = report
+        .context
+        .visit_id
+        .clone()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| AppError::Unprocessable("context.visit_id is missing".into()))?;
+    let visit = visits::get(&state, &practice_id, &visit_id)
+        .await?
+        .filter(|v| v.partner() == Some(Partner::Tiep))
+        .ok_or(AppError::NotFound)?;
+    if let Some(patient_id) = report.patient_id() {
+        if patient_id != visit.patient_id {
+            return Err(AppError::Unprocessable("the report's patient is not the visit's patient".into()).into());
+        }
+    }
+    let result = report.into_result()?;
+    let applied = visits::complete(&state, &practice_id, &visit.id, &result).await?;
+    tracing::info!(%practice_id, %visit_id, applied, "tiep report received");
+    Ok(Json(serde_json::json!({"received": true, "duplicate": !applied})))
+}

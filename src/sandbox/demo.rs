@@ -1,0 +1,104 @@
+//! `chartbridge demo`: the app on the embedded SQLite default, wired to sandbox Hint and
+//! sandbox Tiep on loopback, with a practice of twenty patients installed and Tiep set up.
+//! Prints the sandbox Hint URL to open.
+
+use std::{path::PathBuf, time::Duration};
+
+use super::{
+    hint::{SandboxHint, SandboxHintConfig},
+    tiep::{PayloadType, SandboxTiep},
+};
+use crate::{
+    Application, Settings,
+    config::{ConfigArgs, SecretKey},
+    partners::tiep::{self, TiepConnection},
+    startup::shutdown_signal,
+};
+
+const WEBHOOK_SECRET: &str = "sandbox-hint-webhook-secret-0001";
+const PARTNER_API_KEY: &str = "sandbox-partner-api-key";
+const PRODUCT_ID: &str = "ppro-chartbridge-sandbox";
+const TIEP_API_KEY: &str = "tiep-sandbox-facility-key";
+const TIEP_HOOK_SECRET: &str = "tiep-sandbox-hook-secret-2026";
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Port of the sandbox Hint page (the one to open).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Port of Chartbridge itself.
+    #[arg(long, default_value_t = 8081)]
+    pub app_port: u16,
+    /// Port of sandbox Tiep.
+    #[arg(long, default_value_t = 8082)]
+    pub tiep_port: u16,
+    /// Folder for the demo database (started afresh each run, like the sandbox).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let hint = SandboxHint::start(
+        SandboxHintConfig {
+            webhook_secret: WEBHOOK_SECRET.into(),
+            partner_api_key: PARTNER_API_KEY.into(),
+            product_id: PRODUCT_ID.into(),
+            rate_limit_per_second: 20,
+        },
+        args.port,
+    )
+    .await?;
+    let tiep_sandbox = SandboxTiep::start(args.tiep_port).await?;
+
+    std::fs::create_dir_all(&args.data_dir)?;
+    let database = args.data_dir.join("demo.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+    let (_, secret_key) = SecretKey::generate();
+    let hint_origin = hint.base_url().as_str().trim_end_matches('/').to_string();
+    let config = ConfigArgs {
+        hint_api_url: hint.base_url().to_string(),
+        hint_api_key: Some(PARTNER_API_KEY.into()),
+        hint_partner_id: Some("partner-sandbox".into()),
+        hint_product_id: Some(PRODUCT_ID.into()),
+        hint_webhook_secret: Some(WEBHOOK_SECRET.into()),
+        database_url: Some(format!("sqlite:{}", database.display())),
+        port: args.app_port,
+        bind: "127.0.0.1".into(),
+        public_url: Some(format!("http://127.0.0.1:{}/", args.app_port)),
+        secret_key: Some(secret_key),
+        frame_ancestors: hint_origin.clone(),
+        tiep_api_url: tiep_sandbox.base_url().to_string(),
+        tiep_app_url: tiep_sandbox.base_url().to_string(),
+        workers: 4,
+    };
+    let mut settings = Settings::from_args(config)?;
+    // A demo should show the polling backstop within a minute, not two.
+    settings.tiep.poll_after = Duration::from_secs(30);
+    settings.tiep.poll_every = Duration::from_secs(15);
+    let app = Application::build(settings).await?;
+    let state = app.state();
+    let app_url = url::Url::parse(&format!("http://127.0.0.1:{}/", app.port()))?;
+    hint.set_app_url(app_url.clone());
+    let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
+
+    let practice_id = hint.add_practice("Riverside Family Medicine");
+    hint.seed_patients(&practice_id);
+    let installed = hint.install(&practice_id).await?;
+    anyhow::ensure!(installed.is_success(), "Instant On failed with HTTP {installed}");
+    let hook_url = tiep::webhook_url(&state, &practice_id);
+    tiep_sandbox.add_facility(TIEP_API_KEY, TIEP_HOOK_SECRET, Some(hook_url.clone()), PayloadType::Simple);
+    TiepConnection::save(&state, &practice_id, TIEP_API_KEY, TIEP_HOOK_SECRET, tiep::default_form(), "demo").await?;
+    hint.world().demo_note = format!(
+        "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}"
+    );
+
+    println!();
+    println!("  Chartbridge demo is running.");
+    println!("  Open the sandbox Hint:  {}", hint.base_url());
+    println!("  (Chartbridge {app_url}, sandbox Tiep {}; Ctrl-C stops)", tiep_sandbox.base_url());
+    println!();
+    server.await??;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Strict stand-ins for Hint and the partners, on their own sockets. The demo runs on them and
+//! the tests drive them. They refuse whatever the real services refuse, so a client bug fails.
+
+pub mod demo;
+pub mod hint;
+pub mod tiep;
+
+use axum::{Json, http::StatusCode, response::{IntoResponse, Response}};
+use tokio::net::TcpListener;
+use url::Url;
+
+/// Binds a loopback listener and answers its base URL.
+pub(crate) async fn bind(port: u16) -> anyhow::Result<(TcpListener, Url)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, Url::parse(&format!("http://{addr}/"))?))
+}
+
+/// A JSON error in Hint's shape: `{"status", "message"}`.
+pub(crate) fn hint_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({"status": status.as_u16(), "message": message}))).into_response()
+}

@@ -1,0 +1,48 @@
+//! `clinical_chart`: the patient Hint has open. Their visits and the launch buttons.
+
+use askama::Template;
+use axum::{extract::State, response::Html};
+
+use super::{Frame, LaunchButton, VisitRow, launch_buttons};
+use crate::{
+    error::AppError,
+    hint::PracticeSession,
+    state::AppState,
+    visits::{self, routes::fetch_patient},
+};
+
+#[derive(Template)]
+#[template(path = "surfaces/clinical_chart.html")]
+struct ClinicalChart {
+    frame: Frame,
+    patient_id: String,
+    patient_name: String,
+    patient_dob: String,
+    patient_error: Option<String>,
+    buttons: Vec<LaunchButton>,
+    visits: Vec<VisitRow>,
+    patient_filter: String,
+}
+
+pub async fn page(State(state): State<AppState>, session: PracticeSession) -> Result<Html<String>, AppError> {
+    let patient_id = session.patient_id.clone().ok_or_else(|| {
+        AppError::BadRequest("Hint opened the chart without a patient. Reopen Chartbridge from a patient's chart.".into())
+    })?;
+    let (patient_name, patient_dob, patient_error) = match fetch_patient(&state, &session, &patient_id).await {
+        Ok(p) => (p.display_name(), p.dob.unwrap_or_default(), None),
+        Err(AppError::NotFound) => return Err(AppError::NotFound),
+        Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
+    };
+    let rows = visits::for_patient(&state, &session.practice_id, &patient_id).await?;
+    let page = ClinicalChart {
+        frame: Frame::new(&session, "clinical_chart"),
+        patient_filter: patient_id.clone(),
+        patient_id,
+        patient_name,
+        patient_dob,
+        patient_error,
+        buttons: launch_buttons(),
+        visits: rows.iter().map(VisitRow::from).collect(),
+    };
+    Ok(Html(page.render()?))
+}

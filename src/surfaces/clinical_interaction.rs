@@ -1,0 +1,64 @@
+//! `clinical_interaction`: Hint reopens one of our partner interactions; we show the visit and
+//! its full result. Found by the handshake's interaction id, else by `?visit_id=` (the link we
+//! wrote), always within the session's practice.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    response::Html,
+};
+use serde::Deserialize;
+
+use super::Frame;
+use crate::{
+    error::AppError,
+    hint::PracticeSession,
+    state::AppState,
+    visits::{self, Visit},
+};
+
+#[derive(Template)]
+#[template(path = "surfaces/clinical_interaction.html")]
+struct ClinicalInteraction {
+    frame: Frame,
+    visit: Visit,
+    state_label: &'static str,
+    result_html: String,
+    completed: String,
+}
+
+#[derive(Deserialize)]
+pub struct InteractionQuery {
+    #[serde(default)]
+    visit_id: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Query(query): Query<InteractionQuery>,
+) -> Result<Html<String>, AppError> {
+    let mut visit = None;
+    if let Some(interaction_id) = session.interaction_id.as_deref() {
+        visit = visits::find_by_interaction(&state, &session.practice_id, interaction_id).await?;
+    }
+    if visit.is_none() {
+        if let Some(visit_id) = query.visit_id.as_deref().filter(|v| !v.is_empty()) {
+            visit = visits::get(&state, &session.practice_id, visit_id).await?;
+        }
+    }
+    let visit = visit.ok_or(AppError::NotFound)?;
+    // Hint opened this interaction for a patient: it must be the visit's patient.
+    if session.patient_id.as_deref().is_some_and(|p| p != visit.patient_id) {
+        return Err(AppError::NotFound);
+    }
+    let result_html = crate::partners::render_result(&visit)?;
+    let page = ClinicalInteraction {
+        frame: Frame::new(&session, "clinical_interaction"),
+        state_label: visit.state().label(),
+        completed: visit.completed_at.map(crate::db::format_ms).unwrap_or_default(),
+        result_html,
+        visit,
+    };
+    Ok(Html(page.render()?))
+}

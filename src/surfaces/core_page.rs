@@ -1,0 +1,168 @@
+//! `core_page`: the practice-wide page. Find a patient and start a visit; recent visits; work
+//! that needs attention (dead jobs) with a retry button.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    response::{Html, IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use super::{Frame, LaunchButton, VisitRow, launch_buttons};
+use crate::{
+    error::AppError,
+    hint::{HintAuth, PracticeSession, Role},
+    jobs::{self, StuckJob},
+    state::AppState,
+    visits::{self, routes::hint_token},
+};
+
+#[derive(Template)]
+#[template(path = "surfaces/core_page.html")]
+struct CorePage {
+    frame: Frame,
+    visits: Vec<VisitRow>,
+    stuck: Vec<StuckJobRow>,
+    patient_filter: String,
+}
+
+struct StuckJobRow {
+    id: String,
+    description: String,
+    visit_id: Option<String>,
+    dead: bool,
+    attempts: i64,
+    last_error: String,
+    updated: String,
+}
+
+impl From<StuckJob> for StuckJobRow {
+    fn from(j: StuckJob) -> Self {
+        Self {
+            dead: j.state == "dead",
+            updated: crate::db::format_ms(j.updated_at),
+            id: j.id,
+            description: j.description,
+            visit_id: j.visit_id,
+            attempts: j.attempts,
+            last_error: j.last_error,
+        }
+    }
+}
+
+pub async fn page(State(state): State<AppState>, session: PracticeSession) -> Result<Html<String>, AppError> {
+    let recent = visits::recent(&state, &session.practice_id, 25).await?;
+    let stuck = jobs::stuck_for_practice(&state, &session.practice_id).await?;
+    let page = CorePage {
+        frame: Frame::new(&session, "core_page"),
+        visits: recent.iter().map(VisitRow::from).collect(),
+        stuck: stuck.into_iter().map(StuckJobRow::from).collect(),
+        patient_filter: String::new(),
+    };
+    Ok(Html(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "fragments/patient_results.html")]
+struct PatientResults {
+    frame: Frame,
+    query: String,
+    patients: Vec<PatientRow>,
+    buttons: Vec<LaunchButton>,
+    error: Option<String>,
+}
+
+struct PatientRow {
+    id: String,
+    name: String,
+    dob: String,
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /hint/patients/search?q=` (htmx): patients of this practice matching the query.
+pub async fn search(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Query(query): Query<SearchQuery>,
+) -> Result<Html<String>, AppError> {
+    let q: String = query.q.trim().chars().take(100).collect();
+    let mut results = PatientResults {
+        frame: Frame::new(&session, "core_page"),
+        query: q.clone(),
+        patients: vec![],
+        buttons: launch_buttons(),
+        error: None,
+    };
+    if q.chars().count() >= 2 {
+        let token = hint_token(&state, &session).await?;
+        let auth = HintAuth { practice_id: &session.practice_id, token: &token };
+        match state.hint.search_patients(&auth, &q, 20).await {
+            Ok(patients) => {
+                results.patients = patients
+                    .iter()
+                    .map(|p| PatientRow { id: p.id.clone(), name: p.display_name(), dob: p.dob.clone().unwrap_or_default() })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(practice_id = %session.practice_id, error = %crate::error::error_chain(&e), "patient search failed");
+                results.error = Some(format!("Hint could not search patients right now ({e}). Please try again."));
+            }
+        }
+    }
+    Ok(Html(results.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "fragments/visit_rows.html")]
+struct VisitRows {
+    frame: Frame,
+    visits: Vec<VisitRow>,
+    patient_filter: String,
+}
+
+#[derive(Deserialize)]
+pub struct VisitRowsQuery {
+    #[serde(default)]
+    patient_id: Option<String>,
+}
+
+/// `GET /hint/visits` (htmx, polled): the visit table, for the practice or one patient.
+pub async fn visit_rows(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Query(query): Query<VisitRowsQuery>,
+) -> Result<Html<String>, AppError> {
+    let patient_filter = query.patient_id.unwrap_or_default();
+    let rows = if patient_filter.is_empty() {
+        visits::recent(&state, &session.practice_id, 25).await?
+    } else {
+        visits::for_patient(&state, &session.practice_id, &patient_filter).await?
+    };
+    let fragment = VisitRows {
+        frame: Frame::new(&session, "core_page"),
+        visits: rows.iter().map(VisitRow::from).collect(),
+        patient_filter,
+    };
+    Ok(Html(fragment.render()?))
+}
+
+/// `POST /hint/jobs/{id}/retry`: puts a dead job of this practice back in the queue.
+pub async fn retry_job(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(job_id): Path<String>,
+) -> Result<Response, AppError> {
+    if !(session.has(Role::Admin) || session.has(Role::Clinician)) {
+        return Err(AppError::Forbidden("Only admins and clinicians can retry work.".into()));
+    }
+    if !jobs::retry_dead(&state, &session.practice_id, &job_id).await? {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(practice_id = %session.practice_id, %job_id, "dead job retried by a user");
+    Ok(Html("<span class=\"ok\">Queued again.</span>").into_response())
+}

@@ -1,0 +1,73 @@
+//! `POST /hint/visits`: a clinician starts a partner visit for a patient from the frame.
+//!
+//! The form posts with `target="_blank"`, so the answer (a redirect to the partner) opens in a
+//! new tab without tripping popup blockers; a refusal renders there as a page that says why.
+
+use axum::{
+    Form,
+    extract::State,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    error::AppError,
+    hint::{HintAuth, HintError, PracticeSession, Role},
+    partners::{self, Partner},
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize)]
+pub struct StartVisitForm {
+    pub patient_id: String,
+    pub partner: String,
+}
+
+pub async fn start_visit(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Form(form): Form<StartVisitForm>,
+) -> Result<Response, AppError> {
+    session.require(Role::Clinician)?;
+    let partner = Partner::parse(&form.partner)
+        .ok_or_else(|| AppError::BadRequest(format!("Unknown partner {:?}.", form.partner)))?;
+    let patient = fetch_patient(&state, &session, &form.patient_id).await?;
+    let launch = partners::launch(&state, &session, partner, &patient).await?;
+    Ok(Redirect::to(launch.as_str()).into_response())
+}
+
+/// Loads a patient of the session's practice from Hint (404 for anyone else's).
+pub async fn fetch_patient(
+    state: &AppState,
+    session: &PracticeSession,
+    patient_id: &str,
+) -> Result<crate::hint::client::Patient, AppError> {
+    if patient_id.is_empty() || patient_id.len() > 64 {
+        return Err(AppError::BadRequest("Pick a patient first.".into()));
+    }
+    let token = hint_token(state, session).await?;
+    let auth = HintAuth { practice_id: &session.practice_id, token: &token };
+    state.hint.get_patient(&auth, patient_id).await.map_err(|e| match e {
+        HintError::NotFound => AppError::NotFound,
+        other => AppError::Upstream(format!("Hint could not load the patient: {other}.")),
+    })
+}
+
+/// The token for calls made while the user waits: the handshake's access token, else the
+/// practice's Instant On token.
+pub async fn hint_token(
+    state: &AppState,
+    session: &PracticeSession,
+) -> Result<secrecy::SecretString, AppError> {
+    if let Some(token) = session.access_token(state) {
+        return Ok(token);
+    }
+    crate::hint::install::practice_token(state, &session.practice_id)
+        .await?
+        .ok_or_else(|| {
+            AppError::Upstream(
+                "Chartbridge has no Hint access for this practice yet. Ask a practice admin to install it from the Hint marketplace."
+                    .into(),
+            )
+        })
+}

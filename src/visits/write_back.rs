@@ -1,0 +1,125 @@
+//! The `SyncInteraction` job: makes Hint's partner interaction match the visit.
+//!
+//! Convergent and idempotent: it finds our interaction by `integration_record_id` before
+//! creating one (a create whose answer was lost is not repeated), creates it with the visit's
+//! current status, patches it when the status differs, and never reopens a signed one.
+
+use super::Visit;
+use crate::{
+    db::now_ms,
+    hint::{
+        HintAuth, HintError,
+        client::{InteractionStatus, PartnerInteraction, PartnerInteractionFields},
+        install,
+    },
+    jobs::{ClaimedJob, JobError, JobOutcome},
+    state::AppState,
+};
+
+/// The link in Hint that reopens our `clinical_interaction` surface on this visit.
+pub fn web_link(state: &AppState, visit_id: &str) -> String {
+    let mut url = state
+        .settings
+        .public_url
+        .join("/hint/clinical_interaction")
+        .expect("static path joins onto the public URL");
+    url.query_pairs_mut().append_pair("visit_id", visit_id);
+    url.to_string()
+}
+
+/// What Hint should hold for `visit`.
+pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFields {
+    let visit_state = visit.state();
+    PartnerInteractionFields {
+        status: visit_state.interaction_status(),
+        title: format!("{} ({})", visit.partner_name(), visit_state.label().to_lowercase()),
+        integration_record_id: visit.id.clone(),
+        integration_web_link: web_link(state, &visit.id),
+        integration_error_message: match visit_state.interaction_status() {
+            InteractionStatus::Failed => Some(
+                visit
+                    .error_message
+                    .clone()
+                    .unwrap_or_else(|| "The visit could not be completed.".into()),
+            ),
+            _ => None,
+        },
+        partner_product_id: state.settings.hint.product_id.clone(),
+    }
+}
+
+fn job_error(e: HintError) -> JobError {
+    let message = crate::error::error_chain(&e);
+    if e.is_retryable() {
+        JobError::retry(message)
+    } else {
+        JobError::permanent(message)
+    }
+}
+
+pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
+    let visit_id = job.payload_str("visit_id")?;
+    let Some(visit) = super::get_latest(state, &job.practice_id, visit_id).await? else {
+        return Err(JobError::permanent("the visit no longer exists"));
+    };
+    let token = install::practice_token(state, &job.practice_id)
+        .await?
+        .ok_or_else(|| JobError::retry("the practice has not installed Chartbridge in Hint (no Instant On token yet)"))?;
+    let auth = HintAuth { practice_id: &job.practice_id, token: &token };
+    let desired = desired_fields(state, &visit);
+
+    let current: PartnerInteraction = match visit.hint_interaction_id.as_deref() {
+        Some(id) => state
+            .hint
+            .get_partner_interaction(&auth, &visit.patient_id, id)
+            .await
+            .map_err(job_error)?,
+        None => {
+            let found = state
+                .hint
+                .find_partner_interaction(&auth, &visit.patient_id, &visit.id)
+                .await
+                .map_err(job_error)?;
+            let interaction = match found {
+                Some(existing) => existing,
+                None => state
+                    .hint
+                    .create_partner_interaction(&auth, &visit.patient_id, &desired)
+                    .await
+                    .map_err(job_error)?,
+            };
+            record(state, &visit, &interaction).await?;
+            interaction
+        }
+    };
+
+    let needs_patch = current.status != desired.status
+        || (desired.integration_error_message.is_some()
+            && current.integration_error_message != desired.integration_error_message);
+    // Signed is final in Hint: nothing we learn later reopens it.
+    if needs_patch && current.status != InteractionStatus::Signed {
+        let patched = state
+            .hint
+            .patch_partner_interaction(&auth, &visit.patient_id, &current.id, &desired)
+            .await
+            .map_err(job_error)?;
+        record(state, &visit, &patched).await?;
+    } else if visit.hint_status.as_deref() != Some(current.status.as_str()) {
+        record(state, &visit, &current).await?;
+    }
+    Ok(JobOutcome::Done)
+}
+
+async fn record(state: &AppState, visit: &Visit, interaction: &PartnerInteraction) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE visits SET hint_interaction_id = $1, hint_status = $2, updated_at = $3 WHERE id = $4 AND practice_id = $5",
+    )
+    .bind(&interaction.id)
+    .bind(interaction.status.as_str())
+    .bind(now_ms())
+    .bind(&visit.id)
+    .bind(&visit.practice_id)
+    .execute(state.db.writer())
+    .await?;
+    Ok(())
+}
