@@ -41,7 +41,15 @@ impl Db {
                 }
                 format!("sqlite://{}?mode=rwc", path.display())
             }
-            DatabaseSettings::Url(url) => url.expose_secret().to_string(),
+            DatabaseSettings::Url(url) => {
+                let url = url.expose_secret().to_string();
+                // An sqlite: URL creates its file, like the default does.
+                if url.starts_with("sqlite:") && !url.contains("mode=") {
+                    format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+                } else {
+                    url
+                }
+            }
         };
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite

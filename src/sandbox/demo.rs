@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     Application, Settings,
-    config::{ConfigArgs, SecretKey},
+    config::{ConfigArgs, DatabaseSettings, SecretKey},
     partners::tiep::{self, TiepConnection},
     startup::shutdown_signal,
 };
@@ -63,7 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         hint_partner_id: Some("partner-sandbox".into()),
         hint_product_id: Some(PRODUCT_ID.into()),
         hint_webhook_secret: Some(WEBHOOK_SECRET.into()),
-        database_url: Some(format!("sqlite:{}", database.display())),
+        database_url: None,
         port: args.app_port,
         bind: "127.0.0.1".into(),
         public_url: Some(format!("http://127.0.0.1:{}/", args.app_port)),
@@ -74,6 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         workers: 4,
     };
     let mut settings = Settings::from_args(config)?;
+    settings.database = DatabaseSettings::Sqlite(database);
     // A demo should show the polling backstop within a minute, not two.
     settings.tiep.poll_after = Duration::from_secs(30);
     settings.tiep.poll_every = Duration::from_secs(15);

@@ -123,7 +123,8 @@ impl Interaction {
     }
 }
 
-/// Faults the tests switch on.
+/// Faults the tests switch on. They apply to the partner-interaction endpoints (the write-back
+/// path); patient reads stay healthy so a visit can start.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// Answer this many Provider API calls with 500 (counts down).
@@ -148,6 +149,8 @@ pub struct World {
     calls: HashMap<String, VecDeque<Instant>>,
     /// Provider API calls served, as "METHOD path".
     pub requests: Vec<String>,
+    /// Provider API calls allowed per key per second before 429.
+    pub rate_limit_per_second: usize,
     /// A note the demo shows on the home page (e.g. the sandbox partners' credentials).
     pub demo_note: String,
     next_id: u64,
@@ -172,8 +175,9 @@ impl SandboxHint {
     /// Starts serving on 127.0.0.1:`port` (0 for any).
     pub async fn start(config: SandboxHintConfig, port: u16) -> anyhow::Result<Self> {
         let (listener, base_url) = bind(port).await?;
+        let world = World { rate_limit_per_second: config.rate_limit_per_second, ..World::default() };
         let sandbox = Self {
-            world: Arc::default(),
+            world: Arc::new(Mutex::new(world)),
             config: Arc::new(config),
             base_url,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
@@ -415,7 +419,7 @@ async fn provider_gate(sandbox: &SandboxHint, headers: &HeaderMap, what: String,
                 _ => return Err(hint_error(StatusCode::UNAUTHORIZED, "Invalid or expired access token")),
             },
         };
-        let limit = sandbox.config.rate_limit_per_second;
+        let limit = world.rate_limit_per_second;
         let now = Instant::now();
         let calls = world.calls.entry(token).or_default();
         while calls.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
@@ -425,7 +429,11 @@ async fn provider_gate(sandbox: &SandboxHint, headers: &HeaderMap, what: String,
             return Err(hint_error(StatusCode::TOO_MANY_REQUESTS, "Enhance your calm"));
         }
         calls.push_back(now);
+        let faulty = what.contains("/interactions/");
         world.requests.push(what);
+        if !faulty {
+            return Ok((practice_id, None));
+        }
         if world.faults.fail_next > 0 {
             world.faults.fail_next -= 1;
             return Err(hint_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"));

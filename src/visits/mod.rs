@@ -185,6 +185,15 @@ pub async fn schedule_poll(conn: &mut AnyConnection, state: &AppState, practice_
     .await
 }
 
+/// Drops a pending poll for a visit that no longer needs one (one running now ends by itself).
+async fn cancel_poll(conn: &mut AnyConnection, visit_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND locked_by IS NULL")
+        .bind(format!("poll_partner:{visit_id}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Creates a visit in `launching` and asks for its draft interaction in Hint, atomically.
 pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::Error> {
     let id = new_id("vis");
@@ -264,6 +273,7 @@ pub async fn complete(state: &AppState, practice_id: &str, visit_id: &str, resul
     .rows_affected();
     if updated == 1 {
         enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
+        cancel_poll(&mut tx, visit_id).await?;
     }
     tx.commit().await?;
     if updated == 1 {
@@ -291,6 +301,7 @@ pub async fn fail(state: &AppState, practice_id: &str, visit_id: &str, reason: &
     .rows_affected();
     if updated == 1 {
         enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
+        cancel_poll(&mut tx, visit_id).await?;
     }
     tx.commit().await?;
     if updated == 1 {

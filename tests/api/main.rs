@@ -1,1 +1,8 @@
+//! One integration-test binary: the crate links once.
 
+mod handshake;
+mod helpers;
+mod isolation;
+mod resilience;
+mod surfaces;
+mod tiep_visit;

@@ -1,0 +1,104 @@
+//! The signed handshake, probed the way Hint's audit does.
+
+use crate::helpers::{sign, spawn_app};
+use sqlx::Row;
+
+const MINIMAL: &[u8] = br#"{"user":{"id":"u-1","email":"a@b.c"},"practice":{"id":"p-1","name":"P"}}"#;
+
+async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM hint_sessions")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn unsigned_is_refused() {
+    let app = spawn_app().await;
+    let response = app.handshake_raw(MINIMAL, None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(session_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn sixty_four_zeros_is_refused() {
+    let app = spawn_app().await;
+    let zeros = format!("sha256={}", "0".repeat(64));
+    assert_eq!(app.handshake_raw(MINIMAL, Some(&zeros)).await.status(), 401);
+    assert_eq!(session_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn empty_signature_is_refused() {
+    let app = spawn_app().await;
+    assert_eq!(app.handshake_raw(MINIMAL, Some("")).await.status(), 401);
+    assert_eq!(app.handshake_raw(MINIMAL, Some("sha256=")).await.status(), 401);
+}
+
+#[tokio::test]
+async fn signed_minimal_body_gets_a_session_key_that_opens_nothing_without_roles() {
+    let app = spawn_app().await;
+    let response = app.handshake_raw(MINIMAL, Some(&sign(MINIMAL))).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let key = body["session_key"].as_str().expect("a session key");
+    assert!(key.len() >= 40, "the key is long enough to be unguessable");
+    // Only the hash is stored.
+    let stored: String = sqlx::query("SELECT key_hash FROM hint_sessions")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+        .try_get("key_hash")
+        .unwrap();
+    assert_ne!(stored, key);
+    assert_eq!(stored, chartbridge::crypto::sha256_hex(key.as_bytes()));
+    // No partner role: the page says to ask a practice admin.
+    let page = app.surface("core_page", key).await;
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("Ask a practice admin"));
+}
+
+#[tokio::test]
+async fn a_flipped_body_byte_is_refused() {
+    let app = spawn_app().await;
+    let signature = sign(MINIMAL);
+    let mut tampered = MINIMAL.to_vec();
+    let at = tampered.iter().position(|b| *b == b'u').unwrap();
+    tampered[at] = b'v';
+    assert_eq!(app.handshake_raw(&tampered, Some(&signature)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_stale_timestamp_is_refused_and_a_fresh_one_accepted() {
+    let app = spawn_app().await;
+    let stale = br#"{"timestamp":"2025-10-30T14:20:19.316986-03:00","user":{"id":"u-1"},"practice":{"id":"p-1"}}"#;
+    assert_eq!(app.handshake_raw(stale, Some(&sign(stale))).await.status(), 401);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let fresh = format!(r#"{{"timestamp":"{now}","user":{{"id":"u-1"}},"practice":{{"id":"p-1"}}}}"#);
+    assert_eq!(app.handshake_raw(fresh.as_bytes(), Some(&sign(fresh.as_bytes()))).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_signed_but_malformed_body_is_a_client_error() {
+    let app = spawn_app().await;
+    for body in [&b"not json"[..], br#"{"user":{},"practice":{"id":"p"}}"#, br#"{"user":{"id":""},"practice":{"id":"p"}}"#] {
+        let status = app.handshake_raw(body, Some(&sign(body))).await.status();
+        assert!(status == 400 || status == 422, "got {status}");
+    }
+    assert_eq!(session_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn platform_support_gets_admin_and_a_banner() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Support Practice").await;
+    let support = app.hint.add_user(&practice.id, "Hintstaff", &[], "platform_support");
+    let key = app.session(&support, None).await;
+    let page = app.surface("settings", &key).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Hint platform support session"));
+}

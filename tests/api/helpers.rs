@@ -1,0 +1,303 @@
+//! `spawn_app()`: a fresh SQLite database, sandbox Hint and sandbox Tiep on their own sockets,
+//! and the real app built by `Application::build` on a real socket. Quiet unless `TEST_LOG`.
+
+use std::{path::PathBuf, sync::LazyLock, time::Duration};
+
+use chartbridge::{
+    Application, Settings,
+    config::{ConfigArgs, DatabaseSettings, SecretKey},
+    crypto::sign_hmac_sha256,
+    sandbox::{
+        hint::{SandboxHint, SandboxHintConfig},
+        tiep::{PayloadType, SandboxTiep},
+    },
+    state::AppState,
+};
+use reqwest::redirect::Policy;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+pub const WEBHOOK_SECRET: &str = "test-hint-webhook-secret-000001";
+pub const PARTNER_API_KEY: &str = "test-partner-api-key";
+pub const PRODUCT_ID: &str = "ppro-chartbridge-test";
+pub const TIEP_HOOK_SECRET: &str = "tiep-test-hook-secret-0001";
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        chartbridge::telemetry::init("debug,sqlx=warn");
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    pub hint: SandboxHint,
+    pub tiep: SandboxTiep,
+    /// Follows no redirects, like a test that wants to see them.
+    pub http: reqwest::Client,
+    settings: Settings,
+    server: JoinHandle<anyhow::Result<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub db_path: PathBuf,
+}
+
+/// One practice in sandbox Hint, installed in the app.
+pub struct TestPractice {
+    pub id: String,
+    pub admin: String,
+    pub clinician: String,
+    pub patients: Vec<String>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, letting the test adjust settings first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let hint = SandboxHint::start(
+        SandboxHintConfig {
+            webhook_secret: WEBHOOK_SECRET.into(),
+            partner_api_key: PARTNER_API_KEY.into(),
+            product_id: PRODUCT_ID.into(),
+            rate_limit_per_second: 1000,
+        },
+        0,
+    )
+    .await
+    .expect("sandbox hint starts");
+    let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
+    let port = free_port();
+    let db_path = std::env::temp_dir().join(format!("chartbridge-test-{}.sqlite", chartbridge::db::new_id("db")));
+    let (_, secret_key) = SecretKey::generate();
+    let mut settings = Settings::from_args(ConfigArgs {
+        hint_api_url: hint.base_url().to_string(),
+        hint_api_key: Some(PARTNER_API_KEY.into()),
+        hint_partner_id: Some("partner-test".into()),
+        hint_product_id: Some(PRODUCT_ID.into()),
+        hint_webhook_secret: Some(WEBHOOK_SECRET.into()),
+        database_url: None,
+        port,
+        bind: "127.0.0.1".into(),
+        public_url: Some(format!("http://127.0.0.1:{port}/")),
+        secret_key: Some(secret_key),
+        frame_ancestors: "https://app.hint.com https://*.hint.com".into(),
+        tiep_api_url: tiep.base_url().to_string(),
+        tiep_app_url: tiep.base_url().to_string(),
+        workers: 4,
+    })
+    .expect("test settings are valid");
+    settings.database = DatabaseSettings::Sqlite(db_path.clone());
+    settings.http_timeout = Duration::from_millis(1500);
+    settings.jobs.poll_interval = Duration::from_millis(50);
+    settings.jobs.base_backoff = Duration::from_millis(100);
+    settings.jobs.max_backoff = Duration::from_millis(500);
+    settings.jobs.lease = Duration::from_secs(3);
+    settings.jobs.max_attempts = 8;
+    settings.jobs.shutdown_grace = Duration::from_secs(2);
+    settings.hint.rate_limit_backoff = Duration::from_millis(50);
+    settings.tiep.poll_after = Duration::from_secs(3600);
+    adjust(&mut settings);
+    start(settings, hint, tiep, db_path).await
+}
+
+async fn start(settings: Settings, hint: SandboxHint, tiep: SandboxTiep, db_path: PathBuf) -> TestApp {
+    let app = Application::build(settings.clone()).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    hint.set_app_url(url::Url::parse(&address).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        state,
+        hint,
+        tiep,
+        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+        settings,
+        server,
+        stop: Some(stop),
+        db_path,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestApp {
+    /// Kills the app mid-flight (server and workers, no graceful shutdown) and starts a new one
+    /// on the same database and port, as a crash and restart would.
+    pub async fn crash_and_restart(self) -> TestApp {
+        self.server.abort();
+        let _ = self.server.await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        start(self.settings, self.hint, self.tiep, self.db_path).await
+    }
+
+    /// Asks the app to shut down gracefully and waits until it has.
+    pub async fn stop_gracefully(mut self) -> AppState {
+        let _ = self.stop.take().expect("running").send(());
+        self.server.await.expect("server task").expect("clean shutdown");
+        self.state
+    }
+
+    /// A practice with three patients, installed through Instant On.
+    pub async fn new_practice(&self, name: &str) -> TestPractice {
+        let id = self.hint.add_practice(name);
+        let patients = vec![
+            self.hint.add_patient(&id, "Ava", "Thompson", "1984-03-12", "female"),
+            self.hint.add_patient(&id, "Liam", "Carter", "1979-11-02", "male"),
+            self.hint.add_patient(&id, "Riley", "Morgan", "1989-12-01", "unknown"),
+        ];
+        let status = self.hint.install(&id).await.expect("install runs");
+        assert_eq!(status, 200, "Instant On should succeed");
+        TestPractice {
+            admin: self.hint.user_with_role(&id, "admin").unwrap(),
+            clinician: self.hint.user_with_role(&id, "clinician").unwrap(),
+            id,
+            patients,
+        }
+    }
+
+    /// A session key from a real signed handshake by sandbox Hint.
+    pub async fn session(&self, user_id: &str, patient_id: Option<&str>) -> String {
+        self.hint.handshake(user_id, patient_id, None).await.expect("handshake succeeds")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.address)).send().await.unwrap()
+    }
+
+    /// GET a surface with the key in the query, as Hint's iframe does.
+    pub async fn surface(&self, surface: &str, key: &str) -> reqwest::Response {
+        self.get(&format!("/hint/{surface}?session_key={key}")).await
+    }
+
+    /// An htmx-style GET with the key in the header.
+    pub async fn htmx_get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .header("x-hint-session-key", key)
+            .header("hx-request", "true")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, key: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}?session_key={key}", self.address))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a raw body to the handshake with the given signature header.
+    pub async fn handshake_raw(&self, body: &[u8], signature: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/hint/handshake", self.address))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(s) = signature {
+            request = request.header("x-hint-signature", s);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sets up Tiep for a practice: a facility in sandbox Tiep and the admin's settings form.
+    pub async fn setup_tiep(&self, practice: &TestPractice) -> String {
+        let api_key = format!("tiep-key-{}", practice.id);
+        let hook_url = format!("{}/webhooks/tiep/{}", self.address, practice.id);
+        self.tiep.add_facility(&api_key, TIEP_HOOK_SECRET, Some(hook_url), PayloadType::Simple);
+        let admin = self.session(&practice.admin, None).await;
+        let form = chartbridge::partners::tiep::default_form().to_string();
+        let response = self
+            .post_form(
+                "/hint/settings/tiep",
+                &admin,
+                &[("api_key", &api_key), ("hook_secret", TIEP_HOOK_SECRET), ("form", &form)],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "saving Tiep settings should succeed");
+        api_key
+    }
+
+    /// Starts a visit as a clinician; answers the redirect location (the partner URL).
+    pub async fn start_visit(&self, key: &str, patient_id: &str) -> reqwest::Response {
+        self.post_form("/hint/visits", key, &[("patient_id", patient_id), ("partner", "tiep")]).await
+    }
+
+    /// Opens the Tiep launch URL and saves the report with `answers`, as the doctor would.
+    pub async fn save_tiep_report(&self, launch_url: &str, answers: &[(&str, &str)]) -> reqwest::Response {
+        let page = self.http.get(launch_url).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the Tiep page opens");
+        let html = page.text().await.unwrap();
+        let action = between(&html, "action=\"", "\"").expect("the Tiep page has a form");
+        let secret = between(&html, "name=\"page_secret\" value=\"", "\"").expect("the form has its secret");
+        let mut form = vec![("page_secret", secret.as_str())];
+        form.extend_from_slice(answers);
+        let url = url::Url::parse(launch_url).unwrap().join(&action).unwrap();
+        self.http.post(url).form(&form).send().await.unwrap()
+    }
+
+    /// Posts a Tiep report signed with `secret` to the practice's webhook.
+    pub async fn post_tiep_webhook(&self, practice_id: &str, body: &Value, secret: &str) -> reqwest::Response {
+        let body = body.to_string();
+        self.http
+            .post(format!("{}/webhooks/tiep/{practice_id}", self.address))
+            .header("content-type", "application/json")
+            .header("x-signature-256", sign_hmac_sha256(secret.as_bytes(), body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// One visit row as stored, by id (practice filter included).
+    pub async fn visit(&self, practice_id: &str, visit_id: &str) -> chartbridge::visits::Visit {
+        chartbridge::visits::get(&self.state, practice_id, visit_id).await.unwrap().expect("visit exists")
+    }
+
+    /// The id of the only visit of a practice.
+    pub async fn only_visit(&self, practice_id: &str) -> chartbridge::visits::Visit {
+        let visits = chartbridge::visits::recent(&self.state, practice_id, 10).await.unwrap();
+        assert_eq!(visits.len(), 1, "exactly one visit expected");
+        visits.into_iter().next().unwrap()
+    }
+}
+
+/// The text between `start` and the next `end`.
+pub fn between(haystack: &str, start: &str, end: &str) -> Option<String> {
+    let from = haystack.find(start)? + start.len();
+    let to = haystack[from..].find(end)? + from;
+    Some(haystack[from..to].replace("&amp;", "&"))
+}
+
+/// Polls `check` until it is true (or fails the test after `limit`).
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A signed minimal handshake body.
+pub fn sign(body: &[u8]) -> String {
+    sign_hmac_sha256(WEBHOOK_SECRET.as_bytes(), body)
+}
