@@ -121,7 +121,8 @@ pub fn verify_hmac_sha256(
         return Err(SignatureError::Malformed);
     }
     let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret)?;
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret)?;
     mac.update(body);
     mac.verify_slice(&expected)
         .map_err(|_| SignatureError::Mismatch)
@@ -129,7 +130,8 @@ pub fn verify_hmac_sha256(
 
 /// `sha256=<hex>` of HMAC-SHA256(body, secret): what a sender puts in the header.
 pub fn sign_hmac_sha256(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -144,7 +146,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     const KEY: &[u8] = b"chartbridge-constant-time-eq";
     let digest = |data: &[u8]| {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(KEY).expect("HMAC takes keys of any length");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(KEY).expect("HMAC takes keys of any length");
         mac.update(data);
         mac
     };
@@ -186,14 +189,38 @@ mod tests {
         let body = br#"{"a":1}"#;
         let good = sign_hmac_sha256(SECRET, body);
         let zeros = format!("sha256={}", "0".repeat(64));
-        assert_eq!(verify_hmac_sha256(SECRET, None, body), Err(SignatureError::Missing));
-        assert_eq!(verify_hmac_sha256(SECRET, Some(""), body), Err(SignatureError::Malformed));
-        assert_eq!(verify_hmac_sha256(SECRET, Some("sha256="), body), Err(SignatureError::Malformed));
-        assert_eq!(verify_hmac_sha256(SECRET, Some(&zeros), body), Err(SignatureError::Mismatch));
-        assert_eq!(verify_hmac_sha256(SECRET, Some(&good[..good.len() - 2]), body), Err(SignatureError::Malformed));
-        assert_eq!(verify_hmac_sha256(SECRET, Some(&good.replace("sha256=", "sha1=")), body), Err(SignatureError::Malformed));
-        assert_eq!(verify_hmac_sha256(SECRET, Some(&good), br#"{"a":2}"#), Err(SignatureError::Mismatch));
-        assert_eq!(verify_hmac_sha256(b"", Some(&good), body), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify_hmac_sha256(SECRET, None, body),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some(""), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some("sha256="), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some(&zeros), body),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some(&good[..good.len() - 2]), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some(&good.replace("sha256=", "sha1=")), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hmac_sha256(SECRET, Some(&good), br#"{"a":2}"#),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_hmac_sha256(b"", Some(&good), body),
+            Err(SignatureError::NoSecret)
+        );
     }
 
     #[test]
@@ -201,10 +228,17 @@ mod tests {
         let (key, _) = SecretKey::generate();
         let sealed_box = SecretBox::new(&key);
         let sealed = sealed_box.seal(b"practice-token", "practice|pra-1");
-        assert_eq!(sealed_box.open(&sealed, "practice|pra-1").unwrap(), b"practice-token");
+        assert_eq!(
+            sealed_box.open(&sealed, "practice|pra-1").unwrap(),
+            b"practice-token"
+        );
         assert!(sealed_box.open(&sealed, "practice|pra-2").is_err());
         let (other, _) = SecretKey::generate();
-        assert!(SecretBox::new(&other).open(&sealed, "practice|pra-1").is_err());
+        assert!(
+            SecretBox::new(&other)
+                .open(&sealed, "practice|pra-1")
+                .is_err()
+        );
     }
 
     #[test]

@@ -79,9 +79,11 @@ impl AppError {
             | AppError::BadRequest(m)
             | AppError::Unprocessable(m)
             | AppError::Upstream(m) => m.clone(),
-            AppError::NoRole => "You have no Chartbridge role yet. Ask a practice admin to give you \
+            AppError::NoRole => {
+                "You have no Chartbridge role yet. Ask a practice admin to give you \
                  the Chartbridge admin or clinician role in Hint, then reopen this page."
-                .into(),
+                    .into()
+            }
             AppError::NotFound => "Not found.".into(),
             AppError::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()

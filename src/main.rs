@@ -36,14 +36,19 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("info,sqlx=warn,tower_http=info");
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let settings = Settings::from_args(cli.config).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let settings = Settings::from_args(cli.config)
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => {
             let database = match cli.config.database_url {
-                Some(url) if !url.trim().is_empty() => chartbridge::config::DatabaseSettings::Url(url.into()),
-                _ => chartbridge::config::DatabaseSettings::Sqlite("data/chartbridge.sqlite".into()),
+                Some(url) if !url.trim().is_empty() => {
+                    chartbridge::config::DatabaseSettings::Url(url.into())
+                }
+                _ => {
+                    chartbridge::config::DatabaseSettings::Sqlite("data/chartbridge.sqlite".into())
+                }
             };
             Db::connect(&database).await?;
             tracing::info!("migrations applied");

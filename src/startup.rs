@@ -39,7 +39,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let db = Db::connect(&settings.database).await?;
         let state = AppState::new(settings, db)?;
-        Ok(Self { listener, port, state })
+        Ok(Self {
+            listener,
+            port,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -52,7 +56,10 @@ impl Application {
 
     /// Serves and runs jobs until `shutdown` completes; then stops accepting, finishes
     /// requests and jobs in flight, and returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = router(self.state.clone());
         let runner = JobRunner::new(self.state.clone()).run(stop_rx.clone());
@@ -126,7 +133,9 @@ struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let id: [u8; 8] = rand::random();
-        HeaderValue::from_str(&hex::encode(id)).ok().map(RequestId::new)
+        HeaderValue::from_str(&hex::encode(id))
+            .ok()
+            .map(RequestId::new)
     }
 }
 

@@ -3,11 +3,7 @@
 use std::sync::Arc;
 
 use crate::{
-    config::Settings,
-    crypto::SecretBox,
-    db::Db,
-    hint::HintClient,
-    jobs::JobSignal,
+    config::Settings, crypto::SecretBox, db::Db, hint::HintClient, jobs::JobSignal,
     partners::tiep::TiepClient,
 };
 
@@ -33,7 +29,11 @@ impl AppState {
         Ok(Self {
             secrets: SecretBox::new(&settings.secret_key),
             hint: HintClient::new(http.clone(), settings.hint.clone()),
-            tiep: TiepClient::new(http, settings.tiep.api_url.clone(), settings.tiep.app_url.clone()),
+            tiep: TiepClient::new(
+                http,
+                settings.tiep.api_url.clone(),
+                settings.tiep.app_url.clone(),
+            ),
             settings: Arc::new(settings),
             db,
             jobs: JobSignal::default(),

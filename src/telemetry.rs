@@ -16,7 +16,12 @@ pub fn init(default_filter: &str) {
         registry.with(fmt::layer().compact()).try_init()
     } else {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
     };
     // A second init (tests) keeps the first subscriber.

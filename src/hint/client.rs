@@ -234,7 +234,9 @@ impl HintClient {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("static API paths join onto the base URL")
+        self.base
+            .join(path)
+            .expect("static API paths join onto the base URL")
     }
 
     fn limit_for(&self, practice_id: &str) -> Arc<Semaphore> {
@@ -284,7 +286,8 @@ impl HintClient {
 
     /// Exchanges an Instant On code for the practice's token (`activate: true`).
     pub async fn exchange_code(&self, code: &str) -> Result<InstallGrant, HintError> {
-        let body = serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
+        let body =
+            serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
         let response = self
             .send("partner", || {
                 self.http
@@ -340,7 +343,11 @@ impl HintClient {
                 .list_patients(auth, SEARCH_PAGE_LIMIT, page * SEARCH_PAGE_LIMIT)
                 .await?;
             let fetched = patients.len();
-            found.extend(patients.into_iter().filter(|p| needle.is_empty() || p.matches(needle)));
+            found.extend(
+                patients
+                    .into_iter()
+                    .filter(|p| needle.is_empty() || p.matches(needle)),
+            );
             let seen = (page + 1) * SEARCH_PAGE_LIMIT;
             if found.len() >= max_results
                 || fetched < SEARCH_PAGE_LIMIT
@@ -367,7 +374,10 @@ impl HintClient {
         patient_id: &str,
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = format!("/api/provider/patients/{}/interactions/partner", encode(patient_id));
+        let path = format!(
+            "/api/provider/patients/{}/interactions/partner",
+            encode(patient_id)
+        );
         let response = self
             .send(auth.practice_id, || {
                 self.provider(Method::POST, &path, auth).json(fields)
@@ -421,7 +431,10 @@ impl HintClient {
         patient_id: &str,
         integration_record_id: &str,
     ) -> Result<Option<PartnerInteraction>, HintError> {
-        let path = format!("/api/provider/patients/{}/interactions/partner", encode(patient_id));
+        let path = format!(
+            "/api/provider/patients/{}/interactions/partner",
+            encode(patient_id)
+        );
         let query = [
             ("integration_record_id", integration_record_id),
             ("limit", "100"),

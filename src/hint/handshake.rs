@@ -12,7 +12,11 @@ use super::{
     session::{self, AccessContext, NewSession, Role},
     verify_hint_signature,
 };
-use crate::{db::now_ms, error::{ApiError, AppError}, state::AppState};
+use crate::{
+    db::now_ms,
+    error::{ApiError, AppError},
+    state::AppState,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct HandshakePayload {
@@ -85,7 +89,9 @@ pub async fn handshake(
     let payload: HandshakePayload = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed handshake body: {e}")))?;
     if payload.user.id.trim().is_empty() || payload.practice.id.trim().is_empty() {
-        return Err(AppError::Unprocessable("user.id and practice.id must not be empty".into()).into());
+        return Err(
+            AppError::Unprocessable("user.id and practice.id must not be empty".into()).into(),
+        );
     }
     if let Some(timestamp) = payload.timestamp.as_deref() {
         check_fresh(timestamp, state.settings.sessions.handshake_max_age)?;
@@ -116,9 +122,10 @@ pub async fn handshake(
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| {
-            state
-                .secrets
-                .seal(t.as_bytes(), &session::access_token_aad(practice_id, user_id))
+            state.secrets.seal(
+                t.as_bytes(),
+                &session::access_token_aad(practice_id, user_id),
+            )
         });
     let user_name = payload.user.display_name();
 

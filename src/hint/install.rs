@@ -28,7 +28,9 @@ pub async fn connect(
     Path(code): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let practice_id = install(&state, &code).await?;
-    Ok(Json(serde_json::json!({ "connected": true, "practice_id": practice_id })))
+    Ok(Json(
+        serde_json::json!({ "connected": true, "practice_id": practice_id }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -42,8 +44,10 @@ pub async fn connect_redirect(
     Query(query): Query<RedirectQuery>,
 ) -> Response {
     let Some(code) = query.code.filter(|c| !c.is_empty()) else {
-        return AppError::BadRequest("The install link has no code. Start the install again from Hint.".into())
-            .into_response();
+        return AppError::BadRequest(
+            "The install link has no code. Start the install again from Hint.".into(),
+        )
+        .into_response();
     };
     match install(&state, &code).await {
         Ok(_) => Html(
@@ -61,16 +65,25 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
     }
     let grant = state.hint.exchange_code(code).await.map_err(|e| match e {
         HintError::Rejected { .. } | HintError::NotFound | HintError::Unauthorized(_) => {
-            AppError::BadRequest("Hint did not accept the install code (expired or already used).".into())
+            AppError::BadRequest(
+                "Hint did not accept the install code (expired or already used).".into(),
+            )
         }
-        other => AppError::Upstream(format!("Could not complete the install with Hint: {other}.")),
+        other => AppError::Upstream(format!(
+            "Could not complete the install with Hint: {other}."
+        )),
     })?;
     let practice_id = grant.practice.id.trim().to_string();
     if practice_id.is_empty() || grant.access_token.is_empty() {
-        return Err(AppError::Upstream("Hint answered the install without a practice or token.".into()));
+        return Err(AppError::Upstream(
+            "Hint answered the install without a practice or token.".into(),
+        ));
     }
     let product_id = &state.settings.hint.product_id;
-    let sealed = state.secrets.seal(grant.access_token.as_bytes(), &token_aad(product_id, &practice_id));
+    let sealed = state.secrets.seal(
+        grant.access_token.as_bytes(),
+        &token_aad(product_id, &practice_id),
+    );
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -101,7 +114,10 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
 }
 
 /// The stored practice token for background work, if the practice has installed us.
-pub async fn practice_token(state: &AppState, practice_id: &str) -> Result<Option<SecretString>, AppError> {
+pub async fn practice_token(
+    state: &AppState,
+    practice_id: &str,
+) -> Result<Option<SecretString>, AppError> {
     let product_id = &state.settings.hint.product_id;
     let row = sqlx::query(
         "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
@@ -112,7 +128,11 @@ pub async fn practice_token(state: &AppState, practice_id: &str) -> Result<Optio
     .await?;
     let Some(row) = row else { return Ok(None) };
     let sealed: String = row.try_get("token_sealed")?;
-    Ok(Some(state.secrets.open_str(&sealed, &token_aad(product_id, practice_id))?))
+    Ok(Some(
+        state
+            .secrets
+            .open_str(&sealed, &token_aad(product_id, practice_id))?,
+    ))
 }
 
 /// Forgets a practice's token (Hint sent `integration.deactivated`).

@@ -7,7 +7,11 @@ pub mod install;
 pub mod session;
 pub mod webhooks;
 
-use axum::{Router, http::HeaderMap, routing::{get, post}};
+use axum::{
+    Router,
+    http::HeaderMap,
+    routing::{get, post},
+};
 use secrecy::ExposeSecret;
 
 use crate::{crypto::verify_hmac_sha256, error::AppError, state::AppState};
@@ -25,10 +29,21 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Verifies `X-Hint-Signature` over the raw body with `HINT_WEBHOOK_SECRET`.
-pub fn verify_hint_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
-    let header = headers.get("x-hint-signature").and_then(|v| v.to_str().ok());
+pub fn verify_hint_signature(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), AppError> {
+    let header = headers
+        .get("x-hint-signature")
+        .and_then(|v| v.to_str().ok());
     verify_hmac_sha256(
-        state.settings.hint.webhook_secret.expose_secret().as_bytes(),
+        state
+            .settings
+            .hint
+            .webhook_secret
+            .expose_secret()
+            .as_bytes(),
         header,
         body,
     )

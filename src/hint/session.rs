@@ -120,11 +120,12 @@ pub async fn create(
 pub async fn sweep_expired(state: &AppState) -> Result<u64, sqlx::Error> {
     let now = now_ms();
     let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
-    let done = sqlx::query("DELETE FROM hint_sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-        .bind(now)
-        .bind(idle_cutoff)
-        .execute(state.db.writer())
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM hint_sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(idle_cutoff)
+            .execute(state.db.writer())
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -179,7 +180,11 @@ impl PracticeSession {
 
     /// Roles for display, e.g. "admin, clinician".
     pub fn role_names(&self) -> String {
-        self.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+        self.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -189,7 +194,11 @@ pub fn access_token_aad(practice_id: &str, user_id: &str) -> String {
 }
 
 fn key_from_parts(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         let value = value.trim();
         if !value.is_empty() {
             return Some(value.to_string());
@@ -206,8 +215,8 @@ impl FromRequestParts<AppState> for PracticeSession {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let key = key_from_parts(parts)
-            .ok_or_else(|| AppError::Unauthorized("no session key".into()))?;
+        let key =
+            key_from_parts(parts).ok_or_else(|| AppError::Unauthorized("no session key".into()))?;
         if key.len() > 128 {
             return Err(AppError::Unauthorized("malformed session key".into()));
         }

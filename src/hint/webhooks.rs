@@ -41,7 +41,9 @@ pub async fn receive(
     .await?
     .rows_affected();
     if inserted == 0 {
-        return Ok(Json(serde_json::json!({"received": true, "duplicate": true})));
+        return Ok(Json(
+            serde_json::json!({"received": true, "duplicate": true}),
+        ));
     }
     match event.kind.as_str() {
         "integration.deactivated" => install::uninstall(&state, &event.practice_id).await?,

@@ -18,7 +18,11 @@ use tokio::sync::Notify;
 
 pub use runner::JobRunner;
 
-use crate::{db::{new_id, now_ms}, error::AppError, state::AppState};
+use crate::{
+    db::{new_id, now_ms},
+    error::AppError,
+    state::AppState,
+};
 
 /// What a job does. Stored by name so the queue survives upgrades that add kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +108,16 @@ pub struct JobError {
 
 impl JobError {
     pub fn retry(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: false }
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: true }
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
     }
 }
 
@@ -138,7 +148,11 @@ impl JobSignal {
 
 /// Enqueues `job` on `conn` (pass the business transaction). Call `state.jobs.wake()` after
 /// the commit so a worker picks it up at once.
-pub async fn enqueue(conn: &mut AnyConnection, max_attempts: i64, job: NewJob<'_>) -> Result<(), sqlx::Error> {
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    max_attempts: i64,
+    job: NewJob<'_>,
+) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, \
@@ -179,7 +193,10 @@ pub struct StuckJob {
 }
 
 /// This practice's dead jobs and jobs that failed at least three times.
-pub async fn stuck_for_practice(state: &AppState, practice_id: &str) -> Result<Vec<StuckJob>, sqlx::Error> {
+pub async fn stuck_for_practice(
+    state: &AppState,
+    practice_id: &str,
+) -> Result<Vec<StuckJob>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, kind, payload, state, attempts, last_error, updated_at FROM jobs \
          WHERE practice_id = $1 AND (state = 'dead' OR (attempts >= 3 AND last_error IS NOT NULL)) \
@@ -195,12 +212,20 @@ pub async fn stuck_for_practice(state: &AppState, practice_id: &str) -> Result<V
             let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
             Ok(StuckJob {
                 id: row.try_get("id")?,
-                description: JobKind::parse(&kind).map(|k| k.describe()).unwrap_or("Background work").to_string(),
+                description: JobKind::parse(&kind)
+                    .map(|k| k.describe())
+                    .unwrap_or("Background work")
+                    .to_string(),
                 kind,
-                visit_id: payload.get("visit_id").and_then(|v| v.as_str()).map(String::from),
+                visit_id: payload
+                    .get("visit_id")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
                 state: row.try_get("state")?,
                 attempts: row.try_get("attempts")?,
-                last_error: row.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
+                last_error: row
+                    .try_get::<Option<String>, _>("last_error")?
+                    .unwrap_or_default(),
                 updated_at: row.try_get("updated_at")?,
             })
         })
@@ -208,7 +233,11 @@ pub async fn stuck_for_practice(state: &AppState, practice_id: &str) -> Result<V
 }
 
 /// Puts a dead job of this practice back in the queue. False when there is none by that id.
-pub async fn retry_dead(state: &AppState, practice_id: &str, job_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn retry_dead(
+    state: &AppState,
+    practice_id: &str,
+    job_id: &str,
+) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 \

@@ -26,7 +26,10 @@ type JobResult = Result<JobOutcome, JobError>;
 
 impl JobRunner {
     pub fn new(state: AppState) -> Self {
-        Self { state, worker_id: new_id("worker") }
+        Self {
+            state,
+            worker_id: new_id("worker"),
+        }
     }
 
     /// Runs until `shutdown` turns true, then waits (bounded) for the jobs in flight.
@@ -43,7 +46,8 @@ impl JobRunner {
                     Ok(Some(job)) => {
                         let state = self.state.clone();
                         let for_task = job.clone();
-                        let handle = running.spawn(async move { dispatch(&state, &for_task).await });
+                        let handle =
+                            running.spawn(async move { dispatch(&state, &for_task).await });
                         in_flight.insert(handle.id(), job);
                     }
                     Ok(None) => break,
@@ -74,7 +78,10 @@ impl JobRunner {
                 self.record(done, &mut in_flight).await;
             }
         };
-        if tokio::time::timeout(settings.shutdown_grace, drain).await.is_err() {
+        if tokio::time::timeout(settings.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
             // Leases run out and another worker takes these over; nothing is lost.
             tracing::warn!("jobs still running at shutdown were left to their leases");
         }
@@ -121,11 +128,17 @@ impl JobRunner {
         let (task_id, result) = match done {
             Ok((id, result)) => (id, result),
             Err(e) => {
-                let message = if e.is_panic() { "the job panicked" } else { "the job was cancelled" };
+                let message = if e.is_panic() {
+                    "the job panicked"
+                } else {
+                    "the job was cancelled"
+                };
                 (e.id(), Err(JobError::retry(message)))
             }
         };
-        let Some(job) = in_flight.remove(&task_id) else { return };
+        let Some(job) = in_flight.remove(&task_id) else {
+            return;
+        };
         let outcome = match result {
             Ok(JobOutcome::Done) => self.finish(&job).await,
             Ok(JobOutcome::CheckAgainAt(at)) => self.check_again(&job, at).await,
@@ -138,11 +151,12 @@ impl JobRunner {
     }
 
     async fn finish(&self, job: &ClaimedJob) -> Result<(), sqlx::Error> {
-        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND rerun = 0")
-            .bind(&job.id)
-            .bind(&self.worker_id)
-            .execute(self.state.db.writer())
-            .await?;
+        let deleted =
+            sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND rerun = 0")
+                .bind(&job.id)
+                .bind(&self.worker_id)
+                .execute(self.state.db.writer())
+                .await?;
         if deleted.rows_affected() == 0 {
             // More work arrived while it ran: run it again now.
             let now = now_ms();
@@ -215,6 +229,9 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> JobResult {
     match JobKind::parse(&job.kind) {
         Some(JobKind::SyncInteraction) => crate::visits::write_back::run(state, job).await,
         Some(JobKind::PollPartner) => crate::partners::poll(state, job).await,
-        None => Err(JobError::permanent(format!("unknown job kind {}", job.kind))),
+        None => Err(JobError::permanent(format!(
+            "unknown job kind {}",
+            job.kind
+        ))),
     }
 }

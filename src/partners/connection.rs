@@ -28,8 +28,9 @@ pub async fn load<S: DeserializeOwned, K: DeserializeOwned>(
     let settings: String = row.try_get("settings")?;
     let sealed: String = row.try_get("secrets_sealed")?;
     let secrets = state.secrets.open(&sealed, &aad(practice_id, partner))?;
-    let settings = serde_json::from_str(&settings)
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("stored partner settings")))?;
+    let settings = serde_json::from_str(&settings).map_err(|e| {
+        AppError::Internal(anyhow::Error::new(e).context("stored partner settings"))
+    })?;
     let secrets = serde_json::from_slice(&secrets)
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("stored partner secrets")))?;
     Ok(Some((settings, secrets)))

@@ -86,7 +86,10 @@ pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobE
     }
     match visit.partner() {
         Some(Partner::Tiep) => tiep::poll::poll(state, &visit).await,
-        None => Err(JobError::permanent(format!("unknown partner {}", visit.partner))),
+        None => Err(JobError::permanent(format!(
+            "unknown partner {}",
+            visit.partner
+        ))),
     }
 }
 

@@ -87,10 +87,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let practice_id = hint.add_practice("Riverside Family Medicine");
     hint.seed_patients(&practice_id);
     let installed = hint.install(&practice_id).await?;
-    anyhow::ensure!(installed.is_success(), "Instant On failed with HTTP {installed}");
+    anyhow::ensure!(
+        installed.is_success(),
+        "Instant On failed with HTTP {installed}"
+    );
     let hook_url = tiep::webhook_url(&state, &practice_id);
-    tiep_sandbox.add_facility(TIEP_API_KEY, TIEP_HOOK_SECRET, Some(hook_url.clone()), PayloadType::Simple);
-    TiepConnection::save(&state, &practice_id, TIEP_API_KEY, TIEP_HOOK_SECRET, tiep::default_form(), "demo").await?;
+    tiep_sandbox.add_facility(
+        TIEP_API_KEY,
+        TIEP_HOOK_SECRET,
+        Some(hook_url.clone()),
+        PayloadType::Simple,
+    );
+    TiepConnection::save(
+        &state,
+        &practice_id,
+        TIEP_API_KEY,
+        TIEP_HOOK_SECRET,
+        tiep::default_form(),
+        "demo",
+    )
+    .await?;
     hint.world().demo_note = format!(
         "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}"
     );
@@ -98,7 +114,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("  Chartbridge demo is running.");
     println!("  Open the sandbox Hint:  {}", hint.base_url());
-    println!("  (Chartbridge {app_url}, sandbox Tiep {}; Ctrl-C stops)", tiep_sandbox.base_url());
+    println!(
+        "  (Chartbridge {app_url}, sandbox Tiep {}; Ctrl-C stops)",
+        tiep_sandbox.base_url()
+    );
     println!();
     server.await??;
     Ok(())

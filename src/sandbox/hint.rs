@@ -175,12 +175,17 @@ impl SandboxHint {
     /// Starts serving on 127.0.0.1:`port` (0 for any).
     pub async fn start(config: SandboxHintConfig, port: u16) -> anyhow::Result<Self> {
         let (listener, base_url) = bind(port).await?;
-        let world = World { rate_limit_per_second: config.rate_limit_per_second, ..World::default() };
+        let world = World {
+            rate_limit_per_second: config.rate_limit_per_second,
+            ..World::default()
+        };
         let sandbox = Self {
             world: Arc::new(Mutex::new(world)),
             config: Arc::new(config),
             base_url,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
         };
         let app = router(sandbox.clone());
         tokio::spawn(async move {
@@ -218,8 +223,15 @@ impl SandboxHint {
             products: vec![self.config.product_id.clone()],
             integration_id,
         });
-        let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
-        for (role, first, last) in [("admin", "Alex", "Admin"), ("clinician", "Casey", "Clinician")] {
+        let slug: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
+        for (role, first, last) in [
+            ("admin", "Alex", "Admin"),
+            ("clinician", "Casey", "Clinician"),
+        ] {
             let user_id = world.next("user");
             world.users.push(User {
                 id: user_id,
@@ -235,7 +247,13 @@ impl SandboxHint {
     }
 
     /// Adds a user with the given roles and access context; answers the user id.
-    pub fn add_user(&self, practice_id: &str, first_name: &str, roles: &[&str], access_context: &str) -> String {
+    pub fn add_user(
+        &self,
+        practice_id: &str,
+        first_name: &str,
+        roles: &[&str],
+        access_context: &str,
+    ) -> String {
         let mut world = self.world();
         let id = world.next("user");
         world.users.push(User {
@@ -260,7 +278,14 @@ impl SandboxHint {
     }
 
     /// Adds a patient; answers the id.
-    pub fn add_patient(&self, practice_id: &str, first: &str, last: &str, dob: &str, sex: &str) -> String {
+    pub fn add_patient(
+        &self,
+        practice_id: &str,
+        first: &str,
+        last: &str,
+        dob: &str,
+        sex: &str,
+    ) -> String {
         let mut world = self.world();
         let id = world.next("pat");
         world.patients.push(Patient {
@@ -270,7 +295,11 @@ impl SandboxHint {
             last_name: last.into(),
             dob: dob.into(),
             sex: sex.into(),
-            email: Some(format!("{}.{}@patients.example", first.to_lowercase(), last.to_lowercase())),
+            email: Some(format!(
+                "{}.{}@patients.example",
+                first.to_lowercase(),
+                last.to_lowercase()
+            )),
             phone: Some("+15555550100".into()),
         });
         id
@@ -279,16 +308,26 @@ impl SandboxHint {
     /// Adds twenty demo patients to a practice.
     pub fn seed_patients(&self, practice_id: &str) {
         const NAMES: [(&str, &str, &str, &str); 20] = [
-            ("Ava", "Thompson", "1984-03-12", "female"), ("Liam", "Carter", "1979-11-02", "male"),
-            ("Sofia", "Martinez", "1992-06-25", "female"), ("Noah", "Bennett", "1967-01-30", "male"),
-            ("Mia", "Nguyen", "2001-09-14", "female"), ("Ethan", "Okafor", "1988-04-08", "male"),
-            ("Isabella", "Rossi", "1975-12-19", "female"), ("Lucas", "Schmidt", "1990-07-03", "male"),
-            ("Amara", "Haddad", "1983-02-27", "female"), ("Mateo", "Silva", "1996-10-11", "male"),
-            ("Chloe", "Dubois", "1971-05-16", "female"), ("Kenji", "Tanaka", "1986-08-21", "male"),
-            ("Zara", "Ahmed", "1999-03-05", "female"), ("Oliver", "Novak", "1958-11-28", "male"),
-            ("Priya", "Raman", "1993-01-09", "female"), ("Jonas", "Berg", "1980-06-17", "male"),
-            ("Leila", "Karimi", "1977-09-30", "female"), ("Samuel", "Adeyemi", "2004-02-14", "male"),
-            ("Riley", "Morgan", "1989-12-01", "unknown"), ("Elena", "Popescu", "1962-04-22", "female"),
+            ("Ava", "Thompson", "1984-03-12", "female"),
+            ("Liam", "Carter", "1979-11-02", "male"),
+            ("Sofia", "Martinez", "1992-06-25", "female"),
+            ("Noah", "Bennett", "1967-01-30", "male"),
+            ("Mia", "Nguyen", "2001-09-14", "female"),
+            ("Ethan", "Okafor", "1988-04-08", "male"),
+            ("Isabella", "Rossi", "1975-12-19", "female"),
+            ("Lucas", "Schmidt", "1990-07-03", "male"),
+            ("Amara", "Haddad", "1983-02-27", "female"),
+            ("Mateo", "Silva", "1996-10-11", "male"),
+            ("Chloe", "Dubois", "1971-05-16", "female"),
+            ("Kenji", "Tanaka", "1986-08-21", "male"),
+            ("Zara", "Ahmed", "1999-03-05", "female"),
+            ("Oliver", "Novak", "1958-11-28", "male"),
+            ("Priya", "Raman", "1993-01-09", "female"),
+            ("Jonas", "Berg", "1980-06-17", "male"),
+            ("Leila", "Karimi", "1977-09-30", "female"),
+            ("Samuel", "Adeyemi", "2004-02-14", "male"),
+            ("Riley", "Morgan", "1989-12-01", "unknown"),
+            ("Elena", "Popescu", "1962-04-22", "female"),
         ];
         for (first, last, dob, sex) in NAMES {
             self.add_patient(practice_id, first, last, dob, sex);
@@ -297,7 +336,12 @@ impl SandboxHint {
 
     /// Interactions held for a practice's patient (tests assert on these).
     pub fn interactions_for(&self, patient_id: &str) -> Vec<Interaction> {
-        self.world().interactions.iter().filter(|i| i.patient_id == patient_id).cloned().collect()
+        self.world()
+            .interactions
+            .iter()
+            .filter(|i| i.patient_id == patient_id)
+            .cloned()
+            .collect()
     }
 
     /// Runs Instant On for a practice: mints a code and posts it to the app.
@@ -305,8 +349,16 @@ impl SandboxHint {
         let (code, app_url) = {
             let mut world = self.world();
             let code = random_token();
-            world.oauth_codes.insert(code.clone(), practice_id.to_string());
-            (code, world.app_url.clone().ok_or_else(|| anyhow::anyhow!("app URL not set"))?)
+            world
+                .oauth_codes
+                .insert(code.clone(), practice_id.to_string());
+            (
+                code,
+                world
+                    .app_url
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("app URL not set"))?,
+            )
         };
         let url = app_url.join(&format!("/hint/connect/{code}"))?;
         Ok(self.http.post(url).send().await?.status())
@@ -331,7 +383,10 @@ impl SandboxHint {
             .send()
             .await?;
         if !response.status().is_success() {
-            anyhow::bail!("the app refused the handshake with HTTP {}", response.status());
+            anyhow::bail!(
+                "the app refused the handshake with HTTP {}",
+                response.status()
+            );
         }
         let answer: Value = response.json().await?;
         answer
@@ -341,15 +396,37 @@ impl SandboxHint {
             .ok_or_else(|| anyhow::anyhow!("the app answered no session_key"))
     }
 
-    fn handshake_body(&self, user_id: &str, patient_id: Option<&str>, interaction_id: Option<&str>) -> anyhow::Result<(String, Url)> {
+    fn handshake_body(
+        &self,
+        user_id: &str,
+        patient_id: Option<&str>,
+        interaction_id: Option<&str>,
+    ) -> anyhow::Result<(String, Url)> {
         let mut world = self.world();
-        let app_url = world.app_url.clone().ok_or_else(|| anyhow::anyhow!("app URL not set"))?;
-        let user = world.users.iter().find(|u| u.id == user_id).cloned().ok_or_else(|| anyhow::anyhow!("no such user"))?;
-        let practice = world.practices.iter().find(|p| p.id == user.practice_id).cloned().ok_or_else(|| anyhow::anyhow!("no practice"))?;
+        let app_url = world
+            .app_url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("app URL not set"))?;
+        let user = world
+            .users
+            .iter()
+            .find(|u| u.id == user_id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no such user"))?;
+        let practice = world
+            .practices
+            .iter()
+            .find(|p| p.id == user.practice_id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no practice"))?;
         let access_token = random_token();
-        world
-            .access_tokens
-            .insert(access_token.clone(), (practice.id.clone(), Instant::now() + Duration::from_secs(3600)));
+        world.access_tokens.insert(
+            access_token.clone(),
+            (
+                practice.id.clone(),
+                Instant::now() + Duration::from_secs(3600),
+            ),
+        );
         let mut body = json!({
             "timestamp": OffsetDateTime::now_utc().format(&Rfc3339)?,
             "user": {
@@ -395,7 +472,12 @@ fn router(sandbox: SandboxHint) -> Router {
 // ---------------------------------------------------------------- Provider API
 
 /// Authenticates a Provider API call and applies rate limit and faults. Answers the practice.
-async fn provider_gate(sandbox: &SandboxHint, headers: &HeaderMap, what: String, write: bool) -> Result<(String, Option<Duration>), Response> {
+async fn provider_gate(
+    sandbox: &SandboxHint,
+    headers: &HeaderMap,
+    what: String,
+    write: bool,
+) -> Result<(String, Option<Duration>), Response> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -416,17 +498,28 @@ async fn provider_gate(sandbox: &SandboxHint, headers: &HeaderMap, what: String,
             Some(p) => p.clone(),
             None => match world.access_tokens.get(&token) {
                 Some((p, expires)) if *expires > Instant::now() => p.clone(),
-                _ => return Err(hint_error(StatusCode::UNAUTHORIZED, "Invalid or expired access token")),
+                _ => {
+                    return Err(hint_error(
+                        StatusCode::UNAUTHORIZED,
+                        "Invalid or expired access token",
+                    ));
+                }
             },
         };
         let limit = world.rate_limit_per_second;
         let now = Instant::now();
         let calls = world.calls.entry(token).or_default();
-        while calls.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
+        while calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
             calls.pop_front();
         }
         if calls.len() >= limit {
-            return Err(hint_error(StatusCode::TOO_MANY_REQUESTS, "Enhance your calm"));
+            return Err(hint_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Enhance your calm",
+            ));
         }
         calls.push_back(now);
         let faulty = what.contains("/interactions/");
@@ -436,9 +529,20 @@ async fn provider_gate(sandbox: &SandboxHint, headers: &HeaderMap, what: String,
         }
         if world.faults.fail_next > 0 {
             world.faults.fail_next -= 1;
-            return Err(hint_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"));
+            return Err(hint_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
         }
-        (practice_id, world.faults.hang_for, if write { world.faults.hang_after_write_for } else { None })
+        (
+            practice_id,
+            world.faults.hang_for,
+            if write {
+                world.faults.hang_after_write_for
+            } else {
+                None
+            },
+        )
     };
     if let Some(hang) = hang {
         tokio::time::sleep(hang).await;
@@ -452,21 +556,35 @@ fn paging(query: &HashMap<String, String>) -> Result<(usize, usize), Response> {
         None => 25,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(hint_error(StatusCode::BAD_REQUEST, "limit must be an integer from 1 to 100")),
+            _ => {
+                return Err(hint_error(
+                    StatusCode::BAD_REQUEST,
+                    "limit must be an integer from 1 to 100",
+                ));
+            }
         },
     };
     let offset = match query.get("offset") {
         None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| hint_error(StatusCode::BAD_REQUEST, "offset must be a non-negative integer"))?,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            hint_error(
+                StatusCode::BAD_REQUEST,
+                "offset must be a non-negative integer",
+            )
+        })?,
     };
     Ok((limit, offset))
 }
 
-fn refuse_unknown_params(query: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Response> {
+fn refuse_unknown_params(
+    query: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), Response> {
     match query.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(hint_error(StatusCode::BAD_REQUEST, &format!("Unknown parameter {k}"))),
+        Some(k) => Err(hint_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Unknown parameter {k}"),
+        )),
         None => Ok(()),
     }
 }
@@ -476,18 +594,35 @@ fn page_response(all: Vec<Value>, limit: usize, offset: usize) -> Response {
     let page: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
     let count = page.len();
     (
-        [("x-count", count.to_string()), ("x-total-count", total.to_string())],
+        [
+            ("x-count", count.to_string()),
+            ("x-total-count", total.to_string()),
+        ],
         Json(Value::Array(page)),
     )
         .into_response()
 }
 
-async fn list_patients(State(sandbox): State<SandboxHint>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
-    let (practice_id, _) = match provider_gate(&sandbox, &headers, "GET /api/provider/patients".into(), false).await {
+async fn list_patients(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (practice_id, _) = match provider_gate(
+        &sandbox,
+        &headers,
+        "GET /api/provider/patients".into(),
+        false,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = refuse_unknown_params(&query, &["limit", "offset", "first_name", "last_name", "email", "dob"]) {
+    if let Err(r) = refuse_unknown_params(
+        &query,
+        &["limit", "offset", "first_name", "last_name", "email", "dob"],
+    ) {
         return r;
     }
     let (limit, offset) = match paging(&query) {
@@ -502,7 +637,11 @@ async fn list_patients(State(sandbox): State<SandboxHint>, headers: HeaderMap, Q
         .filter(|p| query.get("first_name").is_none_or(|v| *v == p.first_name))
         .filter(|p| query.get("last_name").is_none_or(|v| *v == p.last_name))
         .filter(|p| query.get("dob").is_none_or(|v| *v == p.dob))
-        .filter(|p| query.get("email").is_none_or(|v| Some(v) == p.email.as_ref()))
+        .filter(|p| {
+            query
+                .get("email")
+                .is_none_or(|v| Some(v) == p.email.as_ref())
+        })
         .map(Patient::to_json)
         .collect();
     page_response(all, limit, offset)
@@ -517,8 +656,19 @@ fn find_patient(world: &World, practice_id: &str, patient_id: &str) -> Result<Pa
         .ok_or_else(|| hint_error(StatusCode::NOT_FOUND, "Patient not found"))
 }
 
-async fn get_patient(State(sandbox): State<SandboxHint>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (practice_id, _) = match provider_gate(&sandbox, &headers, "GET /api/provider/patients/{id}".into(), false).await {
+async fn get_patient(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (practice_id, _) = match provider_gate(
+        &sandbox,
+        &headers,
+        "GET /api/provider/patients/{id}".into(),
+        false,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -530,19 +680,39 @@ async fn get_patient(State(sandbox): State<SandboxHint>, headers: HeaderMap, Pat
 
 const STATUSES: [&str; 5] = ["draft", "signed", "addended", "deleted", "failed"];
 const INTERACTION_FIELDS: [&str; 7] = [
-    "status", "title", "integration_record_id", "integration_web_link", "integration_error_message", "partner_product_id", "type",
+    "status",
+    "title",
+    "integration_record_id",
+    "integration_web_link",
+    "integration_error_message",
+    "partner_product_id",
+    "type",
 ];
 
 /// Validates a create or patch body strictly; answers the fields as strings.
-fn interaction_body(body: &Value, practice: &Practice, creating: bool) -> Result<Map<String, Value>, Response> {
+fn interaction_body(
+    body: &Value,
+    practice: &Practice,
+    creating: bool,
+) -> Result<Map<String, Value>, Response> {
     let bad = |m: &str| hint_error(StatusCode::BAD_REQUEST, m);
-    let obj = body.as_object().ok_or_else(|| bad("Body must be a JSON object"))?;
-    if let Some(k) = obj.keys().find(|k| !INTERACTION_FIELDS.contains(&k.as_str())) {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| bad("Body must be a JSON object"))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !INTERACTION_FIELDS.contains(&k.as_str()))
+    {
         return Err(bad(&format!("Unknown attribute {k}")));
     }
     match obj.get("status") {
         Some(Value::String(s)) if STATUSES.contains(&s.as_str()) => {}
-        Some(_) => return Err(hint_error(StatusCode::UNPROCESSABLE_ENTITY, "status must be one of draft, signed, addended, deleted, failed")),
+        Some(_) => {
+            return Err(hint_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "status must be one of draft, signed, addended, deleted, failed",
+            ));
+        }
         None if creating => return Err(bad("status is required")),
         None => {}
     }
@@ -551,30 +721,54 @@ fn interaction_body(body: &Value, practice: &Practice, creating: bool) -> Result
             return Err(bad("type must be partner"));
         }
     }
-    for field in ["title", "integration_record_id", "integration_error_message", "partner_product_id", "integration_web_link"] {
-        if obj.get(field).is_some_and(|v| !v.is_string() && !v.is_null()) {
+    for field in [
+        "title",
+        "integration_record_id",
+        "integration_error_message",
+        "partner_product_id",
+        "integration_web_link",
+    ] {
+        if obj
+            .get(field)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
             return Err(bad(&format!("{field} must be a string")));
         }
     }
     if let Some(link) = obj.get("integration_web_link").and_then(Value::as_str) {
         match Url::parse(link) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(hint_error(StatusCode::UNPROCESSABLE_ENTITY, "integration_web_link must be an absolute http(s) URL")),
+            _ => {
+                return Err(hint_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "integration_web_link must be an absolute http(s) URL",
+                ));
+            }
         }
     }
     match obj.get("partner_product_id").and_then(Value::as_str) {
         Some(p) if !practice.products.iter().any(|x| x == p) => {
-            return Err(bad("partner_product_id is not a product this practice has installed"));
+            return Err(bad(
+                "partner_product_id is not a product this practice has installed",
+            ));
         }
         None if creating && practice.products.len() > 1 => {
-            return Err(bad("partner_product_id is required: this practice has several of your products"));
+            return Err(bad(
+                "partner_product_id is required: this practice has several of your products",
+            ));
         }
         _ => {}
     }
     if obj.get("status").and_then(Value::as_str) == Some("failed")
-        && obj.get("integration_error_message").and_then(Value::as_str).is_none_or(str::is_empty)
+        && obj
+            .get("integration_error_message")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
-        return Err(hint_error(StatusCode::UNPROCESSABLE_ENTITY, "integration_error_message is required for failed interactions"));
+        return Err(hint_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integration_error_message is required for failed interactions",
+        ));
     }
     Ok(obj.clone())
 }
@@ -589,11 +783,17 @@ async fn create_interaction(
     Path(patient_id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let (practice_id, hang_after) =
-        match provider_gate(&sandbox, &headers, "POST /api/provider/patients/{id}/interactions/partner".into(), true).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    let (practice_id, hang_after) = match provider_gate(
+        &sandbox,
+        &headers,
+        "POST /api/provider/patients/{id}/interactions/partner".into(),
+        true,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let Some(Json(body)) = body else {
         return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
     };
@@ -602,7 +802,12 @@ async fn create_interaction(
         if let Err(r) = find_patient(&world, &practice_id, &patient_id) {
             return r;
         }
-        let practice = world.practices.iter().find(|p| p.id == practice_id).cloned().expect("token's practice exists");
+        let practice = world
+            .practices
+            .iter()
+            .find(|p| p.id == practice_id)
+            .cloned()
+            .expect("token's practice exists");
         let fields = match interaction_body(&body, &practice, true) {
             Ok(f) => f,
             Err(r) => return r,
@@ -617,7 +822,9 @@ async fn create_interaction(
             integration_web_link: text(&fields, "integration_web_link"),
             integration_error_message: text(&fields, "integration_error_message"),
             partner_product_id: text(&fields, "partner_product_id"),
-            event_timestamp: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            event_timestamp: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
             updates: 0,
         };
         world.interactions.push(interaction.clone());
@@ -635,12 +842,21 @@ async fn list_interactions(
     Path(patient_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (practice_id, _) =
-        match provider_gate(&sandbox, &headers, "GET /api/provider/patients/{id}/interactions/partner".into(), false).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-    if let Err(r) = refuse_unknown_params(&query, &["limit", "offset", "integration_record_id", "status"]) {
+    let (practice_id, _) = match provider_gate(
+        &sandbox,
+        &headers,
+        "GET /api/provider/patients/{id}/interactions/partner".into(),
+        false,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(r) = refuse_unknown_params(
+        &query,
+        &["limit", "offset", "integration_record_id", "status"],
+    ) {
         return r;
     }
     let (limit, offset) = match paging(&query) {
@@ -655,7 +871,11 @@ async fn list_interactions(
         .interactions
         .iter()
         .filter(|i| i.practice_id == practice_id && i.patient_id == patient_id)
-        .filter(|i| query.get("integration_record_id").is_none_or(|v| Some(v) == i.integration_record_id.as_ref()))
+        .filter(|i| {
+            query
+                .get("integration_record_id")
+                .is_none_or(|v| Some(v) == i.integration_record_id.as_ref())
+        })
         .filter(|i| query.get("status").is_none_or(|v| *v == i.status))
         .map(Interaction::to_json)
         .collect();
@@ -667,16 +887,24 @@ async fn get_interaction(
     headers: HeaderMap,
     Path((patient_id, interaction_id)): Path<(String, String)>,
 ) -> Response {
-    let (practice_id, _) =
-        match provider_gate(&sandbox, &headers, "GET /api/provider/patients/{id}/interactions/partner/{id}".into(), false).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    let (practice_id, _) = match provider_gate(
+        &sandbox,
+        &headers,
+        "GET /api/provider/patients/{id}/interactions/partner/{id}".into(),
+        false,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let world = sandbox.world();
     world
         .interactions
         .iter()
-        .find(|i| i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id)
+        .find(|i| {
+            i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id
+        })
         .map(|i| Json(i.to_json()).into_response())
         .unwrap_or_else(|| hint_error(StatusCode::NOT_FOUND, "Interaction not found"))
 }
@@ -687,40 +915,65 @@ async fn patch_interaction(
     Path((patient_id, interaction_id)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let (practice_id, hang_after) =
-        match provider_gate(&sandbox, &headers, "PATCH /api/provider/patients/{id}/interactions/partner/{id}".into(), true).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    let (practice_id, hang_after) = match provider_gate(
+        &sandbox,
+        &headers,
+        "PATCH /api/provider/patients/{id}/interactions/partner/{id}".into(),
+        true,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let Some(Json(body)) = body else {
         return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
     };
     let updated = {
         let mut world = sandbox.world();
-        let practice = world.practices.iter().find(|p| p.id == practice_id).cloned().expect("token's practice exists");
+        let practice = world
+            .practices
+            .iter()
+            .find(|p| p.id == practice_id)
+            .cloned()
+            .expect("token's practice exists");
         let fields = match interaction_body(&body, &practice, false) {
             Ok(f) => f,
             Err(r) => return r,
         };
-        let Some(interaction) = world
-            .interactions
-            .iter_mut()
-            .find(|i| i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id)
-        else {
+        let Some(interaction) = world.interactions.iter_mut().find(|i| {
+            i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id
+        }) else {
             return hint_error(StatusCode::NOT_FOUND, "Interaction not found");
         };
         let new_status = text(&fields, "status");
-        if interaction.status == "signed" && new_status.as_deref().is_some_and(|s| s != "signed" && s != "addended") {
-            return hint_error(StatusCode::UNPROCESSABLE_ENTITY, "A signed interaction can only be addended");
+        if interaction.status == "signed"
+            && new_status
+                .as_deref()
+                .is_some_and(|s| s != "signed" && s != "addended")
+        {
+            return hint_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "A signed interaction can only be addended",
+            );
         }
         if let Some(s) = new_status {
             interaction.status = s;
         }
         for (field, slot) in [
             ("title", &mut interaction.title),
-            ("integration_record_id", &mut interaction.integration_record_id),
-            ("integration_web_link", &mut interaction.integration_web_link),
-            ("integration_error_message", &mut interaction.integration_error_message),
+            (
+                "integration_record_id",
+                &mut interaction.integration_record_id,
+            ),
+            (
+                "integration_web_link",
+                &mut interaction.integration_web_link,
+            ),
+            (
+                "integration_error_message",
+                &mut interaction.integration_error_message,
+            ),
             ("partner_product_id", &mut interaction.partner_product_id),
         ] {
             if fields.contains_key(field) {
@@ -745,16 +998,29 @@ struct TokenRequest {
     activate: Option<bool>,
 }
 
-async fn oauth_tokens(State(sandbox): State<SandboxHint>, headers: HeaderMap, body: Option<Json<TokenRequest>>) -> Response {
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+async fn oauth_tokens(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    body: Option<Json<TokenRequest>>,
+) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if bearer != Some(sandbox.config.partner_api_key.as_str()) {
-        return hint_error(StatusCode::UNAUTHORIZED, "The code exchange needs the partner API key");
+        return hint_error(
+            StatusCode::UNAUTHORIZED,
+            "The code exchange needs the partner API key",
+        );
     }
     let Some(Json(request)) = body else {
         return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
     };
     if request.grant_type.as_deref() != Some("authorization_code") {
-        return hint_error(StatusCode::BAD_REQUEST, "grant_type must be authorization_code");
+        return hint_error(
+            StatusCode::BAD_REQUEST,
+            "grant_type must be authorization_code",
+        );
     }
     if request.activate.is_none() {
         return hint_error(StatusCode::BAD_REQUEST, "activate is required");
@@ -763,7 +1029,12 @@ async fn oauth_tokens(State(sandbox): State<SandboxHint>, headers: HeaderMap, bo
     let Some(practice_id) = request.code.and_then(|c| world.oauth_codes.remove(&c)) else {
         return hint_error(StatusCode::BAD_REQUEST, "Invalid or used code");
     };
-    let practice = world.practices.iter().find(|p| p.id == practice_id).cloned().expect("code's practice exists");
+    let practice = world
+        .practices
+        .iter()
+        .find(|p| p.id == practice_id)
+        .cloned()
+        .expect("code's practice exists");
     let token = random_token();
     world.practice_tokens.insert(token.clone(), practice_id);
     Json(json!({
@@ -817,7 +1088,12 @@ async fn home(State(sandbox): State<SandboxHint>, Query(q): Query<AsUser>) -> Re
         practice_name: practice.name.clone(),
         who: user.partner_roles.first().cloned().unwrap_or_default(),
         installed: world.practice_tokens.values().any(|p| *p == practice.id),
-        patients: world.patients.iter().filter(|p| p.practice_id == practice.id).cloned().collect(),
+        patients: world
+            .patients
+            .iter()
+            .filter(|p| p.practice_id == practice.id)
+            .cloned()
+            .collect(),
         tiep_note: world.demo_note.clone(),
     };
     drop(world);
@@ -835,12 +1111,27 @@ struct FramePage {
     error: Option<String>,
 }
 
-async fn chart(State(sandbox): State<SandboxHint>, Path(id): Path<String>, Query(q): Query<AsUser>) -> Response {
+async fn chart(
+    State(sandbox): State<SandboxHint>,
+    Path(id): Path<String>,
+    Query(q): Query<AsUser>,
+) -> Response {
     open_frame(&sandbox, "clinical_chart", q.who.as_deref(), Some(id), None).await
 }
 
-async fn embed(State(sandbox): State<SandboxHint>, Path(surface): Path<String>, Query(q): Query<AsUser>) -> Response {
-    if !["core_page", "clinical_chart", "clinical_interaction", "settings"].contains(&surface.as_str()) {
+async fn embed(
+    State(sandbox): State<SandboxHint>,
+    Path(surface): Path<String>,
+    Query(q): Query<AsUser>,
+) -> Response {
+    if ![
+        "core_page",
+        "clinical_chart",
+        "clinical_interaction",
+        "settings",
+    ]
+    .contains(&surface.as_str())
+    {
         return (StatusCode::NOT_FOUND, "No such surface").into_response();
     }
     let surface: &'static str = match surface.as_str() {
@@ -849,20 +1140,46 @@ async fn embed(State(sandbox): State<SandboxHint>, Path(surface): Path<String>, 
         "clinical_interaction" => "clinical_interaction",
         _ => "settings",
     };
-    open_frame(&sandbox, surface, q.who.as_deref(), q.patient, q.interaction).await
+    open_frame(
+        &sandbox,
+        surface,
+        q.who.as_deref(),
+        q.patient,
+        q.interaction,
+    )
+    .await
 }
 
 /// Does what Hint does when a user opens the app: handshake, then frame the surface.
-async fn open_frame(sandbox: &SandboxHint, surface: &'static str, who: Option<&str>, patient_id: Option<String>, interaction_id: Option<String>) -> Response {
+async fn open_frame(
+    sandbox: &SandboxHint,
+    surface: &'static str,
+    who: Option<&str>,
+    patient_id: Option<String>,
+    interaction_id: Option<String>,
+) -> Response {
     let (user, patient, interactions, app_url) = {
         let world = sandbox.world();
         let Some((practice, user)) = acting(&world, who) else {
             return (StatusCode::NOT_FOUND, "No such user in the sandbox").into_response();
         };
-        let patient = patient_id.as_deref().and_then(|id| world.patients.iter().find(|p| p.id == id && p.practice_id == practice.id).cloned());
+        let patient = patient_id.as_deref().and_then(|id| {
+            world
+                .patients
+                .iter()
+                .find(|p| p.id == id && p.practice_id == practice.id)
+                .cloned()
+        });
         let interactions = patient
             .as_ref()
-            .map(|p| world.interactions.iter().filter(|i| i.patient_id == p.id).cloned().collect())
+            .map(|p| {
+                world
+                    .interactions
+                    .iter()
+                    .filter(|i| i.patient_id == p.id)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         (user, patient, interactions, world.app_url.clone())
     };
@@ -872,10 +1189,28 @@ async fn open_frame(sandbox: &SandboxHint, surface: &'static str, who: Option<&s
         (None, "settings") => "Chartbridge settings".into(),
         _ => "Chartbridge".into(),
     };
-    let mut page = FramePage { title, who, patient: patient.clone(), interactions, frame_src: None, error: None };
-    match (app_url, sandbox.handshake(&user.id, patient.as_ref().map(|p| p.id.as_str()), interaction_id.as_deref()).await) {
+    let mut page = FramePage {
+        title,
+        who,
+        patient: patient.clone(),
+        interactions,
+        frame_src: None,
+        error: None,
+    };
+    match (
+        app_url,
+        sandbox
+            .handshake(
+                &user.id,
+                patient.as_ref().map(|p| p.id.as_str()),
+                interaction_id.as_deref(),
+            )
+            .await,
+    ) {
         (Some(app_url), Ok(key)) => {
-            let mut src = app_url.join(&format!("/hint/{surface}")).expect("static path");
+            let mut src = app_url
+                .join(&format!("/hint/{surface}"))
+                .expect("static path");
             src.query_pairs_mut().append_pair("session_key", &key);
             page.frame_src = Some(src.to_string());
         }
@@ -891,14 +1226,23 @@ struct InstallForm {
     who: Option<String>,
 }
 
-async fn install_button(State(sandbox): State<SandboxHint>, Form(form): Form<InstallForm>) -> Response {
+async fn install_button(
+    State(sandbox): State<SandboxHint>,
+    Form(form): Form<InstallForm>,
+) -> Response {
     let practice_id = sandbox.world().practices.first().map(|p| p.id.clone());
     let Some(practice_id) = practice_id else {
         return (StatusCode::NOT_FOUND, "No practice").into_response();
     };
     match sandbox.install(&practice_id).await {
-        Ok(status) if status.is_success() => Redirect::to(&format!("/?as={}", form.who.unwrap_or_default())).into_response(),
-        Ok(status) => (StatusCode::BAD_GATEWAY, format!("Chartbridge refused the install: HTTP {status}")).into_response(),
+        Ok(status) if status.is_success() => {
+            Redirect::to(&format!("/?as={}", form.who.unwrap_or_default())).into_response()
+        }
+        Ok(status) => (
+            StatusCode::BAD_GATEWAY,
+            format!("Chartbridge refused the install: HTTP {status}"),
+        )
+            .into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, format!("Install failed: {e}")).into_response(),
     }
 }

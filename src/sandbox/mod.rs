@@ -2,10 +2,17 @@
 //! the tests drive them. They refuse whatever the real services refuse, so a client bug fails.
 
 pub mod demo;
+// Fake handlers refuse with a ready `Response`; boxing it would only add noise.
+#[allow(clippy::result_large_err)]
 pub mod hint;
+#[allow(clippy::result_large_err)]
 pub mod tiep;
 
-use axum::{Json, http::StatusCode, response::{IntoResponse, Response}};
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -18,5 +25,9 @@ pub(crate) async fn bind(port: u16) -> anyhow::Result<(TcpListener, Url)> {
 
 /// A JSON error in Hint's shape: `{"status", "message"}`.
 pub(crate) fn hint_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({"status": status.as_u16(), "message": message}))).into_response()
+    (
+        status,
+        Json(serde_json::json!({"status": status.as_u16(), "message": message})),
+    )
+        .into_response()
 }

@@ -86,7 +86,9 @@ impl SandboxTiep {
         let sandbox = Self {
             world: Arc::default(),
             base_url,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
         };
         let app = Router::new()
             .route("/", get(app_page))
@@ -110,7 +112,13 @@ impl SandboxTiep {
     }
 
     /// Registers a facility; answers its id.
-    pub fn add_facility(&self, api_key: &str, hook_secret: &str, hook_url: Option<String>, payload_type: PayloadType) -> String {
+    pub fn add_facility(
+        &self,
+        api_key: &str,
+        hook_secret: &str,
+        hook_url: Option<String>,
+        payload_type: PayloadType,
+    ) -> String {
         let mut world = self.world();
         let id = format!("fac-{}", &random_token()[..8]);
         world.facilities.push(Facility {
@@ -151,7 +159,10 @@ fn detail(status: StatusCode, message: &str) -> Response {
 }
 
 fn facility_for(world: &TiepWorld, headers: &HeaderMap) -> Result<Facility, Response> {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if key.is_empty() {
         return Err(detail(StatusCode::UNAUTHORIZED, "Missing X-API-Key"));
     }
@@ -169,7 +180,10 @@ fn check_form(form: &Value) -> Result<(), String> {
     if obj.get("type") != Some(&json!("object")) {
         return Err("form.type must be \"object\"".into());
     }
-    let props = obj.get("properties").and_then(Value::as_object).ok_or("form.properties must be an object")?;
+    let props = obj
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or("form.properties must be an object")?;
     if props.is_empty() {
         return Err("form.properties must not be empty".into());
     }
@@ -182,7 +196,11 @@ fn check_form(form: &Value) -> Result<(), String> {
     Ok(())
 }
 
-async fn generate_token(State(sandbox): State<SandboxTiep>, headers: HeaderMap, body: Option<Json<Value>>) -> Response {
+async fn generate_token(
+    State(sandbox): State<SandboxTiep>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
     let mut world = sandbox.world();
     if world.faults.api_down {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
@@ -195,17 +213,32 @@ async fn generate_token(State(sandbox): State<SandboxTiep>, headers: HeaderMap, 
         return detail(StatusCode::UNPROCESSABLE_ENTITY, "Body must be JSON");
     };
     let doctor = body.get("doctor").cloned().unwrap_or(Value::Null);
-    let nonempty = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+    let nonempty = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
     if !nonempty(doctor.get("id")) || !nonempty(doctor.get("name")) {
-        return detail(StatusCode::UNPROCESSABLE_ENTITY, "doctor.id and doctor.name are required");
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doctor.id and doctor.name are required",
+        );
     }
     if let Some(specialties) = doctor.get("specialties") {
-        if !specialties.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            return detail(StatusCode::UNPROCESSABLE_ENTITY, "doctor.specialties must be a list of strings");
+        if !specialties
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            return detail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "doctor.specialties must be a list of strings",
+            );
         }
     }
     if body.get("create_session").and_then(Value::as_bool) != Some(true) {
-        return detail(StatusCode::UNPROCESSABLE_ENTITY, "create_session must be true to open a session");
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "create_session must be true to open a session",
+        );
     }
     let form = body.get("form").cloned().unwrap_or(Value::Null);
     if let Err(e) = check_form(&form) {
@@ -213,7 +246,10 @@ async fn generate_token(State(sandbox): State<SandboxTiep>, headers: HeaderMap, 
     }
     let token = random_token();
     let session_id = uuid_like();
-    world.tokens.insert(token.clone(), (session_id.clone(), Instant::now() + TOKEN_LIFETIME));
+    world.tokens.insert(
+        token.clone(),
+        (session_id.clone(), Instant::now() + TOKEN_LIFETIME),
+    );
     world.sessions.insert(
         session_id.clone(),
         Session {
@@ -233,10 +269,21 @@ async fn generate_token(State(sandbox): State<SandboxTiep>, headers: HeaderMap, 
 fn uuid_like() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
-async fn get_session(State(sandbox): State<SandboxTiep>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_session(
+    State(sandbox): State<SandboxTiep>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let world = sandbox.world();
     if world.faults.api_down {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
@@ -245,7 +292,11 @@ async fn get_session(State(sandbox): State<SandboxTiep>, headers: HeaderMap, Pat
         Ok(f) => f,
         Err(r) => return r,
     };
-    let Some(session) = world.sessions.get(&id).filter(|s| s.facility_id == facility.id) else {
+    let Some(session) = world
+        .sessions
+        .get(&id)
+        .filter(|s| s.facility_id == facility.id)
+    else {
         return detail(StatusCode::NOT_FOUND, "Session not found");
     };
     let payload = session
@@ -292,7 +343,10 @@ struct MessagePage {
 }
 
 fn message(status: StatusCode, title: &str, text: &str) -> Response {
-    let page = MessagePage { title: title.into(), message: text.into() };
+    let page = MessagePage {
+        title: title.into(),
+        message: text.into(),
+    };
     (status, Html(page.render().unwrap_or_default())).into_response()
 }
 
@@ -307,7 +361,11 @@ fn decode_context(raw: &str) -> Result<Value, String> {
     if patient.get("resourceType") != Some(&json!("Patient")) {
         return Err("context.patient.resourceType must be \"Patient\"".into());
     }
-    if patient.pointer("/identifier/0/value").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if patient
+        .pointer("/identifier/0/value")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err("context.patient.identifier[0].value is required".into());
     }
     Ok(context)
@@ -321,11 +379,23 @@ fn fields_of(form: &Value) -> Vec<Field> {
                 .iter()
                 .map(|(key, p)| Field {
                     key: key.clone(),
-                    title: p.get("title").and_then(Value::as_str).unwrap_or(key).to_string(),
-                    kind: p.get("type").and_then(Value::as_str).unwrap_or("string").to_string(),
+                    title: p
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .unwrap_or(key)
+                        .to_string(),
+                    kind: p
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("string")
+                        .to_string(),
                     min: p.get("minimum").and_then(Value::as_f64),
                     max: p.get("maximum").and_then(Value::as_f64),
-                    description: p.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    description: p
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                 })
                 .collect()
         })
@@ -334,7 +404,11 @@ fn fields_of(form: &Value) -> Vec<Field> {
 
 async fn app_page(State(sandbox): State<SandboxTiep>, Query(q): Query<LaunchQuery>) -> Response {
     let (Some(token), Some(session_id)) = (q.token, q.session_id) else {
-        return message(StatusCode::UNAUTHORIZED, "Sign in", "Open Tiep from your health record system.");
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "Open Tiep from your health record system.",
+        );
     };
     let Some(raw_context) = q.context.filter(|c| !c.is_empty()) else {
         return message(
@@ -350,13 +424,29 @@ async fn app_page(State(sandbox): State<SandboxTiep>, Query(q): Query<LaunchQuer
     let mut world = sandbox.world();
     match world.tokens.get(&token) {
         Some((sid, expires)) if *sid == session_id && *expires > Instant::now() => {}
-        Some((sid, _)) if *sid == session_id => return message(StatusCode::UNAUTHORIZED, "Link expired", "This launch link has expired. Start the visit again."),
-        _ => return message(StatusCode::UNAUTHORIZED, "Invalid link", "This launch link is not valid."),
+        Some((sid, _)) if *sid == session_id => {
+            return message(
+                StatusCode::UNAUTHORIZED,
+                "Link expired",
+                "This launch link has expired. Start the visit again.",
+            );
+        }
+        _ => {
+            return message(
+                StatusCode::UNAUTHORIZED,
+                "Invalid link",
+                "This launch link is not valid.",
+            );
+        }
     }
     // One use: a launch link cannot be replayed.
     world.tokens.remove(&token);
     let Some(session) = world.sessions.get_mut(&session_id) else {
-        return message(StatusCode::NOT_FOUND, "Unknown session", "This session does not exist.");
+        return message(
+            StatusCode::NOT_FOUND,
+            "Unknown session",
+            "This session does not exist.",
+        );
     };
     let secret = random_token();
     session.page_secret = Some(secret.clone());
@@ -364,9 +454,23 @@ async fn app_page(State(sandbox): State<SandboxTiep>, Query(q): Query<LaunchQuer
     let page = AppPage {
         session_id,
         page_secret: secret,
-        patient_name: context.pointer("/patient/name/0/text").and_then(Value::as_str).unwrap_or("Unnamed patient").to_string(),
-        doctor_name: session.doctor.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-        form_title: session.form.get("title").and_then(Value::as_str).unwrap_or("Consultation").to_string(),
+        patient_name: context
+            .pointer("/patient/name/0/text")
+            .and_then(Value::as_str)
+            .unwrap_or("Unnamed patient")
+            .to_string(),
+        doctor_name: session
+            .doctor
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        form_title: session
+            .form
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or("Consultation")
+            .to_string(),
         fields: fields_of(&session.form),
         errors: vec![],
     };
@@ -374,7 +478,10 @@ async fn app_page(State(sandbox): State<SandboxTiep>, Query(q): Query<LaunchQuer
 }
 
 /// Coerces posted strings to the form's types, checking bounds.
-fn coerce(form: &Value, posted: &HashMap<String, String>) -> Result<Map<String, Value>, Vec<String>> {
+fn coerce(
+    form: &Value,
+    posted: &HashMap<String, String>,
+) -> Result<Map<String, Value>, Vec<String>> {
     let mut answers = Map::new();
     let mut errors = vec![];
     for field in fields_of(form) {
@@ -383,16 +490,31 @@ fn coerce(form: &Value, posted: &HashMap<String, String>) -> Result<Map<String, 
             "boolean" => Value::Bool(matches!(raw, "on" | "true" | "yes")),
             _ if raw.is_empty() => continue,
             "integer" => match raw.parse::<i64>() {
-                Ok(n) if field.min.is_none_or(|m| n as f64 >= m) && field.max.is_none_or(|m| n as f64 <= m) => json!(n),
+                Ok(n)
+                    if field.min.is_none_or(|m| n as f64 >= m)
+                        && field.max.is_none_or(|m| n as f64 <= m) =>
+                {
+                    json!(n)
+                }
                 _ => {
-                    errors.push(format!("{} must be a whole number{}", field.title, bounds(&field)));
+                    errors.push(format!(
+                        "{} must be a whole number{}",
+                        field.title,
+                        bounds(&field)
+                    ));
                     continue;
                 }
             },
             "number" => match raw.parse::<f64>() {
-                Ok(n) if field.min.is_none_or(|m| n >= m) && field.max.is_none_or(|m| n <= m) => json!(n),
+                Ok(n) if field.min.is_none_or(|m| n >= m) && field.max.is_none_or(|m| n <= m) => {
+                    json!(n)
+                }
                 _ => {
-                    errors.push(format!("{} must be a number{}", field.title, bounds(&field)));
+                    errors.push(format!(
+                        "{} must be a number{}",
+                        field.title,
+                        bounds(&field)
+                    ));
                     continue;
                 }
             },
@@ -400,7 +522,11 @@ fn coerce(form: &Value, posted: &HashMap<String, String>) -> Result<Map<String, 
         };
         answers.insert(field.key, value);
     }
-    if errors.is_empty() { Ok(answers) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(answers)
+    } else {
+        Err(errors)
+    }
 }
 
 fn bounds(field: &Field) -> String {
@@ -412,17 +538,35 @@ fn bounds(field: &Field) -> String {
     }
 }
 
-async fn save_report(State(sandbox): State<SandboxTiep>, Path(session_id): Path<String>, Form(posted): Form<HashMap<String, String>>) -> Response {
+async fn save_report(
+    State(sandbox): State<SandboxTiep>,
+    Path(session_id): Path<String>,
+    Form(posted): Form<HashMap<String, String>>,
+) -> Response {
     let (facility, body) = {
         let mut world = sandbox.world();
         let Some(session) = world.sessions.get(&session_id).cloned() else {
-            return message(StatusCode::NOT_FOUND, "Unknown session", "This session does not exist.");
+            return message(
+                StatusCode::NOT_FOUND,
+                "Unknown session",
+                "This session does not exist.",
+            );
         };
-        if session.page_secret.is_none() || session.page_secret.as_deref() != posted.get("page_secret").map(String::as_str) {
-            return message(StatusCode::UNAUTHORIZED, "Not allowed", "Open this session from a launch link first.");
+        if session.page_secret.is_none()
+            || session.page_secret.as_deref() != posted.get("page_secret").map(String::as_str)
+        {
+            return message(
+                StatusCode::UNAUTHORIZED,
+                "Not allowed",
+                "Open this session from a launch link first.",
+            );
         }
         let Some(context) = session.context.clone() else {
-            return message(StatusCode::BAD_REQUEST, "Missing patient context", "The doctor cannot save a consultation without patient context.");
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Missing patient context",
+                "The doctor cannot save a consultation without patient context.",
+            );
         };
         let answers = match coerce(&session.form, &posted) {
             Ok(a) => Value::Object(a),
@@ -430,16 +574,39 @@ async fn save_report(State(sandbox): State<SandboxTiep>, Path(session_id): Path<
                 let page = AppPage {
                     session_id: session.id.clone(),
                     page_secret: session.page_secret.clone().unwrap_or_default(),
-                    patient_name: context.pointer("/patient/name/0/text").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    doctor_name: session.doctor.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    form_title: session.form.get("title").and_then(Value::as_str).unwrap_or("Consultation").to_string(),
+                    patient_name: context
+                        .pointer("/patient/name/0/text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    doctor_name: session
+                        .doctor
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    form_title: session
+                        .form
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Consultation")
+                        .to_string(),
                     fields: fields_of(&session.form),
                     errors,
                 };
-                return (StatusCode::UNPROCESSABLE_ENTITY, Html(page.render().unwrap_or_default())).into_response();
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Html(page.render().unwrap_or_default()),
+                )
+                    .into_response();
             }
         };
-        let facility = world.facilities.iter().find(|f| f.id == session.facility_id).cloned().expect("session's facility exists");
+        let facility = world
+            .facilities
+            .iter()
+            .find(|f| f.id == session.facility_id)
+            .cloned()
+            .expect("session's facility exists");
         let stored = world.sessions.get_mut(&session_id).expect("exists");
         stored.status = "report_saved".into();
         stored.answers = Some(answers.clone());
@@ -451,15 +618,24 @@ async fn save_report(State(sandbox): State<SandboxTiep>, Path(session_id): Path<
             }}),
         };
         if world.faults.drop_webhooks {
-            return message(StatusCode::OK, "Report saved", "The report is saved. (The webhook was not sent: the sandbox is dropping webhooks.)");
+            return message(
+                StatusCode::OK,
+                "Report saved",
+                "The report is saved. (The webhook was not sent: the sandbox is dropping webhooks.)",
+            );
         }
         (facility, body.to_string())
     };
     let delivered = sandbox.deliver(&facility, body).await;
     let note = match delivered {
-        Some(s) if (200..300).contains(&s) => "The report was sent to your health record system.".to_string(),
-        Some(s) => format!("Your health record system answered HTTP {s}; it can still fetch the report."),
-        None => "Your health record system could not be reached; it can still fetch the report.".to_string(),
+        Some(s) if (200..300).contains(&s) => {
+            "The report was sent to your health record system.".to_string()
+        }
+        Some(s) => {
+            format!("Your health record system answered HTTP {s}; it can still fetch the report.")
+        }
+        None => "Your health record system could not be reached; it can still fetch the report."
+            .to_string(),
     };
     message(StatusCode::OK, "Report saved", &note)
 }

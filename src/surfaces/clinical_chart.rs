@@ -24,15 +24,22 @@ struct ClinicalChart {
     patient_filter: String,
 }
 
-pub async fn page(State(state): State<AppState>, session: PracticeSession) -> Result<Html<String>, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    session: PracticeSession,
+) -> Result<Html<String>, AppError> {
     let patient_id = session.patient_id.clone().ok_or_else(|| {
-        AppError::BadRequest("Hint opened the chart without a patient. Reopen Chartbridge from a patient's chart.".into())
+        AppError::BadRequest(
+            "Hint opened the chart without a patient. Reopen Chartbridge from a patient's chart."
+                .into(),
+        )
     })?;
-    let (patient_name, patient_dob, patient_error) = match fetch_patient(&state, &session, &patient_id).await {
-        Ok(p) => (p.display_name(), p.dob.unwrap_or_default(), None),
-        Err(AppError::NotFound) => return Err(AppError::NotFound),
-        Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
-    };
+    let (patient_name, patient_dob, patient_error) =
+        match fetch_patient(&state, &session, &patient_id).await {
+            Ok(p) => (p.display_name(), p.dob.unwrap_or_default(), None),
+            Err(AppError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
+        };
     let rows = visits::for_patient(&state, &session.practice_id, &patient_id).await?;
     let page = ClinicalChart {
         frame: Frame::new(&session, "clinical_chart"),

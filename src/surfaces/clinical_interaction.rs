@@ -49,14 +49,21 @@ pub async fn page(
     }
     let visit = visit.ok_or(AppError::NotFound)?;
     // Hint opened this interaction for a patient: it must be the visit's patient.
-    if session.patient_id.as_deref().is_some_and(|p| p != visit.patient_id) {
+    if session
+        .patient_id
+        .as_deref()
+        .is_some_and(|p| p != visit.patient_id)
+    {
         return Err(AppError::NotFound);
     }
     let result_html = crate::partners::render_result(&visit)?;
     let page = ClinicalInteraction {
         frame: Frame::new(&session, "clinical_interaction"),
         state_label: visit.state().label(),
-        completed: visit.completed_at.map(crate::db::format_ms).unwrap_or_default(),
+        completed: visit
+            .completed_at
+            .map(crate::db::format_ms)
+            .unwrap_or_default(),
         result_html,
         visit,
     };

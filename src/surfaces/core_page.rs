@@ -50,7 +50,10 @@ impl From<StuckJob> for StuckJobRow {
     }
 }
 
-pub async fn page(State(state): State<AppState>, session: PracticeSession) -> Result<Html<String>, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    session: PracticeSession,
+) -> Result<Html<String>, AppError> {
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
     let stuck = jobs::stuck_for_practice(&state, &session.practice_id).await?;
     let page = CorePage {
@@ -100,17 +103,26 @@ pub async fn search(
     };
     if q.chars().count() >= 2 {
         let token = hint_token(&state, &session).await?;
-        let auth = HintAuth { practice_id: &session.practice_id, token: &token };
+        let auth = HintAuth {
+            practice_id: &session.practice_id,
+            token: &token,
+        };
         match state.hint.search_patients(&auth, &q, 20).await {
             Ok(patients) => {
                 results.patients = patients
                     .iter()
-                    .map(|p| PatientRow { id: p.id.clone(), name: p.display_name(), dob: p.dob.clone().unwrap_or_default() })
+                    .map(|p| PatientRow {
+                        id: p.id.clone(),
+                        name: p.display_name(),
+                        dob: p.dob.clone().unwrap_or_default(),
+                    })
                     .collect()
             }
             Err(e) => {
                 tracing::warn!(practice_id = %session.practice_id, error = %crate::error::error_chain(&e), "patient search failed");
-                results.error = Some(format!("Hint could not search patients right now ({e}). Please try again."));
+                results.error = Some(format!(
+                    "Hint could not search patients right now ({e}). Please try again."
+                ));
             }
         }
     }
@@ -158,7 +170,9 @@ pub async fn retry_job(
     Path(job_id): Path<String>,
 ) -> Result<Response, AppError> {
     if !(session.has(Role::Admin) || session.has(Role::Clinician)) {
-        return Err(AppError::Forbidden("Only admins and clinicians can retry work.".into()));
+        return Err(AppError::Forbidden(
+            "Only admins and clinicians can retry work.".into(),
+        ));
     }
     if !jobs::retry_dead(&state, &session.practice_id, &job_id).await? {
         return Err(AppError::NotFound);

@@ -3,9 +3,9 @@
 //! Laid out for a fixed 1024×768 frame; no cookies: the session key rides in the
 //! `x-hint-session-key` header on htmx requests and in the query of links and forms.
 
-mod core_page;
 mod clinical_chart;
 mod clinical_interaction;
+mod core_page;
 mod settings;
 pub mod static_files;
 
@@ -25,9 +25,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hint/core_page", get(core_page::page))
         .route("/hint/clinical_chart", get(clinical_chart::page))
-        .route("/hint/clinical_interaction", get(clinical_interaction::page))
+        .route(
+            "/hint/clinical_interaction",
+            get(clinical_interaction::page),
+        )
         .route("/hint/settings", get(settings::page))
-        .route("/hint/settings/tiep", post(crate::partners::tiep::settings::save))
+        .route(
+            "/hint/settings/tiep",
+            post(crate::partners::tiep::settings::save),
+        )
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", post(start_visit).get(core_page::visit_rows))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))
@@ -71,7 +77,10 @@ pub struct LaunchButton {
 pub fn launch_buttons() -> Vec<LaunchButton> {
     Partner::ALL
         .iter()
-        .map(|p| LaunchButton { partner: p.as_str(), label: p.launch_label() })
+        .map(|p| LaunchButton {
+            partner: p.as_str(),
+            label: p.launch_label(),
+        })
         .collect()
 }
 

@@ -20,12 +20,19 @@ struct SettingsPage {
     installed: bool,
 }
 
-pub async fn page(State(state): State<AppState>, session: PracticeSession) -> Result<Html<String>, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    session: PracticeSession,
+) -> Result<Html<String>, AppError> {
     session.require(Role::Admin)?;
-    let installed = crate::hint::install::practice_token(&state, &session.practice_id).await?.is_some();
+    let installed = crate::hint::install::practice_token(&state, &session.practice_id)
+        .await?
+        .is_some();
     let page = SettingsPage {
         frame: Frame::new(&session, "settings"),
-        tiep_html: TiepSettingsSection::load(&state, &session).await?.render()?,
+        tiep_html: TiepSettingsSection::load(&state, &session)
+            .await?
+            .render()?,
         installed,
     };
     Ok(Html(page.render()?))

@@ -122,11 +122,15 @@ impl Visit {
     }
 
     pub fn result_json(&self) -> Option<serde_json::Value> {
-        self.result.as_deref().and_then(|r| serde_json::from_str(r).ok())
+        self.result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
     }
 
     pub fn partner_name(&self) -> &'static str {
-        self.partner().map(|p| p.display_name()).unwrap_or("Partner")
+        self.partner()
+            .map(|p| p.display_name())
+            .unwrap_or("Partner")
     }
 
     pub fn created(&self) -> String {
@@ -154,7 +158,12 @@ pub struct NewVisit<'a> {
 }
 
 /// Enqueues the write-back for `visit_id` (on the caller's transaction).
-async fn enqueue_sync(conn: &mut AnyConnection, state: &AppState, practice_id: &str, visit_id: &str) -> Result<(), sqlx::Error> {
+async fn enqueue_sync(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<(), sqlx::Error> {
     jobs::enqueue(
         conn,
         state.settings.jobs.max_attempts,
@@ -170,7 +179,13 @@ async fn enqueue_sync(conn: &mut AnyConnection, state: &AppState, practice_id: &
 }
 
 /// Schedules a look at the partner for the visit's result at `run_at` (Unix ms).
-pub async fn schedule_poll(conn: &mut AnyConnection, state: &AppState, practice_id: &str, visit_id: &str, run_at: i64) -> Result<(), sqlx::Error> {
+pub async fn schedule_poll(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    run_at: i64,
+) -> Result<(), sqlx::Error> {
     jobs::enqueue(
         conn,
         state.settings.jobs.max_attempts,
@@ -257,7 +272,12 @@ pub async fn mark_launched(
 
 /// Stores the partner's result and asks Hint to sign the interaction. False when the visit
 /// already had its result (a duplicate delivery) or was cancelled.
-pub async fn complete(state: &AppState, practice_id: &str, visit_id: &str, result: &serde_json::Value) -> Result<bool, sqlx::Error> {
+pub async fn complete(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    result: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let updated = sqlx::query(
@@ -284,7 +304,12 @@ pub async fn complete(state: &AppState, practice_id: &str, visit_id: &str, resul
 }
 
 /// Ends an open visit as failed with `reason` (shown to people and written to Hint).
-pub async fn fail(state: &AppState, practice_id: &str, visit_id: &str, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let reason: String = reason.chars().take(500).collect();
     let mut tx = state.db.begin().await?;
@@ -312,7 +337,11 @@ pub async fn fail(state: &AppState, practice_id: &str, visit_id: &str, reason: &
 }
 
 /// One visit of this practice.
-pub async fn get(state: &AppState, practice_id: &str, visit_id: &str) -> Result<Option<Visit>, sqlx::Error> {
+pub async fn get(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
         "SELECT {VISIT_COLUMNS} FROM visits WHERE id = $1 AND practice_id = $2"
     ))
@@ -323,7 +352,11 @@ pub async fn get(state: &AppState, practice_id: &str, visit_id: &str) -> Result<
 }
 
 /// The visit behind a Hint partner interaction of this practice.
-pub async fn find_by_interaction(state: &AppState, practice_id: &str, interaction_id: &str) -> Result<Option<Visit>, sqlx::Error> {
+pub async fn find_by_interaction(
+    state: &AppState,
+    practice_id: &str,
+    interaction_id: &str,
+) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
         "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND hint_interaction_id = $2"
     ))
@@ -334,7 +367,11 @@ pub async fn find_by_interaction(state: &AppState, practice_id: &str, interactio
 }
 
 /// This practice's visits for one patient, newest first.
-pub async fn for_patient(state: &AppState, practice_id: &str, patient_id: &str) -> Result<Vec<Visit>, sqlx::Error> {
+pub async fn for_patient(
+    state: &AppState,
+    practice_id: &str,
+    patient_id: &str,
+) -> Result<Vec<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
         "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC LIMIT 100"
     ))
@@ -345,7 +382,11 @@ pub async fn for_patient(state: &AppState, practice_id: &str, patient_id: &str) 
 }
 
 /// This practice's most recent visits.
-pub async fn recent(state: &AppState, practice_id: &str, limit: i64) -> Result<Vec<Visit>, sqlx::Error> {
+pub async fn recent(
+    state: &AppState,
+    practice_id: &str,
+    limit: i64,
+) -> Result<Vec<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
         "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 ORDER BY created_at DESC LIMIT $2"
     ))
@@ -356,7 +397,11 @@ pub async fn recent(state: &AppState, practice_id: &str, limit: i64) -> Result<V
 }
 
 /// A visit read on the writer, for jobs that must see the latest state.
-pub async fn get_latest(state: &AppState, practice_id: &str, visit_id: &str) -> Result<Option<Visit>, sqlx::Error> {
+pub async fn get_latest(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
         "SELECT {VISIT_COLUMNS} FROM visits WHERE id = $1 AND practice_id = $2"
     ))

@@ -46,11 +46,18 @@ pub async fn fetch_patient(
         return Err(AppError::BadRequest("Pick a patient first.".into()));
     }
     let token = hint_token(state, session).await?;
-    let auth = HintAuth { practice_id: &session.practice_id, token: &token };
-    state.hint.get_patient(&auth, patient_id).await.map_err(|e| match e {
-        HintError::NotFound => AppError::NotFound,
-        other => AppError::Upstream(format!("Hint could not load the patient: {other}.")),
-    })
+    let auth = HintAuth {
+        practice_id: &session.practice_id,
+        token: &token,
+    };
+    state
+        .hint
+        .get_patient(&auth, patient_id)
+        .await
+        .map_err(|e| match e {
+            HintError::NotFound => AppError::NotFound,
+            other => AppError::Upstream(format!("Hint could not load the patient: {other}.")),
+        })
 }
 
 /// The token for calls made while the user waits: the handshake's access token, else the

@@ -32,7 +32,11 @@ pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFiel
     let visit_state = visit.state();
     PartnerInteractionFields {
         status: visit_state.interaction_status(),
-        title: format!("{} ({})", visit.partner_name(), visit_state.label().to_lowercase()),
+        title: format!(
+            "{} ({})",
+            visit.partner_name(),
+            visit_state.label().to_lowercase()
+        ),
         integration_record_id: visit.id.clone(),
         integration_web_link: web_link(state, &visit.id),
         integration_error_message: match visit_state.interaction_status() {
@@ -64,8 +68,15 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobEr
     };
     let token = install::practice_token(state, &job.practice_id)
         .await?
-        .ok_or_else(|| JobError::retry("the practice has not installed Chartbridge in Hint (no Instant On token yet)"))?;
-    let auth = HintAuth { practice_id: &job.practice_id, token: &token };
+        .ok_or_else(|| {
+            JobError::retry(
+                "the practice has not installed Chartbridge in Hint (no Instant On token yet)",
+            )
+        })?;
+    let auth = HintAuth {
+        practice_id: &job.practice_id,
+        token: &token,
+    };
     let desired = desired_fields(state, &visit);
 
     let current: PartnerInteraction = match visit.hint_interaction_id.as_deref() {
@@ -110,7 +121,11 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobEr
     Ok(JobOutcome::Done)
 }
 
-async fn record(state: &AppState, visit: &Visit, interaction: &PartnerInteraction) -> Result<(), sqlx::Error> {
+async fn record(
+    state: &AppState,
+    visit: &Visit,
+    interaction: &PartnerInteraction,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE visits SET hint_interaction_id = $1, hint_status = $2, updated_at = $3 WHERE id = $4 AND practice_id = $5",
     )

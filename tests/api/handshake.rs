@@ -3,7 +3,8 @@
 use crate::helpers::{sign, spawn_app};
 use sqlx::Row;
 
-const MINIMAL: &[u8] = br#"{"user":{"id":"u-1","email":"a@b.c"},"practice":{"id":"p-1","name":"P"}}"#;
+const MINIMAL: &[u8] =
+    br#"{"user":{"id":"u-1","email":"a@b.c"},"practice":{"id":"p-1","name":"P"}}"#;
 
 async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
     sqlx::query("SELECT COUNT(*) AS n FROM hint_sessions")
@@ -34,7 +35,10 @@ async fn sixty_four_zeros_is_refused() {
 async fn empty_signature_is_refused() {
     let app = spawn_app().await;
     assert_eq!(app.handshake_raw(MINIMAL, Some("")).await.status(), 401);
-    assert_eq!(app.handshake_raw(MINIMAL, Some("sha256=")).await.status(), 401);
+    assert_eq!(
+        app.handshake_raw(MINIMAL, Some("sha256=")).await.status(),
+        401
+    );
 }
 
 #[tokio::test]
@@ -67,25 +71,43 @@ async fn a_flipped_body_byte_is_refused() {
     let mut tampered = MINIMAL.to_vec();
     let at = tampered.iter().position(|b| *b == b'u').unwrap();
     tampered[at] = b'v';
-    assert_eq!(app.handshake_raw(&tampered, Some(&signature)).await.status(), 401);
+    assert_eq!(
+        app.handshake_raw(&tampered, Some(&signature))
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]
 async fn a_stale_timestamp_is_refused_and_a_fresh_one_accepted() {
     let app = spawn_app().await;
     let stale = br#"{"timestamp":"2025-10-30T14:20:19.316986-03:00","user":{"id":"u-1"},"practice":{"id":"p-1"}}"#;
-    assert_eq!(app.handshake_raw(stale, Some(&sign(stale))).await.status(), 401);
+    assert_eq!(
+        app.handshake_raw(stale, Some(&sign(stale))).await.status(),
+        401
+    );
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let fresh = format!(r#"{{"timestamp":"{now}","user":{{"id":"u-1"}},"practice":{{"id":"p-1"}}}}"#);
-    assert_eq!(app.handshake_raw(fresh.as_bytes(), Some(&sign(fresh.as_bytes()))).await.status(), 200);
+    let fresh =
+        format!(r#"{{"timestamp":"{now}","user":{{"id":"u-1"}},"practice":{{"id":"p-1"}}}}"#);
+    assert_eq!(
+        app.handshake_raw(fresh.as_bytes(), Some(&sign(fresh.as_bytes())))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn a_signed_but_malformed_body_is_a_client_error() {
     let app = spawn_app().await;
-    for body in [&b"not json"[..], br#"{"user":{},"practice":{"id":"p"}}"#, br#"{"user":{"id":""},"practice":{"id":"p"}}"#] {
+    for body in [
+        &b"not json"[..],
+        br#"{"user":{},"practice":{"id":"p"}}"#,
+        br#"{"user":{"id":""},"practice":{"id":"p"}}"#,
+    ] {
         let status = app.handshake_raw(body, Some(&sign(body))).await.status();
         assert!(status == 400 || status == 422, "got {status}");
     }
@@ -96,9 +118,16 @@ async fn a_signed_but_malformed_body_is_a_client_error() {
 async fn platform_support_gets_admin_and_a_banner() {
     let app = spawn_app().await;
     let practice = app.new_practice("Support Practice").await;
-    let support = app.hint.add_user(&practice.id, "Hintstaff", &[], "platform_support");
+    let support = app
+        .hint
+        .add_user(&practice.id, "Hintstaff", &[], "platform_support");
     let key = app.session(&support, None).await;
     let page = app.surface("settings", &key).await;
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("Hint platform support session"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Hint platform support session")
+    );
 }

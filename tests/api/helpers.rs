@@ -69,7 +69,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     .expect("sandbox hint starts");
     let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
     let port = free_port();
-    let db_path = std::env::temp_dir().join(format!("chartbridge-test-{}.sqlite", chartbridge::db::new_id("db")));
+    let db_path = std::env::temp_dir().join(format!(
+        "chartbridge-test-{}.sqlite",
+        chartbridge::db::new_id("db")
+    ));
     let (_, secret_key) = SecretKey::generate();
     let mut settings = Settings::from_args(ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
@@ -102,8 +105,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     start(settings, hint, tiep, db_path).await
 }
 
-async fn start(settings: Settings, hint: SandboxHint, tiep: SandboxTiep, db_path: PathBuf) -> TestApp {
-    let app = Application::build(settings.clone()).await.expect("app builds");
+async fn start(
+    settings: Settings,
+    hint: SandboxHint,
+    tiep: SandboxTiep,
+    db_path: PathBuf,
+) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     hint.set_app_url(url::Url::parse(&address).unwrap());
@@ -116,7 +126,10 @@ async fn start(settings: Settings, hint: SandboxHint, tiep: SandboxTiep, db_path
         state,
         hint,
         tiep,
-        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+        http: reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap(),
         settings,
         server,
         stop: Some(stop),
@@ -125,7 +138,11 @@ async fn start(settings: Settings, hint: SandboxHint, tiep: SandboxTiep, db_path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl TestApp {
@@ -141,7 +158,10 @@ impl TestApp {
     /// Asks the app to shut down gracefully and waits until it has.
     pub async fn stop_gracefully(mut self) -> AppState {
         let _ = self.stop.take().expect("running").send(());
-        self.server.await.expect("server task").expect("clean shutdown");
+        self.server
+            .await
+            .expect("server task")
+            .expect("clean shutdown");
         self.state
     }
 
@@ -149,9 +169,12 @@ impl TestApp {
     pub async fn new_practice(&self, name: &str) -> TestPractice {
         let id = self.hint.add_practice(name);
         let patients = vec![
-            self.hint.add_patient(&id, "Ava", "Thompson", "1984-03-12", "female"),
-            self.hint.add_patient(&id, "Liam", "Carter", "1979-11-02", "male"),
-            self.hint.add_patient(&id, "Riley", "Morgan", "1989-12-01", "unknown"),
+            self.hint
+                .add_patient(&id, "Ava", "Thompson", "1984-03-12", "female"),
+            self.hint
+                .add_patient(&id, "Liam", "Carter", "1979-11-02", "male"),
+            self.hint
+                .add_patient(&id, "Riley", "Morgan", "1989-12-01", "unknown"),
         ];
         let status = self.hint.install(&id).await.expect("install runs");
         assert_eq!(status, 200, "Instant On should succeed");
@@ -165,16 +188,24 @@ impl TestApp {
 
     /// A session key from a real signed handshake by sandbox Hint.
     pub async fn session(&self, user_id: &str, patient_id: Option<&str>) -> String {
-        self.hint.handshake(user_id, patient_id, None).await.expect("handshake succeeds")
+        self.hint
+            .handshake(user_id, patient_id, None)
+            .await
+            .expect("handshake succeeds")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.address)).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// GET a surface with the key in the query, as Hint's iframe does.
     pub async fn surface(&self, surface: &str, key: &str) -> reqwest::Response {
-        self.get(&format!("/hint/{surface}?session_key={key}")).await
+        self.get(&format!("/hint/{surface}?session_key={key}"))
+            .await
     }
 
     /// An htmx-style GET with the key in the header.
@@ -188,7 +219,12 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn post_form(&self, path: &str, key: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        key: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}{path}?session_key={key}", self.address))
             .form(form)
@@ -214,32 +250,55 @@ impl TestApp {
     pub async fn setup_tiep(&self, practice: &TestPractice) -> String {
         let api_key = format!("tiep-key-{}", practice.id);
         let hook_url = format!("{}/webhooks/tiep/{}", self.address, practice.id);
-        self.tiep.add_facility(&api_key, TIEP_HOOK_SECRET, Some(hook_url), PayloadType::Simple);
+        self.tiep.add_facility(
+            &api_key,
+            TIEP_HOOK_SECRET,
+            Some(hook_url),
+            PayloadType::Simple,
+        );
         let admin = self.session(&practice.admin, None).await;
         let form = chartbridge::partners::tiep::default_form().to_string();
         let response = self
             .post_form(
                 "/hint/settings/tiep",
                 &admin,
-                &[("api_key", &api_key), ("hook_secret", TIEP_HOOK_SECRET), ("form", &form)],
+                &[
+                    ("api_key", &api_key),
+                    ("hook_secret", TIEP_HOOK_SECRET),
+                    ("form", &form),
+                ],
             )
             .await;
-        assert_eq!(response.status(), 200, "saving Tiep settings should succeed");
+        assert_eq!(
+            response.status(),
+            200,
+            "saving Tiep settings should succeed"
+        );
         api_key
     }
 
     /// Starts a visit as a clinician; answers the redirect location (the partner URL).
     pub async fn start_visit(&self, key: &str, patient_id: &str) -> reqwest::Response {
-        self.post_form("/hint/visits", key, &[("patient_id", patient_id), ("partner", "tiep")]).await
+        self.post_form(
+            "/hint/visits",
+            key,
+            &[("patient_id", patient_id), ("partner", "tiep")],
+        )
+        .await
     }
 
     /// Opens the Tiep launch URL and saves the report with `answers`, as the doctor would.
-    pub async fn save_tiep_report(&self, launch_url: &str, answers: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn save_tiep_report(
+        &self,
+        launch_url: &str,
+        answers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let page = self.http.get(launch_url).send().await.unwrap();
         assert_eq!(page.status(), 200, "the Tiep page opens");
         let html = page.text().await.unwrap();
         let action = between(&html, "action=\"", "\"").expect("the Tiep page has a form");
-        let secret = between(&html, "name=\"page_secret\" value=\"", "\"").expect("the form has its secret");
+        let secret =
+            between(&html, "name=\"page_secret\" value=\"", "\"").expect("the form has its secret");
         let mut form = vec![("page_secret", secret.as_str())];
         form.extend_from_slice(answers);
         let url = url::Url::parse(launch_url).unwrap().join(&action).unwrap();
@@ -247,12 +306,20 @@ impl TestApp {
     }
 
     /// Posts a Tiep report signed with `secret` to the practice's webhook.
-    pub async fn post_tiep_webhook(&self, practice_id: &str, body: &Value, secret: &str) -> reqwest::Response {
+    pub async fn post_tiep_webhook(
+        &self,
+        practice_id: &str,
+        body: &Value,
+        secret: &str,
+    ) -> reqwest::Response {
         let body = body.to_string();
         self.http
             .post(format!("{}/webhooks/tiep/{practice_id}", self.address))
             .header("content-type", "application/json")
-            .header("x-signature-256", sign_hmac_sha256(secret.as_bytes(), body.as_bytes()))
+            .header(
+                "x-signature-256",
+                sign_hmac_sha256(secret.as_bytes(), body.as_bytes()),
+            )
             .body(body)
             .send()
             .await
@@ -261,12 +328,17 @@ impl TestApp {
 
     /// One visit row as stored, by id (practice filter included).
     pub async fn visit(&self, practice_id: &str, visit_id: &str) -> chartbridge::visits::Visit {
-        chartbridge::visits::get(&self.state, practice_id, visit_id).await.unwrap().expect("visit exists")
+        chartbridge::visits::get(&self.state, practice_id, visit_id)
+            .await
+            .unwrap()
+            .expect("visit exists")
     }
 
     /// The id of the only visit of a practice.
     pub async fn only_visit(&self, practice_id: &str) -> chartbridge::visits::Visit {
-        let visits = chartbridge::visits::recent(&self.state, practice_id, 10).await.unwrap();
+        let visits = chartbridge::visits::recent(&self.state, practice_id, 10)
+            .await
+            .unwrap();
         assert_eq!(visits.len(), 1, "exactly one visit expected");
         visits.into_iter().next().unwrap()
     }

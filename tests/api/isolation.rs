@@ -15,10 +15,19 @@ async fn nothing_of_one_practice_reaches_the_other() {
     let a_key = app.session(&a.clinician, None).await;
     assert_eq!(app.start_visit(&a_key, a_patient).await.status(), 303);
     let a_visit = app.only_visit(&a.id).await;
-    let report = json!({"context": {"visit_id": a_visit.id}, "payload": {"reason": "A's secret reason"}});
-    assert_eq!(app.post_tiep_webhook(&a.id, &report, TIEP_HOOK_SECRET).await.status(), 200);
+    let report =
+        json!({"context": {"visit_id": a_visit.id}, "payload": {"reason": "A's secret reason"}});
+    assert_eq!(
+        app.post_tiep_webhook(&a.id, &report, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
     eventually(std::time::Duration::from_secs(10), "A signed", || async {
-        app.hint.interactions_for(a_patient).iter().any(|i| i.status == "signed")
+        app.hint
+            .interactions_for(a_patient)
+            .iter()
+            .any(|i| i.status == "signed")
     })
     .await;
     let a_interaction = app.hint.interactions_for(a_patient)[0].id.clone();
@@ -27,13 +36,30 @@ async fn nothing_of_one_practice_reaches_the_other() {
     let b_admin = app.session(&b.admin, None).await;
 
     // Visits and results, by id.
-    let by_id = app.surface("clinical_interaction", &format!("{b_key}&visit_id={}", a_visit.id)).await;
+    let by_id = app
+        .surface(
+            "clinical_interaction",
+            &format!("{b_key}&visit_id={}", a_visit.id),
+        )
+        .await;
     assert_eq!(by_id.status(), 404);
-    let by_interaction = app.hint.handshake(&b.clinician, None, Some(&a_interaction)).await.unwrap();
-    assert_eq!(app.surface("clinical_interaction", &by_interaction).await.status(), 404);
+    let by_interaction = app
+        .hint
+        .handshake(&b.clinician, None, Some(&a_interaction))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.surface("clinical_interaction", &by_interaction)
+            .await
+            .status(),
+        404
+    );
 
     // Visits, by list.
-    for path in ["/hint/visits".to_string(), format!("/hint/visits?patient_id={a_patient}")] {
+    for path in [
+        "/hint/visits".to_string(),
+        format!("/hint/visits?patient_id={a_patient}"),
+    ] {
         let html = app.htmx_get(&path, &b_key).await.text().await.unwrap();
         assert!(!html.contains(&a_visit.id), "{path} leaks A's visit");
         assert!(!html.contains("Ava Thompson"), "{path} leaks A's patient");
@@ -42,24 +68,51 @@ async fn nothing_of_one_practice_reaches_the_other() {
     assert!(!core.contains(&a_visit.id));
 
     // Patients: by id and by search.
-    let search = app.htmx_get(&format!("/hint/patients/search?q={a_patient}"), &b_key).await.text().await.unwrap();
+    let search = app
+        .htmx_get(&format!("/hint/patients/search?q={a_patient}"), &b_key)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(search.contains("No patient matches"), "{search}");
     assert!(!search.contains("class=\"patients\""));
     assert_eq!(app.start_visit(&b_key, a_patient).await.status(), 404);
     let chart_key = app.session(&b.clinician, Some(a_patient)).await;
-    assert_eq!(app.surface("clinical_chart", &chart_key).await.status(), 404);
+    assert_eq!(
+        app.surface("clinical_chart", &chart_key).await.status(),
+        404
+    );
 
     // Settings: B's page shows B's webhook URL, never A's.
-    let settings = app.surface("settings", &b_admin).await.text().await.unwrap();
+    let settings = app
+        .surface("settings", &b_admin)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(settings.contains(&format!("/webhooks/tiep/{}", b.id)));
     assert!(!settings.contains(&a.id));
 
     // Webhooks: A's visit cannot be completed through B's endpoint, even correctly signed for B.
-    let overwrite = json!({"context": {"visit_id": a_visit.id}, "payload": {"reason": "overwritten"}});
-    assert_eq!(app.post_tiep_webhook(&b.id, &overwrite, TIEP_HOOK_SECRET).await.status(), 404);
+    let overwrite =
+        json!({"context": {"visit_id": a_visit.id}, "payload": {"reason": "overwritten"}});
+    assert_eq!(
+        app.post_tiep_webhook(&b.id, &overwrite, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        404
+    );
     let stored = app.visit(&a.id, &a_visit.id).await;
-    assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "A's secret reason");
-    assert!(chartbridge::visits::get(&app.state, &b.id, &a_visit.id).await.unwrap().is_none());
+    assert_eq!(
+        stored.result_json().unwrap()["answers"]["reason"],
+        "A's secret reason"
+    );
+    assert!(
+        chartbridge::visits::get(&app.state, &b.id, &a_visit.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Jobs: B cannot retry A's work.
     let a_job = "job_of_a";
@@ -72,7 +125,13 @@ async fn nothing_of_one_practice_reaches_the_other() {
     .execute(app.state.db.writer())
     .await
     .unwrap();
-    let retry = app.http.post(format!("{}/hint/jobs/{a_job}/retry", app.address)).header("x-hint-session-key", &b_key).send().await.unwrap();
+    let retry = app
+        .http
+        .post(format!("{}/hint/jobs/{a_job}/retry", app.address))
+        .header("x-hint-session-key", &b_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retry.status(), 404);
     let b_core = app.surface("core_page", &b_key).await.text().await.unwrap();
     assert!(!b_core.contains(a_job));

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chartbridge::sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, TestApp, TestPractice, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TIEP_HOOK_SECRET, TestApp, TestPractice, eventually, spawn_app, spawn_app_with,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -26,21 +28,45 @@ async fn hint_failing_with_500s_then_timeouts_still_ends_signed_once() {
     app.setup_tiep(&practice).await;
     let patient = &practice.patients[0];
 
-    app.hint.set_faults(Faults { fail_next: 3, ..Default::default() });
+    app.hint.set_faults(Faults {
+        fail_next: 3,
+        ..Default::default()
+    });
     let visit_id = started_visit(&app, &practice, patient).await;
-    assert_eq!(app.post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET).await.status(), 200);
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
     // Then Hint stops answering in time.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    app.hint.set_faults(Faults { hang_for: Some(Duration::from_secs(3)), ..Default::default() });
+    app.hint.set_faults(Faults {
+        hang_for: Some(Duration::from_secs(3)),
+        ..Default::default()
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     app.hint.set_faults(Faults::default());
 
     eventually(WAIT, "signed after recovery", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "signed")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "signed")
     })
     .await;
-    assert_eq!(app.hint.interactions_for(patient).len(), 1, "never created twice");
-    assert_eq!(app.visit(&practice.id, &visit_id).await.hint_status.as_deref(), Some("signed"));
+    assert_eq!(
+        app.hint.interactions_for(patient).len(),
+        1,
+        "never created twice"
+    );
+    assert_eq!(
+        app.visit(&practice.id, &visit_id)
+            .await
+            .hint_status
+            .as_deref(),
+        Some("signed")
+    );
 }
 
 #[tokio::test]
@@ -51,20 +77,44 @@ async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
     let patient = practice.patients[0].clone();
 
     // Hint applies the create, then the answer never arrives: the worker dies holding the job.
-    app.hint.set_faults(Faults { hang_after_write_for: Some(Duration::from_secs(60)), ..Default::default() });
+    app.hint.set_faults(Faults {
+        hang_after_write_for: Some(Duration::from_secs(60)),
+        ..Default::default()
+    });
     let visit_id = started_visit(&app, &practice, &patient).await;
-    eventually(WAIT, "Hint holds the interaction", || async { !app.hint.interactions_for(&patient).is_empty() }).await;
+    eventually(WAIT, "Hint holds the interaction", || async {
+        !app.hint.interactions_for(&patient).is_empty()
+    })
+    .await;
     let app = app.crash_and_restart().await;
     app.hint.set_faults(Faults::default());
 
     // After restart the job is taken over; the existing interaction is found, not re-created.
     eventually(WAIT, "the visit learns its interaction", || async {
-        app.visit(&practice.id, &visit_id).await.hint_interaction_id.is_some()
+        app.visit(&practice.id, &visit_id)
+            .await
+            .hint_interaction_id
+            .is_some()
     })
     .await;
-    assert_eq!(app.post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET).await.status(), 200);
-    eventually(WAIT, "signed", || async { app.hint.interactions_for(&patient).iter().any(|i| i.status == "signed") }).await;
-    assert_eq!(app.hint.interactions_for(&patient).len(), 1, "exactly one interaction");
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
+    eventually(WAIT, "signed", || async {
+        app.hint
+            .interactions_for(&patient)
+            .iter()
+            .any(|i| i.status == "signed")
+    })
+    .await;
+    assert_eq!(
+        app.hint.interactions_for(&patient).len(),
+        1,
+        "exactly one interaction"
+    );
     let (queued, dead) = chartbridge::jobs::counts(&app.state).await.unwrap();
     assert_eq!((queued, dead), (0, 0), "no work left behind");
 }
@@ -76,26 +126,56 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
     // The practice has two of our products in Hint, but we only know ours: Hint refuses.
-    app.hint.world().practices.iter_mut().find(|p| p.id == practice.id).unwrap().products =
-        vec!["ppro-other".into()];
+    app.hint
+        .world()
+        .practices
+        .iter_mut()
+        .find(|p| p.id == practice.id)
+        .unwrap()
+        .products = vec!["ppro-other".into()];
     let visit_id = started_visit(&app, &practice, &patient).await;
-    eventually(WAIT, "the job is dead", || async { chartbridge::jobs::counts(&app.state).await.unwrap().1 == 1 }).await;
+    eventually(WAIT, "the job is dead", || async {
+        chartbridge::jobs::counts(&app.state).await.unwrap().1 == 1
+    })
+    .await;
     let key = app.session(&practice.clinician, None).await;
     let core = app.surface("core_page", &key).await.text().await.unwrap();
     assert!(core.contains("Needs attention"));
     assert!(core.contains("Write the visit to the Hint chart"));
     assert!(core.contains(&visit_id));
-    let job_id = crate::helpers::between(&core, "hx-post=\"/hint/jobs/", "/retry").expect("a retry button");
+    let job_id =
+        crate::helpers::between(&core, "hx-post=\"/hint/jobs/", "/retry").expect("a retry button");
 
     // The practice fixes it in Hint; retrying completes the write-back.
-    app.hint.world().practices.iter_mut().find(|p| p.id == practice.id).unwrap().products =
-        vec![crate::helpers::PRODUCT_ID.into()];
-    let retried = app.http.post(format!("{}/hint/jobs/{job_id}/retry", app.address)).header("x-hint-session-key", &key).send().await.unwrap();
+    app.hint
+        .world()
+        .practices
+        .iter_mut()
+        .find(|p| p.id == practice.id)
+        .unwrap()
+        .products = vec![crate::helpers::PRODUCT_ID.into()];
+    let retried = app
+        .http
+        .post(format!("{}/hint/jobs/{job_id}/retry", app.address))
+        .header("x-hint-session-key", &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retried.status(), 200);
-    eventually(WAIT, "the draft in Hint", || async { !app.hint.interactions_for(&patient).is_empty() }).await;
-    eventually(WAIT, "nothing dead", || async { chartbridge::jobs::counts(&app.state).await.unwrap().1 == 0 }).await;
+    eventually(WAIT, "the draft in Hint", || async {
+        !app.hint.interactions_for(&patient).is_empty()
+    })
+    .await;
+    eventually(WAIT, "nothing dead", || async {
+        chartbridge::jobs::counts(&app.state).await.unwrap().1 == 0
+    })
+    .await;
     eventually(WAIT, "the visit knows its draft", || async {
-        app.visit(&practice.id, &visit_id).await.hint_status.as_deref() == Some("draft")
+        app.visit(&practice.id, &visit_id)
+            .await
+            .hint_status
+            .as_deref()
+            == Some("draft")
     })
     .await;
 }
@@ -113,10 +193,19 @@ async fn rate_limited_hint_gets_every_interaction_eventually() {
         assert_eq!(app.start_visit(&key, patient).await.status(), 303);
     }
     eventually(WAIT, "six drafts", || async {
-        practice.patients.iter().map(|p| app.hint.interactions_for(p).len()).sum::<usize>() == 6
+        practice
+            .patients
+            .iter()
+            .map(|p| app.hint.interactions_for(p).len())
+            .sum::<usize>()
+            == 6
     })
     .await;
-    assert_eq!(chartbridge::jobs::counts(&app.state).await.unwrap().1, 0, "nothing dead");
+    assert_eq!(
+        chartbridge::jobs::counts(&app.state).await.unwrap().1,
+        0,
+        "nothing dead"
+    );
 }
 
 #[tokio::test]
@@ -126,18 +215,31 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
     // Hint answers slowly, so the write-back is in flight when shutdown is asked for.
-    app.hint.set_faults(Faults { hang_for: Some(Duration::from_millis(700)), ..Default::default() });
+    app.hint.set_faults(Faults {
+        hang_for: Some(Duration::from_millis(700)),
+        ..Default::default()
+    });
     let visit_id = started_visit(&app, &practice, &patient).await;
-    eventually(WAIT, "Hint is being called", || async { !app.hint.world().requests.is_empty() }).await;
+    eventually(WAIT, "Hint is being called", || async {
+        !app.hint.world().requests.is_empty()
+    })
+    .await;
     let hint = app.hint.clone();
     let db_path = app.db_path.clone();
     app.stop_gracefully().await;
-    assert_eq!(hint.interactions_for(&patient).len(), 1, "the job in flight finished");
-    let db = chartbridge::db::Db::connect(&chartbridge::config::DatabaseSettings::Sqlite(db_path)).await.unwrap();
-    let recorded: Option<String> = sqlx::query_scalar("SELECT hint_interaction_id FROM visits WHERE id = $1")
-        .bind(&visit_id)
-        .fetch_one(db.reader())
+    assert_eq!(
+        hint.interactions_for(&patient).len(),
+        1,
+        "the job in flight finished"
+    );
+    let db = chartbridge::db::Db::connect(&chartbridge::config::DatabaseSettings::Sqlite(db_path))
         .await
         .unwrap();
+    let recorded: Option<String> =
+        sqlx::query_scalar("SELECT hint_interaction_id FROM visits WHERE id = $1")
+            .bind(&visit_id)
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
     assert!(recorded.is_some(), "and its outcome was recorded");
 }

@@ -5,10 +5,21 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn no_session_gets_the_401_page() {
     let app = spawn_app().await;
-    for path in ["/hint/core_page", "/hint/settings", "/hint/clinical_chart", "/hint/core_page?session_key=made-up"] {
+    for path in [
+        "/hint/core_page",
+        "/hint/settings",
+        "/hint/clinical_chart",
+        "/hint/core_page?session_key=made-up",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 401, "{path}");
-        assert!(response.text().await.unwrap().contains("Reopen Chartbridge from Hint"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("Reopen Chartbridge from Hint")
+        );
     }
 }
 
@@ -21,7 +32,10 @@ async fn pages_carry_the_framing_and_privacy_headers() {
     assert_eq!(response.status(), 200);
     let headers = response.headers();
     let csp = headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-ancestors https://app.hint.com https://*.hint.com"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors https://app.hint.com https://*.hint.com"),
+        "{csp}"
+    );
     assert!(headers.get("x-frame-options").is_none());
     assert_eq!(headers["referrer-policy"], "no-referrer");
     assert_eq!(headers["cache-control"], "no-store");
@@ -37,13 +51,19 @@ async fn the_session_key_works_from_the_htmx_header_and_links_carry_it() {
     let practice = app.new_practice("Htmx Practice").await;
     let key = app.session(&practice.clinician, None).await;
     let page = app.surface("core_page", &key).await.text().await.unwrap();
-    assert!(page.contains(&format!(r#""x-hint-session-key": "{key}""#)), "htmx requests carry the key");
+    assert!(
+        page.contains(&format!(r#""x-hint-session-key": "{key}""#)),
+        "htmx requests carry the key"
+    );
     let fragment = app.htmx_get("/hint/patients/search?q=Ava", &key).await;
     assert_eq!(fragment.status(), 200);
     let html = fragment.text().await.unwrap();
     assert!(html.contains("Ava Thompson"));
     assert!(!html.contains("<html"), "a fragment, not a page");
-    assert!(html.contains(&format!("/hint/visits?session_key={key}")), "launch forms carry the key");
+    assert!(
+        html.contains(&format!("/hint/visits?session_key={key}")),
+        "launch forms carry the key"
+    );
 }
 
 #[tokio::test]
@@ -53,14 +73,25 @@ async fn a_clinician_cannot_open_settings_and_an_admin_can() {
     let clinician = app.session(&practice.clinician, None).await;
     assert_eq!(app.surface("settings", &clinician).await.status(), 403);
     let saved = app
-        .post_form("/hint/settings/tiep", &clinician, &[("api_key", "k"), ("hook_secret", "0123456789abcdefg"), ("form", "{}")])
+        .post_form(
+            "/hint/settings/tiep",
+            &clinician,
+            &[
+                ("api_key", "k"),
+                ("hook_secret", "0123456789abcdefg"),
+                ("form", "{}"),
+            ],
+        )
         .await;
     assert_eq!(saved.status(), 403);
     let admin = app.session(&practice.admin, None).await;
     let page = app.surface("settings", &admin).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains(&format!("/webhooks/tiep/{}", practice.id)), "shows the webhook URL to paste into Tiep");
+    assert!(
+        html.contains(&format!("/webhooks/tiep/{}", practice.id)),
+        "shows the webhook URL to paste into Tiep"
+    );
 }
 
 #[tokio::test]
@@ -68,25 +99,55 @@ async fn read_only_staff_see_visits_but_cannot_start_one() {
     let app = spawn_app().await;
     let practice = app.new_practice("Staff Practice").await;
     app.setup_tiep(&practice).await;
-    let staff = app.hint.add_user(&practice.id, "Sam", &["staff"], "standard");
+    let staff = app
+        .hint
+        .add_user(&practice.id, "Sam", &["staff"], "standard");
     let key = app.session(&staff, Some(&practice.patients[0])).await;
     let chart = app.surface("clinical_chart", &key).await;
     assert_eq!(chart.status(), 200);
     assert!(!chart.text().await.unwrap().contains("Start Tiep scribe"));
-    assert_eq!(app.start_visit(&key, &practice.patients[0]).await.status(), 403);
-    assert!(chartbridge::visits::recent(&app.state, &practice.id, 10).await.unwrap().is_empty());
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        403
+    );
+    assert!(
+        chartbridge::visits::recent(&app.state, &practice.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_patient_name_with_script_is_escaped() {
     let app = spawn_app().await;
     let practice = app.new_practice("Escape Practice").await;
-    let evil = app.hint.add_patient(&practice.id, "<script>alert(1)</script>", "O'Brien", "1990-01-01", "female");
+    let evil = app.hint.add_patient(
+        &practice.id,
+        "<script>alert(1)</script>",
+        "O'Brien",
+        "1990-01-01",
+        "female",
+    );
     let key = app.session(&practice.clinician, Some(&evil)).await;
-    let html = app.surface("clinical_chart", &key).await.text().await.unwrap();
+    let html = app
+        .surface("clinical_chart", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(!html.contains("<script>alert(1)</script>"));
-    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
-    let search = app.htmx_get("/hint/patients/search?q=script", &key).await.text().await.unwrap();
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    let search = app
+        .htmx_get("/hint/patients/search?q=script", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(!search.contains("<script>alert(1)</script>"));
 }
 
@@ -99,19 +160,42 @@ async fn tiep_settings_are_validated_and_a_refusal_changes_nothing() {
     for (api_key, secret, form_json) in [
         ("key", "too-short", form.as_str()),
         ("key", "long-enough-secret-123", "{not json"),
-        ("key", "long-enough-secret-123", r#"{"type":"object","properties":{"a":{"type":"date"}}}"#),
+        (
+            "key",
+            "long-enough-secret-123",
+            r#"{"type":"object","properties":{"a":{"type":"date"}}}"#,
+        ),
         ("", "long-enough-secret-123", form.as_str()),
     ] {
         let response = app
-            .post_form("/hint/settings/tiep", &admin, &[("api_key", api_key), ("hook_secret", secret), ("form", form_json)])
+            .post_form(
+                "/hint/settings/tiep",
+                &admin,
+                &[
+                    ("api_key", api_key),
+                    ("hook_secret", secret),
+                    ("form", form_json),
+                ],
+            )
             .await;
         assert_eq!(response.status(), 422);
         assert!(response.text().await.unwrap().contains("class=\"error\""));
     }
-    assert!(chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id).await.unwrap().is_none());
+    assert!(
+        chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     app.setup_tiep(&practice).await;
-    let stored = chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id).await.unwrap().unwrap();
-    assert_eq!(secrecy::ExposeSecret::expose_secret(&stored.hook_secret), crate::helpers::TIEP_HOOK_SECRET);
+    let stored = chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&stored.hook_secret),
+        crate::helpers::TIEP_HOOK_SECRET
+    );
     // Sealed at rest: the secret is not in the row.
     let raw: String = sqlx::query_scalar("SELECT secrets_sealed FROM partner_connections")
         .fetch_one(app.state.db.reader())

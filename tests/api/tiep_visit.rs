@@ -18,7 +18,12 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
 
     // The chart surface shows the patient and the launch button.
     let key = app.session(&practice.clinician, Some(patient)).await;
-    let chart = app.surface("clinical_chart", &key).await.text().await.unwrap();
+    let chart = app
+        .surface("clinical_chart", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(chart.contains("Ava Thompson"));
     assert!(chart.contains("Start Tiep scribe"));
 
@@ -30,45 +35,96 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(visit.state, "in_progress");
     let launch = url::Url::parse(&launch_url).unwrap();
-    let context = launch.query_pairs().find(|(k, _)| k == "context").unwrap().1.to_string();
+    let context = launch
+        .query_pairs()
+        .find(|(k, _)| k == "context")
+        .unwrap()
+        .1
+        .to_string();
     let context: serde_json::Value = serde_json::from_slice(
         &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE, context).unwrap(),
     )
     .unwrap();
     assert_eq!(context["visit_id"], visit.id);
-    assert_eq!(context["patient"]["identifier"][0]["value"], patient.as_str());
+    assert_eq!(
+        context["patient"]["identifier"][0]["value"],
+        patient.as_str()
+    );
     assert_eq!(context["patient"]["resourceType"], "Patient");
 
     // The draft appears in the Hint chart while the visit runs.
     eventually(WAIT, "a draft interaction in Hint", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "draft")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "draft")
     })
     .await;
 
     // The doctor saves in Tiep; Tiep posts the signed report.
-    let saved = app.save_tiep_report(&launch_url, &[("reason", "Shoulder pain after tennis"), ("pain-level", "6")]).await;
+    let saved = app
+        .save_tiep_report(
+            &launch_url,
+            &[
+                ("reason", "Shoulder pain after tennis"),
+                ("pain-level", "6"),
+            ],
+        )
+        .await;
     assert_eq!(saved.status(), 200);
-    assert!(saved.text().await.unwrap().contains("sent to your health record system"));
+    assert!(
+        saved
+            .text()
+            .await
+            .unwrap()
+            .contains("sent to your health record system")
+    );
 
     eventually(WAIT, "the interaction signed in Hint", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "signed")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "signed")
     })
     .await;
     let interactions = app.hint.interactions_for(patient);
-    assert_eq!(interactions.len(), 1, "exactly one interaction for the visit");
+    assert_eq!(
+        interactions.len(),
+        1,
+        "exactly one interaction for the visit"
+    );
     let interaction = &interactions[0];
-    assert_eq!(interaction.integration_record_id.as_deref(), Some(visit.id.as_str()));
-    assert_eq!(interaction.partner_product_id.as_deref(), Some(crate::helpers::PRODUCT_ID));
+    assert_eq!(
+        interaction.integration_record_id.as_deref(),
+        Some(visit.id.as_str())
+    );
+    assert_eq!(
+        interaction.partner_product_id.as_deref(),
+        Some(crate::helpers::PRODUCT_ID)
+    );
     let link = interaction.integration_web_link.clone().unwrap();
-    assert_eq!(link, format!("{}/hint/clinical_interaction?visit_id={}", app.address, visit.id));
+    assert_eq!(
+        link,
+        format!(
+            "{}/hint/clinical_interaction?visit_id={}",
+            app.address, visit.id
+        )
+    );
 
     let stored = app.visit(&practice.id, &visit.id).await;
     assert_eq!(stored.state, "completed");
     assert_eq!(stored.hint_status.as_deref(), Some("signed"));
-    assert_eq!(stored.hint_interaction_id.as_deref(), Some(interaction.id.as_str()));
+    assert_eq!(
+        stored.hint_interaction_id.as_deref(),
+        Some(interaction.id.as_str())
+    );
 
     // Hint reopens the interaction: our page shows the full report.
-    let reopened = app.hint.handshake(&practice.clinician, Some(patient), Some(&interaction.id)).await.unwrap();
+    let reopened = app
+        .hint
+        .handshake(&practice.clinician, Some(patient), Some(&interaction.id))
+        .await
+        .unwrap();
     let page = app.surface("clinical_interaction", &reopened).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -77,14 +133,23 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     assert!(html.contains("Completed"));
 
     // And the sandbox Hint chart page links back into the app.
-    let chart_page = reqwest::get(app.hint.base_url().join(&format!("/patients/{patient}?as=clinician")).unwrap())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chart_page = reqwest::get(
+        app.hint
+            .base_url()
+            .join(&format!("/patients/{patient}?as=clinician"))
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     assert!(chart_page.contains("data-status=\"signed\""));
-    assert!(between(&chart_page, "<iframe src=\"", "\"").unwrap().contains("/hint/clinical_chart?session_key="));
+    assert!(
+        between(&chart_page, "<iframe src=\"", "\"")
+            .unwrap()
+            .contains("/hint/clinical_chart?session_key=")
+    );
 }
 
 #[tokio::test]
@@ -113,30 +178,64 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
-    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "in_progress");
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state,
+        "in_progress"
+    );
 
-    let first = app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET).await;
+    let first = app
+        .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+        .await;
     assert_eq!(first.status(), 200);
-    eventually(WAIT, "signed", || async { app.hint.interactions_for(patient).iter().any(|i| i.status == "signed") }).await;
+    eventually(WAIT, "signed", || async {
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "signed")
+    })
+    .await;
     let updates_before = app.hint.interactions_for(patient)[0].updates;
-    let second = app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET).await;
+    let second = app
+        .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+        .await;
     assert_eq!(second.status(), 200);
-    assert_eq!(second.json::<serde_json::Value>().await.unwrap()["duplicate"], true);
+    assert_eq!(
+        second.json::<serde_json::Value>().await.unwrap()["duplicate"],
+        true
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let interactions = app.hint.interactions_for(patient);
     assert_eq!(interactions.len(), 1);
-    assert_eq!(interactions[0].updates, updates_before, "the duplicate did not touch Hint");
+    assert_eq!(
+        interactions[0].updates, updates_before,
+        "the duplicate did not touch Hint"
+    );
     let stored = app.visit(&practice.id, &visit.id).await;
     assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "Cough");
 
     // A report for the wrong patient, or malformed, is refused and changes nothing.
     let mut wrong = report.clone();
     wrong["context"]["patient"]["identifier"][0]["value"] = json!(practice.patients[0]);
-    assert_eq!(app.post_tiep_webhook(&practice.id, &wrong, TIEP_HOOK_SECRET).await.status(), 422);
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &wrong, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        422
+    );
     let malformed = json!({"payload": {}});
-    assert_eq!(app.post_tiep_webhook(&practice.id, &malformed, TIEP_HOOK_SECRET).await.status(), 400);
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &malformed, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        400
+    );
     let unknown = json!({"context": {"visit_id": "vis_nope"}, "payload": {}});
-    assert_eq!(app.post_tiep_webhook(&practice.id, &unknown, TIEP_HOOK_SECRET).await.status(), 404);
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &unknown, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -148,19 +247,36 @@ async fn polling_finds_the_report_when_no_webhook_comes() {
     .await;
     let practice = app.new_practice("Polling Practice").await;
     app.setup_tiep(&practice).await;
-    app.tiep.set_faults(TiepFaults { drop_webhooks: true, ..Default::default() });
+    app.tiep.set_faults(TiepFaults {
+        drop_webhooks: true,
+        ..Default::default()
+    });
     let patient = &practice.patients[0];
     let key = app.session(&practice.clinician, None).await;
-    let launch = app.start_visit(&key, patient).await.headers()["location"].to_str().unwrap().to_string();
-    let saved = app.save_tiep_report(&launch, &[("reason", "Follow-up"), ("pain-level", "1")]).await;
+    let launch = app.start_visit(&key, patient).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let saved = app
+        .save_tiep_report(&launch, &[("reason", "Follow-up"), ("pain-level", "1")])
+        .await;
     assert_eq!(saved.status(), 200);
-    assert!(app.tiep.world().deliveries.is_empty(), "no webhook was sent");
+    assert!(
+        app.tiep.world().deliveries.is_empty(),
+        "no webhook was sent"
+    );
     eventually(WAIT, "signed via polling", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "signed")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "signed")
     })
     .await;
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.result_json().unwrap()["answers"]["reason"], "Follow-up");
+    assert_eq!(
+        visit.result_json().unwrap()["answers"]["reason"],
+        "Follow-up"
+    );
 }
 
 #[tokio::test]
@@ -177,11 +293,20 @@ async fn a_visit_with_no_report_ever_fails_with_a_reason() {
     let key = app.session(&practice.clinician, None).await;
     assert_eq!(app.start_visit(&key, patient).await.status(), 303);
     eventually(WAIT, "the interaction failed in Hint", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "failed")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "failed")
     })
     .await;
     let interaction = &app.hint.interactions_for(patient)[0];
-    assert!(interaction.integration_error_message.as_deref().unwrap().contains("no saved report"));
+    assert!(
+        interaction
+            .integration_error_message
+            .as_deref()
+            .unwrap()
+            .contains("no saved report")
+    );
     assert_eq!(app.only_visit(&practice.id).await.state, "failed");
 }
 
@@ -190,14 +315,26 @@ async fn tiep_down_at_launch_fails_the_visit_with_a_reason_the_clinician_sees() 
     let app = spawn_app().await;
     let practice = app.new_practice("Down Practice").await;
     app.setup_tiep(&practice).await;
-    app.tiep.set_faults(TiepFaults { api_down: true, ..Default::default() });
+    app.tiep.set_faults(TiepFaults {
+        api_down: true,
+        ..Default::default()
+    });
     let patient = &practice.patients[0];
     let key = app.session(&practice.clinician, None).await;
     let response = app.start_visit(&key, patient).await;
     assert_eq!(response.status(), 502);
-    assert!(response.text().await.unwrap().contains("Tiep is not reachable right now"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Tiep is not reachable right now")
+    );
     eventually(WAIT, "the interaction failed in Hint", || async {
-        app.hint.interactions_for(patient).iter().any(|i| i.status == "failed")
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .any(|i| i.status == "failed")
     })
     .await;
     assert_eq!(app.only_visit(&practice.id).await.state, "failed");
@@ -210,12 +347,32 @@ async fn a_launch_needs_tiep_set_up_and_a_real_patient() {
     let key = app.session(&practice.clinician, None).await;
     let response = app.start_visit(&key, &practice.patients[0]).await;
     assert_eq!(response.status(), 422);
-    assert!(response.text().await.unwrap().contains("Ask a practice admin"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Ask a practice admin")
+    );
     app.setup_tiep(&practice).await;
-    assert_eq!(app.start_visit(&key, "pat-does-not-exist").await.status(), 404);
-    let bad_partner = app.post_form("/hint/visits", &key, &[("patient_id", &practice.patients[0]), ("partner", "nope")]).await;
+    assert_eq!(
+        app.start_visit(&key, "pat-does-not-exist").await.status(),
+        404
+    );
+    let bad_partner = app
+        .post_form(
+            "/hint/visits",
+            &key,
+            &[("patient_id", &practice.patients[0]), ("partner", "nope")],
+        )
+        .await;
     assert_eq!(bad_partner.status(), 400);
-    assert!(chartbridge::visits::recent(&app.state, &practice.id, 10).await.unwrap().is_empty());
+    assert!(
+        chartbridge::visits::recent(&app.state, &practice.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -224,9 +381,16 @@ async fn sandbox_tiep_refuses_a_launch_without_context() {
     let practice = app.new_practice("Context Practice").await;
     app.setup_tiep(&practice).await;
     let key = app.session(&practice.clinician, None).await;
-    let launch = app.start_visit(&key, &practice.patients[0]).await.headers()["location"].to_str().unwrap().to_string();
+    let launch = app.start_visit(&key, &practice.patients[0]).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let mut without = url::Url::parse(&launch).unwrap();
-    let pairs: Vec<(String, String)> = without.query_pairs().filter(|(k, _)| k != "context").map(|(k, v)| (k.into(), v.into())).collect();
+    let pairs: Vec<(String, String)> = without
+        .query_pairs()
+        .filter(|(k, _)| k != "context")
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
     without.query_pairs_mut().clear().extend_pairs(pairs);
     let page = app.http.get(without).send().await.unwrap();
     assert_eq!(page.status(), 400);

@@ -79,7 +79,11 @@ pub struct TiepClient {
 
 impl TiepClient {
     pub fn new(http: reqwest::Client, api_url: Url, app_url: Url) -> Self {
-        Self { http, api_url, app_url }
+        Self {
+            http,
+            api_url,
+            app_url,
+        }
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, TiepError> {
@@ -97,9 +101,16 @@ impl TiepClient {
                     .get("detail")
                     .or_else(|| body.get("message"))
                     .or_else(|| body.get("error"))
-                    .map(|m| m.as_str().map(String::from).unwrap_or_else(|| m.to_string()))
+                    .map(|m| {
+                        m.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| m.to_string())
+                    })
                     .unwrap_or_else(|| "no reason given".into());
-                TiepError::Rejected { status: s.as_u16(), message: message.chars().take(300).collect() }
+                TiepError::Rejected {
+                    status: s.as_u16(),
+                    message: message.chars().take(300).collect(),
+                }
             }
         })
     }
@@ -111,7 +122,10 @@ impl TiepClient {
         doctor: &Doctor<'_>,
         form: &Value,
     ) -> Result<LaunchToken, TiepError> {
-        let url = self.api_url.join("/v1/auth/generate-token").expect("static path");
+        let url = self
+            .api_url
+            .join("/v1/auth/generate-token")
+            .expect("static path");
         let body = serde_json::json!({"doctor": doctor, "create_session": true, "form": form});
         let response = self
             .http
@@ -121,11 +135,19 @@ impl TiepClient {
             .send()
             .await
             .map_err(TiepError::from_reqwest)?;
-        Self::check(response).await?.json().await.map_err(TiepError::from_reqwest)
+        Self::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(TiepError::from_reqwest)
     }
 
     /// `GET /v1/sessions/{id}`.
-    pub async fn get_session(&self, api_key: &SecretString, session_id: &str) -> Result<TiepSession, TiepError> {
+    pub async fn get_session(
+        &self,
+        api_key: &SecretString,
+        session_id: &str,
+    ) -> Result<TiepSession, TiepError> {
         let mut url = self.api_url.clone();
         url.path_segments_mut()
             .expect("http(s) URL")
@@ -138,7 +160,11 @@ impl TiepClient {
             .send()
             .await
             .map_err(TiepError::from_reqwest)?;
-        Self::check(response).await?.json().await.map_err(TiepError::from_reqwest)
+        Self::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(TiepError::from_reqwest)
     }
 
     /// `{app}/?token=…&session_id=…&context=<URL-safe Base64 JSON>`.

@@ -27,7 +27,11 @@ pub fn context(patient: &Patient, visit_id: &str) -> Value {
     json!({"patient": fhir_patient, "visit_id": visit_id})
 }
 
-pub async fn launch(state: &AppState, session: &PracticeSession, patient: &Patient) -> Result<Url, AppError> {
+pub async fn launch(
+    state: &AppState,
+    session: &PracticeSession,
+    patient: &Patient,
+) -> Result<Url, AppError> {
     let connection = TiepConnection::load(state, &session.practice_id).await?.ok_or_else(|| {
         AppError::Unprocessable(
             "Tiep is not set up for this practice yet. Ask a practice admin to enter the Tiep facility key in Chartbridge settings.".into(),
@@ -47,8 +51,16 @@ pub async fn launch(state: &AppState, session: &PracticeSession, patient: &Patie
     )
     .await?;
 
-    let doctor = Doctor { id: &session.user_id, name: &session.user_name, specialties: vec![] };
-    let token = match state.tiep.generate_token(&connection.api_key, &doctor, &connection.form).await {
+    let doctor = Doctor {
+        id: &session.user_id,
+        name: &session.user_name,
+        specialties: vec![],
+    };
+    let token = match state
+        .tiep
+        .generate_token(&connection.api_key, &doctor, &connection.form)
+        .await
+    {
         Ok(token) => token,
         Err(e) => {
             tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "tiep launch refused");

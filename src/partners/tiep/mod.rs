@@ -66,7 +66,9 @@ impl TiepConnection {
     ) -> Result<(), AppError> {
         let api_key = api_key.trim();
         if api_key.is_empty() || api_key.len() > 512 || api_key.chars().any(char::is_control) {
-            return Err(AppError::Unprocessable("Enter the facility API key from Tiep.".into()));
+            return Err(AppError::Unprocessable(
+                "Enter the facility API key from Tiep.".into(),
+            ));
         }
         if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN || hook_secret.len() > 512 {
             return Err(AppError::Unprocessable(format!(
@@ -79,7 +81,10 @@ impl TiepConnection {
             practice_id,
             Partner::Tiep,
             &StoredSettings { form },
-            &StoredSecrets { api_key: api_key.to_string(), hook_secret: hook_secret.to_string() },
+            &StoredSecrets {
+                api_key: api_key.to_string(),
+                hook_secret: hook_secret.to_string(),
+            },
             updated_by,
         )
         .await
@@ -139,7 +144,10 @@ pub fn validate_form(form: &Value) -> Result<(), String> {
         let field = field
             .as_object()
             .ok_or_else(|| format!(r#"Field "{key}" must be an object."#))?;
-        let kind = field.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = field
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !FIELD_TYPES.contains(&kind) {
             return Err(format!(
                 r#"Field "{key}" has type {kind:?}; use one of string, integer, number, boolean."#
@@ -161,7 +169,9 @@ pub fn validate_form(form: &Value) -> Result<(), String> {
         };
         let (min, max) = (bound("minimum")?, bound("maximum")?);
         if (min.is_some() || max.is_some()) && !matches!(kind, "integer" | "number") {
-            return Err(format!(r#"Field "{key}": minimum and maximum apply only to numbers."#));
+            return Err(format!(
+                r#"Field "{key}": minimum and maximum apply only to numbers."#
+            ));
         }
         if let (Some(min), Some(max)) = (min, max) {
             if min > max {
@@ -173,7 +183,9 @@ pub fn validate_form(form: &Value) -> Result<(), String> {
                 .as_array()
                 .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
             if !ok || kind != "string" {
-                return Err(format!(r#"Field "{key}": "enum" must be a non-empty list of texts on a string field."#));
+                return Err(format!(
+                    r#"Field "{key}": "enum" must be a non-empty list of texts on a string field."#
+                ));
             }
         }
     }

@@ -14,7 +14,13 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let now = now_ms();
     if now - visit.created_at > settings.give_up_after.as_millis() as i64 {
         let hours = settings.give_up_after.as_secs() / 3600;
-        visits::fail(state, &visit.practice_id, &visit.id, &format!("Tiep sent no saved report within {hours} hours of the launch.")).await?;
+        visits::fail(
+            state,
+            &visit.practice_id,
+            &visit.id,
+            &format!("Tiep sent no saved report within {hours} hours of the launch."),
+        )
+        .await?;
         return Ok(JobOutcome::Done);
     }
     let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
@@ -24,10 +30,20 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let connection = TiepConnection::load(state, &visit.practice_id)
         .await?
         .ok_or_else(|| JobError::retry("Tiep is no longer set up for this practice"))?;
-    let session = match state.tiep.get_session(&connection.api_key, session_id).await {
+    let session = match state
+        .tiep
+        .get_session(&connection.api_key, session_id)
+        .await
+    {
         Ok(session) => session,
         Err(TiepError::NotFound) => {
-            visits::fail(state, &visit.practice_id, &visit.id, "Tiep no longer knows this session.").await?;
+            visits::fail(
+                state,
+                &visit.practice_id,
+                &visit.id,
+                "Tiep no longer knows this session.",
+            )
+            .await?;
             return Ok(JobOutcome::Done);
         }
         Err(e) => return Err(JobError::retry(crate::error::error_chain(&e))),
@@ -35,11 +51,20 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     if session.status != "report_saved" {
         return Ok(check_again);
     }
-    let Some(payload) = session.payload else { return Ok(check_again) };
+    let Some(payload) = session.payload else {
+        return Ok(check_again);
+    };
     let report: TiepReport = serde_json::from_value(payload)
         .map_err(|e| JobError::permanent(format!("Tiep's saved session is malformed: {e}")))?;
-    if report.context.visit_id.as_deref().is_some_and(|id| id != visit.id) {
-        return Err(JobError::permanent("Tiep's session carries another visit's context"));
+    if report
+        .context
+        .visit_id
+        .as_deref()
+        .is_some_and(|id| id != visit.id)
+    {
+        return Err(JobError::permanent(
+            "Tiep's session carries another visit's context",
+        ));
     }
     let result = report
         .into_result()

@@ -25,16 +25,23 @@ fn show(value: &Value) -> String {
 }
 
 pub fn render(visit: &Visit) -> Result<String, AppError> {
-    let Some(result) = visit.result_json() else { return Ok(String::new()) };
+    let Some(result) = visit.result_json() else {
+        return Ok(String::new());
+    };
     let mut rows = Vec::new();
     let mut bundle = None;
     if let Some(answers) = result.get("answers").and_then(Value::as_object) {
         let launch = visit.launch_json();
-        let properties = launch.pointer("/form/properties").and_then(Value::as_object);
+        let properties = launch
+            .pointer("/form/properties")
+            .and_then(Value::as_object);
         if let Some(properties) = properties {
             for (key, field) in properties {
                 let title = field.get("title").and_then(Value::as_str).unwrap_or(key);
-                rows.push((title.to_string(), answers.get(key).map(show).unwrap_or_else(|| "—".into())));
+                rows.push((
+                    title.to_string(),
+                    answers.get(key).map(show).unwrap_or_else(|| "—".into()),
+                ));
             }
         }
         for (key, value) in answers {

@@ -2,11 +2,7 @@
 //! and the exact webhook URL to paste into Tiep. Secrets are write-only: saved, never shown.
 
 use askama::Template;
-use axum::{
-    Form,
-    extract::State,
-    response::Html,
-};
+use axum::{Form, extract::State, response::Html};
 use serde::Deserialize;
 
 use super::{TiepConnection, default_form, webhook_url};
@@ -30,7 +26,10 @@ pub struct TiepSettingsSection {
 impl TiepSettingsSection {
     pub async fn load(state: &AppState, session: &PracticeSession) -> Result<Self, AppError> {
         let connection = TiepConnection::load(state, &session.practice_id).await?;
-        let form = connection.as_ref().map(|c| c.form.clone()).unwrap_or_else(default_form);
+        let form = connection
+            .as_ref()
+            .map(|c| c.form.clone())
+            .unwrap_or_else(default_form);
         Ok(Self {
             session_key: session.key.clone(),
             configured: connection.is_some(),
@@ -72,9 +71,19 @@ pub async fn save(
     let mut section = TiepSettingsSection::load(&state, &session).await?;
     section.form_json = input.form.clone();
     let outcome = match serde_json::from_str::<serde_json::Value>(&input.form) {
-        Err(e) => Err(AppError::Unprocessable(format!("The form is not valid JSON: {e}."))),
+        Err(e) => Err(AppError::Unprocessable(format!(
+            "The form is not valid JSON: {e}."
+        ))),
         Ok(form) => {
-            TiepConnection::save(&state, &session.practice_id, &api_key, &hook_secret, form, &session.user_id).await
+            TiepConnection::save(
+                &state,
+                &session.practice_id,
+                &api_key,
+                &hook_secret,
+                form,
+                &session.user_id,
+            )
+            .await
         }
     };
     let status = match outcome {

@@ -44,15 +44,27 @@ impl TiepReport {
     /// The result we store: the answers (SIMPLE) or the bundle (HL7_V2).
     pub fn into_result(self) -> Result<Value, AppError> {
         match (self.payload, self.fhir) {
-            (Some(answers), _) if answers.is_object() => Ok(serde_json::json!({"kind": "simple", "answers": answers})),
-            (_, Some(bundle)) if bundle.is_object() => Ok(serde_json::json!({"kind": "fhir", "bundle": bundle})),
-            _ => Err(AppError::Unprocessable("the report has neither a payload object nor a fhir bundle".into())),
+            (Some(answers), _) if answers.is_object() => {
+                Ok(serde_json::json!({"kind": "simple", "answers": answers}))
+            }
+            (_, Some(bundle)) if bundle.is_object() => {
+                Ok(serde_json::json!({"kind": "fhir", "bundle": bundle}))
+            }
+            _ => Err(AppError::Unprocessable(
+                "the report has neither a payload object nor a fhir bundle".into(),
+            )),
         }
     }
 
     /// The patient id the context names, if any.
     pub fn patient_id(&self) -> Option<&str> {
-        self.context.patient.as_ref()?.get("identifier")?.get(0)?.get("value")?.as_str()
+        self.context
+            .patient
+            .as_ref()?
+            .get("identifier")?
+            .get(0)?
+            .get("value")?
+            .as_str()
     }
 }
 
@@ -62,10 +74,16 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let connection = TiepConnection::load(&state, &practice_id).await?.ok_or(AppError::NotFound)?;
+    let connection = TiepConnection::load(&state, &practice_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
-    verify_hmac_sha256(connection.hook_secret.expose_secret().as_bytes(), signature, &body)
-        .map_err(|e| AppError::Unauthorized(format!("tiep signature: {e}")))?;
+    verify_hmac_sha256(
+        connection.hook_secret.expose_secret().as_bytes(),
+        signature,
+        &body,
+    )
+    .map_err(|e| AppError::Unauthorized(format!("tiep signature: {e}")))?;
 
     let report: TiepReport = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed report: {e}")))?;
@@ -81,11 +99,16 @@ pub async fn receive(
         .ok_or(AppError::NotFound)?;
     if let Some(patient_id) = report.patient_id() {
         if patient_id != visit.patient_id {
-            return Err(AppError::Unprocessable("the report's patient is not the visit's patient".into()).into());
+            return Err(AppError::Unprocessable(
+                "the report's patient is not the visit's patient".into(),
+            )
+            .into());
         }
     }
     let result = report.into_result()?;
     let applied = visits::complete(&state, &practice_id, &visit.id, &result).await?;
     tracing::info!(%practice_id, %visit_id, applied, "tiep report received");
-    Ok(Json(serde_json::json!({"received": true, "duplicate": !applied})))
+    Ok(Json(
+        serde_json::json!({"received": true, "duplicate": !applied}),
+    ))
 }
