@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback against the release binary (SQLite default, 2 cores).
+# Prints: start-to-ready and idle memory of `chartbridge serve`, then req/s and latency for
+# signed handshakes, a framed page render, and signed Tiep webhooks (from benches/load.rs).
+# Usage: bash benches/load.sh   (SECONDS, CONCURRENCY, WEBHOOKS tune the load)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+cargo bench --no-run --quiet --bench load 2>/dev/null
+LOADGEN=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+BIN=target/release/chartbridge
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# Start to ready, and idle memory, of the plain server on a fresh SQLite file.
+export HINT_API_KEY=k HINT_PARTNER_ID=p HINT_PRODUCT_ID=ppro-x HINT_WEBHOOK_SECRET=0123456789abcdef0123
+export CHARTBRIDGE_PUBLIC_URL=http://127.0.0.1:18090 CHARTBRIDGE_SECRET_KEY=$(head -c32 /dev/urandom | base64)
+export DATABASE_URL="sqlite:$WORK/serve.sqlite" PORT=18090 CHARTBRIDGE_BIND=127.0.0.1 RUST_LOG=warn
+start=$(date +%s%N)
+$BIN serve > "$WORK/serve.log" 2>&1 &
+SERVE=$!
+until curl -sf http://127.0.0.1:18090/readyz > /dev/null; do sleep 0.005; done
+ready=$(( ($(date +%s%N) - start) / 1000000 ))
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
+echo "start to ready: ${ready} ms; idle RSS: $((rss / 1024)) MiB (${rss} KiB)"
+kill $SERVE; wait $SERVE 2>/dev/null || true
+unset DATABASE_URL PORT CHARTBRIDGE_BIND
+
+# The demo (sandbox Hint + Tiep in-process) under load.
+RUST_LOG=warn $BIN demo --port 18080 --app-port 18081 --tiep-port 18082 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
+until curl -sf http://127.0.0.1:18081/readyz > /dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
+APP_URL=http://127.0.0.1:18081 HINT_URL=http://127.0.0.1:18080 DB="$WORK/demo/demo.sqlite" "$LOADGEN"
