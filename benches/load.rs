@@ -35,7 +35,8 @@ impl Report {
     fn print(&mut self) {
         self.latencies_us.sort_unstable();
         let pct = |p: f64| {
-            let i = ((self.latencies_us.len() as f64 * p) as usize).min(self.latencies_us.len().saturating_sub(1));
+            let i = ((self.latencies_us.len() as f64 * p) as usize)
+                .min(self.latencies_us.len().saturating_sub(1));
             self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
         };
         println!(
@@ -52,7 +53,13 @@ impl Report {
 }
 
 /// Runs `make(i)` from `concurrency` tasks until `limit` requests or `seconds` pass.
-async fn run<F, Fut>(name: &'static str, concurrency: usize, seconds: u64, limit: usize, make: F) -> Report
+async fn run<F, Fut>(
+    name: &'static str,
+    concurrency: usize,
+    seconds: u64,
+    limit: usize,
+    make: F,
+) -> Report
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -65,7 +72,12 @@ where
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (make, next, failed, latencies) = (make.clone(), next.clone(), failed.clone(), latencies.clone());
+        let (make, next, failed, latencies) = (
+            make.clone(),
+            next.clone(),
+            failed.clone(),
+            latencies.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while Instant::now() < deadline {
@@ -87,7 +99,13 @@ where
         t.await.unwrap();
     }
     let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
-    Report { name, ok: latencies_us.len(), failed: failed.load(Ordering::Relaxed), elapsed: start.elapsed(), latencies_us }
+    Report {
+        name,
+        ok: latencies_us.len(),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        latencies_us,
+    }
 }
 
 #[tokio::main]
@@ -98,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = env("SECONDS", "5").parse()?;
     let concurrency: usize = env("CONCURRENCY", "32").parse()?;
     let webhooks: usize = env("WEBHOOKS", "20000").parse()?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
 
     // 1. Signed handshakes (fresh timestamp, the sandbox's secret).
     let h = http.clone();
@@ -118,21 +138,44 @@ async fn main() -> anyhow::Result<()> {
     report.print();
 
     // 2. A framed page with a session (the sandbox Hint's own handshake gives the key).
-    let embed = http.get(format!("{hint}/embed/core_page?as=clinician")).send().await?.text().await?;
-    let key = embed.split("session_key=").nth(1).and_then(|s| s.split('"').next()).unwrap_or_default().to_string();
+    let embed = http
+        .get(format!("{hint}/embed/core_page?as=clinician"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let key = embed
+        .split("session_key=")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_string();
     let h = http.clone();
     let url = format!("{app}/hint/core_page?session_key={key}");
-    let mut report = run("core_page render", concurrency.min(16), seconds, usize::MAX, move |_| {
-        let (h, url) = (h.clone(), url.clone());
-        async move { h.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
-    })
+    let mut report = run(
+        "core_page render",
+        concurrency.min(16),
+        seconds,
+        usize::MAX,
+        move |_| {
+            let (h, url) = (h.clone(), url.clone());
+            async move { h.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        },
+    )
     .await;
     report.print();
 
     // 3. Signed Tiep webhooks, one per distinct open visit (the fixture writes the visits).
-    let pool = SqlitePoolOptions::new().max_connections(1).connect(&format!("sqlite://{db_path}")).await?;
-    let practice: String = sqlx::query("SELECT id FROM practices WHERE id <> 'pra-bench' LIMIT 1").fetch_one(&pool).await?.try_get("id")?;
-    let launch = serde_json::json!({"form": chartbridge::partners::tiep::default_form()}).to_string();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{db_path}"))
+        .await?;
+    let practice: String = sqlx::query("SELECT id FROM practices WHERE id <> 'pra-bench' LIMIT 1")
+        .fetch_one(&pool)
+        .await?
+        .try_get("id")?;
+    let launch =
+        serde_json::json!({"form": chartbridge::partners::tiep::default_form()}).to_string();
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(webhooks);
     for i in 0..webhooks {
@@ -162,15 +205,24 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     report.print();
-    let completed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'")
-        .fetch_one(&pool)
-        .await?
-        .try_get("n")?;
-    let queued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_bench_%'")
-        .fetch_one(&pool)
-        .await?
-        .try_get("n")?;
-    println!("webhook visits completed: {completed}/{webhooks}; write-back jobs queued for them: {queued}");
-    anyhow::ensure!(completed as usize == report.ok, "a 200 was answered for a report that was not stored");
+    let completed: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'",
+    )
+    .fetch_one(&pool)
+    .await?
+    .try_get("n")?;
+    let queued: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_bench_%'",
+    )
+    .fetch_one(&pool)
+    .await?
+    .try_get("n")?;
+    println!(
+        "webhook visits completed: {completed}/{webhooks}; write-back jobs queued for them: {queued}"
+    );
+    anyhow::ensure!(
+        completed as usize == report.ok,
+        "a 200 was answered for a report that was not stored"
+    );
     Ok(())
 }
