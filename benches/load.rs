@@ -193,16 +193,19 @@ async fn main() -> anyhow::Result<()> {
     }
     tx.commit().await?;
     let ids = Arc::new(ids);
+    let dup_ids = ids.clone();
     let h = http.clone();
     let url = format!("{app}/webhooks/tiep/{practice}");
-    let mut report = run("signed Tiep webhooks", concurrency, 120, webhooks, move |i| {
-        let (h, url, ids) = (h.clone(), url.clone(), ids.clone());
-        async move {
-            let body = serde_json::json!({"context": {"visit_id": ids[i]}, "payload": {"reason": "load test", "pain-level": 3}}).to_string();
-            let signature = sign_hmac_sha256(TIEP_SECRET.as_bytes(), body.as_bytes());
-            h.post(&url).header("x-signature-256", signature).header("content-type", "application/json").body(body).send().await.is_ok_and(|r| r.status() == 200)
-        }
-    })
+    let mut report = run(
+        "signed Tiep webhooks",
+        concurrency,
+        120,
+        webhooks,
+        move |i| {
+            let (h, url, ids) = (h.clone(), url.clone(), ids.clone());
+            async move { post_signed(&h, &url, tiep_report(&ids[i])).await }
+        },
+    )
     .await;
     report.print();
     let completed: i64 = sqlx::query(
@@ -224,5 +227,42 @@ async fn main() -> anyhow::Result<()> {
         completed as usize == report.ok,
         "a 200 was answered for a report that was not stored"
     );
+
+    // 4. The same reports again (partners retry): answered as duplicates, nothing written.
+    let h = http.clone();
+    let url = format!("{app}/webhooks/tiep/{practice}");
+    let mut report = run(
+        "duplicate webhooks",
+        concurrency,
+        seconds,
+        usize::MAX,
+        move |i| {
+            let (h, url, ids) = (h.clone(), url.clone(), dup_ids.clone());
+            async move {
+                let body = tiep_report(&ids[i % ids.len()]);
+                post_signed(&h, &url, body).await
+            }
+        },
+    )
+    .await;
+    report.print();
     Ok(())
+}
+
+/// A SIMPLE-type Tiep report for `visit_id`.
+fn tiep_report(visit_id: &str) -> String {
+    serde_json::json!({"context": {"visit_id": visit_id}, "payload": {"reason": "load test", "pain-level": 3}})
+        .to_string()
+}
+
+/// Posts `body` signed as sandbox Tiep signs it; true on 200.
+async fn post_signed(h: &reqwest::Client, url: &str, body: String) -> bool {
+    let signature = sign_hmac_sha256(TIEP_SECRET.as_bytes(), body.as_bytes());
+    h.post(url)
+        .header("x-signature-256", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
 }

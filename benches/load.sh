@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-cargo bench --no-run --quiet --bench load 2>/dev/null
-LOADGEN=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+LOADGEN=$(cargo bench --bench load --no-run 2>&1 | grep -o 'target/release/deps/load-[0-9a-f]*' | tail -1)
+[ -x "$LOADGEN" ] || { echo "building the load generator failed" >&2; exit 1; }
 BIN=target/release/chartbridge
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     config::Settings, crypto::SecretBox, db::Db, hint::HintClient, jobs::JobSignal,
-    partners::tiep::TiepClient,
+    partners::tiep::TiepClient, visits::completion::Completions,
 };
 
 #[derive(Clone, Debug)]
@@ -17,6 +17,8 @@ pub struct AppState {
     pub tiep: TiepClient,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
+    /// Group-commits visit results.
+    pub completions: Completions,
 }
 
 impl AppState {
@@ -26,6 +28,8 @@ impl AppState {
             .connect_timeout(settings.http_timeout.min(std::time::Duration::from_secs(5)))
             .user_agent(concat!("chartbridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let jobs = JobSignal::default();
+        let completions = Completions::spawn(db.clone(), jobs.clone(), settings.jobs.max_attempts);
         Ok(Self {
             secrets: SecretBox::new(&settings.secret_key),
             hint: HintClient::new(http.clone(), settings.hint.clone()),
@@ -36,7 +40,8 @@ impl AppState {
             ),
             settings: Arc::new(settings),
             db,
-            jobs: JobSignal::default(),
+            jobs,
+            completions,
         })
     }
 }

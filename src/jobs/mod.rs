@@ -153,11 +153,39 @@ pub async fn enqueue(
     max_attempts: i64,
     job: NewJob<'_>,
 ) -> Result<(), sqlx::Error> {
+    enqueue_many(conn, max_attempts, std::slice::from_ref(&job)).await
+}
+
+/// Enqueues several jobs in one statement. Their dedupe keys must differ.
+pub async fn enqueue_many(
+    conn: &mut AnyConnection,
+    max_attempts: i64,
+    jobs: &[NewJob<'_>],
+) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let now = now_ms();
-    sqlx::query(
+    let rows: Vec<String> = (0..jobs.len())
+        .map(|i| {
+            let p = i * 6;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${}, NULL, NULL, 0, NULL, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                jobs.len() * 6 + 1,
+                p + 6,
+                jobs.len() * 6 + 2,
+                jobs.len() * 6 + 2
+            )
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, \
-         locked_by, locked_until, rerun, last_error, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, NULL, NULL, 0, NULL, $8, $8) \
+         locked_by, locked_until, rerun, last_error, created_at, updated_at) VALUES {} \
          ON CONFLICT (dedupe_key) DO UPDATE SET \
            rerun = CASE WHEN jobs.locked_by IS NOT NULL THEN 1 ELSE jobs.rerun END, \
            attempts = CASE WHEN jobs.state = 'dead' THEN 0 ELSE jobs.attempts END, \
@@ -165,17 +193,19 @@ pub async fn enqueue(
            run_at = CASE WHEN excluded.run_at < jobs.run_at OR jobs.state = 'dead' THEN excluded.run_at ELSE jobs.run_at END, \
            payload = excluded.payload, \
            updated_at = excluded.updated_at",
-    )
-    .bind(new_id("job"))
-    .bind(job.practice_id)
-    .bind(job.kind.as_str())
-    .bind(job.dedupe_key)
-    .bind(job.payload.to_string())
-    .bind(max_attempts)
-    .bind(job.run_at)
-    .bind(now)
-    .execute(conn)
-    .await?;
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for job in jobs {
+        query = query
+            .bind(new_id("job"))
+            .bind(job.practice_id)
+            .bind(job.kind.as_str())
+            .bind(&job.dedupe_key)
+            .bind(job.payload.to_string())
+            .bind(job.run_at);
+    }
+    query.bind(max_attempts).bind(now).execute(conn).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! partner interaction always converges to the visit's state, whatever crashes in between.
 //! A late result still completes a failed visit: nothing a partner sends is thrown away.
 
+pub mod completion;
 pub mod routes;
 pub mod write_back;
 
@@ -18,6 +19,7 @@ use sqlx::AnyConnection;
 
 use crate::{
     db::{new_id, now_ms},
+    error::AppError,
     hint::client::InteractionStatus,
     jobs::{self, JobKind, NewJob},
     partners::Partner,
@@ -270,37 +272,31 @@ pub async fn mark_launched(
     Ok(updated == 1)
 }
 
-/// Stores the partner's result and asks Hint to sign the interaction. False when the visit
-/// already had its result (a duplicate delivery) or was cancelled.
+/// Stores the partner's result and asks Hint to sign the interaction (group-committed, see
+/// `completion`). False when the visit was not open for it: already completed (a duplicate
+/// delivery), cancelled, unknown, or another partner's or patient's.
 pub async fn complete(
     state: &AppState,
     practice_id: &str,
     visit_id: &str,
+    partner: Partner,
+    patient_id: Option<&str>,
     result: &serde_json::Value,
-) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE visits SET state = 'completed', result = $1, error_message = NULL, updated_at = $2, completed_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress', 'failed')",
-    )
-    .bind(result.to_string())
-    .bind(now)
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
-        cancel_poll(&mut tx, visit_id).await?;
-    }
-    tx.commit().await?;
-    if updated == 1 {
-        state.jobs.wake();
+) -> Result<bool, AppError> {
+    let applied = state
+        .completions
+        .complete(completion::Completion {
+            practice_id: practice_id.to_string(),
+            visit_id: visit_id.to_string(),
+            partner: partner.as_str(),
+            patient_id: patient_id.map(String::from),
+            result: result.to_string(),
+        })
+        .await?;
+    if applied {
         tracing::info!(practice_id, visit_id, "visit completed");
     }
-    Ok(updated == 1)
+    Ok(applied)
 }
 
 /// Ends an open visit as failed with `reason` (shown to people and written to Hint).

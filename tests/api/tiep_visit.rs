@@ -396,3 +396,50 @@ async fn sandbox_tiep_refuses_a_launch_without_context() {
     assert_eq!(page.status(), 400);
     assert!(page.text().await.unwrap().contains("patient context"));
 }
+
+#[tokio::test]
+async fn concurrent_reports_and_their_duplicates_are_each_stored_once() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Burst Practice").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    for patient in &practice.patients {
+        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    }
+    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(visits.len(), 3);
+    // Every report five times, all at once.
+    let mut sends = Vec::new();
+    for round in 0..5 {
+        for visit in &visits {
+            let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": format!("round {round}")}});
+            let app = &app;
+            let practice_id = practice.id.clone();
+            sends.push(async move {
+                app.post_tiep_webhook(&practice_id, &report, TIEP_HOOK_SECRET)
+                    .await
+            });
+        }
+    }
+    let answers = futures::future::join_all(sends).await;
+    let mut applied = 0;
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+        if answer.json::<serde_json::Value>().await.unwrap()["duplicate"] == false {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 3, "each visit completed exactly once");
+    for patient in &practice.patients {
+        eventually(WAIT, "signed", || async {
+            app.hint
+                .interactions_for(patient)
+                .iter()
+                .any(|i| i.status == "signed")
+        })
+        .await;
+        assert_eq!(app.hint.interactions_for(patient).len(), 1);
+    }
+}

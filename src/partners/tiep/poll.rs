@@ -5,6 +5,7 @@ use super::{TiepConnection, client::TiepError, webhook::TiepReport};
 use crate::{
     db::now_ms,
     jobs::{JobError, JobOutcome},
+    partners::Partner,
     state::AppState,
     visits::{self, Visit},
 };
@@ -69,7 +70,15 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let result = report
         .into_result()
         .map_err(|e| JobError::permanent(e.public_message()))?;
-    visits::complete(state, &visit.practice_id, &visit.id, &result).await?;
+    visits::complete(
+        state,
+        &visit.practice_id,
+        &visit.id,
+        Partner::Tiep,
+        None,
+        &result,
+    )
+    .await?;
     tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "tiep report fetched by polling");
     Ok(JobOutcome::Done)
 }

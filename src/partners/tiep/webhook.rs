@@ -93,20 +93,30 @@ pub async fn receive(
         .clone()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| AppError::Unprocessable("context.visit_id is missing".into()))?;
-    let visit = visits::get(&state, &practice_id, &visit_id)
-        .await?
-        .filter(|v| v.partner() == Some(Partner::Tiep))
-        .ok_or(AppError::NotFound)?;
-    if let Some(patient_id) = report.patient_id() {
-        if patient_id != visit.patient_id {
+    let patient_id = report.patient_id().map(String::from);
+    let result = report.into_result()?;
+    let applied = visits::complete(
+        &state,
+        &practice_id,
+        &visit_id,
+        Partner::Tiep,
+        patient_id.as_deref(),
+        &result,
+    )
+    .await?;
+    if !applied {
+        // Not open for this report: say why (the common case is a duplicate delivery).
+        let visit = visits::get(&state, &practice_id, &visit_id)
+            .await?
+            .filter(|v| v.partner() == Some(Partner::Tiep))
+            .ok_or(AppError::NotFound)?;
+        if patient_id.is_some_and(|p| p != visit.patient_id) {
             return Err(AppError::Unprocessable(
                 "the report's patient is not the visit's patient".into(),
             )
             .into());
         }
     }
-    let result = report.into_result()?;
-    let applied = visits::complete(&state, &practice_id, &visit.id, &result).await?;
     tracing::info!(%practice_id, %visit_id, applied, "tiep report received");
     Ok(Json(
         serde_json::json!({"received": true, "duplicate": !applied}),
