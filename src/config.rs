@@ -75,6 +75,9 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
     pub http_timeout: Duration,
+    /// How long an instance reuses opened partner secrets; a secret rotated on another
+    /// instance stops being accepted here after at most this long (the new one works at once).
+    pub secrets_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +303,7 @@ impl Settings {
                 handshake_max_age: Duration::from_secs(5 * 60),
             },
             http_timeout: Duration::from_secs(15),
+            secrets_cache_ttl: Duration::from_secs(5),
         })
     }
 }

@@ -3,8 +3,13 @@
 use std::sync::Arc;
 
 use crate::{
-    config::Settings, crypto::SecretBox, db::Db, hint::HintClient, jobs::JobSignal,
-    partners::tiep::TiepClient, visits::completion::Completions,
+    config::Settings,
+    crypto::SecretBox,
+    db::Db,
+    hint::HintClient,
+    jobs::JobSignal,
+    partners::{connection::SecretsCache, tiep::TiepClient},
+    visits::completion::Completions,
 };
 
 #[derive(Clone, Debug)]
@@ -19,6 +24,8 @@ pub struct AppState {
     pub jobs: JobSignal,
     /// Group-commits visit results.
     pub completions: Completions,
+    /// Recently opened partner secrets (webhook verification).
+    pub connection_secrets: Arc<SecretsCache>,
 }
 
 impl AppState {
@@ -30,7 +37,9 @@ impl AppState {
             .build()?;
         let jobs = JobSignal::default();
         let completions = Completions::spawn(db.clone(), jobs.clone(), settings.jobs.max_attempts);
+        let connection_secrets = Arc::new(SecretsCache::new(settings.secrets_cache_ttl));
         Ok(Self {
+            connection_secrets,
             secrets: SecretBox::new(&settings.secret_key),
             hint: HintClient::new(http.clone(), settings.hint.clone()),
             tiep: TiepClient::new(

@@ -1,6 +1,12 @@
 //! A practice's connection to a partner: plain settings (JSON) and secrets (JSON, sealed with
 //! the row's identity as associated data). Secrets are written, never shown back.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::Row;
 
@@ -36,6 +42,105 @@ pub async fn load<S: DeserializeOwned, K: DeserializeOwned>(
     Ok(Some((settings, secrets)))
 }
 
+/// (practice id, partner).
+type CacheKey = (String, Partner);
+/// When the secrets were opened, and their JSON bytes.
+type Opened = (Instant, Arc<[u8]>);
+
+/// Recently opened connection secrets, so a burst of webhooks neither re-reads nor re-opens
+/// the row for each delivery. Callers that see a signature mismatch ask again with
+/// `Freshness::Reload`, so a secret rotated on another instance is accepted at once; the old
+/// one stops being accepted here after `ttl` (`Settings::secrets_cache_ttl`).
+pub struct SecretsCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<CacheKey, Opened>>,
+}
+
+impl std::fmt::Debug for SecretsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsCache([redacted])")
+    }
+}
+
+impl SecretsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::default(),
+        }
+    }
+
+    fn get(&self, key: &(String, Partner)) -> Option<Arc<[u8]>> {
+        let entries = self.entries.read().expect("secrets cache lock");
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn put(&self, key: (String, Partner), bytes: Arc<[u8]>) {
+        let mut entries = self.entries.write().expect("secrets cache lock");
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        entries.insert(key, (Instant::now(), bytes));
+    }
+
+    fn forget(&self, key: &(String, Partner)) {
+        self.entries
+            .write()
+            .expect("secrets cache lock")
+            .remove(key);
+    }
+}
+
+/// Whether a cached copy of the secrets may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Cached,
+    Reload,
+}
+
+/// Loads only the secrets (the webhook hot path: no settings to parse).
+pub async fn load_secrets<K: DeserializeOwned>(
+    state: &AppState,
+    practice_id: &str,
+    partner: Partner,
+    freshness: Freshness,
+) -> Result<Option<K>, AppError> {
+    let key = (practice_id.to_string(), partner);
+    let cached = match freshness {
+        Freshness::Cached => state.connection_secrets.get(&key),
+        Freshness::Reload => None,
+    };
+    let bytes = match cached {
+        Some(bytes) => bytes,
+        None => {
+            let sealed: Option<String> = sqlx::query_scalar(
+                "SELECT secrets_sealed FROM partner_connections WHERE practice_id = $1 AND partner = $2",
+            )
+            .bind(practice_id)
+            .bind(partner.as_str())
+            .fetch_optional(state.db.reader())
+            .await?;
+            let Some(sealed) = sealed else {
+                state.connection_secrets.forget(&key);
+                return Ok(None);
+            };
+            let bytes: Arc<[u8]> = state
+                .secrets
+                .open(&sealed, &aad(practice_id, partner))?
+                .into();
+            state.connection_secrets.put(key, bytes.clone());
+            bytes
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("stored partner secrets")))
+}
+
 /// Saves (inserts or replaces) this practice's connection to `partner`.
 pub async fn save<S: Serialize, K: Serialize>(
     state: &AppState,
@@ -62,5 +167,8 @@ pub async fn save<S: Serialize, K: Serialize>(
     .bind(now_ms())
     .execute(state.db.writer())
     .await?;
+    state
+        .connection_secrets
+        .forget(&(practice_id.to_string(), partner));
     Ok(())
 }

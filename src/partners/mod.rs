@@ -23,7 +23,7 @@ use crate::{
     visits::Visit,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Partner {
     Tiep,
 }

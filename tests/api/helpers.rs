@@ -155,6 +155,19 @@ impl TestApp {
         start(self.settings, self.hint, self.tiep, self.db_path).await
     }
 
+    /// A second instance on the same database (as several instances share PostgreSQL);
+    /// answers its base URL. It stops when the test ends.
+    pub async fn another_instance(&self) -> String {
+        let mut settings = self.settings.clone();
+        settings.port = free_port();
+        let app = Application::build(settings)
+            .await
+            .expect("second instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        address
+    }
+
     /// Asks the app to shut down gracefully and waits until it has.
     pub async fn stop_gracefully(mut self) -> AppState {
         let _ = self.stop.take().expect("running").send(());

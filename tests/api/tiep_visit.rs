@@ -443,3 +443,66 @@ async fn concurrent_reports_and_their_duplicates_are_each_stored_once() {
         assert_eq!(app.hint.interactions_for(patient).len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
+    let app = spawn_app_with(|s| s.secrets_cache_ttl = Duration::from_millis(300)).await;
+    let practice = app.new_practice("Rotating Practice").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        303
+    );
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[1]).await.status(),
+        303
+    );
+    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
+        .await
+        .unwrap();
+    let report =
+        |i: usize| json!({"context": {"visit_id": visits[i].id}, "payload": {"reason": "x"}});
+    // This instance now holds the old secret in its cache.
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &report(0), TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
+
+    // An admin rotates the secret through another instance.
+    let other = app.another_instance().await;
+    let admin = app.session(&practice.admin, None).await;
+    let new_secret = "rotated-hook-secret-0002";
+    let saved = app
+        .http
+        .post(format!("{other}/hint/settings/tiep?session_key={admin}"))
+        .form(&[
+            ("api_key", ""),
+            ("hook_secret", new_secret),
+            (
+                "form",
+                &chartbridge::partners::tiep::default_form().to_string(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+
+    let accepted = app
+        .post_tiep_webhook(&practice.id, &report(1), new_secret)
+        .await;
+    assert_eq!(accepted.status(), 200, "the new secret is accepted at once");
+    assert_eq!(
+        app.visit(&practice.id, &visits[1].id).await.state,
+        "completed"
+    );
+    // Once this instance's cache expires, the old secret is refused.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let forged = app
+        .post_tiep_webhook(&practice.id, &report(1), TIEP_HOOK_SECRET)
+        .await;
+    assert_eq!(forged.status(), 401, "the old secret is refused");
+}

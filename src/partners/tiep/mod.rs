@@ -55,6 +55,17 @@ impl TiepConnection {
         }))
     }
 
+    /// The hook secret alone, for verifying a webhook.
+    pub async fn hook_secret(
+        state: &AppState,
+        practice_id: &str,
+        freshness: connection::Freshness,
+    ) -> Result<Option<SecretString>, AppError> {
+        let secrets: Option<StoredSecrets> =
+            connection::load_secrets(state, practice_id, Partner::Tiep, freshness).await?;
+        Ok(secrets.map(|s| SecretString::from(s.hook_secret)))
+    }
+
     /// Validates and stores; the error message is for the admin.
     pub async fn save(
         state: &AppState,

@@ -8,15 +8,15 @@ use axum::{
     extract::{Path, State},
     http::HeaderMap,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::TiepConnection;
 use crate::{
-    crypto::verify_hmac_sha256,
+    crypto::{SignatureError, verify_hmac_sha256},
     error::{ApiError, AppError},
-    partners::Partner,
+    partners::{Partner, connection::Freshness},
     state::AppState,
     visits,
 };
@@ -74,16 +74,25 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let connection = TiepConnection::load(&state, &practice_id)
+    let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
+    let verify = |secret: &SecretString| {
+        verify_hmac_sha256(secret.expose_secret().as_bytes(), signature, &body)
+    };
+    let unauthorized = |e: SignatureError| AppError::Unauthorized(format!("tiep signature: {e}"));
+    let cached = TiepConnection::hook_secret(&state, &practice_id, Freshness::Cached)
         .await?
         .ok_or(AppError::NotFound)?;
-    let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
-    verify_hmac_sha256(
-        connection.hook_secret.expose_secret().as_bytes(),
-        signature,
-        &body,
-    )
-    .map_err(|e| AppError::Unauthorized(format!("tiep signature: {e}")))?;
+    match verify(&cached) {
+        Ok(()) => {}
+        // The secret may have been rotated since it was cached: check against the stored one.
+        Err(SignatureError::Mismatch) => {
+            let stored = TiepConnection::hook_secret(&state, &practice_id, Freshness::Reload)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            verify(&stored).map_err(unauthorized)?;
+        }
+        Err(e) => return Err(unauthorized(e).into()),
+    }
 
     let report: TiepReport = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed report: {e}")))?;
