@@ -150,20 +150,16 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.split('"').next())
         .unwrap_or_default()
         .to_string();
-    let h = http.clone();
-    let url = format!("{app}/hint/core_page?session_key={key}");
-    let mut report = run(
-        "core_page render",
-        concurrency.min(16),
-        seconds,
-        usize::MAX,
-        move |_| {
+    for (name, clients) in [("core_page, 4 clients", 4), ("core_page, 16 clients", 16)] {
+        let h = http.clone();
+        let url = format!("{app}/hint/core_page?session_key={key}");
+        let mut report = run(name, clients, seconds, usize::MAX, move |_| {
             let (h, url) = (h.clone(), url.clone());
             async move { h.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
-        },
-    )
-    .await;
-    report.print();
+        })
+        .await;
+        report.print();
+    }
 
     // 3. Signed Tiep webhooks, one per distinct open visit (the fixture writes the visits).
     let pool = SqlitePoolOptions::new()
