@@ -335,6 +335,24 @@ struct AppPage {
     errors: Vec<String>,
 }
 
+impl AppPage {
+    /// The form page of an opened session, with `errors` from a refused save.
+    fn new(session: &Session, context: &Value, errors: Vec<String>) -> Self {
+        let text = |v: Option<&Value>, default: &str| {
+            v.and_then(Value::as_str).unwrap_or(default).to_string()
+        };
+        Self {
+            session_id: session.id.clone(),
+            page_secret: session.page_secret.clone().unwrap_or_default(),
+            patient_name: text(context.pointer("/patient/name/0/text"), "Unnamed patient"),
+            doctor_name: text(session.doctor.get("name"), ""),
+            form_title: text(session.form.get("title"), "Consultation"),
+            fields: fields_of(&session.form),
+            errors,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "sandbox/tiep_message.html")]
 struct MessagePage {
@@ -451,29 +469,7 @@ async fn app_page(State(sandbox): State<SandboxTiep>, Query(q): Query<LaunchQuer
     let secret = random_token();
     session.page_secret = Some(secret.clone());
     session.context = Some(context.clone());
-    let page = AppPage {
-        session_id,
-        page_secret: secret,
-        patient_name: context
-            .pointer("/patient/name/0/text")
-            .and_then(Value::as_str)
-            .unwrap_or("Unnamed patient")
-            .to_string(),
-        doctor_name: session
-            .doctor
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        form_title: session
-            .form
-            .get("title")
-            .and_then(Value::as_str)
-            .unwrap_or("Consultation")
-            .to_string(),
-        fields: fields_of(&session.form),
-        errors: vec![],
-    };
+    let page = AppPage::new(session, &context, vec![]);
     Html(page.render().unwrap_or_default()).into_response()
 }
 
@@ -571,29 +567,7 @@ async fn save_report(
         let answers = match coerce(&session.form, &posted) {
             Ok(a) => Value::Object(a),
             Err(errors) => {
-                let page = AppPage {
-                    session_id: session.id.clone(),
-                    page_secret: session.page_secret.clone().unwrap_or_default(),
-                    patient_name: context
-                        .pointer("/patient/name/0/text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    doctor_name: session
-                        .doctor
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    form_title: session
-                        .form
-                        .get("title")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Consultation")
-                        .to_string(),
-                    fields: fields_of(&session.form),
-                    errors,
-                };
+                let page = AppPage::new(&session, &context, errors);
                 return (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     Html(page.render().unwrap_or_default()),

@@ -506,3 +506,36 @@ async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
         .await;
     assert_eq!(forged.status(), 401, "the old secret is refused");
 }
+
+#[tokio::test]
+async fn the_report_shows_fields_in_the_form_s_order() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Order Practice").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        303
+    );
+    let visit = app.only_visit(&practice.id).await;
+    let report = json!({"context": {"visit_id": visit.id}, "payload": {"plan": "Rest", "reason": "Knee", "pain-level": 4}});
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
+    let html = app
+        .surface(
+            "clinical_interaction",
+            &format!("{key}&visit_id={}", visit.id),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let at = |text: &str| html.find(text).unwrap_or_else(|| panic!("{text} missing"));
+    assert!(at("Reason for visit") < at("Pain level"));
+    assert!(at("Pain level") < at("Assessment"));
+    assert!(at("Assessment") < at("Plan"));
+}

@@ -1,0 +1,106 @@
+// The demo in a real browser: what a clinician and an admin click, in Debian's Chromium.
+// Run: node --test demo.test.mjs (needs target/debug/chartbridge; .ci/run builds it).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.CHARTBRIDGE_BIN ?? join(import.meta.dirname, "../../target/debug/chartbridge");
+const HINT = "http://127.0.0.1:18280";
+let demo, browser, context;
+const problems = [];
+
+before(async () => {
+  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282",
+    "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);
+    demo.stdout.on("data", (chunk) => {
+      if (String(chunk).includes("demo is running")) { clearTimeout(timer); resolve(); }
+    });
+    demo.on("exit", (code) => reject(new Error(`the demo exited with ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  context = await browser.newContext({ viewport: { width: 1100, height: 1100 } });
+  // Any console error (a CSP violation, a failed htmx request) fails the run.
+  context.on("page", (page) => watch(page));
+});
+
+function watch(page) {
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`${page.url()}: ${m.text()}`); });
+  page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message}`));
+}
+
+after(async () => {
+  await browser?.close();
+  demo?.kill("SIGTERM");
+});
+
+test("a clinician runs a Tiep visit from the chart and reopens the signed result", async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.getByRole("link", { name: "Open chart" }).first().click();
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("heading", { name: "Ava Thompson" }).waitFor();
+
+  const [tiep] = await Promise.all([
+    context.waitForEvent("page"),
+    frame.getByRole("button", { name: "Start Tiep scribe" }).click(),
+  ]);
+  await tiep.waitForLoadState();
+  assert.equal(await tiep.locator("#patient-name").textContent(), "Ava Thompson");
+  await tiep.locator("#f-reason").fill("Shoulder pain after tennis");
+  await tiep.locator("#f-pain-level").fill("6");
+  await tiep.getByRole("button", { name: "Save report" }).click();
+  await tiep.getByText("Report saved").waitFor();
+  await tiep.close();
+
+  // The chart in Hint ends signed (the write-back runs in the background).
+  let signed = 0;
+  for (let i = 0; i < 60 && signed === 0; i++) {
+    await page.reload();
+    signed = await page.locator('tr[data-status="signed"]').count();
+    if (!signed) await page.waitForTimeout(250);
+  }
+  assert.equal(signed, 1, "the interaction is signed in the Hint chart");
+  // The frame's visit list refreshes by itself (htmx polling with the session header).
+  await frame.getByText("Completed").first().waitFor();
+
+  await page.getByRole("link", { name: "Reopen in Chartbridge" }).click();
+  const reopened = page.frameLocator("iframe[title=Chartbridge]");
+  await reopened.getByText("Shoulder pain after tennis").waitFor();
+  await reopened.getByText("Pain level").waitFor();
+  await page.screenshot({ path: join(tmpdir(), "chartbridge-reopened.png") });
+});
+
+test("patient search works inside the frame with no cookies", async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/embed/core_page?as=clinician`);
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("searchbox", { name: "Search patients" }).fill("Nguyen");
+  await frame.getByText("Mia Nguyen").waitFor();
+  assert.equal((await context.cookies()).length, 0, "no cookies were set");
+});
+
+test("an admin saves the Tiep settings in the frame", async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/embed/settings?as=admin`);
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("heading", { name: "Tiep scribe" }).waitFor();
+  const url = await frame.locator("#tiep-webhook-url").textContent();
+  assert.match(url, /\/webhooks\/tiep\/pra-/);
+  await frame.getByRole("button", { name: "Save Tiep settings" }).click();
+  await frame.getByText("Saved.").waitFor();
+  await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
+});
+
+test("no console errors or CSP violations on any page", () => {
+  assert.deepEqual(problems, []);
+});
