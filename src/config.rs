@@ -75,6 +75,9 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
     pub http_timeout: Duration,
+    /// A visit still launching after this long (the app died mid-launch, or the partner never
+    /// answered) fails with a reason instead of waiting forever.
+    pub launch_timeout: Duration,
     /// How long an instance reuses opened partner secrets; a secret rotated on another
     /// instance stops being accepted here after at most this long (the new one works at once).
     pub secrets_cache_ttl: Duration,
@@ -304,6 +307,7 @@ impl Settings {
             },
             http_timeout: Duration::from_secs(15),
             secrets_cache_ttl: Duration::from_secs(5),
+            launch_timeout: Duration::from_secs(10 * 60),
         })
     }
 }

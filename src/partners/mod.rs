@@ -16,11 +16,12 @@ use axum::Router;
 use url::Url;
 
 use crate::{
+    db::now_ms,
     error::AppError,
     hint::{PracticeSession, client::Patient},
     jobs::{ClaimedJob, JobError, JobOutcome},
     state::AppState,
-    visits::Visit,
+    visits::{Visit, VisitState},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +83,18 @@ pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobE
         return Ok(JobOutcome::Done);
     };
     if !visit.state().is_open() {
+        return Ok(JobOutcome::Done);
+    }
+    if visit.state() == VisitState::Launching {
+        let deadline = visit.created_at + state.settings.launch_timeout.as_millis() as i64;
+        if now_ms() < deadline {
+            return Ok(JobOutcome::CheckAgainAt(deadline));
+        }
+        let reason = format!(
+            "The launch did not complete: {} was never opened.",
+            visit.partner_name()
+        );
+        crate::visits::fail(state, &job.practice_id, &visit.id, &reason).await?;
         return Ok(JobOutcome::Done);
     }
     match visit.partner() {

@@ -233,6 +233,9 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
     .execute(&mut *tx)
     .await?;
     enqueue_sync(&mut tx, state, new.practice_id, &id).await?;
+    // If the launch never completes (a crash, a partner that never answers), the poll fails it.
+    let launch_deadline = now + state.settings.launch_timeout.as_millis() as i64;
+    schedule_poll(&mut tx, state, new.practice_id, &id, launch_deadline).await?;
     tx.commit().await?;
     state.jobs.wake();
     tracing::info!(practice_id = new.practice_id, visit_id = %id, partner = new.partner.as_str(), "visit started");

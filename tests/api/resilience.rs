@@ -243,3 +243,37 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
             .unwrap();
     assert!(recorded.is_some(), "and its outcome was recorded");
 }
+
+#[tokio::test]
+async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
+    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(300)).await;
+    let practice = app.new_practice("Cut Short").await;
+    let patient = practice.patients[0].clone();
+    // The process died right after the visit row was written, before the partner answered.
+    let visit_id = chartbridge::visits::start(
+        &app.state,
+        chartbridge::visits::NewVisit {
+            practice_id: &practice.id,
+            patient_id: &patient,
+            patient_name: "Ava Thompson",
+            user_id: &practice.clinician,
+            user_name: "Casey Clinician",
+            partner: chartbridge::partners::Partner::Tiep,
+            launch: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    let app = app.crash_and_restart().await;
+    eventually(WAIT, "the interaction failed in Hint", || async {
+        app.hint
+            .interactions_for(&patient)
+            .iter()
+            .any(|i| i.status == "failed")
+    })
+    .await;
+    let visit = app.visit(&practice.id, &visit_id).await;
+    assert_eq!(visit.state, "failed");
+    assert!(visit.error_message.unwrap().contains("never opened"));
+    assert_eq!(app.hint.interactions_for(&patient).len(), 1);
+}
