@@ -1,7 +1,7 @@
 //! `spawn_app()`: a fresh SQLite database, sandbox Hint and sandbox Tiep on their own sockets,
 //! and the real app built by `Application::build` on a real socket. Quiet unless `TEST_LOG`.
 
-use std::{path::PathBuf, sync::LazyLock, time::Duration};
+use std::{sync::LazyLock, time::Duration};
 
 use chartbridge::{
     Application, Settings,
@@ -38,7 +38,8 @@ pub struct TestApp {
     settings: Settings,
     server: JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    pub db_path: PathBuf,
+    /// The test's own database (SQLite file, or a fresh PostgreSQL database).
+    pub database: DatabaseSettings,
 }
 
 /// One practice in sandbox Hint, installed in the app.
@@ -69,10 +70,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     .expect("sandbox hint starts");
     let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
     let port = free_port();
-    let db_path = std::env::temp_dir().join(format!(
-        "chartbridge-test-{}.sqlite",
-        chartbridge::db::new_id("db")
-    ));
+    let database = test_database().await;
     let (_, secret_key) = SecretKey::generate();
     let mut settings = Settings::from_args(ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
@@ -91,7 +89,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         workers: 4,
     })
     .expect("test settings are valid");
-    settings.database = DatabaseSettings::Sqlite(db_path.clone());
+    settings.database = database.clone();
     settings.http_timeout = Duration::from_millis(1500);
     settings.jobs.poll_interval = Duration::from_millis(50);
     settings.jobs.base_backoff = Duration::from_millis(100);
@@ -102,14 +100,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
     settings.tiep.poll_after = Duration::from_secs(3600);
     adjust(&mut settings);
-    start(settings, hint, tiep, db_path).await
+    start(settings, hint, tiep, database).await
 }
 
 async fn start(
     settings: Settings,
     hint: SandboxHint,
     tiep: SandboxTiep,
-    db_path: PathBuf,
+    database: DatabaseSettings,
 ) -> TestApp {
     let app = Application::build(settings.clone())
         .await
@@ -133,7 +131,30 @@ async fn start(
         settings,
         server,
         stop: Some(stop),
-        db_path,
+        database,
+    }
+}
+
+/// A fresh database for one test: an SQLite file, or, when `TEST_DATABASE_URL` names a
+/// PostgreSQL server, a new database on it.
+async fn test_database() -> DatabaseSettings {
+    let name = chartbridge::db::new_id("cbtest");
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if admin_url.starts_with("postgres") => {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&admin_url)
+                .await
+                .expect("the test PostgreSQL answers");
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            DatabaseSettings::Url(url.to_string().into())
+        }
+        _ => DatabaseSettings::Sqlite(std::env::temp_dir().join(format!("{name}.sqlite"))),
     }
 }
 
@@ -152,7 +173,7 @@ impl TestApp {
         self.server.abort();
         let _ = self.server.await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        start(self.settings, self.hint, self.tiep, self.db_path).await
+        start(self.settings, self.hint, self.tiep, self.database).await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);

@@ -225,16 +225,14 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
     })
     .await;
     let hint = app.hint.clone();
-    let db_path = app.db_path.clone();
+    let database = app.database.clone();
     app.stop_gracefully().await;
     assert_eq!(
         hint.interactions_for(&patient).len(),
         1,
         "the job in flight finished"
     );
-    let db = chartbridge::db::Db::connect(&chartbridge::config::DatabaseSettings::Sqlite(db_path))
-        .await
-        .unwrap();
+    let db = chartbridge::db::Db::connect(&database).await.unwrap();
     let recorded: Option<String> =
         sqlx::query_scalar("SELECT hint_interaction_id FROM visits WHERE id = $1")
             .bind(&visit_id)
