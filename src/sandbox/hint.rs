@@ -607,28 +607,19 @@ async fn list_patients(
     State(sandbox): State<SandboxHint>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (practice_id, _) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, _) = provider_gate(
         &sandbox,
         &headers,
         "GET /api/provider/patients".into(),
         false,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = refuse_unknown_params(
+    .await?;
+    refuse_unknown_params(
         &query,
         &["limit", "offset", "first_name", "last_name", "email", "dob"],
-    ) {
-        return r;
-    }
-    let (limit, offset) = match paging(&query) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    )?;
+    let (limit, offset) = paging(&query)?;
     let world = sandbox.world();
     let all = world
         .patients
@@ -644,7 +635,7 @@ async fn list_patients(
         })
         .map(Patient::to_json)
         .collect();
-    page_response(all, limit, offset)
+    Ok(page_response(all, limit, offset))
 }
 
 fn find_patient(world: &World, practice_id: &str, patient_id: &str) -> Result<Patient, Response> {
@@ -660,22 +651,16 @@ async fn get_patient(
     State(sandbox): State<SandboxHint>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let (practice_id, _) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, _) = provider_gate(
         &sandbox,
         &headers,
         "GET /api/provider/patients/{id}".into(),
         false,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match find_patient(&sandbox.world(), &practice_id, &id) {
-        Ok(p) => Json(p.to_json()).into_response(),
-        Err(r) => r,
-    }
+    .await?;
+    let patient = find_patient(&sandbox.world(), &practice_id, &id)?;
+    Ok(Json(patient.to_json()).into_response())
 }
 
 const STATUSES: [&str; 5] = ["draft", "signed", "addended", "deleted", "failed"];
@@ -782,36 +767,27 @@ async fn create_interaction(
     headers: HeaderMap,
     Path(patient_id): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let (practice_id, hang_after) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, hang_after) = provider_gate(
         &sandbox,
         &headers,
         "POST /api/provider/patients/{id}/interactions/partner".into(),
         true,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    .await?;
     let Some(Json(body)) = body else {
-        return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
+        return Err(hint_error(StatusCode::BAD_REQUEST, "Body must be JSON"));
     };
     let created = {
         let mut world = sandbox.world();
-        if let Err(r) = find_patient(&world, &practice_id, &patient_id) {
-            return r;
-        }
+        find_patient(&world, &practice_id, &patient_id)?;
         let practice = world
             .practices
             .iter()
             .find(|p| p.id == practice_id)
             .cloned()
             .expect("token's practice exists");
-        let fields = match interaction_body(&body, &practice, true) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+        let fields = interaction_body(&body, &practice, true)?;
         let interaction = Interaction {
             id: world.next("inter"),
             practice_id,
@@ -833,7 +809,7 @@ async fn create_interaction(
     if let Some(hang) = hang_after {
         tokio::time::sleep(hang).await;
     }
-    (StatusCode::CREATED, Json(created.to_json())).into_response()
+    Ok((StatusCode::CREATED, Json(created.to_json())).into_response())
 }
 
 async fn list_interactions(
@@ -841,32 +817,21 @@ async fn list_interactions(
     headers: HeaderMap,
     Path(patient_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (practice_id, _) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, _) = provider_gate(
         &sandbox,
         &headers,
         "GET /api/provider/patients/{id}/interactions/partner".into(),
         false,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = refuse_unknown_params(
+    .await?;
+    refuse_unknown_params(
         &query,
         &["limit", "offset", "integration_record_id", "status"],
-    ) {
-        return r;
-    }
-    let (limit, offset) = match paging(&query) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    )?;
+    let (limit, offset) = paging(&query)?;
     let world = sandbox.world();
-    if let Err(r) = find_patient(&world, &practice_id, &patient_id) {
-        return r;
-    }
+    find_patient(&world, &practice_id, &patient_id)?;
     let all = world
         .interactions
         .iter()
@@ -879,25 +844,21 @@ async fn list_interactions(
         .filter(|i| query.get("status").is_none_or(|v| *v == i.status))
         .map(Interaction::to_json)
         .collect();
-    page_response(all, limit, offset)
+    Ok(page_response(all, limit, offset))
 }
 
 async fn get_interaction(
     State(sandbox): State<SandboxHint>,
     headers: HeaderMap,
     Path((patient_id, interaction_id)): Path<(String, String)>,
-) -> Response {
-    let (practice_id, _) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, _) = provider_gate(
         &sandbox,
         &headers,
         "GET /api/provider/patients/{id}/interactions/partner/{id}".into(),
         false,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    .await?;
     let world = sandbox.world();
     world
         .interactions
@@ -906,7 +867,7 @@ async fn get_interaction(
             i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id
         })
         .map(|i| Json(i.to_json()).into_response())
-        .unwrap_or_else(|| hint_error(StatusCode::NOT_FOUND, "Interaction not found"))
+        .ok_or_else(|| hint_error(StatusCode::NOT_FOUND, "Interaction not found"))
 }
 
 async fn patch_interaction(
@@ -914,20 +875,16 @@ async fn patch_interaction(
     headers: HeaderMap,
     Path((patient_id, interaction_id)): Path<(String, String)>,
     body: Option<Json<Value>>,
-) -> Response {
-    let (practice_id, hang_after) = match provider_gate(
+) -> Result<Response, Response> {
+    let (practice_id, hang_after) = provider_gate(
         &sandbox,
         &headers,
         "PATCH /api/provider/patients/{id}/interactions/partner/{id}".into(),
         true,
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    .await?;
     let Some(Json(body)) = body else {
-        return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
+        return Err(hint_error(StatusCode::BAD_REQUEST, "Body must be JSON"));
     };
     let updated = {
         let mut world = sandbox.world();
@@ -937,14 +894,11 @@ async fn patch_interaction(
             .find(|p| p.id == practice_id)
             .cloned()
             .expect("token's practice exists");
-        let fields = match interaction_body(&body, &practice, false) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+        let fields = interaction_body(&body, &practice, false)?;
         let Some(interaction) = world.interactions.iter_mut().find(|i| {
             i.id == interaction_id && i.patient_id == patient_id && i.practice_id == practice_id
         }) else {
-            return hint_error(StatusCode::NOT_FOUND, "Interaction not found");
+            return Err(hint_error(StatusCode::NOT_FOUND, "Interaction not found"));
         };
         let new_status = text(&fields, "status");
         if interaction.status == "signed"
@@ -952,10 +906,10 @@ async fn patch_interaction(
                 .as_deref()
                 .is_some_and(|s| s != "signed" && s != "addended")
         {
-            return hint_error(
+            return Err(hint_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "A signed interaction can only be addended",
-            );
+            ));
         }
         if let Some(s) = new_status {
             interaction.status = s;
@@ -986,7 +940,7 @@ async fn patch_interaction(
     if let Some(hang) = hang_after {
         tokio::time::sleep(hang).await;
     }
-    Json(updated.to_json()).into_response()
+    Ok(Json(updated.to_json()).into_response())
 }
 
 // ---------------------------------------------------------------- Instant On

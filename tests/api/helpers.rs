@@ -360,6 +360,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Waits until sandbox Hint holds an interaction with `status` for `patient_id`.
+    pub async fn wait_for_interaction(&self, patient_id: &str, status: &str) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("a {status} interaction in Hint"),
+            || async {
+                self.hint
+                    .interactions_for(patient_id)
+                    .iter()
+                    .any(|i| i.status == status)
+            },
+        )
+        .await;
+    }
+
     /// One visit row as stored, by id (practice filter included).
     pub async fn visit(&self, practice_id: &str, visit_id: &str) -> chartbridge::visits::Visit {
         chartbridge::visits::get(&self.state, practice_id, visit_id)

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, eventually, spawn_app};
+use crate::helpers::{TIEP_HOOK_SECRET, spawn_app};
 
 #[tokio::test]
 async fn nothing_of_one_practice_reaches_the_other() {
@@ -23,13 +23,7 @@ async fn nothing_of_one_practice_reaches_the_other() {
             .status(),
         200
     );
-    eventually(std::time::Duration::from_secs(10), "A signed", || async {
-        app.hint
-            .interactions_for(a_patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(a_patient, "signed").await;
     let a_interaction = app.hint.interactions_for(a_patient)[0].id.clone();
 
     let b_key = app.session(&b.clinician, None).await;

@@ -48,13 +48,7 @@ async fn hint_failing_with_500s_then_timeouts_still_ends_signed_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     app.hint.set_faults(Faults::default());
 
-    eventually(WAIT, "signed after recovery", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "signed").await;
     assert_eq!(
         app.hint.interactions_for(patient).len(),
         1,
@@ -103,13 +97,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
             .status(),
         200
     );
-    eventually(WAIT, "signed", || async {
-        app.hint
-            .interactions_for(&patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(&patient, "signed").await;
     assert_eq!(
         app.hint.interactions_for(&patient).len(),
         1,
@@ -263,13 +251,7 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
     .await
     .unwrap();
     let app = app.crash_and_restart().await;
-    eventually(WAIT, "the interaction failed in Hint", || async {
-        app.hint
-            .interactions_for(&patient)
-            .iter()
-            .any(|i| i.status == "failed")
-    })
-    .await;
+    app.wait_for_interaction(&patient, "failed").await;
     let visit = app.visit(&practice.id, &visit_id).await;
     assert_eq!(visit.state, "failed");
     assert!(visit.error_message.unwrap().contains("never opened"));

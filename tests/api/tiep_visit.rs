@@ -5,9 +5,7 @@ use std::time::Duration;
 use chartbridge::sandbox::tiep::TiepFaults;
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, between, eventually, spawn_app, spawn_app_with};
-
-const WAIT: Duration = Duration::from_secs(15);
+use crate::helpers::{TIEP_HOOK_SECRET, between, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
@@ -53,13 +51,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     assert_eq!(context["patient"]["resourceType"], "Patient");
 
     // The draft appears in the Hint chart while the visit runs.
-    eventually(WAIT, "a draft interaction in Hint", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "draft")
-    })
-    .await;
+    app.wait_for_interaction(patient, "draft").await;
 
     // The doctor saves in Tiep; Tiep posts the signed report.
     let saved = app
@@ -80,13 +72,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
             .contains("sent to your health record system")
     );
 
-    eventually(WAIT, "the interaction signed in Hint", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "signed").await;
     let interactions = app.hint.interactions_for(patient);
     assert_eq!(
         interactions.len(),
@@ -187,13 +173,7 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
         .await;
     assert_eq!(first.status(), 200);
-    eventually(WAIT, "signed", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "signed").await;
     let updates_before = app.hint.interactions_for(patient)[0].updates;
     let second = app
         .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
@@ -265,13 +245,7 @@ async fn polling_finds_the_report_when_no_webhook_comes() {
         app.tiep.world().deliveries.is_empty(),
         "no webhook was sent"
     );
-    eventually(WAIT, "signed via polling", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "signed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "signed").await;
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(
         visit.result_json().unwrap()["answers"]["reason"],
@@ -292,13 +266,7 @@ async fn a_visit_with_no_report_ever_fails_with_a_reason() {
     let patient = &practice.patients[0];
     let key = app.session(&practice.clinician, None).await;
     assert_eq!(app.start_visit(&key, patient).await.status(), 303);
-    eventually(WAIT, "the interaction failed in Hint", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "failed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "failed").await;
     let interaction = &app.hint.interactions_for(patient)[0];
     assert!(
         interaction
@@ -330,13 +298,7 @@ async fn tiep_down_at_launch_fails_the_visit_with_a_reason_the_clinician_sees() 
             .unwrap()
             .contains("Tiep is not reachable right now")
     );
-    eventually(WAIT, "the interaction failed in Hint", || async {
-        app.hint
-            .interactions_for(patient)
-            .iter()
-            .any(|i| i.status == "failed")
-    })
-    .await;
+    app.wait_for_interaction(patient, "failed").await;
     assert_eq!(app.only_visit(&practice.id).await.state, "failed");
 }
 
@@ -433,13 +395,7 @@ async fn concurrent_reports_and_their_duplicates_are_each_stored_once() {
     }
     assert_eq!(applied, 3, "each visit completed exactly once");
     for patient in &practice.patients {
-        eventually(WAIT, "signed", || async {
-            app.hint
-                .interactions_for(patient)
-                .iter()
-                .any(|i| i.status == "signed")
-        })
-        .await;
+        app.wait_for_interaction(patient, "signed").await;
         assert_eq!(app.hint.interactions_for(patient).len(), 1);
     }
 }
