@@ -135,12 +135,16 @@ pub async fn practice_token(
     ))
 }
 
-/// Forgets a practice's token (Hint sent `integration.deactivated`).
-pub async fn uninstall(state: &AppState, practice_id: &str) -> Result<(), AppError> {
+/// Forgets a practice's token (Hint sent `integration.deactivated`), on the caller's transaction.
+pub async fn uninstall(
+    conn: &mut sqlx::AnyConnection,
+    product_id: &str,
+    practice_id: &str,
+) -> Result<(), AppError> {
     sqlx::query("DELETE FROM hint_installations WHERE product_id = $1 AND practice_id = $2")
-        .bind(&state.settings.hint.product_id)
+        .bind(product_id)
         .bind(practice_id)
-        .execute(state.db.writer())
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::{install, verify_hint_signature};
+use super::{client::Patient, install, verify_hint_signature};
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
@@ -17,6 +17,9 @@ struct HintEvent {
     #[serde(rename = "type")]
     kind: String,
     practice_id: String,
+    /// Shaped like `GET /api/provider/<resource>/{id}`.
+    #[serde(default)]
+    object: Option<serde_json::Value>,
 }
 
 pub async fn receive(
@@ -30,6 +33,9 @@ pub async fn receive(
     if event.id.is_empty() || event.practice_id.is_empty() {
         return Err(AppError::Unprocessable("event id and practice_id are required".into()).into());
     }
+    // Recording the event and applying it commit together: a failure leaves neither, so
+    // Hint's retry is processed instead of being taken for a duplicate.
+    let mut tx = state.db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbound_events (practice_id, source, event_key, received_at) VALUES ($1, 'hint', $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -37,7 +43,7 @@ pub async fn receive(
     .bind(&event.practice_id)
     .bind(&event.id)
     .bind(now_ms())
-    .execute(state.db.writer())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 0 {
@@ -46,8 +52,27 @@ pub async fn receive(
         ));
     }
     match event.kind.as_str() {
-        "integration.deactivated" => install::uninstall(&state, &event.practice_id).await?,
+        "integration.deactivated" => {
+            install::uninstall(&mut tx, &state.settings.hint.product_id, &event.practice_id)
+                .await?;
+            tracing::info!(practice_id = %event.practice_id, "practice deactivated Chartbridge");
+        }
+        // Keep the names on our visit lists current; the chart itself is Hint's.
+        "patient.updated" => {
+            if let Some(patient) = event
+                .object
+                .and_then(|o| serde_json::from_value::<Patient>(o).ok())
+            {
+                sqlx::query("UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND patient_id = $3")
+                    .bind(patient.display_name())
+                    .bind(&event.practice_id)
+                    .bind(&patient.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         other => tracing::debug!(kind = other, "hint event ignored"),
     }
+    tx.commit().await?;
     Ok(Json(serde_json::json!({"received": true})))
 }

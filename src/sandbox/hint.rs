@@ -344,22 +344,23 @@ impl SandboxHint {
             .collect()
     }
 
+    /// Mints a one-use Instant On code for a practice.
+    pub fn new_install_code(&self, practice_id: &str) -> String {
+        let code = random_token();
+        self.world()
+            .oauth_codes
+            .insert(code.clone(), practice_id.to_string());
+        code
+    }
+
     /// Runs Instant On for a practice: mints a code and posts it to the app.
     pub async fn install(&self, practice_id: &str) -> anyhow::Result<reqwest::StatusCode> {
-        let (code, app_url) = {
-            let mut world = self.world();
-            let code = random_token();
-            world
-                .oauth_codes
-                .insert(code.clone(), practice_id.to_string());
-            (
-                code,
-                world
-                    .app_url
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("app URL not set"))?,
-            )
-        };
+        let code = self.new_install_code(practice_id);
+        let app_url = self
+            .world()
+            .app_url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("app URL not set"))?;
         let url = app_url.join(&format!("/hint/connect/{code}"))?;
         Ok(self.http.post(url).send().await?.status())
     }
@@ -744,6 +745,7 @@ fn interaction_body(
         }
         _ => {}
     }
+    // Not documented by Hint: enforced so that our failed interactions always carry the reason.
     if obj.get("status").and_then(Value::as_str) == Some("failed")
         && obj
             .get("integration_error_message")

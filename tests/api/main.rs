@@ -2,6 +2,7 @@
 
 mod handshake;
 mod helpers;
+mod hint_events;
 mod isolation;
 mod resilience;
 mod surfaces;

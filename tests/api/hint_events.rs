@@ -1,0 +1,282 @@
+//! What Hint's servers send besides the handshake: Instant On and signed webhooks.
+
+use serde_json::json;
+use sqlx::Row;
+
+use crate::helpers::{sign, spawn_app};
+
+async fn post_event(
+    app: &crate::helpers::TestApp,
+    body: &serde_json::Value,
+    signed: bool,
+) -> reqwest::Response {
+    let body = body.to_string();
+    let mut request = app
+        .http
+        .post(format!("{}/webhooks/hint", app.address))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    if signed {
+        request = request.header("x-hint-signature", sign(body.as_bytes()));
+    }
+    request.send().await.unwrap()
+}
+
+async fn count(app: &crate::helpers::TestApp, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hint_webhooks_are_verified_deduplicated_and_unknown_types_ignored() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Events").await;
+    app.setup_tiep(&practice).await;
+    let patient = &practice.patients[0];
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+
+    let renamed = json!({"id": "evt-1", "type": "patient.updated", "practice_id": practice.id,
+        "created_at": "2026-11-22T10:00:00Z", "object": {"id": patient, "first_name": "Ava", "last_name": "Thompson-Reyes"}});
+    assert_eq!(post_event(&app, &renamed, false).await.status(), 401);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM inbound_events").await,
+        0,
+        "nothing stored for a forged event"
+    );
+    assert_eq!(
+        app.only_visit(&practice.id).await.patient_name,
+        "Ava Thompson"
+    );
+
+    assert_eq!(post_event(&app, &renamed, true).await.status(), 200);
+    assert_eq!(
+        app.only_visit(&practice.id).await.patient_name,
+        "Ava Thompson-Reyes"
+    );
+
+    // The same event id again (Hint retries) has no second effect.
+    let replay = json!({"id": "evt-1", "type": "patient.updated", "practice_id": practice.id,
+        "object": {"id": patient, "first_name": "Someone", "last_name": "Else"}});
+    let answer = post_event(&app, &replay, true).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["duplicate"],
+        true
+    );
+    assert_eq!(
+        app.only_visit(&practice.id).await.patient_name,
+        "Ava Thompson-Reyes"
+    );
+
+    let unknown = json!({"id": "evt-2", "type": "membership.paused", "practice_id": practice.id, "object": {}});
+    assert_eq!(post_event(&app, &unknown, true).await.status(), 200);
+    let malformed = json!({"type": "patient.updated"});
+    assert_eq!(post_event(&app, &malformed, true).await.status(), 400);
+}
+
+#[tokio::test]
+async fn deactivation_forgets_the_practice_token() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Leaving").await;
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM hint_installations").await,
+        1
+    );
+    let event = json!({"id": "evt-9", "type": "integration.deactivated", "practice_id": practice.id, "object": {}});
+    assert_eq!(post_event(&app, &event, true).await.status(), 200);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM hint_installations").await,
+        0
+    );
+    let admin = app.session(&practice.admin, None).await;
+    let settings = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(settings.contains("Not installed yet"));
+}
+
+#[tokio::test]
+async fn instant_on_refuses_a_bad_or_used_code_and_keeps_the_token_sealed() {
+    let app = spawn_app().await;
+    let practice_id = app.hint.add_practice("Installing");
+    let bogus = app
+        .http
+        .post(format!("{}/hint/connect/not-a-code", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bogus.status(), 400);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM hint_installations").await,
+        0
+    );
+
+    let code = app.hint.new_install_code(&practice_id);
+    let first = app
+        .http
+        .post(format!("{}/hint/connect/{code}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let sealed: String = sqlx::query_scalar("SELECT token_sealed FROM hint_installations")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    let token = chartbridge::hint::install::practice_token(&app.state, &practice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !sealed.contains(secrecy::ExposeSecret::expose_secret(&token)),
+        "stored sealed, not in clear"
+    );
+
+    let reused = app
+        .http
+        .post(format!("{}/hint/connect/{code}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 400);
+    // The browser flow: Hint redirects the admin with ?code=.
+    let code = app.hint.new_install_code(&practice_id);
+    let redirect = app.get(&format!("/hint/connect?code={code}")).await;
+    assert_eq!(redirect.status(), 200);
+    assert!(redirect.text().await.unwrap().contains("connected"));
+    assert_eq!(app.get("/hint/connect").await.status(), 400);
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_idle_timeout() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.sessions.idle_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
+    let practice = app.new_practice("Idle").await;
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.surface("core_page", &key).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert_eq!(app.surface("core_page", &key).await.status(), 401);
+}
+
+#[tokio::test]
+async fn sandbox_hint_refuses_what_hint_refuses() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Strict").await;
+    let patient = &practice.patients[0];
+    let token = chartbridge::hint::install::practice_token(&app.state, &practice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&token).to_string();
+    let base = app.hint.base_url().clone();
+    let http = reqwest::Client::new();
+    let get = |path: &str, bearer: &str| {
+        http.get(base.join(path).unwrap())
+            .bearer_auth(bearer)
+            .send()
+    };
+
+    assert_eq!(
+        get("/api/provider/patients", crate::helpers::PARTNER_API_KEY)
+            .await
+            .unwrap()
+            .status(),
+        428
+    );
+    assert_eq!(
+        http.get(base.join("/api/provider/patients").unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("/api/provider/patients?limit=101", &token)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        get("/api/provider/patients?colour=blue", &token)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let page = get("/api/provider/patients?limit=2&offset=1", &token)
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["x-total-count"], "3");
+    assert_eq!(page.headers()["x-count"], "2");
+    let list: serde_json::Value = page.json().await.unwrap();
+    assert!(list.is_array(), "lists are bare arrays");
+
+    let path = format!("/api/provider/patients/{patient}/interactions/partner");
+    let post = |body: serde_json::Value| {
+        http.post(base.join(&path).unwrap())
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        post(json!({"title": "no status"})).await.unwrap().status(),
+        400
+    );
+    assert_eq!(post(json!({"status": "done"})).await.unwrap().status(), 422);
+    assert_eq!(
+        post(json!({"status": "draft", "colour": "blue"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        post(json!({"status": "draft", "integration_web_link": "not a url"}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        post(json!({"status": "failed"})).await.unwrap().status(),
+        422,
+        "failed needs a reason"
+    );
+    let created: serde_json::Value = post(json!({"status": "signed", "title": "t"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patch = http
+        .patch(
+            base.join(&format!("{path}/{}", created["id"].as_str().unwrap()))
+                .unwrap(),
+        )
+        .bearer_auth(&token)
+        .json(&json!({"status": "draft"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 422, "signed is final");
+
+    app.hint.world().rate_limit_per_second = 2;
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        statuses.push(
+            get("/api/provider/patients", &token)
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
