@@ -211,3 +211,72 @@ async fn health_and_readiness() {
     assert_eq!(app.get("/readyz").await.status(), 200);
     assert_eq!(app.get("/no/such/page").await.status(), 404);
 }
+
+#[tokio::test]
+async fn nothing_a_client_sends_gets_a_500() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Garbage Practice").await;
+    app.setup_tiep(&practice).await;
+    let clinician = app.session(&practice.clinician, None).await;
+    let admin = app.session(&practice.admin, None).await;
+    let long = "x".repeat(5000);
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", b"".to_vec()),
+        ("application/json", b"{".to_vec()),
+        ("application/json", b"[]".to_vec()),
+        ("application/json", b"null".to_vec()),
+        ("application/json", vec![0xff, 0xfe, 0x00]),
+        (
+            "application/json",
+            br#"{"context":{"visit_id":123},"payload":"x"}"#.to_vec(),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"patient_id=&partner=".to_vec(),
+        ),
+        ("application/x-www-form-urlencoded", b"%%%".to_vec()),
+        ("text/plain", long.as_bytes().to_vec()),
+    ];
+    let posts = [
+        "/hint/handshake".to_string(),
+        "/hint/connect/abc".to_string(),
+        "/webhooks/hint".to_string(),
+        format!("/webhooks/tiep/{}", practice.id),
+        "/webhooks/tiep/pra-unknown".to_string(),
+        format!("/hint/visits?session_key={clinician}"),
+        format!("/hint/settings/tiep?session_key={admin}"),
+        format!("/hint/jobs/{long}/retry?session_key={admin}"),
+    ];
+    for path in &posts {
+        for (content_type, body) in &bodies {
+            let response = app
+                .http
+                .post(format!("{}{path}", app.address))
+                .header("content-type", *content_type)
+                .header("x-hint-signature", format!("sha256={}", "a".repeat(64)))
+                .header("x-signature-256", "sha256=zz")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_client_error(),
+                "POST {path} ({content_type}) answered {}",
+                response.status()
+            );
+        }
+    }
+    let gets = [
+        format!("/hint/clinical_interaction?session_key={clinician}&visit_id={long}"),
+        format!("/hint/clinical_chart?session_key={clinician}"),
+        format!("/hint/patients/search?session_key={clinician}&q={long}"),
+        format!("/hint/visits?session_key={clinician}&patient_id=%00"),
+        format!("/hint/core_page?session_key={long}"),
+        "/static/../Cargo.toml".to_string(),
+        "/hint/connect?code=%20%20".to_string(),
+    ];
+    for path in &gets {
+        let status = app.get(path).await.status();
+        assert!(!status.is_server_error(), "GET {path} answered {status}");
+    }
+}
