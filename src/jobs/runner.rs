@@ -20,15 +20,26 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub struct JobRunner {
     state: AppState,
     worker_id: String,
+    /// Jobs of one practice run at once at most: one below Hint's per-practice call cap, so a
+    /// practice's backlog neither holds every worker while other practices wait nor takes the
+    /// last Hint slot from a clinician waiting in the frame.
+    per_practice: usize,
 }
 
 type JobResult = Result<JobOutcome, JobError>;
 
 impl JobRunner {
     pub fn new(state: AppState) -> Self {
+        let per_practice = state
+            .settings
+            .hint
+            .max_concurrency_per_practice
+            .saturating_sub(1)
+            .max(1);
         Self {
             state,
             worker_id: new_id("worker"),
+            per_practice,
         }
     }
 
@@ -42,7 +53,10 @@ impl JobRunner {
 
         while !*shutdown.borrow() {
             while running.len() < settings.workers {
-                match self.claim().await {
+                match self
+                    .claim(&saturated_practices(&in_flight, self.per_practice))
+                    .await
+                {
                     Ok(Some(job)) => {
                         let state = self.state.clone();
                         let for_task = job.clone();
@@ -88,26 +102,35 @@ impl JobRunner {
         tracing::info!("job runner stopped");
     }
 
-    async fn claim(&self) -> Result<Option<ClaimedJob>, sqlx::Error> {
+    /// Claims the next due job, passing over the practices in `skip`.
+    async fn claim(&self, skip: &[String]) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let now = now_ms();
         let lease_until = now + self.state.settings.jobs.lease.as_millis() as i64;
         let lock = match self.state.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let skip_clause = if skip.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 4)).collect();
+            format!(" AND practice_id NOT IN ({})", list.join(", "))
+        };
         let sql = format!(
             "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
              WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
-                         AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_at LIMIT 1{lock}) \
+                         AND (locked_until IS NULL OR locked_until < $3){skip_clause} ORDER BY run_at LIMIT 1{lock}) \
              AND state = 'queued' AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );
-        let row = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(&self.worker_id)
             .bind(lease_until)
-            .bind(now)
-            .fetch_optional(self.state.db.writer())
-            .await?;
+            .bind(now);
+        for practice_id in skip {
+            query = query.bind(practice_id);
+        }
+        let row = query.fetch_optional(self.state.db.writer()).await?;
         let Some(row) = row else { return Ok(None) };
         let payload: String = row.try_get("payload")?;
         Ok(Some(ClaimedJob {
@@ -223,6 +246,22 @@ impl JobRunner {
         }
         Ok(())
     }
+}
+
+/// Practices with `limit` jobs in flight here.
+fn saturated_practices(
+    in_flight: &HashMap<tokio::task::Id, ClaimedJob>,
+    limit: usize,
+) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for job in in_flight.values() {
+        *counts.entry(job.practice_id.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n >= limit)
+        .map(|(p, _)| p.to_string())
+        .collect()
 }
 
 async fn dispatch(state: &AppState, job: &ClaimedJob) -> JobResult {

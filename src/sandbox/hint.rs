@@ -133,6 +133,8 @@ pub struct Faults {
     pub hang_for: Option<Duration>,
     /// Provider API writes are applied, then the answer waits this long.
     pub hang_after_write_for: Option<Duration>,
+    /// When set, the faults hit only this practice's calls.
+    pub only_practice: Option<String>,
 }
 
 #[derive(Default)]
@@ -523,7 +525,12 @@ async fn provider_gate(
             ));
         }
         calls.push_back(now);
-        let faulty = what.contains("/interactions/");
+        let faulty = what.contains("/interactions/")
+            && world
+                .faults
+                .only_practice
+                .as_ref()
+                .is_none_or(|p| *p == practice_id);
         world.requests.push(what);
         if !faulty {
             return Ok((practice_id, None));

@@ -257,3 +257,50 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
     assert!(visit.error_message.unwrap().contains("never opened"));
     assert_eq!(app.hint.interactions_for(&patient).len(), 1);
 }
+
+#[tokio::test]
+async fn one_practice_s_backlog_does_not_hold_up_another_practice() {
+    let app = spawn_app().await;
+    let busy = app.new_practice("Busy Backlog").await;
+    let quiet = app.new_practice("Quiet").await;
+    app.setup_tiep(&busy).await;
+    app.setup_tiep(&quiet).await;
+    // Hint answers the busy practice slowly (but within the client's timeout).
+    app.hint.set_faults(Faults {
+        hang_for: Some(Duration::from_millis(700)),
+        only_practice: Some(busy.id.clone()),
+        ..Default::default()
+    });
+    let busy_key = app.session(&busy.clinician, None).await;
+    for _ in 0..3 {
+        for patient in &busy.patients {
+            assert_eq!(app.start_visit(&busy_key, patient).await.status(), 303);
+        }
+    }
+    let quiet_key = app.session(&quiet.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&quiet_key, &quiet.patients[0])
+            .await
+            .status(),
+        303
+    );
+
+    app.wait_for_interaction(&quiet.patients[0], "draft").await;
+    let busy_done: usize = busy
+        .patients
+        .iter()
+        .map(|p| app.hint.interactions_for(p).len())
+        .sum();
+    assert!(
+        busy_done < 3,
+        "the quiet practice was served before the busy backlog drained ({busy_done}/9)"
+    );
+    eventually(WAIT, "the busy backlog drains too", || async {
+        busy.patients
+            .iter()
+            .map(|p| app.hint.interactions_for(p).len())
+            .sum::<usize>()
+            == 9
+    })
+    .await;
+}
