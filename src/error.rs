@@ -39,6 +39,15 @@ pub enum AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL refuses text it cannot store (NUL, bad encoding): the client's input was
+        // wrong, so say so. Edges check ids (`ids::ExternalId`); this is the net under them.
+        if let sqlx::Error::Database(db) = &e {
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return AppError::BadRequest(
+                    "The request contains characters that cannot be stored.".into(),
+                );
+            }
+        }
         AppError::Internal(anyhow::Error::new(e).context("database"))
     }
 }

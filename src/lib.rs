@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod hint;
+pub mod ids;
 pub mod jobs;
 pub mod partners;
 pub mod sandbox;

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
+    ids::{ExternalId, clean_text},
     state::AppState,
 };
 
@@ -36,7 +37,7 @@ pub struct HandshakePayload {
 
 #[derive(Debug, Deserialize)]
 pub struct HandshakeUser {
-    pub id: String,
+    pub id: ExternalId,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
@@ -65,14 +66,14 @@ impl HandshakeUser {
 
 #[derive(Debug, Deserialize)]
 pub struct HandshakePractice {
-    pub id: String,
+    pub id: ExternalId,
     #[serde(default)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct IdRef {
-    pub id: String,
+    pub id: ExternalId,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,11 +89,6 @@ pub async fn handshake(
     verify_hint_signature(&state, &headers, &body)?;
     let payload: HandshakePayload = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed handshake body: {e}")))?;
-    if payload.user.id.trim().is_empty() || payload.practice.id.trim().is_empty() {
-        return Err(
-            AppError::Unprocessable("user.id and practice.id must not be empty".into()).into(),
-        );
-    }
     if let Some(timestamp) = payload.timestamp.as_deref() {
         check_fresh(timestamp, state.settings.sessions.handshake_max_age)?;
     }
@@ -115,8 +111,8 @@ pub async fn handshake(
             roles
         }
     };
-    let practice_id = payload.practice.id.trim();
-    let user_id = payload.user.id.trim();
+    let practice_id = payload.practice.id.as_str();
+    let user_id = payload.user.id.as_str();
     let access_token_sealed = payload
         .access_token
         .as_deref()
@@ -127,17 +123,18 @@ pub async fn handshake(
                 &session::access_token_aad(practice_id, user_id),
             )
         });
-    let user_name = payload.user.display_name();
+    let user_name = payload.user.display_name().map(|n| clean_text(&n, 200));
+    let user_email = payload.user.email.as_deref().map(|e| clean_text(e, 320));
 
     let mut tx = state.db.begin().await?;
     let now = now_ms();
-    let practice_name = payload.practice.name.as_deref().unwrap_or(practice_id);
+    let practice_name = clean_text(payload.practice.name.as_deref().unwrap_or(practice_id), 200);
     sqlx::query(
         "INSERT INTO practices (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
     )
     .bind(practice_id)
-    .bind(practice_name)
+    .bind(&practice_name)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -147,7 +144,7 @@ pub async fn handshake(
         NewSession {
             practice_id,
             user_id,
-            user_email: payload.user.email.as_deref(),
+            user_email: user_email.as_deref(),
             user_name: user_name.as_deref(),
             roles: &roles,
             access_context,

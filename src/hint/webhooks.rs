@@ -8,15 +8,16 @@ use super::{client::Patient, install, verify_hint_signature};
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
+    ids::{ExternalId, clean_text},
     state::AppState,
 };
 
 #[derive(Debug, Deserialize)]
 struct HintEvent {
-    id: String,
+    id: ExternalId,
     #[serde(rename = "type")]
     kind: String,
-    practice_id: String,
+    practice_id: ExternalId,
     /// Shaped like `GET /api/provider/<resource>/{id}`.
     #[serde(default)]
     object: Option<serde_json::Value>,
@@ -30,9 +31,6 @@ pub async fn receive(
     verify_hint_signature(&state, &headers, &body)?;
     let event: HintEvent = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
-    if event.id.is_empty() || event.practice_id.is_empty() {
-        return Err(AppError::Unprocessable("event id and practice_id are required".into()).into());
-    }
     // Recording the event and applying it commit together: a failure leaves neither, so
     // Hint's retry is processed instead of being taken for a duplicate.
     let mut tx = state.db.begin().await?;
@@ -40,8 +38,8 @@ pub async fn receive(
         "INSERT INTO inbound_events (practice_id, source, event_key, received_at) VALUES ($1, 'hint', $2, $3) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(&event.practice_id)
-    .bind(&event.id)
+    .bind(event.practice_id.as_str())
+    .bind(event.id.as_str())
     .bind(now_ms())
     .execute(&mut *tx)
     .await?
@@ -53,19 +51,24 @@ pub async fn receive(
     }
     match event.kind.as_str() {
         "integration.deactivated" => {
-            install::uninstall(&mut tx, &state.settings.hint.product_id, &event.practice_id)
-                .await?;
+            install::uninstall(
+                &mut tx,
+                &state.settings.hint.product_id,
+                event.practice_id.as_str(),
+            )
+            .await?;
             tracing::info!(practice_id = %event.practice_id, "practice deactivated Chartbridge");
         }
         // Keep the names on our visit lists current; the chart itself is Hint's.
         "patient.updated" => {
-            if let Some(patient) = event
+            let patient = event
                 .object
                 .and_then(|o| serde_json::from_value::<Patient>(o).ok())
-            {
+                .filter(|p| ExternalId::parse(&p.id).is_ok());
+            if let Some(patient) = patient {
                 sqlx::query("UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND patient_id = $3")
-                    .bind(patient.display_name())
-                    .bind(&event.practice_id)
+                    .bind(clean_text(&patient.display_name(), 200))
+                    .bind(event.practice_id.as_str())
                     .bind(&patient.id)
                     .execute(&mut *tx)
                     .await?;

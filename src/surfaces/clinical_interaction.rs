@@ -13,6 +13,7 @@ use super::Frame;
 use crate::{
     error::AppError,
     hint::PracticeSession,
+    ids::ExternalId,
     state::AppState,
     visits::{self, Visit},
 };
@@ -30,7 +31,7 @@ struct ClinicalInteraction {
 #[derive(Deserialize)]
 pub struct InteractionQuery {
     #[serde(default)]
-    visit_id: Option<String>,
+    visit_id: Option<ExternalId>,
 }
 
 pub async fn page(

@@ -12,6 +12,7 @@ use super::{Frame, LaunchButton, VisitRow, launch_buttons};
 use crate::{
     error::AppError,
     hint::{HintAuth, PracticeSession, Role},
+    ids::ExternalId,
     jobs::{self, StuckJob},
     state::AppState,
     visits::{self, routes::hint_token},
@@ -140,7 +141,7 @@ struct VisitRows {
 #[derive(Deserialize)]
 pub struct VisitRowsQuery {
     #[serde(default)]
-    patient_id: Option<String>,
+    patient_id: Option<ExternalId>,
 }
 
 /// `GET /hint/visits` (htmx, polled): the visit table, for the practice or one patient.
@@ -149,7 +150,7 @@ pub async fn visit_rows(
     session: PracticeSession,
     Query(query): Query<VisitRowsQuery>,
 ) -> Result<Html<String>, AppError> {
-    let patient_filter = query.patient_id.unwrap_or_default();
+    let patient_filter = query.patient_id.map(String::from).unwrap_or_default();
     let rows = if patient_filter.is_empty() {
         visits::recent(&state, &session.practice_id, 25).await?
     } else {
@@ -167,7 +168,7 @@ pub async fn visit_rows(
 pub async fn retry_job(
     State(state): State<AppState>,
     session: PracticeSession,
-    Path(job_id): Path<String>,
+    Path(job_id): Path<ExternalId>,
 ) -> Result<Response, AppError> {
     if !(session.has(Role::Admin) || session.has(Role::Clinician)) {
         return Err(AppError::Forbidden(

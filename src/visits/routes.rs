@@ -13,13 +13,14 @@ use serde::Deserialize;
 use crate::{
     error::AppError,
     hint::{HintAuth, HintError, PracticeSession, Role},
+    ids::ExternalId,
     partners::{self, Partner},
     state::AppState,
 };
 
 #[derive(Debug, Deserialize)]
 pub struct StartVisitForm {
-    pub patient_id: String,
+    pub patient_id: ExternalId,
     pub partner: String,
 }
 

@@ -280,3 +280,49 @@ async fn nothing_a_client_sends_gets_a_500() {
         assert!(!status.is_server_error(), "GET {path} answered {status}");
     }
 }
+
+#[tokio::test]
+async fn ids_with_control_characters_are_refused_even_when_signed() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Nul Practice").await;
+    app.setup_tiep(&practice).await;
+    let handshake = br#"{"user":{"id":"u-\u0000"},"practice":{"id":"p-1"}}"#;
+    let response = app
+        .handshake_raw(handshake, Some(&crate::helpers::sign(handshake)))
+        .await;
+    assert_eq!(response.status(), 400);
+    let named = br#"{"user":{"id":"u-1","name":"Dr \u0000 Who","partner_roles":["clinician"]},"practice":{"id":"p-1","name":"P\u0000"}}"#;
+    assert_eq!(
+        app.handshake_raw(named, Some(&crate::helpers::sign(named)))
+            .await
+            .status(),
+        200,
+        "free text is cleaned, not refused"
+    );
+
+    let event = serde_json::json!({"id": "evt-\u{0}", "type": "patient.updated", "practice_id": practice.id}).to_string();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/hint", app.address))
+        .header("x-hint-signature", crate::helpers::sign(event.as_bytes()))
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    let report = serde_json::json!({"context": {"visit_id": "vis_\u{0}"}, "payload": {}});
+    let response = app
+        .post_tiep_webhook(&practice.id, &report, crate::helpers::TIEP_HOOK_SECRET)
+        .await;
+    assert_eq!(response.status(), 400);
+    let key = app.session(&practice.clinician, None).await;
+    let form = app
+        .post_form(
+            "/hint/visits",
+            &key,
+            &[("patient_id", "pat-\u{0}"), ("partner", "tiep")],
+        )
+        .await;
+    assert!(form.status().is_client_error());
+}

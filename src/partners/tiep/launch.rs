@@ -9,6 +9,7 @@ use crate::{
     db::now_ms,
     error::AppError,
     hint::{PracticeSession, client::Patient},
+    ids::clean_text,
     partners::Partner,
     state::AppState,
     visits::{self, NewVisit},
@@ -42,7 +43,7 @@ pub async fn launch(
         NewVisit {
             practice_id: &session.practice_id,
             patient_id: &patient.id,
-            patient_name: &patient.display_name(),
+            patient_name: &clean_text(&patient.display_name(), 200),
             user_id: &session.user_id,
             user_name: &session.user_name,
             partner: Partner::Tiep,

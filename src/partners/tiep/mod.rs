@@ -81,7 +81,10 @@ impl TiepConnection {
                 "Enter the facility API key from Tiep.".into(),
             ));
         }
-        if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN || hook_secret.len() > 512 {
+        if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN
+            || hook_secret.len() > 512
+            || hook_secret.chars().any(char::is_control)
+        {
             return Err(AppError::Unprocessable(format!(
                 "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
             )));

@@ -16,6 +16,7 @@ use super::TiepConnection;
 use crate::{
     crypto::{SignatureError, verify_hmac_sha256},
     error::{ApiError, AppError},
+    ids::ExternalId,
     partners::{Partner, connection::Freshness},
     state::AppState,
     visits,
@@ -35,7 +36,7 @@ pub struct TiepReport {
 #[derive(Debug, Deserialize)]
 pub struct ReportContext {
     #[serde(default)]
-    pub visit_id: Option<String>,
+    pub visit_id: Option<ExternalId>,
     #[serde(default)]
     pub patient: Option<Value>,
 }
@@ -70,7 +71,7 @@ impl TiepReport {
 
 pub async fn receive(
     State(state): State<AppState>,
-    Path(practice_id): Path<String>,
+    Path(practice_id): Path<ExternalId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -79,16 +80,17 @@ pub async fn receive(
         verify_hmac_sha256(secret.expose_secret().as_bytes(), signature, &body)
     };
     let unauthorized = |e: SignatureError| AppError::Unauthorized(format!("tiep signature: {e}"));
-    let cached = TiepConnection::hook_secret(&state, &practice_id, Freshness::Cached)
+    let cached = TiepConnection::hook_secret(&state, practice_id.as_str(), Freshness::Cached)
         .await?
         .ok_or(AppError::NotFound)?;
     match verify(&cached) {
         Ok(()) => {}
         // The secret may have been rotated since it was cached: check against the stored one.
         Err(SignatureError::Mismatch) => {
-            let stored = TiepConnection::hook_secret(&state, &practice_id, Freshness::Reload)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let stored =
+                TiepConnection::hook_secret(&state, practice_id.as_str(), Freshness::Reload)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
             verify(&stored).map_err(unauthorized)?;
         }
         Err(e) => return Err(unauthorized(e).into()),
@@ -100,9 +102,8 @@ pub async fn receive(
         .context
         .visit_id
         .clone()
-        .filter(|v| !v.is_empty())
         .ok_or_else(|| AppError::Unprocessable("context.visit_id is missing".into()))?;
-    let patient_id = report.patient_id().map(String::from);
+    let patient_id = report.patient_id().map(ExternalId::parse).transpose()?;
     let result = report.into_result()?;
     let applied = visits::complete(
         &state,
@@ -119,7 +120,7 @@ pub async fn receive(
             .await?
             .filter(|v| v.partner() == Some(Partner::Tiep))
             .ok_or(AppError::NotFound)?;
-        if patient_id.is_some_and(|p| p != visit.patient_id) {
+        if patient_id.is_some_and(|p| *p != *visit.patient_id) {
             return Err(AppError::Unprocessable(
                 "the report's patient is not the visit's patient".into(),
             )
