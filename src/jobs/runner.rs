@@ -51,12 +51,17 @@ impl JobRunner {
         let mut last_sweep = tokio::time::Instant::now();
         tracing::info!(worker = %self.worker_id, workers = settings.workers, "job runner started");
 
+        // A claim that passes over saturated practices may scan their whole backlog; after one
+        // finds nothing, the next waits for a job to finish or for `poll_interval`, not for
+        // every wake (each stored webhook wakes the runner).
+        let mut skip_scan_after = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             while running.len() < settings.workers {
-                match self
-                    .claim(&saturated_practices(&in_flight, self.per_practice))
-                    .await
-                {
+                let skip = saturated_practices(&in_flight, self.per_practice);
+                if !skip.is_empty() && tokio::time::Instant::now() < skip_scan_after {
+                    break;
+                }
+                match self.claim(&skip).await {
                     Ok(Some(job)) => {
                         let state = self.state.clone();
                         let for_task = job.clone();
@@ -64,7 +69,12 @@ impl JobRunner {
                             running.spawn(async move { dispatch(&state, &for_task).await });
                         in_flight.insert(handle.id(), job);
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        if !skip.is_empty() {
+                            skip_scan_after = tokio::time::Instant::now() + settings.poll_interval;
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "claiming a job failed");
                         break;
@@ -80,6 +90,7 @@ impl JobRunner {
             tokio::select! {
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     self.record(done, &mut in_flight).await;
+                    skip_scan_after = tokio::time::Instant::now();
                 }
                 _ = self.state.jobs.wait(settings.poll_interval), if running.len() < settings.workers => {}
                 _ = shutdown.changed() => {}
