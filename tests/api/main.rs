@@ -4,6 +4,7 @@ mod handshake;
 mod helpers;
 mod hint_events;
 mod isolation;
+mod logging;
 mod resilience;
 mod surfaces;
 mod tiep_visit;

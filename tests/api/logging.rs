@@ -1,0 +1,95 @@
+//! Logs carry ids, never patient data or secrets.
+
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::{fmt::MakeWriter, prelude::*};
+
+use crate::helpers::{TIEP_HOOK_SECRET, spawn_app};
+
+/// Collects everything written to the log.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
+    let captured = Captured::default();
+    // The test runtime is single-threaded: this subscriber sees the app's tasks too.
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("debug"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_writer(captured.clone()),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = spawn_app().await;
+    let practice = app.new_practice("Logged Practice").await;
+    let api_key = app.setup_tiep(&practice).await;
+    let patient = &practice.patients[0];
+    let key = app.session(&practice.clinician, Some(patient)).await;
+    assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+    let search = app.htmx_get("/hint/patients/search?q=Thompson", &key).await;
+    assert_eq!(search.status(), 200);
+    let started = app.start_visit(&key, patient).await;
+    let launch = started.headers()["location"].to_str().unwrap().to_string();
+    let saved = app
+        .save_tiep_report(
+            &launch,
+            &[
+                ("reason", "Confidential knee complaint"),
+                ("pain-level", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), 200);
+    app.wait_for_interaction(patient, "signed").await;
+    // A forged webhook is logged as refused, without its body.
+    let forged = serde_json::json!({"context": {"visit_id": "vis_x"}, "payload": {"reason": "Forged secret text"}});
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &forged, "wrong-secret-0000000")
+            .await
+            .status(),
+        401
+    );
+
+    let token = chartbridge::hint::install::practice_token(&app.state, &practice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("visit completed"), "the capture works");
+    assert!(logs.contains(&practice.id), "ids are logged");
+    for secret in [
+        "Ava",
+        "Thompson",
+        "1984-03-12",
+        "Confidential knee complaint",
+        "Forged secret text",
+        &key,
+        &api_key,
+        TIEP_HOOK_SECRET,
+        secrecy::ExposeSecret::expose_secret(&token),
+        crate::helpers::WEBHOOK_SECRET,
+    ] {
+        assert!(!logs.contains(secret), "the log contains {secret:?}");
+    }
+}
