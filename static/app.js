@@ -1,12 +1,29 @@
-// Copy buttons: <button data-copy="#selector"> copies that element's text.
+// Copy buttons: <button data-copy="#selector"> copies that element's text. Inside Hint's
+// iframe the clipboard may not be granted to us; then the text is selected for Ctrl+C instead.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;
   const source = document.querySelector(button.dataset.copy);
-  if (!source || !navigator.clipboard) return;
-  navigator.clipboard.writeText(source.textContent.trim()).then(() => {
-    const label = button.textContent;
-    button.textContent = "Copied";
-    setTimeout(() => { button.textContent = label; }, 1500);
-  });
+  if (!source) return;
+  const label = button.dataset.label || button.textContent;
+  button.dataset.label = label;
+  const say = (text) => {
+    button.textContent = text;
+    setTimeout(() => { button.textContent = label; }, 2500);
+  };
+  const selectForManualCopy = () => {
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    say("Selected: press Ctrl+C");
+  };
+  const policy = document.permissionsPolicy || document.featurePolicy;
+  const allowed = !policy || policy.allowsFeature("clipboard-write");
+  if (allowed && navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(source.textContent.trim()).then(() => say("Copied"), selectForManualCopy);
+  } else {
+    selectForManualCopy();
+  }
 });

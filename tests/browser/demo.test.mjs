@@ -96,6 +96,8 @@ test("an admin saves the Tiep settings in the frame", async () => {
   await frame.getByRole("heading", { name: "Tiep scribe" }).waitFor();
   const url = await frame.locator("#tiep-webhook-url").textContent();
   assert.match(url, /\/webhooks\/tiep\/pra-/);
+  await frame.getByRole("button", { name: "Copy" }).click();
+  await frame.getByRole("button", { name: /Copied|Selected/ }).waitFor();
   await frame.getByRole("button", { name: "Save Tiep settings" }).click();
   await frame.getByText("Saved.").waitFor();
   await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
