@@ -495,3 +495,49 @@ async fn the_report_shows_fields_in_the_form_s_order() {
     assert!(at("Pain level") < at("Assessment"));
     assert!(at("Assessment") < at("Plan"));
 }
+
+#[tokio::test]
+async fn the_reopened_visit_refreshes_itself_only_while_open() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Refresh Practice").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        303
+    );
+    let visit = app.only_visit(&practice.id).await;
+    let page = |key: String| {
+        let app = &app;
+        let visit_id = visit.id.clone();
+        async move {
+            app.surface(
+                "clinical_interaction",
+                &format!("{key}&visit_id={visit_id}"),
+            )
+            .await
+            .text()
+            .await
+            .unwrap()
+        }
+    };
+    let open = page(key.clone()).await;
+    assert!(
+        open.contains(r##"hx-trigger="every 5s" hx-select="#visit""##),
+        "polls while open"
+    );
+    assert!(open.contains("The result is not in yet"));
+    let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": "Done"}});
+    assert_eq!(
+        app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+            .await
+            .status(),
+        200
+    );
+    let done = page(key).await;
+    assert!(done.contains("Done"));
+    assert!(
+        !done.contains(r##"hx-select="#visit""##),
+        "stops polling once finished"
+    );
+}
