@@ -78,6 +78,9 @@ pub struct Settings {
     /// A visit still launching after this long (the app died mid-launch, or the partner never
     /// answered) fails with a reason instead of waiting forever.
     pub launch_timeout: Duration,
+    /// How long a practice's patient list is searched in memory before it is loaded again
+    /// (Hint's `patient.*` webhooks drop it sooner).
+    pub patient_directory_ttl: Duration,
     /// How long an instance reuses opened partner secrets; a secret rotated on another
     /// instance stops being accepted here after at most this long (the new one works at once).
     pub secrets_cache_ttl: Duration,
@@ -307,6 +310,7 @@ impl Settings {
             },
             http_timeout: Duration::from_secs(15),
             secrets_cache_ttl: Duration::from_secs(5),
+            patient_directory_ttl: Duration::from_secs(120),
             launch_timeout: Duration::from_secs(10 * 60),
         })
     }

@@ -19,9 +19,8 @@ use url::Url;
 
 use crate::config::HintSettings;
 
-/// Most patients fetched while searching by name (Hint filters only on exact fields).
-const SEARCH_PAGE_LIMIT: usize = 100;
-const SEARCH_MAX_PAGES: usize = 10;
+/// Hint's largest page.
+const PAGE_LIMIT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HintError {
@@ -121,7 +120,8 @@ impl Patient {
         }
     }
 
-    fn matches(&self, needle: &str) -> bool {
+    /// Whether the id is `needle` or the name contains it (case-insensitive).
+    pub fn matches(&self, needle: &str) -> bool {
         let needle = needle.to_lowercase();
         self.id.to_lowercase() == needle
             || self.display_name().to_lowercase().contains(&needle)
@@ -321,43 +321,24 @@ impl HintClient {
         Ok((Self::json(response).await?, total))
     }
 
-    /// Patients whose name contains `needle` (case-insensitive) or whose id is `needle`.
-    /// Hint only filters on exact fields, so this pages through the list (bounded).
-    pub async fn search_patients(
+    /// Every patient of the practice, paging through the list (at most `max_pages` pages of 100).
+    pub async fn all_patients(
         &self,
         auth: &HintAuth<'_>,
-        needle: &str,
-        max_results: usize,
+        max_pages: usize,
     ) -> Result<Vec<Patient>, HintError> {
-        let needle = needle.trim();
-        if needle.starts_with("pat-") {
-            return match self.get_patient(auth, needle).await {
-                Ok(p) => Ok(vec![p]),
-                Err(HintError::NotFound) => Ok(vec![]),
-                Err(e) => Err(e),
-            };
-        }
-        let mut found = Vec::new();
-        for page in 0..SEARCH_MAX_PAGES {
+        let mut all = Vec::new();
+        for page in 0..max_pages {
             let (patients, total) = self
-                .list_patients(auth, SEARCH_PAGE_LIMIT, page * SEARCH_PAGE_LIMIT)
+                .list_patients(auth, PAGE_LIMIT, page * PAGE_LIMIT)
                 .await?;
             let fetched = patients.len();
-            found.extend(
-                patients
-                    .into_iter()
-                    .filter(|p| needle.is_empty() || p.matches(needle)),
-            );
-            let seen = (page + 1) * SEARCH_PAGE_LIMIT;
-            if found.len() >= max_results
-                || fetched < SEARCH_PAGE_LIMIT
-                || total.is_some_and(|t| seen >= t)
-            {
+            all.extend(patients);
+            if fetched < PAGE_LIMIT || total.is_some_and(|t| all.len() >= t) {
                 break;
             }
         }
-        found.truncate(max_results);
-        Ok(found)
+        Ok(all)
     }
 
     pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {

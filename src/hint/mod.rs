@@ -2,6 +2,7 @@
 //! Hint's Provider API and the framed session those calls create.
 
 pub mod client;
+pub mod directory;
 pub mod handshake;
 pub mod install;
 pub mod session;

@@ -77,5 +77,9 @@ pub async fn receive(
         other => tracing::debug!(kind = other, "hint event ignored"),
     }
     tx.commit().await?;
+    if event.kind.starts_with("patient.") {
+        // Search sees the change at once (created, renamed, removed).
+        state.patients.forget(event.practice_id.as_str());
+    }
     Ok(Json(serde_json::json!({"received": true})))
 }

@@ -108,7 +108,7 @@ pub async fn search(
             practice_id: &session.practice_id,
             token: &token,
         };
-        match state.hint.search_patients(&auth, &q, 20).await {
+        match state.patients.search(&state.hint, &auth, &q, 20).await {
             Ok(patients) => {
                 results.patients = patients
                     .iter()

@@ -280,3 +280,56 @@ async fn sandbox_hint_refuses_what_hint_refuses() {
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn patient_search_loads_the_list_once_and_sees_hint_changes_at_once() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Searching").await;
+    let key = app.session(&practice.clinician, None).await;
+    let list_calls = || {
+        app.hint
+            .world()
+            .requests
+            .iter()
+            .filter(|r| r.as_str() == "GET /api/provider/patients")
+            .count()
+    };
+
+    let first = app
+        .htmx_get("/hint/patients/search?q=Tho", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(first.contains("Ava Thompson"));
+    let after_first = list_calls();
+    assert!(after_first >= 1);
+    for q in ["Thom", "Thomp", "Carter", "riley"] {
+        let html = app
+            .htmx_get(&format!("/hint/patients/search?q={q}"), &key)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("class=\"patients\""), "{q} finds someone");
+    }
+    assert_eq!(
+        list_calls(),
+        after_first,
+        "typing more does not page through Hint again"
+    );
+
+    // A patient created in Hint: the webhook makes search see them right away.
+    let new_patient = app
+        .hint
+        .add_patient(&practice.id, "Zelda", "Quist", "1970-01-01", "female");
+    let event = json!({"id": "evt-new", "type": "patient.created", "practice_id": practice.id, "object": {"id": new_patient}});
+    assert_eq!(post_event(&app, &event, true).await.status(), 200);
+    let html = app
+        .htmx_get("/hint/patients/search?q=Quist", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Zelda Quist"));
+}

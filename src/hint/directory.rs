@@ -1,0 +1,125 @@
+//! A practice's patients for search-as-you-type. Hint filters only on exact fields, so a name
+//! search means paging through the list: that is done once per practice, searched in memory,
+//! kept for `ttl`, and dropped as soon as Hint says a patient changed (`patient.*` webhooks).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::client::{HintAuth, HintClient, HintError, Patient};
+
+/// Pages of 100 loaded at most: practices beyond 5,000 patients are searched by id or in part.
+const MAX_PAGES: usize = 50;
+/// Practices kept at once; the oldest load is dropped first.
+const MAX_PRACTICES: usize = 200;
+
+struct Loaded {
+    at: Instant,
+    patients: Arc<Vec<Patient>>,
+}
+
+pub struct PatientDirectory {
+    ttl: Duration,
+    loaded: Mutex<HashMap<String, Loaded>>,
+    /// One load per practice at a time, so a burst of keystrokes pages through Hint once.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for PatientDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PatientDirectory([patients])")
+    }
+}
+
+impl PatientDirectory {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            loaded: Mutex::default(),
+            loading: Mutex::default(),
+        }
+    }
+
+    /// Patients of `auth`'s practice whose id is `needle` or whose name contains it.
+    pub async fn search(
+        &self,
+        hint: &HintClient,
+        auth: &HintAuth<'_>,
+        needle: &str,
+        max_results: usize,
+    ) -> Result<Vec<Patient>, HintError> {
+        let needle = needle.trim();
+        if needle.starts_with("pat-") {
+            return match hint.get_patient(auth, needle).await {
+                Ok(p) => Ok(vec![p]),
+                Err(HintError::NotFound) => Ok(vec![]),
+                Err(e) => Err(e),
+            };
+        }
+        let patients = self.patients(hint, auth).await?;
+        Ok(patients
+            .iter()
+            .filter(|p| p.matches(needle))
+            .take(max_results)
+            .cloned()
+            .collect())
+    }
+
+    /// Drops a practice's list (a patient was created, changed or removed in Hint).
+    pub fn forget(&self, practice_id: &str) {
+        self.loaded
+            .lock()
+            .expect("directory lock")
+            .remove(practice_id);
+    }
+
+    fn fresh(&self, practice_id: &str) -> Option<Arc<Vec<Patient>>> {
+        let loaded = self.loaded.lock().expect("directory lock");
+        loaded
+            .get(practice_id)
+            .filter(|l| l.at.elapsed() < self.ttl)
+            .map(|l| l.patients.clone())
+    }
+
+    async fn patients(
+        &self,
+        hint: &HintClient,
+        auth: &HintAuth<'_>,
+    ) -> Result<Arc<Vec<Patient>>, HintError> {
+        if let Some(patients) = self.fresh(auth.practice_id) {
+            return Ok(patients);
+        }
+        let lock = self
+            .loading
+            .lock()
+            .expect("directory lock")
+            .entry(auth.practice_id.to_string())
+            .or_default()
+            .clone();
+        let _loading = lock.lock().await;
+        if let Some(patients) = self.fresh(auth.practice_id) {
+            return Ok(patients);
+        }
+        let patients = Arc::new(hint.all_patients(auth, MAX_PAGES).await?);
+        let mut loaded = self.loaded.lock().expect("directory lock");
+        if loaded.len() >= MAX_PRACTICES {
+            if let Some(oldest) = loaded
+                .iter()
+                .min_by_key(|(_, l)| l.at)
+                .map(|(k, _)| k.clone())
+            {
+                loaded.remove(&oldest);
+            }
+        }
+        loaded.insert(
+            auth.practice_id.to_string(),
+            Loaded {
+                at: Instant::now(),
+                patients: patients.clone(),
+            },
+        );
+        Ok(patients)
+    }
+}
