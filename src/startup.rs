@@ -3,6 +3,8 @@
 
 use std::{future::Future, time::Duration};
 
+use anyhow::Context as _;
+
 use axum::{
     Router,
     extract::State,
@@ -35,7 +37,14 @@ pub struct Application {
 impl Application {
     /// Binds first (port 0 picks a free port), then connects and migrates.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((settings.bind, settings.port)).await?;
+        let listener = TcpListener::bind((settings.bind, settings.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "could not listen on {}:{} (PORT, CHARTBRIDGE_BIND)",
+                    settings.bind, settings.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let db = Db::connect(&settings.database).await?;
         let state = AppState::new(settings, db)?;

@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use anyhow::Context as _;
+
 use super::{
     hint::{SandboxHint, SandboxHintConfig},
     tiep::{PayloadType, SandboxTiep},
@@ -37,6 +39,11 @@ pub struct DemoArgs {
     pub data_dir: PathBuf,
 }
 
+/// What to say when a demo port cannot be bound.
+fn in_use(port: u16, flag: &str) -> String {
+    format!("could not listen on 127.0.0.1:{port} (in use?); choose another port with {flag}")
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let hint = SandboxHint::start(
         SandboxHintConfig {
@@ -47,8 +54,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         args.port,
     )
-    .await?;
-    let tiep_sandbox = SandboxTiep::start(args.tiep_port).await?;
+    .await
+    .with_context(|| in_use(args.port, "--port"))?;
+    let tiep_sandbox = SandboxTiep::start(args.tiep_port)
+        .await
+        .with_context(|| in_use(args.tiep_port, "--tiep-port"))?;
 
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
@@ -78,7 +88,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // A demo should show the polling backstop within a minute, not two.
     settings.tiep.poll_after = Duration::from_secs(30);
     settings.tiep.poll_every = Duration::from_secs(15);
-    let app = Application::build(settings).await?;
+    let app = Application::build(settings)
+        .await
+        .with_context(|| in_use(args.app_port, "--app-port"))?;
     let state = app.state();
     let app_url = url::Url::parse(&format!("http://127.0.0.1:{}/", app.port()))?;
     hint.set_app_url(app_url.clone());
