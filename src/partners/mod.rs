@@ -11,6 +11,7 @@
 
 pub mod connection;
 pub mod tiep;
+pub mod unmatched;
 
 use axum::Router;
 use url::Url;

@@ -25,6 +25,8 @@ struct CorePage {
     visits: Vec<VisitRow>,
     stuck: Vec<StuckJobRow>,
     patient_filter: String,
+    /// Admins are told when partner deliveries wait for review in settings.
+    unmatched: usize,
 }
 
 struct StuckJobRow {
@@ -62,6 +64,13 @@ pub async fn page(
         visits: recent.iter().map(VisitRow::from).collect(),
         stuck: stuck.into_iter().map(StuckJobRow::from).collect(),
         patient_filter: String::new(),
+        unmatched: if session.has(Role::Admin) {
+            crate::partners::unmatched::open_for_practice(&state, &session.practice_id)
+                .await?
+                .len()
+        } else {
+            0
+        },
     };
     Ok(Html(page.render()?))
 }

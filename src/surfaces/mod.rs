@@ -37,6 +37,14 @@ pub fn router() -> Router<AppState> {
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", post(start_visit).get(core_page::visit_rows))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))
+        .route(
+            "/hint/unmatched/{id}",
+            get(crate::partners::unmatched::view),
+        )
+        .route(
+            "/hint/unmatched/{id}/dismiss",
+            post(crate::partners::unmatched::dismiss),
+        )
         .route("/static/{file}", get(static_files::serve))
 }
 

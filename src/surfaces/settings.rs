@@ -7,7 +7,10 @@ use super::Frame;
 use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
-    partners::tiep::settings::TiepSettingsSection,
+    partners::{
+        tiep::settings::TiepSettingsSection,
+        unmatched::{self, UnmatchedRow},
+    },
     state::AppState,
 };
 
@@ -18,6 +21,7 @@ struct SettingsPage {
     /// The Tiep section, rendered by its own template (also answered alone after a save).
     tiep_html: String,
     installed: bool,
+    unmatched: Vec<UnmatchedRow>,
 }
 
 pub async fn page(
@@ -34,6 +38,7 @@ pub async fn page(
             .await?
             .render()?,
         installed,
+        unmatched: unmatched::open_for_practice(&state, &session.practice_id).await?,
     };
     Ok(Html(page.render()?))
 }

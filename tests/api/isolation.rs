@@ -87,15 +87,31 @@ async fn nothing_of_one_practice_reaches_the_other() {
     assert!(settings.contains(&format!("/webhooks/tiep/{}", b.id)));
     assert!(!settings.contains(&a.id));
 
-    // Webhooks: A's visit cannot be completed through B's endpoint, even correctly signed for B.
+    // Webhooks: A's visit cannot be completed through B's endpoint, even correctly signed for B;
+    // the delivery is kept for B's admins (it is B's facility that sent it), A's visit untouched.
     let overwrite =
         json!({"context": {"visit_id": a_visit.id}, "payload": {"reason": "overwritten"}});
     assert_eq!(
         app.post_tiep_webhook(&b.id, &overwrite, TIEP_HOOK_SECRET)
             .await
             .status(),
-        404
+        202
     );
+    let b_kept = chartbridge::partners::unmatched::open_for_practice(&app.state, &b.id)
+        .await
+        .unwrap();
+    assert_eq!(b_kept.len(), 1);
+    assert!(
+        chartbridge::partners::unmatched::open_for_practice(&app.state, &a.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let a_admin = app.session(&a.admin, None).await;
+    let a_peeks = app
+        .surface(&format!("unmatched/{}", b_kept[0].id), &a_admin)
+        .await;
+    assert_eq!(a_peeks.status(), 404, "A cannot open B's kept delivery");
     let stored = app.visit(&a.id, &a_visit.id).await;
     assert_eq!(
         stored.result_json().unwrap()["answers"]["reason"],

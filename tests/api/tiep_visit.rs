@@ -193,15 +193,17 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
     let stored = app.visit(&practice.id, &visit.id).await;
     assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "Cough");
 
-    // A report for the wrong patient, or malformed, is refused and changes nothing.
+    // A report for the wrong patient is kept for review (202), and changes nothing.
     let mut wrong = report.clone();
     wrong["context"]["patient"]["identifier"][0]["value"] = json!(practice.patients[0]);
     assert_eq!(
         app.post_tiep_webhook(&practice.id, &wrong, TIEP_HOOK_SECRET)
             .await
             .status(),
-        422
+        202
     );
+    let stored = app.visit(&practice.id, &visit.id).await;
+    assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "Cough");
     let malformed = json!({"payload": {}});
     assert_eq!(
         app.post_tiep_webhook(&practice.id, &malformed, TIEP_HOOK_SECRET)
@@ -214,8 +216,12 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         app.post_tiep_webhook(&practice.id, &unknown, TIEP_HOOK_SECRET)
             .await
             .status(),
-        404
+        202
     );
+    let kept = chartbridge::partners::unmatched::open_for_practice(&app.state, &practice.id)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 2, "both reports we could not place are kept");
 }
 
 #[tokio::test]
@@ -540,4 +546,59 @@ async fn the_reopened_visit_refreshes_itself_only_while_open() {
         !done.contains(r##"hx-select="#visit""##),
         "stops polling once finished"
     );
+}
+
+#[tokio::test]
+async fn a_report_we_cannot_place_is_kept_sealed_for_admins_to_review() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Review Practice").await;
+    app.setup_tiep(&practice).await;
+    let stray = json!({"context": {"visit_id": "vis_from_elsewhere", "patient": {"resourceType": "Patient",
+        "identifier": [{"value": "pat-elsewhere"}], "name": [{"text": "Stray Patient"}]}},
+        "payload": {"reason": "Stray report text"}});
+    for _ in 0..2 {
+        let answer = app
+            .post_tiep_webhook(&practice.id, &stray, TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(answer.status(), 202);
+        assert_eq!(
+            answer.json::<serde_json::Value>().await.unwrap()["matched"],
+            false
+        );
+    }
+    let raw: Vec<String> = sqlx::query_scalar("SELECT body_sealed FROM unmatched_deliveries")
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 1, "the same delivery twice is kept once");
+    assert!(!raw[0].contains("Stray"), "sealed at rest");
+
+    let admin = app.session(&practice.admin, None).await;
+    let core = app.surface("core_page", &admin).await.text().await.unwrap();
+    assert!(core.contains("1 partner delivery matched no visit"));
+    let settings = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(settings.contains("vis_from_elsewhere"));
+    let id = between(&settings, "/hint/unmatched/", "?").expect("a view link");
+    let page = app.surface(&format!("unmatched/{id}"), &admin).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Stray report text"));
+
+    let clinician = app.session(&practice.clinician, None).await;
+    assert_eq!(
+        app.surface(&format!("unmatched/{id}"), &clinician)
+            .await
+            .status(),
+        403
+    );
+    let dismissed = app
+        .http
+        .post(format!("{}/hint/unmatched/{id}/dismiss", app.address))
+        .header("x-hint-session-key", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dismissed.status(), 200);
+    let settings = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(!settings.contains("vis_from_elsewhere"));
 }

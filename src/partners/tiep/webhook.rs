@@ -6,7 +6,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use crate::{
     crypto::{SignatureError, verify_hmac_sha256},
     error::{ApiError, AppError},
     ids::ExternalId,
-    partners::{Partner, connection::Freshness},
+    partners::{Partner, connection::Freshness, unmatched},
     state::AppState,
     visits,
 };
@@ -74,7 +74,7 @@ pub async fn receive(
     Path(practice_id): Path<ExternalId>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
     let verify = |secret: &SecretString| {
         verify_hmac_sha256(secret.expose_secret().as_bytes(), signature, &body)
@@ -115,20 +115,37 @@ pub async fn receive(
     )
     .await?;
     if !applied {
-        // Not open for this report: say why (the common case is a duplicate delivery).
+        // Not open for this report: a duplicate delivery, or a report we cannot place. Tiep
+        // does not retry, so one we cannot place is kept for an admin instead of refused.
         let visit = visits::get(&state, &practice_id, &visit_id)
             .await?
-            .filter(|v| v.partner() == Some(Partner::Tiep))
-            .ok_or(AppError::NotFound)?;
-        if patient_id.is_some_and(|p| *p != *visit.patient_id) {
-            return Err(AppError::Unprocessable(
-                "the report's patient is not the visit's patient".into(),
+            .filter(|v| v.partner() == Some(Partner::Tiep));
+        let problem = match &visit {
+            None => Some("No Tiep visit of this practice has this visit id."),
+            Some(v) if patient_id.as_deref().is_some_and(|p| p != v.patient_id) => {
+                Some("The report names another patient than the visit's.")
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = problem {
+            unmatched::keep(
+                &state,
+                &practice_id,
+                Partner::Tiep,
+                reason,
+                Some(&visit_id),
+                &body,
             )
-            .into());
+            .await?;
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"received": true, "matched": false})),
+            ));
         }
     }
     tracing::info!(%practice_id, %visit_id, applied, "tiep report received");
-    Ok(Json(
-        serde_json::json!({"received": true, "duplicate": !applied}),
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({"received": true, "duplicate": !applied})),
     ))
 }

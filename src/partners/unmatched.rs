@@ -1,0 +1,176 @@
+//! Signed partner deliveries that matched no visit: kept (sealed, since they carry patient
+//! data), deduplicated by body, and listed for the practice's admins to review and dismiss.
+//! A partner that does not retry never loses a report to a misconfiguration on our side.
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    response::Html,
+};
+use sqlx::Row;
+
+use super::Partner;
+use crate::{
+    crypto::sha256_hex,
+    db::{format_ms, new_id, now_ms},
+    error::AppError,
+    hint::{PracticeSession, Role},
+    ids::ExternalId,
+    state::AppState,
+    surfaces::Frame,
+};
+
+fn aad(practice_id: &str, id: &str) -> String {
+    format!("unmatched_deliveries|{practice_id}|{id}")
+}
+
+/// Keeps a delivery for review. The same body twice is kept once.
+pub async fn keep(
+    state: &AppState,
+    practice_id: &str,
+    partner: Partner,
+    reason: &str,
+    reference: Option<&str>,
+    body: &[u8],
+) -> Result<(), AppError> {
+    let id = new_id("unm");
+    let sealed = state.secrets.seal(body, &aad(practice_id, &id));
+    let kept = sqlx::query(
+        "INSERT INTO unmatched_deliveries (id, practice_id, partner, reason, reference, body_sealed, body_hash, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(&id)
+    .bind(practice_id)
+    .bind(partner.as_str())
+    .bind(reason)
+    .bind(reference)
+    .bind(sealed)
+    .bind(sha256_hex(body))
+    .bind(now_ms())
+    .execute(state.db.writer())
+    .await?
+    .rows_affected();
+    tracing::warn!(
+        practice_id,
+        partner = partner.as_str(),
+        reference,
+        kept,
+        "a partner delivery matched no visit; kept for review"
+    );
+    Ok(())
+}
+
+/// One kept delivery as admins see it in the list (no body).
+pub struct UnmatchedRow {
+    pub id: String,
+    pub partner: &'static str,
+    pub reason: String,
+    pub reference: String,
+    pub received: String,
+}
+
+/// This practice's deliveries not yet dismissed, newest first.
+pub async fn open_for_practice(
+    state: &AppState,
+    practice_id: &str,
+) -> Result<Vec<UnmatchedRow>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, partner, reason, reference, received_at FROM unmatched_deliveries \
+         WHERE practice_id = $1 AND dismissed_at IS NULL ORDER BY received_at DESC LIMIT 100",
+    )
+    .bind(practice_id)
+    .fetch_all(state.db.reader())
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let partner: String = row.try_get("partner")?;
+            Ok(UnmatchedRow {
+                id: row.try_get("id")?,
+                partner: Partner::parse(&partner)
+                    .map(|p| p.display_name())
+                    .unwrap_or("Partner"),
+                reason: row.try_get("reason")?,
+                reference: row
+                    .try_get::<Option<String>, _>("reference")?
+                    .unwrap_or_default(),
+                received: format_ms(row.try_get("received_at")?),
+            })
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "surfaces/unmatched.html")]
+struct UnmatchedPage {
+    frame: Frame,
+    row: UnmatchedRow,
+    body: String,
+    dismissed: bool,
+}
+
+/// `GET /hint/unmatched/{id}` (admins): one kept delivery with its body.
+pub async fn view(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(id): Path<ExternalId>,
+) -> Result<Html<String>, AppError> {
+    session.require(Role::Admin)?;
+    let row = sqlx::query(
+        "SELECT id, partner, reason, reference, received_at, body_sealed, dismissed_at FROM unmatched_deliveries \
+         WHERE id = $1 AND practice_id = $2",
+    )
+    .bind(id.as_str())
+    .bind(&session.practice_id)
+    .fetch_optional(state.db.reader())
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let sealed: String = row.try_get("body_sealed")?;
+    let body = state
+        .secrets
+        .open(&sealed, &aad(&session.practice_id, &id))?;
+    let body = serde_json::from_slice::<serde_json::Value>(&body)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+    let partner: String = row.try_get("partner")?;
+    let page = UnmatchedPage {
+        frame: Frame::new(&session, "settings"),
+        row: UnmatchedRow {
+            id: row.try_get("id")?,
+            partner: Partner::parse(&partner)
+                .map(|p| p.display_name())
+                .unwrap_or("Partner"),
+            reason: row.try_get("reason")?,
+            reference: row
+                .try_get::<Option<String>, _>("reference")?
+                .unwrap_or_default(),
+            received: format_ms(row.try_get("received_at")?),
+        },
+        body,
+        dismissed: row.try_get::<Option<i64>, _>("dismissed_at")?.is_some(),
+    };
+    Ok(Html(page.render()?))
+}
+
+/// `POST /hint/unmatched/{id}/dismiss` (admins, htmx): reviewed; hide it from the list.
+pub async fn dismiss(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(id): Path<ExternalId>,
+) -> Result<Html<&'static str>, AppError> {
+    session.require(Role::Admin)?;
+    let done = sqlx::query(
+        "UPDATE unmatched_deliveries SET dismissed_at = $1, dismissed_by = $2 \
+         WHERE id = $3 AND practice_id = $4 AND dismissed_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&session.user_id)
+    .bind(id.as_str())
+    .bind(&session.practice_id)
+    .execute(state.db.writer())
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(Html("<span class=\"ok\">Dismissed.</span>"))
+}
