@@ -6,7 +6,7 @@ use crate::{
     config::Settings,
     crypto::SecretBox,
     db::Db,
-    hint::{HintClient, directory::PatientDirectory},
+    hint::{HintClient, directory::PatientDirectory, session::HintSessionStore},
     jobs::JobSignal,
     partners::{connection::SecretsCache, tiep::TiepClient},
     visits::completion::Completions,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub jobs: JobSignal,
     /// Group-commits visit results.
     pub completions: Completions,
+    /// Where framed sessions live.
+    pub sessions: Arc<HintSessionStore>,
     /// Practices' patient lists for search.
     pub patients: Arc<PatientDirectory>,
     /// Recently opened partner secrets (webhook verification).
@@ -41,6 +43,7 @@ impl AppState {
         let completions = Completions::spawn(db.clone(), jobs.clone(), settings.jobs.max_attempts);
         let connection_secrets = Arc::new(SecretsCache::new(settings.secrets_cache_ttl));
         Ok(Self {
+            sessions: Arc::new(HintSessionStore::new(db.clone(), &settings.sessions)),
             patients: Arc::new(PatientDirectory::new(settings.patient_directory_ttl)),
             connection_secrets,
             secrets: SecretBox::new(&settings.secret_key),

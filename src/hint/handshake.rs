@@ -126,7 +126,6 @@ pub async fn handshake(
     let user_name = payload.user.display_name().map(|n| clean_text(&n, 200));
     let user_email = payload.user.email.as_deref().map(|e| clean_text(e, 320));
 
-    let mut tx = state.db.begin().await?;
     let now = now_ms();
     let practice_name = clean_text(payload.practice.name.as_deref().unwrap_or(practice_id), 200);
     sqlx::query(
@@ -136,10 +135,9 @@ pub async fn handshake(
     .bind(practice_id)
     .bind(&practice_name)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(state.db.writer())
     .await?;
-    let session_key = session::create(
-        &mut tx,
+    let session_key = session::open(
         &state,
         NewSession {
             practice_id,
@@ -154,7 +152,6 @@ pub async fn handshake(
         },
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(practice_id, user_id, "handshake accepted");
     Ok(Json(HandshakeAnswer { session_key }))
 }

@@ -2,16 +2,28 @@
 //! iframe URL, carried afterwards in the `x-hint-session-key` header (htmx) or the
 //! `session_key` query parameter (links and forms). No cookies are used.
 //!
-//! Only the SHA-256 of the key is stored. A session ends after `idle_timeout` without use or
-//! `absolute_timeout` after the handshake, whichever comes first.
+//! Sessions are `tower_sessions` sessions driven from that key instead of a cookie, kept by
+//! `HintSessionStore` in `hint_sessions`: only the SHA-256 of the key (128 random bits) is
+//! stored, next to typed practice and user columns. A session ends after `idle_timeout`
+//! without use or `absolute_timeout` after the handshake, whichever comes first.
+
+use std::str::FromStr;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use time::OffsetDateTime;
+use tower_sessions_core::{
+    Expiry, Session, SessionStore,
+    session::{Id, Record},
+    session_store,
+};
 
 use crate::{
-    crypto::{random_token, sha256_hex},
-    db::now_ms,
+    config::SessionSettings,
+    crypto::sha256_hex,
+    db::{Db, now_ms},
     error::AppError,
     state::AppState,
 };
@@ -74,46 +86,226 @@ pub struct NewSession<'a> {
     pub access_token_sealed: Option<String>,
 }
 
-/// Stores a session and returns its key (shown once, to Hint).
-pub async fn create(
-    tx: &mut sqlx::AnyConnection,
-    state: &AppState,
-    new: NewSession<'_>,
-) -> Result<String, sqlx::Error> {
-    let key = random_token();
+/// The key a session's data lives under in the `tower_sessions` record.
+const DATA_KEY: &str = "hint";
+
+/// A session's data as the store keeps it (one typed column each in `hint_sessions`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionData {
+    practice_id: String,
+    user_id: String,
+    user_email: Option<String>,
+    user_name: Option<String>,
+    roles: String,
+    access_context: String,
+    patient_id: Option<String>,
+    interaction_id: Option<String>,
+    access_token_sealed: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    /// Filled on load.
+    #[serde(default)]
+    last_seen_at: i64,
+    /// Filled on load from `practices`.
+    #[serde(default)]
+    practice_name: Option<String>,
+}
+
+/// Keeps `tower_sessions` records in `hint_sessions`, by the hash of their id.
+#[derive(Debug, Clone)]
+pub struct HintSessionStore {
+    db: Db,
+    idle_timeout_ms: i64,
+}
+
+impl HintSessionStore {
+    pub fn new(db: Db, settings: &SessionSettings) -> Self {
+        Self {
+            db,
+            idle_timeout_ms: settings.idle_timeout.as_millis() as i64,
+        }
+    }
+
+    fn data(record: &Record) -> session_store::Result<SessionData> {
+        let value = record
+            .data
+            .get(DATA_KEY)
+            .cloned()
+            .ok_or_else(|| session_store::Error::Encode("a session without data".into()))?;
+        serde_json::from_value(value).map_err(|e| session_store::Error::Encode(e.to_string()))
+    }
+
+    async fn insert(&self, record: &Record, data: &SessionData) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
+             access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(key_hash(&record.id))
+        .bind(&data.practice_id)
+        .bind(&data.user_id)
+        .bind(&data.user_email)
+        .bind(&data.user_name)
+        .bind(&data.roles)
+        .bind(&data.access_context)
+        .bind(&data.patient_id)
+        .bind(&data.interaction_id)
+        .bind(&data.access_token_sealed)
+        .bind(data.created_at)
+        .bind(now)
+        .bind(data.expires_at)
+        .execute(self.db.writer())
+        .await?;
+        Ok(())
+    }
+}
+
+fn key_hash(id: &Id) -> String {
+    sha256_hex(id.to_string().as_bytes())
+}
+
+fn backend(e: sqlx::Error) -> session_store::Error {
+    // The store's errors end up in logs: the database error, never session data.
+    session_store::Error::Backend(format!("hint_sessions: {e}"))
+}
+
+#[async_trait::async_trait]
+impl SessionStore for HintSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = Self::data(record)?;
+        // 128 random bits collide essentially never; if they do, draw again.
+        for _ in 0..3 {
+            match self.insert(record, &data).await {
+                Ok(()) => return Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    record.id = Id::default()
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "could not draw a free session id".into(),
+        ))
+    }
+
+    /// Saving an existing session records that it was used (its data never changes).
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let updated = sqlx::query("UPDATE hint_sessions SET last_seen_at = $1 WHERE key_hash = $2")
+            .bind(now_ms())
+            .bind(key_hash(&record.id))
+            .execute(self.db.writer())
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if updated == 0 {
+            self.insert(record, &Self::data(record)?)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT s.practice_id, p.name AS practice_name, s.user_id, s.user_email, s.user_name, s.roles, \
+             s.access_context, s.patient_id, s.interaction_id, s.access_token_sealed, s.created_at, \
+             s.last_seen_at, s.expires_at \
+             FROM hint_sessions s LEFT JOIN practices p ON p.id = s.practice_id \
+             WHERE s.key_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
+        )
+        .bind(key_hash(id))
+        .bind(now)
+        .bind(now - self.idle_timeout_ms)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let read = |e: sqlx::Error| session_store::Error::Decode(e.to_string());
+        let data = SessionData {
+            practice_id: row.try_get("practice_id").map_err(read)?,
+            practice_name: row.try_get("practice_name").map_err(read)?,
+            user_id: row.try_get("user_id").map_err(read)?,
+            user_email: row.try_get("user_email").map_err(read)?,
+            user_name: row.try_get("user_name").map_err(read)?,
+            roles: row.try_get("roles").map_err(read)?,
+            access_context: row.try_get("access_context").map_err(read)?,
+            patient_id: row.try_get("patient_id").map_err(read)?,
+            interaction_id: row.try_get("interaction_id").map_err(read)?,
+            access_token_sealed: row.try_get("access_token_sealed").map_err(read)?,
+            created_at: row.try_get("created_at").map_err(read)?,
+            last_seen_at: row.try_get("last_seen_at").map_err(read)?,
+            expires_at: row.try_get("expires_at").map_err(read)?,
+        };
+        let last_seen = data.last_seen_at;
+        let expiry = (last_seen + self.idle_timeout_ms).min(data.expires_at);
+        let mut record = Record {
+            id: *id,
+            data: Default::default(),
+            expiry_date: OffsetDateTime::from_unix_timestamp_nanos(expiry as i128 * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?,
+        };
+        let value =
+            serde_json::to_value(&data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        record.data.insert(DATA_KEY.to_string(), value);
+        Ok(Some(record))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM hint_sessions WHERE key_hash = $1")
+            .bind(key_hash(id))
+            .execute(self.db.writer())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn idle_expiry(state: &AppState) -> Option<Expiry> {
+    let idle = time::Duration::try_from(state.settings.sessions.idle_timeout)
+        .unwrap_or(time::Duration::minutes(15));
+    Some(Expiry::OnInactivity(idle))
+}
+
+fn store_error(e: tower_sessions_core::session::Error) -> AppError {
+    AppError::Internal(anyhow::Error::new(e).context("session store"))
+}
+
+/// Opens a session for a verified handshake; answers its key (shown once, to Hint).
+pub async fn open(state: &AppState, new: NewSession<'_>) -> Result<String, AppError> {
     let now = now_ms();
-    let expires = now + state.settings.sessions.absolute_timeout.as_millis() as i64;
-    let roles = new
-        .roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let access_context = match new.access_context {
-        AccessContext::Standard => "standard",
-        AccessContext::PlatformSupport => "platform_support",
+    let data = SessionData {
+        practice_id: new.practice_id.to_string(),
+        user_id: new.user_id.to_string(),
+        user_email: new.user_email.map(String::from),
+        user_name: new.user_name.map(String::from),
+        roles: new
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        access_context: match new.access_context {
+            AccessContext::Standard => "standard",
+            AccessContext::PlatformSupport => "platform_support",
+        }
+        .to_string(),
+        patient_id: new.patient_id.map(String::from),
+        interaction_id: new.interaction_id.map(String::from),
+        access_token_sealed: new.access_token_sealed,
+        created_at: now,
+        expires_at: now + state.settings.sessions.absolute_timeout.as_millis() as i64,
+        last_seen_at: now,
+        practice_name: None,
     };
-    sqlx::query(
-        "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
-         access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(sha256_hex(key.as_bytes()))
-    .bind(new.practice_id)
-    .bind(new.user_id)
-    .bind(new.user_email)
-    .bind(new.user_name)
-    .bind(roles)
-    .bind(access_context)
-    .bind(new.patient_id)
-    .bind(new.interaction_id)
-    .bind(new.access_token_sealed)
-    .bind(now)
-    .bind(now)
-    .bind(expires)
-    .execute(tx)
-    .await?;
-    Ok(key)
+    let session = Session::new(None, state.sessions.clone(), idle_expiry(state));
+    session.insert(DATA_KEY, &data).await.map_err(store_error)?;
+    session.save().await.map_err(store_error)?;
+    let id = session
+        .id()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a saved session has no id")))?;
+    Ok(id.to_string())
 }
 
 /// Deletes sessions past either timeout.
@@ -217,61 +409,46 @@ impl FromRequestParts<AppState> for PracticeSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let key =
             key_from_parts(parts).ok_or_else(|| AppError::Unauthorized("no session key".into()))?;
-        if key.len() > 128 {
-            return Err(AppError::Unauthorized("malformed session key".into()));
+        let id = Id::from_str(&key)
+            .map_err(|_| AppError::Unauthorized("malformed session key".into()))?;
+        let session = Session::new(Some(id), state.sessions.clone(), idle_expiry(state));
+        let data: SessionData = session
+            .get(DATA_KEY)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::Unauthorized("unknown or expired session".into()))?;
+        if now_ms() - data.last_seen_at > TOUCH_EVERY_MS {
+            session.save().await.map_err(store_error)?;
         }
-        let key_hash = sha256_hex(key.as_bytes());
-        let now = now_ms();
-        let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
-        let row = sqlx::query(
-            "SELECT s.practice_id, COALESCE(p.name, s.practice_id) AS practice_name, s.user_id, s.user_email, \
-             s.user_name, s.roles, s.access_context, s.patient_id, s.interaction_id, \
-             s.access_token_sealed, s.last_seen_at \
-             FROM hint_sessions s LEFT JOIN practices p ON p.id = s.practice_id \
-             WHERE s.key_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
-        )
-        .bind(&key_hash)
-        .bind(now)
-        .bind(idle_cutoff)
-        .fetch_optional(state.db.reader())
-        .await?
-        .ok_or_else(|| AppError::Unauthorized("unknown or expired session".into()))?;
-
-        let last_seen: i64 = row.try_get("last_seen_at")?;
-        if now - last_seen > TOUCH_EVERY_MS {
-            sqlx::query("UPDATE hint_sessions SET last_seen_at = $1 WHERE key_hash = $2")
-                .bind(now)
-                .bind(&key_hash)
-                .execute(state.db.writer())
-                .await?;
-        }
-        let roles: String = row.try_get("roles")?;
-        let roles: Vec<Role> = roles.split_whitespace().filter_map(Role::parse).collect();
+        let roles: Vec<Role> = data
+            .roles
+            .split_whitespace()
+            .filter_map(Role::parse)
+            .collect();
         if roles.is_empty() {
             return Err(AppError::NoRole);
         }
-        let user_id: String = row.try_get("user_id")?;
-        let user_name: Option<String> = row.try_get("user_name")?;
-        let user_email: Option<String> = row.try_get("user_email")?;
-        let access_context: String = row.try_get("access_context")?;
         Ok(PracticeSession {
             key,
-            practice_id: row.try_get("practice_id")?,
-            practice_name: row.try_get("practice_name")?,
-            user_name: user_name
-                .or_else(|| user_email.clone())
-                .unwrap_or_else(|| user_id.clone()),
-            user_id,
-            user_email,
+            practice_name: data
+                .practice_name
+                .unwrap_or_else(|| data.practice_id.clone()),
+            practice_id: data.practice_id,
+            user_name: data
+                .user_name
+                .or_else(|| data.user_email.clone())
+                .unwrap_or_else(|| data.user_id.clone()),
+            user_id: data.user_id,
+            user_email: data.user_email,
             roles,
-            access_context: if access_context == "platform_support" {
+            access_context: if data.access_context == "platform_support" {
                 AccessContext::PlatformSupport
             } else {
                 AccessContext::Standard
             },
-            patient_id: row.try_get("patient_id")?,
-            interaction_id: row.try_get("interaction_id")?,
-            access_token_sealed: row.try_get("access_token_sealed")?,
+            patient_id: data.patient_id,
+            interaction_id: data.interaction_id,
+            access_token_sealed: data.access_token_sealed,
         })
     }
 }
