@@ -7,7 +7,7 @@ use axum::{
     extract::{Path, State},
     response::Html,
 };
-use sqlx::Row;
+use sqlx::{Row, any::AnyRow};
 
 use super::Partner;
 use crate::{
@@ -81,22 +81,24 @@ pub async fn open_for_practice(
     .bind(practice_id)
     .fetch_all(state.db.reader())
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let partner: String = row.try_get("partner")?;
-            Ok(UnmatchedRow {
-                id: row.try_get("id")?,
-                partner: Partner::parse(&partner)
-                    .map(|p| p.display_name())
-                    .unwrap_or("Partner"),
-                reason: row.try_get("reason")?,
-                reference: row
-                    .try_get::<Option<String>, _>("reference")?
-                    .unwrap_or_default(),
-                received: format_ms(row.try_get("received_at")?),
-            })
+    rows.iter().map(UnmatchedRow::from_row).collect()
+}
+
+impl UnmatchedRow {
+    fn from_row(row: &AnyRow) -> Result<Self, AppError> {
+        let partner: String = row.try_get("partner")?;
+        Ok(UnmatchedRow {
+            id: row.try_get("id")?,
+            partner: Partner::parse(&partner)
+                .map(|p| p.display_name())
+                .unwrap_or("Partner"),
+            reason: row.try_get("reason")?,
+            reference: row
+                .try_get::<Option<String>, _>("reference")?
+                .unwrap_or_default(),
+            received: format_ms(row.try_get("received_at")?),
         })
-        .collect()
+    }
 }
 
 #[derive(Template)]
@@ -131,20 +133,9 @@ pub async fn view(
     let body = serde_json::from_slice::<serde_json::Value>(&body)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-    let partner: String = row.try_get("partner")?;
     let page = UnmatchedPage {
         frame: Frame::new(&session, "settings"),
-        row: UnmatchedRow {
-            id: row.try_get("id")?,
-            partner: Partner::parse(&partner)
-                .map(|p| p.display_name())
-                .unwrap_or("Partner"),
-            reason: row.try_get("reason")?,
-            reference: row
-                .try_get::<Option<String>, _>("reference")?
-                .unwrap_or_default(),
-            received: format_ms(row.try_get("received_at")?),
-        },
+        row: UnmatchedRow::from_row(&row)?,
         body,
         dismissed: row.try_get::<Option<i64>, _>("dismissed_at")?.is_some(),
     };
