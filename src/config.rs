@@ -103,6 +103,8 @@ pub struct HintSettings {
     pub webhook_secret: SecretString,
     /// Most Provider API calls in flight per practice.
     pub max_concurrency_per_practice: usize,
+    /// Calls per second per practice we pace ourselves to (Hint allows about 20 per key).
+    pub requests_per_second: f64,
     /// How often a 429 is retried in place before the call fails.
     pub rate_limit_retries: u32,
     /// First back-off after a 429; doubles with jitter.
@@ -284,6 +286,7 @@ impl Settings {
                 product_id,
                 webhook_secret: SecretString::from(webhook_secret),
                 max_concurrency_per_practice: 3,
+                requests_per_second: 18.0,
                 rate_limit_retries: 4,
                 rate_limit_backoff: Duration::from_millis(250),
             },

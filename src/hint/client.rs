@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -212,7 +212,7 @@ pub struct HintClient {
     http: reqwest::Client,
     base: Url,
     settings: HintSettings,
-    practice_limits: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    practice_limits: Arc<Mutex<HashMap<String, Arc<PracticeLimit>>>>,
 }
 
 impl std::fmt::Debug for HintClient {
@@ -239,11 +239,19 @@ impl HintClient {
             .expect("static API paths join onto the base URL")
     }
 
-    fn limit_for(&self, practice_id: &str) -> Arc<Semaphore> {
+    fn limit_for(&self, practice_id: &str) -> Arc<PracticeLimit> {
         let mut limits = self.practice_limits.lock().expect("limits lock");
         limits
             .entry(practice_id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_concurrency_per_practice)))
+            .or_insert_with(|| {
+                Arc::new(PracticeLimit {
+                    in_flight: Semaphore::new(self.settings.max_concurrency_per_practice),
+                    pace: Mutex::new(Pace {
+                        tokens: 1.0,
+                        last: Instant::now(),
+                    }),
+                })
+            })
             .clone()
     }
 
@@ -254,10 +262,15 @@ impl HintClient {
         build: impl Fn() -> RequestBuilder,
     ) -> Result<reqwest::Response, HintError> {
         let limit = self.limit_for(practice_id);
-        let _permit = limit.acquire().await.expect("semaphore is never closed");
+        let _permit = limit
+            .in_flight
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         let mut backoff = self.settings.rate_limit_backoff;
         let mut attempt = 0;
         loop {
+            limit.paced(self.settings.requests_per_second).await;
             let response = build().send().await.map_err(HintError::from_reqwest)?;
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -432,6 +445,40 @@ impl HintClient {
             .into_iter()
             .filter(|i| i.integration_record_id.as_deref() == Some(integration_record_id))
             .min_by_key(|i| i.status == InteractionStatus::Deleted))
+    }
+}
+
+/// What a practice may have of Hint at once: calls in flight, and calls per second.
+struct PracticeLimit {
+    in_flight: Semaphore,
+    pace: Mutex<Pace>,
+}
+
+/// A token bucket: up to one second's worth of calls may burst, then they are spaced out.
+struct Pace {
+    tokens: f64,
+    last: Instant,
+}
+
+impl PracticeLimit {
+    /// Waits until a call may go out at `rate` per second.
+    async fn paced(&self, rate: f64) {
+        let rate = rate.max(0.1);
+        loop {
+            let wait = {
+                let mut pace = self.pace.lock().expect("pace lock");
+                let now = Instant::now();
+                pace.tokens =
+                    (pace.tokens + now.duration_since(pace.last).as_secs_f64() * rate).min(rate);
+                pace.last = now;
+                if pace.tokens >= 1.0 {
+                    pace.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - pace.tokens) / rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

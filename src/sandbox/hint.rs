@@ -153,6 +153,8 @@ pub struct World {
     pub requests: Vec<String>,
     /// Provider API calls allowed per key per second before 429.
     pub rate_limit_per_second: usize,
+    /// How many calls were answered 429.
+    pub rate_limited: usize,
     /// A note the demo shows on the home page (e.g. the sandbox partners' credentials).
     pub demo_note: String,
     next_id: u64,
@@ -519,6 +521,7 @@ async fn provider_gate(
             calls.pop_front();
         }
         if calls.len() >= limit {
+            world.rate_limited += 1;
             return Err(hint_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Enhance your calm",

@@ -304,3 +304,23 @@ async fn one_practice_s_backlog_does_not_hold_up_another_practice() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn calls_to_hint_are_paced_so_a_burst_provokes_no_429() {
+    let app = spawn_app_with(|s| s.hint.requests_per_second = 2.5).await;
+    let practice = app.new_practice("Paced").await;
+    app.setup_tiep(&practice).await;
+    app.hint.world().rate_limit_per_second = 3;
+    let key = app.session(&practice.clinician, None).await;
+    for patient in &practice.patients {
+        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    }
+    for patient in &practice.patients {
+        app.wait_for_interaction(patient, "draft").await;
+    }
+    assert_eq!(
+        app.hint.world().rate_limited,
+        0,
+        "paced under Hint's limit, Hint never had to say 429"
+    );
+}
