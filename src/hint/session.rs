@@ -12,7 +12,7 @@ use std::str::FromStr;
 use axum::{extract::FromRequestParts, http::request::Parts};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::FromRow;
 use time::OffsetDateTime;
 use tower_sessions_core::{
     Expiry, Session, SessionStore,
@@ -90,7 +90,7 @@ pub struct NewSession<'a> {
 const DATA_KEY: &str = "hint";
 
 /// A session's data as the store keeps it (one typed column each in `hint_sessions`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 struct SessionData {
     practice_id: String,
     user_id: String,
@@ -222,22 +222,7 @@ impl SessionStore for HintSessionStore {
         .await
         .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
-        let read = |e: sqlx::Error| session_store::Error::Decode(e.to_string());
-        let data = SessionData {
-            practice_id: row.try_get("practice_id").map_err(read)?,
-            practice_name: row.try_get("practice_name").map_err(read)?,
-            user_id: row.try_get("user_id").map_err(read)?,
-            user_email: row.try_get("user_email").map_err(read)?,
-            user_name: row.try_get("user_name").map_err(read)?,
-            roles: row.try_get("roles").map_err(read)?,
-            access_context: row.try_get("access_context").map_err(read)?,
-            patient_id: row.try_get("patient_id").map_err(read)?,
-            interaction_id: row.try_get("interaction_id").map_err(read)?,
-            access_token_sealed: row.try_get("access_token_sealed").map_err(read)?,
-            created_at: row.try_get("created_at").map_err(read)?,
-            last_seen_at: row.try_get("last_seen_at").map_err(read)?,
-            expires_at: row.try_get("expires_at").map_err(read)?,
-        };
+        let data = SessionData::from_row(&row).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let last_seen = data.last_seen_at;
         let expiry = (last_seen + self.idle_timeout_ms).min(data.expires_at);
         let mut record = Record {
