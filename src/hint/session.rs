@@ -222,7 +222,8 @@ impl SessionStore for HintSessionStore {
         .await
         .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
-        let data = SessionData::from_row(&row).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let data =
+            SessionData::from_row(&row).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let last_seen = data.last_seen_at;
         let expiry = (last_seen + self.idle_timeout_ms).min(data.expires_at);
         let mut record = Record {

@@ -311,6 +311,23 @@ impl TestApp {
         api_key
     }
 
+    /// A practice with Tiep set up and one visit started by its clinician for its first patient;
+    /// answers the practice, the clinician's session key and the visit.
+    pub async fn open_tiep_visit(
+        &self,
+        name: &str,
+    ) -> (TestPractice, String, chartbridge::visits::Visit) {
+        let practice = self.new_practice(name).await;
+        self.setup_tiep(&practice).await;
+        let key = self.session(&practice.clinician, None).await;
+        assert_eq!(
+            self.start_visit(&key, &practice.patients[0]).await.status(),
+            303
+        );
+        let visit = self.only_visit(&practice.id).await;
+        (practice, key, visit)
+    }
+
     /// Starts a visit as a clinician; answers the redirect location (the partner URL).
     pub async fn start_visit(&self, key: &str, patient_id: &str) -> reqwest::Response {
         self.post_form(

@@ -472,14 +472,7 @@ async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
 #[tokio::test]
 async fn the_report_shows_fields_in_the_form_s_order() {
     let app = spawn_app().await;
-    let practice = app.new_practice("Order Practice").await;
-    app.setup_tiep(&practice).await;
-    let key = app.session(&practice.clinician, None).await;
-    assert_eq!(
-        app.start_visit(&key, &practice.patients[0]).await.status(),
-        303
-    );
-    let visit = app.only_visit(&practice.id).await;
+    let (practice, key, visit) = app.open_tiep_visit("Order Practice").await;
     let report = json!({"context": {"visit_id": visit.id}, "payload": {"plan": "Rest", "reason": "Knee", "pain-level": 4}});
     assert_eq!(
         app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
@@ -505,14 +498,7 @@ async fn the_report_shows_fields_in_the_form_s_order() {
 #[tokio::test]
 async fn the_reopened_visit_refreshes_itself_only_while_open() {
     let app = spawn_app().await;
-    let practice = app.new_practice("Refresh Practice").await;
-    app.setup_tiep(&practice).await;
-    let key = app.session(&practice.clinician, None).await;
-    assert_eq!(
-        app.start_visit(&key, &practice.patients[0]).await.status(),
-        303
-    );
-    let visit = app.only_visit(&practice.id).await;
+    let (practice, key, visit) = app.open_tiep_visit("Refresh Practice").await;
     let page = |key: String| {
         let app = &app;
         let visit_id = visit.id.clone();
