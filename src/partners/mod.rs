@@ -1,18 +1,26 @@
 //! The partner tools a clinician can launch, and what is common to them.
 //!
-//! Partners differ in shape, so the common ground is small and explicit:
-//! - `connection`: each partner's per-practice settings, secrets sealed at rest;
-//! - `launch`: start a visit and answer where to send the clinician (Tiep: a tokenised URL);
-//! - results come back by webhook (each partner's own route), by `poll` (the `PollPartner`
-//!   job), or by the clinician finishing the visit in our frame;
-//! - each partner renders its own result on the `clinical_interaction` surface.
+//! Each partner is one module implementing [`PartnerTool`]: how it is configured per practice
+//! (`settings_section` + its own routes), how a visit starts ([`LaunchStyle`]), how the result
+//! comes back (its webhook route, `poll`, or the clinician finishing it in our frame through
+//! its routes), and how the visit is shown on the `clinical_interaction` surface
+//! (`render_visit`). The four partners have four shapes:
 //!
-//! Adding a partner is one module here plus its arm in the `match`es below.
+//! | partner   | launch                         | result                                   |
+//! |-----------|--------------------------------|------------------------------------------|
+//! | Tiep      | one click → tokenised URL      | signed webhook, poll as backstop         |
+//! | HCW@Home  | form in our frame → invite     | poll; the clinician finishes in our frame |
+//! | Haidy     | form in our frame → file upload | poll approved consultations              |
+//! | MediQuo   | none (inbound only)            | webhook creates the visit, complete      |
+//!
+//! Adding a partner: one module implementing the trait, its variant in [`Partner`], and its
+//! arm in [`Partner::tool`].
 
 pub mod connection;
 pub mod tiep;
 pub mod unmatched;
 
+use async_trait::async_trait;
 use axum::Router;
 use url::Url;
 
@@ -22,9 +30,11 @@ use crate::{
     hint::{PracticeSession, client::Patient},
     jobs::{ClaimedJob, JobError, JobOutcome},
     state::AppState,
+    surfaces::Frame,
     visits::{Visit, VisitState},
 };
 
+/// A partner's identity: stored in rows (`visits.partner`, `partner_connections.partner`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Partner {
     Tiep,
@@ -33,51 +43,106 @@ pub enum Partner {
 impl Partner {
     pub const ALL: [Partner; 1] = [Partner::Tiep];
 
-    pub fn as_str(self) -> &'static str {
+    /// Where this partner's behaviour lives.
+    pub fn tool(self) -> &'static dyn PartnerTool {
         match self {
-            Partner::Tiep => "tiep",
+            Partner::Tiep => &tiep::Tiep,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.tool().id()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "tiep" => Some(Partner::Tiep),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     pub fn display_name(self) -> &'static str {
-        match self {
-            Partner::Tiep => "Tiep scribe",
-        }
-    }
-
-    /// The button a clinician clicks.
-    pub fn launch_label(self) -> &'static str {
-        match self {
-            Partner::Tiep => "Start Tiep scribe",
-        }
+        self.tool().name()
     }
 }
 
-/// Routes partners call (webhooks).
+/// How a clinician starts a visit with a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchStyle {
+    /// One click: `POST /hint/visits` starts the visit and redirects a new tab to the
+    /// partner (`PartnerTool::launch`).
+    Direct { label: &'static str },
+    /// The clinician fills a form in our frame first, at `GET {path}?patient_id=…`, a route
+    /// the partner owns.
+    Form {
+        label: &'static str,
+        path: &'static str,
+    },
+    /// Visits arrive from the partner; there is nothing to launch.
+    InboundOnly,
+}
+
+/// What every partner provides. Defaults cover what a partner's shape does not have.
+#[async_trait]
+pub trait PartnerTool: Send + Sync {
+    /// Stable id, stored in rows and used in URLs.
+    fn id(&self) -> &'static str;
+
+    /// Name for people.
+    fn name(&self) -> &'static str;
+
+    fn launch_style(&self) -> LaunchStyle;
+
+    /// Routes the partner owns: its webhook, its settings form, its launch form and actions.
+    fn routes(&self) -> Router<AppState>;
+
+    /// Its section of the `settings` surface (admins), as HTML.
+    async fn settings_section(
+        &self,
+        state: &AppState,
+        session: &PracticeSession,
+    ) -> Result<String, AppError>;
+
+    /// `LaunchStyle::Direct`: starts the visit; answers where to send the clinician.
+    async fn launch(
+        &self,
+        _state: &AppState,
+        _session: &PracticeSession,
+        _patient: &Patient,
+    ) -> Result<Url, AppError> {
+        Err(AppError::BadRequest(format!(
+            "{} is not started with one click.",
+            self.name()
+        )))
+    }
+
+    /// The `PollPartner` job for an open, launched visit: asks the partner whether the result
+    /// is ready. Partners whose results only arrive by webhook keep the default.
+    async fn poll(&self, _state: &AppState, _visit: &Visit) -> Result<JobOutcome, JobError> {
+        Ok(JobOutcome::Done)
+    }
+
+    /// The partner's side of a clinician cancelling an open visit (e.g. revoking an invite).
+    /// An error is shown to the clinician and the visit stays open.
+    async fn cancel(&self, _state: &AppState, _visit: &Visit) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    /// Whether a clinician may cancel an open visit of this partner from our frame.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
+    /// The visit on the `clinical_interaction` surface, below the common header: the
+    /// partner's controls while it is open, its full result once in.
+    fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError>;
+}
+
+/// Routes every partner owns.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(tiep::router())
+    Partner::ALL
+        .into_iter()
+        .fold(Router::new(), |router, p| router.merge(p.tool().routes()))
 }
 
-/// Starts a visit with `partner` for `patient`; answers the URL to send the clinician to.
-pub async fn launch(
-    state: &AppState,
-    session: &PracticeSession,
-    partner: Partner,
-    patient: &Patient,
-) -> Result<Url, AppError> {
-    match partner {
-        Partner::Tiep => tiep::launch::launch(state, session, patient).await,
-    }
-}
-
-/// The `PollPartner` job: asks the visit's partner whether the result is ready.
+/// The `PollPartner` job: fails a launch that never completed, else asks the visit's partner.
 pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
     let visit_id = job.payload_str("visit_id")?;
     let Some(visit) = crate::visits::get_latest(state, &job.practice_id, visit_id).await? else {
@@ -99,7 +164,7 @@ pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobE
         return Ok(JobOutcome::Done);
     }
     match visit.partner() {
-        Some(Partner::Tiep) => tiep::poll::poll(state, &visit).await,
+        Some(partner) => partner.tool().poll(state, &visit).await,
         None => Err(JobError::permanent(format!(
             "unknown partner {}",
             visit.partner
@@ -107,10 +172,10 @@ pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobE
     }
 }
 
-/// The partner's result as HTML for the `clinical_interaction` surface.
-pub fn render_result(visit: &Visit) -> Result<String, AppError> {
+/// The partner's part of the `clinical_interaction` surface.
+pub fn render_visit(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
     match visit.partner() {
-        Some(Partner::Tiep) => tiep::result::render(visit),
+        Some(partner) => partner.tool().render_visit(visit, frame),
         None => Ok(String::new()),
     }
 }

@@ -4,6 +4,7 @@ use askama::Template;
 use axum::{extract::State, response::Html};
 
 use super::{Frame, LaunchButton, VisitRow, launch_buttons};
+use crate::partners::LaunchStyle;
 use crate::{
     error::AppError,
     hint::PracticeSession,

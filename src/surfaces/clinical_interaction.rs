@@ -24,8 +24,12 @@ struct ClinicalInteraction {
     frame: Frame,
     visit: Visit,
     state_label: &'static str,
-    result_html: String,
+    /// The partner's part: its controls while open, its result once in.
+    partner_html: String,
     completed: String,
+    cancellable: bool,
+    /// What an action on this page could not do, for the clinician.
+    notice: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,16 +61,31 @@ pub async fn page(
     {
         return Err(AppError::NotFound);
     }
-    let result_html = crate::partners::render_result(&visit)?;
+    Ok(Html(render(&session, visit, None)?))
+}
+
+/// The page for `visit`, with `notice` when an action on it could not be done. Partner actions
+/// (finish, cancel) answer with it, so the clinician sees the outcome in place.
+pub fn render(
+    session: &PracticeSession,
+    visit: Visit,
+    notice: Option<String>,
+) -> Result<String, AppError> {
+    let frame = Frame::new(session, "clinical_interaction");
+    let partner_html = crate::partners::render_visit(&visit, &frame)?;
     let page = ClinicalInteraction {
-        frame: Frame::new(&session, "clinical_interaction"),
+        cancellable: visit.state().is_open()
+            && frame.is_clinician
+            && visit.partner().is_some_and(|p| p.tool().cancellable()),
+        frame,
         state_label: visit.state().label(),
         completed: visit
             .completed_at
             .map(crate::db::format_ms)
             .unwrap_or_default(),
-        result_html,
+        partner_html,
         visit,
+        notice,
     };
-    Ok(Html(page.render()?))
+    Ok(page.render()?)
 }

@@ -9,6 +9,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{Frame, LaunchButton, VisitRow, launch_buttons};
+use crate::partners::LaunchStyle;
 use crate::{
     error::AppError,
     hint::{HintAuth, PracticeSession, Role},

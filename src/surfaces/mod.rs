@@ -4,7 +4,7 @@
 //! `x-hint-session-key` header on htmx requests and in the query of links and forms.
 
 mod clinical_chart;
-mod clinical_interaction;
+pub mod clinical_interaction;
 mod core_page;
 mod settings;
 pub mod static_files;
@@ -16,9 +16,12 @@ use axum::{
 
 use crate::{
     hint::{PracticeSession, Role},
-    partners::Partner,
+    partners::{LaunchStyle, Partner},
     state::AppState,
-    visits::{self, routes::start_visit},
+    visits::{
+        self,
+        routes::{cancel_visit, start_visit},
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -30,12 +33,9 @@ pub fn router() -> Router<AppState> {
             get(clinical_interaction::page),
         )
         .route("/hint/settings", get(settings::page))
-        .route(
-            "/hint/settings/tiep",
-            post(crate::partners::tiep::settings::save),
-        )
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", post(start_visit).get(core_page::visit_rows))
+        .route("/hint/visits/{visit_id}/cancel", post(cancel_visit))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))
         .route(
             "/hint/unmatched/{id}",
@@ -76,10 +76,11 @@ impl Frame {
     }
 }
 
-/// A launch button for one partner.
+/// How a patient's chart offers one partner.
 pub struct LaunchButton {
     pub partner: &'static str,
-    pub label: &'static str,
+    pub name: &'static str,
+    pub style: LaunchStyle,
 }
 
 pub fn launch_buttons() -> Vec<LaunchButton> {
@@ -87,7 +88,8 @@ pub fn launch_buttons() -> Vec<LaunchButton> {
         .iter()
         .map(|p| LaunchButton {
             partner: p.as_str(),
-            label: p.launch_label(),
+            name: p.display_name(),
+            style: p.tool().launch_style(),
         })
         .collect()
 }

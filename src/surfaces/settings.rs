@@ -8,7 +8,7 @@ use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
     partners::{
-        tiep::settings::TiepSettingsSection,
+        Partner,
         unmatched::{self, UnmatchedRow},
     },
     state::AppState,
@@ -18,8 +18,8 @@ use crate::{
 #[template(path = "surfaces/settings.html")]
 struct SettingsPage {
     frame: Frame,
-    /// The Tiep section, rendered by its own template (also answered alone after a save).
-    tiep_html: String,
+    /// Each partner's section, rendered by the partner (also answered alone after a save).
+    partner_sections: Vec<String>,
     installed: bool,
     unmatched: Vec<UnmatchedRow>,
 }
@@ -32,11 +32,13 @@ pub async fn page(
     let installed = crate::hint::install::practice_token(&state, &session.practice_id)
         .await?
         .is_some();
+    let mut partner_sections = Vec::new();
+    for partner in Partner::ALL {
+        partner_sections.push(partner.tool().settings_section(&state, &session).await?);
+    }
     let page = SettingsPage {
         frame: Frame::new(&session, "settings"),
-        tiep_html: TiepSettingsSection::load(&state, &session)
-            .await?
-            .render()?,
+        partner_sections,
         installed,
         unmatched: unmatched::open_for_practice(&state, &session.practice_id).await?,
     };

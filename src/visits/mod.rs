@@ -335,6 +335,36 @@ pub async fn fail(
     Ok(updated == 1)
 }
 
+/// Ends an open visit as cancelled by a clinician (Hint: the interaction is deleted).
+pub async fn cancel(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE visits SET state = 'cancelled', updated_at = $1, completed_at = $1 \
+         WHERE id = $2 AND practice_id = $3 AND state IN ('launching', 'in_progress')",
+    )
+    .bind(now)
+    .bind(visit_id)
+    .bind(practice_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
+        cancel_poll(&mut tx, visit_id).await?;
+    }
+    tx.commit().await?;
+    if updated == 1 {
+        state.jobs.wake();
+        tracing::info!(practice_id, visit_id, "visit cancelled");
+    }
+    Ok(updated == 1)
+}
+
 /// One visit of this practice.
 pub async fn get(
     state: &AppState,

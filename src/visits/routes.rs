@@ -5,8 +5,9 @@
 
 use axum::{
     Form,
-    extract::State,
-    response::{IntoResponse, Redirect, Response},
+    extract::{Path, State},
+    http::StatusCode,
+    response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 
@@ -14,8 +15,10 @@ use crate::{
     error::AppError,
     hint::{HintAuth, HintError, PracticeSession, Role},
     ids::ExternalId,
-    partners::{self, Partner},
+    partners::{LaunchStyle, Partner},
     state::AppState,
+    surfaces::clinical_interaction,
+    visits,
 };
 
 #[derive(Debug, Deserialize)]
@@ -32,9 +35,62 @@ pub async fn start_visit(
     session.require(Role::Clinician)?;
     let partner = Partner::parse(&form.partner)
         .ok_or_else(|| AppError::BadRequest(format!("Unknown partner {:?}.", form.partner)))?;
+    if !matches!(partner.tool().launch_style(), LaunchStyle::Direct { .. }) {
+        return Err(AppError::BadRequest(format!(
+            "{} is not started with one click.",
+            partner.display_name()
+        )));
+    }
     let patient = fetch_patient(&state, &session, &form.patient_id).await?;
-    let launch = partners::launch(&state, &session, partner, &patient).await?;
+    let launch = partner.tool().launch(&state, &session, &patient).await?;
     Ok(Redirect::to(launch.as_str()).into_response())
+}
+
+/// `POST /hint/visits/{visit_id}/cancel` (clinicians, htmx): the partner's side first (an
+/// invite revoked), then the visit; Hint's interaction becomes `deleted`. Answers the visit's
+/// page, with the reason when it could not be cancelled.
+pub async fn cancel_visit(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(visit_id): Path<ExternalId>,
+) -> Result<(StatusCode, Html<String>), AppError> {
+    session.require(Role::Clinician)?;
+    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let partner = visit.partner().ok_or(AppError::NotFound)?;
+    let refusal = if !visit.state().is_open() {
+        Some(format!(
+            "This visit is already {}; it can no longer be cancelled.",
+            visit.state().label().to_lowercase()
+        ))
+    } else if !partner.tool().cancellable() {
+        Some(format!(
+            "{} visits cannot be cancelled here.",
+            partner.display_name()
+        ))
+    } else {
+        match partner.tool().cancel(&state, &visit).await {
+            Ok(()) => {
+                visits::cancel(&state, &session.practice_id, &visit.id).await?;
+                None
+            }
+            Err(AppError::Upstream(reason) | AppError::Unprocessable(reason)) => Some(reason),
+            Err(other) => return Err(other),
+        }
+    };
+    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let status = if refusal.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Html(clinical_interaction::render(&session, visit, refusal)?),
+    ))
 }
 
 /// Loads a patient of the session's practice from Hint (404 for anyone else's).

@@ -93,6 +93,10 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobEr
                 .map_err(job_error)?;
             let interaction = match found {
                 Some(existing) => existing,
+                // Cancelled before Hint ever held it: nothing to delete.
+                None if desired.status == InteractionStatus::Deleted => {
+                    return Ok(JobOutcome::Done);
+                }
                 None => state
                     .hint
                     .create_partner_interaction(&auth, &visit.patient_id, &desired)

@@ -588,3 +588,34 @@ async fn a_report_we_cannot_place_is_kept_sealed_for_admins_to_review() {
     let settings = app.surface("settings", &admin).await.text().await.unwrap();
     assert!(!settings.contains("vis_from_elsewhere"));
 }
+
+#[tokio::test]
+async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
+    let app = spawn_app().await;
+    let (practice, key, visit) = app.open_tiep_visit("Cancel Clinic").await;
+    app.wait_for_interaction(&practice.patients[0], "draft")
+        .await;
+    let cancel = format!("/hint/visits/{}/cancel", visit.id);
+
+    // Staff without the clinician role, and another practice's clinician, cannot cancel it.
+    let other = app.new_practice("Other Clinic").await;
+    let stranger = app.session(&other.clinician, None).await;
+    assert_eq!(app.post_form(&cancel, &stranger, &[]).await.status(), 404);
+    let admin = app.session(&practice.admin, None).await;
+    assert_eq!(app.post_form(&cancel, &admin, &[]).await.status(), 403);
+    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "in_progress");
+
+    let response = app.post_form(&cancel, &key, &[]).await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Cancelled"), "the page shows the visit cancelled");
+    assert!(!html.contains("Cancel visit"), "no second cancel button");
+    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "cancelled");
+    app.wait_for_interaction(&practice.patients[0], "deleted")
+        .await;
+
+    // A second cancel is refused in words.
+    let again = app.post_form(&cancel, &key, &[]).await;
+    assert_eq!(again.status(), 422);
+    assert!(again.text().await.unwrap().contains("already cancelled"));
+}

@@ -8,21 +8,80 @@ pub mod result;
 pub mod settings;
 pub mod webhook;
 
+use askama::Template;
+use async_trait::async_trait;
 use axum::{Router, routing::post};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use url::Url;
 
-use super::{Partner, connection};
-use crate::{error::AppError, state::AppState};
+use super::{LaunchStyle, Partner, PartnerTool, connection};
+use crate::{
+    error::AppError,
+    hint::{PracticeSession, client::Patient},
+    jobs::{JobError, JobOutcome},
+    state::AppState,
+    surfaces::Frame,
+    visits::Visit,
+};
 
 pub use client::TiepClient;
 
 /// Shortest hook secret Tiep accepts.
 pub const MIN_HOOK_SECRET_LEN: usize = 16;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/tiep/{practice_id}", post(webhook::receive))
+/// Tiep as a [`PartnerTool`]: one-click launch, webhook result, poll as backstop.
+pub struct Tiep;
+
+#[async_trait]
+impl PartnerTool for Tiep {
+    fn id(&self) -> &'static str {
+        "tiep"
+    }
+
+    fn name(&self) -> &'static str {
+        "Tiep scribe"
+    }
+
+    fn launch_style(&self) -> LaunchStyle {
+        LaunchStyle::Direct {
+            label: "Start Tiep scribe",
+        }
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route("/webhooks/tiep/{practice_id}", post(webhook::receive))
+            .route("/hint/settings/tiep", post(settings::save))
+    }
+
+    async fn settings_section(
+        &self,
+        state: &AppState,
+        session: &PracticeSession,
+    ) -> Result<String, AppError> {
+        Ok(settings::TiepSettingsSection::load(state, session)
+            .await?
+            .render()?)
+    }
+
+    async fn launch(
+        &self,
+        state: &AppState,
+        session: &PracticeSession,
+        patient: &Patient,
+    ) -> Result<Url, AppError> {
+        launch::launch(state, session, patient).await
+    }
+
+    async fn poll(&self, state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
+        poll::poll(state, visit).await
+    }
+
+    fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
+        result::render(visit)
+    }
 }
 
 /// A practice's Tiep facility, as the admin set it up.
