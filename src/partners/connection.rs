@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::Row;
 
 use super::Partner;
-use crate::{db::now_ms, error::AppError, state::AppState};
+use crate::{crypto::SignatureError, db::now_ms, error::AppError, state::AppState};
 
 fn aad(practice_id: &str, partner: Partner) -> String {
     format!("partner_connections|{practice_id}|{}", partner.as_str())
@@ -171,4 +171,30 @@ pub async fn save<S: Serialize, K: Serialize>(
         .connection_secrets
         .forget(&(practice_id.to_string(), partner));
     Ok(())
+}
+
+/// Checks a partner's delivery against the practice's stored secrets with `check`: first the
+/// cached copy, then, on a mismatch, the stored one, so a secret rotated on another instance
+/// counts at once. No connection: 404; a missing, malformed or wrong signature: 401.
+pub async fn verify_delivery<K: DeserializeOwned>(
+    state: &AppState,
+    practice_id: &str,
+    partner: Partner,
+    check: impl Fn(&K) -> Result<(), SignatureError>,
+) -> Result<(), AppError> {
+    let unauthorized =
+        |e: SignatureError| AppError::Unauthorized(format!("{} signature: {e}", partner.as_str()));
+    let cached: K = load_secrets(state, practice_id, partner, Freshness::Cached)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    match check(&cached) {
+        Ok(()) => Ok(()),
+        Err(SignatureError::Mismatch) => {
+            let stored: K = load_secrets(state, practice_id, partner, Freshness::Reload)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            check(&stored).map_err(unauthorized)
+        }
+        Err(e) => Err(unauthorized(e)),
+    }
 }

@@ -17,6 +17,7 @@
 //! arm in [`Partner::tool`].
 
 pub mod connection;
+pub mod mediquo;
 pub mod tiep;
 pub mod unmatched;
 
@@ -38,15 +39,17 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Partner {
     Tiep,
+    MediQuo,
 }
 
 impl Partner {
-    pub const ALL: [Partner; 1] = [Partner::Tiep];
+    pub const ALL: [Partner; 2] = [Partner::Tiep, Partner::MediQuo];
 
     /// Where this partner's behaviour lives.
     pub fn tool(self) -> &'static dyn PartnerTool {
         match self {
             Partner::Tiep => &tiep::Tiep,
+            Partner::MediQuo => &mediquo::MediQuo,
         }
     }
 
@@ -140,6 +143,16 @@ pub fn router() -> Router<AppState> {
     Partner::ALL
         .into_iter()
         .fold(Router::new(), |router, p| router.merge(p.tool().routes()))
+}
+
+/// The URL a partner posts this practice's webhooks to: `{public}/webhooks/{partner}/{practice}`.
+pub fn webhook_url(state: &AppState, partner: Partner, practice_id: &str) -> String {
+    let mut url = state.settings.public_url.clone();
+    url.path_segments_mut()
+        .expect("http(s) URLs have path segments")
+        .pop_if_empty()
+        .extend(["webhooks", partner.as_str(), practice_id]);
+    url.to_string()
 }
 
 /// The `PollPartner` job: fails a launch that never completed, else asks the visit's partner.

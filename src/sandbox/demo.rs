@@ -8,12 +8,16 @@ use anyhow::Context as _;
 
 use super::{
     hint::{SandboxHint, SandboxHintConfig},
+    mediquo::SandboxMediquo,
     tiep::{PayloadType, SandboxTiep},
 };
 use crate::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
-    partners::tiep::{self, TiepConnection},
+    partners::{
+        mediquo,
+        tiep::{self, TiepConnection},
+    },
     startup::shutdown_signal,
 };
 
@@ -22,6 +26,7 @@ const PARTNER_API_KEY: &str = "sandbox-partner-api-key";
 const PRODUCT_ID: &str = "ppro-chartbridge-sandbox";
 const TIEP_API_KEY: &str = "tiep-sandbox-facility-key";
 const TIEP_HOOK_SECRET: &str = "tiep-sandbox-hook-secret-2026";
+const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -34,6 +39,9 @@ pub struct DemoArgs {
     /// Port of sandbox Tiep.
     #[arg(long, default_value_t = 8082)]
     pub tiep_port: u16,
+    /// Port of sandbox MediQuo (its page sends consultations).
+    #[arg(long, default_value_t = 8083)]
+    pub mediquo_port: u16,
     /// Folder for the demo database (started afresh each run, like the sandbox).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
@@ -59,6 +67,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tiep_sandbox = SandboxTiep::start(args.tiep_port)
         .await
         .with_context(|| in_use(args.tiep_port, "--tiep-port"))?;
+
+    let mediquo_sandbox = SandboxMediquo::start(args.mediquo_port)
+        .await
+        .with_context(|| in_use(args.mediquo_port, "--mediquo-port"))?;
 
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
@@ -119,16 +131,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "demo",
     )
     .await?;
-    hint.world().demo_note = format!(
-        "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}"
+    mediquo::save(&state, &practice_id, MEDIQUO_SIGNATURE, "demo").await?;
+    let patients = hint
+        .world()
+        .patients
+        .iter()
+        .filter(|p| p.practice_id == practice_id)
+        .map(|p| (p.id.clone(), format!("{} {}", p.first_name, p.last_name)))
+        .collect();
+    mediquo_sandbox.add_integration(
+        "Riverside Family Medicine",
+        &mediquo::webhook_url(&state, &practice_id),
+        MEDIQUO_SIGNATURE,
+        patients,
     );
+    {
+        let mut world = hint.world();
+        world.demo_note = format!(
+            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}"
+        );
+        world.demo_links = vec![(
+            "Sandbox MediQuo: finish a consultation for any patient".into(),
+            mediquo_sandbox.base_url().to_string(),
+        )];
+    }
 
     println!();
     println!("  Chartbridge demo is running.");
     println!("  Open the sandbox Hint:  {}", hint.base_url());
     println!(
-        "  (Chartbridge {app_url}, sandbox Tiep {}; Ctrl-C stops)",
-        tiep_sandbox.base_url()
+        "  (Chartbridge {app_url}, sandbox Tiep {}, sandbox MediQuo {}; Ctrl-C stops)",
+        tiep_sandbox.base_url(),
+        mediquo_sandbox.base_url()
     );
     println!();
     server.await??;

@@ -135,6 +135,8 @@ pub struct Faults {
     pub hang_after_write_for: Option<Duration>,
     /// When set, the faults hit only this practice's calls.
     pub only_practice: Option<String>,
+    /// Patient reads (not interactions) answer 503.
+    pub patients_down: bool,
 }
 
 #[derive(Default)]
@@ -157,6 +159,8 @@ pub struct World {
     pub rate_limited: usize,
     /// A note the demo shows on the home page (e.g. the sandbox partners' credentials).
     pub demo_note: String,
+    /// (label, URL) of the demo's partner sandboxes, shown on the home page.
+    pub demo_links: Vec<(String, String)>,
     next_id: u64,
 }
 
@@ -528,6 +532,12 @@ async fn provider_gate(
             ));
         }
         calls.push_back(now);
+        if world.faults.patients_down && !what.contains("/interactions") {
+            return Err(hint_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+            ));
+        }
         let faulty = what.contains("/interactions/")
             && world
                 .faults
@@ -1043,6 +1053,7 @@ struct HomePage {
     installed: bool,
     patients: Vec<Patient>,
     tiep_note: String,
+    links: Vec<(String, String)>,
 }
 
 async fn home(State(sandbox): State<SandboxHint>, Query(q): Query<AsUser>) -> Response {
@@ -1061,6 +1072,7 @@ async fn home(State(sandbox): State<SandboxHint>, Query(q): Query<AsUser>) -> Re
             .cloned()
             .collect(),
         tiep_note: world.demo_note.clone(),
+        links: world.demo_links.clone(),
     };
     drop(world);
     Html(page.render().unwrap_or_else(|e| e.to_string())).into_response()

@@ -5,6 +5,7 @@ pub mod demo;
 // Fake handlers refuse with a ready `Response`; boxing it would only add noise.
 #[allow(clippy::result_large_err)]
 pub mod hint;
+pub mod mediquo;
 #[allow(clippy::result_large_err)]
 pub mod tiep;
 

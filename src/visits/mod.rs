@@ -242,6 +242,49 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
     Ok(id)
 }
 
+/// A visit that arrives finished from an inbound-only partner (MediQuo): stored completed with
+/// its result, and its signed interaction asked of Hint, in one transaction. `partner_ref` is
+/// the partner's own id for it: the same one twice is stored once (`None` the second time).
+pub async fn record_completed(
+    state: &AppState,
+    new: NewVisit<'_>,
+    partner_ref: &str,
+    result: &serde_json::Value,
+) -> Result<Option<String>, sqlx::Error> {
+    let id = new_id("vis");
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
+         partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', $8, $9, $10, NULL, NULL, NULL, $11, $11, $11) \
+         ON CONFLICT (practice_id, partner, partner_ref) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(new.practice_id)
+    .bind(new.patient_id)
+    .bind(new.patient_name)
+    .bind(new.user_id)
+    .bind(new.user_name)
+    .bind(new.partner.as_str())
+    .bind(partner_ref)
+    .bind(new.launch.to_string())
+    .bind(result.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    enqueue_sync(&mut tx, state, new.practice_id, &id).await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    tracing::info!(practice_id = new.practice_id, visit_id = %id, partner = new.partner.as_str(), "inbound visit recorded");
+    Ok(Some(id))
+}
+
 /// The partner accepted the launch: record its reference, merge launch data, and look for the
 /// result after `poll_at` (Unix ms) unless it arrives first.
 pub async fn mark_launched(
@@ -376,6 +419,23 @@ pub async fn get(
     ))
     .bind(visit_id)
     .bind(practice_id)
+    .fetch_optional(state.db.reader())
+    .await
+}
+
+/// The visit a partner knows by `partner_ref` (its session, invite or consultation id).
+pub async fn find_by_partner_ref(
+    state: &AppState,
+    practice_id: &str,
+    partner: Partner,
+    partner_ref: &str,
+) -> Result<Option<Visit>, sqlx::Error> {
+    sqlx::query_as::<_, Visit>(&format!(
+        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND partner = $2 AND partner_ref = $3"
+    ))
+    .bind(practice_id)
+    .bind(partner.as_str())
+    .bind(partner_ref)
     .fetch_optional(state.db.reader())
     .await
 }

@@ -9,6 +9,7 @@ use chartbridge::{
     crypto::sign_hmac_sha256,
     sandbox::{
         hint::{SandboxHint, SandboxHintConfig},
+        mediquo::SandboxMediquo,
         tiep::{PayloadType, SandboxTiep},
     },
     state::AppState,
@@ -21,6 +22,7 @@ pub const WEBHOOK_SECRET: &str = "test-hint-webhook-secret-000001";
 pub const PARTNER_API_KEY: &str = "test-partner-api-key";
 pub const PRODUCT_ID: &str = "ppro-chartbridge-test";
 pub const TIEP_HOOK_SECRET: &str = "tiep-test-hook-secret-0001";
+pub const MEDIQUO_SIGNATURE: &str = "mediquo-test-signature-0001";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
@@ -33,6 +35,7 @@ pub struct TestApp {
     pub state: AppState,
     pub hint: SandboxHint,
     pub tiep: SandboxTiep,
+    pub mediquo: SandboxMediquo,
     /// Follows no redirects, like a test that wants to see them.
     pub http: reqwest::Client,
     settings: Settings,
@@ -100,13 +103,25 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
     settings.tiep.poll_after = Duration::from_secs(3600);
     adjust(&mut settings);
-    start(settings, hint, tiep, database).await
+    let partners = Partners {
+        tiep,
+        mediquo: SandboxMediquo::start(0)
+            .await
+            .expect("sandbox mediquo starts"),
+    };
+    start(settings, hint, partners, database).await
+}
+
+/// The partner sandboxes of one test.
+struct Partners {
+    tiep: SandboxTiep,
+    mediquo: SandboxMediquo,
 }
 
 async fn start(
     settings: Settings,
     hint: SandboxHint,
-    tiep: SandboxTiep,
+    partners: Partners,
     database: DatabaseSettings,
 ) -> TestApp {
     let app = Application::build(settings.clone())
@@ -123,7 +138,8 @@ async fn start(
         address,
         state,
         hint,
-        tiep,
+        tiep: partners.tiep,
+        mediquo: partners.mediquo,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
@@ -173,7 +189,11 @@ impl TestApp {
         self.server.abort();
         let _ = self.server.await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        start(self.settings, self.hint, self.tiep, self.database).await
+        let partners = Partners {
+            tiep: self.tiep,
+            mediquo: self.mediquo,
+        };
+        start(self.settings, self.hint, partners, self.database).await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);
@@ -309,6 +329,35 @@ impl TestApp {
             "saving Tiep settings should succeed"
         );
         api_key
+    }
+
+    /// Sets up MediQuo for a practice (the admin saves the signature value) and registers the
+    /// practice's webhook with sandbox MediQuo, knowing its patients; answers the integration id.
+    pub async fn setup_mediquo(&self, practice: &TestPractice) -> String {
+        let admin = self.session(&practice.admin, None).await;
+        let response = self
+            .post_form(
+                "/hint/settings/mediquo",
+                &admin,
+                &[("signature", MEDIQUO_SIGNATURE)],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "saving MediQuo settings should succeed"
+        );
+        let patients = practice
+            .patients
+            .iter()
+            .map(|p| (p.clone(), format!("Patient {p}")))
+            .collect();
+        self.mediquo.add_integration(
+            &practice.id,
+            &format!("{}/webhooks/mediquo/{}", self.address, practice.id),
+            MEDIQUO_SIGNATURE,
+            patients,
+        )
     }
 
     /// A practice with Tiep set up and one visit started by its clinician for its first patient;

@@ -5,6 +5,7 @@ mod helpers;
 mod hint_events;
 mod isolation;
 mod logging;
+mod mediquo;
 mod resilience;
 mod surfaces;
 mod tiep_visit;

@@ -603,12 +603,18 @@ async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
     assert_eq!(app.post_form(&cancel, &stranger, &[]).await.status(), 404);
     let admin = app.session(&practice.admin, None).await;
     assert_eq!(app.post_form(&cancel, &admin, &[]).await.status(), 403);
-    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "in_progress");
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state,
+        "in_progress"
+    );
 
     let response = app.post_form(&cancel, &key, &[]).await;
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
-    assert!(html.contains("Cancelled"), "the page shows the visit cancelled");
+    assert!(
+        html.contains("Cancelled"),
+        "the page shows the visit cancelled"
+    );
     assert!(!html.contains("Cancel visit"), "no second cancel button");
     assert_eq!(app.visit(&practice.id, &visit.id).await.state, "cancelled");
     app.wait_for_interaction(&practice.patients[0], "deleted")

@@ -14,7 +14,7 @@ let demo, browser, context;
 const problems = [];
 
 before(async () => {
-  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282",
+  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283",
     "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);
@@ -96,11 +96,34 @@ test("an admin saves the Tiep settings in the frame", async () => {
   await frame.getByRole("heading", { name: "Tiep scribe" }).waitFor();
   const url = await frame.locator("#tiep-webhook-url").textContent();
   assert.match(url, /\/webhooks\/tiep\/pra-/);
-  await frame.getByRole("button", { name: "Copy" }).click();
-  await frame.getByRole("button", { name: /Copied|Selected/ }).waitFor();
+  const tiepSection = frame.locator("#tiep-settings");
+  await tiepSection.getByRole("button", { name: "Copy" }).click();
+  await tiepSection.getByRole("button", { name: /Copied|Selected/ }).waitFor();
   await frame.getByRole("button", { name: "Save Tiep settings" }).click();
   await frame.getByText("Saved.").waitFor();
   await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
+});
+
+test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", async () => {
+  const mediquo = await context.newPage();
+  await mediquo.goto("http://127.0.0.1:18283/");
+  const row = mediquo.locator("tr", { hasText: "Liam Carter" });
+  await row.getByRole("button", { name: "Finish a consultation" }).click();
+  await mediquo.getByText("the integrator answered HTTP 200").waitFor();
+
+  const page = await context.newPage();
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Liam Carter" }).getByRole("link", { name: "Open chart" }).click();
+  let signed = 0;
+  for (let i = 0; i < 60 && signed === 0; i++) {
+    signed = await page.locator('tr[data-status="signed"]').count();
+    if (!signed) { await page.waitForTimeout(250); await page.reload(); }
+  }
+  assert.equal(signed, 1, "the MediQuo interaction is signed in the Hint chart");
+  await page.getByRole("link", { name: "Reopen in Chartbridge" }).click();
+  const reopened = page.frameLocator("iframe[title=Chartbridge]");
+  await reopened.getByText("Consultation finished on MediQuo").waitFor();
+  await reopened.getByText("Penicillin").waitFor();
 });
 
 test("no console errors or CSP violations on any page", () => {

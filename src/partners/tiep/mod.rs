@@ -98,9 +98,9 @@ struct StoredSettings {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSecrets {
+pub(super) struct StoredSecrets {
     api_key: String,
-    hook_secret: String,
+    pub(super) hook_secret: String,
 }
 
 impl TiepConnection {
@@ -112,17 +112,6 @@ impl TiepConnection {
             hook_secret: SecretString::from(secrets.hook_secret),
             form: settings.form,
         }))
-    }
-
-    /// The hook secret alone, for verifying a webhook.
-    pub async fn hook_secret(
-        state: &AppState,
-        practice_id: &str,
-        freshness: connection::Freshness,
-    ) -> Result<Option<SecretString>, AppError> {
-        let secrets: Option<StoredSecrets> =
-            connection::load_secrets(state, practice_id, Partner::Tiep, freshness).await?;
-        Ok(secrets.map(|s| SecretString::from(s.hook_secret)))
     }
 
     /// Validates and stores; the error message is for the admin.
@@ -166,12 +155,7 @@ impl TiepConnection {
 
 /// The URL to paste into Tiep's facility integration settings.
 pub fn webhook_url(state: &AppState, practice_id: &str) -> String {
-    let mut url = state.settings.public_url.clone();
-    url.path_segments_mut()
-        .expect("http(s) URLs have path segments")
-        .pop_if_empty()
-        .extend(["webhooks", "tiep", practice_id]);
-    url.to_string()
+    super::webhook_url(state, Partner::Tiep, practice_id)
 }
 
 /// The form a practice starts with.

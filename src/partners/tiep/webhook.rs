@@ -8,16 +8,15 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
 };
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::TiepConnection;
+use super::StoredSecrets;
 use crate::{
-    crypto::{SignatureError, verify_hmac_sha256},
+    crypto::verify_hmac_sha256,
     error::{ApiError, AppError},
     ids::ExternalId,
-    partners::{Partner, connection::Freshness, unmatched},
+    partners::{Partner, connection, unmatched},
     state::AppState,
     visits,
 };
@@ -76,25 +75,15 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
-    let verify = |secret: &SecretString| {
-        verify_hmac_sha256(secret.expose_secret().as_bytes(), signature, &body)
-    };
-    let unauthorized = |e: SignatureError| AppError::Unauthorized(format!("tiep signature: {e}"));
-    let cached = TiepConnection::hook_secret(&state, practice_id.as_str(), Freshness::Cached)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match verify(&cached) {
-        Ok(()) => {}
-        // The secret may have been rotated since it was cached: check against the stored one.
-        Err(SignatureError::Mismatch) => {
-            let stored =
-                TiepConnection::hook_secret(&state, practice_id.as_str(), Freshness::Reload)
-                    .await?
-                    .ok_or(AppError::NotFound)?;
-            verify(&stored).map_err(unauthorized)?;
-        }
-        Err(e) => return Err(unauthorized(e).into()),
-    }
+    connection::verify_delivery(
+        &state,
+        &practice_id,
+        Partner::Tiep,
+        |secrets: &StoredSecrets| {
+            verify_hmac_sha256(secrets.hook_secret.as_bytes(), signature, &body)
+        },
+    )
+    .await?;
 
     let report: TiepReport = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed report: {e}")))?;

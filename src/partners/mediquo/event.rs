@@ -1,0 +1,271 @@
+//! MediQuo's webhook events, decoded permissively (fields may be missing or null) into what we
+//! store and show. Ids may come as text or numbers.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// `{"type", "occurred_on", "payload"}`.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub occurred_on: Option<i64>,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The events that become visits.
+pub const CONSULTATION_FINISHED: &str = "patient_consultation_finished";
+pub const REPORT_SENT: &str = "patient_report_sent";
+
+/// Text or a number, as text; anything else as absent.
+fn loose_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// A list, or nothing when null or missing.
+fn loose_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Consultation {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub id: Option<String>,
+    /// `appointment` or `chat`.
+    #[serde(rename = "type", default, deserialize_with = "loose_text")]
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub start_date: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub end_date: Option<String>,
+    #[serde(default)]
+    pub speciality: Option<Named>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Named {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub name: Option<String>,
+}
+
+/// Subjective, objective, assessment, plan.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct SoapContent {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub subjective: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub objective: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub assessment: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Report {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "loose_text")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub content: SoapContent,
+}
+
+/// An allergy, disease or medication in the patient's history.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct HistoryItem {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "loose_text")]
+    pub posology: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Prescription {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub active_substances: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct PatientPart {
+    #[serde(default, deserialize_with = "loose_text")]
+    pub code: Option<String>,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub allergies: Vec<HistoryItem>,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub diseases: Vec<HistoryItem>,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub medications: Vec<HistoryItem>,
+}
+
+/// `patient_consultation_finished`'s payload.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsultationFinished {
+    #[serde(default)]
+    pub consultation: Consultation,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub reports: Vec<Report>,
+    #[serde(default)]
+    pub patient: PatientPart,
+    #[serde(default)]
+    pub professional: Option<Named>,
+    #[serde(default, deserialize_with = "loose_list")]
+    pub prescriptions: Vec<Prescription>,
+}
+
+/// `patient_report_sent`'s payload: one report, no report id.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReportSent {
+    #[serde(rename = "type", default, deserialize_with = "loose_text")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub content: SoapContent,
+    #[serde(default)]
+    pub patient: PatientPart,
+}
+
+/// What a visit stores and the interaction page shows.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct MediquoResult {
+    /// The event it came from.
+    pub event: String,
+    #[serde(default)]
+    pub occurred_on: Option<i64>,
+    #[serde(default)]
+    pub consultation: Option<Consultation>,
+    #[serde(default)]
+    pub professional: Option<Named>,
+    #[serde(default)]
+    pub reports: Vec<Report>,
+    #[serde(default)]
+    pub prescriptions: Vec<Prescription>,
+    #[serde(default)]
+    pub allergies: Vec<HistoryItem>,
+    #[serde(default)]
+    pub diseases: Vec<HistoryItem>,
+    #[serde(default)]
+    pub medications: Vec<HistoryItem>,
+}
+
+/// A delivery that becomes a visit: the patient it names, MediQuo's id for it (for
+/// deduplication), and the result.
+pub struct Incoming {
+    pub patient_code: Option<String>,
+    /// `consultation:<id>`, or `report:<sha256 of the body>` when MediQuo gives no id.
+    pub reference: String,
+    pub result: MediquoResult,
+}
+
+impl Incoming {
+    /// Decodes the payload of an event that becomes a visit; `None` for other types.
+    pub fn from_envelope(envelope: Envelope, body_hash: &str) -> Result<Option<Self>, String> {
+        let decode_error =
+            |e: serde_json::Error| format!("malformed {} payload: {e}", envelope.kind);
+        match envelope.kind.as_str() {
+            CONSULTATION_FINISHED => {
+                let p: ConsultationFinished =
+                    serde_json::from_value(envelope.payload.clone()).map_err(decode_error)?;
+                let reference = match p.consultation.id.as_deref().filter(|id| !id.is_empty()) {
+                    Some(id) => format!("consultation:{id}"),
+                    None => format!("report:{body_hash}"),
+                };
+                Ok(Some(Self {
+                    patient_code: p.patient.code.clone(),
+                    reference,
+                    result: MediquoResult {
+                        event: envelope.kind.clone(),
+                        occurred_on: envelope.occurred_on,
+                        consultation: Some(p.consultation),
+                        professional: p.professional,
+                        reports: p.reports,
+                        prescriptions: p.prescriptions,
+                        allergies: p.patient.allergies,
+                        diseases: p.patient.diseases,
+                        medications: p.patient.medications,
+                    },
+                }))
+            }
+            REPORT_SENT => {
+                let p: ReportSent =
+                    serde_json::from_value(envelope.payload.clone()).map_err(decode_error)?;
+                Ok(Some(Self {
+                    patient_code: p.patient.code.clone(),
+                    reference: format!("report:{body_hash}"),
+                    result: MediquoResult {
+                        event: envelope.kind.clone(),
+                        occurred_on: envelope.occurred_on,
+                        reports: vec![Report {
+                            id: None,
+                            kind: p.kind,
+                            content: p.content,
+                        }],
+                        allergies: p.patient.allergies,
+                        diseases: p.patient.diseases,
+                        medications: p.patient.medications,
+                        ..MediquoResult::default()
+                    },
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_the_documented_finished_consultation_with_numeric_ids() {
+        let envelope: Envelope = serde_json::from_value(json!({
+            "type": "patient_consultation_finished", "occurred_on": 1704063600,
+            "payload": {
+                "consultation": {"id": 42, "type": "appointment", "speciality": {"id": 1, "name": "Medicina General"}},
+                "reports": [{"id": "r1", "type": "soap", "content": {"subjective": "S", "plan": "P"}}],
+                "patient": {"code": "pat-1", "allergies": null, "medications": [{"name": "m", "posology": "1/d"}]},
+                "prescriptions": [{"id": "p1", "active_substances": ["a", "b"]}]
+            }
+        }))
+        .unwrap();
+        let incoming = Incoming::from_envelope(envelope, "hash").unwrap().unwrap();
+        assert_eq!(incoming.reference, "consultation:42");
+        assert_eq!(incoming.patient_code.as_deref(), Some("pat-1"));
+        assert_eq!(
+            incoming.result.reports[0].content.plan.as_deref(),
+            Some("P")
+        );
+        assert!(incoming.result.allergies.is_empty());
+        assert_eq!(
+            incoming.result.prescriptions[0].active_substances,
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn a_report_without_id_is_keyed_by_its_body_and_other_types_are_not_visits() {
+        let report: Envelope = serde_json::from_value(json!({
+            "type": "patient_report_sent", "occurred_on": 1,
+            "payload": {"type": "soap", "content": {"assessment": "A"}, "patient": {"code": "pat-2"}}
+        }))
+        .unwrap();
+        let incoming = Incoming::from_envelope(report, "abc").unwrap().unwrap();
+        assert_eq!(incoming.reference, "report:abc");
+        let other: Envelope =
+            serde_json::from_value(json!({"type": "patient_consultation_created", "payload": {}}))
+                .unwrap();
+        assert!(Incoming::from_envelope(other, "x").unwrap().is_none());
+    }
+}

@@ -1,0 +1,367 @@
+//! MediQuo: consultations arrive by webhook only and become signed interactions in Hint.
+
+use chartbridge::{partners::unmatched, sandbox::hint::Faults, visits};
+use serde_json::json;
+
+use crate::helpers::{MEDIQUO_SIGNATURE, TestApp, between, eventually, spawn_app};
+
+async fn post_event(
+    app: &TestApp,
+    practice_id: &str,
+    body: &str,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/webhooks/mediquo/{practice_id}", app.address))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(s) = signature {
+        request = request.header("x-webhook-signature", s);
+    }
+    request.send().await.unwrap()
+}
+
+async fn visits_of(app: &TestApp, practice_id: &str) -> Vec<visits::Visit> {
+    visits::recent(&app.state, practice_id, 100).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_report() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("MediQuo Clinic").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[0];
+
+    let status = app
+        .mediquo
+        .send_consultation_finished(&integration, patient)
+        .await;
+    assert_eq!(status, Some(200));
+    app.wait_for_interaction(patient, "signed").await;
+
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.partner, "mediquo");
+    assert_eq!(visit.state, "completed");
+    assert_eq!(
+        visit.patient_name, "Ava Thompson",
+        "the name comes from Hint"
+    );
+    assert_eq!(visit.user_name, "Dra. Laura Martín");
+    let interaction = app.hint.interactions_for(patient)[0].clone();
+    assert!(
+        interaction
+            .integration_web_link
+            .as_deref()
+            .is_some_and(|l| l.ends_with(&format!("visit_id={}", visit.id)))
+    );
+
+    // Reopened from the chart, the page shows the SOAP report, prescriptions and history.
+    let key = app
+        .hint
+        .handshake(&practice.clinician, Some(patient), Some(&interaction.id))
+        .await
+        .unwrap();
+    let page = app.surface("clinical_interaction", &key).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for expected in [
+        "Consultation finished on MediQuo",
+        "Medicina General",
+        "Subjective",
+        "sore throat and mild fever",
+        "Acute streptococcal pharyngitis likely",
+        "Amoxicillin 500 mg three times daily",
+        "Prescriptions",
+        "amoxicillin",
+        "Allergies",
+        "Penicillin",
+        "Diseases",
+        "Asthma",
+        "Medications",
+        "Salbutamol",
+        "2 puffs as needed",
+    ] {
+        assert!(html.contains(expected), "the page shows {expected:?}");
+    }
+    assert!(
+        !html.contains("Cancel visit"),
+        "a finished consultation cannot be cancelled"
+    );
+
+    // A report sent on its own is a second visit, signed too.
+    assert_eq!(
+        app.mediquo.send_report(&integration, patient).await,
+        Some(200)
+    );
+    eventually(
+        std::time::Duration::from_secs(20),
+        "two signed MediQuo interactions",
+        || async {
+            app.hint
+                .interactions_for(patient)
+                .iter()
+                .filter(|i| i.status == "signed")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let html = app
+        .surface(
+            "clinical_chart",
+            &app.session(&practice.clinician, Some(patient)).await,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("MediQuo consultations arrive on their own"));
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_signature_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Guarded Clinic").await;
+    app.setup_mediquo(&practice).await;
+    let body = json!({"type": "patient_report_sent", "occurred_on": 1,
+        "payload": {"type": "soap", "content": {"plan": "x"}, "patient": {"code": practice.patients[0]}}})
+    .to_string();
+
+    for signature in [
+        None,
+        Some(""),
+        Some("mediquo-test-signature-0002"),
+        Some("x"),
+    ] {
+        let response = post_event(&app, &practice.id, &body, signature).await;
+        assert_eq!(response.status(), 401, "signature {signature:?}");
+    }
+    // Another practice's value does not open this practice's door.
+    let other = app.new_practice("Other Clinic").await;
+    let response = post_event(&app, &other.id, &body, Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(response.status(), 404, "no MediQuo set up there");
+
+    assert!(visits_of(&app, &practice.id).await.is_empty());
+    assert!(
+        unmatched::open_for_practice(&app.state, &practice.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(app.hint.interactions_for(&practice.patients[0]).is_empty());
+}
+
+#[tokio::test]
+async fn the_same_delivery_twice_or_at_once_is_one_visit_and_other_types_are_ignored() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Retry Clinic").await;
+    app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[1];
+    let finished = json!({"type": "patient_consultation_finished", "occurred_on": 1704063600,
+        "payload": {"consultation": {"id": "cons-1", "type": "chat"},
+                    "reports": [{"id": "r-1", "type": "soap", "content": {"plan": "Rest"}}],
+                    "patient": {"code": patient}}})
+    .to_string();
+    let sends = (0..5).map(|_| post_event(&app, &practice.id, &finished, Some(MEDIQUO_SIGNATURE)));
+    for response in futures::future::join_all(sends).await {
+        assert_eq!(response.status(), 200);
+    }
+    // The same consultation id in a body that differs (a later retry) is still the same visit.
+    let retried = finished.replace("1704063600", "1704063999");
+    assert_eq!(
+        post_event(&app, &practice.id, &retried, Some(MEDIQUO_SIGNATURE))
+            .await
+            .status(),
+        200
+    );
+    // A report without an id: the same body twice is one visit.
+    let report = json!({"type": "patient_report_sent", "occurred_on": 5,
+        "payload": {"type": "soap", "content": {"plan": "Fluids"}, "patient": {"code": patient}}})
+    .to_string();
+    for _ in 0..2 {
+        let response = post_event(&app, &practice.id, &report, Some(MEDIQUO_SIGNATURE)).await;
+        assert_eq!(response.status(), 200);
+    }
+    // Types we do not turn into visits are acknowledged and ignored.
+    for kind in [
+        "patient_consultation_created",
+        "prescription_created",
+        "something_new",
+    ] {
+        let body =
+            json!({"type": kind, "occurred_on": 1, "payload": {"patient": {"code": patient}}});
+        let response = post_event(
+            &app,
+            &practice.id,
+            &body.to_string(),
+            Some(MEDIQUO_SIGNATURE),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{kind}");
+        assert_eq!(
+            response.json::<serde_json::Value>().await.unwrap()["ignored"],
+            true
+        );
+    }
+
+    let stored = visits_of(&app, &practice.id).await;
+    assert_eq!(stored.len(), 2, "one consultation and one report");
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|v| v.partner_ref.as_deref() == Some("consultation:cons-1"))
+            .count(),
+        1
+    );
+    eventually(
+        std::time::Duration::from_secs(20),
+        "two signed interactions, no more",
+        || async { app.hint.interactions_for(patient).len() == 2 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_delivery_we_cannot_place_is_kept_for_admins_and_bad_bodies_are_refused() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Careful Clinic").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let other = app.new_practice("Neighbour Clinic").await;
+
+    // A code Hint does not know, and another practice's patient: kept, not written anywhere.
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&integration, "pat-does-not-exist")
+            .await,
+        Some(202)
+    );
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&integration, &other.patients[0])
+            .await,
+        Some(202)
+    );
+    // No patient code at all, and a payload of the wrong shape: kept as well.
+    for payload in [
+        json!({"consultation": {"id": "c-9"}, "reports": []}),
+        json!({"consultation": {"id": "c-10"}, "reports": "not a list", "patient": {"code": practice.patients[0]}}),
+    ] {
+        let body =
+            json!({"type": "patient_consultation_finished", "occurred_on": 1, "payload": payload});
+        let response = post_event(
+            &app,
+            &practice.id,
+            &body.to_string(),
+            Some(MEDIQUO_SIGNATURE),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    // Not JSON, or no type: 400 and nothing kept.
+    for body in ["not json", "{\"payload\": {}}"] {
+        let response = post_event(&app, &practice.id, body, Some(MEDIQUO_SIGNATURE)).await;
+        assert_eq!(response.status(), 400, "{body}");
+    }
+
+    assert!(visits_of(&app, &practice.id).await.is_empty());
+    assert!(visits_of(&app, &other.id).await.is_empty());
+    assert!(app.hint.interactions_for(&other.patients[0]).is_empty());
+    let kept = unmatched::open_for_practice(&app.state, &practice.id)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 4);
+    assert!(kept.iter().all(|k| k.partner == "MediQuo"));
+
+    // Admins see them in settings and can open one; the body is there to act on.
+    let admin = app.session(&practice.admin, None).await;
+    let settings = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(settings.contains("not a patient of this practice in Hint"));
+    assert!(settings.contains("names no patient"));
+    let id = between(&settings, "/hint/unmatched/", "?").expect("a view link");
+    let view = app.surface(&format!("unmatched/{id}"), &admin).await;
+    assert_eq!(view.status(), 200);
+    assert!(
+        view.text()
+            .await
+            .unwrap()
+            .contains("patient_consultation_finished")
+    );
+}
+
+#[tokio::test]
+async fn hint_down_when_a_consultation_arrives_loses_nothing() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Patient Clinic").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[2];
+    app.hint.set_faults(Faults {
+        patients_down: true,
+        fail_next: 2,
+        ..Faults::default()
+    });
+    let status = app
+        .mediquo
+        .send_consultation_finished(&integration, patient)
+        .await;
+    assert_eq!(
+        status,
+        Some(200),
+        "stored even though Hint could not be asked"
+    );
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.state, "completed");
+    assert_eq!(
+        visit.patient_name,
+        format!("Patient {patient}"),
+        "kept under the code"
+    );
+    // Hint fails the first write-backs too; the job retries until it is signed.
+    app.wait_for_interaction(patient, "signed").await;
+    app.hint.set_faults(Faults::default());
+}
+
+#[tokio::test]
+async fn only_admins_set_up_mediquo_and_the_value_must_be_long_enough() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Settings Clinic").await;
+    let clinician = app.session(&practice.clinician, None).await;
+    let admin = app.session(&practice.admin, None).await;
+    let refused = app
+        .post_form(
+            "/hint/settings/mediquo",
+            &clinician,
+            &[("signature", MEDIQUO_SIGNATURE)],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let short = app
+        .post_form("/hint/settings/mediquo", &admin, &[("signature", "short")])
+        .await;
+    assert_eq!(short.status(), 422);
+    assert!(short.text().await.unwrap().contains("16 to 512 characters"));
+    assert!(
+        !chartbridge::partners::mediquo::is_configured(&app.state, &practice.id)
+            .await
+            .unwrap()
+    );
+
+    let page = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(page.contains(&format!("/webhooks/mediquo/{}", practice.id)));
+    app.setup_mediquo(&practice).await;
+    assert!(
+        chartbridge::partners::mediquo::is_configured(&app.state, &practice.id)
+            .await
+            .unwrap()
+    );
+    // The value is sealed at rest, never shown back.
+    let page = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(!page.contains(MEDIQUO_SIGNATURE));
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT secrets_sealed FROM partner_connections WHERE partner = 'mediquo'",
+    )
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap();
+    assert!(!stored[0].contains(MEDIQUO_SIGNATURE));
+}
