@@ -71,6 +71,7 @@ pub struct Settings {
     pub frame_ancestors: String,
     pub hint: HintSettings,
     pub tiep: TiepSettings,
+    pub hcw: HcwSettings,
     pub jobs: JobSettings,
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
@@ -121,6 +122,18 @@ pub struct TiepSettings {
     pub poll_every: Duration,
     /// After this long without a saved report the visit fails.
     pub give_up_after: Duration,
+}
+
+/// HCW@Home sends no webhooks: visits are polled.
+#[derive(Debug, Clone)]
+pub struct HcwSettings {
+    /// Interval between looks at an invite's consultation.
+    pub poll_every: Duration,
+    /// After this long (from the launch, or the scheduled time) without a closed consultation
+    /// the visit fails with a reason.
+    pub give_up_after: Duration,
+    /// How long a service-account token is used before it is renewed (HCW's live 15 min).
+    pub token_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +309,11 @@ impl Settings {
                 poll_after: Duration::from_secs(120),
                 poll_every: Duration::from_secs(60),
                 give_up_after: Duration::from_secs(24 * 3600),
+            },
+            hcw: HcwSettings {
+                poll_every: Duration::from_secs(60),
+                give_up_after: Duration::from_secs(24 * 3600),
+                token_lifetime: Duration::from_secs(14 * 60),
             },
             jobs: JobSettings {
                 workers: args.workers,

@@ -8,7 +8,7 @@ use crate::{
     db::Db,
     hint::{HintClient, directory::PatientDirectory, session::HintSessionStore},
     jobs::JobSignal,
-    partners::{connection::SecretsCache, tiep::TiepClient},
+    partners::{connection::SecretsCache, hcw::HcwClient, tiep::TiepClient},
     visits::completion::Completions,
 };
 
@@ -20,6 +20,7 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub hint: HintClient,
     pub tiep: TiepClient,
+    pub hcw: HcwClient,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
     /// Group-commits visit results.
@@ -48,6 +49,7 @@ impl AppState {
             connection_secrets,
             secrets: SecretBox::new(&settings.secret_key),
             hint: HintClient::new(http.clone(), settings.hint.clone()),
+            hcw: HcwClient::new(http.clone(), settings.hcw.token_lifetime),
             tiep: TiepClient::new(
                 http,
                 settings.tiep.api_url.clone(),

@@ -27,3 +27,12 @@ document.addEventListener("click", (event) => {
     selectForManualCopy();
   }
 });
+
+// Forms with a time field send the browser's time zone so the server can turn local time into UTC.
+const fillTimeZones = (root) => {
+  root.querySelectorAll("input[data-tz-offset]").forEach((input) => {
+    input.value = String(new Date().getTimezoneOffset());
+  });
+};
+fillTimeZones(document);
+document.addEventListener("htmx:afterSwap", (event) => fillTimeZones(event.target));

@@ -17,6 +17,7 @@
 //! arm in [`Partner::tool`].
 
 pub mod connection;
+pub mod hcw;
 pub mod mediquo;
 pub mod tiep;
 pub mod unmatched;
@@ -39,16 +40,18 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Partner {
     Tiep,
+    HcwAtHome,
     MediQuo,
 }
 
 impl Partner {
-    pub const ALL: [Partner; 2] = [Partner::Tiep, Partner::MediQuo];
+    pub const ALL: [Partner; 3] = [Partner::Tiep, Partner::HcwAtHome, Partner::MediQuo];
 
     /// Where this partner's behaviour lives.
     pub fn tool(self) -> &'static dyn PartnerTool {
         match self {
             Partner::Tiep => &tiep::Tiep,
+            Partner::HcwAtHome => &hcw::HcwAtHome,
             Partner::MediQuo => &mediquo::MediQuo,
         }
     }

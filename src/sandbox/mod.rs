@@ -2,6 +2,8 @@
 //! the tests drive them. They refuse whatever the real services refuse, so a client bug fails.
 
 pub mod demo;
+#[allow(clippy::result_large_err)]
+pub mod hcw;
 // Fake handlers refuse with a ready `Response`; boxing it would only add noise.
 #[allow(clippy::result_large_err)]
 pub mod hint;

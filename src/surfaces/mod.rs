@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// What every framed page shows around its content.
+#[derive(Clone)]
 pub struct Frame {
     pub session_key: String,
     pub practice_name: String,

@@ -8,6 +8,7 @@ use chartbridge::{
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
     sandbox::{
+        hcw::SandboxHcw,
         hint::{SandboxHint, SandboxHintConfig},
         mediquo::SandboxMediquo,
         tiep::{PayloadType, SandboxTiep},
@@ -23,6 +24,8 @@ pub const PARTNER_API_KEY: &str = "test-partner-api-key";
 pub const PRODUCT_ID: &str = "ppro-chartbridge-test";
 pub const TIEP_HOOK_SECRET: &str = "tiep-test-hook-secret-0001";
 pub const MEDIQUO_SIGNATURE: &str = "mediquo-test-signature-0001";
+pub const HCW_SSO_SECRET: &str = "hcw-test-shared-sso-secret-01";
+pub const HCW_PASSWORD: &str = "hcw-service-password-0001";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
@@ -36,6 +39,7 @@ pub struct TestApp {
     pub hint: SandboxHint,
     pub tiep: SandboxTiep,
     pub mediquo: SandboxMediquo,
+    pub hcw: SandboxHcw,
     /// Follows no redirects, like a test that wants to see them.
     pub http: reqwest::Client,
     settings: Settings,
@@ -102,12 +106,16 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.jobs.shutdown_grace = Duration::from_secs(2);
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
     settings.tiep.poll_after = Duration::from_secs(3600);
+    settings.hcw.poll_every = Duration::from_secs(3600);
     adjust(&mut settings);
     let partners = Partners {
         tiep,
         mediquo: SandboxMediquo::start(0)
             .await
             .expect("sandbox mediquo starts"),
+        hcw: SandboxHcw::start(0, HCW_SSO_SECRET)
+            .await
+            .expect("sandbox hcw starts"),
     };
     start(settings, hint, partners, database).await
 }
@@ -116,6 +124,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 struct Partners {
     tiep: SandboxTiep,
     mediquo: SandboxMediquo,
+    hcw: SandboxHcw,
 }
 
 async fn start(
@@ -140,6 +149,7 @@ async fn start(
         hint,
         tiep: partners.tiep,
         mediquo: partners.mediquo,
+        hcw: partners.hcw,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
@@ -192,6 +202,7 @@ impl TestApp {
         let partners = Partners {
             tiep: self.tiep,
             mediquo: self.mediquo,
+            hcw: self.hcw,
         };
         start(self.settings, self.hint, partners, self.database).await
     }
@@ -358,6 +369,48 @@ impl TestApp {
             MEDIQUO_SIGNATURE,
             patients,
         )
+    }
+
+    /// Sets up HCW@Home for a practice: a scheduler service account and the practice's
+    /// clinician as a doctor in sandbox HCW, and the admin's settings, routed to the clinician
+    /// (`queue: None`) or to `queue`. Answers the service account's email.
+    pub async fn setup_hcw(&self, practice: &TestPractice, queue: Option<&str>) -> String {
+        let account = format!("scheduler@{}.example", practice.id.to_lowercase());
+        self.hcw.add_account(&account, HCW_PASSWORD, "scheduler");
+        let clinician_email = self
+            .hint
+            .world()
+            .users
+            .iter()
+            .find(|u| u.id == practice.clinician)
+            .map(|u| u.email.clone())
+            .unwrap();
+        self.hcw.add_doctor(&clinician_email);
+        let admin = self.session(&practice.admin, None).await;
+        let base_url = self.hcw.base_url().to_string();
+        let response = self
+            .post_form(
+                "/hint/settings/hcw",
+                &admin,
+                &[
+                    ("base_url", base_url.as_str()),
+                    ("service_email", &account),
+                    ("service_password", HCW_PASSWORD),
+                    ("sso_secret", HCW_SSO_SECRET),
+                    (
+                        "routing",
+                        if queue.is_some() {
+                            "queue"
+                        } else {
+                            "doctor_email"
+                        },
+                    ),
+                    ("queue", queue.unwrap_or_default()),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "saving HCW settings should succeed");
+        account
     }
 
     /// A practice with Tiep set up and one visit started by its clinician for its first patient;

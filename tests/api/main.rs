@@ -1,6 +1,7 @@
 //! One integration-test binary: the crate links once.
 
 mod handshake;
+mod hcw_visit;
 mod helpers;
 mod hint_events;
 mod isolation;

@@ -1,0 +1,283 @@
+//! An HCW@Home visit once the invite exists: its page (patient link, doctor sign-in, finish),
+//! the poll for a closed consultation, finishing it from our frame, and revoking the invite.
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde_json::{Value, json};
+
+use super::{
+    HcwConnection,
+    client::{Consultation, HcwError},
+    sso,
+};
+use crate::{
+    db::{format_ms, now_ms},
+    error::AppError,
+    hint::{PracticeSession, Role},
+    ids::ExternalId,
+    jobs::{JobError, JobOutcome},
+    partners::Partner,
+    state::AppState,
+    surfaces::{Frame, clinical_interaction},
+    visits::{self, Visit},
+};
+
+/// Where HCW sends the doctor after signing in (a relative path, as HCW requires).
+const DOCTOR_RETURN_PATH: &str = "/dashboard";
+
+#[derive(Template)]
+#[template(path = "partners/hcw_visit.html")]
+struct VisitView {
+    frame: Frame,
+    visit_id: String,
+    open: bool,
+    patient_url: String,
+    sent: bool,
+    asked_to_send: bool,
+    routing: String,
+    scheduled_for: String,
+    consultation: Option<ConsultationView>,
+}
+
+struct ConsultationView {
+    accepted: String,
+    closed: String,
+    minutes: Option<i64>,
+    doctor_comment: String,
+    doctor_rating: String,
+    patient_comment: String,
+    patient_rating: String,
+}
+
+impl From<&Consultation> for ConsultationView {
+    fn from(c: &Consultation) -> Self {
+        let at = |ms: Option<i64>| ms.filter(|m| *m > 0).map(format_ms).unwrap_or_default();
+        let text = |s: &Option<String>| s.clone().unwrap_or_default();
+        Self {
+            accepted: at(c.accepted_at),
+            closed: at(c.closed_at),
+            minutes: match (c.accepted_at, c.closed_at) {
+                (Some(a), Some(b)) if a > 0 && b > a => Some((b - a + 30_000) / 60_000),
+                _ => None,
+            },
+            doctor_comment: text(&c.doctor_comment),
+            doctor_rating: text(&c.doctor_rating),
+            patient_comment: text(&c.patient_comment),
+            patient_rating: text(&c.patient_rating),
+        }
+    }
+}
+
+pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
+    let launch = visit.launch_json();
+    let text = |pointer: &str| {
+        launch
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let consultation = visit
+        .result_json()
+        .and_then(|r| serde_json::from_value::<Consultation>(r.get("consultation")?.clone()).ok());
+    let view = VisitView {
+        frame: frame.clone(),
+        visit_id: visit.id.clone(),
+        open: visit.state().is_open() && visit.partner_ref.is_some(),
+        patient_url: text("/invite/patient_url"),
+        sent: launch.pointer("/invite/sent") == Some(&Value::Bool(true)),
+        asked_to_send: launch.pointer("/invite/asked_to_send") == Some(&Value::Bool(true)),
+        routing: text("/routing"),
+        scheduled_for: text("/scheduled_for"),
+        consultation: consultation.as_ref().map(ConsultationView::from),
+    };
+    Ok(view.render()?)
+}
+
+/// The open HCW visit of this session's practice, with its invite id.
+async fn open_visit(
+    state: &AppState,
+    session: &PracticeSession,
+    visit_id: &str,
+) -> Result<(Visit, String), AppError> {
+    let visit = visits::get_latest(state, &session.practice_id, visit_id)
+        .await?
+        .filter(|v| v.partner() == Some(Partner::HcwAtHome))
+        .ok_or(AppError::NotFound)?;
+    let invite_id = visit
+        .partner_ref
+        .clone()
+        .filter(|_| visit.state().is_open())
+        .ok_or_else(|| {
+            AppError::Unprocessable(format!(
+                "This visit is {}: there is no open HCW@Home invitation.",
+                visit.state().label().to_lowercase()
+            ))
+        })?;
+    Ok((visit, invite_id))
+}
+
+/// `POST /hint/partners/hcw/visits/{visit_id}/sign-in` (clinicians; a form with
+/// `target="_blank"`): mints the SSO token now and sends the new tab to HCW.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(visit_id): Path<ExternalId>,
+) -> Result<Response, AppError> {
+    session.require(Role::Clinician)?;
+    let visit = visits::get(&state, &session.practice_id, &visit_id)
+        .await?
+        .filter(|v| v.partner() == Some(Partner::HcwAtHome))
+        .ok_or(AppError::NotFound)?;
+    let email = session.user_email.as_deref().ok_or_else(|| {
+        AppError::Unprocessable(
+            "Your Hint user has no email, and HCW@Home signs doctors in by email.".into(),
+        )
+    })?;
+    let connection = HcwConnection::require(&state, &session.practice_id).await?;
+    let now = now_ms() / 1000;
+    let token = sso::mint(
+        &connection.sso_secret,
+        &sso::SsoClaims::new(email, &session.user_name, now),
+    );
+    tracing::info!(practice_id = %session.practice_id, visit_id = %visit.id, "hcw doctor sign-in minted");
+    let url = sso::callback_url(&connection.base_url, &token, DOCTOR_RETURN_PATH);
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+/// `POST /hint/partners/hcw/visits/{visit_id}/finish` (clinicians, htmx): closes the
+/// consultation in HCW, stores it and signs the interaction. Answers the visit's page.
+pub async fn finish(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Path(visit_id): Path<ExternalId>,
+) -> Result<(StatusCode, Html<String>), AppError> {
+    session.require(Role::Clinician)?;
+    let outcome = close(&state, &session, &visit_id).await;
+    let notice = match outcome {
+        Ok(()) => None,
+        Err(AppError::Unprocessable(reason) | AppError::Upstream(reason)) => Some(reason),
+        Err(other) => return Err(other),
+    };
+    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let status = if notice.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Html(clinical_interaction::render(&session, visit, notice)?),
+    ))
+}
+
+async fn close(
+    state: &AppState,
+    session: &PracticeSession,
+    visit_id: &str,
+) -> Result<(), AppError> {
+    let (visit, invite_id) = open_visit(state, session, visit_id).await?;
+    let connection = HcwConnection::require(state, &session.practice_id).await?;
+    let closed = state
+        .hcw
+        .close_consultation(&session.practice_id, &connection, &invite_id)
+        .await
+        .map_err(|e| AppError::Upstream(e.for_clinician()))?;
+    let Some(consultation) = closed else {
+        return Err(AppError::Unprocessable(
+            "There is no consultation to close yet: the patient has not joined, or no doctor has accepted the call. Cancel the visit if it will not take place.".into(),
+        ));
+    };
+    store(state, &visit, &consultation).await?;
+    Ok(())
+}
+
+async fn store(
+    state: &AppState,
+    visit: &Visit,
+    consultation: &Consultation,
+) -> Result<bool, AppError> {
+    visits::complete(
+        state,
+        &visit.practice_id,
+        &visit.id,
+        Partner::HcwAtHome,
+        None,
+        &json!({"consultation": consultation}),
+    )
+    .await
+}
+
+/// The `PollPartner` job: a closed consultation completes the visit; none after
+/// `give_up_after` (from the launch or the scheduled time) fails it with a reason.
+pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
+    let settings = &state.settings.hcw;
+    let now = now_ms();
+    let scheduled = visit
+        .launch_json()
+        .get("scheduled_for")
+        .and_then(Value::as_str)
+        .and_then(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0);
+    let deadline = visit.created_at.max(scheduled) + settings.give_up_after.as_millis() as i64;
+    let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
+    let Some(invite_id) = visit.partner_ref.as_deref() else {
+        return Ok(check_again);
+    };
+    let connection = HcwConnection::load(state, &visit.practice_id)
+        .await?
+        .ok_or_else(|| JobError::retry("HCW@Home is no longer set up for this practice"))?;
+    let consultation = state
+        .hcw
+        .consultation(&visit.practice_id, &connection, invite_id)
+        .await;
+    match consultation {
+        Ok(Some(c)) if c.is_closed() => {
+            store(state, visit, &c).await?;
+            tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "hcw consultation found closed by polling");
+            Ok(JobOutcome::Done)
+        }
+        Ok(_) if now > deadline => {
+            let hours = settings.give_up_after.as_secs() / 3600;
+            visits::fail(
+                state,
+                &visit.practice_id,
+                &visit.id,
+                &format!("No HCW@Home consultation was closed within {hours} hours. If it took place, close it in HCW@Home; the result is still collected."),
+            )
+            .await?;
+            Ok(JobOutcome::Done)
+        }
+        Ok(_) => Ok(check_again),
+        Err(e) => Err(JobError::retry(crate::error::error_chain(&e))),
+    }
+}
+
+/// The partner side of cancelling: revoke the invite (already gone counts as revoked).
+pub async fn revoke(state: &AppState, visit: &Visit) -> Result<(), AppError> {
+    let Some(invite_id) = visit.partner_ref.as_deref() else {
+        return Ok(());
+    };
+    let connection = HcwConnection::require(state, &visit.practice_id).await?;
+    match state
+        .hcw
+        .delete_invite(&visit.practice_id, &connection, invite_id)
+        .await
+    {
+        Ok(()) | Err(HcwError::NotFound) => Ok(()),
+        Err(HcwError::Rejected(messages)) => Err(AppError::Unprocessable(format!(
+            "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
+            messages.join("; ")
+        ))),
+        Err(e) => Err(AppError::Upstream(e.for_clinician())),
+    }
+}

@@ -1,0 +1,622 @@
+//! HCW@Home video visits through HTTP against sandbox HCW, and their failure paths.
+
+use std::time::Duration;
+
+use chartbridge::{
+    partners::hcw::sso::{SsoClaims, callback_url, mint},
+    sandbox::hcw::HcwFaults,
+};
+use secrecy::SecretString;
+
+use crate::helpers::{HCW_SSO_SECRET, TestApp, TestPractice, between, spawn_app, spawn_app_with};
+
+/// Opens the launch form for `patient` and submits it with `fields`; answers the response.
+async fn launch(
+    app: &TestApp,
+    key: &str,
+    patient: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let form = app
+        .get(&format!(
+            "/hint/partners/hcw/launch?patient_id={patient}&session_key={key}"
+        ))
+        .await;
+    assert_eq!(form.status(), 200, "the launch form opens");
+    let mut posted = vec![("patient_id", patient)];
+    posted.extend_from_slice(fields);
+    app.post_form("/hint/partners/hcw/launch", key, &posted)
+        .await
+}
+
+/// A practice with HCW set up and a launched visit for its first patient.
+async fn launched(
+    app: &TestApp,
+    queue: Option<&str>,
+) -> (TestPractice, String, chartbridge::visits::Visit) {
+    let practice = app.new_practice("Video Clinic").await;
+    app.setup_hcw(&practice, queue).await;
+    let key = app.session(&practice.clinician, None).await;
+    let response = launch(
+        app,
+        &key,
+        &practice.patients[0],
+        &[("language", "fr"), ("send_invite", "on")],
+    )
+    .await;
+    assert_eq!(response.status(), 303, "the invite is created");
+    let visit = app.only_visit(&practice.id).await;
+    (practice, key, visit)
+}
+
+/// The page's text with HTML's apostrophe escapes undone.
+async fn unescaped(response: reqwest::Response) -> String {
+    response
+        .text()
+        .await
+        .unwrap()
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+}
+
+fn invite_id(visit: &chartbridge::visits::Visit) -> String {
+    visit
+        .partner_ref
+        .clone()
+        .expect("the visit holds the invite id")
+}
+
+#[tokio::test]
+async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Video Clinic").await;
+    let account = app.setup_hcw(&practice, None).await;
+    let patient = &practice.patients[0];
+    let key = app.session(&practice.clinician, Some(patient)).await;
+
+    // The chart offers the video visit; the form says what HCW will receive.
+    let chart = app
+        .surface("clinical_chart", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(chart.contains("Start HCW@Home video visit"));
+    let form = app
+        .get(&format!(
+            "/hint/partners/hcw/launch?patient_id={patient}&session_key={key}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("Gender shown in HCW@Home: female (from Hint)"));
+    assert!(form.contains("by email to ava.thompson@patients.example"));
+    assert!(form.contains("to you (casey.clinician@videoclinic.example)"));
+
+    let response = launch(
+        &app,
+        &key,
+        patient,
+        &[("language", "fr"), ("send_invite", "on")],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/hint/clinical_interaction?visit_id=vis_"));
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.state, "in_progress");
+    app.wait_for_interaction(patient, "draft").await;
+
+    // HCW received exactly the documented invite.
+    let invite = app
+        .hcw
+        .invite(&invite_id(&visit))
+        .expect("invite exists in HCW");
+    assert_eq!(invite.invited_by, account);
+    let body = &invite.body;
+    assert_eq!(body["isPatientInvite"], true);
+    assert_eq!(body["firstName"], "Ava");
+    assert_eq!(body["lastName"], "Thompson");
+    assert_eq!(body["gender"], "female");
+    assert_eq!(body["emailAddress"], "ava.thompson@patients.example");
+    assert_eq!(body["phoneNumber"], "+15555550100");
+    assert_eq!(body["language"], "fr");
+    assert_eq!(body["doctorEmail"], "casey.clinician@videoclinic.example");
+    assert_eq!(body["sendInvite"], true);
+    assert!(body.get("queue").is_none());
+
+    // The visit page shows the patient link and that HCW sent it.
+    let page = app.get(&location).await.text().await.unwrap();
+    let patient_url = between(&page, "<code id=\"hcw-patient-url\">", "</code>").unwrap();
+    assert!(patient_url.starts_with(app.hcw.base_url().as_str()));
+    assert!(page.contains("HCW@Home sent the link to the patient."));
+    assert!(page.contains("Open HCW@Home as doctor"));
+    assert!(
+        !page.contains(HCW_SSO_SECRET),
+        "the SSO secret never reaches the browser"
+    );
+
+    // The doctor signs in to HCW through a server-minted token, accepted by HCW's rules.
+    let sign_in = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/sign-in", visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(sign_in.status(), 303);
+    let to_hcw = sign_in.headers()["location"].to_str().unwrap().to_string();
+    assert!(to_hcw.starts_with(&format!(
+        "{}api/v1/external-auth-callback?token=",
+        app.hcw.base_url()
+    )));
+    let arrived = app.http.get(&to_hcw).send().await.unwrap();
+    assert_eq!(arrived.status(), 303, "HCW accepts the token");
+    let attempt = app.hcw.world().sso_attempts.last().cloned().unwrap();
+    assert_eq!(
+        attempt.email.as_deref(),
+        Some("casey.clinician@videoclinic.example")
+    );
+    assert_eq!(attempt.return_url.as_deref(), Some("/dashboard"));
+
+    // The call happens, then the clinician finishes it from our frame.
+    assert!(app.hcw.patient_joins(&invite.id));
+    assert!(app.hcw.doctor_accepts(&invite.id));
+    let finished = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/finish", visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    assert!(finished.text().await.unwrap().contains("Consultation"));
+    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "completed");
+    assert_eq!(app.hcw.world().consultations[&invite.id].status, "closed");
+    app.wait_for_interaction(patient, "signed").await;
+    // One login served every call.
+    assert_eq!(app.hcw.world().logins, 1);
+}
+
+#[tokio::test]
+async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_calling_hcw() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Careful Video").await;
+    app.setup_hcw(&practice, None).await;
+    let key = app.session(&practice.clinician, None).await;
+    let riley = &practice.patients[2]; // Hint sex "unknown"
+
+    let form = app
+        .get(&format!(
+            "/hint/partners/hcw/launch?patient_id={riley}&session_key={key}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("<select name=\"gender\" required>"));
+    let refused = launch(&app, &key, riley, &[("language", "en")]).await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Choose the gender HCW@Home should show")
+    );
+    assert!(app.hcw.world().invites.is_empty(), "nothing sent to HCW");
+    assert!(
+        chartbridge::visits::recent(&app.state, &practice.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let chosen = launch(&app, &key, riley, &[("language", "en"), ("gender", "male")]).await;
+    assert_eq!(chosen.status(), 303);
+    assert_eq!(app.hcw.world().invites[0].body["gender"], "male");
+    assert_eq!(app.hcw.world().invites[0].body["sendInvite"], false);
+
+    // A patient with neither email nor phone in Hint: said on the form, refused on submit.
+    let liam = &practice.patients[1];
+    {
+        let mut world = app.hint.world();
+        let p = world.patients.iter_mut().find(|p| &p.id == liam).unwrap();
+        p.email = None;
+        p.phone = None;
+    }
+    let form = app
+        .get(&format!(
+            "/hint/partners/hcw/launch?patient_id={liam}&session_key={key}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("no email and no phone number in Hint"));
+    assert!(!form.contains("Create the invitation"));
+    let refused = launch(&app, &key, liam, &[("language", "en")]).await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(app.hcw.world().invites.len(), 1);
+
+    // A time in the past is refused here, as HCW would.
+    let past = launch(
+        &app,
+        &key,
+        riley,
+        &[
+            ("language", "en"),
+            ("gender", "male"),
+            ("scheduled_for", "2020-01-01T10:00"),
+        ],
+    )
+    .await;
+    assert_eq!(past.status(), 422);
+    assert!(past.text().await.unwrap().contains("in the past"));
+}
+
+#[tokio::test]
+async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Refused Video").await;
+    app.setup_hcw(&practice, Some("Night shift")).await;
+    let key = app.session(&practice.clinician, None).await;
+    let patient = &practice.patients[0];
+
+    // An unknown queue: HCW's own message, on the form, and the visit fails with it.
+    let refused = launch(&app, &key, patient, &[("language", "en")]).await;
+    assert_eq!(refused.status(), 422);
+    let html = unescaped(refused).await;
+    assert!(
+        html.contains("HCW@Home refused: queue Night shift doesn't exist."),
+        "{html}"
+    );
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.state, "failed");
+    assert!(visit.error_message.unwrap().contains("queue Night shift"));
+    app.wait_for_interaction(patient, "failed").await;
+
+    // A wrong service-account password, a role HCW forbids, HCW down.
+    let admin = app.session(&practice.admin, None).await;
+    let base_url = app.hcw.base_url().to_string();
+    let save = |email: &'static str, password: &'static str| {
+        let (admin, base_url) = (admin.clone(), base_url.clone());
+        let app = &app;
+        async move {
+            let r = app
+                .post_form(
+                    "/hint/settings/hcw",
+                    &admin,
+                    &[
+                        ("base_url", &base_url),
+                        ("service_email", email),
+                        ("service_password", password),
+                        ("routing", "queue"),
+                        ("queue", "General"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    };
+    save("nobody@video.example", "wrong-password").await;
+    let html = unescaped(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    assert!(
+        html.contains("refused Chartbridge's service account"),
+        "{html}"
+    );
+
+    app.hcw
+        .add_account("nurse@video.example", "nurse-password-1", "nurse");
+    save("nurse@video.example", "nurse-password-1").await;
+    let html = unescaped(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    assert!(html.contains("It needs the scheduler role"), "{html}");
+
+    app.hcw
+        .add_account("ok@video.example", "ok-password-0001", "scheduler");
+    save("ok@video.example", "ok-password-0001").await;
+    app.hcw.set_faults(HcwFaults { down: true });
+    let down = launch(&app, &key, patient, &[("language", "en")]).await;
+    assert_eq!(down.status(), 502);
+    assert!(
+        unescaped(down)
+            .await
+            .contains("HCW@Home failed (HTTP 503). Try again in a moment.")
+    );
+    app.hcw.set_faults(HcwFaults::default());
+
+    let failed = chartbridge::visits::recent(&app.state, &practice.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 4);
+    assert!(
+        failed
+            .iter()
+            .all(|v| v.state == "failed" && v.error_message.is_some())
+    );
+    assert!(app.hcw.world().invites.is_empty());
+}
+
+#[tokio::test]
+async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
+    let app = spawn_app_with(|s| s.hcw.poll_every = Duration::from_millis(200)).await;
+    let (practice, _, visit) = launched(&app, Some("General")).await;
+    let invite = invite_id(&visit);
+    assert_eq!(app.hcw.invite(&invite).unwrap().body["queue"], "General");
+    assert!(app.hcw.patient_joins(&invite));
+    assert!(app.hcw.doctor_accepts(&invite));
+    assert!(app.hcw.doctor_closes(&invite, "Follow up in two weeks"));
+    app.wait_for_interaction(&practice.patients[0], "signed")
+        .await;
+    let done = app.visit(&practice.id, &visit.id).await;
+    assert_eq!(done.state, "completed");
+    assert!(done.result.unwrap().contains("Follow up in two weeks"));
+}
+
+#[tokio::test]
+async fn a_consultation_that_never_comes_fails_the_visit_with_a_reason() {
+    let app = spawn_app_with(|s| {
+        s.hcw.poll_every = Duration::from_millis(100);
+        s.hcw.give_up_after = Duration::from_millis(300);
+    })
+    .await;
+    let (practice, _, visit) = launched(&app, None).await;
+    app.wait_for_interaction(&practice.patients[0], "failed")
+        .await;
+    let failed = app.visit(&practice.id, &visit.id).await;
+    assert!(
+        failed
+            .error_message
+            .unwrap()
+            .contains("No HCW@Home consultation was closed")
+    );
+}
+
+#[tokio::test]
+async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
+    let app = spawn_app().await;
+    let (practice, key, visit) = launched(&app, None).await;
+    app.wait_for_interaction(&practice.patients[0], "draft")
+        .await;
+
+    // Finishing before anyone joined says why and changes nothing.
+    let early = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/finish", visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(early.status(), 422);
+    assert!(
+        early
+            .text()
+            .await
+            .unwrap()
+            .contains("no consultation to close yet")
+    );
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state,
+        "in_progress"
+    );
+
+    let cancelled = app
+        .post_form(&format!("/hint/visits/{}/cancel", visit.id), &key, &[])
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    assert!(
+        app.hcw.invite(&invite_id(&visit)).is_none(),
+        "the invite is revoked in HCW"
+    );
+    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "cancelled");
+    app.wait_for_interaction(&practice.patients[0], "deleted")
+        .await;
+
+    // Once the patient has joined, HCW refuses to revoke: the visit stays open, and says so.
+    let second = launch(&app, &key, &practice.patients[1], &[("language", "en")]).await;
+    assert_eq!(second.status(), 303);
+    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
+        .await
+        .unwrap();
+    let open = visits.iter().find(|v| v.state == "in_progress").unwrap();
+    assert!(app.hcw.patient_joins(&invite_id(open)));
+    let refused = app
+        .post_form(&format!("/hint/visits/{}/cancel", open.id), &key, &[])
+        .await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("cannot revoke the invitation")
+    );
+    assert_eq!(app.visit(&practice.id, &open.id).await.state, "in_progress");
+}
+
+#[tokio::test]
+async fn the_service_token_is_reused_renewed_and_replaced_after_a_401() {
+    let app = spawn_app_with(|s| s.hcw.token_lifetime = Duration::from_millis(0)).await;
+    let (_, key, visit) = launched(&app, None).await;
+    // Older than its lifetime: the next call renews it with the refresh token, no new login.
+    let finish = format!("/hint/partners/hcw/visits/{}/finish", visit.id);
+    assert_eq!(app.post_form(&finish, &key, &[]).await.status(), 422);
+    assert_eq!(app.hcw.world().logins, 1);
+    assert!(app.hcw.world().refreshes >= 1);
+
+    // HCW forgets every token (a restart): the call is answered 401, we log in and repeat it.
+    let app2 = spawn_app().await;
+    let (p2, key2, visit2) = launched(&app2, None).await;
+    app2.hcw.revoke_tokens();
+    assert!(app2.hcw.patient_joins(&invite_id(&visit2)));
+    assert!(app2.hcw.doctor_accepts(&invite_id(&visit2)));
+    let finished = app2
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/finish", visit2.id),
+            &key2,
+            &[],
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    assert_eq!(app2.hcw.world().logins, 2);
+    assert_eq!(app2.visit(&p2.id, &visit2.id).await.state, "completed");
+}
+
+#[tokio::test]
+async fn sandbox_hcw_checks_the_sso_token_by_hcw_s_rules() {
+    let app = spawn_app().await;
+    let secret = SecretString::from(HCW_SSO_SECRET.to_string());
+    let base = app.hcw.base_url().clone();
+    let now = chartbridge::db::now_ms() / 1000;
+    let open = |token: String, return_url: &'static str| {
+        let url = callback_url(&base, &token, return_url);
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let unsigned_claims = |claims: serde_json::Value, key: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    };
+
+    assert_eq!(
+        open(
+            mint(&secret, &SsoClaims::new("dr@x.example", "Dr Who", now)),
+            "/dashboard"
+        )
+        .await,
+        303
+    );
+    let wrong = SecretString::from("another-secret-entirely-0".to_string());
+    assert_eq!(
+        open(
+            mint(&wrong, &SsoClaims::new("dr@x.example", "", now)),
+            "/dashboard"
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        open(
+            mint(&secret, &SsoClaims::new("dr@x.example", "", now - 301)),
+            "/dashboard"
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        open(
+            mint(&secret, &SsoClaims::new("dr@x.example", "", now - 200)),
+            "/dashboard"
+        )
+        .await,
+        303
+    );
+    let no_timestamp = unsigned_claims(
+        serde_json::json!({"email": "dr@x.example"}),
+        HCW_SSO_SECRET.as_bytes(),
+    );
+    assert_eq!(open(no_timestamp, "/dashboard").await, 401);
+    let no_email = unsigned_claims(
+        serde_json::json!({"timestamp": now}),
+        HCW_SSO_SECRET.as_bytes(),
+    );
+    assert_eq!(open(no_email, "/dashboard").await, 401);
+    let none_alg = format!(
+        "{}.{}.",
+        base64_url(br#"{"alg":"none","typ":"JWT"}"#),
+        base64_url(format!(r#"{{"email":"dr@x.example","timestamp":{now}}}"#).as_bytes())
+    );
+    assert_eq!(open(none_alg, "/dashboard").await, 401);
+    // A returnUrl that is not a relative path is dropped.
+    assert_eq!(
+        open(
+            mint(&secret, &SsoClaims::new("dr@x.example", "", now)),
+            "https://evil.example/"
+        )
+        .await,
+        303
+    );
+    let attempts = app.hcw.world().sso_attempts.clone();
+    assert_eq!(attempts.last().unwrap().return_url, None);
+    assert_eq!(attempts.iter().filter(|a| a.status == 401).count(), 5);
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn hcw_settings_are_for_admins_https_only_and_secrets_stay_sealed() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Settings Video").await;
+    let clinician = app.session(&practice.clinician, None).await;
+    let admin = app.session(&practice.admin, None).await;
+    let fields = |base: &'static str| {
+        vec![
+            ("base_url", base),
+            ("service_email", "svc@video.example"),
+            ("service_password", "a-password-0001"),
+            ("sso_secret", HCW_SSO_SECRET),
+            ("routing", "doctor_email"),
+        ]
+    };
+    assert_eq!(
+        app.post_form(
+            "/hint/settings/hcw",
+            &clinician,
+            &fields("https://hcw.example.org")
+        )
+        .await
+        .status(),
+        403
+    );
+    let plain = app
+        .post_form(
+            "/hint/settings/hcw",
+            &admin,
+            &fields("http://hcw.example.org"),
+        )
+        .await;
+    assert_eq!(plain.status(), 422);
+    assert!(
+        plain
+            .text()
+            .await
+            .unwrap()
+            .contains("must start with https://")
+    );
+    let mut short = fields("https://hcw.example.org");
+    short[3] = ("sso_secret", "short");
+    assert_eq!(
+        app.post_form("/hint/settings/hcw", &admin, &short)
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post_form(
+            "/hint/settings/hcw",
+            &admin,
+            &fields("https://hcw.example.org")
+        )
+        .await
+        .status(),
+        200
+    );
+
+    let page = app.surface("settings", &admin).await.text().await.unwrap();
+    assert!(page.contains("https://hcw.example.org/"));
+    assert!(!page.contains("a-password-0001") && !page.contains(HCW_SSO_SECRET));
+    let sealed: String =
+        sqlx::query_scalar("SELECT secrets_sealed FROM partner_connections WHERE partner = 'hcw'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert!(!sealed.contains("a-password-0001") && !sealed.contains(HCW_SSO_SECRET));
+}
