@@ -7,6 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 
 use super::{
+    hcw::SandboxHcw,
     hint::{SandboxHint, SandboxHintConfig},
     mediquo::SandboxMediquo,
     tiep::{PayloadType, SandboxTiep},
@@ -15,6 +16,7 @@ use crate::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     partners::{
+        hcw::{HcwConnection, HcwSettingsInput},
         mediquo,
         tiep::{self, TiepConnection},
     },
@@ -27,6 +29,9 @@ const PRODUCT_ID: &str = "ppro-chartbridge-sandbox";
 const TIEP_API_KEY: &str = "tiep-sandbox-facility-key";
 const TIEP_HOOK_SECRET: &str = "tiep-sandbox-hook-secret-2026";
 const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
+const HCW_SSO_SECRET: &str = "hcw-sandbox-shared-sso-secret";
+const HCW_SERVICE_EMAIL: &str = "scheduler@hcw.sandbox.example";
+const HCW_SERVICE_PASSWORD: &str = "hcw-sandbox-scheduler-password";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -42,6 +47,9 @@ pub struct DemoArgs {
     /// Port of sandbox MediQuo (its page sends consultations).
     #[arg(long, default_value_t = 8083)]
     pub mediquo_port: u16,
+    /// Port of sandbox HCW@Home (API, patient and doctor pages).
+    #[arg(long, default_value_t = 8084)]
+    pub hcw_port: u16,
     /// Folder for the demo database (started afresh each run, like the sandbox).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
@@ -71,6 +79,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mediquo_sandbox = SandboxMediquo::start(args.mediquo_port)
         .await
         .with_context(|| in_use(args.mediquo_port, "--mediquo-port"))?;
+
+    let hcw_sandbox = SandboxHcw::start(args.hcw_port, HCW_SSO_SECRET)
+        .await
+        .with_context(|| in_use(args.hcw_port, "--hcw-port"))?;
 
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
@@ -132,6 +144,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     mediquo::save(&state, &practice_id, MEDIQUO_SIGNATURE, "demo").await?;
+    hcw_sandbox.add_account(HCW_SERVICE_EMAIL, HCW_SERVICE_PASSWORD, "scheduler");
+    let doctors: Vec<String> = hint
+        .world()
+        .users
+        .iter()
+        .filter(|u| u.practice_id == practice_id)
+        .map(|u| u.email.clone())
+        .collect();
+    doctors.iter().for_each(|d| hcw_sandbox.add_doctor(d));
+    HcwConnection::save(
+        &state,
+        &practice_id,
+        HcwSettingsInput {
+            base_url: hcw_sandbox.base_url().as_str(),
+            service_email: HCW_SERVICE_EMAIL,
+            service_password: HCW_SERVICE_PASSWORD,
+            sso_secret: HCW_SSO_SECRET,
+            routing: "doctor_email",
+            queue: "",
+        },
+        "demo",
+    )
+    .await?;
     let patients = hint
         .world()
         .patients
@@ -148,7 +183,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     {
         let mut world = hint.world();
         world.demo_note = format!(
-            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}"
+            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician",
+            hcw_sandbox.base_url()
         );
         world.demo_links = vec![(
             "Sandbox MediQuo: finish a consultation for any patient".into(),
@@ -160,9 +196,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Chartbridge demo is running.");
     println!("  Open the sandbox Hint:  {}", hint.base_url());
     println!(
-        "  (Chartbridge {app_url}, sandbox Tiep {}, sandbox MediQuo {}; Ctrl-C stops)",
+        "  (Chartbridge {app_url}, sandbox Tiep {}, MediQuo {}, HCW@Home {}; Ctrl-C stops)",
         tiep_sandbox.base_url(),
-        mediquo_sandbox.base_url()
+        mediquo_sandbox.base_url(),
+        hcw_sandbox.base_url()
     );
     println!();
     server.await??;

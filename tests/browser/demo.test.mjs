@@ -14,7 +14,7 @@ let demo, browser, context;
 const problems = [];
 
 before(async () => {
-  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283",
+  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284",
     "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);
@@ -124,6 +124,45 @@ test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart
   const reopened = page.frameLocator("iframe[title=Chartbridge]");
   await reopened.getByText("Consultation finished on MediQuo").waitFor();
   await reopened.getByText("Penicillin").waitFor();
+});
+
+test("a clinician runs an HCW@Home video visit from the frame: invite, patient joins, doctor signs in, finish", async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Riley Morgan" }).getByRole("link", { name: "Open chart" }).click();
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("link", { name: "Start HCW@Home video visit" }).click();
+  // Hint records Riley's sex as "unknown": the clinician chooses, nothing is guessed.
+  await frame.getByLabel(/Gender HCW@Home should show/).selectOption("female");
+  await frame.getByRole("button", { name: "Create the invitation" }).click();
+  await frame.getByText("Patient link:").waitFor();
+  const patientUrl = (await frame.locator("#hcw-patient-url").textContent()).trim();
+
+  const patient = await context.newPage();
+  await patient.goto(patientUrl);
+  await patient.getByRole("button", { name: "Join the video consultation" }).click();
+  await patient.getByText("You are in the waiting room").waitFor();
+
+  const [doctor] = await Promise.all([
+    context.waitForEvent("page"),
+    frame.getByRole("button", { name: "Open HCW@Home as doctor" }).click(),
+  ]);
+  await doctor.waitForLoadState();
+  await doctor.getByRole("button", { name: "Accept the call" }).click();
+  await doctor.getByLabel("Comment").fill("Seen by video; rest and fluids");
+  await doctor.getByRole("button", { name: "End the consultation" }).click();
+  await doctor.close();
+  await patient.close();
+
+  await frame.getByRole("button", { name: "Finish visit" }).click();
+  await frame.getByText("Seen by video; rest and fluids").waitFor();
+  await frame.getByText("Completed").first().waitFor();
+  let signed = 0;
+  for (let i = 0; i < 60 && signed === 0; i++) {
+    signed = await page.locator('tr[data-status="signed"]').count();
+    if (!signed) { await page.waitForTimeout(250); await page.reload(); }
+  }
+  assert.equal(signed, 1, "the video visit is signed in the Hint chart");
 });
 
 test("no console errors or CSP violations on any page", () => {
