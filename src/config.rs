@@ -55,6 +55,16 @@ pub struct ConfigArgs {
     /// Tiep app base URL (where the clinician is sent).
     #[arg(long, env = "TIEP_APP_URL", default_value = "https://app.tiep.ai")]
     pub tiep_app_url: String,
+    /// Haidy (44ai) API base URL.
+    #[arg(long, env = "HAIDY_API_URL", default_value = "https://api.44ai.ch")]
+    pub haidy_api_url: String,
+    /// Haidy's integration deep link (the clinician is sent there).
+    #[arg(
+        long,
+        env = "HAIDY_APP_URL",
+        default_value = "https://haidy.ch/integration"
+    )]
+    pub haidy_app_url: String,
     /// Number of background jobs run at once.
     #[arg(long, env = "CHARTBRIDGE_WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -72,6 +82,7 @@ pub struct Settings {
     pub hint: HintSettings,
     pub tiep: TiepSettings,
     pub hcw: HcwSettings,
+    pub haidy: HaidySettings,
     pub jobs: JobSettings,
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
@@ -134,6 +145,21 @@ pub struct HcwSettings {
     pub give_up_after: Duration,
     /// How long a service-account token is used before it is renewed (HCW's live 15 min).
     pub token_lifetime: Duration,
+}
+
+/// Haidy publishes no webhook shape: approved consultations are polled.
+#[derive(Debug, Clone)]
+pub struct HaidySettings {
+    pub api_url: Url,
+    pub app_url: Url,
+    /// Interval between looks for an approved consultation.
+    pub poll_every: Duration,
+    /// After this long without an approved consultation the visit fails with a reason.
+    pub give_up_after: Duration,
+    /// Largest file a clinician may upload (Haidy publishes no limit).
+    pub max_file_bytes: usize,
+    /// Most files in one upload.
+    pub max_files: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +340,14 @@ impl Settings {
                 poll_every: Duration::from_secs(60),
                 give_up_after: Duration::from_secs(24 * 3600),
                 token_lifetime: Duration::from_secs(14 * 60),
+            },
+            haidy: HaidySettings {
+                api_url: parse_url(&args.haidy_api_url, "HAIDY_API_URL")?,
+                app_url: parse_url(&args.haidy_app_url, "HAIDY_APP_URL")?,
+                poll_every: Duration::from_secs(120),
+                give_up_after: Duration::from_secs(7 * 24 * 3600),
+                max_file_bytes: 20 * 1024 * 1024,
+                max_files: 10,
             },
             jobs: JobSettings {
                 workers: args.workers,

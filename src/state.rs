@@ -8,7 +8,7 @@ use crate::{
     db::Db,
     hint::{HintClient, directory::PatientDirectory, session::HintSessionStore},
     jobs::JobSignal,
-    partners::{connection::SecretsCache, hcw::HcwClient, tiep::TiepClient},
+    partners::{connection::SecretsCache, haidy::HaidyClient, hcw::HcwClient, tiep::TiepClient},
     visits::completion::Completions,
 };
 
@@ -21,6 +21,7 @@ pub struct AppState {
     pub hint: HintClient,
     pub tiep: TiepClient,
     pub hcw: HcwClient,
+    pub haidy: HaidyClient,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
     /// Group-commits visit results.
@@ -50,6 +51,7 @@ impl AppState {
             secrets: SecretBox::new(&settings.secret_key),
             hint: HintClient::new(http.clone(), settings.hint.clone()),
             hcw: HcwClient::new(http.clone(), settings.hcw.token_lifetime),
+            haidy: HaidyClient::new(http.clone(), settings.haidy.api_url.clone()),
             tiep: TiepClient::new(
                 http,
                 settings.tiep.api_url.clone(),

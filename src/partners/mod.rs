@@ -17,6 +17,7 @@
 //! arm in [`Partner::tool`].
 
 pub mod connection;
+pub mod haidy;
 pub mod hcw;
 pub mod mediquo;
 pub mod tiep;
@@ -41,17 +42,24 @@ use crate::{
 pub enum Partner {
     Tiep,
     HcwAtHome,
+    Haidy,
     MediQuo,
 }
 
 impl Partner {
-    pub const ALL: [Partner; 3] = [Partner::Tiep, Partner::HcwAtHome, Partner::MediQuo];
+    pub const ALL: [Partner; 4] = [
+        Partner::Tiep,
+        Partner::HcwAtHome,
+        Partner::Haidy,
+        Partner::MediQuo,
+    ];
 
     /// Where this partner's behaviour lives.
     pub fn tool(self) -> &'static dyn PartnerTool {
         match self {
             Partner::Tiep => &tiep::Tiep,
             Partner::HcwAtHome => &hcw::HcwAtHome,
+            Partner::Haidy => &haidy::Haidy,
             Partner::MediQuo => &mediquo::MediQuo,
         }
     }

@@ -7,6 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 
 use super::{
+    haidy::SandboxHaidy,
     hcw::SandboxHcw,
     hint::{SandboxHint, SandboxHintConfig},
     mediquo::SandboxMediquo,
@@ -16,6 +17,7 @@ use crate::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     partners::{
+        haidy::HaidyConnection,
         hcw::{HcwConnection, HcwSettingsInput},
         mediquo,
         tiep::{self, TiepConnection},
@@ -32,6 +34,9 @@ const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
 const HCW_SSO_SECRET: &str = "hcw-sandbox-shared-sso-secret";
 const HCW_SERVICE_EMAIL: &str = "scheduler@hcw.sandbox.example";
 const HCW_SERVICE_PASSWORD: &str = "hcw-sandbox-scheduler-password";
+const HAIDY_TOKEN: &str = "haidy-sandbox-api-token";
+const HAIDY_GROUP: &str = "grp-riverside";
+const HAIDY_INTEGRATION: &str = "int-chartbridge-sandbox";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -50,6 +55,9 @@ pub struct DemoArgs {
     /// Port of sandbox HCW@Home (API, patient and doctor pages).
     #[arg(long, default_value_t = 8084)]
     pub hcw_port: u16,
+    /// Port of sandbox Haidy (API and the integration page).
+    #[arg(long, default_value_t = 8085)]
+    pub haidy_port: u16,
     /// Folder for the demo database (started afresh each run, like the sandbox).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
@@ -84,6 +92,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| in_use(args.hcw_port, "--hcw-port"))?;
 
+    let haidy_sandbox = SandboxHaidy::start(args.haidy_port)
+        .await
+        .with_context(|| in_use(args.haidy_port, "--haidy-port"))?;
+    haidy_sandbox.add_organisation(HAIDY_TOKEN, HAIDY_GROUP, HAIDY_INTEGRATION);
+
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
     for suffix in ["", "-wal", "-shm"] {
@@ -105,6 +118,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         frame_ancestors: hint_origin.clone(),
         tiep_api_url: tiep_sandbox.base_url().to_string(),
         tiep_app_url: tiep_sandbox.base_url().to_string(),
+        haidy_api_url: haidy_sandbox.base_url().to_string(),
+        haidy_app_url: haidy_sandbox.app_url().to_string(),
         workers: 4,
     };
     let mut settings = Settings::from_args(config)?;
@@ -144,6 +159,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     mediquo::save(&state, &practice_id, MEDIQUO_SIGNATURE, "demo").await?;
+    HaidyConnection::save(
+        &state,
+        &practice_id,
+        HAIDY_TOKEN,
+        HAIDY_GROUP,
+        HAIDY_INTEGRATION,
+        "demo",
+    )
+    .await?;
     hcw_sandbox.add_account(HCW_SERVICE_EMAIL, HCW_SERVICE_PASSWORD, "scheduler");
     let doctors: Vec<String> = hint
         .world()
@@ -183,7 +207,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     {
         let mut world = hint.world();
         world.demo_note = format!(
-            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician",
+            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician\nSandbox Haidy (already entered): token {HAIDY_TOKEN}, patient group {HAIDY_GROUP}, integration {HAIDY_INTEGRATION}",
             hcw_sandbox.base_url()
         );
         world.demo_links = vec![(
@@ -196,10 +220,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Chartbridge demo is running.");
     println!("  Open the sandbox Hint:  {}", hint.base_url());
     println!(
-        "  (Chartbridge {app_url}, sandbox Tiep {}, MediQuo {}, HCW@Home {}; Ctrl-C stops)",
+        "  (Chartbridge {app_url}; sandboxes: Tiep {}, MediQuo {}, HCW@Home {}, Haidy {}; Ctrl-C stops)",
         tiep_sandbox.base_url(),
         mediquo_sandbox.base_url(),
-        hcw_sandbox.base_url()
+        hcw_sandbox.base_url(),
+        haidy_sandbox.base_url()
     );
     println!();
     server.await??;

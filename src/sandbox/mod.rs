@@ -3,6 +3,8 @@
 
 pub mod demo;
 #[allow(clippy::result_large_err)]
+pub mod haidy;
+#[allow(clippy::result_large_err)]
 pub mod hcw;
 // Fake handlers refuse with a ready `Response`; boxing it would only add noise.
 #[allow(clippy::result_large_err)]

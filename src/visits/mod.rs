@@ -291,7 +291,7 @@ pub async fn mark_launched(
     state: &AppState,
     practice_id: &str,
     visit_id: &str,
-    partner_ref: &str,
+    partner_ref: Option<&str>,
     launch: &serde_json::Value,
     poll_at: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
@@ -315,6 +315,64 @@ pub async fn mark_launched(
     }
     tx.commit().await?;
     state.jobs.wake();
+    Ok(updated == 1)
+}
+
+/// Replaces the launch data of an open visit (e.g. files added while it runs).
+pub async fn update_launch(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    launch: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE visits SET launch = $1, updated_at = $2 \
+         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress')",
+    )
+    .bind(launch.to_string())
+    .bind(now_ms())
+    .bind(visit_id)
+    .bind(practice_id)
+    .execute(state.db.writer())
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Ties an open visit to the partner's result `partner_ref` (e.g. a consultation id); false
+/// when another visit of the practice already holds it, or the visit is no longer open.
+pub async fn claim_partner_ref(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    partner: Partner,
+    partner_ref: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    let taken: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM visits WHERE practice_id = $1 AND partner = $2 AND partner_ref = $3",
+    )
+    .bind(practice_id)
+    .bind(partner.as_str())
+    .bind(partner_ref)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(holder) = taken {
+        tx.rollback().await?;
+        return Ok(holder == visit_id);
+    }
+    let updated = sqlx::query(
+        "UPDATE visits SET partner_ref = $1, updated_at = $2 \
+         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress')",
+    )
+    .bind(partner_ref)
+    .bind(now_ms())
+    .bind(visit_id)
+    .bind(practice_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
     Ok(updated == 1)
 }
 

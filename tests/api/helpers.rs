@@ -8,6 +8,7 @@ use chartbridge::{
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
     sandbox::{
+        haidy::SandboxHaidy,
         hcw::SandboxHcw,
         hint::{SandboxHint, SandboxHintConfig},
         mediquo::SandboxMediquo,
@@ -40,6 +41,7 @@ pub struct TestApp {
     pub tiep: SandboxTiep,
     pub mediquo: SandboxMediquo,
     pub hcw: SandboxHcw,
+    pub haidy: SandboxHaidy,
     /// Follows no redirects, like a test that wants to see them.
     pub http: reqwest::Client,
     settings: Settings,
@@ -76,6 +78,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     .await
     .expect("sandbox hint starts");
     let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
+    let haidy = SandboxHaidy::start(0).await.expect("sandbox haidy starts");
     let port = free_port();
     let database = test_database().await;
     let (_, secret_key) = SecretKey::generate();
@@ -93,6 +96,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         frame_ancestors: "https://app.hint.com https://*.hint.com".into(),
         tiep_api_url: tiep.base_url().to_string(),
         tiep_app_url: tiep.base_url().to_string(),
+        haidy_api_url: haidy.base_url().to_string(),
+        haidy_app_url: haidy.app_url().to_string(),
         workers: 4,
     })
     .expect("test settings are valid");
@@ -107,6 +112,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
     settings.tiep.poll_after = Duration::from_secs(3600);
     settings.hcw.poll_every = Duration::from_secs(3600);
+    settings.haidy.poll_every = Duration::from_secs(3600);
     adjust(&mut settings);
     let partners = Partners {
         tiep,
@@ -116,6 +122,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         hcw: SandboxHcw::start(0, HCW_SSO_SECRET)
             .await
             .expect("sandbox hcw starts"),
+        haidy,
     };
     start(settings, hint, partners, database).await
 }
@@ -125,6 +132,7 @@ struct Partners {
     tiep: SandboxTiep,
     mediquo: SandboxMediquo,
     hcw: SandboxHcw,
+    haidy: SandboxHaidy,
 }
 
 async fn start(
@@ -150,6 +158,7 @@ async fn start(
         tiep: partners.tiep,
         mediquo: partners.mediquo,
         hcw: partners.hcw,
+        haidy: partners.haidy,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
@@ -203,6 +212,7 @@ impl TestApp {
             tiep: self.tiep,
             mediquo: self.mediquo,
             hcw: self.hcw,
+            haidy: self.haidy,
         };
         start(self.settings, self.hint, partners, self.database).await
     }
@@ -413,6 +423,33 @@ impl TestApp {
         account
     }
 
+    /// Sets up Haidy for a practice: an organisation in sandbox Haidy and the admin's settings.
+    /// Answers the API token.
+    pub async fn setup_haidy(&self, practice: &TestPractice) -> String {
+        let token = format!("haidy-token-{}", practice.id);
+        let group = format!("grp-{}", practice.id);
+        self.haidy
+            .add_organisation(&token, &group, &format!("integ-{}", practice.id));
+        let admin = self.session(&practice.admin, None).await;
+        let response = self
+            .post_form(
+                "/hint/settings/haidy",
+                &admin,
+                &[
+                    ("api_token", token.as_str()),
+                    ("patient_group", &group),
+                    ("integration_id", &format!("integ-{}", practice.id)),
+                ],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "saving Haidy settings should succeed"
+        );
+        token
+    }
+
     /// A practice with Tiep set up and one visit started by its clinician for its first patient;
     /// answers the practice, the clinician's session key and the visit.
     pub async fn open_tiep_visit(
@@ -516,7 +553,11 @@ impl TestApp {
 pub fn between(haystack: &str, start: &str, end: &str) -> Option<String> {
     let from = haystack.find(start)? + start.len();
     let to = haystack[from..].find(end)? + from;
-    Some(haystack[from..to].replace("&amp;", "&"))
+    Some(
+        haystack[from..to]
+            .replace("&amp;", "&")
+            .replace("&#38;", "&"),
+    )
 }
 
 /// Polls `check` until it is true (or fails the test after `limit`).

@@ -303,7 +303,7 @@ pub async fn submit(
         &state,
         &session.practice_id,
         &visit_id,
-        &invite.id,
+        Some(&invite.id),
         &json!({
             "language": language,
             "scheduled_for": scheduled_for,

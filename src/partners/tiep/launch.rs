@@ -75,7 +75,7 @@ pub async fn launch(
         state,
         &session.practice_id,
         &visit_id,
-        &token.session_id,
+        Some(&token.session_id),
         &json!({"form": connection.form, "tiep_session_id": token.session_id}),
         Some(poll_at),
     )

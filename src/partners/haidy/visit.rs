@@ -1,0 +1,207 @@
+//! A Haidy visit once launched: its page (deep link, each file's outcome, more files; the
+//! report once in) and the poll that collects the approved consultation.
+
+use askama::Template;
+use serde_json::{Value, json};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{
+    HaidyConnection,
+    client::{ConsultationSummary, HaidyError, Report},
+};
+use crate::{
+    db::now_ms,
+    error::AppError,
+    jobs::{JobError, JobOutcome},
+    partners::Partner,
+    state::AppState,
+    surfaces::Frame,
+    visits::{self, Visit},
+};
+
+#[derive(Template)]
+#[template(path = "partners/haidy_visit.html")]
+struct VisitView {
+    frame: Frame,
+    visit_id: String,
+    open: bool,
+    deep_link: String,
+    has_context: bool,
+    /// (filename, ok, detail).
+    uploads: Vec<(String, bool, String)>,
+    /// (title, text) sections of a JSON report.
+    sections: Vec<(String, String)>,
+    /// A text report.
+    text: Option<String>,
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+/// Sections of a JSON report: `sections: [{title, content}]` when present, else its fields.
+fn sections_of(report: &Value) -> Vec<(String, String)> {
+    if let Some(sections) = report.get("sections").and_then(Value::as_array) {
+        return sections
+            .iter()
+            .map(|s| {
+                (
+                    s.get("title").map(text_of).unwrap_or_default(),
+                    s.get("content").map(text_of).unwrap_or_default(),
+                )
+            })
+            .collect();
+    }
+    match report {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| (k.clone(), text_of(v)))
+            .collect(),
+        other => vec![(String::new(), text_of(other))],
+    }
+}
+
+pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
+    let launch = visit.launch_json();
+    let uploads = launch
+        .get("uploads")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|u| {
+                    let ok = u["ok"] == true;
+                    let detail = if ok {
+                        u["size"].as_str()
+                    } else {
+                        u["reason"].as_str()
+                    };
+                    (
+                        u["filename"].as_str().unwrap_or("file").to_string(),
+                        ok,
+                        detail.unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = visit.result_json();
+    let report = result.as_ref().and_then(|r| r.get("report"));
+    let view = VisitView {
+        frame: frame.clone(),
+        visit_id: visit.id.clone(),
+        open: visit.state().is_open(),
+        deep_link: launch["deep_link"].as_str().unwrap_or_default().to_string(),
+        has_context: launch["context_id"].is_string(),
+        uploads,
+        sections: report
+            .and_then(|r| r.get("json"))
+            .map(sections_of)
+            .unwrap_or_default(),
+        text: report
+            .and_then(|r| r.get("text"))
+            .and_then(Value::as_str)
+            .map(String::from),
+    };
+    Ok(view.render()?)
+}
+
+fn approved_ms(c: &ConsultationSummary) -> Option<i64> {
+    let at = OffsetDateTime::parse(c.approved_at.as_deref()?, &Rfc3339).ok()?;
+    Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn job_error(e: HaidyError) -> JobError {
+    JobError::retry(crate::error::error_chain(&e))
+}
+
+/// The `PollPartner` job: the first approved consultation of the patient's context since the
+/// visit started (and not already another visit's) completes it; none within `give_up_after`
+/// fails it with a reason.
+pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
+    let settings = &state.settings.haidy;
+    let now = now_ms();
+    let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
+    let launch = visit.launch_json();
+    let Some(context_id) = launch.get("context_id").and_then(Value::as_str) else {
+        // Without our context id there is nothing to match: wait for the give-up.
+        return give_up_or(state, visit, now, check_again).await;
+    };
+    let connection = HaidyConnection::load(state, &visit.practice_id)
+        .await?
+        .ok_or_else(|| JobError::retry("Haidy is no longer set up for this practice"))?;
+    let mut approved = state
+        .haidy
+        .approved_consultations(&connection.api_token, context_id)
+        .await
+        .map_err(job_error)?;
+    approved.sort_by_key(|c| approved_ms(c).unwrap_or(i64::MAX));
+    for consultation in approved {
+        if approved_ms(&consultation).is_some_and(|at| at < visit.created_at) {
+            continue;
+        }
+        let claimed = visits::claim_partner_ref(
+            state,
+            &visit.practice_id,
+            &visit.id,
+            Partner::Haidy,
+            &consultation.id,
+        )
+        .await?;
+        if !claimed {
+            continue;
+        }
+        let report = match state
+            .haidy
+            .report(&connection.api_token, &consultation.id)
+            .await
+        {
+            Ok(Report::Json(json)) => json!({"json": json}),
+            Ok(Report::Text(text)) => json!({"text": text}),
+            Err(e) => return Err(job_error(e)),
+        };
+        state
+            .haidy
+            .mark_downloaded(&connection.api_token, &consultation.id)
+            .await
+            .map_err(job_error)?;
+        visits::complete(
+            state,
+            &visit.practice_id,
+            &visit.id,
+            Partner::Haidy,
+            None,
+            &json!({"consultation_id": consultation.id, "approved_at": consultation.approved_at, "report": report}),
+        )
+        .await?;
+        tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "haidy report collected");
+        return Ok(JobOutcome::Done);
+    }
+    give_up_or(state, visit, now, check_again).await
+}
+
+async fn give_up_or(
+    state: &AppState,
+    visit: &Visit,
+    now: i64,
+    otherwise: JobOutcome,
+) -> Result<JobOutcome, JobError> {
+    let give_up_after = state.settings.haidy.give_up_after;
+    if now - visit.created_at <= give_up_after.as_millis() as i64 {
+        return Ok(otherwise);
+    }
+    let days = (give_up_after.as_secs() / 86_400).max(1);
+    visits::fail(
+        state,
+        &visit.practice_id,
+        &visit.id,
+        &format!(
+            "Haidy approved no consultation for this patient within {days} day(s) of the launch."
+        ),
+    )
+    .await?;
+    Ok(JobOutcome::Done)
+}
