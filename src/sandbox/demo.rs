@@ -127,6 +127,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // A demo should show the polling backstop within a minute, not two.
     settings.tiep.poll_after = Duration::from_secs(30);
     settings.tiep.poll_every = Duration::from_secs(15);
+    settings.hcw.poll_every = Duration::from_secs(10);
+    settings.haidy.poll_every = Duration::from_secs(5);
     let app = Application::build(settings)
         .await
         .with_context(|| in_use(args.app_port, "--app-port"))?;

@@ -14,7 +14,7 @@ let demo, browser, context;
 const problems = [];
 
 before(async () => {
-  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284",
+  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284", "--haidy-port", "18285",
     "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);
@@ -163,6 +163,41 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
     if (!signed) { await page.waitForTimeout(250); await page.reload(); }
   }
   assert.equal(signed, 1, "the video visit is signed in the Hint chart");
+});
+
+test("a clinician sends documents to Haidy, the doctor approves, the report comes back signed", async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Sofia Martinez" }).getByRole("link", { name: "Open chart" }).click();
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("link", { name: "Send documents to Haidy" }).click();
+  await frame.getByLabel(/Documents for Haidy/).setInputFiles([
+    { name: "lab.pdf", mimeType: "application/pdf", buffer: Buffer.from("%PDF-1.7\n%%EOF\n") },
+    { name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ\u0090\u0000binary") },
+  ]);
+  await frame.getByRole("button", { name: "Send to Haidy" }).click();
+  await frame.getByText("lab.pdf: sent to Haidy").waitFor();
+  await frame.getByText(/tool.exe: Not sent/).waitFor();
+
+  const [haidy] = await Promise.all([
+    context.waitForEvent("page"),
+    frame.getByRole("link", { name: "Open Haidy for this patient" }).click(),
+  ]);
+  await haidy.waitForLoadState();
+  await haidy.getByText("lab.pdf").waitFor();
+  await haidy.getByLabel("Consultation summary").first().fill("Iron levels back to normal");
+  await haidy.getByRole("button", { name: "Approve the consultation report" }).click();
+  await haidy.getByText("Consultation approved").waitFor();
+  await haidy.close();
+
+  // The poll collects the report; the open visit page refreshes itself.
+  await frame.getByText("Iron levels back to normal").waitFor({ timeout: 30000 });
+  let signed = 0;
+  for (let i = 0; i < 60 && signed === 0; i++) {
+    signed = await page.locator('tr[data-status="signed"]').count();
+    if (!signed) { await page.waitForTimeout(250); await page.reload(); }
+  }
+  assert.equal(signed, 1, "the Haidy visit is signed in the Hint chart");
 });
 
 test("no console errors or CSP violations on any page", () => {
