@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, spawn_app};
+use crate::helpers::{TIEP_HOOK_SECRET, TestApp, spawn_app};
 
 #[tokio::test]
 async fn nothing_of_one_practice_reaches_the_other() {
@@ -147,4 +147,244 @@ async fn nothing_of_one_practice_reaches_the_other() {
     assert!(!b_core.contains(a_job));
     let a_core = app.surface("core_page", &a_key).await.text().await.unwrap();
     assert!(a_core.contains(a_job), "A sees its own stuck work");
+}
+
+/// Posts a multipart launch/upload form with one small text file.
+async fn post_files(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in fields {
+        form = form.text(name.to_string(), value.to_string());
+    }
+    let part = reqwest::multipart::Part::bytes(b"note".to_vec())
+        .file_name("note.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    app.http
+        .post(format!("{}{path}?session_key={key}", app.address))
+        .multipart(form.part("files", part))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
+    let app = spawn_app().await;
+    let a = app.new_practice("Practice A").await;
+    let b = app.new_practice("Practice B").await;
+    for p in [&a, &b] {
+        app.setup_hcw(p, None).await;
+        app.setup_haidy(p).await;
+    }
+    let a_integration = app.setup_mediquo(&a).await;
+    chartbridge::partners::mediquo::save(&app.state, &b.id, "practice-b-own-signature", "test")
+        .await
+        .unwrap();
+    let a_key = app.session(&a.clinician, None).await;
+    let b_key = app.session(&b.clinician, None).await;
+    let a_patient = &a.patients[0];
+
+    // A runs one visit with each partner.
+    let hcw = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &a_key,
+            &[("patient_id", a_patient), ("language", "en")],
+        )
+        .await;
+    assert_eq!(hcw.status(), 303);
+    let haidy = post_files(
+        &app,
+        "/hint/partners/haidy/launch",
+        &a_key,
+        &[
+            ("patient_id", a_patient),
+            ("haidy_email", "a-only@haidy.example"),
+        ],
+    )
+    .await;
+    assert_eq!(haidy.status(), 303);
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&a_integration, a_patient)
+            .await,
+        Some(200)
+    );
+    let a_visits = chartbridge::visits::recent(&app.state, &a.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(a_visits.len(), 3);
+    let by_partner = |p: &str| a_visits.iter().find(|v| v.partner == p).unwrap().id.clone();
+    let (a_hcw, a_haidy, a_mediquo) = (
+        by_partner("hcw"),
+        by_partner("haidy"),
+        by_partner("mediquo"),
+    );
+
+    // B reaches none of it: launch forms for A's patient, A's visits' pages and actions.
+    for path in [
+        format!("/hint/partners/hcw/launch?patient_id={a_patient}&session_key={b_key}"),
+        format!("/hint/partners/haidy/launch?patient_id={a_patient}&session_key={b_key}"),
+    ] {
+        assert_eq!(app.get(&path).await.status(), 404, "{path}");
+    }
+    for visit in [&a_hcw, &a_haidy, &a_mediquo] {
+        let page = app
+            .surface("clinical_interaction", &format!("{b_key}&visit_id={visit}"))
+            .await;
+        assert_eq!(page.status(), 404);
+        let cancel = app
+            .post_form(&format!("/hint/visits/{visit}/cancel"), &b_key, &[])
+            .await;
+        assert_eq!(cancel.status(), 404);
+    }
+    for action in ["sign-in", "finish"] {
+        let r = app
+            .post_form(
+                &format!("/hint/partners/hcw/visits/{a_hcw}/{action}"),
+                &b_key,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status(), 404, "hcw {action}");
+    }
+    let launch_for_a = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &b_key,
+            &[("patient_id", a_patient), ("language", "en")],
+        )
+        .await;
+    assert_eq!(launch_for_a.status(), 404);
+    let upload_to_a = post_files(
+        &app,
+        &format!("/hint/partners/haidy/visits/{a_haidy}/files"),
+        &b_key,
+        &[],
+    )
+    .await;
+    assert_eq!(upload_to_a.status(), 404);
+    let haidy_for_a = post_files(
+        &app,
+        "/hint/partners/haidy/launch",
+        &b_key,
+        &[
+            ("patient_id", a_patient),
+            ("haidy_email", "b@haidy.example"),
+        ],
+    )
+    .await;
+    assert_eq!(haidy_for_a.status(), 404);
+    assert!(
+        chartbridge::visits::recent(&app.state, &b.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Per-practice rows: A's Haidy context and Haidy email are not B's.
+    assert!(
+        chartbridge::partners::haidy::stored_context(&app.state, &a.id, a_patient)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        chartbridge::partners::haidy::stored_context(&app.state, &b.id, a_patient)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b_form = app
+        .get(&format!(
+            "/hint/partners/haidy/launch?patient_id={}&session_key={b_key}",
+            b.patients[0]
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!b_form.contains("a-only@haidy.example"));
+
+    // Settings: B's page shows B's connections only.
+    let b_admin = app.session(&b.admin, None).await;
+    let settings = app
+        .surface("settings", &b_admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(settings.contains(&format!("scheduler@{}.example", b.id.to_lowercase())));
+    assert!(!settings.contains(&a.id.to_lowercase()) && !settings.contains(&a.id));
+
+    // MediQuo: each practice's door opens with its own value only; A's MediQuo naming B's
+    // patient is kept for A, never a visit in B.
+    let body = serde_json::json!({"type": "patient_report_sent", "occurred_on": 1,
+        "payload": {"type": "soap", "content": {"plan": "x"}, "patient": {"code": b.patients[0]}}})
+    .to_string();
+    for (practice, signature) in [
+        (&a.id, "practice-b-own-signature"),
+        (&b.id, crate::helpers::MEDIQUO_SIGNATURE),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/webhooks/mediquo/{practice}", app.address))
+            .header("x-webhook-signature", signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        app.mediquo
+            .send_report(&a_integration, &b.patients[0])
+            .await,
+        Some(202)
+    );
+    assert!(
+        chartbridge::visits::recent(&app.state, &b.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(app.hint.interactions_for(&b.patients[0]).is_empty());
+}
+
+#[tokio::test]
+async fn every_table_holding_practice_data_has_a_practice_id() {
+    let app = spawn_app().await;
+    let columns: Vec<(String, String)> = match &app.database {
+        chartbridge::config::DatabaseSettings::Sqlite(_) => sqlx::query_as(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+        )
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap(),
+        _ => sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+        )
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap(),
+    };
+    let mut tables: Vec<&str> = columns.iter().map(|(t, _)| t.as_str()).collect();
+    tables.sort();
+    tables.dedup();
+    assert!(tables.contains(&"haidy_patient_contexts"), "{tables:?}");
+    for table in tables.into_iter().filter(|t| *t != "practices") {
+        assert!(
+            columns
+                .iter()
+                .any(|(t, c)| t == table && c == "practice_id"),
+            "{table} has no practice_id"
+        );
+    }
 }

@@ -40,6 +40,9 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
                 .with_writer(captured.clone()),
         );
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads may have cached "no interest" for callsites before this scoped
+    // subscriber existed: make every callsite ask again.
+    tracing::callsite::rebuild_interest_cache();
 
     let app = spawn_app().await;
     let practice = app.new_practice("Logged Practice").await;
@@ -71,6 +74,59 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         401
     );
 
+    // The other partners: a MediQuo consultation, an HCW invite with the doctor's sign-in, and
+    // Haidy documents (their report text, contact details, file names and secrets stay out).
+    let integration = app.setup_mediquo(&practice).await;
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&integration, patient)
+            .await,
+        Some(200)
+    );
+    app.setup_hcw(&practice, None).await;
+    let hcw = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &key,
+            &[("patient_id", patient), ("language", "en")],
+        )
+        .await;
+    assert_eq!(hcw.status(), 303);
+    let hcw_visit = chartbridge::visits::recent(&app.state, &practice.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.partner == "hcw")
+        .unwrap();
+    let sign_in = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/sign-in", hcw_visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(sign_in.status(), 303);
+    let haidy_token = app.setup_haidy(&practice).await;
+    let part = reqwest::multipart::Part::bytes(b"Confidential lab values".to_vec())
+        .file_name("ava-thompson-labs.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("patient_id", patient.to_string())
+        .text("haidy_email", "casey@haidy.example")
+        .part("files", part);
+    let haidy = app
+        .http
+        .post(format!(
+            "{}/hint/partners/haidy/launch?session_key={key}",
+            app.address
+        ))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(haidy.status(), 303);
+
     let token = chartbridge::hint::install::practice_token(&app.state, &practice.id)
         .await
         .unwrap()
@@ -89,6 +145,18 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         TIEP_HOOK_SECRET,
         secrecy::ExposeSecret::expose_secret(&token),
         crate::helpers::WEBHOOK_SECRET,
+        "sore throat",
+        "Penicillin",
+        "Salbutamol",
+        "ava.thompson@patients.example",
+        "+15555550100",
+        "ava-thompson-labs",
+        "Confidential lab values",
+        crate::helpers::MEDIQUO_SIGNATURE,
+        crate::helpers::HCW_PASSWORD,
+        crate::helpers::HCW_SSO_SECRET,
+        &haidy_token,
+        "eyJ",
     ] {
         assert!(!logs.contains(secret), "the log contains {secret:?}");
     }
