@@ -1,7 +1,13 @@
 //! `spawn_app()`: a fresh SQLite database, sandbox Hint and sandbox Tiep on their own sockets,
 //! and the real app built by `Application::build` on a real socket. Quiet unless `TEST_LOG`.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{
+        Arc, LazyLock, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chartbridge::{
     Application, Settings,
@@ -19,6 +25,7 @@ use chartbridge::{
 use reqwest::redirect::Policy;
 use serde_json::Value;
 use tokio::task::JoinHandle;
+use tracing_subscriber::fmt::MakeWriter;
 
 pub const WEBHOOK_SECRET: &str = "test-hint-webhook-secret-000001";
 pub const PARTNER_API_KEY: &str = "test-partner-api-key";
@@ -28,10 +35,50 @@ pub const MEDIQUO_SIGNATURE: &str = "mediquo-test-signature-0001";
 pub const HCW_SSO_SECRET: &str = "hcw-test-shared-sso-secret-01";
 pub const HCW_PASSWORD: &str = "hcw-service-password-0001";
 
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var("TEST_LOG").is_ok() {
-        chartbridge::telemetry::init("debug,sqlx=warn");
+/// Everything logged while `CAPTURING` is on (the logging test reads it).
+pub static CAPTURED: LazyLock<Captured> = LazyLock::new(Captured::default);
+pub static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// A log sink in memory.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// One global subscriber for the whole test binary (thread-local ones race with other tests'
+/// threads over callsite interest): a JSON capture layer, on only while `CAPTURING`, and with
+/// `TEST_LOG` set, readable logs on stdout.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    use tracing_subscriber::{filter, fmt, prelude::*};
+    let capture = fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_writer(CAPTURED.clone())
+        .with_filter(filter::dynamic_filter_fn(|meta, _| {
+            CAPTURING.load(Ordering::Relaxed) && *meta.level() <= tracing::Level::DEBUG
+        }));
+    let stdout = std::env::var("TEST_LOG")
+        .is_ok()
+        .then(|| fmt::layer().with_filter(filter::EnvFilter::new("debug,sqlx=warn")));
+    tracing_subscriber::registry()
+        .with(capture)
+        .with(stdout)
+        .init();
 });
 
 pub struct TestApp {

@@ -1,50 +1,16 @@
 //! Logs carry ids, never patient data or secrets.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
-use tracing_subscriber::{fmt::MakeWriter, prelude::*};
-
-use crate::helpers::{TIEP_HOOK_SECRET, spawn_app};
-
-/// Collects everything written to the log.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use crate::helpers::{CAPTURED, CAPTURING, TIEP_HOOK_SECRET, spawn_app};
 
 #[tokio::test]
 async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
-    let captured = Captured::default();
-    // The test runtime is single-threaded: this subscriber sees the app's tasks too.
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("debug"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_writer(captured.clone()),
-        );
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests' threads may have cached "no interest" for callsites before this scoped
-    // subscriber existed: make every callsite ask again.
-    tracing::callsite::rebuild_interest_cache();
-
+    // Everything the binary logs while this test runs is captured (other tests' lines too:
+    // none may carry patient data or secrets either).
     let app = spawn_app().await;
+    CAPTURED.0.lock().unwrap().clear();
+    CAPTURING.store(true, Ordering::SeqCst);
     let practice = app.new_practice("Logged Practice").await;
     let api_key = app.setup_tiep(&practice).await;
     let patient = &practice.patients[0];
@@ -131,7 +97,8 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .await
         .unwrap()
         .unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    CAPTURING.store(false, Ordering::SeqCst);
+    let logs = String::from_utf8(CAPTURED.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("visit completed"), "the capture works");
     assert!(logs.contains(&practice.id), "ids are logged");
     for secret in [
