@@ -170,6 +170,11 @@ pub async fn save<S: Serialize, K: Serialize>(
     state
         .connection_secrets
         .forget(&(practice_id.to_string(), partner));
+    tracing::info!(
+        practice_id,
+        partner = partner.as_str(),
+        "partner settings saved"
+    );
     Ok(())
 }
 

@@ -166,6 +166,25 @@ pub fn webhook_url(state: &AppState, partner: Partner, practice_id: &str) -> Str
     url.to_string()
 }
 
+/// What an admin's save of a partner's settings did: `Ok(Ok)` saved, `Ok(Err(message))`
+/// refused with words for the admin (the section is answered 422 with them); other errors stay
+/// errors.
+pub fn save_outcome(saved: Result<(), AppError>) -> Result<Result<(), String>, AppError> {
+    match saved {
+        Ok(()) => Ok(Ok(())),
+        Err(AppError::Unprocessable(message)) => Ok(Err(message)),
+        Err(other) => Err(other),
+    }
+}
+
+/// The status a settings section is answered with after a save.
+pub fn section_status(outcome: &Result<(), String>) -> axum::http::StatusCode {
+    match outcome {
+        Ok(()) => axum::http::StatusCode::OK,
+        Err(_) => axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
 /// The `PollPartner` job: fails a launch that never completed, else asks the visit's partner.
 pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
     let visit_id = job.payload_str("visit_id")?;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::bind;
+use super::{bind, serve};
 use crate::crypto::random_token;
 
 #[derive(Clone, Debug)]
@@ -124,9 +124,7 @@ impl SandboxHaidy {
             .route("/integration", get(deep_link_page))
             .route("/integration/approve", post(approve_from_page))
             .with_state(sandbox.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(sandbox)
     }
 

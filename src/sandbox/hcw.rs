@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::bind;
+use super::{bind, serve};
 use crate::{crypto::random_token, db::now_ms};
 
 const SSO_MAX_AGE_SECS: i64 = 5 * 60;
@@ -144,9 +144,7 @@ impl SandboxHcw {
             .route("/app", get(doctor_page))
             .route("/app/consultations/{id}/{action}", post(doctor_action))
             .with_state(sandbox.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(sandbox)
     }
 

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::{bind, hint_error};
+use super::{bind, hint_error, serve};
 use crate::crypto::{random_token, sign_hmac_sha256};
 
 /// How the sandbox is set up (what real Hint would know about our app).
@@ -196,9 +196,7 @@ impl SandboxHint {
                 .build()?,
         };
         let app = router(sandbox.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(sandbox)
     }
 

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::bind;
+use super::{bind, serve};
 use crate::crypto::random_token;
 
 #[derive(Clone, Debug)]
@@ -70,9 +70,7 @@ impl SandboxMediquo {
             .route("/", get(console))
             .route("/integrations/{id}/send", post(send_from_console))
             .with_state(sandbox.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(sandbox)
     }
 

@@ -28,6 +28,13 @@ pub(crate) async fn bind(port: u16) -> anyhow::Result<(TcpListener, Url)> {
     Ok((listener, Url::parse(&format!("http://{addr}/"))?))
 }
 
+/// Serves `app` on `listener` in the background for as long as the process runs.
+pub(crate) fn serve(listener: TcpListener, app: axum::Router) {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
 /// A JSON error in Hint's shape: `{"status", "message"}`.
 pub(crate) fn hint_error(status: StatusCode, message: &str) -> Response {
     (

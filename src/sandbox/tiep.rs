@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::bind;
+use super::{bind, serve};
 use crate::crypto::{random_token, sign_hmac_sha256};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
@@ -96,9 +96,7 @@ impl SandboxTiep {
             .route("/v1/sessions/{id}", get(get_session))
             .route("/sessions/{id}/save", post(save_report))
             .with_state(sandbox.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(sandbox)
     }
 

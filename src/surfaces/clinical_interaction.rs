@@ -5,6 +5,7 @@
 use askama::Template;
 use axum::{
     extract::{Query, State},
+    http::StatusCode,
     response::Html,
 };
 use serde::Deserialize;
@@ -62,6 +63,25 @@ pub async fn page(
         return Err(AppError::NotFound);
     }
     Ok(Html(render(&session, visit, None)?))
+}
+
+/// Answers an action on a visit (finish, cancel, more files) with the visit's page as it now
+/// stands; with `notice`, the action could not be done and the answer is a 422 saying why.
+pub async fn answer(
+    state: &AppState,
+    session: &PracticeSession,
+    visit_id: &str,
+    notice: Option<String>,
+) -> Result<(StatusCode, Html<String>), AppError> {
+    let visit = visits::get_latest(state, &session.practice_id, visit_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let status = if notice.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Html(render(session, visit, notice)?)))
 }
 
 /// The page for `visit`, with `notice` when an action on it could not be done. Partner actions

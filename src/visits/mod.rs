@@ -285,6 +285,29 @@ pub async fn record_completed(
     Ok(Some(id))
 }
 
+/// Starts a visit the session's clinician launches for `patient` (see `start`).
+pub async fn start_for_patient(
+    state: &AppState,
+    session: &crate::hint::PracticeSession,
+    patient: &crate::hint::client::Patient,
+    partner: Partner,
+    launch: serde_json::Value,
+) -> Result<String, sqlx::Error> {
+    start(
+        state,
+        NewVisit {
+            practice_id: &session.practice_id,
+            patient_id: &patient.id,
+            patient_name: &crate::ids::clean_text(&patient.display_name(), 200),
+            user_id: &session.user_id,
+            user_name: &session.user_name,
+            partner,
+            launch,
+        },
+    )
+    .await
+}
+
 /// The partner accepted the launch: record its reference, merge launch data, and look for the
 /// result after `poll_at` (Unix ms) unless it arrives first.
 pub async fn mark_launched(

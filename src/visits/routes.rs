@@ -79,18 +79,7 @@ pub async fn cancel_visit(
             Err(other) => return Err(other),
         }
     };
-    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let status = if refusal.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Html(clinical_interaction::render(&session, visit, refusal)?),
-    ))
+    clinical_interaction::answer(&state, &session, &visit_id, refusal).await
 }
 
 /// Loads a patient of the session's practice from Hint (404 for anyone else's).

@@ -26,7 +26,7 @@ use crate::{
     partners::Partner,
     state::AppState,
     surfaces::{Frame, clinical_interaction},
-    visits::{self, NewVisit, routes::fetch_patient},
+    visits::{self, routes::fetch_patient},
 };
 
 #[derive(Template)]
@@ -280,17 +280,12 @@ pub async fn submit(
     }
     remember_user_email(&state, &session, &email).await?;
 
-    let visit_id = visits::start(
+    let visit_id = visits::start_for_patient(
         &state,
-        NewVisit {
-            practice_id: &session.practice_id,
-            patient_id: &patient.id,
-            patient_name: &clean_text(&patient.display_name(), 200),
-            user_id: &session.user_id,
-            user_name: &session.user_name,
-            partner: Partner::Haidy,
-            launch: json!({"haidy_email": email}),
-        },
+        &session,
+        &patient,
+        Partner::Haidy,
+        json!({"haidy_email": email}),
     )
     .await?;
     let context_id = match ensure_context(&state, &connection, &session.practice_id, &patient).await
@@ -365,16 +360,5 @@ pub async fn add_files(
         visits::update_launch(&state, &session.practice_id, &visit.id, &launch).await?;
         (failed > 0).then(|| format!("{failed} file(s) were not sent; see below."))
     };
-    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let status = if notice.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Html(clinical_interaction::render(&session, visit, notice)?),
-    ))
+    clinical_interaction::answer(&state, &session, &visit_id, notice).await
 }

@@ -29,7 +29,7 @@ use crate::{
     partners::Partner,
     state::AppState,
     surfaces::Frame,
-    visits::{self, NewVisit, routes::fetch_patient},
+    visits::{self, routes::fetch_patient},
 };
 
 /// Languages offered for the patient's HCW pages (two-letter codes, as HCW wants).
@@ -127,17 +127,16 @@ fn routing_label(routing: &Routing, session: &PracticeSession) -> String {
     }
 }
 
-async fn page(
-    state: &AppState,
+fn page(
     session: &PracticeSession,
+    connection: Option<&HcwConnection>,
     patient: &Patient,
     input: LaunchForm,
     error: Option<String>,
-) -> Result<LaunchPage, AppError> {
-    let connection = HcwConnection::load(state, &session.practice_id).await?;
+) -> LaunchPage {
     let email = email_of(patient);
     let phone = phone_of(patient);
-    let blocker = match &connection {
+    let blocker = match connection {
         None => Some("HCW@Home is not set up for this practice yet. Ask a practice admin to enter the HCW@Home server in Chartbridge settings.".to_string()),
         Some(_) if email.is_none() && phone.is_none() => Some(
             "This patient has no email and no phone number in Hint, so HCW@Home cannot invite them. Add one to the patient in Hint, then start again.".to_string(),
@@ -147,7 +146,7 @@ async fn page(
         ),
         Some(_) => None,
     };
-    Ok(LaunchPage {
+    LaunchPage {
         frame: Frame::new(session, "clinical_chart"),
         patient_id: patient.id.clone(),
         patient_name: patient.display_name(),
@@ -156,14 +155,13 @@ async fn page(
         email,
         phone,
         routing_label: connection
-            .as_ref()
             .map(|c| routing_label(&c.routing, session))
             .unwrap_or_default(),
         languages: &LANGUAGES,
         input,
         blocker,
         error,
-    })
+    }
 }
 
 /// `GET /hint/partners/hcw/launch?patient_id=` (clinicians).
@@ -179,10 +177,9 @@ pub async fn form(
         send_invite: Some("on".into()),
         ..LaunchForm::default()
     };
+    let connection = HcwConnection::load(&state, &session.practice_id).await?;
     Ok(Html(
-        page(&state, &session, &patient, input, None)
-            .await?
-            .render()?,
+        page(&session, connection.as_ref(), &patient, input, None).render()?,
     ))
 }
 
@@ -217,21 +214,30 @@ pub async fn submit(
     session.require(Role::Clinician)?;
     let patient_id = ExternalId::parse(&input.patient_id)?;
     let patient = fetch_patient(&state, &session, &patient_id).await?;
-    let refuse = |page: LaunchPage| -> Result<Response, AppError> {
+    let connection = HcwConnection::load(&state, &session.practice_id).await?;
+    let refuse = |input: LaunchForm, why: String| -> Result<Response, AppError> {
+        let page = page(&session, connection.as_ref(), &patient, input, Some(why));
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
     };
     // What HCW would refuse is refused here, before a visit exists.
-    let checked = page(&state, &session, &patient, LaunchForm::default(), None).await?;
-    if let Some(blocker) = checked.blocker.clone() {
-        return refuse(page(&state, &session, &patient, input, Some(blocker)).await?);
-    }
+    let checked = page(
+        &session,
+        connection.as_ref(),
+        &patient,
+        LaunchForm::default(),
+        None,
+    );
+    // (A missing connection is one of the blockers.)
+    let (Some(connection), None) = (connection.as_ref(), checked.blocker.clone()) else {
+        return refuse(input, checked.blocker.clone().unwrap_or_default());
+    };
     let gender = match (checked.known_gender, input.gender.as_str()) {
         (Some(known), _) => known,
         (None, "male") => "male",
         (None, "female") => "female",
         (None, _) => {
             let why = "Choose the gender HCW@Home should show: Hint does not record the patient as male or female.";
-            return refuse(page(&state, &session, &patient, input, Some(why.into())).await?);
+            return refuse(input, why.into());
         }
     };
     let Some(language) = LANGUAGES
@@ -239,28 +245,21 @@ pub async fn submit(
         .map(|(code, _)| *code)
         .find(|code| *code == input.language)
     else {
-        let why = "Choose the patient's language.";
-        return refuse(page(&state, &session, &patient, input, Some(why.into())).await?);
+        return refuse(input, "Choose the patient's language.".into());
     };
     let scheduled_for = match scheduled_utc(&input) {
         Ok(at) => at,
-        Err(why) => return refuse(page(&state, &session, &patient, input, Some(why)).await?),
+        Err(why) => return refuse(input, why),
     };
-    let connection = HcwConnection::require(&state, &session.practice_id).await?;
     let send_invite = input.send_invite.is_some();
     let (first_name, last_name) = names(&patient);
 
-    let visit_id = visits::start(
+    let visit_id = visits::start_for_patient(
         &state,
-        NewVisit {
-            practice_id: &session.practice_id,
-            patient_id: &patient.id,
-            patient_name: &clean_text(&patient.display_name(), 200),
-            user_id: &session.user_id,
-            user_name: &session.user_name,
-            partner: Partner::HcwAtHome,
-            launch: json!({"language": language, "scheduled_for": scheduled_for}),
-        },
+        &session,
+        &patient,
+        Partner::HcwAtHome,
+        json!({"language": language, "scheduled_for": scheduled_for}),
     )
     .await?;
     let (doctor_email, queue) = match &connection.routing {
@@ -283,7 +282,7 @@ pub async fn submit(
     };
     let created = state
         .hcw
-        .create_invite(&session.practice_id, &connection, &invite)
+        .create_invite(&session.practice_id, connection, &invite)
         .await;
     let invite = match created {
         Ok(invite) => invite,
@@ -292,7 +291,7 @@ pub async fn submit(
             let reason = e.for_clinician();
             visits::fail(&state, &session.practice_id, &visit_id, &reason).await?;
             if matches!(e, HcwError::Rejected(_) | HcwError::Forbidden(_)) {
-                return refuse(page(&state, &session, &patient, input, Some(reason)).await?);
+                return refuse(input, reason);
             }
             return Err(AppError::Upstream(reason));
         }

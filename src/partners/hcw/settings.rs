@@ -9,6 +9,7 @@ use super::{HcwConnection, HcwSettingsInput, MIN_SSO_SECRET_LEN, Routing};
 use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
+    partners::{save_outcome, section_status},
     state::AppState,
 };
 
@@ -101,18 +102,10 @@ pub async fn save(
         &session.user_id,
     )
     .await;
-    match saved {
-        Ok(()) => {
-            tracing::info!(practice_id = %session.practice_id, "hcw settings saved");
-            Ok((
-                StatusCode::OK,
-                Html(section(&state, &session, None, Some(Ok(()))).await?),
-            ))
-        }
-        Err(AppError::Unprocessable(message)) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(section(&state, &session, Some(&input), Some(Err(message))).await?),
-        )),
-        Err(other) => Err(other),
-    }
+    let outcome = save_outcome(saved)?;
+    let entered = outcome.is_err().then_some(&input);
+    Ok((
+        section_status(&outcome),
+        Html(section(&state, &session, entered, Some(outcome)).await?),
+    ))
 }

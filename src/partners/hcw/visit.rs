@@ -163,18 +163,7 @@ pub async fn finish(
         Err(AppError::Unprocessable(reason) | AppError::Upstream(reason)) => Some(reason),
         Err(other) => return Err(other),
     };
-    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let status = if notice.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Html(clinical_interaction::render(&session, visit, notice)?),
-    ))
+    clinical_interaction::answer(&state, &session, &visit_id, notice).await
 }
 
 async fn close(

@@ -9,6 +9,7 @@ use super::{is_configured, webhook_url};
 use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
+    partners::{save_outcome, section_status},
     state::AppState,
 };
 
@@ -49,28 +50,17 @@ pub async fn save(
     Form(input): Form<MediquoSettingsForm>,
 ) -> Result<(StatusCode, Html<String>), AppError> {
     session.require(Role::Admin)?;
-    let outcome = match super::save(
-        &state,
-        &session.practice_id,
-        &input.signature,
-        &session.user_id,
-    )
-    .await
-    {
-        Ok(()) => {
-            tracing::info!(practice_id = %session.practice_id, "mediquo settings saved");
-            Ok(())
-        }
-        Err(AppError::Unprocessable(message)) => Err(message),
-        Err(other) => return Err(other),
-    };
-    let status = if outcome.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let outcome = save_outcome(
+        super::save(
+            &state,
+            &session.practice_id,
+            &input.signature,
+            &session.user_id,
+        )
+        .await,
+    )?;
     Ok((
-        status,
+        section_status(&outcome),
         Html(section(&state, &session, Some(outcome)).await?),
     ))
 }

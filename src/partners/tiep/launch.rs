@@ -9,10 +9,9 @@ use crate::{
     db::now_ms,
     error::AppError,
     hint::{PracticeSession, client::Patient},
-    ids::clean_text,
     partners::Partner,
     state::AppState,
-    visits::{self, NewVisit},
+    visits,
 };
 
 /// The context Tiep carries back in its webhook: a FHIR-like Patient plus our visit id.
@@ -38,17 +37,12 @@ pub async fn launch(
             "Tiep is not set up for this practice yet. Ask a practice admin to enter the Tiep facility key in Chartbridge settings.".into(),
         )
     })?;
-    let visit_id = visits::start(
+    let visit_id = visits::start_for_patient(
         state,
-        NewVisit {
-            practice_id: &session.practice_id,
-            patient_id: &patient.id,
-            patient_name: &clean_text(&patient.display_name(), 200),
-            user_id: &session.user_id,
-            user_name: &session.user_name,
-            partner: Partner::Tiep,
-            launch: json!({"form": connection.form}),
-        },
+        session,
+        patient,
+        Partner::Tiep,
+        json!({"form": connection.form}),
     )
     .await?;
 

@@ -2,13 +2,14 @@
 //! and the exact webhook URL to paste into Tiep. Secrets are write-only: saved, never shown.
 
 use askama::Template;
-use axum::{Form, extract::State, response::Html};
+use axum::{Form, extract::State, http::StatusCode, response::Html};
 use serde::Deserialize;
 
 use super::{TiepConnection, default_form, webhook_url};
 use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
+    partners::save_outcome,
     state::AppState,
 };
 
@@ -56,7 +57,7 @@ pub async fn save(
     State(state): State<AppState>,
     session: PracticeSession,
     Form(input): Form<TiepSettingsForm>,
-) -> Result<(axum::http::StatusCode, Html<String>), AppError> {
+) -> Result<(StatusCode, Html<String>), AppError> {
     session.require(Role::Admin)?;
     let existing = TiepConnection::load(&state, &session.practice_id).await?;
     // Blank secret fields keep the stored values, so an admin can change only the form.
@@ -86,18 +87,17 @@ pub async fn save(
             .await
         }
     };
-    let status = match outcome {
+    match save_outcome(outcome)? {
         Ok(()) => {
-            tracing::info!(practice_id = %session.practice_id, "tiep settings saved");
             section = TiepSettingsSection::load(&state, &session).await?;
             section.saved = true;
-            axum::http::StatusCode::OK
         }
-        Err(AppError::Unprocessable(message)) => {
-            section.error = Some(message);
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Err(other) => return Err(other),
+        Err(message) => section.error = Some(message),
+    }
+    let status = if section.saved {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((status, Html(section.render()?)))
 }
