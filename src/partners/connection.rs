@@ -141,6 +141,19 @@ pub async fn load_secrets<K: DeserializeOwned>(
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("stored partner secrets")))
 }
 
+/// The partners this practice has set up.
+pub async fn configured(state: &AppState, practice_id: &str) -> Result<Vec<Partner>, AppError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT partner FROM partner_connections WHERE practice_id = $1")
+            .bind(practice_id)
+            .fetch_all(state.db.reader())
+            .await?;
+    Ok(Partner::ALL
+        .into_iter()
+        .filter(|p| ids.iter().any(|id| id == p.as_str()))
+        .collect())
+}
+
 /// Saves (inserts or replaces) this practice's connection to `partner`.
 pub async fn save<S: Serialize, K: Serialize>(
     state: &AppState,

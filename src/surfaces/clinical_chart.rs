@@ -49,7 +49,7 @@ pub async fn page(
         patient_name,
         patient_dob,
         patient_error,
-        buttons: launch_buttons(),
+        buttons: launch_buttons(&state, &session.practice_id).await?,
         visits: rows.iter().map(VisitRow::from).collect(),
     };
     Ok(Html(page.render()?))

@@ -109,7 +109,7 @@ pub async fn search(
         frame: Frame::new(&session, "core_page"),
         query: q.clone(),
         patients: vec![],
-        buttons: launch_buttons(),
+        buttons: launch_buttons(&state, &session.practice_id).await?,
         error: None,
     };
     if q.chars().count() >= 2 {

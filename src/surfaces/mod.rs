@@ -16,7 +16,7 @@ use axum::{
 
 use crate::{
     hint::{PracticeSession, Role},
-    partners::{LaunchStyle, Partner},
+    partners::LaunchStyle,
     state::AppState,
     visits::{
         self,
@@ -84,15 +84,20 @@ pub struct LaunchButton {
     pub style: LaunchStyle,
 }
 
-pub fn launch_buttons() -> Vec<LaunchButton> {
-    Partner::ALL
-        .iter()
+/// One entry per partner the practice has set up, in `Partner::ALL`'s order.
+pub async fn launch_buttons(
+    state: &AppState,
+    practice_id: &str,
+) -> Result<Vec<LaunchButton>, crate::error::AppError> {
+    Ok(crate::partners::connection::configured(state, practice_id)
+        .await?
+        .into_iter()
         .map(|p| LaunchButton {
             partner: p.as_str(),
             name: p.display_name(),
             style: p.tool().launch_style(),
         })
-        .collect()
+        .collect())
 }
 
 /// A visit as listed in tables.

@@ -50,6 +50,16 @@ async fn the_session_key_works_from_the_htmx_header_and_links_carry_it() {
     let app = spawn_app().await;
     let practice = app.new_practice("Htmx Practice").await;
     let key = app.session(&practice.clinician, None).await;
+    // With no partner set up, a patient offers nothing to launch.
+    let bare = app
+        .htmx_get("/hint/patients/search?q=Ava", &key)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(bare.contains("Ava Thompson") && !bare.contains("class=\"launch"));
+    app.setup_tiep(&practice).await;
+    app.setup_hcw(&practice, None).await;
     let page = app.surface("core_page", &key).await.text().await.unwrap();
     assert!(
         page.contains(&format!(r#""x-hint-session-key": "{key}""#)),
@@ -63,6 +73,13 @@ async fn the_session_key_works_from_the_htmx_header_and_links_carry_it() {
     assert!(
         html.contains(&format!("/hint/visits?session_key={key}")),
         "launch forms carry the key"
+    );
+    assert!(
+        html.contains(&format!(
+            "/hint/partners/hcw/launch?patient_id={}&amp;session_key={key}",
+            practice.patients[0]
+        )),
+        "launch links carry the key"
     );
 }
 

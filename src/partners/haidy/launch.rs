@@ -130,17 +130,16 @@ fn deep_link(
 
 /// The patient's context: the stored one, else a new one. `Ok(None)` when Haidy already has
 /// this patient but we hold no id for it (uploads are then impossible; the deep link works).
+/// The outer error is ours (the database); the inner one is Haidy's refusal, in words for the
+/// clinician.
 async fn ensure_context(
     state: &AppState,
     connection: &HaidyConnection,
     practice_id: &str,
     patient: &Patient,
-) -> Result<Option<String>, String> {
-    if let Some(id) = stored_context(state, practice_id, &patient.id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(Some(id));
+) -> Result<Result<Option<String>, String>, sqlx::Error> {
+    if let Some(id) = stored_context(state, practice_id, &patient.id).await? {
+        return Ok(Ok(Some(id)));
     }
     let name = clean_text(&patient.display_name(), 200);
     let created = state
@@ -155,25 +154,24 @@ async fn ensure_context(
                 gender: haidy_gender(patient.sex.as_deref()),
             },
         )
-        .await
-        .map_err(|e| e.for_clinician())?;
-    match created {
+        .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(e) => return Ok(Err(e.for_clinician())),
+    };
+    Ok(match created {
         Created::Context(id) => {
-            store_context(state, practice_id, &patient.id, &id)
-                .await
-                .map_err(|e| e.to_string())?;
+            store_context(state, practice_id, &patient.id, &id).await?;
             Ok(Some(id))
         }
         // A launch at the same moment may have just stored it.
-        Created::Duplicate(message) => match stored_context(state, practice_id, &patient.id)
-            .await
-            .map_err(|e| e.to_string())?
+        Created::Duplicate(message) => match stored_context(state, practice_id, &patient.id).await?
         {
             Some(id) => Ok(Some(id)),
             None if message.to_lowercase().contains("exist") => Ok(None),
             None => Err(format!("Haidy refused the patient record: {message}")),
         },
-    }
+    })
 }
 
 /// Uploads `input`'s files; answers one outcome per file, refused ones included.
@@ -288,7 +286,8 @@ pub async fn submit(
         json!({"haidy_email": email}),
     )
     .await?;
-    let context_id = match ensure_context(&state, &connection, &session.practice_id, &patient).await
+    let context_id = match ensure_context(&state, &connection, &session.practice_id, &patient)
+        .await?
     {
         Ok(id) => id,
         Err(reason) => {
