@@ -20,6 +20,8 @@ struct SettingsPage {
     frame: Frame,
     /// Each partner's section, rendered by the partner (also answered alone after a save).
     partner_sections: Vec<String>,
+    /// (anchor, name) of each partner's section.
+    contents: Vec<(String, &'static str)>,
     installed: bool,
     unmatched: Vec<UnmatchedRow>,
 }
@@ -39,6 +41,10 @@ pub async fn page(
     let page = SettingsPage {
         frame: Frame::new(&session, "settings"),
         partner_sections,
+        contents: Partner::ALL
+            .iter()
+            .map(|p| (format!("{}-settings", p.as_str()), p.display_name()))
+            .collect(),
         installed,
         unmatched: unmatched::open_for_practice(&state, &session.practice_id).await?,
     };
