@@ -36,3 +36,12 @@ const fillTimeZones = (root) => {
 };
 fillTimeZones(document);
 document.addEventListener("htmx:afterSwap", (event) => fillTimeZones(event.target));
+
+// Forms marked data-submit-once send once: a double click does not start two visits.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.matches("form[data-submit-once]")) return;
+  if (form.dataset.sent) { event.preventDefault(); return; }
+  form.dataset.sent = "1";
+  setTimeout(() => form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = true; b.textContent = "Sending…"; }), 0);
+});

@@ -43,7 +43,7 @@ after(async () => {
   demo?.kill("SIGTERM");
 });
 
-test("a clinician runs a Tiep visit from the chart and reopens the signed result", async () => {
+test("a clinician runs a Tiep visit from the chart and reopens the signed result", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   await page.goto(`${HINT}/?as=clinician`);
   await page.getByRole("link", { name: "Open chart" }).first().click();
@@ -80,7 +80,7 @@ test("a clinician runs a Tiep visit from the chart and reopens the signed result
   await page.screenshot({ path: join(tmpdir(), "chartbridge-reopened.png") });
 });
 
-test("patient search works inside the frame with no cookies", async () => {
+test("patient search works inside the frame with no cookies", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   await page.goto(`${HINT}/embed/core_page?as=clinician`);
   const frame = page.frameLocator("iframe[title=Chartbridge]");
@@ -89,7 +89,7 @@ test("patient search works inside the frame with no cookies", async () => {
   assert.equal((await context.cookies()).length, 0, "no cookies were set");
 });
 
-test("an admin saves the Tiep settings in the frame", async () => {
+test("an admin saves the Tiep settings in the frame", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   await page.goto(`${HINT}/embed/settings?as=admin`);
   const frame = page.frameLocator("iframe[title=Chartbridge]");
@@ -104,7 +104,7 @@ test("an admin saves the Tiep settings in the frame", async () => {
   await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
 });
 
-test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", async () => {
+test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", { timeout: 90000 }, async () => {
   const mediquo = await context.newPage();
   await mediquo.goto("http://127.0.0.1:18283/");
   const row = mediquo.locator("tr", { hasText: "Liam Carter" });
@@ -126,7 +126,7 @@ test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart
   await reopened.getByText("Penicillin").waitFor();
 });
 
-test("a clinician runs an HCW@Home video visit from the frame: invite, patient joins, doctor signs in, finish", async () => {
+test("a clinician runs an HCW@Home video visit from the frame: invite, patient joins, doctor signs in, finish", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   await page.goto(`${HINT}/?as=clinician`);
   await page.locator("tr", { hasText: "Riley Morgan" }).getByRole("link", { name: "Open chart" }).click();
@@ -134,7 +134,8 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
   await frame.getByRole("link", { name: "Start HCW@Home video visit" }).click();
   // Hint records Riley's sex as "unknown": the clinician chooses, nothing is guessed.
   await frame.getByLabel(/Gender HCW@Home should show/).selectOption("female");
-  await frame.getByRole("button", { name: "Create the invitation" }).click();
+  // A double click sends the form once: one invite, one visit.
+  await frame.getByRole("button", { name: "Create the invitation" }).dblclick();
   await frame.getByText("Patient link:").waitFor();
   const patientUrl = (await frame.locator("#hcw-patient-url").textContent()).trim();
 
@@ -163,9 +164,10 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
     if (!signed) { await page.waitForTimeout(250); await page.reload(); }
   }
   assert.equal(signed, 1, "the video visit is signed in the Hint chart");
+  assert.equal(await page.locator("tr[data-status]").count(), 1, "one interaction: the double click made one visit");
 });
 
-test("a clinician sends documents to Haidy, the doctor approves, the report comes back signed", async () => {
+test("a clinician sends documents to Haidy, the doctor approves, the report comes back signed", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   await page.goto(`${HINT}/?as=clinician`);
   await page.locator("tr", { hasText: "Sofia Martinez" }).getByRole("link", { name: "Open chart" }).click();
@@ -200,6 +202,6 @@ test("a clinician sends documents to Haidy, the doctor approves, the report come
   assert.equal(signed, 1, "the Haidy visit is signed in the Hint chart");
 });
 
-test("no console errors or CSP violations on any page", () => {
+test("no console errors or CSP violations on any page", { timeout: 90000 }, () => {
   assert.deepEqual(problems, []);
 });
