@@ -67,6 +67,14 @@ impl PatientDirectory {
             .collect())
     }
 
+    /// A patient from the practice's list if it is loaded and fresh (no call to Hint).
+    pub fn cached(&self, practice_id: &str, patient_id: &str) -> Option<Patient> {
+        self.fresh(practice_id)?
+            .iter()
+            .find(|p| p.id == patient_id)
+            .cloned()
+    }
+
     /// Drops a practice's list (a patient was created, changed or removed in Hint).
     pub fn forget(&self, practice_id: &str) {
         self.loaded

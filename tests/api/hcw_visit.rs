@@ -341,10 +341,27 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
 #[tokio::test]
 async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
     let app = spawn_app_with(|s| s.hcw.poll_every = Duration::from_millis(200)).await;
-    let (practice, _, visit) = launched(&app, Some("General")).await;
+    let (practice, key, visit) = launched(&app, Some("General")).await;
     let invite = invite_id(&visit);
     assert_eq!(app.hcw.invite(&invite).unwrap().body["queue"], "General");
     assert!(app.hcw.patient_joins(&invite));
+    // The open visit's page says the patient is waiting, once the poll has looked.
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the page shows the waiting patient",
+        || async {
+            app.surface(
+                "clinical_interaction",
+                &format!("{key}&visit_id={}", visit.id),
+            )
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("The patient is in the waiting room.")
+        },
+    )
+    .await;
     assert!(app.hcw.doctor_accepts(&invite));
     assert!(app.hcw.doctor_closes(&invite, "Follow up in two weeks"));
     app.wait_for_interaction(&practice.patients[0], "signed")

@@ -365,3 +365,43 @@ async fn only_admins_set_up_mediquo_and_the_value_must_be_long_enough() {
     .unwrap();
     assert!(!stored[0].contains(MEDIQUO_SIGNATURE));
 }
+
+#[tokio::test]
+async fn a_patient_list_loaded_for_search_names_the_patient_without_asking_hint() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Busy Clinic").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[1];
+    let key = app.session(&practice.clinician, None).await;
+    let search = app.htmx_get("/hint/patients/search?q=Carter", &key).await;
+    assert_eq!(search.status(), 200);
+    let lookups = || {
+        app.hint
+            .world()
+            .requests
+            .iter()
+            .filter(|r| *r == "GET /api/provider/patients/{id}")
+            .count()
+    };
+    let before = lookups();
+    for _ in 0..3 {
+        assert_eq!(
+            app.mediquo
+                .send_consultation_finished(&integration, patient)
+                .await,
+            Some(200)
+        );
+    }
+    assert_eq!(lookups(), before, "no per-delivery patient lookup");
+    let visits = visits_of(&app, &practice.id).await;
+    assert_eq!(visits.len(), 3);
+    assert!(visits.iter().all(|v| v.patient_name == "Liam Carter"));
+    // A code not in the list is still asked of Hint (and kept when Hint does not know it).
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&integration, "pat-unknown-1")
+            .await,
+        Some(202)
+    );
+    assert_eq!(lookups(), before + 1);
+}

@@ -40,6 +40,8 @@ struct VisitView {
     asked_to_send: bool,
     routing: String,
     scheduled_for: String,
+    /// Where the call stood at the last look: words for the clinician.
+    call: Option<&'static str>,
     consultation: Option<ConsultationView>,
 }
 
@@ -93,6 +95,14 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         asked_to_send: launch.pointer("/invite/asked_to_send") == Some(&Value::Bool(true)),
         routing: text("/routing"),
         scheduled_for: text("/scheduled_for"),
+        call: match launch.get("consultation_status").and_then(Value::as_str) {
+            Some("pending") => Some("The patient is in the waiting room."),
+            Some("active") => Some("The call is in progress."),
+            Some("closed") => {
+                Some("The consultation is closed in HCW@Home; it is being collected.")
+            }
+            _ => None,
+        },
         consultation: consultation.as_ref().map(ConsultationView::from),
     };
     Ok(view.render()?)
@@ -246,7 +256,16 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             .await?;
             Ok(JobOutcome::Done)
         }
-        Ok(_) => Ok(check_again),
+        Ok(found) => {
+            // Let the open visit page say where the call stands (patient waiting, in a call).
+            let status = found.and_then(|c| c.status);
+            let mut launch = visit.launch_json();
+            if launch.get("consultation_status").and_then(Value::as_str) != status.as_deref() {
+                launch["consultation_status"] = json!(status);
+                visits::update_launch(state, &visit.practice_id, &visit.id, &launch).await?;
+            }
+            Ok(check_again)
+        }
         Err(e) => Err(JobError::retry(crate::error::error_chain(&e))),
     }
 }
