@@ -1,9 +1,10 @@
 //! Load generator for `benches/load.sh`: drives a running `chartbridge demo` (release build) on
 //! loopback and prints throughput and latency for signed handshakes, a framed page with a
-//! session, and signed Tiep webhooks; then checks in the database that no report was lost.
+//! session, signed Tiep webhooks and MediQuo consultations; then checks in the database that
+//! nothing was lost.
 //!
 //! Env: APP_URL, HINT_URL (sandbox Hint), DB (the demo's SQLite file), SECONDS (per phase),
-//! CONCURRENCY, WEBHOOKS (distinct visits to complete).
+//! CONCURRENCY, WEBHOOKS (distinct visits to complete), CONSULTATIONS (MediQuo deliveries).
 
 use std::{
     sync::{
@@ -18,6 +19,7 @@ use sqlx::{Row, sqlite::SqlitePoolOptions};
 
 const HINT_SECRET: &str = "sandbox-hint-webhook-secret-0001";
 const TIEP_SECRET: &str = "tiep-sandbox-hook-secret-2026";
+const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -116,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = env("SECONDS", "5").parse()?;
     let concurrency: usize = env("CONCURRENCY", "32").parse()?;
     let webhooks: usize = env("WEBHOOKS", "20000").parse()?;
+    let consultations: usize = env("CONSULTATIONS", "5000").parse()?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -242,6 +245,59 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     report.print();
+
+    // 5. MediQuo consultations, each a new completed visit (after a clinician's search loaded
+    //    the practice's patients, so no delivery waits on Hint), all checked in the database.
+    let found = http
+        .get(format!("{app}/hint/patients/search?q=Ava"))
+        .header("x-hint-session-key", &key)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let patient = found
+        .split("name=\"patient_id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or_else(|| anyhow::anyhow!("the search found no patient"))?
+        .to_string();
+    let h = http.clone();
+    let url = format!("{app}/webhooks/mediquo/{practice}");
+    let mut report = run(
+        "MediQuo consultations",
+        concurrency,
+        120,
+        consultations,
+        move |i| {
+            let (h, url, patient) = (h.clone(), url.clone(), patient.clone());
+            async move {
+                let body = serde_json::json!({"type": "patient_consultation_finished", "occurred_on": 1_700_000_000,
+                    "payload": {"consultation": {"id": format!("bench-{i}"), "type": "chat"},
+                        "reports": [{"id": format!("r-{i}"), "type": "soap", "content": {"plan": "load test"}}],
+                        "patient": {"code": patient}}});
+                h.post(&url)
+                    .header("x-webhook-signature", MEDIQUO_SIGNATURE)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        },
+    )
+    .await;
+    report.print();
+    let stored: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:bench-%'",
+    )
+    .fetch_one(&pool)
+    .await?
+    .try_get("n")?;
+    println!("MediQuo visits stored: {stored}/{consultations}");
+    anyhow::ensure!(
+        stored as usize == report.ok,
+        "a 200 was answered for a consultation that was not stored"
+    );
     Ok(())
 }
 
