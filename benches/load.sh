@@ -5,7 +5,7 @@
 # Usage: bash benches/load.sh   (SECONDS, CONCURRENCY, WEBHOOKS tune the load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+cargo build --release --quiet --bin chartbridge --bin chartbridge-demo
 LOADGEN=$(cargo bench --bench load --no-run 2>&1 | grep -o 'target/release/deps/load-[0-9a-f]*' | tail -1)
 [ -x "$LOADGEN" ] || { echo "building the load generator failed" >&2; exit 1; }
 BIN=target/release/chartbridge
@@ -27,7 +27,7 @@ echo "start to ready: ${ready} ms; idle RSS: $((rss / 1024)) MiB (${rss} KiB)"
 kill $SERVE; wait $SERVE 2>/dev/null || true
 unset DATABASE_URL PORT CHARTBRIDGE_BIND
 
-# The demo (sandbox Hint + Tiep in-process) under load.
-RUST_LOG=warn $BIN demo --port 18080 --app-port 18081 --tiep-port 18082 --mediquo-port 18083 --hcw-port 18084 --haidy-port 18085 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
+# The demo (the app with sandbox Hint and the sandbox partners in one process) under load.
+RUST_LOG=warn target/release/chartbridge-demo --port 18080 --app-port 18081 --tiep-port 18082 --mediquo-port 18083 --hcw-port 18084 --haidy-port 18085 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
 until curl -sf http://127.0.0.1:18081/readyz > /dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
 APP_URL=http://127.0.0.1:18081 HINT_URL=http://127.0.0.1:18080 DB="$WORK/demo/demo.sqlite" "$LOADGEN"

@@ -3,7 +3,8 @@
 //! Hint embeds the app in an iframe (`hint`), the clinician launches a partner tool for a patient
 //! (`partners`), every launch is a `visits::Visit` whose state is written back to the Hint chart
 //! through the durable `jobs` queue, and `surfaces` renders the pages Hint frames.
-//! `sandbox` holds strict fakes of Hint and the partners for the demo and the tests.
+//! The strict fakes of Hint and the partners live in their own crate (`sandbox/`), used by the
+//! demo (`demo/`) and the tests, never by this one.
 
 pub mod config;
 pub mod crypto;
@@ -13,7 +14,6 @@ pub mod hint;
 pub mod ids;
 pub mod jobs;
 pub mod partners;
-pub mod sandbox;
 pub mod startup;
 pub mod state;
 pub mod surfaces;

@@ -1,14 +1,10 @@
-//! `chartbridge [serve|migrate|demo]`.
+//! `chartbridge [serve|migrate]`. The demo on the sandboxes is its own binary
+//! (`cargo run -p chartbridge-demo`), so no fake ships in this one.
 
 use clap::{Parser, Subcommand};
 
 use chartbridge::{
-    Application, Settings,
-    config::ConfigArgs,
-    db::Db,
-    sandbox::demo::{self, DemoArgs},
-    startup::shutdown_signal,
-    telemetry,
+    Application, Settings, config::ConfigArgs, db::Db, startup::shutdown_signal, telemetry,
 };
 
 #[derive(Parser)]
@@ -26,8 +22,6 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Run the app on the embedded database against the sandbox Hint and partners.
-    Demo(DemoArgs),
 }
 
 #[tokio::main]
@@ -54,6 +48,5 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Demo(args) => demo::run(args).await,
     }
 }

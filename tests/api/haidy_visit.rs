@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chartbridge::sandbox::haidy::HaidyFaults;
+use chartbridge_sandbox::haidy::HaidyFaults;
 use reqwest::multipart::{Form, Part};
 
 use crate::helpers::{TestApp, TestPractice, between, spawn_app, spawn_app_with};

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use chartbridge::{
-    partners::hcw::sso::{SsoClaims, callback_url, mint},
-    sandbox::hcw::HcwFaults,
-};
+use chartbridge::partners::hcw::sso::{SsoClaims, callback_url, mint};
+use chartbridge_sandbox::hcw::HcwFaults;
 use secrecy::SecretString;
 
 use crate::helpers::{HCW_SSO_SECRET, TestApp, TestPractice, between, spawn_app, spawn_app_with};

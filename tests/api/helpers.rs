@@ -13,14 +13,14 @@ use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
-    sandbox::{
-        haidy::SandboxHaidy,
-        hcw::SandboxHcw,
-        hint::{SandboxHint, SandboxHintConfig},
-        mediquo::SandboxMediquo,
-        tiep::{PayloadType, SandboxTiep},
-    },
     state::AppState,
+};
+use chartbridge_sandbox::{
+    haidy::SandboxHaidy,
+    hcw::SandboxHcw,
+    hint::{SandboxHint, SandboxHintConfig},
+    mediquo::SandboxMediquo,
+    tiep::{PayloadType, SandboxTiep},
 };
 use reqwest::redirect::Policy;
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! MediQuo: consultations arrive by webhook only and become signed interactions in Hint.
 
-use chartbridge::{partners::unmatched, sandbox::hint::Faults, visits};
+use chartbridge::{partners::unmatched, visits};
+use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
 use crate::helpers::{MEDIQUO_SIGNATURE, TestApp, between, eventually, spawn_app};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chartbridge::sandbox::hint::Faults;
+use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
 use crate::helpers::{

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chartbridge::sandbox::tiep::TiepFaults;
+use chartbridge_sandbox::tiep::TiepFaults;
 use serde_json::json;
 
 use crate::helpers::{TIEP_HOOK_SECRET, between, eventually, spawn_app, spawn_app_with};

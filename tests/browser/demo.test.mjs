@@ -1,5 +1,5 @@
 // The demo in a real browser: what a clinician and an admin click, in Debian's Chromium.
-// Run: node --test demo.test.mjs (needs target/debug/chartbridge; .ci/run builds it).
+// Run: node --test demo.test.mjs (needs target/debug/chartbridge-demo; .ci/run builds it).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -8,13 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const BIN = process.env.CHARTBRIDGE_BIN ?? join(import.meta.dirname, "../../target/debug/chartbridge");
+const BIN = process.env.CHARTBRIDGE_DEMO_BIN ?? join(import.meta.dirname, "../../target/debug/chartbridge-demo");
 const HINT = "http://127.0.0.1:18280";
 let demo, browser, context;
 const problems = [];
 
 before(async () => {
-  demo = spawn(BIN, ["demo", "--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284", "--haidy-port", "18285",
+  demo = spawn(BIN, ["--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284", "--haidy-port", "18285",
     "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);

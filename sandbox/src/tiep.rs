@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::{bind, serve};
-use crate::crypto::{random_token, sign_hmac_sha256};
+use crate::{bind, serve};
+use crate::{random_token, sign_hmac_sha256};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -322,7 +322,7 @@ struct Field {
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/tiep_app.html")]
+#[template(path = "tiep_app.html")]
 struct AppPage {
     session_id: String,
     page_secret: String,
@@ -352,7 +352,7 @@ impl AppPage {
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/tiep_message.html")]
+#[template(path = "tiep_message.html")]
 struct MessagePage {
     title: String,
     message: String,

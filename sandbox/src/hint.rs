@@ -25,8 +25,8 @@ use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::{bind, hint_error, serve};
-use crate::crypto::{random_token, sign_hmac_sha256};
+use crate::{bind, hint_error, serve};
+use crate::{random_token, sign_hmac_sha256};
 
 /// How the sandbox is set up (what real Hint would know about our app).
 #[derive(Clone, Debug)]
@@ -1044,7 +1044,7 @@ fn acting(world: &World, who: Option<&str>) -> Option<(Practice, User)> {
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/hint_home.html")]
+#[template(path = "hint_home.html")]
 struct HomePage {
     practice_name: String,
     who: String,
@@ -1077,7 +1077,7 @@ async fn home(State(sandbox): State<SandboxHint>, Query(q): Query<AsUser>) -> Re
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/hint_frame.html")]
+#[template(path = "hint_frame.html")]
 struct FramePage {
     title: String,
     who: String,

@@ -1,28 +1,25 @@
-//! `chartbridge demo`: the app on the embedded SQLite default, wired to sandbox Hint and
-//! sandbox Tiep on loopback, with a practice of twenty patients installed and Tiep set up.
-//! Prints the sandbox Hint URL to open.
+//! `chartbridge-demo`: the app on the embedded SQLite default, wired to sandbox Hint and the
+//! four sandbox partners on loopback. A practice of twenty patients installs Chartbridge
+//! through Instant On, and its admin sets up every partner through the settings surface, as a
+//! real admin would. Prints the sandbox Hint URL to open.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
+use clap::Parser;
 
-use super::{
+use chartbridge::{
+    Application, Settings,
+    config::{ConfigArgs, DatabaseSettings, SecretKey},
+    startup::shutdown_signal,
+    telemetry,
+};
+use chartbridge_sandbox::{
     haidy::SandboxHaidy,
     hcw::SandboxHcw,
     hint::{SandboxHint, SandboxHintConfig},
     mediquo::SandboxMediquo,
     tiep::{PayloadType, SandboxTiep},
-};
-use crate::{
-    Application, Settings,
-    config::{ConfigArgs, DatabaseSettings, SecretKey},
-    partners::{
-        haidy::HaidyConnection,
-        hcw::{HcwConnection, HcwSettingsInput},
-        mediquo,
-        tiep::{self, TiepConnection},
-    },
-    startup::shutdown_signal,
 };
 
 const WEBHOOK_SECRET: &str = "sandbox-hint-webhook-secret-0001";
@@ -38,29 +35,30 @@ const HAIDY_TOKEN: &str = "haidy-sandbox-api-token";
 const HAIDY_GROUP: &str = "grp-riverside";
 const HAIDY_INTEGRATION: &str = "int-chartbridge-sandbox";
 
-#[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+#[derive(Parser, Debug)]
+#[command(name = "chartbridge-demo", version, about)]
+struct DemoArgs {
     /// Port of the sandbox Hint page (the one to open).
     #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    port: u16,
     /// Port of Chartbridge itself.
     #[arg(long, default_value_t = 8081)]
-    pub app_port: u16,
+    app_port: u16,
     /// Port of sandbox Tiep.
     #[arg(long, default_value_t = 8082)]
-    pub tiep_port: u16,
+    tiep_port: u16,
     /// Port of sandbox MediQuo (its page sends consultations).
     #[arg(long, default_value_t = 8083)]
-    pub mediquo_port: u16,
+    mediquo_port: u16,
     /// Port of sandbox HCW@Home (API, patient and doctor pages).
     #[arg(long, default_value_t = 8084)]
-    pub hcw_port: u16,
+    hcw_port: u16,
     /// Port of sandbox Haidy (API and the integration page).
     #[arg(long, default_value_t = 8085)]
-    pub haidy_port: u16,
-    /// Folder for the demo database (started afresh each run, like the sandbox).
+    haidy_port: u16,
+    /// Folder for the demo database (started afresh each run, like the sandboxes).
     #[arg(long, default_value = "data")]
-    pub data_dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 /// What to say when a demo port cannot be bound.
@@ -68,7 +66,10 @@ fn in_use(port: u16, flag: &str) -> String {
     format!("could not listen on 127.0.0.1:{port} (in use?); choose another port with {flag}")
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = DemoArgs::parse();
+    telemetry::init("info,sqlx=warn,tower_http=info");
     let hint = SandboxHint::start(
         SandboxHintConfig {
             webhook_secret: WEBHOOK_SECRET.into(),
@@ -80,22 +81,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| in_use(args.port, "--port"))?;
-    let tiep_sandbox = SandboxTiep::start(args.tiep_port)
+    let tiep = SandboxTiep::start(args.tiep_port)
         .await
         .with_context(|| in_use(args.tiep_port, "--tiep-port"))?;
-
-    let mediquo_sandbox = SandboxMediquo::start(args.mediquo_port)
+    let mediquo = SandboxMediquo::start(args.mediquo_port)
         .await
         .with_context(|| in_use(args.mediquo_port, "--mediquo-port"))?;
-
-    let hcw_sandbox = SandboxHcw::start(args.hcw_port, HCW_SSO_SECRET)
+    let hcw = SandboxHcw::start(args.hcw_port, HCW_SSO_SECRET)
         .await
         .with_context(|| in_use(args.hcw_port, "--hcw-port"))?;
-
-    let haidy_sandbox = SandboxHaidy::start(args.haidy_port)
+    let haidy = SandboxHaidy::start(args.haidy_port)
         .await
         .with_context(|| in_use(args.haidy_port, "--haidy-port"))?;
-    haidy_sandbox.add_organisation(HAIDY_TOKEN, HAIDY_GROUP, HAIDY_INTEGRATION);
+    haidy.add_organisation(HAIDY_TOKEN, HAIDY_GROUP, HAIDY_INTEGRATION);
 
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
@@ -115,11 +113,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bind: "127.0.0.1".into(),
         public_url: Some(format!("http://127.0.0.1:{}/", args.app_port)),
         secret_key: Some(secret_key),
-        frame_ancestors: hint_origin.clone(),
-        tiep_api_url: tiep_sandbox.base_url().to_string(),
-        tiep_app_url: tiep_sandbox.base_url().to_string(),
-        haidy_api_url: haidy_sandbox.base_url().to_string(),
-        haidy_app_url: haidy_sandbox.app_url().to_string(),
+        frame_ancestors: hint_origin,
+        tiep_api_url: tiep.base_url().to_string(),
+        tiep_app_url: tiep.base_url().to_string(),
+        haidy_api_url: haidy.base_url().to_string(),
+        haidy_app_url: haidy.app_url().to_string(),
         workers: 4,
     };
     let mut settings = Settings::from_args(config)?;
@@ -132,11 +130,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let app = Application::build(settings)
         .await
         .with_context(|| in_use(args.app_port, "--app-port"))?;
-    let state = app.state();
     let app_url = url::Url::parse(&format!("http://127.0.0.1:{}/", app.port()))?;
     hint.set_app_url(app_url.clone());
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
 
+    // The practice installs Chartbridge (Instant On), then its admin sets up each partner.
     let practice_id = hint.add_practice("Riverside Family Medicine");
     hint.seed_patients(&practice_id);
     let installed = hint.install(&practice_id).await?;
@@ -144,33 +142,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         installed.is_success(),
         "Instant On failed with HTTP {installed}"
     );
-    let hook_url = tiep::webhook_url(&state, &practice_id);
-    tiep_sandbox.add_facility(
+    let admin_id = hint
+        .user_with_role(&practice_id, "admin")
+        .context("the sandbox practice has an admin")?;
+    let admin = Admin {
+        http: reqwest::Client::new(),
+        app_url: app_url.clone(),
+        session_key: hint.handshake(&admin_id, None, None).await?,
+    };
+
+    let tiep_hook = app_url.join(&format!("webhooks/tiep/{practice_id}"))?;
+    tiep.add_facility(
         TIEP_API_KEY,
         TIEP_HOOK_SECRET,
-        Some(hook_url.clone()),
+        Some(tiep_hook.to_string()),
         PayloadType::Simple,
     );
-    TiepConnection::save(
-        &state,
-        &practice_id,
-        TIEP_API_KEY,
-        TIEP_HOOK_SECRET,
-        tiep::default_form(),
-        "demo",
-    )
-    .await?;
-    mediquo::save(&state, &practice_id, MEDIQUO_SIGNATURE, "demo").await?;
-    HaidyConnection::save(
-        &state,
-        &practice_id,
-        HAIDY_TOKEN,
-        HAIDY_GROUP,
-        HAIDY_INTEGRATION,
-        "demo",
-    )
-    .await?;
-    hcw_sandbox.add_account(HCW_SERVICE_EMAIL, HCW_SERVICE_PASSWORD, "scheduler");
+    let tiep_form = chartbridge::partners::tiep::default_form().to_string();
+    admin
+        .save(
+            "tiep",
+            &[
+                ("api_key", TIEP_API_KEY),
+                ("hook_secret", TIEP_HOOK_SECRET),
+                ("form", &tiep_form),
+            ],
+        )
+        .await?;
+    admin
+        .save("mediquo", &[("signature", MEDIQUO_SIGNATURE)])
+        .await?;
+    admin
+        .save(
+            "haidy",
+            &[
+                ("api_token", HAIDY_TOKEN),
+                ("patient_group", HAIDY_GROUP),
+                ("integration_id", HAIDY_INTEGRATION),
+            ],
+        )
+        .await?;
+    hcw.add_account(HCW_SERVICE_EMAIL, HCW_SERVICE_PASSWORD, "scheduler");
     let doctors: Vec<String> = hint
         .world()
         .users
@@ -178,21 +190,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .filter(|u| u.practice_id == practice_id)
         .map(|u| u.email.clone())
         .collect();
-    doctors.iter().for_each(|d| hcw_sandbox.add_doctor(d));
-    HcwConnection::save(
-        &state,
-        &practice_id,
-        HcwSettingsInput {
-            base_url: hcw_sandbox.base_url().as_str(),
-            service_email: HCW_SERVICE_EMAIL,
-            service_password: HCW_SERVICE_PASSWORD,
-            sso_secret: HCW_SSO_SECRET,
-            routing: "doctor_email",
-            queue: "",
-        },
-        "demo",
-    )
-    .await?;
+    doctors.iter().for_each(|d| hcw.add_doctor(d));
+    admin
+        .save(
+            "hcw",
+            &[
+                ("base_url", hcw.base_url().as_str()),
+                ("service_email", HCW_SERVICE_EMAIL),
+                ("service_password", HCW_SERVICE_PASSWORD),
+                ("sso_secret", HCW_SSO_SECRET),
+                ("routing", "doctor_email"),
+                ("queue", ""),
+            ],
+        )
+        .await?;
+
     let patients = hint
         .world()
         .patients
@@ -200,21 +212,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .filter(|p| p.practice_id == practice_id)
         .map(|p| (p.id.clone(), format!("{} {}", p.first_name, p.last_name)))
         .collect();
-    mediquo_sandbox.add_integration(
+    let mediquo_hook = app_url.join(&format!("webhooks/mediquo/{practice_id}"))?;
+    mediquo.add_integration(
         "Riverside Family Medicine",
-        &mediquo::webhook_url(&state, &practice_id),
+        mediquo_hook.as_str(),
         MEDIQUO_SIGNATURE,
         patients,
     );
     {
         let mut world = hint.world();
         world.demo_note = format!(
-            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {hook_url}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician\nSandbox Haidy (already entered): token {HAIDY_TOKEN}, patient group {HAIDY_GROUP}, integration {HAIDY_INTEGRATION}",
-            hcw_sandbox.base_url()
+            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {tiep_hook}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician\nSandbox Haidy (already entered): token {HAIDY_TOKEN}, patient group {HAIDY_GROUP}, integration {HAIDY_INTEGRATION}",
+            hcw.base_url()
         );
         world.demo_links = vec![(
             "Sandbox MediQuo: finish a consultation for any patient".into(),
-            mediquo_sandbox.base_url().to_string(),
+            mediquo.base_url().to_string(),
         )];
     }
 
@@ -223,12 +236,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Open the sandbox Hint:  {}", hint.base_url());
     println!(
         "  (Chartbridge {app_url}; sandboxes: Tiep {}, MediQuo {}, HCW@Home {}, Haidy {}; Ctrl-C stops)",
-        tiep_sandbox.base_url(),
-        mediquo_sandbox.base_url(),
-        hcw_sandbox.base_url(),
-        haidy_sandbox.base_url()
+        tiep.base_url(),
+        mediquo.base_url(),
+        hcw.base_url(),
+        haidy.base_url()
     );
     println!();
     server.await??;
     Ok(())
+}
+
+/// The practice admin in the settings surface, with a session from a signed handshake.
+struct Admin {
+    http: reqwest::Client,
+    app_url: url::Url,
+    session_key: String,
+}
+
+impl Admin {
+    /// Saves one partner's section of the settings surface, as the admin's form would.
+    async fn save(&self, partner: &str, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+        let url = self.app_url.join(&format!("hint/settings/{partner}"))?;
+        let response = self
+            .http
+            .post(url)
+            .header("x-hint-session-key", &self.session_key)
+            .form(fields)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "saving the {partner} settings failed with HTTP {}",
+            response.status()
+        );
+        Ok(())
+    }
 }

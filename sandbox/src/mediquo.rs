@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::{bind, serve};
-use crate::crypto::random_token;
+use crate::random_token;
+use crate::{bind, serve};
 
 #[derive(Clone, Debug)]
 pub struct Integration {
@@ -194,7 +194,7 @@ fn consultation_finished(patient_code: &str) -> Value {
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/mediquo_console.html")]
+#[template(path = "mediquo_console.html")]
 struct Console {
     integrations: Vec<Integration>,
     deliveries: Vec<Delivery>,

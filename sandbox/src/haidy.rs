@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
 
-use super::{bind, serve};
-use crate::crypto::random_token;
+use crate::random_token;
+use crate::{bind, serve};
 
 #[derive(Clone, Debug)]
 pub struct Organisation {
@@ -462,7 +462,7 @@ async fn mark_downloaded(
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/haidy_page.html")]
+#[template(path = "haidy_page.html")]
 struct Page {
     title: String,
     message: String,

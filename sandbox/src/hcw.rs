@@ -30,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::{bind, serve};
-use crate::{crypto::random_token, db::now_ms};
+use crate::{bind, serve};
+use crate::{now_ms, random_token};
 
 const SSO_MAX_AGE_SECS: i64 = 5 * 60;
 
@@ -646,7 +646,7 @@ async fn external_auth(State(sandbox): State<SandboxHcw>, Query(q): Query<SsoQue
 }
 
 #[derive(Template)]
-#[template(path = "sandbox/hcw_page.html")]
+#[template(path = "hcw_page.html")]
 struct Page {
     title: String,
     message: String,
