@@ -13,7 +13,7 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # Start to ready, and idle memory, of the plain server on a fresh SQLite file.
-export HINT_API_KEY=k HINT_PARTNER_ID=p HINT_PRODUCT_ID=ppro-x HINT_WEBHOOK_SECRET=0123456789abcdef0123
+export HINT_API_KEY=k HINT_PRODUCT_ID=ppro-x HINT_WEBHOOK_SECRET=0123456789abcdef0123
 export CHARTBRIDGE_PUBLIC_URL=http://127.0.0.1:18090 CHARTBRIDGE_SECRET_KEY=$(head -c32 /dev/urandom | base64)
 export DATABASE_URL="sqlite:$WORK/serve.sqlite" PORT=18090 CHARTBRIDGE_BIND=127.0.0.1 RUST_LOG=warn
 start=$(date +%s%N)

@@ -18,7 +18,7 @@ pub struct ConfigArgs {
     /// Partner-wide Hint API key (only for /api/partner/* and the OAuth code exchange).
     #[arg(long, env = "HINT_API_KEY", hide_env_values = true)]
     pub hint_api_key: Option<String>,
-    /// The partner id Hint assigned.
+    /// The partner id Hint assigned. One of Hint's reserved variables: accepted, not needed.
     #[arg(long, env = "HINT_PARTNER_ID")]
     pub hint_partner_id: Option<String>,
     /// The product id (`ppro-…`) of this app in Hint.
@@ -36,7 +36,8 @@ pub struct ConfigArgs {
     /// Address to listen on.
     #[arg(long, env = "CHARTBRIDGE_BIND", default_value = "0.0.0.0")]
     pub bind: String,
-    /// Public base URL of this app, used in links written to Hint and webhook URLs.
+    /// Public base URL of this app, used in links written to Hint and webhook URLs. Without
+    /// it, a server listening on a loopback address uses that address (demo, tests).
     #[arg(long, env = "CHARTBRIDGE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Base64 of 32 random bytes; encrypts secrets at rest.
@@ -76,7 +77,9 @@ pub struct Settings {
     pub bind: IpAddr,
     pub port: u16,
     pub database: DatabaseSettings,
-    pub public_url: Url,
+    /// Where Hint and the partners reach us; `None`: the address the server is bound to
+    /// (allowed on loopback only, see `Application::build`).
+    pub public_url: Option<Url>,
     pub secret_key: SecretKey,
     pub frame_ancestors: String,
     pub hint: HintSettings,
@@ -110,7 +113,6 @@ pub enum DatabaseSettings {
 pub struct HintSettings {
     pub api_url: Url,
     pub api_key: SecretString,
-    pub partner_id: String,
     pub product_id: String,
     pub webhook_secret: SecretString,
     /// Most Provider API calls in flight per practice.
@@ -257,7 +259,6 @@ impl Settings {
     pub fn from_args(args: ConfigArgs) -> Result<Self, ConfigError> {
         let hint_api_url = parse_url(&args.hint_api_url, "HINT_API_URL")?;
         let api_key = required(args.hint_api_key, "HINT_API_KEY")?;
-        let partner_id = required(args.hint_partner_id, "HINT_PARTNER_ID")?;
         let product_id = required(args.hint_product_id, "HINT_PRODUCT_ID")?;
         let webhook_secret = required(args.hint_webhook_secret, "HINT_WEBHOOK_SECRET")?;
         if webhook_secret.len() < 16 {
@@ -266,10 +267,10 @@ impl Settings {
                 problem: "must be at least 16 characters".into(),
             });
         }
-        let public_url = parse_url(
-            &required(args.public_url, "CHARTBRIDGE_PUBLIC_URL")?,
-            "CHARTBRIDGE_PUBLIC_URL",
-        )?;
+        let public_url = match args.public_url.filter(|u| !u.trim().is_empty()) {
+            Some(url) => Some(parse_url(&url, "CHARTBRIDGE_PUBLIC_URL")?),
+            None => None,
+        };
         let secret_key = SecretKey::parse(&required(args.secret_key, "CHARTBRIDGE_SECRET_KEY")?)
             .map_err(|problem| ConfigError {
                 variable: "CHARTBRIDGE_SECRET_KEY",
@@ -321,7 +322,6 @@ impl Settings {
             hint: HintSettings {
                 api_url: hint_api_url,
                 api_key: SecretString::from(api_key),
-                partner_id,
                 product_id,
                 webhook_secret: SecretString::from(webhook_secret),
                 max_concurrency_per_practice: 3,

@@ -35,8 +35,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds first (port 0 picks a free port), then connects and migrates.
+    /// Binds first (port 0 picks a free port), then connects and migrates. Without a configured
+    /// public URL, a loopback server is reached at the address it is bound to.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.public_url.is_some() || settings.bind.is_loopback(),
+            "CHARTBRIDGE_PUBLIC_URL is required when listening on {} (Hint must reach us there)",
+            settings.bind
+        );
         let listener = TcpListener::bind((settings.bind, settings.port))
             .await
             .with_context(|| {
@@ -45,9 +51,14 @@ impl Application {
                     settings.bind, settings.port
                 )
             })?;
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let port = bound.port();
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => url::Url::parse(&format!("http://{bound}/"))?,
+        };
         let db = Db::connect(&settings.database).await?;
-        let state = AppState::new(settings, db)?;
+        let state = AppState::new(settings, db, public_url)?;
         Ok(Self {
             listener,
             port,

@@ -15,6 +15,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    public_url: url::Url,
     pub db: Db,
     /// Seals and opens secrets at rest.
     pub secrets: SecretBox,
@@ -35,7 +36,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, db: Db) -> anyhow::Result<Self> {
+    /// Where Hint and the partners reach us.
+    pub fn public_url(&self) -> &url::Url {
+        &self.public_url
+    }
+
+    /// `public_url` is the configured one, or the address `Application::build` bound.
+    pub fn new(settings: Settings, db: Db, public_url: url::Url) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout.min(std::time::Duration::from_secs(5)))
@@ -58,6 +65,7 @@ impl AppState {
                 settings.tiep.app_url.clone(),
             ),
             settings: Arc::new(settings),
+            public_url,
             db,
             jobs,
             completions,

@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
         hint_api_key: Some(PARTNER_API_KEY.into()),
-        hint_partner_id: Some("partner-sandbox".into()),
+        hint_partner_id: None,
         hint_product_id: Some(PRODUCT_ID.into()),
         hint_webhook_secret: Some(WEBHOOK_SECRET.into()),
         database_url: None,

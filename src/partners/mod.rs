@@ -158,7 +158,7 @@ pub fn router() -> Router<AppState> {
 
 /// The URL a partner posts this practice's webhooks to: `{public}/webhooks/{partner}/{practice}`.
 pub fn webhook_url(state: &AppState, partner: Partner, practice_id: &str) -> String {
-    let mut url = state.settings.public_url.clone();
+    let mut url = state.public_url().clone();
     url.path_segments_mut()
         .expect("http(s) URLs have path segments")
         .pop_if_empty()

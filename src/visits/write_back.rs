@@ -19,8 +19,7 @@ use crate::{
 /// The link in Hint that reopens our `clinical_interaction` surface on this visit.
 pub fn web_link(state: &AppState, visit_id: &str) -> String {
     let mut url = state
-        .settings
-        .public_url
+        .public_url()
         .join("/hint/clinical_interaction")
         .expect("static path joins onto the public URL");
     url.query_pairs_mut().append_pair("visit_id", visit_id);

@@ -126,19 +126,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     .expect("sandbox hint starts");
     let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
     let haidy = SandboxHaidy::start(0).await.expect("sandbox haidy starts");
-    let port = free_port();
     let database = test_database().await;
     let (_, secret_key) = SecretKey::generate();
     let mut settings = Settings::from_args(ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
         hint_api_key: Some(PARTNER_API_KEY.into()),
-        hint_partner_id: Some("partner-test".into()),
+        hint_partner_id: None,
         hint_product_id: Some(PRODUCT_ID.into()),
         hint_webhook_secret: Some(WEBHOOK_SECRET.into()),
         database_url: None,
-        port,
+        port: 0,
         bind: "127.0.0.1".into(),
-        public_url: Some(format!("http://127.0.0.1:{port}/")),
+        public_url: None,
         secret_key: Some(secret_key),
         frame_ancestors: "https://app.hint.com https://*.hint.com".into(),
         tiep_api_url: tiep.base_url().to_string(),
@@ -240,20 +239,16 @@ async fn test_database() -> DatabaseSettings {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl TestApp {
     /// Kills the app mid-flight (server and workers, no graceful shutdown) and starts a new one
     /// on the same database and port, as a crash and restart would.
-    pub async fn crash_and_restart(self) -> TestApp {
+    pub async fn crash_and_restart(mut self) -> TestApp {
         self.server.abort();
         let _ = self.server.await;
+        // The same address again: the listener died with the server task.
+        let port: u16 = self.address.rsplit(':').next().unwrap().parse().unwrap();
+        self.settings.port = port;
+        self.settings.public_url = Some(url::Url::parse(&self.address).unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
         let partners = Partners {
             tiep: self.tiep,
@@ -268,7 +263,9 @@ impl TestApp {
     /// answers its base URL. It stops when the test ends.
     pub async fn another_instance(&self) -> String {
         let mut settings = self.settings.clone();
-        settings.port = free_port();
+        // Its own port; the public URL all instances share (as behind a load balancer).
+        settings.port = 0;
+        settings.public_url = Some(url::Url::parse(&self.address).unwrap());
         let app = Application::build(settings)
             .await
             .expect("second instance builds");

@@ -106,8 +106,40 @@ async fn a_clinician_cannot_open_settings_and_an_admin_can() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
-        html.contains(&format!("/webhooks/tiep/{}", practice.id)),
-        "shows the webhook URL to paste into Tiep"
+        html.contains(&format!("{}/webhooks/tiep/{}", app.address, practice.id)),
+        "shows the webhook URL to paste into Tiep, on the address the app is bound to"
+    );
+}
+
+#[tokio::test]
+async fn a_server_on_every_interface_needs_its_public_url() {
+    let (_, secret_key) = chartbridge::config::SecretKey::generate();
+    let settings = chartbridge::Settings::from_args(chartbridge::config::ConfigArgs {
+        hint_api_url: "http://127.0.0.1:9/".into(),
+        hint_api_key: Some("k".into()),
+        hint_partner_id: None,
+        hint_product_id: Some("ppro-x".into()),
+        hint_webhook_secret: Some("0123456789abcdef0123".into()),
+        database_url: Some("sqlite::memory:".into()),
+        port: 0,
+        bind: "0.0.0.0".into(),
+        public_url: None,
+        secret_key: Some(secret_key),
+        frame_ancestors: "https://app.hint.com".into(),
+        tiep_api_url: "http://127.0.0.1:9/".into(),
+        tiep_app_url: "http://127.0.0.1:9/".into(),
+        haidy_api_url: "http://127.0.0.1:9/".into(),
+        haidy_app_url: "http://127.0.0.1:9/".into(),
+        workers: 1,
+    })
+    .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
+    let refused = chartbridge::Application::build(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("CHARTBRIDGE_PUBLIC_URL"),
+        "{refused}"
     );
 }
 
