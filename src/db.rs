@@ -155,3 +155,42 @@ pub fn format_ms(ms: i64) -> String {
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
 }
+
+/// Stores an enum as TEXT: it is written with `as_str()` and read back with `FromStr`, so a
+/// value the code does not know fails the read loudly instead of turning into a default.
+macro_rules! text_column {
+    ($type:ty) => {
+        impl sqlx::Type<sqlx::Any> for $type {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $type {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $type {
+            fn decode(
+                value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                Ok(text.parse::<$type>()?)
+            }
+        }
+    };
+}
+pub(crate) use text_column;
+
+/// A stored value the code does not know (a newer version wrote it, or the row was edited).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} {value:?} in the database")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}

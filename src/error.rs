@@ -30,6 +30,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    /// The thing changed meanwhile (a visit ended while its launch was still under way).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// An outside party failed or refused; the message is written for the clinician.
     #[error("upstream: {0}")]
     Upstream(String),
@@ -72,6 +75,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +91,7 @@ impl AppError {
             AppError::Forbidden(m)
             | AppError::BadRequest(m)
             | AppError::Unprocessable(m)
+            | AppError::Conflict(m)
             | AppError::Upstream(m) => m.clone(),
             AppError::NoRole => {
                 "You have no Chartbridge role yet. Ask a practice admin to give you \
@@ -127,6 +132,7 @@ impl IntoResponse for AppError {
             AppError::NoRole => "Ask a practice admin",
             AppError::NotFound => "Not found",
             AppError::BadRequest(_) | AppError::Unprocessable(_) => "Please check your input",
+            AppError::Conflict(_) => "This visit moved on",
             AppError::Upstream(_) => "A partner service did not answer as expected",
             AppError::Internal(_) => "Something went wrong",
         };

@@ -12,7 +12,7 @@ mod runner;
 
 use std::{sync::Arc, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 
@@ -24,36 +24,113 @@ use crate::{
     state::AppState,
 };
 
-/// What a job does. Stored by name so the queue survives upgrades that add kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
+/// A job: what to do and its data. Stored as `kind` (the variant's name) and `payload` (its
+/// fields as JSON), so the queue survives upgrades; a row this code cannot read fails loudly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
+pub enum Job {
     /// Make Hint's partner interaction match the visit (create, then patch).
-    SyncInteraction,
-    /// Ask the partner whether a visit's result is ready.
-    PollPartner,
+    SyncInteraction { visit_id: String },
+    /// Ask the partner whether a visit's result is ready (and fail a launch that never
+    /// completed).
+    PollPartner { visit_id: String },
 }
 
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
+impl Job {
+    /// The stored `kind`.
+    pub fn kind(&self) -> &'static str {
         match self {
-            JobKind::SyncInteraction => "sync_interaction",
-            JobKind::PollPartner => "poll_partner",
+            Job::SyncInteraction { .. } => "sync_interaction",
+            Job::PollPartner { .. } => "poll_partner",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sync_interaction" => Some(JobKind::SyncInteraction),
-            "poll_partner" => Some(JobKind::PollPartner),
-            _ => None,
+    /// One live job per key: enqueueing the same work again reschedules it.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => {
+                format!("{}:{visit_id}", self.kind())
+            }
+        }
+    }
+
+    /// The visit the job is about.
+    pub fn visit_id(&self) -> &str {
+        match self {
+            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => visit_id,
         }
     }
 
     /// Words for the core page.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(&self) -> &'static str {
         match self {
-            JobKind::SyncInteraction => "Write the visit to the Hint chart",
-            JobKind::PollPartner => "Fetch the visit's result from the partner",
+            Job::SyncInteraction { .. } => "Write the visit to the Hint chart",
+            Job::PollPartner { .. } => "Fetch the visit's result from the partner",
+        }
+    }
+
+    /// The stored `payload`.
+    fn payload(&self) -> String {
+        let mut tagged = serde_json::to_value(self).expect("a job serialises");
+        tagged["payload"].take().to_string()
+    }
+
+    /// Reads a stored job back.
+    pub fn decode(kind: &str, payload: &str) -> Result<Job, JobDecodeError> {
+        let payload: serde_json::Value =
+            serde_json::from_str(payload).map_err(|source| JobDecodeError {
+                kind: kind.chars().take(40).collect(),
+                source,
+            })?;
+        serde_json::from_value(serde_json::json!({"kind": kind, "payload": payload})).map_err(
+            |source| JobDecodeError {
+                kind: kind.chars().take(40).collect(),
+                source,
+            },
+        )
+    }
+}
+
+/// A stored job of an unknown kind or with a payload its kind does not take.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read a stored {kind:?} job")]
+pub struct JobDecodeError {
+    kind: String,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// Where a job stands in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for its `run_at`, or running under a lease.
+    Queued,
+    /// Out of attempts (or refused for good): shown on the core page until retried.
+    Dead,
+}
+
+crate::db::text_column!(JobState);
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = crate::db::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(JobState::Queued),
+            "dead" => Ok(JobState::Dead),
+            other => Err(crate::db::UnknownValue {
+                what: "job state",
+                value: other.chars().take(40).collect(),
+            }),
         }
     }
 }
@@ -61,9 +138,7 @@ impl JobKind {
 /// A job to enqueue.
 pub struct NewJob<'a> {
     pub practice_id: &'a str,
-    pub kind: JobKind,
-    pub dedupe_key: String,
-    pub payload: serde_json::Value,
+    pub job: Job,
     /// Unix ms; `now_ms()` for "as soon as possible".
     pub run_at: i64,
 }
@@ -73,20 +148,12 @@ pub struct NewJob<'a> {
 pub struct ClaimedJob {
     pub id: String,
     pub practice_id: String,
+    /// The stored kind, for logs.
     pub kind: String,
-    pub payload: serde_json::Value,
+    /// The job, or why its row cannot be read (it then dies with that reason).
+    pub job: Result<Job, String>,
     pub attempts: i64,
     pub max_attempts: i64,
-}
-
-impl ClaimedJob {
-    /// A string field of the payload.
-    pub fn payload_str(&self, field: &str) -> Result<&str, JobError> {
-        self.payload
-            .get(field)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| JobError::permanent(format!("payload has no {field}")))
-    }
 }
 
 /// How a job run ended well.
@@ -98,38 +165,44 @@ pub enum JobOutcome {
     CheckAgainAt(i64),
 }
 
-/// How a job run failed.
-#[derive(Debug)]
-pub struct JobError {
-    pub message: String,
-    /// Retrying cannot help (e.g. Hint refused the request as invalid): dead at once.
-    pub permanent: bool,
+/// Anything a job can fail with, boxed with its cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a job run failed. The cause is kept: the job's `last_error` and the log line carry its
+/// whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt later (a party is down, slow or rate limiting; the database busy).
+    #[error(transparent)]
+    Transient(BoxError),
+    /// Retrying cannot help (the request is refused as invalid, the data is gone): dead at once.
+    #[error(transparent)]
+    Permanent(BoxError),
 }
 
 impl JobError {
-    pub fn retry(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: false,
-        }
+    pub fn transient(cause: impl Into<BoxError>) -> Self {
+        JobError::Transient(cause.into())
     }
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: true,
-        }
+
+    pub fn permanent(cause: impl Into<BoxError>) -> Self {
+        JobError::Permanent(cause.into())
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, JobError::Permanent(_))
     }
 }
 
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
-        JobError::retry(format!("database: {e}"))
+        JobError::transient(e)
     }
 }
 
 impl From<AppError> for JobError {
     fn from(e: AppError) -> Self {
-        JobError::retry(crate::error::error_chain(&e))
+        JobError::transient(e)
     }
 }
 
@@ -156,7 +229,9 @@ pub async fn enqueue(
     enqueue_many(conn, max_attempts, std::slice::from_ref(&job)).await
 }
 
-/// Enqueues several jobs in one statement. Their dedupe keys must differ.
+/// Enqueues several jobs in one statement. Their dedupe keys must differ. A job already queued
+/// keeps the earlier of the two times; one running is asked to run once more; a dead one is
+/// revived.
 pub async fn enqueue_many(
     conn: &mut AnyConnection,
     max_attempts: i64,
@@ -166,20 +241,20 @@ pub async fn enqueue_many(
         return Ok(());
     }
     let now = now_ms();
+    // Per row: id, practice, kind, dedupe key, payload, run_at; then shared values.
+    let n = jobs.len() * 6;
+    let (max_attempts_p, now_p, queued_p, dead_p) = (n + 1, n + 2, n + 3, n + 4);
     let rows: Vec<String> = (0..jobs.len())
         .map(|i| {
             let p = i * 6;
             format!(
-                "(${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${}, NULL, NULL, 0, NULL, ${}, ${})",
+                "(${}, ${}, ${}, ${}, ${}, ${queued_p}, 0, ${max_attempts_p}, ${}, NULL, NULL, 0, NULL, ${now_p}, ${now_p})",
                 p + 1,
                 p + 2,
                 p + 3,
                 p + 4,
                 p + 5,
-                jobs.len() * 6 + 1,
                 p + 6,
-                jobs.len() * 6 + 2,
-                jobs.len() * 6 + 2
             )
         })
         .collect();
@@ -188,35 +263,40 @@ pub async fn enqueue_many(
          locked_by, locked_until, rerun, last_error, created_at, updated_at) VALUES {} \
          ON CONFLICT (dedupe_key) DO UPDATE SET \
            rerun = CASE WHEN jobs.locked_by IS NOT NULL THEN 1 ELSE jobs.rerun END, \
-           attempts = CASE WHEN jobs.state = 'dead' THEN 0 ELSE jobs.attempts END, \
-           state = 'queued', \
-           run_at = CASE WHEN excluded.run_at < jobs.run_at OR jobs.state = 'dead' THEN excluded.run_at ELSE jobs.run_at END, \
+           attempts = CASE WHEN jobs.state = ${dead_p} THEN 0 ELSE jobs.attempts END, \
+           state = ${queued_p}, \
+           run_at = CASE WHEN excluded.run_at < jobs.run_at OR jobs.state = ${dead_p} THEN excluded.run_at ELSE jobs.run_at END, \
            payload = excluded.payload, \
            updated_at = excluded.updated_at",
         rows.join(", ")
     );
     let mut query = sqlx::query(&sql);
-    for job in jobs {
+    for new in jobs {
         query = query
             .bind(new_id("job"))
-            .bind(job.practice_id)
-            .bind(job.kind.as_str())
-            .bind(&job.dedupe_key)
-            .bind(job.payload.to_string())
-            .bind(job.run_at);
+            .bind(new.practice_id)
+            .bind(new.job.kind())
+            .bind(new.job.dedupe_key())
+            .bind(new.job.payload())
+            .bind(new.run_at);
     }
-    query.bind(max_attempts).bind(now).execute(conn).await?;
+    query
+        .bind(max_attempts)
+        .bind(now)
+        .bind(JobState::Queued)
+        .bind(JobState::Dead)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// A job that needs a person's attention: dead, or failing repeatedly.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StuckJob {
     pub id: String,
-    pub kind: String,
     pub description: String,
     pub visit_id: Option<String>,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i64,
     pub last_error: String,
     pub updated_at: i64,
@@ -229,28 +309,26 @@ pub async fn stuck_for_practice(
 ) -> Result<Vec<StuckJob>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, kind, payload, state, attempts, last_error, updated_at FROM jobs \
-         WHERE practice_id = $1 AND (state = 'dead' OR (attempts >= 3 AND last_error IS NOT NULL)) \
+         WHERE practice_id = $1 AND (state = $2 OR (attempts >= 3 AND last_error IS NOT NULL)) \
          ORDER BY updated_at DESC LIMIT 50",
     )
     .bind(practice_id)
+    .bind(JobState::Dead)
     .fetch_all(state.db.reader())
     .await?;
     rows.into_iter()
         .map(|row| {
             let kind: String = row.try_get("kind")?;
             let payload: String = row.try_get("payload")?;
-            let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+            let job = Job::decode(&kind, &payload).ok();
             Ok(StuckJob {
                 id: row.try_get("id")?,
-                description: JobKind::parse(&kind)
-                    .map(|k| k.describe())
-                    .unwrap_or("Background work")
+                description: job
+                    .as_ref()
+                    .map(Job::describe)
+                    .unwrap_or("Work this version cannot read")
                     .to_string(),
-                kind,
-                visit_id: payload
-                    .get("visit_id")
-                    .and_then(|v| v.as_str())
-                    .map(String::from),
+                visit_id: job.map(|j| j.visit_id().to_string()),
                 state: row.try_get("state")?,
                 attempts: row.try_get("attempts")?,
                 last_error: row
@@ -270,12 +348,14 @@ pub async fn retry_dead(
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let done = sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 \
-         WHERE id = $2 AND practice_id = $3 AND state = 'dead'",
+        "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
+         WHERE id = $3 AND practice_id = $4 AND state = $5",
     )
+    .bind(JobState::Queued)
     .bind(now)
     .bind(job_id)
     .bind(practice_id)
+    .bind(JobState::Dead)
     .execute(state.db.writer())
     .await?;
     if done.rows_affected() == 1 {
@@ -288,10 +368,45 @@ pub async fn retry_dead(
 /// Counts of queued and dead jobs, for tests and operators.
 pub async fn counts(state: &AppState) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued, \
-         COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead FROM jobs",
+        "SELECT COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0) AS queued, \
+         COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS dead FROM jobs",
     )
+    .bind(JobState::Queued)
+    .bind(JobState::Dead)
     .fetch_one(state.db.reader())
     .await?;
     Ok((row.try_get("queued")?, row.try_get("dead")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_stored_as_kind_and_payload_and_read_back() {
+        for job in [
+            Job::SyncInteraction {
+                visit_id: "vis_1".into(),
+            },
+            Job::PollPartner {
+                visit_id: "vis_2".into(),
+            },
+        ] {
+            let (kind, payload) = (job.kind(), job.payload());
+            assert_eq!(Job::decode(kind, &payload).unwrap(), job);
+            assert_eq!(job.dedupe_key(), format!("{kind}:{}", job.visit_id()));
+        }
+        assert_eq!(
+            Job::SyncInteraction {
+                visit_id: "vis_1".into()
+            }
+            .payload(),
+            r#"{"visit_id":"vis_1"}"#,
+            "the payload rows already in queues keep their shape"
+        );
+        assert!(Job::decode("send_fax", r#"{"visit_id":"vis_1"}"#).is_err());
+        assert!(Job::decode("poll_partner", r#"{"visit":"vis_1"}"#).is_err());
+        assert!(Job::decode("poll_partner", "not json").is_err());
+        assert!("queued".parse::<JobState>().is_ok() && "done".parse::<JobState>().is_err());
+    }
 }

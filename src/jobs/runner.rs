@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use sqlx::Row;
 use tokio::{sync::watch, task::JoinSet};
 
-use super::{ClaimedJob, JobError, JobKind, JobOutcome};
+use super::{ClaimedJob, Job, JobError, JobOutcome, JobState};
 use crate::{
     db::{Backend, new_id, now_ms},
     hint::client::jittered,
@@ -124,31 +124,33 @@ impl JobRunner {
         let skip_clause = if skip.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 4)).collect();
+            let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 5)).collect();
             format!(" AND practice_id NOT IN ({})", list.join(", "))
         };
         let sql = format!(
             "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
+             WHERE id = (SELECT id FROM jobs WHERE state = $4 AND run_at <= $3 \
                          AND (locked_until IS NULL OR locked_until < $3){skip_clause} ORDER BY run_at LIMIT 1{lock}) \
-             AND state = 'queued' AND (locked_until IS NULL OR locked_until < $3) \
+             AND state = $4 AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );
         let mut query = sqlx::query(&sql)
             .bind(&self.worker_id)
             .bind(lease_until)
-            .bind(now);
+            .bind(now)
+            .bind(JobState::Queued);
         for practice_id in skip {
             query = query.bind(practice_id);
         }
         let row = query.fetch_optional(self.state.db.writer()).await?;
         let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind")?;
         let payload: String = row.try_get("payload")?;
         Ok(Some(ClaimedJob {
             id: row.try_get("id")?,
             practice_id: row.try_get("practice_id")?,
-            kind: row.try_get("kind")?,
-            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            job: Job::decode(&kind, &payload).map_err(|e| crate::error::error_chain(&e)),
+            kind,
             attempts: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
         }))
@@ -167,7 +169,7 @@ impl JobRunner {
                 } else {
                     "the job was cancelled"
                 };
-                (e.id(), Err(JobError::retry(message)))
+                (e.id(), Err(JobError::transient(message)))
             }
         };
         let Some(job) = in_flight.remove(&task_id) else {
@@ -234,17 +236,25 @@ impl JobRunner {
             .min(settings.max_backoff);
         let now = now_ms();
         let retry_at = now + jittered(delay).as_millis() as i64;
-        let dead = error.permanent || job.attempts >= job.max_attempts;
-        let message: String = error.message.chars().take(500).collect();
+        let dead = error.is_permanent() || job.attempts >= job.max_attempts;
+        let message: String = crate::error::error_chain(&error)
+            .chars()
+            .take(500)
+            .collect();
         sqlx::query(
             "UPDATE jobs SET locked_by = NULL, locked_until = NULL, last_error = $1, updated_at = $2, \
-             state = CASE WHEN $3 = 1 AND rerun = 0 THEN 'dead' ELSE 'queued' END, \
-             run_at = CASE WHEN rerun = 1 THEN $2 ELSE $4 END, rerun = 0 \
-             WHERE id = $5 AND locked_by = $6",
+             state = CASE WHEN rerun = 0 THEN $3 ELSE $4 END, \
+             run_at = CASE WHEN rerun = 1 THEN $2 ELSE $5 END, rerun = 0 \
+             WHERE id = $6 AND locked_by = $7",
         )
         .bind(&message)
         .bind(now)
-        .bind(if dead { 1_i64 } else { 0_i64 })
+        .bind(if dead {
+            JobState::Dead
+        } else {
+            JobState::Queued
+        })
+        .bind(JobState::Queued)
         .bind(retry_at)
         .bind(&job.id)
         .bind(&self.worker_id)
@@ -275,13 +285,17 @@ fn saturated_practices(
         .collect()
 }
 
-async fn dispatch(state: &AppState, job: &ClaimedJob) -> JobResult {
-    match JobKind::parse(&job.kind) {
-        Some(JobKind::SyncInteraction) => crate::visits::write_back::run(state, job).await,
-        Some(JobKind::PollPartner) => crate::partners::poll(state, job).await,
-        None => Err(JobError::permanent(format!(
-            "unknown job kind {}",
-            job.kind
-        ))),
+async fn dispatch(state: &AppState, claimed: &ClaimedJob) -> JobResult {
+    let job = claimed
+        .job
+        .as_ref()
+        .map_err(|why| JobError::permanent(why.clone()))?;
+    match job {
+        Job::SyncInteraction { visit_id } => {
+            crate::visits::write_back::run(state, &claimed.practice_id, visit_id).await
+        }
+        Job::PollPartner { visit_id } => {
+            crate::partners::poll(state, &claimed.practice_id, visit_id).await
+        }
     }
 }

@@ -31,7 +31,7 @@ use crate::{
     db::now_ms,
     error::AppError,
     hint::{PracticeSession, client::Patient},
-    jobs::{ClaimedJob, JobError, JobOutcome},
+    jobs::{JobError, JobOutcome},
     state::AppState,
     surfaces::Frame,
     visits::{Visit, VisitState},
@@ -186,9 +186,12 @@ pub fn section_status(outcome: &Result<(), String>) -> axum::http::StatusCode {
 }
 
 /// The `PollPartner` job: fails a launch that never completed, else asks the visit's partner.
-pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
-    let visit_id = job.payload_str("visit_id")?;
-    let Some(visit) = crate::visits::get_latest(state, &job.practice_id, visit_id).await? else {
+pub async fn poll(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<JobOutcome, JobError> {
+    let Some(visit) = crate::visits::get_latest(state, practice_id, visit_id).await? else {
         return Ok(JobOutcome::Done);
     };
     if !visit.state().is_open() {
@@ -203,7 +206,7 @@ pub async fn poll(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobE
             "The launch did not complete: {} was never opened.",
             visit.partner_name()
         );
-        crate::visits::fail(state, &job.practice_id, &visit.id, &reason).await?;
+        crate::visits::fail(state, practice_id, &visit.id, &reason).await?;
         return Ok(JobOutcome::Done);
     }
     match visit.partner() {

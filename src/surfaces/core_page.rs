@@ -43,7 +43,7 @@ struct StuckJobRow {
 impl From<StuckJob> for StuckJobRow {
     fn from(j: StuckJob) -> Self {
         Self {
-            dead: j.state == "dead",
+            dead: j.state == crate::jobs::JobState::Dead,
             updated: crate::db::format_ms(j.updated_at),
             id: j.id,
             description: j.description,

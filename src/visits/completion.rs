@@ -11,10 +11,11 @@ use std::collections::HashSet;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{VisitState, lifecycle};
 use crate::{
     db::{Db, now_ms},
     error::AppError,
-    jobs::{self, JobKind, JobSignal, NewJob},
+    jobs::{self, Job, JobSignal, NewJob},
 };
 
 const MAX_BATCH: usize = 64;
@@ -134,14 +135,16 @@ async fn write(
         .collect();
     let n = batch.len() * 5;
     let sql = format!(
-        "UPDATE visits SET state = 'completed', result = v.column5, error_message = NULL, updated_at = ${now}, completed_at = ${now} \
+        "UPDATE visits SET state = ${completed}, result = v.column5, error_message = NULL, updated_at = ${now}, completed_at = ${now} \
          FROM (VALUES {rows}) AS v \
          WHERE visits.id = v.column1 AND visits.practice_id = v.column2 AND visits.partner = v.column3 \
          AND (v.column4 = '' OR visits.patient_id = v.column4) \
-         AND visits.state IN ('launching', 'in_progress', 'failed') \
+         AND {guard} \
          RETURNING visits.practice_id, visits.id",
         now = n + 1,
-        rows = rows.join(", ")
+        completed = n + 2,
+        rows = rows.join(", "),
+        guard = lifecycle::guard("visits", VisitState::Completed),
     );
     let mut query = sqlx::query(&sql);
     for request in batch {
@@ -153,7 +156,11 @@ async fn write(
             .bind(c.patient_id.as_deref().unwrap_or(""))
             .bind(&c.result);
     }
-    let returned = query.bind(now).fetch_all(&mut *tx).await?;
+    let returned = query
+        .bind(now)
+        .bind(VisitState::Completed)
+        .fetch_all(&mut *tx)
+        .await?;
     let mut applied = HashSet::new();
     for row in returned {
         applied.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
@@ -163,9 +170,9 @@ async fn write(
             .iter()
             .map(|(practice_id, visit_id)| NewJob {
                 practice_id,
-                kind: JobKind::SyncInteraction,
-                dedupe_key: format!("sync_interaction:{visit_id}"),
-                payload: serde_json::json!({ "visit_id": visit_id }),
+                job: Job::SyncInteraction {
+                    visit_id: visit_id.clone(),
+                },
                 run_at: now,
             })
             .collect();
@@ -177,7 +184,10 @@ async fn write(
         );
         let mut delete = sqlx::query(&sql);
         for (_, visit_id) in &applied {
-            delete = delete.bind(format!("poll_partner:{visit_id}"));
+            let poll = Job::PollPartner {
+                visit_id: visit_id.clone(),
+            };
+            delete = delete.bind(poll.dedupe_key());
         }
         delete.execute(&mut *tx).await?;
     }

@@ -1,87 +1,26 @@
-//! The lifecycle of a visit: one launch of a partner tool for one patient.
+//! Visits: one launch of a partner tool for one patient, and its result.
 //!
-//! ```text
-//! launching ──launched──▶ in_progress ──result──▶ completed   (Hint: draft → signed)
-//!     │                       │
-//!     └──────error────────────┴──────▶ failed                 (Hint: failed + reason)
-//!                                      cancelled              (Hint: deleted)
-//! ```
-//! Every transition enqueues the `SyncInteraction` job in the same transaction, so Hint's
+//! The states and the moves between them are in [`lifecycle`]; every move goes through
+//! [`transition`] and enqueues the `SyncInteraction` job in the same transaction, so Hint's
 //! partner interaction always converges to the visit's state, whatever crashes in between.
-//! A late result still completes a failed visit: nothing a partner sends is thrown away.
 
 pub mod completion;
+pub mod lifecycle;
 pub mod routes;
 pub mod write_back;
 
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
+
+pub use lifecycle::VisitState;
 
 use crate::{
     db::{new_id, now_ms},
     error::AppError,
-    hint::client::InteractionStatus,
-    jobs::{self, JobKind, NewJob},
+    jobs::{self, Job, NewJob},
     partners::Partner,
     state::AppState,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VisitState {
-    Launching,
-    InProgress,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl VisitState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VisitState::Launching => "launching",
-            VisitState::InProgress => "in_progress",
-            VisitState::Completed => "completed",
-            VisitState::Failed => "failed",
-            VisitState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "launching" => VisitState::Launching,
-            "in_progress" => VisitState::InProgress,
-            "completed" => VisitState::Completed,
-            "cancelled" => VisitState::Cancelled,
-            _ => VisitState::Failed,
-        }
-    }
-
-    /// Words for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            VisitState::Launching => "Starting",
-            VisitState::InProgress => "In progress",
-            VisitState::Completed => "Completed",
-            VisitState::Failed => "Failed",
-            VisitState::Cancelled => "Cancelled",
-        }
-    }
-
-    /// What Hint's partner interaction should say for this state.
-    pub fn interaction_status(self) -> InteractionStatus {
-        match self {
-            VisitState::Launching | VisitState::InProgress => InteractionStatus::Draft,
-            VisitState::Completed => InteractionStatus::Signed,
-            VisitState::Failed => InteractionStatus::Failed,
-            VisitState::Cancelled => InteractionStatus::Deleted,
-        }
-    }
-
-    pub fn is_open(self) -> bool {
-        matches!(self, VisitState::Launching | VisitState::InProgress)
-    }
-}
 
 /// A visit row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,11 +32,11 @@ pub struct Visit {
     pub user_id: String,
     pub user_name: String,
     pub partner: String,
-    pub state: String,
+    pub state: VisitState,
     pub partner_ref: Option<String>,
-    /// Partner-specific launch data (JSON), e.g. Tiep's form schema.
+    /// The partner's launch data (its own serde struct, as JSON), e.g. Tiep's form.
     pub launch: String,
-    /// The partner's result (JSON) once it came.
+    /// The partner's result (its own serde struct, as JSON) once it came.
     pub result: Option<String>,
     pub error_message: Option<String>,
     pub hint_interaction_id: Option<String>,
@@ -110,23 +49,52 @@ pub struct Visit {
 const VISIT_COLUMNS: &str = "id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
     partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
 
+/// Launch or result data that does not read as the partner's struct (written by another
+/// version, or for another partner): an error, never a silent default.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored {what} of visit {visit_id} does not read")]
+pub struct VisitDataError {
+    what: &'static str,
+    visit_id: String,
+    #[source]
+    source: serde_json::Error,
+}
+
+impl From<VisitDataError> for AppError {
+    fn from(e: VisitDataError) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl Visit {
     pub fn state(&self) -> VisitState {
-        VisitState::parse(&self.state)
+        self.state
     }
 
     pub fn partner(&self) -> Option<Partner> {
         Partner::parse(&self.partner)
     }
 
-    pub fn launch_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.launch).unwrap_or_default()
+    /// The partner's launch data.
+    pub fn launch_data<T: DeserializeOwned>(&self) -> Result<T, VisitDataError> {
+        serde_json::from_str(&self.launch).map_err(|source| VisitDataError {
+            what: "launch data",
+            visit_id: self.id.clone(),
+            source,
+        })
     }
 
-    pub fn result_json(&self) -> Option<serde_json::Value> {
+    /// The partner's result, once it came.
+    pub fn result_data<T: DeserializeOwned>(&self) -> Result<Option<T>, VisitDataError> {
         self.result
             .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|source| VisitDataError {
+                what: "result",
+                visit_id: self.id.clone(),
+                source,
+            })
     }
 
     pub fn partner_name(&self) -> &'static str {
@@ -156,7 +124,13 @@ pub struct NewVisit<'a> {
     pub user_id: &'a str,
     pub user_name: &'a str,
     pub partner: Partner,
-    pub launch: serde_json::Value,
+    /// The partner's launch data as JSON.
+    pub launch: String,
+}
+
+/// The partner's launch or result data as stored.
+pub fn to_json(data: &impl Serialize) -> String {
+    serde_json::to_string(data).expect("launch and result data serialise")
 }
 
 /// Enqueues the write-back for `visit_id` (on the caller's transaction).
@@ -166,14 +140,15 @@ async fn enqueue_sync(
     practice_id: &str,
     visit_id: &str,
 ) -> Result<(), sqlx::Error> {
+    let job = Job::SyncInteraction {
+        visit_id: visit_id.to_string(),
+    };
     jobs::enqueue(
         conn,
         state.settings.jobs.max_attempts,
         NewJob {
             practice_id,
-            kind: JobKind::SyncInteraction,
-            dedupe_key: format!("sync_interaction:{visit_id}"),
-            payload: serde_json::json!({ "visit_id": visit_id }),
+            job,
             run_at: now_ms(),
         },
     )
@@ -188,14 +163,15 @@ pub async fn schedule_poll(
     visit_id: &str,
     run_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let job = Job::PollPartner {
+        visit_id: visit_id.to_string(),
+    };
     jobs::enqueue(
         conn,
         state.settings.jobs.max_attempts,
         NewJob {
             practice_id,
-            kind: JobKind::PollPartner,
-            dedupe_key: format!("poll_partner:{visit_id}"),
-            payload: serde_json::json!({ "visit_id": visit_id }),
+            job,
             run_at,
         },
     )
@@ -204,11 +180,79 @@ pub async fn schedule_poll(
 
 /// Drops a pending poll for a visit that no longer needs one (one running now ends by itself).
 async fn cancel_poll(conn: &mut AnyConnection, visit_id: &str) -> Result<(), sqlx::Error> {
+    let poll = Job::PollPartner {
+        visit_id: visit_id.to_string(),
+    };
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND locked_by IS NULL")
-        .bind(format!("poll_partner:{visit_id}"))
+        .bind(poll.dedupe_key())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// What a move sets besides the state.
+enum Change<'a> {
+    /// In progress: the partner's reference for the visit and the launch data.
+    Launched {
+        partner_ref: Option<&'a str>,
+        launch: &'a str,
+    },
+    /// Failed, with the reason shown to people and written to Hint.
+    Failed {
+        reason: &'a str,
+    },
+    Cancelled,
+}
+
+/// Moves a visit of this practice to `change`'s state if the lifecycle allows it from where
+/// the visit is (the guard comes from [`lifecycle::guard`]), on the caller's transaction.
+/// False when the visit was not in a state that may move there (or is not this practice's).
+/// A visit that ends also asks Hint for the change and drops its pending poll.
+async fn transition(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+    change: Change<'_>,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let to = match change {
+        Change::Launched { .. } => VisitState::InProgress,
+        Change::Failed { .. } => VisitState::Failed,
+        Change::Cancelled => VisitState::Cancelled,
+    };
+    // $1 state, $2 now, $3 id, $4 practice; the change's own values follow.
+    let (set, guard) = (
+        match change {
+            Change::Launched { .. } => "partner_ref = $5, launch = $6",
+            Change::Failed { .. } => "error_message = $5, completed_at = $2",
+            Change::Cancelled => "completed_at = $2",
+        },
+        lifecycle::guard("visits", to),
+    );
+    let sql = format!(
+        "UPDATE visits SET state = $1, updated_at = $2, {set} \
+         WHERE id = $3 AND practice_id = $4 AND {guard}"
+    );
+    let query = sqlx::query(&sql)
+        .bind(to)
+        .bind(now)
+        .bind(visit_id)
+        .bind(practice_id);
+    let query = match change {
+        Change::Launched {
+            partner_ref,
+            launch,
+        } => query.bind(partner_ref).bind(launch),
+        Change::Failed { reason } => query.bind(reason.chars().take(500).collect::<String>()),
+        Change::Cancelled => query,
+    };
+    let moved = query.execute(&mut *conn).await?.rows_affected() == 1;
+    if moved && !to.is_open() {
+        enqueue_sync(conn, state, practice_id, visit_id).await?;
+        cancel_poll(conn, visit_id).await?;
+    }
+    Ok(moved)
 }
 
 /// Creates a visit in `launching` and asks for its draft interaction in Hint, atomically.
@@ -219,7 +263,7 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
     sqlx::query(
         "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
          partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'launching', NULL, $8, NULL, NULL, NULL, NULL, $9, $9, NULL)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, NULL, NULL, NULL, $10, $10, NULL)",
     )
     .bind(&id)
     .bind(new.practice_id)
@@ -228,7 +272,8 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
     .bind(new.user_id)
     .bind(new.user_name)
     .bind(new.partner.as_str())
-    .bind(new.launch.to_string())
+    .bind(VisitState::Launching)
+    .bind(&new.launch)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -249,7 +294,7 @@ pub async fn record_completed(
     state: &AppState,
     new: NewVisit<'_>,
     partner_ref: &str,
-    result: &serde_json::Value,
+    result: &str,
 ) -> Result<Option<String>, sqlx::Error> {
     let id = new_id("vis");
     let now = now_ms();
@@ -257,7 +302,7 @@ pub async fn record_completed(
     let inserted = sqlx::query(
         "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
          partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', $8, $9, $10, NULL, NULL, NULL, $11, $11, $11) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12, $12, $12) \
          ON CONFLICT (practice_id, partner, partner_ref) DO NOTHING",
     )
     .bind(&id)
@@ -267,9 +312,10 @@ pub async fn record_completed(
     .bind(new.user_id)
     .bind(new.user_name)
     .bind(new.partner.as_str())
+    .bind(VisitState::Completed)
     .bind(partner_ref)
-    .bind(new.launch.to_string())
-    .bind(result.to_string())
+    .bind(&new.launch)
+    .bind(result)
     .bind(now)
     .execute(&mut *tx)
     .await?
@@ -291,7 +337,7 @@ pub async fn start_for_patient(
     session: &crate::hint::PracticeSession,
     patient: &crate::hint::client::Patient,
     partner: Partner,
-    launch: serde_json::Value,
+    launch: &impl Serialize,
 ) -> Result<String, sqlx::Error> {
     start(
         state,
@@ -302,43 +348,38 @@ pub async fn start_for_patient(
             user_id: &session.user_id,
             user_name: &session.user_name,
             partner,
-            launch,
+            launch: to_json(launch),
         },
     )
     .await
 }
 
-/// The partner accepted the launch: record its reference, merge launch data, and look for the
-/// result after `poll_at` (Unix ms) unless it arrives first.
+/// The partner accepted the launch: record its reference and the launch data, and look for
+/// the result after `poll_at` (Unix ms) unless it arrives first. False when the visit was no
+/// longer launching (it timed out, or was cancelled, meanwhile).
 pub async fn mark_launched(
     state: &AppState,
     practice_id: &str,
     visit_id: &str,
     partner_ref: Option<&str>,
-    launch: &serde_json::Value,
+    launch: &impl Serialize,
     poll_at: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
+    let launch = to_json(launch);
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE visits SET state = 'in_progress', partner_ref = $1, launch = $2, updated_at = $3 \
-         WHERE id = $4 AND practice_id = $5 AND state = 'launching'",
-    )
-    .bind(partner_ref)
-    .bind(launch.to_string())
-    .bind(now_ms())
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
+    let change = Change::Launched {
+        partner_ref,
+        launch: &launch,
+    };
+    let moved = transition(&mut tx, state, practice_id, visit_id, change).await?;
+    if moved {
         if let Some(at) = poll_at {
             schedule_poll(&mut tx, state, practice_id, visit_id, at).await?;
         }
     }
     tx.commit().await?;
     state.jobs.wake();
-    Ok(updated == 1)
+    Ok(moved)
 }
 
 /// Replaces the launch data of an open visit (e.g. files added while it runs).
@@ -346,19 +387,21 @@ pub async fn update_launch(
     state: &AppState,
     practice_id: &str,
     visit_id: &str,
-    launch: &serde_json::Value,
+    launch: &impl Serialize,
 ) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
+    let sql = format!(
         "UPDATE visits SET launch = $1, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress')",
-    )
-    .bind(launch.to_string())
-    .bind(now_ms())
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(state.db.writer())
-    .await?
-    .rows_affected();
+         WHERE id = $3 AND practice_id = $4 AND {}",
+        lifecycle::open_guard("visits")
+    );
+    let updated = sqlx::query(&sql)
+        .bind(to_json(launch))
+        .bind(now_ms())
+        .bind(visit_id)
+        .bind(practice_id)
+        .execute(state.db.writer())
+        .await?
+        .rows_affected();
     Ok(updated == 1)
 }
 
@@ -384,17 +427,19 @@ pub async fn claim_partner_ref(
         tx.rollback().await?;
         return Ok(holder == visit_id);
     }
-    let updated = sqlx::query(
+    let sql = format!(
         "UPDATE visits SET partner_ref = $1, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress')",
-    )
-    .bind(partner_ref)
-    .bind(now_ms())
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+         WHERE id = $3 AND practice_id = $4 AND {}",
+        lifecycle::open_guard("visits")
+    );
+    let updated = sqlx::query(&sql)
+        .bind(partner_ref)
+        .bind(now_ms())
+        .bind(visit_id)
+        .bind(practice_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(updated == 1)
 }
@@ -408,7 +453,7 @@ pub async fn complete(
     visit_id: &str,
     partner: Partner,
     patient_id: Option<&str>,
-    result: &serde_json::Value,
+    result: &impl Serialize,
 ) -> Result<bool, AppError> {
     let applied = state
         .completions
@@ -417,7 +462,7 @@ pub async fn complete(
             visit_id: visit_id.to_string(),
             partner: partner.as_str(),
             patient_id: patient_id.map(String::from),
-            result: result.to_string(),
+            result: to_json(result),
         })
         .await?;
     if applied {
@@ -433,30 +478,21 @@ pub async fn fail(
     visit_id: &str,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let reason: String = reason.chars().take(500).collect();
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE visits SET state = 'failed', error_message = $1, updated_at = $2, completed_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state IN ('launching', 'in_progress')",
+    let moved = transition(
+        &mut tx,
+        state,
+        practice_id,
+        visit_id,
+        Change::Failed { reason },
     )
-    .bind(&reason)
-    .bind(now)
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
-        cancel_poll(&mut tx, visit_id).await?;
-    }
+    .await?;
     tx.commit().await?;
-    if updated == 1 {
+    if moved {
         state.jobs.wake();
         tracing::info!(practice_id, visit_id, "visit failed");
     }
-    Ok(updated == 1)
+    Ok(moved)
 }
 
 /// Ends an open visit as cancelled by a clinician (Hint: the interaction is deleted).
@@ -465,28 +501,14 @@ pub async fn cancel(
     practice_id: &str,
     visit_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE visits SET state = 'cancelled', updated_at = $1, completed_at = $1 \
-         WHERE id = $2 AND practice_id = $3 AND state IN ('launching', 'in_progress')",
-    )
-    .bind(now)
-    .bind(visit_id)
-    .bind(practice_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
-        cancel_poll(&mut tx, visit_id).await?;
-    }
+    let moved = transition(&mut tx, state, practice_id, visit_id, Change::Cancelled).await?;
     tx.commit().await?;
-    if updated == 1 {
+    if moved {
         state.jobs.wake();
         tracing::info!(practice_id, visit_id, "visit cancelled");
     }
-    Ok(updated == 1)
+    Ok(moved)
 }
 
 /// One visit of this practice.

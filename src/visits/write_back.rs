@@ -12,7 +12,7 @@ use crate::{
         client::{InteractionStatus, PartnerInteraction, PartnerInteractionFields},
         install,
     },
-    jobs::{ClaimedJob, JobError, JobOutcome},
+    jobs::{JobError, JobOutcome},
     state::AppState,
 };
 
@@ -52,28 +52,31 @@ pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFiel
 }
 
 fn job_error(e: HintError) -> JobError {
-    let message = crate::error::error_chain(&e);
     if e.is_retryable() {
-        JobError::retry(message)
+        JobError::transient(e)
     } else {
-        JobError::permanent(message)
+        JobError::permanent(e)
     }
 }
 
-pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
-    let visit_id = job.payload_str("visit_id")?;
-    let Some(visit) = super::get_latest(state, &job.practice_id, visit_id).await? else {
+/// The `SyncInteraction` job for one visit of the practice that claimed it.
+pub async fn run(
+    state: &AppState,
+    practice_id: &str,
+    visit_id: &str,
+) -> Result<JobOutcome, JobError> {
+    let Some(visit) = super::get_latest(state, practice_id, visit_id).await? else {
         return Err(JobError::permanent("the visit no longer exists"));
     };
-    let token = install::practice_token(state, &job.practice_id)
+    let token = install::practice_token(state, practice_id)
         .await?
         .ok_or_else(|| {
-            JobError::retry(
+            JobError::transient(
                 "the practice has not installed Chartbridge in Hint (no Instant On token yet)",
             )
         })?;
     let auth = HintAuth {
-        practice_id: &job.practice_id,
+        practice_id,
         token: &token,
     };
     let desired = desired_fields(state, &visit);

@@ -130,7 +130,7 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
         .unwrap();
     app.wait_for_interaction(patient, "signed").await;
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.state, "completed");
+    assert_eq!(visit.state.as_str(), "completed");
     assert_eq!(visit.partner_ref.as_deref(), Some(consultation.as_str()));
     assert!(
         app.haidy.world().consultations[0].downloaded,
@@ -192,7 +192,7 @@ async fn the_context_is_created_once_and_a_duplicate_does_not_break_a_launch() {
     let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
         .await
         .unwrap();
-    assert!(visits.iter().all(|v| v.state == "in_progress"));
+    assert!(visits.iter().all(|v| v.state.as_str() == "in_progress"));
 }
 
 #[tokio::test]
@@ -286,7 +286,7 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
     let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
         .await
         .unwrap();
-    assert!(visits.iter().all(|v| v.state == "failed"));
+    assert!(visits.iter().all(|v| v.state.as_str() == "failed"));
     assert!(app.haidy.world().contexts.is_empty());
 }
 

@@ -103,7 +103,7 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with("/hint/clinical_interaction?visit_id=vis_"));
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.state, "in_progress");
+    assert_eq!(visit.state.as_str(), "in_progress");
     app.wait_for_interaction(patient, "draft").await;
 
     // HCW received exactly the documented invite.
@@ -170,7 +170,10 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
         .await;
     assert_eq!(finished.status(), 200);
     assert!(finished.text().await.unwrap().contains("Consultation"));
-    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "completed");
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
+        "completed"
+    );
     assert_eq!(app.hcw.world().consultations[&invite.id].status, "closed");
     app.wait_for_interaction(patient, "signed").await;
     // One login served every call.
@@ -271,7 +274,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
         "{html}"
     );
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.state, "failed");
+    assert_eq!(visit.state.as_str(), "failed");
     assert!(visit.error_message.unwrap().contains("queue Night shift"));
     app.wait_for_interaction(patient, "failed").await;
 
@@ -331,7 +334,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     assert!(
         failed
             .iter()
-            .all(|v| v.state == "failed" && v.error_message.is_some())
+            .all(|v| v.state.as_str() == "failed" && v.error_message.is_some())
     );
     assert!(app.hcw.world().invites.is_empty());
 }
@@ -365,7 +368,7 @@ async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
     app.wait_for_interaction(&practice.patients[0], "signed")
         .await;
     let done = app.visit(&practice.id, &visit.id).await;
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state.as_str(), "completed");
     assert!(done.result.unwrap().contains("Follow up in two weeks"));
 }
 
@@ -412,7 +415,7 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
             .contains("no consultation to close yet")
     );
     assert_eq!(
-        app.visit(&practice.id, &visit.id).await.state,
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
         "in_progress"
     );
 
@@ -424,7 +427,10 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
         app.hcw.invite(&invite_id(&visit)).is_none(),
         "the invite is revoked in HCW"
     );
-    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "cancelled");
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
+        "cancelled"
+    );
     app.wait_for_interaction(&practice.patients[0], "deleted")
         .await;
 
@@ -434,7 +440,10 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
     let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
         .await
         .unwrap();
-    let open = visits.iter().find(|v| v.state == "in_progress").unwrap();
+    let open = visits
+        .iter()
+        .find(|v| v.state.as_str() == "in_progress")
+        .unwrap();
     assert!(app.hcw.patient_joins(&invite_id(open)));
     let refused = app
         .post_form(&format!("/hint/visits/{}/cancel", open.id), &key, &[])
@@ -447,7 +456,10 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
             .unwrap()
             .contains("cannot revoke the invitation")
     );
-    assert_eq!(app.visit(&practice.id, &open.id).await.state, "in_progress");
+    assert_eq!(
+        app.visit(&practice.id, &open.id).await.state.as_str(),
+        "in_progress"
+    );
 }
 
 #[tokio::test]
@@ -475,7 +487,10 @@ async fn the_service_token_is_reused_renewed_and_replaced_after_a_401() {
         .await;
     assert_eq!(finished.status(), 200);
     assert_eq!(app2.hcw.world().logins, 2);
-    assert_eq!(app2.visit(&p2.id, &visit2.id).await.state, "completed");
+    assert_eq!(
+        app2.visit(&p2.id, &visit2.id).await.state.as_str(),
+        "completed"
+    );
 }
 
 #[tokio::test]

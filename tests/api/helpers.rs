@@ -626,3 +626,9 @@ where
 pub fn sign(body: &[u8]) -> String {
     sign_hmac_sha256(WEBHOOK_SECRET.as_bytes(), body)
 }
+
+/// A visit's stored result, as JSON.
+pub fn stored_result(visit: &chartbridge::visits::Visit) -> Value {
+    serde_json::from_str(visit.result.as_deref().expect("the visit has a result"))
+        .expect("the result is JSON")
+}

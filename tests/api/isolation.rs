@@ -114,7 +114,7 @@ async fn nothing_of_one_practice_reaches_the_other() {
     assert_eq!(a_peeks.status(), 404, "A cannot open B's kept delivery");
     let stored = app.visit(&a.id, &a_visit.id).await;
     assert_eq!(
-        stored.result_json().unwrap()["answers"]["reason"],
+        crate::helpers::stored_result(&stored)["answers"]["reason"],
         "A's secret reason"
     );
     assert!(

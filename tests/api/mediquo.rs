@@ -43,7 +43,7 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
 
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(visit.partner, "mediquo");
-    assert_eq!(visit.state, "completed");
+    assert_eq!(visit.state.as_str(), "completed");
     assert_eq!(
         visit.patient_name, "Ava Thompson",
         "the name comes from Hint"
@@ -311,7 +311,7 @@ async fn hint_down_when_a_consultation_arrives_loses_nothing() {
         "stored even though Hint could not be asked"
     );
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.state, "completed");
+    assert_eq!(visit.state.as_str(), "completed");
     assert_eq!(
         visit.patient_name,
         format!("Patient {patient}"),

@@ -245,7 +245,7 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
             user_id: &practice.clinician,
             user_name: "Casey Clinician",
             partner: chartbridge::partners::Partner::Tiep,
-            launch: json!({}),
+            launch: "{}".into(),
         },
     )
     .await
@@ -253,7 +253,7 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
     let app = app.crash_and_restart().await;
     app.wait_for_interaction(&patient, "failed").await;
     let visit = app.visit(&practice.id, &visit_id).await;
-    assert_eq!(visit.state, "failed");
+    assert_eq!(visit.state.as_str(), "failed");
     assert!(visit.error_message.unwrap().contains("never opened"));
     assert_eq!(app.hint.interactions_for(&patient).len(), 1);
 }
@@ -322,5 +322,33 @@ async fn calls_to_hint_are_paced_so_a_burst_provokes_no_429() {
         app.hint.world().rate_limited,
         0,
         "paced under Hint's limit, Hint never had to say 429"
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_states_the_code_does_not_know() {
+    let app = spawn_app().await;
+    let (practice, _, visit) = app.open_tiep_visit("Checked States").await;
+    let writer = app.state.db.writer();
+    for (sql, what) in [
+        (
+            "UPDATE visits SET state = 'done' WHERE id = $1",
+            "an unknown visit state",
+        ),
+        (
+            "UPDATE visits SET state = 'completed', result = '{}' WHERE id = $1",
+            "a finished visit without completed_at",
+        ),
+        (
+            "UPDATE jobs SET state = 'paused' WHERE dedupe_key = 'sync_interaction:' || $1",
+            "an unknown job state",
+        ),
+    ] {
+        let refused = sqlx::query(sql).bind(&visit.id).execute(writer).await;
+        assert!(refused.is_err(), "{what} must be refused by the database");
+    }
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
+        "in_progress"
     );
 }

@@ -31,7 +31,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     let launch_url = started.headers()["location"].to_str().unwrap().to_string();
     assert!(launch_url.starts_with(app.tiep.base_url().as_str()));
     let visit = app.only_visit(&practice.id).await;
-    assert_eq!(visit.state, "in_progress");
+    assert_eq!(visit.state.as_str(), "in_progress");
     let launch = url::Url::parse(&launch_url).unwrap();
     let context = launch
         .query_pairs()
@@ -111,7 +111,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     )
     .await;
     let stored = app.visit(&practice.id, &visit.id).await;
-    assert_eq!(stored.state, "completed");
+    assert_eq!(stored.state.as_str(), "completed");
     assert_eq!(
         stored.hint_interaction_id.as_deref(),
         Some(interaction.id.as_str())
@@ -177,7 +177,7 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         .unwrap();
     assert_eq!(unsigned.status(), 401);
     assert_eq!(
-        app.visit(&practice.id, &visit.id).await.state,
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
         "in_progress"
     );
 
@@ -203,7 +203,10 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         "the duplicate did not touch Hint"
     );
     let stored = app.visit(&practice.id, &visit.id).await;
-    assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "Cough");
+    assert_eq!(
+        crate::helpers::stored_result(&stored)["answers"]["reason"],
+        "Cough"
+    );
 
     // A report for the wrong patient is kept for review (202), and changes nothing.
     let mut wrong = report.clone();
@@ -215,7 +218,10 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
         202
     );
     let stored = app.visit(&practice.id, &visit.id).await;
-    assert_eq!(stored.result_json().unwrap()["answers"]["reason"], "Cough");
+    assert_eq!(
+        crate::helpers::stored_result(&stored)["answers"]["reason"],
+        "Cough"
+    );
     let malformed = json!({"payload": {}});
     assert_eq!(
         app.post_tiep_webhook(&practice.id, &malformed, TIEP_HOOK_SECRET)
@@ -266,7 +272,7 @@ async fn polling_finds_the_report_when_no_webhook_comes() {
     app.wait_for_interaction(patient, "signed").await;
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(
-        visit.result_json().unwrap()["answers"]["reason"],
+        crate::helpers::stored_result(&visit)["answers"]["reason"],
         "Follow-up"
     );
 }
@@ -293,7 +299,7 @@ async fn a_visit_with_no_report_ever_fails_with_a_reason() {
             .unwrap()
             .contains("no saved report")
     );
-    assert_eq!(app.only_visit(&practice.id).await.state, "failed");
+    assert_eq!(app.only_visit(&practice.id).await.state.as_str(), "failed");
 }
 
 #[tokio::test]
@@ -317,7 +323,7 @@ async fn tiep_down_at_launch_fails_the_visit_with_a_reason_the_clinician_sees() 
             .contains("Tiep is not reachable right now")
     );
     app.wait_for_interaction(patient, "failed").await;
-    assert_eq!(app.only_visit(&practice.id).await.state, "failed");
+    assert_eq!(app.only_visit(&practice.id).await.state.as_str(), "failed");
 }
 
 #[tokio::test]
@@ -470,7 +476,7 @@ async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
         .await;
     assert_eq!(accepted.status(), 200, "the new secret is accepted at once");
     assert_eq!(
-        app.visit(&practice.id, &visits[1].id).await.state,
+        app.visit(&practice.id, &visits[1].id).await.state.as_str(),
         "completed"
     );
     // Once this instance's cache expires, the old secret is refused.
@@ -616,7 +622,7 @@ async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
     let admin = app.session(&practice.admin, None).await;
     assert_eq!(app.post_form(&cancel, &admin, &[]).await.status(), 403);
     assert_eq!(
-        app.visit(&practice.id, &visit.id).await.state,
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
         "in_progress"
     );
 
@@ -628,7 +634,10 @@ async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
         "the page shows the visit cancelled"
     );
     assert!(!html.contains("Cancel visit"), "no second cancel button");
-    assert_eq!(app.visit(&practice.id, &visit.id).await.state, "cancelled");
+    assert_eq!(
+        app.visit(&practice.id, &visit.id).await.state.as_str(),
+        "cancelled"
+    );
     app.wait_for_interaction(&practice.patients[0], "deleted")
         .await;
 

@@ -9,11 +9,11 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use url::Url;
 
 use super::{
-    HaidyConnection,
+    HaidyConnection, HaidyLaunch, UploadOutcome,
     client::{Created, NewContext, Upload},
     files::{self, FormInput, human_size},
     remember_user_email, store_context, stored_context, user_email,
@@ -180,18 +180,18 @@ async fn upload(
     connection: &HaidyConnection,
     context_id: Option<&str>,
     input: FormInput,
-) -> Vec<Value> {
-    let mut outcomes: Vec<Value> = input
+) -> Vec<UploadOutcome> {
+    let mut outcomes: Vec<UploadOutcome> = input
         .refused
         .iter()
-        .map(|r| json!({"filename": r.filename, "ok": false, "reason": r.reason}))
+        .map(|r| UploadOutcome::refused(r.filename.clone(), r.reason.clone()))
         .collect();
     if input.picked.is_empty() {
         return outcomes;
     }
     let Some(context_id) = context_id else {
-        outcomes.extend(input.picked.iter().map(|p| json!({"filename": p.filename, "ok": false,
-            "reason": "Not sent: Haidy already knows this patient, but not through Chartbridge; add files in Haidy directly."})));
+        outcomes.extend(input.picked.iter().map(|p| UploadOutcome::refused(p.filename.clone(),
+            "Not sent: Haidy already knows this patient, but not through Chartbridge; add files in Haidy directly.".into())));
         return outcomes;
     };
     let sizes: Vec<(String, usize)> = input
@@ -220,8 +220,7 @@ async fn upload(
                     .iter()
                     .any(|u| u.filename.as_deref() == Some(&filename))
                 {
-                    outcomes
-                        .push(json!({"filename": filename, "ok": true, "size": human_size(size)}));
+                    outcomes.push(UploadOutcome::sent(filename, human_size(size)));
                 } else {
                     let reason = answer
                         .failed_files
@@ -229,7 +228,10 @@ async fn upload(
                         .find(|f| f.filename.as_deref() == Some(&filename))
                         .and_then(|f| f.error.clone())
                         .unwrap_or_else(|| "Haidy did not accept it.".into());
-                    outcomes.push(json!({"filename": filename, "ok": false, "reason": format!("Haidy refused it: {reason}")}));
+                    outcomes.push(UploadOutcome::refused(
+                        filename,
+                        format!("Haidy refused it: {reason}"),
+                    ));
                 }
             }
         }
@@ -238,7 +240,7 @@ async fn upload(
             outcomes.extend(
                 sizes
                     .into_iter()
-                    .map(|(f, _)| json!({"filename": f, "ok": false, "reason": reason})),
+                    .map(|(f, _)| UploadOutcome::refused(f, reason.clone())),
             );
         }
     }
@@ -283,7 +285,10 @@ pub async fn submit(
         &session,
         &patient,
         Partner::Haidy,
-        json!({"haidy_email": email}),
+        &HaidyLaunch {
+            haidy_email: email.clone(),
+            ..HaidyLaunch::default()
+        },
     )
     .await?;
     let context_id = match ensure_context(&state, &connection, &session.practice_id, &patient)
@@ -298,20 +303,26 @@ pub async fn submit(
     };
     let uploads = upload(&state, &connection, context_id.as_deref(), input).await;
     let poll_at = now_ms() + state.settings.haidy.poll_every.as_millis() as i64;
-    visits::mark_launched(
+    let deep_link = deep_link(&state, &connection, &email, &patient).to_string();
+    let launched = visits::mark_launched(
         &state,
         &session.practice_id,
         &visit_id,
         None,
-        &json!({
-            "haidy_email": email,
-            "context_id": context_id,
-            "deep_link": deep_link(&state, &connection, &email, &patient).to_string(),
-            "uploads": uploads,
-        }),
+        &HaidyLaunch {
+            haidy_email: email,
+            context_id,
+            deep_link: Some(deep_link),
+            uploads,
+        },
         Some(poll_at),
     )
     .await?;
+    if !launched {
+        return Err(AppError::Conflict(
+            "The visit ended before Haidy answered (it took too long, or it was cancelled). Start it again.".into(),
+        ));
+    }
     Ok(visit_page(&visit_id, &session))
 }
 
@@ -329,7 +340,7 @@ pub async fn add_files(
         .filter(|v| v.partner() == Some(Partner::Haidy))
         .ok_or(AppError::NotFound)?;
     let input = files::read(multipart, &state.settings.haidy).await?;
-    let mut launch = visit.launch_json();
+    let mut launch: HaidyLaunch = visit.launch_data()?;
     let notice = if !visit.state().is_open() {
         Some(format!(
             "This visit is {}: no more files can be added.",
@@ -343,19 +354,9 @@ pub async fn add_files(
             .ok_or_else(|| {
                 AppError::Unprocessable("Haidy is no longer set up for this practice.".into())
             })?;
-        let context_id = launch
-            .get("context_id")
-            .and_then(Value::as_str)
-            .map(String::from);
-        let outcomes = upload(&state, &connection, context_id.as_deref(), input).await;
-        let failed = outcomes.iter().filter(|o| o["ok"] != true).count();
-        let mut all = launch
-            .get("uploads")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        all.extend(outcomes);
-        launch["uploads"] = Value::Array(all);
+        let outcomes = upload(&state, &connection, launch.context_id.as_deref(), input).await;
+        let failed = outcomes.iter().filter(|o| !o.ok).count();
+        launch.uploads.extend(outcomes);
         visits::update_launch(&state, &session.practice_id, &visit.id, &launch).await?;
         (failed > 0).then(|| format!("{failed} file(s) were not sent; see below."))
     };

@@ -85,6 +85,70 @@ impl PartnerTool for Haidy {
     }
 }
 
+/// What a Haidy visit keeps of its launch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HaidyLaunch {
+    /// The email the clinician signs in to Haidy with.
+    pub haidy_email: String,
+    /// The patient's context in Haidy; `None` when Haidy knows the patient but not through us.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// The integration deep link (never with a password).
+    #[serde(default)]
+    pub deep_link: Option<String>,
+    /// Each file's outcome, in the order they were picked.
+    #[serde(default)]
+    pub uploads: Vec<UploadOutcome>,
+}
+
+/// One file's outcome: sent (with its size), or not (with the reason, for the clinician).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadOutcome {
+    pub filename: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl UploadOutcome {
+    pub fn sent(filename: String, size: String) -> Self {
+        Self {
+            filename,
+            ok: true,
+            size: Some(size),
+            reason: None,
+        }
+    }
+
+    pub fn refused(filename: String, reason: String) -> Self {
+        Self {
+            filename,
+            ok: false,
+            size: None,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// A Haidy visit's result: the approved consultation and its report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HaidyResult {
+    pub consultation_id: String,
+    #[serde(default)]
+    pub approved_at: Option<String>,
+    pub report: StoredReport,
+}
+
+/// The report as Haidy gave it: JSON when it could, else text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredReport {
+    Json(serde_json::Value),
+    Text(String),
+}
+
 /// A practice's Haidy organisation, as the admin set it up.
 pub struct HaidyConnection {
     pub api_token: SecretString,

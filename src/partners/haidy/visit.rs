@@ -2,11 +2,11 @@
 //! report once in) and the poll that collects the approved consultation.
 
 use askama::Template;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    HaidyConnection,
+    HaidyConnection, HaidyLaunch, HaidyResult, StoredReport,
     client::{ConsultationSummary, HaidyError, Report},
 };
 use crate::{
@@ -66,45 +66,30 @@ fn sections_of(report: &Value) -> Vec<(String, String)> {
 }
 
 pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
-    let launch = visit.launch_json();
+    let launch: HaidyLaunch = visit.launch_data()?;
+    let result: Option<HaidyResult> = visit.result_data()?;
     let uploads = launch
-        .get("uploads")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .map(|u| {
-                    let ok = u["ok"] == true;
-                    let detail = if ok {
-                        u["size"].as_str()
-                    } else {
-                        u["reason"].as_str()
-                    };
-                    (
-                        u["filename"].as_str().unwrap_or("file").to_string(),
-                        ok,
-                        detail.unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
+        .uploads
+        .iter()
+        .map(|u| {
+            let detail = if u.ok { &u.size } else { &u.reason };
+            (u.filename.clone(), u.ok, detail.clone().unwrap_or_default())
         })
-        .unwrap_or_default();
-    let result = visit.result_json();
-    let report = result.as_ref().and_then(|r| r.get("report"));
+        .collect();
+    let (sections, text) = match result.map(|r| r.report) {
+        Some(StoredReport::Json(json)) => (sections_of(&json), None),
+        Some(StoredReport::Text(text)) => (vec![], Some(text)),
+        None => (vec![], None),
+    };
     let view = VisitView {
         frame: frame.clone(),
         visit_id: visit.id.clone(),
         open: visit.state().is_open(),
-        deep_link: launch["deep_link"].as_str().unwrap_or_default().to_string(),
-        has_context: launch["context_id"].is_string(),
+        deep_link: launch.deep_link.clone().unwrap_or_default(),
+        has_context: launch.context_id.is_some(),
         uploads,
-        sections: report
-            .and_then(|r| r.get("json"))
-            .map(sections_of)
-            .unwrap_or_default(),
-        text: report
-            .and_then(|r| r.get("text"))
-            .and_then(Value::as_str)
-            .map(String::from),
+        sections,
+        text,
     };
     Ok(view.render()?)
 }
@@ -115,7 +100,7 @@ fn approved_ms(c: &ConsultationSummary) -> Option<i64> {
 }
 
 fn job_error(e: HaidyError) -> JobError {
-    JobError::retry(crate::error::error_chain(&e))
+    JobError::transient(e)
 }
 
 /// The `PollPartner` job: the first approved consultation of the patient's context since the
@@ -125,14 +110,14 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let settings = &state.settings.haidy;
     let now = now_ms();
     let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
-    let launch = visit.launch_json();
-    let Some(context_id) = launch.get("context_id").and_then(Value::as_str) else {
+    let launch: HaidyLaunch = visit.launch_data().map_err(JobError::permanent)?;
+    let Some(context_id) = launch.context_id.as_deref() else {
         // Without our context id there is nothing to match: wait for the give-up.
         return give_up_or(state, visit, now, check_again).await;
     };
     let connection = HaidyConnection::load(state, &visit.practice_id)
         .await?
-        .ok_or_else(|| JobError::retry("Haidy is no longer set up for this practice"))?;
+        .ok_or_else(|| JobError::transient("Haidy is no longer set up for this practice"))?;
     let mut approved = state
         .haidy
         .approved_consultations(&connection.api_token, context_id)
@@ -159,8 +144,8 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             .report(&connection.api_token, &consultation.id)
             .await
         {
-            Ok(Report::Json(json)) => json!({"json": json}),
-            Ok(Report::Text(text)) => json!({"text": text}),
+            Ok(Report::Json(json)) => StoredReport::Json(json),
+            Ok(Report::Text(text)) => StoredReport::Text(text),
             Err(e) => return Err(job_error(e)),
         };
         state
@@ -174,7 +159,11 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             &visit.id,
             Partner::Haidy,
             None,
-            &json!({"consultation_id": consultation.id, "approved_at": consultation.approved_at, "report": report}),
+            &HaidyResult {
+                consultation_id: consultation.id.clone(),
+                approved_at: consultation.approved_at.clone(),
+                report,
+            },
         )
         .await?;
         tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "haidy report collected");

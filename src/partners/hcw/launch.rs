@@ -18,7 +18,7 @@ use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
 use super::{
-    HcwConnection, Routing,
+    HcwConnection, HcwLaunch, InviteSummary, Routing,
     client::{HcwError, NewInvite},
 };
 use crate::{
@@ -259,7 +259,11 @@ pub async fn submit(
         &session,
         &patient,
         Partner::HcwAtHome,
-        json!({"language": language, "scheduled_for": scheduled_for}),
+        &HcwLaunch {
+            language: language.into(),
+            scheduled_for: scheduled_for.clone(),
+            ..HcwLaunch::default()
+        },
     )
     .await?;
     let (doctor_email, queue) = match &connection.routing {
@@ -298,20 +302,32 @@ pub async fn submit(
     };
     let sent = invite.status.as_deref() == Some("SENT");
     let poll_at = now_ms() + state.settings.hcw.poll_every.as_millis() as i64;
-    visits::mark_launched(
+    let launched = visits::mark_launched(
         &state,
         &session.practice_id,
         &visit_id,
         Some(&invite.id),
-        &json!({
-            "language": language,
-            "scheduled_for": scheduled_for,
-            "routing": routing_label(&connection.routing, &session),
-            "invite": {"id": invite.id, "patient_url": invite.patient_url, "status": invite.status, "sent": sent, "asked_to_send": send_invite},
-        }),
+        &HcwLaunch {
+            language: language.into(),
+            scheduled_for,
+            routing: Some(routing_label(&connection.routing, &session)),
+            invite: Some(InviteSummary {
+                id: invite.id.clone(),
+                patient_url: invite.patient_url.clone(),
+                status: invite.status.clone(),
+                sent,
+                asked_to_send: send_invite,
+            }),
+            consultation_status: None,
+        },
         Some(poll_at),
     )
     .await?;
+    if !launched {
+        return Err(AppError::Conflict(
+            "The visit ended before HCW@Home answered (it took too long, or it was cancelled). Start it again.".into(),
+        ));
+    }
     let mut to = url::form_urlencoded::Serializer::new(String::new());
     to.append_pair("visit_id", &visit_id)
         .append_pair("session_key", &session.key);

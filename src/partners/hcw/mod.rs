@@ -91,6 +91,47 @@ impl PartnerTool for HcwAtHome {
     }
 }
 
+/// What an HCW@Home visit keeps of its launch, and of the call as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HcwLaunch {
+    /// The patient's language (two letters).
+    pub language: String,
+    /// The agreed time, UTC RFC 3339, when the visit is scheduled.
+    #[serde(default)]
+    pub scheduled_for: Option<String>,
+    /// Where HCW routed the invite, in words.
+    #[serde(default)]
+    pub routing: Option<String>,
+    /// The invite, once HCW created it.
+    #[serde(default)]
+    pub invite: Option<InviteSummary>,
+    /// The consultation's status at the last poll (`pending`, `active`, `closed`).
+    #[serde(default)]
+    pub consultation_status: Option<String>,
+}
+
+/// The invite as the visit page needs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteSummary {
+    pub id: String,
+    #[serde(default)]
+    pub patient_url: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// HCW says it sent the link to the patient.
+    #[serde(default)]
+    pub sent: bool,
+    /// The clinician asked HCW to send it.
+    #[serde(default)]
+    pub asked_to_send: bool,
+}
+
+/// An HCW@Home visit's result: the closed consultation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HcwResult {
+    pub consultation: client::Consultation,
+}
+
 /// Where HCW routes a new invite.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -7,10 +7,9 @@ use axum::{
     http::StatusCode,
     response::{Html, IntoResponse, Redirect, Response},
 };
-use serde_json::{Value, json};
 
 use super::{
-    HcwConnection,
+    HcwConnection, HcwLaunch, HcwResult,
     client::{Consultation, HcwError},
     sso,
 };
@@ -75,27 +74,21 @@ impl From<&Consultation> for ConsultationView {
 }
 
 pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
-    let launch = visit.launch_json();
-    let text = |pointer: &str| {
-        launch
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let consultation = visit
-        .result_json()
-        .and_then(|r| serde_json::from_value::<Consultation>(r.get("consultation")?.clone()).ok());
+    let launch: HcwLaunch = visit.launch_data()?;
+    let result: Option<HcwResult> = visit.result_data()?;
+    let invite = launch.invite.as_ref();
     let view = VisitView {
         frame: frame.clone(),
         visit_id: visit.id.clone(),
         open: visit.state().is_open() && visit.partner_ref.is_some(),
-        patient_url: text("/invite/patient_url"),
-        sent: launch.pointer("/invite/sent") == Some(&Value::Bool(true)),
-        asked_to_send: launch.pointer("/invite/asked_to_send") == Some(&Value::Bool(true)),
-        routing: text("/routing"),
-        scheduled_for: text("/scheduled_for"),
-        call: match launch.get("consultation_status").and_then(Value::as_str) {
+        patient_url: invite
+            .and_then(|i| i.patient_url.clone())
+            .unwrap_or_default(),
+        sent: invite.is_some_and(|i| i.sent),
+        asked_to_send: invite.is_some_and(|i| i.asked_to_send),
+        routing: launch.routing.clone().unwrap_or_default(),
+        scheduled_for: launch.scheduled_for.clone().unwrap_or_default(),
+        call: match launch.consultation_status.as_deref() {
             Some("pending") => Some("The patient is in the waiting room."),
             Some("active") => Some("The call is in progress."),
             Some("closed") => {
@@ -103,7 +96,9 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
             }
             _ => None,
         },
-        consultation: consultation.as_ref().map(ConsultationView::from),
+        consultation: result
+            .as_ref()
+            .map(|r| ConsultationView::from(&r.consultation)),
     };
     Ok(view.render()?)
 }
@@ -202,13 +197,16 @@ async fn store(
     visit: &Visit,
     consultation: &Consultation,
 ) -> Result<bool, AppError> {
+    let result = HcwResult {
+        consultation: consultation.clone(),
+    };
     visits::complete(
         state,
         &visit.practice_id,
         &visit.id,
         Partner::HcwAtHome,
         None,
-        &json!({"consultation": consultation}),
+        &result,
     )
     .await
 }
@@ -218,10 +216,10 @@ async fn store(
 pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
     let settings = &state.settings.hcw;
     let now = now_ms();
-    let scheduled = visit
-        .launch_json()
-        .get("scheduled_for")
-        .and_then(Value::as_str)
+    let mut launch: HcwLaunch = visit.launch_data().map_err(JobError::permanent)?;
+    let scheduled = launch
+        .scheduled_for
+        .as_deref()
         .and_then(|s| {
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
         })
@@ -234,7 +232,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     };
     let connection = HcwConnection::load(state, &visit.practice_id)
         .await?
-        .ok_or_else(|| JobError::retry("HCW@Home is no longer set up for this practice"))?;
+        .ok_or_else(|| JobError::transient("HCW@Home is no longer set up for this practice"))?;
     let consultation = state
         .hcw
         .consultation(&visit.practice_id, &connection, invite_id)
@@ -259,14 +257,13 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
         Ok(found) => {
             // Let the open visit page say where the call stands (patient waiting, in a call).
             let status = found.and_then(|c| c.status);
-            let mut launch = visit.launch_json();
-            if launch.get("consultation_status").and_then(Value::as_str) != status.as_deref() {
-                launch["consultation_status"] = json!(status);
+            if launch.consultation_status != status {
+                launch.consultation_status = status;
                 visits::update_launch(state, &visit.practice_id, &visit.id, &launch).await?;
             }
             Ok(check_again)
         }
-        Err(e) => Err(JobError::retry(crate::error::error_chain(&e))),
+        Err(e) => Err(JobError::transient(e)),
     }
 }
 

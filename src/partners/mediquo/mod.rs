@@ -61,6 +61,12 @@ impl PartnerTool for MediQuo {
     }
 }
 
+/// What a MediQuo visit keeps of how it arrived: the event's type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediquoLaunch {
+    pub event: String,
+}
+
 /// What is sealed for a practice: the value MediQuo sends in `x-webhook-signature`.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StoredSecrets {

@@ -27,11 +27,9 @@ impl MediquoResultView {
 }
 
 pub fn render(visit: &Visit) -> Result<String, AppError> {
-    let Some(result) = visit.result.as_deref() else {
+    let Some(r) = visit.result_data::<MediquoResult>()? else {
         return Ok(String::new());
     };
-    let r: MediquoResult = serde_json::from_str(result)
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("stored mediquo result")))?;
     let heading = if r.event == super::event::REPORT_SENT {
         "Report sent by MediQuo"
     } else {

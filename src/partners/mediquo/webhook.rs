@@ -14,7 +14,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    StoredSecrets,
+    MediquoLaunch, StoredSecrets,
     event::{Envelope, Incoming},
 };
 use crate::{
@@ -113,7 +113,6 @@ pub async fn receive(
         .map(|n| clean_text(n, 200))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "MediQuo professional".into());
-    let result = serde_json::to_value(&incoming.result).map_err(anyhow::Error::new)?;
     let recorded = visits::record_completed(
         &state,
         NewVisit {
@@ -123,10 +122,12 @@ pub async fn receive(
             user_id: "mediquo",
             user_name: &professional,
             partner: Partner::MediQuo,
-            launch: json!({"event": kind}),
+            launch: visits::to_json(&MediquoLaunch {
+                event: kind.clone(),
+            }),
         },
         &incoming.reference,
-        &result,
+        &visits::to_json(&incoming.result),
     )
     .await?;
     match recorded {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{TiepConnection, client::Doctor};
+use super::{TiepConnection, TiepLaunch, client::Doctor};
 use crate::{
     db::now_ms,
     error::AppError,
@@ -42,7 +42,10 @@ pub async fn launch(
         session,
         patient,
         Partner::Tiep,
-        json!({"form": connection.form}),
+        &TiepLaunch {
+            form: connection.form.clone(),
+            tiep_session_id: None,
+        },
     )
     .await?;
 
@@ -65,14 +68,22 @@ pub async fn launch(
         }
     };
     let poll_at = now_ms() + state.settings.tiep.poll_after.as_millis() as i64;
-    visits::mark_launched(
+    let launched = visits::mark_launched(
         state,
         &session.practice_id,
         &visit_id,
         Some(&token.session_id),
-        &json!({"form": connection.form, "tiep_session_id": token.session_id}),
+        &TiepLaunch {
+            form: connection.form,
+            tiep_session_id: Some(token.session_id.clone()),
+        },
         Some(poll_at),
     )
     .await?;
+    if !launched {
+        return Err(AppError::Conflict(
+            "The visit ended before Tiep answered (it took too long, or it was cancelled). Start it again.".into(),
+        ));
+    }
     Ok(state.tiep.launch_url(&token, &context(patient, &visit_id)))
 }

@@ -84,6 +84,28 @@ impl PartnerTool for Tiep {
     }
 }
 
+/// What a Tiep visit keeps of its launch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TiepLaunch {
+    /// The form Tiep fills, as it was at the launch (the report is shown in its order).
+    pub form: Value,
+    /// Tiep's session, once the launch token was issued.
+    #[serde(default)]
+    pub tiep_session_id: Option<String>,
+}
+
+/// A Tiep report as the visit keeps it: the form's answers (SIMPLE) or a FHIR bundle (HL7_V2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TiepResult {
+    Simple {
+        answers: serde_json::Map<String, Value>,
+    },
+    Fhir {
+        bundle: Value,
+    },
+}
+
 /// A practice's Tiep facility, as the admin set it up.
 pub struct TiepConnection {
     pub api_key: SecretString,

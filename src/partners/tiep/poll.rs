@@ -30,7 +30,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     };
     let connection = TiepConnection::load(state, &visit.practice_id)
         .await?
-        .ok_or_else(|| JobError::retry("Tiep is no longer set up for this practice"))?;
+        .ok_or_else(|| JobError::transient("Tiep is no longer set up for this practice"))?;
     let session = match state
         .tiep
         .get_session(&connection.api_key, session_id)
@@ -47,7 +47,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             .await?;
             return Ok(JobOutcome::Done);
         }
-        Err(e) => return Err(JobError::retry(crate::error::error_chain(&e))),
+        Err(e) => return Err(JobError::transient(e)),
     };
     if session.status != "report_saved" {
         return Ok(check_again);
@@ -55,8 +55,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let Some(payload) = session.payload else {
         return Ok(check_again);
     };
-    let report: TiepReport = serde_json::from_value(payload)
-        .map_err(|e| JobError::permanent(format!("Tiep's saved session is malformed: {e}")))?;
+    let report: TiepReport = serde_json::from_value(payload).map_err(JobError::permanent)?;
     if report
         .context
         .visit_id
@@ -67,9 +66,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             "Tiep's session carries another visit's context",
         ));
     }
-    let result = report
-        .into_result()
-        .map_err(|e| JobError::permanent(e.public_message()))?;
+    let result = report.into_result().map_err(JobError::permanent)?;
     visits::complete(
         state,
         &visit.practice_id,

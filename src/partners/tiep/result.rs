@@ -4,11 +4,12 @@
 use askama::Template;
 use serde_json::Value;
 
+use super::{TiepLaunch, TiepResult};
 use crate::{error::AppError, visits::Visit};
 
 #[derive(Template)]
 #[template(path = "partners/tiep_result.html")]
-struct TiepResult {
+struct TiepResultView {
     rows: Vec<(String, String)>,
     bundle: Option<String>,
 }
@@ -25,33 +26,33 @@ fn show(value: &Value) -> String {
 }
 
 pub fn render(visit: &Visit) -> Result<String, AppError> {
-    let Some(result) = visit.result_json() else {
+    let Some(result) = visit.result_data::<TiepResult>()? else {
         return Ok(String::new());
     };
     let mut rows = Vec::new();
     let mut bundle = None;
-    if let Some(answers) = result.get("answers").and_then(Value::as_object) {
-        let launch = visit.launch_json();
-        let properties = launch
-            .pointer("/form/properties")
-            .and_then(Value::as_object);
-        if let Some(properties) = properties {
-            for (key, field) in properties {
-                let title = field.get("title").and_then(Value::as_str).unwrap_or(key);
-                rows.push((
-                    title.to_string(),
-                    answers.get(key).map(show).unwrap_or_else(|| "—".into()),
-                ));
+    match result {
+        TiepResult::Simple { answers } => {
+            let launch: TiepLaunch = visit.launch_data()?;
+            let properties = launch.form.get("properties").and_then(Value::as_object);
+            if let Some(properties) = properties {
+                for (key, field) in properties {
+                    let title = field.get("title").and_then(Value::as_str).unwrap_or(key);
+                    rows.push((
+                        title.to_string(),
+                        answers.get(key).map(show).unwrap_or_else(|| "—".into()),
+                    ));
+                }
+            }
+            for (key, value) in &answers {
+                if !properties.is_some_and(|p| p.contains_key(key)) {
+                    rows.push((key.clone(), show(value)));
+                }
             }
         }
-        for (key, value) in answers {
-            if !properties.is_some_and(|p| p.contains_key(key)) {
-                rows.push((key.clone(), show(value)));
-            }
+        TiepResult::Fhir { bundle: b } => {
+            bundle = Some(serde_json::to_string_pretty(&b).unwrap_or_default());
         }
     }
-    if let Some(b) = result.get("bundle") {
-        bundle = Some(serde_json::to_string_pretty(b).unwrap_or_default());
-    }
-    Ok(TiepResult { rows, bundle }.render()?)
+    Ok(TiepResultView { rows, bundle }.render()?)
 }

@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::StoredSecrets;
+use super::{StoredSecrets, TiepResult};
 use crate::{
     crypto::verify_hmac_sha256,
     error::{ApiError, AppError},
@@ -42,14 +42,10 @@ pub struct ReportContext {
 
 impl TiepReport {
     /// The result we store: the answers (SIMPLE) or the bundle (HL7_V2).
-    pub fn into_result(self) -> Result<Value, AppError> {
+    pub fn into_result(self) -> Result<TiepResult, AppError> {
         match (self.payload, self.fhir) {
-            (Some(answers), _) if answers.is_object() => {
-                Ok(serde_json::json!({"kind": "simple", "answers": answers}))
-            }
-            (_, Some(bundle)) if bundle.is_object() => {
-                Ok(serde_json::json!({"kind": "fhir", "bundle": bundle}))
-            }
+            (Some(Value::Object(answers)), _) => Ok(TiepResult::Simple { answers }),
+            (_, Some(bundle)) if bundle.is_object() => Ok(TiepResult::Fhir { bundle }),
             _ => Err(AppError::Unprocessable(
                 "the report has neither a payload object nor a fhir bundle".into(),
             )),
