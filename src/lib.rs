@@ -6,6 +6,7 @@
 //! The strict fakes of Hint and the partners live in their own crate (`sandbox/`), used by the
 //! demo (`demo/`) and the tests, never by this one.
 
+pub mod backoff;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod startup;
 pub mod state;
 pub mod surfaces;
 pub mod telemetry;
+pub mod upstream;
 pub mod visits;
 
 pub use config::Settings;

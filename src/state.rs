@@ -9,6 +9,7 @@ use crate::{
     hint::{HintClient, directory::PatientDirectory, session::HintSessionStore},
     jobs::JobSignal,
     partners::{connection::SecretsCache, haidy::HaidyClient, hcw::HcwClient, tiep::TiepClient},
+    upstream::Upstream,
     visits::completion::Completions,
 };
 
@@ -43,11 +44,7 @@ impl AppState {
 
     /// `public_url` is the configured one, or the address `Application::build` bound.
     pub fn new(settings: Settings, db: Db, public_url: url::Url) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.http_timeout)
-            .connect_timeout(settings.http_timeout.min(std::time::Duration::from_secs(5)))
-            .user_agent(concat!("chartbridge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let upstream = Upstream::new(settings.http_timeout)?;
         let jobs = JobSignal::default();
         let completions = Completions::spawn(db.clone(), jobs.clone(), settings.jobs.max_attempts);
         let connection_secrets = Arc::new(SecretsCache::new(settings.secrets_cache_ttl));
@@ -56,11 +53,11 @@ impl AppState {
             patients: Arc::new(PatientDirectory::new(settings.patient_directory_ttl)),
             connection_secrets,
             secrets: SecretBox::new(&settings.secret_key),
-            hint: HintClient::new(http.clone(), settings.hint.clone()),
-            hcw: HcwClient::new(http.clone(), settings.hcw.token_lifetime),
-            haidy: HaidyClient::new(http.clone(), settings.haidy.api_url.clone()),
+            hint: HintClient::new(upstream.clone(), settings.hint.clone()),
+            hcw: HcwClient::new(upstream.clone(), settings.hcw.token_lifetime),
+            haidy: HaidyClient::new(upstream.clone(), settings.haidy.api_url.clone()),
             tiep: TiepClient::new(
-                http,
+                upstream,
                 settings.tiep.api_url.clone(),
                 settings.tiep.app_url.clone(),
             ),

@@ -1,9 +1,10 @@
 //! Typed client for Hint's Provider API and the Instant On code exchange.
 //!
-//! Every call has a timeout (the shared `reqwest::Client`), at most
-//! `max_concurrency_per_practice` calls per practice are in flight, and a 429 ("Enhance your
-//! calm", no `Retry-After`) is retried in place with doubling back-off and full jitter before
-//! the call gives up with `HintError::RateLimited` (the job queue then retries later).
+//! Calls go through the shared [`Upstream`] layer (timeouts, no redirects, one error type). At
+//! most `max_concurrency_per_practice` calls per practice are in flight, they are paced to
+//! `requests_per_second`, and a 429 ("Enhance your calm", no `Retry-After`) is retried in place
+//! with doubling back-off and jitter before the call gives up with the 429 (the job queue then
+//! retries later).
 
 use std::{
     collections::HashMap,
@@ -17,54 +18,19 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::config::HintSettings;
+use crate::{
+    backoff::jittered,
+    config::HintSettings,
+    upstream::{self, Upstream, UpstreamError, endpoint},
+};
 
 /// Hint's largest page.
 const PAGE_LIMIT: usize = 100;
+/// How errors name Hint.
+const HINT: &str = "Hint";
 
-#[derive(Debug, thiserror::Error)]
-pub enum HintError {
-    #[error("Hint did not answer in time")]
-    Timeout,
-    #[error("could not reach Hint")]
-    Transport(#[source] reqwest::Error),
-    #[error("Hint is rate limiting requests")]
-    RateLimited,
-    #[error("Hint refused our credentials (HTTP {0})")]
-    Unauthorized(u16),
-    #[error("not found in Hint")]
-    NotFound,
-    #[error("Hint rejected the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
-    #[error("Hint failed (HTTP {0})")]
-    Server(u16),
-    #[error("unexpected answer from Hint")]
-    Decode(#[source] reqwest::Error),
-}
-
-impl HintError {
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            HintError::Timeout
-                | HintError::Transport(_)
-                | HintError::RateLimited
-                | HintError::Server(_)
-                | HintError::Unauthorized(_)
-        )
-    }
-
-    fn from_reqwest(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            HintError::Timeout
-        } else if e.is_decode() {
-            HintError::Decode(e)
-        } else {
-            HintError::Transport(e)
-        }
-    }
-}
+/// What a Hint call fails with.
+pub type HintError = UpstreamError;
 
 /// Credentials for Provider API calls: a practice token (Instant On) or a handshake's
 /// short-lived access token, always with the practice they belong to.
@@ -209,7 +175,7 @@ pub struct GrantPractice {
 
 #[derive(Clone)]
 pub struct HintClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     base: Url,
     settings: HintSettings,
     practice_limits: Arc<Mutex<HashMap<String, Arc<PracticeLimit>>>>,
@@ -224,19 +190,17 @@ impl std::fmt::Debug for HintClient {
 }
 
 impl HintClient {
-    pub fn new(http: reqwest::Client, settings: HintSettings) -> Self {
+    pub fn new(upstream: Upstream, settings: HintSettings) -> Self {
         Self {
-            http,
+            upstream,
             base: settings.api_url.clone(),
             settings,
             practice_limits: Arc::default(),
         }
     }
 
-    fn url(&self, path: &str) -> Url {
-        self.base
-            .join(path)
-            .expect("static API paths join onto the base URL")
+    fn url(&self, segments: &[&str]) -> Url {
+        endpoint(&self.base, segments)
     }
 
     fn limit_for(&self, practice_id: &str) -> Arc<PracticeLimit> {
@@ -271,30 +235,30 @@ impl HintClient {
         let mut attempt = 0;
         loop {
             limit.paced(self.settings.requests_per_second).await;
-            let response = build().send().await.map_err(HintError::from_reqwest)?;
-            let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                if attempt >= self.settings.rate_limit_retries {
-                    return Err(HintError::RateLimited);
+            match self.upstream.send(HINT, build()).await {
+                Err(e)
+                    if e.is_status(StatusCode::TOO_MANY_REQUESTS)
+                        && attempt < self.settings.rate_limit_retries =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = backoff.saturating_mul(2);
                 }
-                attempt += 1;
-                tokio::time::sleep(jittered(backoff)).await;
-                backoff = backoff.saturating_mul(2);
-                continue;
+                answered => return answered,
             }
-            return check_status(response).await;
         }
     }
 
-    fn provider(&self, method: Method, path: &str, auth: &HintAuth<'_>) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
+    fn provider(&self, method: Method, segments: &[&str], auth: &HintAuth<'_>) -> RequestBuilder {
+        self.upstream
+            .http()
+            .request(method, self.url(segments))
             .bearer_auth(auth.token.expose_secret())
             .header(reqwest::header::ACCEPT, "application/json")
     }
 
     async fn json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, HintError> {
-        response.json().await.map_err(HintError::from_reqwest)
+        upstream::json(HINT, response).await
     }
 
     /// Exchanges an Instant On code for the practice's token (`activate: true`).
@@ -303,8 +267,9 @@ impl HintClient {
             serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
         let response = self
             .send("partner", || {
-                self.http
-                    .post(self.url("/api/oauth/tokens"))
+                self.upstream
+                    .http()
+                    .post(self.url(&["api", "oauth", "tokens"]))
                     .bearer_auth(self.settings.api_key.expose_secret())
                     .json(&body)
             })
@@ -322,7 +287,7 @@ impl HintClient {
         let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
         let response = self
             .send(auth.practice_id, || {
-                self.provider(Method::GET, "/api/provider/patients", auth)
+                self.provider(Method::GET, &["api", "provider", "patients"], auth)
                     .query(&query)
             })
             .await?;
@@ -355,7 +320,7 @@ impl HintClient {
     }
 
     pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
-        let path = format!("/api/provider/patients/{}", encode(id));
+        let path = ["api", "provider", "patients", id];
         let response = self
             .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
             .await?;
@@ -368,10 +333,7 @@ impl HintClient {
         patient_id: &str,
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = format!(
-            "/api/provider/patients/{}/interactions/partner",
-            encode(patient_id)
-        );
+        let path = interactions(patient_id);
         let response = self
             .send(auth.practice_id, || {
                 self.provider(Method::POST, &path, auth).json(fields)
@@ -386,11 +348,7 @@ impl HintClient {
         patient_id: &str,
         id: &str,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = format!(
-            "/api/provider/patients/{}/interactions/partner/{}",
-            encode(patient_id),
-            encode(id)
-        );
+        let path = interaction(patient_id, id);
         let response = self
             .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
             .await?;
@@ -404,11 +362,7 @@ impl HintClient {
         id: &str,
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = format!(
-            "/api/provider/patients/{}/interactions/partner/{}",
-            encode(patient_id),
-            encode(id)
-        );
+        let path = interaction(patient_id, id);
         let response = self
             .send(auth.practice_id, || {
                 self.provider(Method::PATCH, &path, auth).json(fields)
@@ -425,10 +379,7 @@ impl HintClient {
         patient_id: &str,
         integration_record_id: &str,
     ) -> Result<Option<PartnerInteraction>, HintError> {
-        let path = format!(
-            "/api/provider/patients/{}/interactions/partner",
-            encode(patient_id)
-        );
+        let path = interactions(patient_id);
         let query = [
             ("integration_record_id", integration_record_id),
             ("limit", "100"),
@@ -482,41 +433,27 @@ impl PracticeLimit {
     }
 }
 
-/// Maps error statuses, reading Hint's `{"message"}` for refusals.
-async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, HintError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let code = status.as_u16();
-    Err(match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PRECONDITION_REQUIRED => {
-            HintError::Unauthorized(code)
-        }
-        StatusCode::NOT_FOUND => HintError::NotFound,
-        s if s.is_server_error() => HintError::Server(code),
-        _ => {
-            let message = response
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-                .unwrap_or_else(|| "no message".into());
-            HintError::Rejected {
-                status: code,
-                message: message.chars().take(300).collect(),
-            }
-        }
-    })
+/// `/api/provider/patients/{patient}/interactions/partner`.
+fn interactions(patient_id: &str) -> [&str; 6] {
+    [
+        "api",
+        "provider",
+        "patients",
+        patient_id,
+        "interactions",
+        "partner",
+    ]
 }
 
-/// Percent-encodes one path segment.
-fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
-}
-
-/// "Full jitter": a random delay between half of `d` and `d`.
-pub fn jittered(d: Duration) -> Duration {
-    let millis = d.as_millis().max(2) as u64;
-    Duration::from_millis(millis / 2 + rand::random::<u64>() % (millis / 2 + 1))
+/// `/api/provider/patients/{patient}/interactions/partner/{id}`.
+fn interaction<'a>(patient_id: &'a str, id: &'a str) -> [&'a str; 7] {
+    [
+        "api",
+        "provider",
+        "patients",
+        patient_id,
+        "interactions",
+        "partner",
+        id,
+    ]
 }

@@ -54,7 +54,7 @@ impl PatientDirectory {
         if needle.starts_with("pat-") {
             return match hint.get_patient(auth, needle).await {
                 Ok(p) => Ok(vec![p]),
-                Err(HintError::NotFound) => Ok(vec![]),
+                Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => Ok(vec![]),
                 Err(e) => Err(e),
             };
         }

@@ -10,7 +10,6 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::client::HintError;
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
@@ -63,15 +62,14 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
     if code.len() > 512 || code.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(AppError::BadRequest("malformed install code".into()));
     }
-    let grant = state.hint.exchange_code(code).await.map_err(|e| match e {
-        HintError::Rejected { .. } | HintError::NotFound | HintError::Unauthorized(_) => {
+    let grant = state.hint.exchange_code(code).await.map_err(|e| {
+        if e.is_refusal() && !e.is_status(reqwest::StatusCode::TOO_MANY_REQUESTS) {
             AppError::BadRequest(
                 "Hint did not accept the install code (expired or already used).".into(),
             )
+        } else {
+            AppError::Upstream(format!("Could not complete the install with Hint: {e}."))
         }
-        other => AppError::Upstream(format!(
-            "Could not complete the install with Hint: {other}."
-        )),
     })?;
     let practice_id = grant.practice.id.trim().to_string();
     if practice_id.is_empty() || grant.access_token.is_empty() {

@@ -8,8 +8,8 @@ use tokio::{sync::watch, task::JoinSet};
 
 use super::{ClaimedJob, Job, JobError, JobOutcome, JobState};
 use crate::{
+    backoff::jittered,
     db::{Backend, new_id, now_ms},
-    hint::client::jittered,
     hint::session,
     state::AppState,
 };

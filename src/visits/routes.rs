@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     error::AppError,
-    hint::{HintAuth, HintError, PracticeSession, Role},
+    hint::{HintAuth, PracticeSession, Role},
     ids::ExternalId,
     partners::{LaunchStyle, Partner},
     state::AppState,
@@ -100,9 +100,12 @@ pub async fn fetch_patient(
         .hint
         .get_patient(&auth, patient_id)
         .await
-        .map_err(|e| match e {
-            HintError::NotFound => AppError::NotFound,
-            other => AppError::Upstream(format!("Hint could not load the patient: {other}.")),
+        .map_err(|e| {
+            if e.is_status(reqwest::StatusCode::NOT_FOUND) {
+                AppError::NotFound
+            } else {
+                AppError::Upstream(format!("Hint could not load the patient: {e}."))
+            }
         })
 }
 

@@ -4,6 +4,8 @@
 //! creating one (a create whose answer was lost is not repeated), creates it with the visit's
 //! current status, patches it when the status differs, and never reopens a signed one.
 
+use reqwest::StatusCode;
+
 use super::Visit;
 use crate::{
     db::now_ms,
@@ -51,8 +53,14 @@ pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFiel
     }
 }
 
+/// Hint down, slow or rate limiting is worth waiting for; so is a refused practice token (the
+/// practice may reinstall). Any other refusal will not change by itself.
 fn job_error(e: HintError) -> JobError {
-    if e.is_retryable() {
+    let token_refused = matches!(
+        e.status(),
+        Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PRECONDITION_REQUIRED)
+    );
+    if e.is_retryable() || token_refused {
         JobError::transient(e)
     } else {
         JobError::permanent(e)

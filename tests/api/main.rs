@@ -11,3 +11,4 @@ mod mediquo;
 mod resilience;
 mod surfaces;
 mod tiep_visit;
+mod upstream;

@@ -1,57 +1,32 @@
 //! Haidy's API (`Authorization: Bearer <practice token>`): patient contexts, file uploads,
 //! approved consultations and their reports.
 
-use reqwest::{StatusCode, multipart};
+use reqwest::{Method, StatusCode, multipart};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-#[derive(Debug, thiserror::Error)]
-pub enum HaidyError {
-    #[error("Haidy did not answer in time")]
-    Timeout,
-    #[error("could not reach Haidy")]
-    Transport(#[source] reqwest::Error),
-    #[error("Haidy refused the API token (HTTP {0})")]
-    Unauthorized(u16),
-    #[error("Haidy does not know it (HTTP 404)")]
-    NotFound,
-    #[error("Haidy refused the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
-    #[error("Haidy failed (HTTP {0})")]
-    Server(u16),
-    #[error("unexpected answer from Haidy")]
-    Decode(#[source] reqwest::Error),
-}
+use crate::upstream::{self, Upstream, UpstreamError, endpoint};
 
-impl HaidyError {
-    fn from_reqwest(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            HaidyError::Timeout
-        } else if e.is_decode() {
-            HaidyError::Decode(e)
-        } else {
-            HaidyError::Transport(e)
-        }
-    }
+/// How errors name Haidy.
+const HAIDY: &str = "Haidy";
 
-    /// Words a clinician can act on.
-    pub fn for_clinician(&self) -> String {
-        match self {
-            HaidyError::Timeout | HaidyError::Transport(_) => {
-                "Haidy could not be reached. Try again in a moment.".into()
-            }
-            HaidyError::Unauthorized(_) => {
-                "Haidy refused this practice's API token. Ask a practice admin to check it in Chartbridge settings.".into()
-            }
-            HaidyError::NotFound => "Haidy no longer knows this patient's record.".into(),
-            HaidyError::Rejected { message, .. } => format!("Haidy refused: {message}"),
-            HaidyError::Server(status) => {
-                format!("Haidy failed (HTTP {status}). Try again in a moment.")
-            }
-            HaidyError::Decode(_) => "Haidy answered something Chartbridge does not understand.".into(),
-        }
+/// What a Haidy call fails with.
+pub type HaidyError = UpstreamError;
+
+/// Words a clinician can act on.
+pub fn for_clinician(e: &HaidyError) -> String {
+    match e.status() {
+        Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => "Haidy refused this practice's API token. Ask a practice admin to check it in Chartbridge settings.".into(),
+        Some(StatusCode::NOT_FOUND) => "Haidy no longer knows this patient's record.".into(),
+        Some(s) if s.is_client_error() => format!(
+            "Haidy refused: {}",
+            e.messages().first().map(String::as_str).unwrap_or("no reason given")
+        ),
+        Some(s) => format!("Haidy failed (HTTP {}). Try again in a moment.", s.as_u16()),
+        None if e.is_unanswered() => "Haidy could not be reached. Try again in a moment.".into(),
+        None => "Haidy answered something Chartbridge does not understand.".into(),
     }
 }
 
@@ -77,7 +52,7 @@ pub enum Created {
 /// One file to upload.
 pub struct Upload {
     pub filename: String,
-    pub content_type: String,
+    pub content_type: &'static str,
     pub bytes: Vec<u8>,
 }
 
@@ -131,90 +106,57 @@ pub enum Report {
 
 #[derive(Clone, Debug)]
 pub struct HaidyClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     api_url: Url,
 }
 
-fn message_of(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let text = parsed
-        .as_ref()
-        .and_then(|v| {
-            ["detail", "message", "error"]
-                .iter()
-                .find_map(|k| v.get(k))
-                .map(|d| {
-                    d.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| d.to_string())
-                })
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect());
-    text.chars().take(300).collect()
-}
-
 impl HaidyClient {
-    pub fn new(http: reqwest::Client, api_url: Url) -> Self {
-        Self { http, api_url }
+    pub fn new(upstream: Upstream, api_url: Url) -> Self {
+        Self { upstream, api_url }
     }
 
-    fn url(&self, path: &str) -> Url {
-        let mut url = self.api_url.clone();
-        url.set_path(&format!(
-            "{}{path}",
-            self.api_url.path().trim_end_matches('/')
-        ));
-        url
+    fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        self.upstream
+            .http()
+            .request(method, endpoint(&self.api_url, segments))
+            .bearer_auth(token.expose_secret())
     }
 
-    async fn check(response: reqwest::Response) -> Result<reqwest::Response, HaidyError> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                HaidyError::Unauthorized(status.as_u16())
-            }
-            StatusCode::NOT_FOUND => HaidyError::NotFound,
-            s if s.is_client_error() => HaidyError::Rejected {
-                status: s.as_u16(),
-                message: message_of(&body),
-            },
-            s => HaidyError::Server(s.as_u16()),
-        })
-    }
-
+    /// Creates the patient's context; a 400 is Haidy's answer to an `external_id` it already
+    /// has in the group (it publishes no lookup), reported as `Created::Duplicate`.
     pub async fn create_context(
         &self,
         token: &SecretString,
         context: &NewContext<'_>,
     ) -> Result<Created, HaidyError> {
-        let response = self
-            .http
-            .post(self.url("/v2/patient-contexts/"))
-            .bearer_auth(token.expose_secret())
-            .json(context)
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        match Self::check(response).await {
+        // A trailing slash, as Haidy's route has one.
+        let request = self
+            .call(Method::POST, &["v2", "patient-contexts", ""], token)
+            .json(context);
+        match self.upstream.send(HAIDY, request).await {
             Ok(response) => {
-                let body: Value = response.json().await.map_err(HaidyError::from_reqwest)?;
-                let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
-                if id.is_empty() {
-                    return Err(HaidyError::Rejected {
-                        status: 200,
-                        message: "the new patient context has no id".into(),
-                    });
+                let body: Value = upstream::json(HAIDY, response).await?;
+                match body
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                {
+                    Some(id) => Ok(Created::Context(id.to_string())),
+                    None => Err(HaidyError::Status {
+                        party: HAIDY,
+                        status: StatusCode::OK,
+                        messages: vec!["the new patient context has no id".into()],
+                    }),
                 }
-                Ok(Created::Context(id.to_string()))
             }
-            Err(HaidyError::Rejected {
-                status: 400,
-                message,
-            }) => Ok(Created::Duplicate(message)),
+            Err(e) if e.is_status(StatusCode::BAD_REQUEST) => {
+                Ok(Created::Duplicate(e.messages().join("; ")))
+            }
             Err(e) => Err(e),
         }
     }
@@ -229,24 +171,19 @@ impl HaidyClient {
         for file in files {
             let part = multipart::Part::bytes(file.bytes)
                 .file_name(file.filename)
-                .mime_str(&file.content_type)
-                .map_err(HaidyError::from_reqwest)?;
+                .mime_str(file.content_type)
+                .expect("content types come from our own sniffing and are valid");
             form = form.part("files", part);
         }
-        let path = format!("/v2/patient-files/upload/{}", encode(context_id));
-        let response = self
-            .http
-            .post(self.url(&path))
-            .bearer_auth(token.expose_secret())
-            .multipart(form)
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        Self::check(response)
-            .await?
-            .json()
-            .await
-            .map_err(HaidyError::from_reqwest)
+        let request = self
+            .call(
+                Method::POST,
+                &["v2", "patient-files", "upload", context_id],
+                token,
+            )
+            .multipart(form);
+        let response = self.upstream.send(HAIDY, request).await?;
+        upstream::json(HAIDY, response).await
     }
 
     /// Approved consultations of a patient context (Haidy's listing may hold others: the
@@ -256,19 +193,11 @@ impl HaidyClient {
         token: &SecretString,
         context_id: &str,
     ) -> Result<Vec<ConsultationSummary>, HaidyError> {
-        let response = self
-            .http
-            .get(self.url("/v2/consultations"))
-            .query(&[("status", "approved"), ("patient_context_id", context_id)])
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        let body: Value = Self::check(response)
-            .await?
-            .json()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
+        let request = self
+            .call(Method::GET, &["v2", "consultations"], token)
+            .query(&[("status", "approved"), ("patient_context_id", context_id)]);
+        let response = self.upstream.send(HAIDY, request).await?;
+        let body: Value = upstream::json(HAIDY, response).await?;
         let list = match body {
             Value::Array(items) => items,
             Value::Object(mut obj) => ["results", "items", "consultations", "data"]
@@ -291,39 +220,23 @@ impl HaidyClient {
         token: &SecretString,
         consultation_id: &str,
     ) -> Result<Report, HaidyError> {
-        let base = format!("/v2/consultation/{}/report", encode(consultation_id));
-        let response = self
-            .http
-            .get(self.url(&format!("{base}/JSON")))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        match Self::check(response).await {
+        let report = |format| ["v2", "consultation", consultation_id, "report", format];
+        let request = self.call(Method::GET, &report("JSON"), token);
+        match self.upstream.send(HAIDY, request).await {
             Ok(response) => {
-                let text = response.text().await.map_err(HaidyError::from_reqwest)?;
-                match serde_json::from_str(&text) {
-                    Ok(json) => return Ok(Report::Json(json)),
-                    Err(_) => return Ok(Report::Text(text)),
-                }
+                let text = upstream::text(HAIDY, response).await?;
+                return Ok(match serde_json::from_str(&text) {
+                    Ok(json) => Report::Json(json),
+                    Err(_) => Report::Text(text),
+                });
             }
-            Err(HaidyError::Rejected { .. } | HaidyError::NotFound) => {}
+            // No JSON rendering of this report: ask for the text one.
+            Err(e) if e.is_refusal() => {}
             Err(e) => return Err(e),
         }
-        let response = self
-            .http
-            .get(self.url(&format!("{base}/TXT")))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        Ok(Report::Text(
-            Self::check(response)
-                .await?
-                .text()
-                .await
-                .map_err(HaidyError::from_reqwest)?,
-        ))
+        let request = self.call(Method::GET, &report("TXT"), token);
+        let response = self.upstream.send(HAIDY, request).await?;
+        Ok(Report::Text(upstream::text(HAIDY, response).await?))
     }
 
     pub async fn mark_downloaded(
@@ -331,22 +244,9 @@ impl HaidyClient {
         token: &SecretString,
         consultation_id: &str,
     ) -> Result<(), HaidyError> {
-        let path = format!(
-            "/v2/consultation/{}/mark-as-downloaded",
-            encode(consultation_id)
-        );
-        let response = self
-            .http
-            .post(self.url(&path))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(HaidyError::from_reqwest)?;
-        Self::check(response).await?;
+        let path = ["v2", "consultation", consultation_id, "mark-as-downloaded"];
+        let request = self.call(Method::POST, &path, token);
+        self.upstream.send(HAIDY, request).await?;
         Ok(())
     }
-}
-
-fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

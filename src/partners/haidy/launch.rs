@@ -157,7 +157,7 @@ async fn ensure_context(
         .await;
     let created = match created {
         Ok(created) => created,
-        Err(e) => return Ok(Err(e.for_clinician())),
+        Err(e) => return Ok(Err(super::client::for_clinician(&e))),
     };
     Ok(match created {
         Created::Context(id) => {
@@ -204,7 +204,7 @@ async fn upload(
         .into_iter()
         .map(|p| Upload {
             filename: p.filename,
-            content_type: p.content_type.into(),
+            content_type: p.content_type,
             bytes: p.bytes,
         })
         .collect();
@@ -236,7 +236,7 @@ async fn upload(
             }
         }
         Err(e) => {
-            let reason = e.for_clinician();
+            let reason = super::client::for_clinician(&e);
             outcomes.extend(
                 sizes
                     .into_iter()

@@ -3,10 +3,8 @@
 //! The service account's JWT lives 15 minutes: it is cached per practice (and base URL and
 //! account), renewed with the refresh token once older than `token_lifetime`, and a 401 on a
 //! call logs in again and repeats the call once. The token goes out as both `x-access-token`
-//! and `Authorization: Bearer` (HCW versions differ).
-//!
-//! HCW answers errors in several shapes (a bare list of `{message}`, `{success:false, error:
-//! "…"|[{message}]}`, `{error:true, message}`, `{message}`): all become a list of messages.
+//! and `Authorization: Bearer` (HCW versions differ). HCW's many error shapes are read by the
+//! shared layer (`upstream::messages`).
 
 use std::{
     collections::HashMap,
@@ -18,97 +16,85 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use url::Url;
 
 use super::HcwConnection;
+use crate::upstream::{self, Upstream, UpstreamError, endpoint};
 
+/// How errors name HCW@Home.
+const HCW: &str = "HCW@Home";
+
+/// What an HCW@Home call fails with.
 #[derive(Debug, thiserror::Error)]
 pub enum HcwError {
-    #[error("HCW@Home did not answer in time")]
-    Timeout,
-    #[error("could not reach HCW@Home")]
-    Transport(#[source] reqwest::Error),
+    /// The login itself was refused: the service account's email or password is wrong.
     #[error("HCW@Home refused the service account's email or password")]
-    BadCredentials,
-    #[error("HCW@Home refused the request (HTTP 401)")]
-    Unauthorized,
-    #[error("HCW@Home does not allow this (HTTP 403): {0}")]
-    Forbidden(String),
-    #[error("HCW@Home does not know it (HTTP 404)")]
-    NotFound,
-    #[error("HCW@Home refused the request: {}", .0.join("; "))]
-    Rejected(Vec<String>),
-    #[error("HCW@Home failed (HTTP {0})")]
-    Server(u16),
-    #[error("unexpected answer from HCW@Home")]
-    Decode(#[source] reqwest::Error),
+    BadCredentials(#[source] UpstreamError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 impl HcwError {
-    fn from_reqwest(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            HcwError::Timeout
-        } else if e.is_decode() {
-            HcwError::Decode(e)
-        } else {
-            HcwError::Transport(e)
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            HcwError::BadCredentials(_) => None,
+            HcwError::Upstream(e) => e.status(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+    }
+
+    /// HCW refused the request itself (a 4xx other than a sign-in problem or "not found"):
+    /// its messages say why.
+    pub fn is_refused_request(&self) -> bool {
+        self.status().is_some_and(|s| {
+            s.is_client_error() && s != StatusCode::UNAUTHORIZED && s != StatusCode::NOT_FOUND
+        })
+    }
+
+    /// What HCW said about a refusal.
+    pub fn messages(&self) -> &[String] {
+        match self {
+            HcwError::BadCredentials(e) | HcwError::Upstream(e) => e.messages(),
         }
     }
 
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            HcwError::Timeout | HcwError::Transport(_) | HcwError::Server(_)
-        )
+        matches!(self, HcwError::Upstream(e) if e.is_retryable())
     }
 
     /// Words a clinician can act on.
     pub fn for_clinician(&self) -> String {
-        match self {
-            HcwError::Timeout | HcwError::Transport(_) => {
-                "HCW@Home could not be reached. Check that it is running and that the base URL in Chartbridge settings is right, then try again.".into()
-            }
-            HcwError::BadCredentials | HcwError::Unauthorized => {
-                "HCW@Home refused Chartbridge's service account. Ask a practice admin to check its email and password in Chartbridge settings.".into()
-            }
-            HcwError::Forbidden(message) => format!(
-                "HCW@Home does not allow Chartbridge's service account to do this ({message}). It needs the scheduler role."
+        let e = match self {
+            HcwError::BadCredentials(_) => return refused_account(),
+            HcwError::Upstream(e) => e,
+        };
+        let joined = || e.messages().join("; ");
+        match e.status() {
+            None if e.is_unanswered() => "HCW@Home could not be reached. Check that it is running and that the base URL in Chartbridge settings is right, then try again.".into(),
+            Some(StatusCode::UNAUTHORIZED) => refused_account(),
+            Some(StatusCode::FORBIDDEN) => format!(
+                "HCW@Home does not allow Chartbridge's service account to do this ({}). It needs the scheduler role.",
+                if e.messages().is_empty() { "forbidden".into() } else { joined() }
             ),
-            HcwError::NotFound => "HCW@Home no longer knows this invitation.".into(),
-            HcwError::Rejected(messages) => {
-                format!("HCW@Home refused: {}.", messages.join("; ").trim_end_matches('.'))
+            Some(StatusCode::NOT_FOUND) => "HCW@Home no longer knows this invitation.".into(),
+            Some(s) if s.is_client_error() => format!(
+                "HCW@Home refused: {}.",
+                if e.messages().is_empty() { format!("HTTP {}", s.as_u16()) } else { joined() }
+                    .trim_end_matches('.')
+            ),
+            Some(s) if s.is_server_error() => {
+                format!("HCW@Home failed (HTTP {}). Try again in a moment.", s.as_u16())
             }
-            HcwError::Server(status) => {
-                format!("HCW@Home failed (HTTP {status}). Try again in a moment.")
-            }
-            HcwError::Decode(_) => {
-                "HCW@Home answered something Chartbridge does not understand. Check the base URL in settings.".into()
-            }
+            _ => "HCW@Home answered something Chartbridge does not understand. Check the base URL in settings.".into(),
         }
     }
 }
 
-/// Every message in one of HCW's error bodies.
-pub fn error_messages(body: &Value) -> Vec<String> {
-    fn collect(value: &Value, out: &mut Vec<String>) {
-        match value {
-            Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
-            Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
-            Value::Object(obj) => {
-                for key in ["message", "error"] {
-                    if let Some(v) = obj.get(key) {
-                        collect(v, out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    collect(body, &mut out);
-    out.truncate(10);
-    out
+fn refused_account() -> String {
+    "HCW@Home refused Chartbridge's service account. Ask a practice admin to check its email and password in Chartbridge settings.".into()
 }
 
 /// `POST /api/v1/invite`.
@@ -192,7 +178,7 @@ struct Tokens {
 
 #[derive(Clone)]
 pub struct HcwClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     token_lifetime: Duration,
     tokens: Arc<Mutex<HashMap<TokenKey, Arc<Tokens>>>>,
 }
@@ -212,66 +198,40 @@ fn key(practice_id: &str, connection: &HcwConnection) -> TokenKey {
 }
 
 impl HcwClient {
-    pub fn new(http: reqwest::Client, token_lifetime: Duration) -> Self {
+    pub fn new(upstream: Upstream, token_lifetime: Duration) -> Self {
         Self {
-            http,
+            upstream,
             token_lifetime,
             tokens: Arc::default(),
         }
     }
 
-    fn url(base: &Url, path: &str) -> Url {
-        let mut url = base.clone();
-        let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
-        url.set_path(&joined);
-        url
-    }
-
-    async fn check(response: reqwest::Response) -> Result<reqwest::Response, HcwError> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let messages = error_messages(&body);
-        Err(match status {
-            StatusCode::UNAUTHORIZED => HcwError::Unauthorized,
-            StatusCode::FORBIDDEN => HcwError::Forbidden(
-                messages
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "forbidden".into()),
-            ),
-            StatusCode::NOT_FOUND => HcwError::NotFound,
-            s if s.is_client_error() => HcwError::Rejected(if messages.is_empty() {
-                vec![format!("HTTP {}", s.as_u16())]
-            } else {
-                messages
-            }),
-            s => HcwError::Server(s.as_u16()),
-        })
+    fn post(&self, connection: &HcwConnection, segments: &[&str]) -> RequestBuilder {
+        self.upstream
+            .http()
+            .post(endpoint(&connection.base_url, segments))
     }
 
     /// `POST /api/v1/login-local` as the service account.
     async fn login(&self, connection: &HcwConnection) -> Result<Tokens, HcwError> {
-        let response = self
-            .http
-            .post(Self::url(&connection.base_url, "/api/v1/login-local"))
-            .json(&serde_json::json!({
-                "email": connection.service_email,
-                "password": connection.service_password.expose_secret(),
-            }))
-            .send()
-            .await
-            .map_err(HcwError::from_reqwest)?;
-        let response = match Self::check(response).await {
-            Err(HcwError::Unauthorized | HcwError::Rejected(_)) => {
-                return Err(HcwError::BadCredentials);
-            }
+        let request =
+            self.post(connection, &["api", "v1", "login-local"])
+                .json(&serde_json::json!({
+                    "email": connection.service_email,
+                    "password": connection.service_password.expose_secret(),
+                }));
+        let response = match self.upstream.send(HCW, request).await {
+            Err(e) if e.is_refusal() => return Err(HcwError::BadCredentials(e)),
             other => other?,
         };
-        let body: Value = response.json().await.map_err(HcwError::from_reqwest)?;
-        tokens_from(body.get("user").unwrap_or(&body)).ok_or(HcwError::BadCredentials)
+        let body: Value = upstream::json(HCW, response).await?;
+        tokens_from(body.get("user").unwrap_or(&body)).ok_or_else(|| {
+            HcwError::BadCredentials(UpstreamError::Status {
+                party: HCW,
+                status: StatusCode::OK,
+                messages: vec!["the login answer holds no token".into()],
+            })
+        })
     }
 
     /// `POST /api/v1/refresh-token`.
@@ -280,20 +240,18 @@ impl HcwClient {
         connection: &HcwConnection,
         refresh: &SecretString,
     ) -> Result<Tokens, HcwError> {
-        let response = self
-            .http
-            .post(Self::url(&connection.base_url, "/api/v1/refresh-token"))
-            .json(&serde_json::json!({"refreshToken": refresh.expose_secret()}))
-            .send()
-            .await
-            .map_err(HcwError::from_reqwest)?;
-        let body: Value = Self::check(response)
-            .await?
-            .json()
-            .await
-            .map_err(HcwError::from_reqwest)?;
-        let mut tokens =
-            tokens_from(body.get("user").unwrap_or(&body)).ok_or(HcwError::Unauthorized)?;
+        let request = self
+            .post(connection, &["api", "v1", "refresh-token"])
+            .json(&serde_json::json!({"refreshToken": refresh.expose_secret()}));
+        let response = self.upstream.send(HCW, request).await?;
+        let body: Value = upstream::json(HCW, response).await?;
+        let mut tokens = tokens_from(body.get("user").unwrap_or(&body)).ok_or_else(|| {
+            HcwError::Upstream(UpstreamError::Status {
+                party: HCW,
+                status: StatusCode::UNAUTHORIZED,
+                messages: vec!["the refresh answer holds no token".into()],
+            })
+        })?;
         if tokens.refresh.is_none() {
             tokens.refresh = Some(refresh.clone());
         }
@@ -341,13 +299,14 @@ impl HcwClient {
         practice_id: &str,
         connection: &HcwConnection,
         method: Method,
-        path: &str,
+        segments: &[&str],
         body: Option<&Value>,
     ) -> Result<reqwest::Response, HcwError> {
         let build = |token: &SecretString| -> RequestBuilder {
             let mut request = self
-                .http
-                .request(method.clone(), Self::url(&connection.base_url, path))
+                .upstream
+                .http()
+                .request(method.clone(), endpoint(&connection.base_url, segments))
                 .header("x-access-token", token.expose_secret())
                 .bearer_auth(token.expose_secret());
             if let Some(body) = body {
@@ -356,12 +315,9 @@ impl HcwClient {
             request
         };
         let tokens = self.token(practice_id, connection).await?;
-        let response = build(&tokens.token)
-            .send()
-            .await
-            .map_err(HcwError::from_reqwest)?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Self::check(response).await;
+        match self.upstream.send(HCW, build(&tokens.token)).await {
+            Err(e) if e.is_status(StatusCode::UNAUTHORIZED) => {}
+            answered => return Ok(answered?),
         }
         self.forget(practice_id, connection);
         let tokens = Arc::new(self.login(connection).await?);
@@ -369,15 +325,11 @@ impl HcwClient {
             .lock()
             .expect("hcw tokens")
             .insert(key(practice_id, connection), tokens.clone());
-        let response = build(&tokens.token)
-            .send()
-            .await
-            .map_err(HcwError::from_reqwest)?;
-        Self::check(response).await
+        Ok(self.upstream.send(HCW, build(&tokens.token)).await?)
     }
 
     async fn json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, HcwError> {
-        response.json().await.map_err(HcwError::from_reqwest)
+        Ok(upstream::json(HCW, response).await?)
     }
 
     pub async fn create_invite(
@@ -392,7 +344,7 @@ impl HcwClient {
                 practice_id,
                 connection,
                 Method::POST,
-                "/api/v1/invite",
+                &["api", "v1", "invite"],
                 Some(&body),
             )
             .await?;
@@ -405,7 +357,7 @@ impl HcwClient {
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<(), HcwError> {
-        let path = format!("/api/v1/invite/{}", encode(invite_id));
+        let path = ["api", "v1", "invite", invite_id];
         self.call(practice_id, connection, Method::DELETE, &path, None)
             .await?;
         Ok(())
@@ -418,13 +370,13 @@ impl HcwClient {
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<Option<Consultation>, HcwError> {
-        let path = format!("/api/v1/invite/{}/consultation", encode(invite_id));
+        let path = ["api", "v1", "invite", invite_id, "consultation"];
         match self
             .call(practice_id, connection, Method::GET, &path, None)
             .await
         {
             Ok(response) => Ok(Some(Self::json(response).await?)),
-            Err(HcwError::NotFound) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -436,20 +388,16 @@ impl HcwClient {
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<Option<Consultation>, HcwError> {
-        let path = format!("/api/v1/invite/{}/consultation/close", encode(invite_id));
+        let path = ["api", "v1", "invite", invite_id, "consultation", "close"];
         match self
             .call(practice_id, connection, Method::POST, &path, None)
             .await
         {
             Ok(response) => Ok(Some(Self::json(response).await?)),
-            Err(HcwError::NotFound) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
-}
-
-fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 fn tokens_from(user: &Value) -> Option<Tokens> {
@@ -463,37 +411,4 @@ fn tokens_from(user: &Value) -> Option<Tokens> {
             .map(|t| SecretString::from(t.to_string())),
         obtained: Instant::now(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn every_hcw_error_shape_becomes_messages() {
-        assert_eq!(
-            error_messages(
-                &json!([{"message": "gender is required"}, {"message": "firstName is required"}])
-            ),
-            ["gender is required", "firstName is required"]
-        );
-        assert_eq!(
-            error_messages(
-                &json!({"success": false, "error": "doctorEmail or queue is required."})
-            ),
-            ["doctorEmail or queue is required."]
-        );
-        assert_eq!(
-            error_messages(&json!({"error": true, "message": "queue Night doesn't exist"})),
-            ["queue Night doesn't exist"]
-        );
-        assert_eq!(
-            error_messages(
-                &json!({"success": false, "error": [{"message": "\"language\" must be a string", "path": ["language"]}]})
-            ),
-            ["\"language\" must be a string"]
-        );
-        assert!(error_messages(&json!(null)).is_empty());
-    }
 }

@@ -17,10 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
-use super::{
-    HcwConnection, HcwLaunch, InviteSummary, Routing,
-    client::{HcwError, NewInvite},
-};
+use super::{HcwConnection, HcwLaunch, InviteSummary, Routing, client::NewInvite};
 use crate::{
     db::now_ms,
     error::AppError,
@@ -294,7 +291,7 @@ pub async fn submit(
             tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "hcw invite refused");
             let reason = e.for_clinician();
             visits::fail(&state, &session.practice_id, &visit_id, &reason).await?;
-            if matches!(e, HcwError::Rejected(_) | HcwError::Forbidden(_)) {
+            if e.is_refused_request() {
                 return refuse(input, reason);
             }
             return Err(AppError::Upstream(reason));

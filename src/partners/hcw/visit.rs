@@ -8,11 +8,7 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 
-use super::{
-    HcwConnection, HcwLaunch, HcwResult,
-    client::{Consultation, HcwError},
-    sso,
-};
+use super::{HcwConnection, HcwLaunch, HcwResult, client::Consultation, sso};
 use crate::{
     db::{format_ms, now_ms},
     error::AppError,
@@ -278,11 +274,14 @@ pub async fn revoke(state: &AppState, visit: &Visit) -> Result<(), AppError> {
         .delete_invite(&visit.practice_id, &connection, invite_id)
         .await
     {
-        Ok(()) | Err(HcwError::NotFound) => Ok(()),
-        Err(HcwError::Rejected(messages)) => Err(AppError::Unprocessable(format!(
-            "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
-            messages.join("; ")
-        ))),
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_refused_request() && e.status() != Some(reqwest::StatusCode::FORBIDDEN) => {
+            Err(AppError::Unprocessable(format!(
+                "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
+                e.messages().join("; ")
+            )))
+        }
         Err(e) => Err(AppError::Upstream(e.for_clinician())),
     }
 }

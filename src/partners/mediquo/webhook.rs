@@ -20,7 +20,7 @@ use super::{
 use crate::{
     crypto::{SignatureError, constant_time_eq, sha256_hex},
     error::{ApiError, AppError},
-    hint::{HintAuth, HintError, install},
+    hint::{HintAuth, install},
     ids::{ExternalId, clean_text},
     partners::{Partner, connection, unmatched},
     state::AppState,
@@ -194,7 +194,7 @@ async fn patient_name(state: &AppState, practice_id: &str, patient_id: &str) -> 
     };
     match state.hint.get_patient(&auth, patient_id).await {
         Ok(patient) => PatientLookup::Found(clean_text(&patient.display_name(), 200)),
-        Err(HintError::NotFound) => PatientLookup::Unknown,
+        Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => PatientLookup::Unknown,
         Err(e) => {
             tracing::warn!(practice_id, error = %crate::error::error_chain(&e), "hint patient lookup for a mediquo delivery failed");
             PatientLookup::Unavailable

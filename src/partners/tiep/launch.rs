@@ -62,7 +62,7 @@ pub async fn launch(
         Ok(token) => token,
         Err(e) => {
             tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "tiep launch refused");
-            let reason = e.for_clinician();
+            let reason = super::client::for_clinician(&e);
             visits::fail(state, &session.practice_id, &visit_id, &reason).await?;
             return Err(AppError::Upstream(reason));
         }

@@ -1,7 +1,7 @@
 //! The backstop: a Tiep visit with no webhook after `poll_after` asks Tiep for its session,
 //! and completes when the report is saved; after `give_up_after` the visit fails with a reason.
 
-use super::{TiepConnection, client::TiepError, webhook::TiepReport};
+use super::{TiepConnection, webhook::TiepReport};
 use crate::{
     db::now_ms,
     jobs::{JobError, JobOutcome},
@@ -37,7 +37,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
         .await
     {
         Ok(session) => session,
-        Err(TiepError::NotFound) => {
+        Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => {
             visits::fail(
                 state,
                 &visit.practice_id,

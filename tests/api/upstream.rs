@@ -1,0 +1,95 @@
+//! The shared outbound layer against real loopback servers: no redirect is followed, errors
+//! name the party and keep the body's messages.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use axum::{Router, http::StatusCode, response::IntoResponse, routing::any};
+use chartbridge::upstream::{Upstream, UpstreamError, endpoint};
+
+/// Serves `app` on a loopback port; answers its base URL.
+async fn serve(app: Router) -> url::Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_with_our_credentials() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let elsewhere = serve(Router::new().fallback(any(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "took it" }
+    })))
+    .await;
+    let target = elsewhere.join("steal").unwrap().to_string();
+    let partner = serve(Router::new().fallback(any(move || {
+        let target = target.clone();
+        async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+                .into_response()
+        }
+    })))
+    .await;
+
+    let upstream = Upstream::new(std::time::Duration::from_secs(2)).unwrap();
+    let request = upstream
+        .http()
+        .post(endpoint(&partner, &["api", "v1", "login-local"]))
+        .header("x-access-token", "secret-token")
+        .body("{\"password\":\"secret\"}");
+    let error = upstream.send("HCW@Home", request).await.unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Status { status, .. } if status == StatusCode::TEMPORARY_REDIRECT),
+        "{error}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the other host"
+    );
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
+async fn errors_name_the_party_and_keep_the_messages_and_the_cause() {
+    let partner = serve(Router::new().fallback(any(|| async {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!([{"message": "gender is required"}])),
+        )
+    })))
+    .await;
+    let upstream = Upstream::new(std::time::Duration::from_secs(2)).unwrap();
+    let error = upstream
+        .send("HCW@Home", upstream.http().get(partner.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "HCW@Home answered HTTP 400: gender is required"
+    );
+    assert!(error.is_refusal() && !error.is_retryable());
+
+    // Nothing listens on the port of a server that has gone: unreachable, with its cause.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    drop(listener);
+    let error = upstream
+        .send("Haidy", upstream.http().get(gone))
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "could not reach Haidy");
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the cause is kept"
+    );
+    assert!(error.is_retryable());
+}
