@@ -9,7 +9,8 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use url::Url;
 
-/// Raw configuration as read from the environment (or flags).
+/// Raw configuration as read from the environment (or flags). Each partner reads its own
+/// (`partners::PartnerArgs`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// Hint's API base URL.
@@ -50,22 +51,6 @@ pub struct ConfigArgs {
         default_value = "https://app.hint.com https://*.hint.com"
     )]
     pub frame_ancestors: String,
-    /// Tiep API base URL.
-    #[arg(long, env = "TIEP_API_URL", default_value = "https://api.tiep.ai")]
-    pub tiep_api_url: String,
-    /// Tiep app base URL (where the clinician is sent).
-    #[arg(long, env = "TIEP_APP_URL", default_value = "https://app.tiep.ai")]
-    pub tiep_app_url: String,
-    /// Haidy (44ai) API base URL.
-    #[arg(long, env = "HAIDY_API_URL", default_value = "https://api.44ai.ch")]
-    pub haidy_api_url: String,
-    /// Haidy's integration deep link (the clinician is sent there).
-    #[arg(
-        long,
-        env = "HAIDY_APP_URL",
-        default_value = "https://haidy.ch/integration"
-    )]
-    pub haidy_app_url: String,
     /// Number of background jobs run at once.
     #[arg(long, env = "CHARTBRIDGE_WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -83,9 +68,6 @@ pub struct Settings {
     pub secret_key: SecretKey,
     pub frame_ancestors: String,
     pub hint: HintSettings,
-    pub tiep: TiepSettings,
-    pub hcw: HcwSettings,
-    pub haidy: HaidySettings,
     pub jobs: JobSettings,
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
@@ -123,45 +105,6 @@ pub struct HintSettings {
     pub rate_limit_retries: u32,
     /// First back-off after a 429; doubles with jitter.
     pub rate_limit_backoff: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct TiepSettings {
-    pub api_url: Url,
-    pub app_url: Url,
-    /// How long after launch a visit without a webhook is first polled.
-    pub poll_after: Duration,
-    /// Interval between later polls.
-    pub poll_every: Duration,
-    /// After this long without a saved report the visit fails.
-    pub give_up_after: Duration,
-}
-
-/// HCW@Home sends no webhooks: visits are polled.
-#[derive(Debug, Clone)]
-pub struct HcwSettings {
-    /// Interval between looks at an invite's consultation.
-    pub poll_every: Duration,
-    /// After this long (from the launch, or the scheduled time) without a closed consultation
-    /// the visit fails with a reason.
-    pub give_up_after: Duration,
-    /// How long a service-account token is used before it is renewed (HCW's live 15 min).
-    pub token_lifetime: Duration,
-}
-
-/// Haidy publishes no webhook shape: approved consultations are polled.
-#[derive(Debug, Clone)]
-pub struct HaidySettings {
-    pub api_url: Url,
-    pub app_url: Url,
-    /// Interval between looks for an approved consultation.
-    pub poll_every: Duration,
-    /// After this long without an approved consultation the visit fails with a reason.
-    pub give_up_after: Duration,
-    /// Largest file a clinician may upload (Haidy publishes no limit).
-    pub max_file_bytes: usize,
-    /// Most files in one upload.
-    pub max_files: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -240,7 +183,8 @@ fn required(value: Option<String>, variable: &'static str) -> Result<String, Con
     }
 }
 
-fn parse_url(value: &str, variable: &'static str) -> Result<Url, ConfigError> {
+/// An http(s) URL with a host; the error names the variable.
+pub fn parse_url(value: &str, variable: &'static str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|e| ConfigError {
         variable,
         problem: format!("is not a valid URL ({e})"),
@@ -328,26 +272,6 @@ impl Settings {
                 requests_per_second: 18.0,
                 rate_limit_retries: 4,
                 rate_limit_backoff: Duration::from_millis(250),
-            },
-            tiep: TiepSettings {
-                api_url: parse_url(&args.tiep_api_url, "TIEP_API_URL")?,
-                app_url: parse_url(&args.tiep_app_url, "TIEP_APP_URL")?,
-                poll_after: Duration::from_secs(120),
-                poll_every: Duration::from_secs(60),
-                give_up_after: Duration::from_secs(24 * 3600),
-            },
-            hcw: HcwSettings {
-                poll_every: Duration::from_secs(60),
-                give_up_after: Duration::from_secs(24 * 3600),
-                token_lifetime: Duration::from_secs(14 * 60),
-            },
-            haidy: HaidySettings {
-                api_url: parse_url(&args.haidy_api_url, "HAIDY_API_URL")?,
-                app_url: parse_url(&args.haidy_app_url, "HAIDY_APP_URL")?,
-                poll_every: Duration::from_secs(120),
-                give_up_after: Duration::from_secs(7 * 24 * 3600),
-                max_file_bytes: 20 * 1024 * 1024,
-                max_files: 10,
             },
             jobs: JobSettings {
                 workers: args.workers,

@@ -4,6 +4,12 @@
 //! so a ciphertext copied to another row (another practice) does not open.
 //! `verify_hmac_sha256` checks `sha256=<hex>` signatures in constant time on raw bytes.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chacha20poly1305::{
     XChaCha20Poly1305, XNonce,
@@ -88,6 +94,59 @@ impl SecretBox {
         String::from_utf8(bytes)
             .map(SecretString::from)
             .map_err(|_| CryptoError::Open)
+    }
+}
+
+/// (practice id, partner id).
+type CacheKey = (String, &'static str);
+/// When the secrets were opened, and their bytes.
+type Opened = (Instant, Arc<[u8]>);
+
+/// Recently opened partner secrets, so a burst of webhooks neither re-reads nor re-opens the
+/// row for each delivery. Callers that see a signature mismatch read the row again, so a secret
+/// rotated on another instance is accepted at once; the old one stops being accepted here
+/// after `ttl` (`Settings::secrets_cache_ttl`).
+pub struct SecretsCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<CacheKey, Opened>>,
+}
+
+impl std::fmt::Debug for SecretsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsCache([redacted])")
+    }
+}
+
+impl SecretsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::default(),
+        }
+    }
+
+    pub fn get(&self, practice_id: &str, partner: &'static str) -> Option<Arc<[u8]>> {
+        let entries = self.entries.read().expect("secrets cache lock");
+        entries
+            .get(&(practice_id.to_string(), partner))
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    pub fn put(&self, practice_id: &str, partner: &'static str, bytes: Arc<[u8]>) {
+        let mut entries = self.entries.write().expect("secrets cache lock");
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        entries.insert((practice_id.to_string(), partner), (Instant::now(), bytes));
+    }
+
+    pub fn forget(&self, practice_id: &str, partner: &'static str) {
+        self.entries
+            .write()
+            .expect("secrets cache lock")
+            .remove(&(practice_id.to_string(), partner));
     }
 }
 

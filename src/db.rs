@@ -171,7 +171,7 @@ macro_rules! text_column {
                 &self,
                 buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+                <String as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str().to_string(), buf)
             }
         }
 

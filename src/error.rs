@@ -33,11 +33,37 @@ pub enum AppError {
     /// The thing changed meanwhile (a visit ended while its launch was still under way).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// An outside party failed or refused; the message is written for the clinician.
-    #[error("upstream: {0}")]
-    Upstream(String),
+    /// An outside party failed or refused; the message is written for the clinician, the
+    /// cause (the party's answer) is kept for the log.
+    #[error("upstream: {message}")]
+    Upstream {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A cause of any kind, kept with its chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl AppError {
+    /// A partner or Hint could not do it; `message` is for the clinician.
+    pub fn upstream(message: impl Into<String>) -> Self {
+        AppError::Upstream {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Like [`AppError::upstream`], keeping the party's answer as the cause.
+    pub fn upstream_because(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        AppError::Upstream {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for AppError {
@@ -76,7 +102,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,7 +118,7 @@ impl AppError {
             | AppError::BadRequest(m)
             | AppError::Unprocessable(m)
             | AppError::Conflict(m)
-            | AppError::Upstream(m) => m.clone(),
+            | AppError::Upstream { message: m, .. } => m.clone(),
             AppError::NoRole => {
                 "You have no Chartbridge role yet. Ask a practice admin to give you \
                  the Chartbridge admin or clinician role in Hint, then reopen this page."
@@ -108,7 +134,13 @@ impl AppError {
     fn log(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
-            AppError::Upstream(m) => tracing::warn!(reason = %m, "upstream refused or failed"),
+            AppError::Upstream { message, source } => {
+                let cause = source
+                    .as_deref()
+                    .map(|e| error_chain(e))
+                    .unwrap_or_default();
+                tracing::warn!(reason = %message, %cause, "upstream refused or failed")
+            }
             AppError::Unauthorized(reason) => tracing::info!(%reason, "unauthorized"),
             _ => {}
         }
@@ -133,7 +165,7 @@ impl IntoResponse for AppError {
             AppError::NotFound => "Not found",
             AppError::BadRequest(_) | AppError::Unprocessable(_) => "Please check your input",
             AppError::Conflict(_) => "This visit moved on",
-            AppError::Upstream(_) => "A partner service did not answer as expected",
+            AppError::Upstream { .. } => "A partner service did not answer as expected",
             AppError::Internal(_) => "Something went wrong",
         };
         let page = ErrorPage {

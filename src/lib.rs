@@ -19,6 +19,7 @@ pub mod startup;
 pub mod state;
 pub mod surfaces;
 pub mod telemetry;
+pub mod tenancy;
 pub mod upstream;
 pub mod visits;
 

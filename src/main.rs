@@ -4,7 +4,12 @@
 use clap::{Parser, Subcommand};
 
 use chartbridge::{
-    Application, Settings, config::ConfigArgs, db::Db, startup::shutdown_signal, telemetry,
+    Application, Settings,
+    config::ConfigArgs,
+    db::Db,
+    partners::{PartnerArgs, PartnerSettings},
+    startup::shutdown_signal,
+    telemetry,
 };
 
 #[derive(Parser)]
@@ -14,6 +19,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    partners: PartnerArgs,
 }
 
 #[derive(Subcommand)]
@@ -32,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let settings = Settings::from_args(cli.config)
                 .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-            let app = Application::build(settings).await?;
+            let partners = PartnerSettings::from_args(cli.partners)
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let app = Application::build(settings, partners).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => {

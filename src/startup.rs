@@ -22,9 +22,16 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{config::Settings, db::Db, jobs::JobRunner, state::AppState};
+use crate::{
+    config::Settings,
+    db::Db,
+    hint::HintState,
+    jobs::JobRunner,
+    partners::{self, PartnerSettings},
+    state::AppState,
+};
 
-/// Largest request body accepted (uploads come later with their own limit).
+/// Largest request body accepted (Haidy's upload routes set their own).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,9 +42,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds first (port 0 picks a free port), then connects and migrates. Without a configured
-    /// public URL, a loopback server is reached at the address it is bound to.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// Binds first (port 0 picks a free port), then connects and migrates, and builds every
+    /// partner with its settings. Without a configured public URL, a loopback server is
+    /// reached at the address it is bound to.
+    pub async fn build(settings: Settings, partners: PartnerSettings) -> anyhow::Result<Self> {
         anyhow::ensure!(
             settings.public_url.is_some() || settings.bind.is_loopback(),
             "CHARTBRIDGE_PUBLIC_URL is required when listening on {} (Hint must reach us there)",
@@ -58,7 +66,9 @@ impl Application {
             None => url::Url::parse(&format!("http://{bound}/"))?,
         };
         let db = Db::connect(&settings.database).await?;
-        let state = AppState::new(settings, db, public_url)?;
+        let hint_state = HintState::new(settings, db, public_url)?;
+        let registry = partners::registry(&partners, &hint_state.upstream);
+        let state = AppState::new(hint_state, registry);
         Ok(Self {
             listener,
             port,
@@ -127,12 +137,19 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
 
+    let partner_routes = state
+        .partners
+        .iter()
+        .fold(Router::new(), |router, partner| {
+            router.merge(partner.clone().routes(state.clone()))
+        });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(crate::hint::router())
+        .merge(crate::visits::routes::router())
         .merge(crate::surfaces::router())
-        .merge(crate::partners::router())
+        .merge(partner_routes)
         .fallback(|| async { crate::error::AppError::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware)

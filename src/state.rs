@@ -1,71 +1,58 @@
-//! The one typed state every handler and job gets.
+//! The state of the visit lifecycle and everything built on it: the Hint layer's state, the
+//! job queue's wake-up, the result writer, and the registry of partners (each holding its own
+//! settings and client). The Hint layer and the core never see this type.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use crate::{
-    config::Settings,
-    crypto::SecretBox,
-    db::Db,
-    hint::{HintClient, directory::PatientDirectory, session::HintSessionStore},
-    jobs::JobSignal,
-    partners::{connection::SecretsCache, haidy::HaidyClient, hcw::HcwClient, tiep::TiepClient},
-    upstream::Upstream,
-    visits::completion::Completions,
+    crypto::SecretsCache, hint::HintState, jobs::JobSignal, visits::completion::Completions,
+    visits::partner::Partners,
 };
 
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub settings: Arc<Settings>,
-    public_url: url::Url,
-    pub db: Db,
-    /// Seals and opens secrets at rest.
-    pub secrets: SecretBox,
-    pub hint: HintClient,
-    pub tiep: TiepClient,
-    pub hcw: HcwClient,
-    pub haidy: HaidyClient,
+    /// Configuration, database, secrets, the way out, and Hint (`state.db`, `state.hint`, …
+    /// read through it).
+    pub hint_state: HintState,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
     /// Group-commits visit results.
     pub completions: Completions,
-    /// Where framed sessions live.
-    pub sessions: Arc<HintSessionStore>,
-    /// Practices' patient lists for search.
-    pub patients: Arc<PatientDirectory>,
+    /// Every partner, with its settings and client.
+    pub partners: Partners,
     /// Recently opened partner secrets (webhook verification).
     pub connection_secrets: Arc<SecretsCache>,
 }
 
 impl AppState {
-    /// Where Hint and the partners reach us.
-    pub fn public_url(&self) -> &url::Url {
-        &self.public_url
-    }
-
-    /// `public_url` is the configured one, or the address `Application::build` bound.
-    pub fn new(settings: Settings, db: Db, public_url: url::Url) -> anyhow::Result<Self> {
-        let upstream = Upstream::new(settings.http_timeout)?;
+    /// Starts the result writer; `partners` is the registry the partners module builds.
+    pub fn new(hint_state: HintState, partners: Partners) -> Self {
         let jobs = JobSignal::default();
-        let completions = Completions::spawn(db.clone(), jobs.clone(), settings.jobs.max_attempts);
-        let connection_secrets = Arc::new(SecretsCache::new(settings.secrets_cache_ttl));
-        Ok(Self {
-            sessions: Arc::new(HintSessionStore::new(db.clone(), &settings.sessions)),
-            patients: Arc::new(PatientDirectory::new(settings.patient_directory_ttl)),
-            connection_secrets,
-            secrets: SecretBox::new(&settings.secret_key),
-            hint: HintClient::new(upstream.clone(), settings.hint.clone()),
-            hcw: HcwClient::new(upstream.clone(), settings.hcw.token_lifetime),
-            haidy: HaidyClient::new(upstream.clone(), settings.haidy.api_url.clone()),
-            tiep: TiepClient::new(
-                upstream,
-                settings.tiep.api_url.clone(),
-                settings.tiep.app_url.clone(),
-            ),
-            settings: Arc::new(settings),
-            public_url,
-            db,
+        let completions = Completions::spawn(
+            hint_state.db.clone(),
+            jobs.clone(),
+            hint_state.settings.jobs.max_attempts,
+        );
+        Self {
+            connection_secrets: Arc::new(SecretsCache::new(hint_state.settings.secrets_cache_ttl)),
+            hint_state,
             jobs,
             completions,
-        })
+            partners,
+        }
+    }
+}
+
+impl Deref for AppState {
+    type Target = HintState;
+
+    fn deref(&self) -> &HintState {
+        &self.hint_state
+    }
+}
+
+impl AsRef<HintState> for AppState {
+    fn as_ref(&self) -> &HintState {
+        &self.hint_state
     }
 }

@@ -11,6 +11,7 @@ use clap::Parser;
 use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
+    partners::{PartnerArgs, PartnerSettings, haidy::HaidyArgs, tiep::TiepArgs},
     startup::shutdown_signal,
     telemetry,
 };
@@ -114,20 +115,26 @@ async fn main() -> anyhow::Result<()> {
         public_url: Some(format!("http://127.0.0.1:{}/", args.app_port)),
         secret_key: Some(secret_key),
         frame_ancestors: hint_origin,
-        tiep_api_url: tiep.base_url().to_string(),
-        tiep_app_url: tiep.base_url().to_string(),
-        haidy_api_url: haidy.base_url().to_string(),
-        haidy_app_url: haidy.app_url().to_string(),
         workers: 4,
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);
+    let mut partners = PartnerSettings::from_args(PartnerArgs {
+        tiep: TiepArgs {
+            tiep_api_url: tiep.base_url().to_string(),
+            tiep_app_url: tiep.base_url().to_string(),
+        },
+        haidy: HaidyArgs {
+            haidy_api_url: haidy.base_url().to_string(),
+            haidy_app_url: haidy.app_url().to_string(),
+        },
+    })?;
     // A demo should show the polling backstop within a minute, not two.
-    settings.tiep.poll_after = Duration::from_secs(30);
-    settings.tiep.poll_every = Duration::from_secs(15);
-    settings.hcw.poll_every = Duration::from_secs(10);
-    settings.haidy.poll_every = Duration::from_secs(5);
-    let app = Application::build(settings)
+    partners.tiep.poll_after = Duration::from_secs(30);
+    partners.tiep.poll_every = Duration::from_secs(15);
+    partners.hcw.poll_every = Duration::from_secs(10);
+    partners.haidy.poll_every = Duration::from_secs(5);
+    let app = Application::build(settings, partners)
         .await
         .with_context(|| in_use(args.app_port, "--app-port"))?;
     let app_url = url::Url::parse(&format!("http://127.0.0.1:{}/", app.port()))?;

@@ -61,6 +61,9 @@ pub struct TiepFaults {
     pub api_down: bool,
     /// Saving does not send the webhook (the poll backstop must find the report).
     pub drop_webhooks: bool,
+    /// A launch token is issued only after this long (a slow Tiep, or one that never answers
+    /// before the caller gives up).
+    pub token_delay: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -199,6 +202,10 @@ async fn generate_token(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
+    let delay = sandbox.world().faults.token_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut world = sandbox.world();
     if world.faults.api_down {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");

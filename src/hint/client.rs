@@ -21,6 +21,7 @@ use url::Url;
 use crate::{
     backoff::jittered,
     config::HintSettings,
+    tenancy::PracticeId,
     upstream::{self, Upstream, UpstreamError, endpoint},
 };
 
@@ -35,7 +36,7 @@ pub type HintError = UpstreamError;
 /// Credentials for Provider API calls: a practice token (Instant On) or a handshake's
 /// short-lived access token, always with the practice they belong to.
 pub struct HintAuth<'a> {
-    pub practice_id: &'a str,
+    pub practice_id: &'a PracticeId,
     pub token: &'a SecretString,
 }
 
@@ -286,7 +287,7 @@ impl HintClient {
     ) -> Result<(Vec<Patient>, Option<usize>), HintError> {
         let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
         let response = self
-            .send(auth.practice_id, || {
+            .send(auth.practice_id.as_str(), || {
                 self.provider(Method::GET, &["api", "provider", "patients"], auth)
                     .query(&query)
             })
@@ -322,7 +323,9 @@ impl HintClient {
     pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
         let path = ["api", "provider", "patients", id];
         let response = self
-            .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
+            .send(auth.practice_id.as_str(), || {
+                self.provider(Method::GET, &path, auth)
+            })
             .await?;
         Self::json(response).await
     }
@@ -335,7 +338,7 @@ impl HintClient {
     ) -> Result<PartnerInteraction, HintError> {
         let path = interactions(patient_id);
         let response = self
-            .send(auth.practice_id, || {
+            .send(auth.practice_id.as_str(), || {
                 self.provider(Method::POST, &path, auth).json(fields)
             })
             .await?;
@@ -350,7 +353,9 @@ impl HintClient {
     ) -> Result<PartnerInteraction, HintError> {
         let path = interaction(patient_id, id);
         let response = self
-            .send(auth.practice_id, || self.provider(Method::GET, &path, auth))
+            .send(auth.practice_id.as_str(), || {
+                self.provider(Method::GET, &path, auth)
+            })
             .await?;
         Self::json(response).await
     }
@@ -364,7 +369,7 @@ impl HintClient {
     ) -> Result<PartnerInteraction, HintError> {
         let path = interaction(patient_id, id);
         let response = self
-            .send(auth.practice_id, || {
+            .send(auth.practice_id.as_str(), || {
                 self.provider(Method::PATCH, &path, auth).json(fields)
             })
             .await?;
@@ -386,7 +391,7 @@ impl HintClient {
             ("offset", "0"),
         ];
         let response = self
-            .send(auth.practice_id, || {
+            .send(auth.practice_id.as_str(), || {
                 self.provider(Method::GET, &path, auth).query(&query)
             })
             .await?;

@@ -9,6 +9,7 @@ use std::{
 };
 
 use super::client::{HintAuth, HintClient, HintError, Patient};
+use crate::tenancy::PracticeId;
 
 /// Pages of 100 loaded at most: practices beyond 5,000 patients are searched by id or in part.
 const MAX_PAGES: usize = 50;
@@ -68,7 +69,7 @@ impl PatientDirectory {
     }
 
     /// A patient from the practice's list if it is loaded and fresh (no call to Hint).
-    pub fn cached(&self, practice_id: &str, patient_id: &str) -> Option<Patient> {
+    pub fn cached(&self, practice_id: &PracticeId, patient_id: &str) -> Option<Patient> {
         self.fresh(practice_id)?
             .iter()
             .find(|p| p.id == patient_id)
@@ -76,17 +77,17 @@ impl PatientDirectory {
     }
 
     /// Drops a practice's list (a patient was created, changed or removed in Hint).
-    pub fn forget(&self, practice_id: &str) {
+    pub fn forget(&self, practice_id: &PracticeId) {
         self.loaded
             .lock()
             .expect("directory lock")
-            .remove(practice_id);
+            .remove(practice_id.as_str());
     }
 
-    fn fresh(&self, practice_id: &str) -> Option<Arc<Vec<Patient>>> {
+    fn fresh(&self, practice_id: &PracticeId) -> Option<Arc<Vec<Patient>>> {
         let loaded = self.loaded.lock().expect("directory lock");
         loaded
-            .get(practice_id)
+            .get(practice_id.as_str())
             .filter(|l| l.at.elapsed() < self.ttl)
             .map(|l| l.patients.clone())
     }
@@ -103,7 +104,7 @@ impl PatientDirectory {
             .loading
             .lock()
             .expect("directory lock")
-            .entry(auth.practice_id.to_string())
+            .entry(auth.practice_id.as_str().to_string())
             .or_default()
             .clone();
         let _loading = lock.lock().await;
@@ -122,7 +123,7 @@ impl PatientDirectory {
             }
         }
         loaded.insert(
-            auth.practice_id.to_string(),
+            auth.practice_id.as_str().to_string(),
             Loaded {
                 at: Instant::now(),
                 patients: patients.clone(),

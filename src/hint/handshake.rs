@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
+    HintState,
     session::{self, AccessContext, NewSession, Role},
     verify_hint_signature,
 };
@@ -16,7 +17,7 @@ use crate::{
     db::now_ms,
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
-    state::AppState,
+    tenancy::PracticeId,
 };
 
 #[derive(Debug, Deserialize)]
@@ -81,12 +82,13 @@ pub struct HandshakeAnswer {
     pub session_key: String,
 }
 
-pub async fn handshake(
-    State(state): State<AppState>,
+pub async fn handshake<S: AsRef<HintState>>(
+    State(state): State<S>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<HandshakeAnswer>, ApiError> {
-    verify_hint_signature(&state, &headers, &body)?;
+    let state = state.as_ref();
+    verify_hint_signature(state, &headers, &body)?;
     let payload: HandshakePayload = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed handshake body: {e}")))?;
     if let Some(timestamp) = payload.timestamp.as_deref() {
@@ -111,7 +113,8 @@ pub async fn handshake(
             roles
         }
     };
-    let practice_id = payload.practice.id.as_str();
+    // Signed by Hint: the practice it names is verified.
+    let practice_id = PracticeId::verified(payload.practice.id.clone());
     let user_id = payload.user.id.as_str();
     let access_token_sealed = payload
         .access_token
@@ -120,27 +123,34 @@ pub async fn handshake(
         .map(|t| {
             state.secrets.seal(
                 t.as_bytes(),
-                &session::access_token_aad(practice_id, user_id),
+                &session::access_token_aad(&practice_id, user_id),
             )
         });
     let user_name = payload.user.display_name().map(|n| clean_text(&n, 200));
     let user_email = payload.user.email.as_deref().map(|e| clean_text(e, 320));
 
     let now = now_ms();
-    let practice_name = clean_text(payload.practice.name.as_deref().unwrap_or(practice_id), 200);
+    let practice_name = clean_text(
+        payload
+            .practice
+            .name
+            .as_deref()
+            .unwrap_or(practice_id.as_str()),
+        200,
+    );
     sqlx::query(
         "INSERT INTO practices (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
     )
-    .bind(practice_id)
+    .bind(&practice_id)
     .bind(&practice_name)
     .bind(now)
     .execute(state.db.writer())
     .await?;
     let session_key = session::open(
-        &state,
+        state,
         NewSession {
-            practice_id,
+            practice_id: &practice_id,
             user_id,
             user_email: user_email.as_deref(),
             user_name: user_name.as_deref(),
@@ -152,7 +162,7 @@ pub async fn handshake(
         },
     )
     .await?;
-    tracing::info!(practice_id, user_id, "handshake accepted");
+    tracing::info!(%practice_id, user_id, "handshake accepted");
     Ok(Json(HandshakeAnswer { session_key }))
 }
 

@@ -10,23 +10,25 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::Row;
 
+use super::HintState;
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
-    state::AppState,
+    ids::ExternalId,
+    tenancy::PracticeId,
 };
 
 /// Associated data binding a sealed practice token to its row.
-pub fn token_aad(product_id: &str, practice_id: &str) -> String {
+pub fn token_aad(product_id: &str, practice_id: &(impl std::fmt::Display + ?Sized)) -> String {
     format!("hint_installations.token|{product_id}|{practice_id}")
 }
 
 /// Headless install: Hint posts the code.
-pub async fn connect(
-    State(state): State<AppState>,
+pub async fn connect<S: AsRef<HintState>>(
+    State(state): State<S>,
     Path(code): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let practice_id = install(&state, &code).await?;
+    let practice_id = install(state.as_ref(), &code).await?;
     Ok(Json(
         serde_json::json!({ "connected": true, "practice_id": practice_id }),
     ))
@@ -38,17 +40,18 @@ pub struct RedirectQuery {
 }
 
 /// Browser install: Hint redirects the admin here with `?code=`.
-pub async fn connect_redirect(
-    State(state): State<AppState>,
+pub async fn connect_redirect<S: AsRef<HintState>>(
+    State(state): State<S>,
     Query(query): Query<RedirectQuery>,
 ) -> Response {
+    let state = state.as_ref();
     let Some(code) = query.code.filter(|c| !c.is_empty()) else {
         return AppError::BadRequest(
             "The install link has no code. Start the install again from Hint.".into(),
         )
         .into_response();
     };
-    match install(&state, &code).await {
+    match install(state, &code).await {
         Ok(_) => Html(
             "<!doctype html><meta charset=utf-8><title>Chartbridge installed</title>\
              <p>Chartbridge is connected to your practice. You can close this tab and open Chartbridge from Hint.</p>",
@@ -58,7 +61,7 @@ pub async fn connect_redirect(
     }
 }
 
-async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
+async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> {
     if code.len() > 512 || code.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(AppError::BadRequest("malformed install code".into()));
     }
@@ -68,15 +71,18 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
                 "Hint did not accept the install code (expired or already used).".into(),
             )
         } else {
-            AppError::Upstream(format!("Could not complete the install with Hint: {e}."))
+            AppError::upstream_because(format!("Could not complete the install with Hint: {e}."), e)
         }
     })?;
-    let practice_id = grant.practice.id.trim().to_string();
-    if practice_id.is_empty() || grant.access_token.is_empty() {
-        return Err(AppError::Upstream(
-            "Hint answered the install without a practice or token.".into(),
-        ));
-    }
+    let practice_id = match ExternalId::try_from(grant.practice.id.trim().to_string()) {
+        // Hint's own answer to the code it issued: the practice is verified.
+        Ok(id) if !grant.access_token.is_empty() => PracticeId::verified(id),
+        _ => {
+            return Err(AppError::upstream(
+                "Hint answered the install without a practice or token.",
+            ));
+        }
+    };
     let product_id = &state.settings.hint.product_id;
     let sealed = state.secrets.seal(
         grant.access_token.as_bytes(),
@@ -89,7 +95,13 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
     )
     .bind(&practice_id)
-    .bind(grant.practice.name.as_deref().unwrap_or(&practice_id))
+    .bind(
+        grant
+            .practice
+            .name
+            .as_deref()
+            .unwrap_or(practice_id.as_str()),
+    )
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -107,14 +119,14 @@ async fn install(state: &AppState, code: &str) -> Result<String, AppError> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(practice_id, "practice installed via Instant On");
+    tracing::info!(%practice_id, "practice installed via Instant On");
     Ok(practice_id)
 }
 
 /// The stored practice token for background work, if the practice has installed us.
 pub async fn practice_token(
-    state: &AppState,
-    practice_id: &str,
+    state: &HintState,
+    practice_id: &PracticeId,
 ) -> Result<Option<SecretString>, AppError> {
     let product_id = &state.settings.hint.product_id;
     let row = sqlx::query(
@@ -137,7 +149,7 @@ pub async fn practice_token(
 pub async fn uninstall(
     conn: &mut sqlx::AnyConnection,
     product_id: &str,
-    practice_id: &str,
+    practice_id: &PracticeId,
 ) -> Result<(), AppError> {
     sqlx::query("DELETE FROM hint_installations WHERE product_id = $1 AND practice_id = $2")
         .bind(product_id)

@@ -1,37 +1,98 @@
 //! Everything Hint calls: the signed handshake, Instant On, webhooks; plus our client for
-//! Hint's Provider API and the framed session those calls create.
+//! Hint's Provider API, the framed session those calls create, and the frame's chrome.
+//!
+//! This layer sees only [`HintState`]; the visit lifecycle and the partners build on it.
 
 pub mod client;
 pub mod directory;
+pub mod frame;
 pub mod handshake;
 pub mod install;
 pub mod session;
 pub mod webhooks;
+
+use std::sync::Arc;
 
 use axum::{
     Router,
     http::HeaderMap,
     routing::{get, post},
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
 
-use crate::{crypto::verify_hmac_sha256, error::AppError, state::AppState};
+use crate::{
+    config::Settings, crypto::SecretBox, crypto::verify_hmac_sha256, db::Db, error::AppError,
+    upstream::Upstream,
+};
 
-pub use client::{HintAuth, HintClient, HintError};
+pub use client::{HintAuth, HintClient, HintError, Patient};
+pub use frame::Frame;
 pub use session::{PracticeSession, Role};
 
+/// What the Hint layer works with: configuration, the database, sealed secrets, the way out,
+/// and Hint's client, sessions and patient lists. The layers above hold it and lend it out
+/// (`AsRef<HintState>`), so handlers here run under any of their states.
+#[derive(Clone, Debug)]
+pub struct HintState {
+    pub settings: Arc<Settings>,
+    /// Where Hint and the partners reach us.
+    pub public_url: Url,
+    pub db: Db,
+    /// Seals and opens secrets at rest.
+    pub secrets: SecretBox,
+    /// Every outbound call goes through it.
+    pub upstream: Upstream,
+    pub hint: HintClient,
+    /// Where framed sessions live.
+    pub sessions: Arc<session::HintSessionStore>,
+    /// Practices' patient lists for search.
+    pub patients: Arc<directory::PatientDirectory>,
+}
+
+impl HintState {
+    /// `public_url` is the configured one, or the address the server was bound to.
+    pub fn new(settings: Settings, db: Db, public_url: Url) -> anyhow::Result<Self> {
+        let upstream = Upstream::new(settings.http_timeout)?;
+        Ok(Self {
+            sessions: Arc::new(session::HintSessionStore::new(
+                db.clone(),
+                &settings.sessions,
+            )),
+            patients: Arc::new(directory::PatientDirectory::new(
+                settings.patient_directory_ttl,
+            )),
+            secrets: SecretBox::new(&settings.secret_key),
+            hint: HintClient::new(upstream.clone(), settings.hint.clone()),
+            upstream,
+            settings: Arc::new(settings),
+            public_url,
+            db,
+        })
+    }
+}
+
+impl AsRef<HintState> for HintState {
+    fn as_ref(&self) -> &HintState {
+        self
+    }
+}
+
 /// Routes Hint's servers call.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: AsRef<HintState> + Clone + Send + Sync + 'static,
+{
     Router::new()
-        .route("/hint/handshake", post(handshake::handshake))
-        .route("/hint/connect/{code}", post(install::connect))
-        .route("/hint/connect", get(install::connect_redirect))
-        .route("/webhooks/hint", post(webhooks::receive))
+        .route("/hint/handshake", post(handshake::handshake::<S>))
+        .route("/hint/connect/{code}", post(install::connect::<S>))
+        .route("/hint/connect", get(install::connect_redirect::<S>))
+        .route("/webhooks/hint", post(webhooks::receive::<S>))
 }
 
 /// Verifies `X-Hint-Signature` over the raw body with `HINT_WEBHOOK_SECRET`.
 pub fn verify_hint_signature(
-    state: &AppState,
+    state: &HintState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), AppError> {
@@ -49,4 +110,49 @@ pub fn verify_hint_signature(
         body,
     )
     .map_err(|e| AppError::Unauthorized(format!("hint signature: {e}")))
+}
+
+/// The token for calls made while the user waits: the handshake's access token, else the
+/// practice's Instant On token.
+pub async fn token_for(
+    state: &HintState,
+    session: &PracticeSession,
+) -> Result<SecretString, AppError> {
+    if let Some(token) = session.access_token(state) {
+        return Ok(token);
+    }
+    install::practice_token(state, &session.practice_id)
+        .await?
+        .ok_or_else(|| {
+            AppError::upstream(
+                "Chartbridge has no Hint access for this practice yet. Ask a practice admin to install it from the Hint marketplace.",
+            )
+        })
+}
+
+/// Loads a patient of the session's practice from Hint (404 for anyone else's).
+pub async fn patient_for(
+    state: &HintState,
+    session: &PracticeSession,
+    patient_id: &str,
+) -> Result<Patient, AppError> {
+    if patient_id.is_empty() || patient_id.len() > 64 {
+        return Err(AppError::BadRequest("Pick a patient first.".into()));
+    }
+    let token = token_for(state, session).await?;
+    let auth = HintAuth {
+        practice_id: &session.practice_id,
+        token: &token,
+    };
+    state
+        .hint
+        .get_patient(&auth, patient_id)
+        .await
+        .map_err(|e| {
+            if e.is_status(reqwest::StatusCode::NOT_FOUND) {
+                AppError::NotFound
+            } else {
+                AppError::upstream_because(format!("Hint could not load the patient: {e}."), e)
+            }
+        })
 }

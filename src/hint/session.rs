@@ -20,12 +20,14 @@ use tower_sessions_core::{
     session_store,
 };
 
+use super::HintState;
 use crate::{
     config::SessionSettings,
     crypto::sha256_hex,
     db::{Db, now_ms},
     error::AppError,
-    state::AppState,
+    ids::ExternalId,
+    tenancy::PracticeId,
 };
 
 /// Header htmx requests carry the session key in (as Hint's own template does).
@@ -75,7 +77,7 @@ pub enum AccessContext {
 
 /// What a new session is bound to.
 pub struct NewSession<'a> {
-    pub practice_id: &'a str,
+    pub practice_id: &'a PracticeId,
     pub user_id: &'a str,
     pub user_email: Option<&'a str>,
     pub user_name: Option<&'a str>,
@@ -248,7 +250,7 @@ impl SessionStore for HintSessionStore {
     }
 }
 
-fn idle_expiry(state: &AppState) -> Option<Expiry> {
+fn idle_expiry(state: &HintState) -> Option<Expiry> {
     let idle = time::Duration::try_from(state.settings.sessions.idle_timeout)
         .unwrap_or(time::Duration::minutes(15));
     Some(Expiry::OnInactivity(idle))
@@ -259,10 +261,10 @@ fn store_error(e: tower_sessions_core::session::Error) -> AppError {
 }
 
 /// Opens a session for a verified handshake; answers its key (shown once, to Hint).
-pub async fn open(state: &AppState, new: NewSession<'_>) -> Result<String, AppError> {
+pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppError> {
     let now = now_ms();
     let data = SessionData {
-        practice_id: new.practice_id.to_string(),
+        practice_id: new.practice_id.as_str().to_string(),
         user_id: new.user_id.to_string(),
         user_email: new.user_email.map(String::from),
         user_name: new.user_name.map(String::from),
@@ -295,7 +297,7 @@ pub async fn open(state: &AppState, new: NewSession<'_>) -> Result<String, AppEr
 }
 
 /// Deletes sessions past either timeout.
-pub async fn sweep_expired(state: &AppState) -> Result<u64, sqlx::Error> {
+pub async fn sweep_expired(state: &HintState) -> Result<u64, sqlx::Error> {
     let now = now_ms();
     let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
     let done =
@@ -313,7 +315,8 @@ pub async fn sweep_expired(state: &AppState) -> Result<u64, sqlx::Error> {
 pub struct PracticeSession {
     /// The raw key, to carry in links, forms and htmx headers.
     pub key: String,
-    pub practice_id: String,
+    /// The practice every query of this request is filtered by.
+    pub practice_id: PracticeId,
     pub practice_name: String,
     pub user_id: String,
     pub user_email: Option<String>,
@@ -348,7 +351,7 @@ impl PracticeSession {
     }
 
     /// The handshake's access token, for calls made while the user waits.
-    pub fn access_token(&self, state: &AppState) -> Option<SecretString> {
+    pub fn access_token(&self, state: &HintState) -> Option<SecretString> {
         let sealed = self.access_token_sealed.as_deref()?;
         state
             .secrets
@@ -367,7 +370,7 @@ impl PracticeSession {
 }
 
 /// Associated data binding a sealed access token to its practice and user.
-pub fn access_token_aad(practice_id: &str, user_id: &str) -> String {
+pub fn access_token_aad(practice_id: &PracticeId, user_id: &str) -> String {
     format!("hint_sessions.access_token|{practice_id}|{user_id}")
 }
 
@@ -389,10 +392,14 @@ fn key_from_parts(parts: &Parts) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-impl FromRequestParts<AppState> for PracticeSession {
+impl<S> FromRequestParts<S> for PracticeSession
+where
+    S: AsRef<HintState> + Send + Sync,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let state = state.as_ref();
         let key =
             key_from_parts(parts).ok_or_else(|| AppError::Unauthorized("no session key".into()))?;
         let id = Id::from_str(&key)
@@ -414,12 +421,16 @@ impl FromRequestParts<AppState> for PracticeSession {
         if roles.is_empty() {
             return Err(AppError::NoRole);
         }
+        // Our own row, written for a signed handshake: the practice it names is verified.
+        let practice_id = ExternalId::try_from(data.practice_id.clone())
+            .map(PracticeId::verified)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("a stored session's practice: {e}")))?;
         Ok(PracticeSession {
             key,
             practice_name: data
                 .practice_name
                 .unwrap_or_else(|| data.practice_id.clone()),
-            practice_id: data.practice_id,
+            practice_id,
             user_name: data
                 .user_name
                 .or_else(|| data.user_email.clone())

@@ -4,12 +4,12 @@
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::{client::Patient, install, verify_hint_signature};
+use super::{HintState, client::Patient, install, verify_hint_signature};
 use crate::{
     db::now_ms,
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
-    state::AppState,
+    tenancy::PracticeId,
 };
 
 #[derive(Debug, Deserialize)]
@@ -23,14 +23,17 @@ struct HintEvent {
     object: Option<serde_json::Value>,
 }
 
-pub async fn receive(
-    State(state): State<AppState>,
+pub async fn receive<S: AsRef<HintState>>(
+    State(state): State<S>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    verify_hint_signature(&state, &headers, &body)?;
+    let state = state.as_ref();
+    verify_hint_signature(state, &headers, &body)?;
     let event: HintEvent = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
+    // Signed by Hint: the practice it names is verified.
+    let practice_id = PracticeId::verified(event.practice_id.clone());
     // Recording the event and applying it commit together: a failure leaves neither, so
     // Hint's retry is processed instead of being taken for a duplicate.
     let mut tx = state.db.begin().await?;
@@ -38,7 +41,7 @@ pub async fn receive(
         "INSERT INTO inbound_events (practice_id, source, event_key, received_at) VALUES ($1, 'hint', $2, $3) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(event.practice_id.as_str())
+    .bind(&practice_id)
     .bind(event.id.as_str())
     .bind(now_ms())
     .execute(&mut *tx)
@@ -51,15 +54,11 @@ pub async fn receive(
     }
     match event.kind.as_str() {
         "integration.deactivated" => {
-            install::uninstall(
-                &mut tx,
-                &state.settings.hint.product_id,
-                event.practice_id.as_str(),
-            )
-            .await?;
-            tracing::info!(practice_id = %event.practice_id, "practice deactivated Chartbridge");
+            install::uninstall(&mut tx, &state.settings.hint.product_id, &practice_id).await?;
+            tracing::info!(%practice_id, "practice deactivated Chartbridge");
         }
-        // Keep the names on our visit lists current; the chart itself is Hint's.
+        // Keep the names on our visit lists current; the chart itself is Hint's. (The visits
+        // table belongs to the layer above; the rename must commit with the event.)
         "patient.updated" => {
             let patient = event
                 .object
@@ -68,7 +67,7 @@ pub async fn receive(
             if let Some(patient) = patient {
                 sqlx::query("UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND patient_id = $3")
                     .bind(clean_text(&patient.display_name(), 200))
-                    .bind(event.practice_id.as_str())
+                    .bind(&practice_id)
                     .bind(&patient.id)
                     .execute(&mut *tx)
                     .await?;
@@ -79,7 +78,7 @@ pub async fn receive(
     tx.commit().await?;
     if event.kind.starts_with("patient.") {
         // Search sees the change at once (created, renamed, removed).
-        state.patients.forget(event.practice_id.as_str());
+        state.patients.forget(&practice_id);
     }
     Ok(Json(serde_json::json!({"received": true})))
 }

@@ -22,6 +22,8 @@ use crate::{
     db::{new_id, now_ms},
     error::AppError,
     state::AppState,
+    tenancy::PracticeId,
+    visits::VisitId,
 };
 
 /// A job: what to do and its data. Stored as `kind` (the variant's name) and `payload` (its
@@ -30,10 +32,10 @@ use crate::{
 #[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
 pub enum Job {
     /// Make Hint's partner interaction match the visit (create, then patch).
-    SyncInteraction { visit_id: String },
+    SyncInteraction { visit_id: VisitId },
     /// Ask the partner whether a visit's result is ready (and fail a launch that never
     /// completed).
-    PollPartner { visit_id: String },
+    PollPartner { visit_id: VisitId },
 }
 
 impl Job {
@@ -55,7 +57,7 @@ impl Job {
     }
 
     /// The visit the job is about.
-    pub fn visit_id(&self) -> &str {
+    pub fn visit_id(&self) -> &VisitId {
         match self {
             Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => visit_id,
         }
@@ -137,7 +139,7 @@ impl std::str::FromStr for JobState {
 
 /// A job to enqueue.
 pub struct NewJob<'a> {
-    pub practice_id: &'a str,
+    pub practice_id: &'a PracticeId,
     pub job: Job,
     /// Unix ms; `now_ms()` for "as soon as possible".
     pub run_at: i64,
@@ -147,7 +149,8 @@ pub struct NewJob<'a> {
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: String,
-    pub practice_id: String,
+    /// The practice the job was enqueued for (verified when it was).
+    pub practice_id: PracticeId,
     /// The stored kind, for logs.
     pub kind: String,
     /// The job, or why its row cannot be read (it then dies with that reason).
@@ -295,7 +298,7 @@ pub async fn enqueue_many(
 pub struct StuckJob {
     pub id: String,
     pub description: String,
-    pub visit_id: Option<String>,
+    pub visit_id: Option<VisitId>,
     pub state: JobState,
     pub attempts: i64,
     pub last_error: String,
@@ -305,7 +308,7 @@ pub struct StuckJob {
 /// This practice's dead jobs and jobs that failed at least three times.
 pub async fn stuck_for_practice(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
 ) -> Result<Vec<StuckJob>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, kind, payload, state, attempts, last_error, updated_at FROM jobs \
@@ -328,7 +331,7 @@ pub async fn stuck_for_practice(
                     .map(Job::describe)
                     .unwrap_or("Work this version cannot read")
                     .to_string(),
-                visit_id: job.map(|j| j.visit_id().to_string()),
+                visit_id: job.map(|j| j.visit_id().clone()),
                 state: row.try_get("state")?,
                 attempts: row.try_get("attempts")?,
                 last_error: row
@@ -343,7 +346,7 @@ pub async fn stuck_for_practice(
 /// Puts a dead job of this practice back in the queue. False when there is none by that id.
 pub async fn retry_dead(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     job_id: &str,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
@@ -386,10 +389,10 @@ mod tests {
     fn jobs_are_stored_as_kind_and_payload_and_read_back() {
         for job in [
             Job::SyncInteraction {
-                visit_id: "vis_1".into(),
+                visit_id: "vis_1".parse().unwrap(),
             },
             Job::PollPartner {
-                visit_id: "vis_2".into(),
+                visit_id: "vis_2".parse().unwrap(),
             },
         ] {
             let (kind, payload) = (job.kind(), job.payload());
@@ -398,7 +401,7 @@ mod tests {
         }
         assert_eq!(
             Job::SyncInteraction {
-                visit_id: "vis_1".into()
+                visit_id: "vis_1".parse().unwrap()
             }
             .payload(),
             r#"{"visit_id":"vis_1"}"#,

@@ -11,7 +11,9 @@ use crate::{
     backoff::jittered,
     db::{Backend, new_id, now_ms},
     hint::session,
+    ids::ExternalId,
     state::AppState,
+    tenancy::PracticeId,
 };
 
 /// How often expired sessions are swept.
@@ -146,9 +148,13 @@ impl JobRunner {
         let Some(row) = row else { return Ok(None) };
         let kind: String = row.try_get("kind")?;
         let payload: String = row.try_get("payload")?;
+        let practice_id: String = row.try_get("practice_id")?;
+        let practice_id =
+            ExternalId::try_from(practice_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(Some(ClaimedJob {
             id: row.try_get("id")?,
-            practice_id: row.try_get("practice_id")?,
+            // Enqueued under a verified practice, in the same transaction as its work.
+            practice_id: PracticeId::verified(practice_id),
             job: Job::decode(&kind, &payload).map_err(|e| crate::error::error_chain(&e)),
             kind,
             attempts: row.try_get("attempts")?,
@@ -295,7 +301,7 @@ async fn dispatch(state: &AppState, claimed: &ClaimedJob) -> JobResult {
             crate::visits::write_back::run(state, &claimed.practice_id, visit_id).await
         }
         Job::PollPartner { visit_id } => {
-            crate::partners::poll(state, &claimed.practice_id, visit_id).await
+            crate::visits::poll::run(state, &claimed.practice_id, visit_id).await
         }
     }
 }

@@ -9,26 +9,26 @@ use axum::{
 };
 use sqlx::{Row, any::AnyRow};
 
-use super::Partner;
 use crate::{
     crypto::sha256_hex,
     db::{format_ms, new_id, now_ms},
     error::AppError,
-    hint::{PracticeSession, Role},
+    hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
     state::AppState,
-    surfaces::Frame,
+    tenancy::PracticeId,
+    visits::PartnerId,
 };
 
-fn aad(practice_id: &str, id: &str) -> String {
+fn aad(practice_id: &PracticeId, id: &str) -> String {
     format!("unmatched_deliveries|{practice_id}|{id}")
 }
 
 /// Keeps a delivery for review. The same body twice is kept once.
 pub async fn keep(
     state: &AppState,
-    practice_id: &str,
-    partner: Partner,
+    practice_id: &PracticeId,
+    partner: PartnerId,
     reason: &str,
     reference: Option<&str>,
     body: &[u8],
@@ -51,8 +51,8 @@ pub async fn keep(
     .await?
     .rows_affected();
     tracing::warn!(
-        practice_id,
-        partner = partner.as_str(),
+        %practice_id,
+        %partner,
         reference,
         kept,
         "a partner delivery matched no visit; kept for review"
@@ -63,7 +63,7 @@ pub async fn keep(
 /// One kept delivery as admins see it in the list (no body).
 pub struct UnmatchedRow {
     pub id: String,
-    pub partner: &'static str,
+    pub partner: String,
     pub reason: String,
     pub reference: String,
     pub received: String,
@@ -72,7 +72,7 @@ pub struct UnmatchedRow {
 /// This practice's deliveries not yet dismissed, newest first.
 pub async fn open_for_practice(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
 ) -> Result<Vec<UnmatchedRow>, AppError> {
     let rows = sqlx::query(
         "SELECT id, partner, reason, reference, received_at FROM unmatched_deliveries \
@@ -81,17 +81,17 @@ pub async fn open_for_practice(
     .bind(practice_id)
     .fetch_all(state.db.reader())
     .await?;
-    rows.iter().map(UnmatchedRow::from_row).collect()
+    rows.iter()
+        .map(|row| UnmatchedRow::from_row(state, row))
+        .collect()
 }
 
 impl UnmatchedRow {
-    fn from_row(row: &AnyRow) -> Result<Self, AppError> {
+    fn from_row(state: &AppState, row: &AnyRow) -> Result<Self, AppError> {
         let partner: String = row.try_get("partner")?;
         Ok(UnmatchedRow {
             id: row.try_get("id")?,
-            partner: Partner::parse(&partner)
-                .map(|p| p.display_name())
-                .unwrap_or("Partner"),
+            partner: state.partners.name_of(&partner),
             reason: row.try_get("reason")?,
             reference: row
                 .try_get::<Option<String>, _>("reference")?
@@ -135,7 +135,7 @@ pub async fn view(
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
     let page = UnmatchedPage {
         frame: Frame::new(&session, "settings"),
-        row: UnmatchedRow::from_row(&row)?,
+        row: UnmatchedRow::from_row(&state, &row)?,
         body,
         dismissed: row.try_get::<Option<i64>, _>("dismissed_at")?.is_some(),
     };

@@ -3,13 +3,12 @@
 use askama::Template;
 use axum::{extract::State, response::Html};
 
-use super::{Frame, LaunchButton, VisitRow, launch_buttons};
-use crate::partners::LaunchStyle;
+use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
     error::AppError,
-    hint::PracticeSession,
+    hint::{self, Frame, PracticeSession},
     state::AppState,
-    visits::{self, routes::fetch_patient},
+    visits::{self, LaunchStyle},
 };
 
 #[derive(Template)]
@@ -36,7 +35,7 @@ pub async fn page(
         )
     })?;
     let (patient_name, patient_dob, patient_error) =
-        match fetch_patient(&state, &session, &patient_id).await {
+        match hint::patient_for(&state, &session, &patient_id).await {
             Ok(p) => (p.display_name(), p.dob.unwrap_or_default(), None),
             Err(AppError::NotFound) => return Err(AppError::NotFound),
             Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
@@ -50,7 +49,7 @@ pub async fn page(
         patient_dob,
         patient_error,
         buttons: launch_buttons(&state, &session.practice_id).await?,
-        visits: rows.iter().map(VisitRow::from).collect(),
+        visits: VisitRow::all(&rows, &state.partners),
     };
     Ok(Html(page.render()?))
 }

@@ -8,15 +8,15 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Frame, LaunchButton, VisitRow, launch_buttons};
-use crate::partners::LaunchStyle;
+use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
     error::AppError,
-    hint::{HintAuth, PracticeSession, Role},
+    hint::{self, Frame, HintAuth, PracticeSession, Role},
     ids::ExternalId,
-    jobs::{self, StuckJob},
+    jobs::{self, JobState, StuckJob},
+    partners::unmatched,
     state::AppState,
-    visits::{self, routes::hint_token},
+    visits::{self, LaunchStyle},
 };
 
 #[derive(Template)]
@@ -43,11 +43,11 @@ struct StuckJobRow {
 impl From<StuckJob> for StuckJobRow {
     fn from(j: StuckJob) -> Self {
         Self {
-            dead: j.state == crate::jobs::JobState::Dead,
+            dead: j.state == JobState::Dead,
             updated: crate::db::format_ms(j.updated_at),
             id: j.id,
             description: j.description,
-            visit_id: j.visit_id,
+            visit_id: j.visit_id.map(|v| v.to_string()),
             attempts: j.attempts,
             last_error: j.last_error,
         }
@@ -62,11 +62,11 @@ pub async fn page(
     let stuck = jobs::stuck_for_practice(&state, &session.practice_id).await?;
     let page = CorePage {
         frame: Frame::new(&session, "core_page"),
-        visits: recent.iter().map(VisitRow::from).collect(),
+        visits: VisitRow::all(&recent, &state.partners),
         stuck: stuck.into_iter().map(StuckJobRow::from).collect(),
         patient_filter: String::new(),
         unmatched: if session.has(Role::Admin) {
-            crate::partners::unmatched::open_for_practice(&state, &session.practice_id)
+            unmatched::open_for_practice(&state, &session.practice_id)
                 .await?
                 .len()
         } else {
@@ -113,7 +113,7 @@ pub async fn search(
         error: None,
     };
     if q.chars().count() >= 2 {
-        let token = hint_token(&state, &session).await?;
+        let token = hint::token_for(&state, &session).await?;
         let auth = HintAuth {
             practice_id: &session.practice_id,
             token: &token,
@@ -168,7 +168,7 @@ pub async fn visit_rows(
     };
     let fragment = VisitRows {
         frame: Frame::new(&session, "core_page"),
-        visits: rows.iter().map(VisitRow::from).collect(),
+        visits: VisitRow::all(&rows, &state.partners),
         patient_filter,
     };
     Ok(Html(fragment.render()?))

@@ -3,14 +3,10 @@
 use askama::Template;
 use axum::{extract::State, response::Html};
 
-use super::Frame;
 use crate::{
     error::AppError,
-    hint::{PracticeSession, Role},
-    partners::{
-        Partner,
-        unmatched::{self, UnmatchedRow},
-    },
+    hint::{Frame, PracticeSession, Role},
+    partners::unmatched::{self, UnmatchedRow},
     state::AppState,
 };
 
@@ -35,15 +31,16 @@ pub async fn page(
         .await?
         .is_some();
     let mut partner_sections = Vec::new();
-    for partner in Partner::ALL {
-        partner_sections.push(partner.tool().settings_section(&state, &session).await?);
+    for partner in state.partners.iter() {
+        partner_sections.push(partner.settings_section(&state, &session).await?);
     }
     let page = SettingsPage {
         frame: Frame::new(&session, "settings"),
         partner_sections,
-        contents: Partner::ALL
+        contents: state
+            .partners
             .iter()
-            .map(|p| (format!("{}-settings", p.as_str()), p.display_name()))
+            .map(|p| (format!("{}-settings", p.id()), p.name()))
             .collect(),
         installed,
         unmatched: unmatched::open_for_practice(&state, &session.practice_id).await?,

@@ -11,11 +11,12 @@ use std::collections::HashSet;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{VisitState, lifecycle};
+use super::{PartnerId, VisitId, VisitState, lifecycle};
 use crate::{
     db::{Db, now_ms},
     error::AppError,
     jobs::{self, Job, JobSignal, NewJob},
+    tenancy::PracticeId,
 };
 
 const MAX_BATCH: usize = 64;
@@ -23,10 +24,10 @@ const QUEUE: usize = 4096;
 
 /// A result to store.
 pub struct Completion {
-    pub practice_id: String,
-    pub visit_id: String,
+    pub practice_id: PracticeId,
+    pub visit_id: VisitId,
     /// The partner the visit must belong to.
-    pub partner: &'static str,
+    pub partner: PartnerId,
     /// When the partner named the patient, the visit's patient must match it.
     pub patient_id: Option<String>,
     /// The result JSON.
@@ -88,24 +89,17 @@ async fn run(db: Db, jobs: JobSignal, max_attempts: i64, mut receiver: mpsc::Rec
         }
         // One row per visit in a batch; a second result for the same visit waits for the next.
         let mut seen = HashSet::new();
-        let (batch, later): (Vec<Request>, Vec<Request>) = waiting.drain(..).partition(|r| {
-            seen.insert((
-                r.completion.practice_id.clone(),
-                r.completion.visit_id.clone(),
-            ))
-        });
+        let (batch, later): (Vec<Request>, Vec<Request>) = waiting
+            .drain(..)
+            .partition(|r| seen.insert(key(&r.completion)));
         waiting = later;
         let outcome = write(&db, max_attempts, &batch).await;
         if matches!(&outcome, Ok(applied) if !applied.is_empty()) {
             jobs.wake();
         }
         for request in batch {
-            let key = (
-                request.completion.practice_id.clone(),
-                request.completion.visit_id.clone(),
-            );
             let answer = match &outcome {
-                Ok(applied) => Ok(applied.contains(&key)),
+                Ok(applied) => Ok(applied.contains(&key(&request.completion))),
                 Err(e) => Err(e.to_string()),
             };
             let _ = request.reply.send(answer);
@@ -113,11 +107,17 @@ async fn run(db: Db, jobs: JobSignal, max_attempts: i64, mut receiver: mpsc::Rec
     }
 }
 
-async fn write(
-    db: &Db,
-    max_attempts: i64,
-    batch: &[Request],
-) -> Result<HashSet<(String, String)>, sqlx::Error> {
+/// (practice id, visit id) as the statement returns them.
+type Key = (String, String);
+
+fn key(c: &Completion) -> Key {
+    (
+        c.practice_id.as_str().to_string(),
+        c.visit_id.as_str().to_string(),
+    )
+}
+
+async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<Key>, sqlx::Error> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let rows: Vec<String> = (0..batch.len())
@@ -152,7 +152,7 @@ async fn write(
         query = query
             .bind(&c.visit_id)
             .bind(&c.practice_id)
-            .bind(c.partner)
+            .bind(c.partner.as_str())
             .bind(c.patient_id.as_deref().unwrap_or(""))
             .bind(&c.result);
     }
@@ -165,27 +165,33 @@ async fn write(
     for row in returned {
         applied.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
     }
-    if !applied.is_empty() {
-        let new_jobs: Vec<NewJob<'_>> = applied
+    // The completions that applied, each once (the batch holds one per visit).
+    let done: Vec<&Completion> = batch
+        .iter()
+        .map(|r| &r.completion)
+        .filter(|c| applied.contains(&key(c)))
+        .collect();
+    if !done.is_empty() {
+        let new_jobs: Vec<NewJob<'_>> = done
             .iter()
-            .map(|(practice_id, visit_id)| NewJob {
-                practice_id,
+            .map(|c| NewJob {
+                practice_id: &c.practice_id,
                 job: Job::SyncInteraction {
-                    visit_id: visit_id.clone(),
+                    visit_id: c.visit_id.clone(),
                 },
                 run_at: now,
             })
             .collect();
         jobs::enqueue_many(&mut tx, max_attempts, &new_jobs).await?;
-        let placeholders: Vec<String> = (1..=applied.len()).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> = (1..=done.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "DELETE FROM jobs WHERE locked_by IS NULL AND dedupe_key IN ({})",
             placeholders.join(", ")
         );
         let mut delete = sqlx::query(&sql);
-        for (_, visit_id) in &applied {
+        for c in &done {
             let poll = Job::PollPartner {
-                visit_id: visit_id.clone(),
+                visit_id: c.visit_id.clone(),
             };
             delete = delete.bind(poll.dedupe_key());
         }

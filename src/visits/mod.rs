@@ -1,36 +1,91 @@
 //! Visits: one launch of a partner tool for one patient, and its result.
 //!
-//! The states and the moves between them are in [`lifecycle`]; every move goes through
-//! [`transition`] and enqueues the `SyncInteraction` job in the same transaction, so Hint's
-//! partner interaction always converges to the visit's state, whatever crashes in between.
+//! The states and the moves between them are in [`lifecycle`]; every move goes through one
+//! transition function here and enqueues the `SyncInteraction` job in the same transaction,
+//! so Hint's partner interaction always converges to the visit's state, whatever crashes in
+//! between. Every query takes the practice first: a visit is only ever found within it.
+//!
+//! - [`partner`]: the seam to the partners (trait, registry, errors);
+//! - [`launch`]: the one launch sequence; [`routes`]: start and cancel from the frame;
+//! - [`page`]: the `clinical_interaction` surface, the visit's own page;
+//! - [`completion`]: results, group-committed; [`poll`] and [`write_back`]: the jobs.
 
 pub mod completion;
+pub mod launch;
 pub mod lifecycle;
+pub mod page;
+pub mod partner;
+pub mod poll;
 pub mod routes;
 pub mod write_back;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
 
 pub use lifecycle::VisitState;
+pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Partners};
 
 use crate::{
-    db::{new_id, now_ms},
+    db::{UnknownValue, new_id, now_ms},
     error::AppError,
+    ids::ExternalId,
     jobs::{self, Job, NewJob},
-    partners::Partner,
     state::AppState,
+    tenancy::PracticeId,
 };
+
+/// Our id for a visit (`vis_…`): in Hint's `integration_record_id`, the link back, jobs and
+/// partners' contexts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VisitId(ExternalId);
+
+crate::db::text_column!(VisitId);
+
+impl VisitId {
+    fn generate() -> Self {
+        Self(ExternalId::try_from(new_id("vis")).expect("generated ids are well-formed"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl From<ExternalId> for VisitId {
+    fn from(id: ExternalId) -> Self {
+        Self(id)
+    }
+}
+
+impl std::str::FromStr for VisitId {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExternalId::try_from(s.to_string())
+            .map(Self)
+            .map_err(|_| UnknownValue {
+                what: "visit id",
+                value: s.chars().take(40).collect(),
+            })
+    }
+}
+
+impl std::fmt::Display for VisitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A visit row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Visit {
-    pub id: String,
-    pub practice_id: String,
+    pub id: VisitId,
     pub patient_id: String,
     pub patient_name: String,
     pub user_id: String,
     pub user_name: String,
+    /// The partner's id (`PartnerTool::id`); `Partners::of` finds the partner.
     pub partner: String,
     pub state: VisitState,
     pub partner_ref: Option<String>,
@@ -46,7 +101,7 @@ pub struct Visit {
     pub completed_at: Option<i64>,
 }
 
-const VISIT_COLUMNS: &str = "id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
+const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
     partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
 
 /// Launch or result data that does not read as the partner's struct (written by another
@@ -55,7 +110,7 @@ const VISIT_COLUMNS: &str = "id, practice_id, patient_id, patient_name, user_id,
 #[error("the stored {what} of visit {visit_id} does not read")]
 pub struct VisitDataError {
     what: &'static str,
-    visit_id: String,
+    visit_id: VisitId,
     #[source]
     source: serde_json::Error,
 }
@@ -71,8 +126,9 @@ impl Visit {
         self.state
     }
 
-    pub fn partner(&self) -> Option<Partner> {
-        Partner::parse(&self.partner)
+    /// Whether the visit is `partner`'s.
+    pub fn is_of(&self, partner: PartnerId) -> bool {
+        self.partner == partner.as_str()
     }
 
     /// The partner's launch data.
@@ -97,12 +153,6 @@ impl Visit {
             })
     }
 
-    pub fn partner_name(&self) -> &'static str {
-        self.partner()
-            .map(|p| p.display_name())
-            .unwrap_or("Partner")
-    }
-
     pub fn created(&self) -> String {
         crate::db::format_ms(self.created_at)
     }
@@ -116,15 +166,14 @@ impl Visit {
     }
 }
 
-/// What starting a visit needs.
+/// What starting a visit needs (the practice is passed beside it).
 pub struct NewVisit<'a> {
-    pub practice_id: &'a str,
     pub patient_id: &'a str,
     pub patient_name: &'a str,
     pub user_id: &'a str,
     pub user_name: &'a str,
-    pub partner: Partner,
-    /// The partner's launch data as JSON.
+    pub partner: PartnerId,
+    /// The partner's launch data as JSON (`to_json`).
     pub launch: String,
 }
 
@@ -133,55 +182,53 @@ pub fn to_json(data: &impl Serialize) -> String {
     serde_json::to_string(data).expect("launch and result data serialise")
 }
 
-/// Enqueues the write-back for `visit_id` (on the caller's transaction).
+/// Enqueues `job` for the practice on the caller's transaction.
+async fn enqueue(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    practice_id: &PracticeId,
+    job: Job,
+    run_at: i64,
+) -> Result<(), sqlx::Error> {
+    let new = NewJob {
+        practice_id,
+        job,
+        run_at,
+    };
+    jobs::enqueue(conn, state.settings.jobs.max_attempts, new).await
+}
+
+/// Enqueues the write-back of a visit (on the caller's transaction).
 async fn enqueue_sync(
     conn: &mut AnyConnection,
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
 ) -> Result<(), sqlx::Error> {
     let job = Job::SyncInteraction {
-        visit_id: visit_id.to_string(),
+        visit_id: visit_id.clone(),
     };
-    jobs::enqueue(
-        conn,
-        state.settings.jobs.max_attempts,
-        NewJob {
-            practice_id,
-            job,
-            run_at: now_ms(),
-        },
-    )
-    .await
+    enqueue(conn, state, practice_id, job, now_ms()).await
 }
 
 /// Schedules a look at the partner for the visit's result at `run_at` (Unix ms).
-pub async fn schedule_poll(
+async fn schedule_poll(
     conn: &mut AnyConnection,
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
     run_at: i64,
 ) -> Result<(), sqlx::Error> {
     let job = Job::PollPartner {
-        visit_id: visit_id.to_string(),
+        visit_id: visit_id.clone(),
     };
-    jobs::enqueue(
-        conn,
-        state.settings.jobs.max_attempts,
-        NewJob {
-            practice_id,
-            job,
-            run_at,
-        },
-    )
-    .await
+    enqueue(conn, state, practice_id, job, run_at).await
 }
 
 /// Drops a pending poll for a visit that no longer needs one (one running now ends by itself).
-async fn cancel_poll(conn: &mut AnyConnection, visit_id: &str) -> Result<(), sqlx::Error> {
+async fn cancel_poll(conn: &mut AnyConnection, visit_id: &VisitId) -> Result<(), sqlx::Error> {
     let poll = Job::PollPartner {
-        visit_id: visit_id.to_string(),
+        visit_id: visit_id.clone(),
     };
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND locked_by IS NULL")
         .bind(poll.dedupe_key())
@@ -211,34 +258,31 @@ enum Change<'a> {
 async fn transition(
     conn: &mut AnyConnection,
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
     change: Change<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
     let to = match change {
         Change::Launched { .. } => VisitState::InProgress,
         Change::Failed { .. } => VisitState::Failed,
         Change::Cancelled => VisitState::Cancelled,
     };
-    // $1 state, $2 now, $3 id, $4 practice; the change's own values follow.
-    let (set, guard) = (
-        match change {
-            Change::Launched { .. } => "partner_ref = $5, launch = $6",
-            Change::Failed { .. } => "error_message = $5, completed_at = $2",
-            Change::Cancelled => "completed_at = $2",
-        },
-        lifecycle::guard("visits", to),
-    );
+    // $1 state, $2 now, $3 practice, $4 id; the change's own values follow.
+    let set = match change {
+        Change::Launched { .. } => "partner_ref = $5, launch = $6",
+        Change::Failed { .. } => "error_message = $5, completed_at = $2",
+        Change::Cancelled => "completed_at = $2",
+    };
     let sql = format!(
         "UPDATE visits SET state = $1, updated_at = $2, {set} \
-         WHERE id = $3 AND practice_id = $4 AND {guard}"
+         WHERE practice_id = $3 AND id = $4 AND {}",
+        lifecycle::guard("visits", to)
     );
     let query = sqlx::query(&sql)
         .bind(to)
-        .bind(now)
-        .bind(visit_id)
-        .bind(practice_id);
+        .bind(now_ms())
+        .bind(practice_id)
+        .bind(visit_id);
     let query = match change {
         Change::Launched {
             partner_ref,
@@ -255,9 +299,15 @@ async fn transition(
     Ok(moved)
 }
 
-/// Creates a visit in `launching` and asks for its draft interaction in Hint, atomically.
-pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::Error> {
-    let id = new_id("vis");
+/// Creates a visit in `launching` and asks for its draft interaction in Hint, atomically. If
+/// the launch never completes (a crash, a partner that never answers), the poll scheduled for
+/// `launch_timeout` fails it with a reason.
+pub async fn start(
+    state: &AppState,
+    practice_id: &PracticeId,
+    new: NewVisit<'_>,
+) -> Result<VisitId, sqlx::Error> {
+    let id = VisitId::generate();
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -266,7 +316,7 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, NULL, NULL, NULL, $10, $10, NULL)",
     )
     .bind(&id)
-    .bind(new.practice_id)
+    .bind(practice_id)
     .bind(new.patient_id)
     .bind(new.patient_name)
     .bind(new.user_id)
@@ -277,13 +327,12 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    enqueue_sync(&mut tx, state, new.practice_id, &id).await?;
-    // If the launch never completes (a crash, a partner that never answers), the poll fails it.
+    enqueue_sync(&mut tx, state, practice_id, &id).await?;
     let launch_deadline = now + state.settings.launch_timeout.as_millis() as i64;
-    schedule_poll(&mut tx, state, new.practice_id, &id, launch_deadline).await?;
+    schedule_poll(&mut tx, state, practice_id, &id, launch_deadline).await?;
     tx.commit().await?;
     state.jobs.wake();
-    tracing::info!(practice_id = new.practice_id, visit_id = %id, partner = new.partner.as_str(), "visit started");
+    tracing::info!(%practice_id, visit_id = %id, partner = %new.partner, "visit started");
     Ok(id)
 }
 
@@ -292,11 +341,12 @@ pub async fn start(state: &AppState, new: NewVisit<'_>) -> Result<String, sqlx::
 /// the partner's own id for it: the same one twice is stored once (`None` the second time).
 pub async fn record_completed(
     state: &AppState,
+    practice_id: &PracticeId,
     new: NewVisit<'_>,
     partner_ref: &str,
     result: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let id = new_id("vis");
+) -> Result<Option<VisitId>, sqlx::Error> {
+    let id = VisitId::generate();
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let inserted = sqlx::query(
@@ -306,7 +356,7 @@ pub async fn record_completed(
          ON CONFLICT (practice_id, partner, partner_ref) DO NOTHING",
     )
     .bind(&id)
-    .bind(new.practice_id)
+    .bind(practice_id)
     .bind(new.patient_id)
     .bind(new.patient_name)
     .bind(new.user_id)
@@ -324,34 +374,11 @@ pub async fn record_completed(
         tx.rollback().await?;
         return Ok(None);
     }
-    enqueue_sync(&mut tx, state, new.practice_id, &id).await?;
+    enqueue_sync(&mut tx, state, practice_id, &id).await?;
     tx.commit().await?;
     state.jobs.wake();
-    tracing::info!(practice_id = new.practice_id, visit_id = %id, partner = new.partner.as_str(), "inbound visit recorded");
+    tracing::info!(%practice_id, visit_id = %id, partner = %new.partner, "inbound visit recorded");
     Ok(Some(id))
-}
-
-/// Starts a visit the session's clinician launches for `patient` (see `start`).
-pub async fn start_for_patient(
-    state: &AppState,
-    session: &crate::hint::PracticeSession,
-    patient: &crate::hint::client::Patient,
-    partner: Partner,
-    launch: &impl Serialize,
-) -> Result<String, sqlx::Error> {
-    start(
-        state,
-        NewVisit {
-            practice_id: &session.practice_id,
-            patient_id: &patient.id,
-            patient_name: &crate::ids::clean_text(&patient.display_name(), 200),
-            user_id: &session.user_id,
-            user_name: &session.user_name,
-            partner,
-            launch: to_json(launch),
-        },
-    )
-    .await
 }
 
 /// The partner accepted the launch: record its reference and the launch data, and look for
@@ -359,8 +386,8 @@ pub async fn start_for_patient(
 /// longer launching (it timed out, or was cancelled, meanwhile).
 pub async fn mark_launched(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
     partner_ref: Option<&str>,
     launch: &impl Serialize,
     poll_at: Option<i64>,
@@ -385,20 +412,20 @@ pub async fn mark_launched(
 /// Replaces the launch data of an open visit (e.g. files added while it runs).
 pub async fn update_launch(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
     launch: &impl Serialize,
 ) -> Result<bool, sqlx::Error> {
     let sql = format!(
         "UPDATE visits SET launch = $1, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND {}",
+         WHERE practice_id = $3 AND id = $4 AND {}",
         lifecycle::open_guard("visits")
     );
     let updated = sqlx::query(&sql)
         .bind(to_json(launch))
         .bind(now_ms())
-        .bind(visit_id)
         .bind(practice_id)
+        .bind(visit_id)
         .execute(state.db.writer())
         .await?
         .rows_affected();
@@ -409,13 +436,13 @@ pub async fn update_launch(
 /// when another visit of the practice already holds it, or the visit is no longer open.
 pub async fn claim_partner_ref(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
-    partner: Partner,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+    partner: PartnerId,
     partner_ref: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin().await?;
-    let taken: Option<String> = sqlx::query_scalar(
+    let taken: Option<VisitId> = sqlx::query_scalar(
         "SELECT id FROM visits WHERE practice_id = $1 AND partner = $2 AND partner_ref = $3",
     )
     .bind(practice_id)
@@ -425,18 +452,18 @@ pub async fn claim_partner_ref(
     .await?;
     if let Some(holder) = taken {
         tx.rollback().await?;
-        return Ok(holder == visit_id);
+        return Ok(&holder == visit_id);
     }
     let sql = format!(
         "UPDATE visits SET partner_ref = $1, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND {}",
+         WHERE practice_id = $3 AND id = $4 AND {}",
         lifecycle::open_guard("visits")
     );
     let updated = sqlx::query(&sql)
         .bind(partner_ref)
         .bind(now_ms())
-        .bind(visit_id)
         .bind(practice_id)
+        .bind(visit_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -449,24 +476,24 @@ pub async fn claim_partner_ref(
 /// delivery), cancelled, unknown, or another partner's or patient's.
 pub async fn complete(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
-    partner: Partner,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+    partner: PartnerId,
     patient_id: Option<&str>,
     result: &impl Serialize,
 ) -> Result<bool, AppError> {
     let applied = state
         .completions
         .complete(completion::Completion {
-            practice_id: practice_id.to_string(),
-            visit_id: visit_id.to_string(),
-            partner: partner.as_str(),
+            practice_id: practice_id.clone(),
+            visit_id: visit_id.clone(),
+            partner,
             patient_id: patient_id.map(String::from),
             result: to_json(result),
         })
         .await?;
     if applied {
-        tracing::info!(practice_id, visit_id, "visit completed");
+        tracing::info!(%practice_id, %visit_id, "visit completed");
     }
     Ok(applied)
 }
@@ -474,23 +501,17 @@ pub async fn complete(
 /// Ends an open visit as failed with `reason` (shown to people and written to Hint).
 pub async fn fail(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin().await?;
-    let moved = transition(
-        &mut tx,
-        state,
-        practice_id,
-        visit_id,
-        Change::Failed { reason },
-    )
-    .await?;
+    let change = Change::Failed { reason };
+    let moved = transition(&mut tx, state, practice_id, visit_id, change).await?;
     tx.commit().await?;
     if moved {
         state.jobs.wake();
-        tracing::info!(practice_id, visit_id, "visit failed");
+        tracing::info!(%practice_id, %visit_id, "visit failed");
     }
     Ok(moved)
 }
@@ -498,15 +519,15 @@ pub async fn fail(
 /// Ends an open visit as cancelled by a clinician (Hint: the interaction is deleted).
 pub async fn cancel(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin().await?;
     let moved = transition(&mut tx, state, practice_id, visit_id, Change::Cancelled).await?;
     tx.commit().await?;
     if moved {
         state.jobs.wake();
-        tracing::info!(practice_id, visit_id, "visit cancelled");
+        tracing::info!(%practice_id, %visit_id, "visit cancelled");
     }
     Ok(moved)
 }
@@ -514,23 +535,38 @@ pub async fn cancel(
 /// One visit of this practice.
 pub async fn get(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE id = $1 AND practice_id = $2"
+        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
     ))
-    .bind(visit_id)
     .bind(practice_id)
+    .bind(visit_id)
     .fetch_optional(state.db.reader())
+    .await
+}
+
+/// One visit of this practice, read on the writer: for work that must see the latest state.
+pub async fn get_latest(
+    state: &AppState,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+) -> Result<Option<Visit>, sqlx::Error> {
+    sqlx::query_as::<_, Visit>(&format!(
+        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
+    ))
+    .bind(practice_id)
+    .bind(visit_id)
+    .fetch_optional(state.db.writer())
     .await
 }
 
 /// The visit a partner knows by `partner_ref` (its session, invite or consultation id).
 pub async fn find_by_partner_ref(
     state: &AppState,
-    practice_id: &str,
-    partner: Partner,
+    practice_id: &PracticeId,
+    partner: PartnerId,
     partner_ref: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
@@ -546,7 +582,7 @@ pub async fn find_by_partner_ref(
 /// The visit behind a Hint partner interaction of this practice.
 pub async fn find_by_interaction(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     interaction_id: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
@@ -561,7 +597,7 @@ pub async fn find_by_interaction(
 /// This practice's visits for one patient, newest first.
 pub async fn for_patient(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     patient_id: &str,
 ) -> Result<Vec<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
@@ -576,7 +612,7 @@ pub async fn for_patient(
 /// This practice's most recent visits.
 pub async fn recent(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     limit: i64,
 ) -> Result<Vec<Visit>, sqlx::Error> {
     sqlx::query_as::<_, Visit>(&format!(
@@ -585,20 +621,5 @@ pub async fn recent(
     .bind(practice_id)
     .bind(limit)
     .fetch_all(state.db.reader())
-    .await
-}
-
-/// A visit read on the writer, for jobs that must see the latest state.
-pub async fn get_latest(
-    state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
-) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE id = $1 AND practice_id = $2"
-    ))
-    .bind(visit_id)
-    .bind(practice_id)
-    .fetch_optional(state.db.writer())
     .await
 }

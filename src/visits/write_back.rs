@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 
-use super::Visit;
+use super::{Visit, VisitId};
 use crate::{
     db::now_ms,
     hint::{
@@ -16,15 +16,14 @@ use crate::{
     },
     jobs::{JobError, JobOutcome},
     state::AppState,
+    tenancy::PracticeId,
 };
 
 /// The link in Hint that reopens our `clinical_interaction` surface on this visit.
-pub fn web_link(state: &AppState, visit_id: &str) -> String {
-    let mut url = state
-        .public_url()
-        .join("/hint/clinical_interaction")
-        .expect("static path joins onto the public URL");
-    url.query_pairs_mut().append_pair("visit_id", visit_id);
+pub fn web_link(state: &AppState, visit_id: &VisitId) -> String {
+    let mut url = crate::upstream::endpoint(&state.public_url, &["hint", "clinical_interaction"]);
+    url.query_pairs_mut()
+        .append_pair("visit_id", visit_id.as_str());
     url.to_string()
 }
 
@@ -35,10 +34,10 @@ pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFiel
         status: visit_state.interaction_status(),
         title: format!(
             "{} ({})",
-            visit.partner_name(),
+            state.partners.name_of(&visit.partner),
             visit_state.label().to_lowercase()
         ),
-        integration_record_id: visit.id.clone(),
+        integration_record_id: visit.id.to_string(),
         integration_web_link: web_link(state, &visit.id),
         integration_error_message: match visit_state.interaction_status() {
             InteractionStatus::Failed => Some(
@@ -70,8 +69,8 @@ fn job_error(e: HintError) -> JobError {
 /// The `SyncInteraction` job for one visit of the practice that claimed it.
 pub async fn run(
     state: &AppState,
-    practice_id: &str,
-    visit_id: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
 ) -> Result<JobOutcome, JobError> {
     let Some(visit) = super::get_latest(state, practice_id, visit_id).await? else {
         return Err(JobError::permanent("the visit no longer exists"));
@@ -98,7 +97,7 @@ pub async fn run(
         None => {
             let found = state
                 .hint
-                .find_partner_interaction(&auth, &visit.patient_id, &visit.id)
+                .find_partner_interaction(&auth, &visit.patient_id, visit.id.as_str())
                 .await
                 .map_err(job_error)?;
             let interaction = match found {
@@ -113,7 +112,7 @@ pub async fn run(
                     .await
                     .map_err(job_error)?,
             };
-            record(state, &visit, &interaction).await?;
+            record(state, practice_id, &visit, &interaction).await?;
             interaction
         }
     };
@@ -128,26 +127,27 @@ pub async fn run(
             .patch_partner_interaction(&auth, &visit.patient_id, &current.id, &desired)
             .await
             .map_err(job_error)?;
-        record(state, &visit, &patched).await?;
+        record(state, practice_id, &visit, &patched).await?;
     } else if visit.hint_status.as_deref() != Some(current.status.as_str()) {
-        record(state, &visit, &current).await?;
+        record(state, practice_id, &visit, &current).await?;
     }
     Ok(JobOutcome::Done)
 }
 
 async fn record(
     state: &AppState,
+    practice_id: &PracticeId,
     visit: &Visit,
     interaction: &PartnerInteraction,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE visits SET hint_interaction_id = $1, hint_status = $2, updated_at = $3 WHERE id = $4 AND practice_id = $5",
+        "UPDATE visits SET hint_interaction_id = $1, hint_status = $2, updated_at = $3 WHERE practice_id = $4 AND id = $5",
     )
     .bind(&interaction.id)
     .bind(interaction.status.as_str())
     .bind(now_ms())
+    .bind(practice_id)
     .bind(&visit.id)
-    .bind(&visit.practice_id)
     .execute(state.db.writer())
     .await?;
     Ok(())

@@ -70,7 +70,7 @@ async fn practice_with_haidy(app: &TestApp) -> (TestPractice, String) {
 
 #[tokio::test]
 async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
-    let app = spawn_app_with(|s| s.haidy.poll_every = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| s.partners.haidy.poll_every = Duration::from_millis(200)).await;
     let (practice, key) = practice_with_haidy(&app).await;
     let patient = &practice.patients[0];
 
@@ -189,17 +189,15 @@ async fn the_context_is_created_once_and_a_duplicate_does_not_break_a_launch() {
     .await;
     assert!(html.contains("b.txt: Not sent: Haidy already knows this patient"));
     assert!(html.contains("Open Haidy for this patient"));
-    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let visits = app.visits_of(&practice.id).await;
     assert!(visits.iter().all(|v| v.state.as_str() == "in_progress"));
 }
 
 #[tokio::test]
 async fn files_are_checked_before_anything_is_sent_and_each_outcome_is_shown() {
     let app = spawn_app_with(|s| {
-        s.haidy.max_file_bytes = 1024;
-        s.haidy.max_files = 3;
+        s.partners.haidy.max_file_bytes = 1024;
+        s.partners.haidy.max_files = 3;
     })
     .await;
     let (practice, key) = practice_with_haidy(&app).await;
@@ -283,9 +281,7 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
     assert_eq!(saved.status(), 200);
     let html = page_of(&app, launch(&app, &key, &practice.patients[1], &[]).await).await;
     assert!(html.contains("Haidy refused this practice") && html.contains("API token"));
-    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let visits = app.visits_of(&practice.id).await;
     assert!(visits.iter().all(|v| v.state.as_str() == "failed"));
     assert!(app.haidy.world().contexts.is_empty());
 }
@@ -293,8 +289,8 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
 #[tokio::test]
 async fn a_report_that_never_comes_fails_and_a_visit_can_be_cancelled() {
     let app = spawn_app_with(|s| {
-        s.haidy.poll_every = Duration::from_millis(100);
-        s.haidy.give_up_after = Duration::from_millis(300);
+        s.partners.haidy.poll_every = Duration::from_millis(100);
+        s.partners.haidy.give_up_after = Duration::from_millis(300);
     })
     .await;
     let (practice, key) = practice_with_haidy(&app).await;

@@ -207,12 +207,7 @@ async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_callin
             .contains("Choose the gender HCW@Home should show")
     );
     assert!(app.hcw.world().invites.is_empty(), "nothing sent to HCW");
-    assert!(
-        chartbridge::visits::recent(&app.state, &practice.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.visits_of(&practice.id).await.is_empty());
 
     let chosen = launch(&app, &key, riley, &[("language", "en"), ("gender", "male")]).await;
     assert_eq!(chosen.status(), 303);
@@ -327,9 +322,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     );
     app.hcw.set_faults(HcwFaults::default());
 
-    let failed = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let failed = app.visits_of(&practice.id).await;
     assert_eq!(failed.len(), 4);
     assert!(
         failed
@@ -341,7 +334,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
 
 #[tokio::test]
 async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
-    let app = spawn_app_with(|s| s.hcw.poll_every = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| s.partners.hcw.poll_every = Duration::from_millis(200)).await;
     let (practice, key, visit) = launched(&app, Some("General")).await;
     let invite = invite_id(&visit);
     assert_eq!(app.hcw.invite(&invite).unwrap().body["queue"], "General");
@@ -375,8 +368,8 @@ async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
 #[tokio::test]
 async fn a_consultation_that_never_comes_fails_the_visit_with_a_reason() {
     let app = spawn_app_with(|s| {
-        s.hcw.poll_every = Duration::from_millis(100);
-        s.hcw.give_up_after = Duration::from_millis(300);
+        s.partners.hcw.poll_every = Duration::from_millis(100);
+        s.partners.hcw.give_up_after = Duration::from_millis(300);
     })
     .await;
     let (practice, _, visit) = launched(&app, None).await;
@@ -437,9 +430,7 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
     // Once the patient has joined, HCW refuses to revoke: the visit stays open, and says so.
     let second = launch(&app, &key, &practice.patients[1], &[("language", "en")]).await;
     assert_eq!(second.status(), 303);
-    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let visits = app.visits_of(&practice.id).await;
     let open = visits
         .iter()
         .find(|v| v.state.as_str() == "in_progress")
@@ -464,7 +455,7 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
 
 #[tokio::test]
 async fn the_service_token_is_reused_renewed_and_replaced_after_a_401() {
-    let app = spawn_app_with(|s| s.hcw.token_lifetime = Duration::from_millis(0)).await;
+    let app = spawn_app_with(|s| s.partners.hcw.token_lifetime = Duration::from_millis(0)).await;
     let (_, key, visit) = launched(&app, None).await;
     // Older than its lifetime: the next call renews it with the refresh token, no new login.
     let finish = format!("/hint/partners/hcw/visits/{}/finish", visit.id);

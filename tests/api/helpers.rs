@@ -9,11 +9,15 @@ use std::{
     time::Duration,
 };
 
+use std::ops::{Deref, DerefMut};
+
 use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
+    partners::{PartnerArgs, PartnerSettings, haidy::HaidyArgs, tiep::TiepArgs},
     state::AppState,
+    visits::Visit,
 };
 use chartbridge_sandbox::{
     haidy::SandboxHaidy,
@@ -91,11 +95,20 @@ pub struct TestApp {
     pub haidy: SandboxHaidy,
     /// Follows no redirects, like a test that wants to see them.
     pub http: reqwest::Client,
-    settings: Settings,
+    config: Config,
     server: JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The test's own database (SQLite file, or a fresh PostgreSQL database).
     pub database: DatabaseSettings,
+}
+
+/// A partner delivery kept for review, as stored.
+pub struct Kept {
+    pub id: String,
+    pub partner: String,
+    /// Why it matched nothing.
+    #[allow(dead_code)]
+    pub reason: String,
 }
 
 /// One practice in sandbox Hint, installed in the app.
@@ -110,8 +123,29 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The app's settings and its partners' (`config.partners.tiep…`); the app's own read
+/// through (`config.jobs…`).
+#[derive(Clone)]
+pub struct Config {
+    pub app: Settings,
+    pub partners: PartnerSettings,
+}
+
+impl Deref for Config {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.app
+    }
+}
+
+impl DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut Settings {
+        &mut self.app
+    }
+}
+
 /// Like `spawn_app`, letting the test adjust settings first.
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     LazyLock::force(&TRACING);
     let hint = SandboxHint::start(
         SandboxHintConfig {
@@ -140,13 +174,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         public_url: None,
         secret_key: Some(secret_key),
         frame_ancestors: "https://app.hint.com https://*.hint.com".into(),
-        tiep_api_url: tiep.base_url().to_string(),
-        tiep_app_url: tiep.base_url().to_string(),
-        haidy_api_url: haidy.base_url().to_string(),
-        haidy_app_url: haidy.app_url().to_string(),
         workers: 4,
     })
     .expect("test settings are valid");
+    let mut partners = PartnerSettings::from_args(PartnerArgs {
+        tiep: TiepArgs {
+            tiep_api_url: tiep.base_url().to_string(),
+            tiep_app_url: tiep.base_url().to_string(),
+        },
+        haidy: HaidyArgs {
+            haidy_api_url: haidy.base_url().to_string(),
+            haidy_app_url: haidy.app_url().to_string(),
+        },
+    })
+    .expect("test partner settings are valid");
     settings.database = database.clone();
     settings.http_timeout = Duration::from_millis(1500);
     settings.jobs.poll_interval = Duration::from_millis(50);
@@ -156,10 +197,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.jobs.max_attempts = 8;
     settings.jobs.shutdown_grace = Duration::from_secs(2);
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
-    settings.tiep.poll_after = Duration::from_secs(3600);
-    settings.hcw.poll_every = Duration::from_secs(3600);
-    settings.haidy.poll_every = Duration::from_secs(3600);
-    adjust(&mut settings);
+    partners.tiep.poll_after = Duration::from_secs(3600);
+    partners.hcw.poll_every = Duration::from_secs(3600);
+    partners.haidy.poll_every = Duration::from_secs(3600);
+    let mut config = Config {
+        app: settings,
+        partners,
+    };
+    adjust(&mut config);
     let partners = Partners {
         tiep,
         mediquo: SandboxMediquo::start(0)
@@ -170,7 +215,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
             .expect("sandbox hcw starts"),
         haidy,
     };
-    start(settings, hint, partners, database).await
+    start(config, hint, partners, database).await
 }
 
 /// The partner sandboxes of one test.
@@ -182,12 +227,12 @@ struct Partners {
 }
 
 async fn start(
-    settings: Settings,
+    config: Config,
     hint: SandboxHint,
     partners: Partners,
     database: DatabaseSettings,
 ) -> TestApp {
-    let app = Application::build(settings.clone())
+    let app = Application::build(config.app.clone(), config.partners.clone())
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -209,7 +254,7 @@ async fn start(
             .redirect(Policy::none())
             .build()
             .unwrap(),
-        settings,
+        config,
         server,
         stop: Some(stop),
         database,
@@ -247,8 +292,8 @@ impl TestApp {
         let _ = self.server.await;
         // The same address again: the listener died with the server task.
         let port: u16 = self.address.rsplit(':').next().unwrap().parse().unwrap();
-        self.settings.port = port;
-        self.settings.public_url = Some(url::Url::parse(&self.address).unwrap());
+        self.config.port = port;
+        self.config.public_url = Some(url::Url::parse(&self.address).unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
         let partners = Partners {
             tiep: self.tiep,
@@ -256,17 +301,17 @@ impl TestApp {
             hcw: self.hcw,
             haidy: self.haidy,
         };
-        start(self.settings, self.hint, partners, self.database).await
+        start(self.config, self.hint, partners, self.database).await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);
     /// answers its base URL. It stops when the test ends.
     pub async fn another_instance(&self) -> String {
-        let mut settings = self.settings.clone();
+        let mut config = self.config.clone();
         // Its own port; the public URL all instances share (as behind a load balancer).
-        settings.port = 0;
-        settings.public_url = Some(url::Url::parse(&self.address).unwrap());
-        let app = Application::build(settings)
+        config.port = 0;
+        config.public_url = Some(url::Url::parse(&self.address).unwrap());
+        let app = Application::build(config.app, config.partners)
             .await
             .expect("second instance builds");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -496,10 +541,7 @@ impl TestApp {
 
     /// A practice with Tiep set up and one visit started by its clinician for its first patient;
     /// answers the practice, the clinician's session key and the visit.
-    pub async fn open_tiep_visit(
-        &self,
-        name: &str,
-    ) -> (TestPractice, String, chartbridge::visits::Visit) {
+    pub async fn open_tiep_visit(&self, name: &str) -> (TestPractice, String, Visit) {
         let practice = self.new_practice(name).await;
         self.setup_tiep(&practice).await;
         let key = self.session(&practice.clinician, None).await;
@@ -576,20 +618,95 @@ impl TestApp {
     }
 
     /// One visit row as stored, by id (practice filter included).
-    pub async fn visit(&self, practice_id: &str, visit_id: &str) -> chartbridge::visits::Visit {
-        chartbridge::visits::get(&self.state, practice_id, visit_id)
-            .await
-            .unwrap()
-            .expect("visit exists")
+    pub async fn visit(&self, practice_id: &str, visit_id: &impl ToString) -> Visit {
+        sqlx::query_as::<_, Visit>(&format!(
+            "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
+        ))
+        .bind(practice_id)
+        .bind(visit_id.to_string())
+        .fetch_optional(self.state.db.writer())
+        .await
+        .unwrap()
+        .expect("visit exists")
     }
 
-    /// The id of the only visit of a practice.
-    pub async fn only_visit(&self, practice_id: &str) -> chartbridge::visits::Visit {
-        let visits = chartbridge::visits::recent(&self.state, practice_id, 10)
-            .await
-            .unwrap();
+    /// A practice's stored visits, newest first.
+    pub async fn visits_of(&self, practice_id: &str) -> Vec<Visit> {
+        sqlx::query_as::<_, Visit>(&format!(
+            "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 ORDER BY created_at DESC"
+        ))
+        .bind(practice_id)
+        .fetch_all(self.state.db.writer())
+        .await
+        .unwrap()
+    }
+
+    /// The only visit of a practice.
+    pub async fn only_visit(&self, practice_id: &str) -> Visit {
+        let visits = self.visits_of(practice_id).await;
         assert_eq!(visits.len(), 1, "exactly one visit expected");
         visits.into_iter().next().unwrap()
+    }
+
+    /// A practice's partner deliveries kept for review and not dismissed, newest first.
+    pub async fn unmatched_of(&self, practice_id: &str) -> Vec<Kept> {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT id, partner, reason FROM unmatched_deliveries \
+             WHERE practice_id = $1 AND dismissed_at IS NULL ORDER BY received_at DESC",
+        )
+        .bind(practice_id)
+        .fetch_all(self.state.db.reader())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, partner, reason)| Kept {
+            id,
+            partner,
+            reason,
+        })
+        .collect()
+    }
+
+    /// Whether a practice has a stored connection to `partner`.
+    pub async fn has_connection(&self, practice_id: &str, partner: &str) -> bool {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM partner_connections WHERE practice_id = $1 AND partner = $2",
+        )
+        .bind(practice_id)
+        .bind(partner)
+        .fetch_one(self.state.db.reader())
+        .await
+        .unwrap()
+            == 1
+    }
+
+    /// The practice's Instant On token, opened from its sealed row.
+    pub async fn practice_token(&self, practice_id: &str) -> Option<String> {
+        let sealed: Option<String> = sqlx::query_scalar(
+            "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+        )
+        .bind(PRODUCT_ID)
+        .bind(practice_id)
+        .fetch_optional(self.state.db.reader())
+        .await
+        .unwrap();
+        sealed.map(|sealed| {
+            let aad = chartbridge::hint::install::token_aad(PRODUCT_ID, practice_id);
+            let token = self.state.secrets.open_str(&sealed, &aad).unwrap();
+            secrecy::ExposeSecret::expose_secret(&token).to_string()
+        })
+    }
+
+    /// Saves one partner's settings section as the practice's admin; answers the response.
+    pub async fn save_settings(
+        &self,
+        practice: &TestPractice,
+        partner: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let admin = self.session(&practice.admin, None).await;
+        self.post_form(&format!("/hint/settings/{partner}"), &admin, fields)
+            .await
     }
 }
 
@@ -627,8 +744,12 @@ pub fn sign(body: &[u8]) -> String {
     sign_hmac_sha256(WEBHOOK_SECRET.as_bytes(), body)
 }
 
+/// The columns of a `Visit` row.
+const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
+    partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
+
 /// A visit's stored result, as JSON.
-pub fn stored_result(visit: &chartbridge::visits::Visit) -> Value {
+pub fn stored_result(visit: &Visit) -> Value {
     serde_json::from_str(visit.result.as_deref().expect("the visit has a result"))
         .expect("the result is JSON")
 }

@@ -126,14 +126,8 @@ async fn instant_on_refuses_a_bad_or_used_code_and_keeps_the_token_sealed() {
         .fetch_one(app.state.db.reader())
         .await
         .unwrap();
-    let token = chartbridge::hint::install::practice_token(&app.state, &practice_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        !sealed.contains(secrecy::ExposeSecret::expose_secret(&token)),
-        "stored sealed, not in clear"
-    );
+    let token = app.practice_token(&practice_id).await.unwrap();
+    assert!(!sealed.contains(&token), "stored sealed, not in clear");
 
     let reused = app
         .http
@@ -168,11 +162,7 @@ async fn sandbox_hint_refuses_what_hint_refuses() {
     let app = spawn_app().await;
     let practice = app.new_practice("Strict").await;
     let patient = &practice.patients[0];
-    let token = chartbridge::hint::install::practice_token(&app.state, &practice.id)
-        .await
-        .unwrap()
-        .unwrap();
-    let token = secrecy::ExposeSecret::expose_secret(&token).to_string();
+    let token = app.practice_token(&practice.id).await.unwrap();
     let base = app.hint.base_url().clone();
     let http = reqwest::Client::new();
     let get = |path: &str, bearer: &str| {

@@ -55,11 +55,14 @@ async fn nothing_of_one_practice_reaches_the_other() {
         format!("/hint/visits?patient_id={a_patient}"),
     ] {
         let html = app.htmx_get(&path, &b_key).await.text().await.unwrap();
-        assert!(!html.contains(&a_visit.id), "{path} leaks A's visit");
+        assert!(
+            !html.contains(a_visit.id.as_str()),
+            "{path} leaks A's visit"
+        );
         assert!(!html.contains("Ava Thompson"), "{path} leaks A's patient");
     }
     let core = app.surface("core_page", &b_key).await.text().await.unwrap();
-    assert!(!core.contains(&a_visit.id));
+    assert!(!core.contains(a_visit.id.as_str()));
 
     // Patients: by id and by search.
     let search = app
@@ -97,16 +100,9 @@ async fn nothing_of_one_practice_reaches_the_other() {
             .status(),
         202
     );
-    let b_kept = chartbridge::partners::unmatched::open_for_practice(&app.state, &b.id)
-        .await
-        .unwrap();
+    let b_kept = app.unmatched_of(&b.id).await;
     assert_eq!(b_kept.len(), 1);
-    assert!(
-        chartbridge::partners::unmatched::open_for_practice(&app.state, &a.id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.unmatched_of(&a.id).await.is_empty());
     let a_admin = app.session(&a.admin, None).await;
     let a_peeks = app
         .surface(&format!("unmatched/{}", b_kept[0].id), &a_admin)
@@ -118,10 +114,11 @@ async fn nothing_of_one_practice_reaches_the_other() {
         "A's secret reason"
     );
     assert!(
-        chartbridge::visits::get(&app.state, &b.id, &a_visit.id)
+        app.visits_of(&b.id)
             .await
-            .unwrap()
-            .is_none()
+            .iter()
+            .all(|v| v.id != a_visit.id),
+        "A's visit is not B's"
     );
 
     // Jobs: B cannot retry A's work.
@@ -182,9 +179,10 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
         app.setup_haidy(p).await;
     }
     let a_integration = app.setup_mediquo(&a).await;
-    chartbridge::partners::mediquo::save(&app.state, &b.id, "practice-b-own-signature", "test")
-        .await
-        .unwrap();
+    let saved = app
+        .save_settings(&b, "mediquo", &[("signature", "practice-b-own-signature")])
+        .await;
+    assert_eq!(saved.status(), 200);
     let a_key = app.session(&a.clinician, None).await;
     let b_key = app.session(&b.clinician, None).await;
     let a_patient = &a.patients[0];
@@ -215,9 +213,7 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
             .await,
         Some(200)
     );
-    let a_visits = chartbridge::visits::recent(&app.state, &a.id, 10)
-        .await
-        .unwrap();
+    let a_visits = app.visits_of(&a.id).await;
     assert_eq!(a_visits.len(), 3);
     let by_partner = |p: &str| a_visits.iter().find(|v| v.partner == p).unwrap().id.clone();
     let (a_hcw, a_haidy, a_mediquo) = (
@@ -280,26 +276,19 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
     )
     .await;
     assert_eq!(haidy_for_a.status(), 404);
-    assert!(
-        chartbridge::visits::recent(&app.state, &b.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.visits_of(&b.id).await.is_empty());
 
     // Per-practice rows: A's Haidy context and Haidy email are not B's.
-    assert!(
-        chartbridge::partners::haidy::stored_context(&app.state, &a.id, a_patient)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        chartbridge::partners::haidy::stored_context(&app.state, &b.id, a_patient)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let context_of = |practice: &str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT context_id FROM haidy_patient_contexts WHERE practice_id = $1 AND patient_id = $2",
+        )
+        .bind(practice.to_string())
+        .bind(a_patient.to_string())
+        .fetch_optional(app.state.db.reader())
+    };
+    assert!(context_of(&a.id).await.unwrap().is_some());
+    assert!(context_of(&b.id).await.unwrap().is_none());
     let b_form = app
         .get(&format!(
             "/hint/partners/haidy/launch?patient_id={}&session_key={b_key}",
@@ -347,12 +336,7 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
             .await,
         Some(202)
     );
-    assert!(
-        chartbridge::visits::recent(&app.state, &b.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.visits_of(&b.id).await.is_empty());
     assert!(app.hint.interactions_for(&b.patients[0]).is_empty());
 }
 

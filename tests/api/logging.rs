@@ -58,9 +58,9 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         )
         .await;
     assert_eq!(hcw.status(), 303);
-    let hcw_visit = chartbridge::visits::recent(&app.state, &practice.id, 10)
+    let hcw_visit = app
+        .visits_of(&practice.id)
         .await
-        .unwrap()
         .into_iter()
         .find(|v| v.partner == "hcw")
         .unwrap();
@@ -93,10 +93,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .unwrap();
     assert_eq!(haidy.status(), 303);
 
-    let token = chartbridge::hint::install::practice_token(&app.state, &practice.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let token = app.practice_token(&practice.id).await.unwrap();
     CAPTURING.store(false, Ordering::SeqCst);
     let logs = String::from_utf8(CAPTURED.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("visit completed"), "the capture works");
@@ -110,7 +107,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         &key,
         &api_key,
         TIEP_HOOK_SECRET,
-        secrecy::ExposeSecret::expose_secret(&token),
+        &token,
         crate::helpers::WEBHOOK_SECRET,
         "sore throat",
         "Penicillin",

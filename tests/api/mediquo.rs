@@ -1,6 +1,5 @@
 //! MediQuo: consultations arrive by webhook only and become signed interactions in Hint.
 
-use chartbridge::{partners::unmatched, visits};
 use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
@@ -23,8 +22,8 @@ async fn post_event(
     request.send().await.unwrap()
 }
 
-async fn visits_of(app: &TestApp, practice_id: &str) -> Vec<visits::Visit> {
-    visits::recent(&app.state, practice_id, 100).await.unwrap()
+async fn visits_of(app: &TestApp, practice_id: &str) -> Vec<chartbridge::visits::Visit> {
+    app.visits_of(practice_id).await
 }
 
 #[tokio::test]
@@ -144,12 +143,7 @@ async fn a_wrong_or_missing_signature_is_refused_and_stores_nothing() {
     assert_eq!(response.status(), 404, "no MediQuo set up there");
 
     assert!(visits_of(&app, &practice.id).await.is_empty());
-    assert!(
-        unmatched::open_for_practice(&app.state, &practice.id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.unmatched_of(&practice.id).await.is_empty());
     assert!(app.hint.interactions_for(&practice.patients[0]).is_empty());
 }
 
@@ -268,11 +262,9 @@ async fn a_delivery_we_cannot_place_is_kept_for_admins_and_bad_bodies_are_refuse
     assert!(visits_of(&app, &practice.id).await.is_empty());
     assert!(visits_of(&app, &other.id).await.is_empty());
     assert!(app.hint.interactions_for(&other.patients[0]).is_empty());
-    let kept = unmatched::open_for_practice(&app.state, &practice.id)
-        .await
-        .unwrap();
+    let kept = app.unmatched_of(&practice.id).await;
     assert_eq!(kept.len(), 4);
-    assert!(kept.iter().all(|k| k.partner == "MediQuo"));
+    assert!(kept.iter().all(|k| k.partner == "mediquo"));
 
     // Admins see them in settings and can open one; the body is there to act on.
     let admin = app.session(&practice.admin, None).await;
@@ -341,20 +333,12 @@ async fn only_admins_set_up_mediquo_and_the_value_must_be_long_enough() {
         .await;
     assert_eq!(short.status(), 422);
     assert!(short.text().await.unwrap().contains("16 to 512 characters"));
-    assert!(
-        !chartbridge::partners::mediquo::is_configured(&app.state, &practice.id)
-            .await
-            .unwrap()
-    );
+    assert!(!app.has_connection(&practice.id, "mediquo").await);
 
     let page = app.surface("settings", &admin).await.text().await.unwrap();
     assert!(page.contains(&format!("/webhooks/mediquo/{}", practice.id)));
     app.setup_mediquo(&practice).await;
-    assert!(
-        chartbridge::partners::mediquo::is_configured(&app.state, &practice.id)
-            .await
-            .unwrap()
-    );
+    assert!(app.has_connection(&practice.id, "mediquo").await);
     // The value is sealed at rest, never shown back.
     let page = app.surface("settings", &admin).await.text().await.unwrap();
     assert!(!page.contains(MEDIQUO_SIGNATURE));

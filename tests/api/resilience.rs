@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chartbridge_sandbox::hint::Faults;
+use chartbridge_sandbox::{hint::Faults, tiep::TiepFaults};
 use serde_json::json;
 
 use crate::helpers::{
@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn started_visit(app: &TestApp, practice: &TestPractice, patient: &str) -> String {
     let key = app.session(&practice.clinician, None).await;
     assert_eq!(app.start_visit(&key, patient).await.status(), 303);
-    app.only_visit(&practice.id).await.id
+    app.only_visit(&practice.id).await.id.to_string()
 }
 
 fn report(visit_id: &str) -> serde_json::Value {
@@ -232,30 +232,64 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
 
 #[tokio::test]
 async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
-    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(300)).await;
+    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(1000)).await;
     let practice = app.new_practice("Cut Short").await;
+    app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
-    // The process died right after the visit row was written, before the partner answered.
-    let visit_id = chartbridge::visits::start(
-        &app.state,
-        chartbridge::visits::NewVisit {
-            practice_id: &practice.id,
-            patient_id: &patient,
-            patient_name: "Ava Thompson",
-            user_id: &practice.clinician,
-            user_name: "Casey Clinician",
-            partner: chartbridge::partners::Partner::Tiep,
-            launch: "{}".into(),
-        },
-    )
-    .await
-    .unwrap();
+    // Tiep is slow to issue the token; the launch is cut short while it waits (the tab closed,
+    // then the process died): nothing is left to finish it.
+    app.tiep.set_faults(TiepFaults {
+        token_delay: Some(Duration::from_secs(5)),
+        ..Default::default()
+    });
+    let key = app.session(&practice.clinician, None).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let cut = impatient
+        .post(format!("{}/hint/visits", app.address))
+        .header("x-hint-session-key", key)
+        .form(&[("patient_id", patient.as_str()), ("partner", "tiep")])
+        .send()
+        .await;
+    assert!(cut.is_err(), "the launch was cut short");
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.state.as_str(), "launching");
+    let visit_id = visit.id;
     let app = app.crash_and_restart().await;
     app.wait_for_interaction(&patient, "failed").await;
     let visit = app.visit(&practice.id, &visit_id).await;
     assert_eq!(visit.state.as_str(), "failed");
     assert!(visit.error_message.unwrap().contains("never opened"));
     assert_eq!(app.hint.interactions_for(&patient).len(), 1);
+}
+
+#[tokio::test]
+async fn a_launch_that_outlives_its_visit_says_so_and_opens_nothing() {
+    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(200)).await;
+    let practice = app.new_practice("Too Slow").await;
+    app.setup_tiep(&practice).await;
+    let patient = &practice.patients[0];
+    // Tiep answers after the launch deadline (but within the client's timeout): by then the
+    // visit has failed, and the clinician is told instead of being sent to a dead session.
+    app.tiep.set_faults(TiepFaults {
+        token_delay: Some(Duration::from_millis(900)),
+        ..Default::default()
+    });
+    let key = app.session(&practice.clinician, None).await;
+    let late = app.start_visit(&key, patient).await;
+    assert_eq!(late.status(), 409);
+    assert!(
+        late.text()
+            .await
+            .unwrap()
+            .contains("The visit ended before")
+    );
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.state.as_str(), "failed");
+    assert!(visit.error_message.unwrap().contains("never opened"));
+    app.wait_for_interaction(patient, "failed").await;
 }
 
 #[tokio::test]

@@ -126,14 +126,22 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         public_url: None,
         secret_key: Some(secret_key),
         frame_ancestors: "https://app.hint.com".into(),
-        tiep_api_url: "http://127.0.0.1:9/".into(),
-        tiep_app_url: "http://127.0.0.1:9/".into(),
-        haidy_api_url: "http://127.0.0.1:9/".into(),
-        haidy_app_url: "http://127.0.0.1:9/".into(),
         workers: 1,
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
-    let refused = chartbridge::Application::build(settings)
+    let partners =
+        chartbridge::partners::PartnerSettings::from_args(chartbridge::partners::PartnerArgs {
+            tiep: chartbridge::partners::tiep::TiepArgs {
+                tiep_api_url: "http://127.0.0.1:9/".into(),
+                tiep_app_url: "http://127.0.0.1:9/".into(),
+            },
+            haidy: chartbridge::partners::haidy::HaidyArgs {
+                haidy_api_url: "http://127.0.0.1:9/".into(),
+                haidy_app_url: "http://127.0.0.1:9/".into(),
+            },
+        })
+        .unwrap();
+    let refused = chartbridge::Application::build(settings, partners)
         .await
         .err()
         .expect("refused");
@@ -159,12 +167,7 @@ async fn read_only_staff_see_visits_but_cannot_start_one() {
         app.start_visit(&key, &practice.patients[0]).await.status(),
         403
     );
-    assert!(
-        chartbridge::visits::recent(&app.state, &practice.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.visits_of(&practice.id).await.is_empty());
 }
 
 #[tokio::test]
@@ -230,21 +233,14 @@ async fn tiep_settings_are_validated_and_a_refusal_changes_nothing() {
         assert_eq!(response.status(), 422);
         assert!(response.text().await.unwrap().contains("class=\"error\""));
     }
-    assert!(
-        chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!app.has_connection(&practice.id, "tiep").await);
     app.setup_tiep(&practice).await;
-    let stored = chartbridge::partners::tiep::TiepConnection::load(&app.state, &practice.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        secrecy::ExposeSecret::expose_secret(&stored.hook_secret),
-        crate::helpers::TIEP_HOOK_SECRET
-    );
+    assert!(app.has_connection(&practice.id, "tiep").await);
+    // The stored secret is the one entered: deliveries signed with it are taken, others not.
+    let report = serde_json::json!({"context": {"visit_id": "vis_unknown"}, "payload": {}});
+    let with = |secret| app.post_tiep_webhook(&practice.id, &report, secret);
+    assert_eq!(with(crate::helpers::TIEP_HOOK_SECRET).await.status(), 202);
+    assert_eq!(with("another-secret-of-16+").await.status(), 401);
     // Sealed at rest: the secret is not in the row.
     let raw: String = sqlx::query_scalar("SELECT secrets_sealed FROM partner_connections")
         .fetch_one(app.state.db.reader())

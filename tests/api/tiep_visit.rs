@@ -43,7 +43,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
         &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE, context).unwrap(),
     )
     .unwrap();
-    assert_eq!(context["visit_id"], visit.id);
+    assert_eq!(context["visit_id"], visit.id.as_str());
     assert_eq!(
         context["patient"]["identifier"][0]["value"],
         patient.as_str()
@@ -236,17 +236,15 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
             .status(),
         202
     );
-    let kept = chartbridge::partners::unmatched::open_for_practice(&app.state, &practice.id)
-        .await
-        .unwrap();
+    let kept = app.unmatched_of(&practice.id).await;
     assert_eq!(kept.len(), 2, "both reports we could not place are kept");
 }
 
 #[tokio::test]
 async fn polling_finds_the_report_when_no_webhook_comes() {
     let app = spawn_app_with(|s| {
-        s.tiep.poll_after = Duration::from_millis(200);
-        s.tiep.poll_every = Duration::from_millis(200);
+        s.partners.tiep.poll_after = Duration::from_millis(200);
+        s.partners.tiep.poll_every = Duration::from_millis(200);
     })
     .await;
     let practice = app.new_practice("Polling Practice").await;
@@ -280,9 +278,9 @@ async fn polling_finds_the_report_when_no_webhook_comes() {
 #[tokio::test]
 async fn a_visit_with_no_report_ever_fails_with_a_reason() {
     let app = spawn_app_with(|s| {
-        s.tiep.poll_after = Duration::from_millis(100);
-        s.tiep.poll_every = Duration::from_millis(100);
-        s.tiep.give_up_after = Duration::from_millis(600);
+        s.partners.tiep.poll_after = Duration::from_millis(100);
+        s.partners.tiep.poll_every = Duration::from_millis(100);
+        s.partners.tiep.give_up_after = Duration::from_millis(600);
     })
     .await;
     let practice = app.new_practice("Silent Practice").await;
@@ -353,12 +351,7 @@ async fn a_launch_needs_tiep_set_up_and_a_real_patient() {
         )
         .await;
     assert_eq!(bad_partner.status(), 400);
-    assert!(
-        chartbridge::visits::recent(&app.state, &practice.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.visits_of(&practice.id).await.is_empty());
 }
 
 #[tokio::test]
@@ -392,9 +385,7 @@ async fn concurrent_reports_and_their_duplicates_are_each_stored_once() {
     for patient in &practice.patients {
         assert_eq!(app.start_visit(&key, patient).await.status(), 303);
     }
-    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let visits = app.visits_of(&practice.id).await;
     assert_eq!(visits.len(), 3);
     // Every report five times, all at once.
     let mut sends = Vec::new();
@@ -438,9 +429,7 @@ async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
         app.start_visit(&key, &practice.patients[1]).await.status(),
         303
     );
-    let visits = chartbridge::visits::recent(&app.state, &practice.id, 10)
-        .await
-        .unwrap();
+    let visits = app.visits_of(&practice.id).await;
     let report =
         |i: usize| json!({"context": {"visit_id": visits[i].id}, "payload": {"reason": "x"}});
     // This instance now holds the old secret in its cache.

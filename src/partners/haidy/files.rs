@@ -4,7 +4,8 @@
 
 use axum::extract::Multipart;
 
-use crate::{config::HaidySettings, error::AppError, ids::clean_text};
+use super::HaidySettings;
+use crate::{error::AppError, ids::clean_text};
 
 /// Largest whole form accepted on the upload routes (the per-file cap is a setting).
 pub const BODY_LIMIT: usize = 64 * 1024 * 1024;

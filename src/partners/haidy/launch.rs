@@ -6,27 +6,28 @@ use askama::Template;
 use axum::{
     extract::{Multipart, Path, Query, State},
     http::StatusCode,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
 use super::{
-    HaidyConnection, HaidyLaunch, UploadOutcome,
-    client::{Created, NewContext, Upload},
+    Haidy, HaidyConnection, HaidyLaunch, ID, UploadOutcome,
+    client::{Created, NewContext, Upload, for_clinician},
     files::{self, FormInput, human_size},
     remember_user_email, store_context, stored_context, user_email,
 };
 use crate::{
-    db::now_ms,
     error::AppError,
-    hint::{PracticeSession, Role, client::Patient},
+    hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
-    partners::Partner,
-    state::AppState,
-    surfaces::{Frame, clinical_interaction},
-    visits::{self, routes::fetch_patient},
+    partners::connection,
+    visits::{
+        self, PartnerError, PartnerState, VisitId,
+        launch::{self, LaunchError, Launched},
+        page,
+    },
 };
 
 #[derive(Template)]
@@ -48,25 +49,26 @@ pub struct LaunchQuery {
 }
 
 async fn page(
-    state: &AppState,
+    haidy: &PartnerState<Haidy>,
     session: &PracticeSession,
     patient: &Patient,
     email: Option<String>,
     error: Option<String>,
 ) -> Result<LaunchPage, AppError> {
-    let configured = HaidyConnection::load(state, &session.practice_id)
+    let configured = connection::load::<HaidyConnection>(haidy, &session.practice_id)
         .await?
         .is_some();
+    let limits = &haidy.partner.settings;
     Ok(LaunchPage {
         frame: Frame::new(session, "clinical_chart"),
         patient_id: patient.id.clone(),
         patient_name: patient.display_name(),
         email: match email {
             Some(e) => e,
-            None => user_email(state, session).await?.unwrap_or_default(),
+            None => user_email(haidy, session).await?.unwrap_or_default(),
         },
-        max_size: human_size(state.settings.haidy.max_file_bytes),
-        max_files: state.settings.haidy.max_files,
+        max_size: human_size(limits.max_file_bytes),
+        max_files: limits.max_files,
         blocker: (!configured).then(|| {
             "Haidy is not set up for this practice yet. Ask a practice admin to enter the Haidy API token in Chartbridge settings.".to_string()
         }),
@@ -76,14 +78,14 @@ async fn page(
 
 /// `GET /hint/partners/haidy/launch?patient_id=` (clinicians).
 pub async fn form(
-    State(state): State<AppState>,
+    State(haidy): State<PartnerState<Haidy>>,
     session: PracticeSession,
     Query(query): Query<LaunchQuery>,
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Clinician)?;
-    let patient = fetch_patient(&state, &session, &query.patient_id).await?;
+    let patient = hint::patient_for(&haidy, &session, &query.patient_id).await?;
     Ok(Html(
-        page(&state, &session, &patient, None, None)
+        page(&haidy, &session, &patient, None, None)
             .await?
             .render()?,
     ))
@@ -107,19 +109,14 @@ fn haidy_gender(sex: Option<&str>) -> Option<&'static str> {
 }
 
 /// The integration deep link for `patient` as the user `email` (never with a password).
-fn deep_link(
-    state: &AppState,
-    connection: &HaidyConnection,
-    email: &str,
-    patient: &Patient,
-) -> Url {
+fn deep_link(haidy: &Haidy, connection: &HaidyConnection, email: &str, patient: &Patient) -> Url {
     let metadata = json!({
         "patient_id": patient.id,
         "patient_first_name": patient.first_name.clone().unwrap_or_default(),
         "patient_last_name": patient.last_name.clone().unwrap_or_default(),
         "patient_birth_date": patient.dob.clone().unwrap_or_default(),
     });
-    let mut url = state.settings.haidy.app_url.clone();
+    let mut url = haidy.settings.app_url.clone();
     url.query_pairs_mut()
         .append_pair("email", email)
         .append_pair("integration", &connection.integration_id)
@@ -130,20 +127,19 @@ fn deep_link(
 
 /// The patient's context: the stored one, else a new one. `Ok(None)` when Haidy already has
 /// this patient but we hold no id for it (uploads are then impossible; the deep link works).
-/// The outer error is ours (the database); the inner one is Haidy's refusal, in words for the
-/// clinician.
 async fn ensure_context(
-    state: &AppState,
+    haidy: &PartnerState<Haidy>,
     connection: &HaidyConnection,
-    practice_id: &str,
+    practice_id: &crate::tenancy::PracticeId,
     patient: &Patient,
-) -> Result<Result<Option<String>, String>, sqlx::Error> {
-    if let Some(id) = stored_context(state, practice_id, &patient.id).await? {
-        return Ok(Ok(Some(id)));
+) -> Result<Option<String>, PartnerError> {
+    if let Some(id) = stored_context(haidy, practice_id, &patient.id).await? {
+        return Ok(Some(id));
     }
     let name = clean_text(&patient.display_name(), 200);
-    let created = state
-        .haidy
+    let created = haidy
+        .partner
+        .client
         .create_context(
             &connection.api_token,
             &NewContext {
@@ -154,29 +150,28 @@ async fn ensure_context(
                 gender: haidy_gender(patient.sex.as_deref()),
             },
         )
-        .await;
-    let created = match created {
-        Ok(created) => created,
-        Err(e) => return Ok(Err(super::client::for_clinician(&e))),
-    };
-    Ok(match created {
+        .await
+        .map_err(|e| PartnerError::upstream(for_clinician(&e), e))?;
+    match created {
         Created::Context(id) => {
-            store_context(state, practice_id, &patient.id, &id).await?;
+            store_context(haidy, practice_id, &patient.id, &id).await?;
             Ok(Some(id))
         }
         // A launch at the same moment may have just stored it.
-        Created::Duplicate(message) => match stored_context(state, practice_id, &patient.id).await?
+        Created::Duplicate(message) => match stored_context(haidy, practice_id, &patient.id).await?
         {
             Some(id) => Ok(Some(id)),
             None if message.to_lowercase().contains("exist") => Ok(None),
-            None => Err(format!("Haidy refused the patient record: {message}")),
+            None => Err(PartnerError::NotPossible(format!(
+                "Haidy refused the patient record: {message}"
+            ))),
         },
-    })
+    }
 }
 
 /// Uploads `input`'s files; answers one outcome per file, refused ones included.
 async fn upload(
-    state: &AppState,
+    haidy: &Haidy,
     connection: &HaidyConnection,
     context_id: Option<&str>,
     input: FormInput,
@@ -208,8 +203,8 @@ async fn upload(
             bytes: p.bytes,
         })
         .collect();
-    match state
-        .haidy
+    match haidy
+        .client
         .upload(&connection.api_token, context_id, uploads)
         .await
     {
@@ -236,7 +231,7 @@ async fn upload(
             }
         }
         Err(e) => {
-            let reason = super::client::for_clinician(&e);
+            let reason = for_clinician(&e);
             outcomes.extend(
                 sizes
                     .into_iter()
@@ -247,99 +242,80 @@ async fn upload(
     outcomes
 }
 
-fn visit_page(visit_id: &str, session: &PracticeSession) -> Response {
-    let mut to = url::form_urlencoded::Serializer::new(String::new());
-    to.append_pair("visit_id", visit_id)
-        .append_pair("session_key", &session.key);
-    Redirect::to(&format!("/hint/clinical_interaction?{}", to.finish())).into_response()
-}
-
 /// `POST /hint/partners/haidy/launch` (clinicians; multipart).
 pub async fn submit(
-    State(state): State<AppState>,
+    State(haidy): State<PartnerState<Haidy>>,
     session: PracticeSession,
     multipart: Multipart,
 ) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
-    let input = files::read(multipart, &state.settings.haidy).await?;
+    let input = files::read(multipart, &haidy.partner.settings).await?;
     let patient_id = ExternalId::parse(input.field("patient_id").unwrap_or_default())?;
-    let patient = fetch_patient(&state, &session, &patient_id).await?;
+    let patient = hint::patient_for(&haidy, &session, &patient_id).await?;
     let email = input
         .field("haidy_email")
         .unwrap_or_default()
         .trim()
         .to_string();
-    let Some(connection) = HaidyConnection::load(&state, &session.practice_id).await? else {
-        let page = page(&state, &session, &patient, Some(email), None).await?;
+    let practice_id = &session.practice_id;
+    let Some(connection) = connection::load::<HaidyConnection>(&haidy, practice_id).await? else {
+        let page = page(&haidy, &session, &patient, Some(email), None).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     };
     if !valid_email(&email) {
         let why = "Enter the email you sign in to Haidy with.".to_string();
-        let page = page(&state, &session, &patient, Some(email), Some(why)).await?;
+        let page = page(&haidy, &session, &patient, Some(email), Some(why)).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     }
-    remember_user_email(&state, &session, &email).await?;
+    remember_user_email(&haidy, &session, &email).await?;
 
-    let visit_id = visits::start_for_patient(
-        &state,
-        &session,
-        &patient,
-        Partner::Haidy,
-        &HaidyLaunch {
-            haidy_email: email.clone(),
-            ..HaidyLaunch::default()
-        },
-    )
-    .await?;
-    let context_id = match ensure_context(&state, &connection, &session.practice_id, &patient)
-        .await?
-    {
-        Ok(id) => id,
-        Err(reason) => {
-            tracing::warn!(practice_id = %session.practice_id, %visit_id, "haidy refused the patient context");
-            visits::fail(&state, &session.practice_id, &visit_id, &reason).await?;
-            return Ok(visit_page(&visit_id, &session));
-        }
+    let initial = HaidyLaunch {
+        haidy_email: email.clone(),
+        ..HaidyLaunch::default()
     };
-    let uploads = upload(&state, &connection, context_id.as_deref(), input).await;
-    let poll_at = now_ms() + state.settings.haidy.poll_every.as_millis() as i64;
-    let deep_link = deep_link(&state, &connection, &email, &patient).to_string();
-    let launched = visits::mark_launched(
-        &state,
-        &session.practice_id,
-        &visit_id,
-        None,
-        &HaidyLaunch {
-            haidy_email: email,
-            context_id,
-            deep_link: Some(deep_link),
-            uploads,
-        },
-        Some(poll_at),
-    )
-    .await?;
-    if !launched {
-        return Err(AppError::Conflict(
-            "The visit ended before Haidy answered (it took too long, or it was cancelled). Start it again.".into(),
-        ));
+    let launched = launch::launch(&haidy, &session, &patient, ID, &initial, async |_| {
+        let context_id = ensure_context(&haidy, &connection, practice_id, &patient).await?;
+        let uploads = upload(&haidy.partner, &connection, context_id.as_deref(), input).await;
+        let deep_link = deep_link(&haidy.partner, &connection, &email, &patient).to_string();
+        let launched = Launched {
+            partner_ref: None,
+            data: HaidyLaunch {
+                haidy_email: email.clone(),
+                context_id,
+                deep_link: Some(deep_link),
+                uploads,
+            },
+            poll_after: Some(haidy.partner.settings.poll_every),
+        };
+        Ok((launched, ()))
+    })
+    .await;
+    match launched {
+        Ok((visit_id, ())) => Ok(page::redirect(&visit_id, &session).into_response()),
+        // The visit page says why Haidy would not take the patient (the visit failed so).
+        Err(LaunchError::Partner { visit_id, .. }) => {
+            Ok(page::redirect(&visit_id, &session).into_response())
+        }
+        Err(other) => Err(other.into()),
     }
-    Ok(visit_page(&visit_id, &session))
 }
 
 /// `POST /hint/partners/haidy/visits/{visit_id}/files` (clinicians, htmx multipart): more
 /// files for an open visit. Answers the visit's page with each file's outcome.
 pub async fn add_files(
-    State(state): State<AppState>,
+    State(haidy): State<PartnerState<Haidy>>,
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Html<String>), AppError> {
     session.require(Role::Clinician)?;
-    let visit = visits::get_latest(&state, &session.practice_id, &visit_id)
+    let visit_id = VisitId::from(visit_id);
+    let practice_id = &session.practice_id;
+    let visit = visits::get_latest(&haidy, practice_id, &visit_id)
         .await?
-        .filter(|v| v.partner() == Some(Partner::Haidy))
+        .filter(|v| v.is_of(ID))
         .ok_or(AppError::NotFound)?;
-    let input = files::read(multipart, &state.settings.haidy).await?;
+    let input = files::read(multipart, &haidy.partner.settings).await?;
     let mut launch: HaidyLaunch = visit.launch_data()?;
     let notice = if !visit.state().is_open() {
         Some(format!(
@@ -349,16 +325,22 @@ pub async fn add_files(
     } else if input.picked.is_empty() && input.refused.is_empty() {
         Some("Pick at least one file.".to_string())
     } else {
-        let connection = HaidyConnection::load(&state, &session.practice_id)
+        let connection = connection::load::<HaidyConnection>(&haidy, practice_id)
             .await?
             .ok_or_else(|| {
                 AppError::Unprocessable("Haidy is no longer set up for this practice.".into())
             })?;
-        let outcomes = upload(&state, &connection, launch.context_id.as_deref(), input).await;
+        let outcomes = upload(
+            &haidy.partner,
+            &connection,
+            launch.context_id.as_deref(),
+            input,
+        )
+        .await;
         let failed = outcomes.iter().filter(|o| !o.ok).count();
         launch.uploads.extend(outcomes);
-        visits::update_launch(&state, &session.practice_id, &visit.id, &launch).await?;
+        visits::update_launch(&haidy, practice_id, &visit.id, &launch).await?;
         (failed > 0).then(|| format!("{failed} file(s) were not sent; see below."))
     };
-    clinical_interaction::answer(&state, &session, &visit_id, notice).await
+    page::answer(&haidy, &session, &visit_id, notice).await
 }

@@ -12,35 +12,96 @@ pub mod launch;
 pub mod settings;
 pub mod visit;
 
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     routing::{get, post},
 };
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use url::Url;
 
-use super::{LaunchStyle, Partner, PartnerTool, connection};
+use super::connection;
 use crate::{
+    config::{ConfigError, parse_url},
     db::now_ms,
     error::AppError,
-    hint::PracticeSession,
+    hint::{Frame, PracticeSession},
     jobs::{JobError, JobOutcome},
     state::AppState,
-    surfaces::Frame,
-    visits::Visit,
+    tenancy::PracticeId,
+    upstream::Upstream,
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
 pub use client::HaidyClient;
+pub use settings::HaidyConnection;
+
+/// Haidy's id in rows and URLs.
+pub const ID: PartnerId = PartnerId::new("haidy");
+
+/// Haidy's endpoints, from the environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HaidyArgs {
+    /// Haidy (44ai) API base URL.
+    #[arg(long, env = "HAIDY_API_URL", default_value = "https://api.44ai.ch")]
+    pub haidy_api_url: String,
+    /// Haidy's integration deep link (the clinician is sent there).
+    #[arg(
+        long,
+        env = "HAIDY_APP_URL",
+        default_value = "https://haidy.ch/integration"
+    )]
+    pub haidy_app_url: String,
+}
+
+/// Haidy publishes no webhook shape: approved consultations are polled.
+#[derive(Debug, Clone)]
+pub struct HaidySettings {
+    pub api_url: Url,
+    pub app_url: Url,
+    /// Interval between looks for an approved consultation.
+    pub poll_every: Duration,
+    /// After this long without an approved consultation the visit fails with a reason.
+    pub give_up_after: Duration,
+    /// Largest file a clinician may upload (Haidy publishes no limit).
+    pub max_file_bytes: usize,
+    /// Most files in one upload.
+    pub max_files: usize,
+}
+
+impl HaidySettings {
+    pub fn from_args(args: HaidyArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api_url: parse_url(&args.haidy_api_url, "HAIDY_API_URL")?,
+            app_url: parse_url(&args.haidy_app_url, "HAIDY_APP_URL")?,
+            poll_every: Duration::from_secs(120),
+            give_up_after: Duration::from_secs(7 * 24 * 3600),
+            max_file_bytes: 20 * 1024 * 1024,
+            max_files: 10,
+        })
+    }
+}
 
 /// Haidy as a [`PartnerTool`].
-pub struct Haidy;
+pub struct Haidy {
+    settings: HaidySettings,
+    client: HaidyClient,
+}
+
+impl Haidy {
+    pub fn new(settings: HaidySettings, upstream: Upstream) -> Self {
+        let client = HaidyClient::new(upstream, settings.api_url.clone());
+        Self { settings, client }
+    }
+}
 
 #[async_trait]
 impl PartnerTool for Haidy {
-    fn id(&self) -> &'static str {
-        "haidy"
+    fn id(&self) -> PartnerId {
+        ID
     }
 
     fn name(&self) -> &'static str {
@@ -54,9 +115,8 @@ impl PartnerTool for Haidy {
         }
     }
 
-    fn routes(&self) -> Router<AppState> {
+    fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
-            .route("/hint/settings/haidy", post(settings::save))
             .route("/hint/partners/haidy/launch", get(launch::form))
             .route(
                 "/hint/partners/haidy/launch",
@@ -66,18 +126,25 @@ impl PartnerTool for Haidy {
                 "/hint/partners/haidy/visits/{visit_id}/files",
                 post(launch::add_files).layer(DefaultBodyLimit::max(files::BODY_LIMIT)),
             )
+            .with_state(PartnerState::new(app, self))
+            .merge(connection::routes::<HaidyConnection>())
     }
 
     async fn settings_section(
         &self,
-        state: &AppState,
+        app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        settings::section(state, session, None, None).await
+        connection::section::<HaidyConnection>(app, session).await
     }
 
-    async fn poll(&self, state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
-        visit::poll(state, visit).await
+    async fn poll(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        visit::poll(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
@@ -149,85 +216,10 @@ pub enum StoredReport {
     Text(String),
 }
 
-/// A practice's Haidy organisation, as the admin set it up.
-pub struct HaidyConnection {
-    pub api_token: SecretString,
-    pub patient_group: String,
-    pub integration_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSettings {
-    patient_group: String,
-    integration_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSecrets {
-    api_token: String,
-}
-
-fn plain_field(value: &str, max: usize) -> Option<String> {
-    let value = value.trim();
-    (!value.is_empty()
-        && value.len() <= max
-        && !value.chars().any(|c| c.is_control() || c.is_whitespace()))
-    .then(|| value.to_string())
-}
-
-impl HaidyConnection {
-    pub async fn load(state: &AppState, practice_id: &str) -> Result<Option<Self>, AppError> {
-        let found: Option<(StoredSettings, StoredSecrets)> =
-            connection::load(state, practice_id, Partner::Haidy).await?;
-        Ok(found.map(|(settings, secrets)| HaidyConnection {
-            api_token: SecretString::from(secrets.api_token),
-            patient_group: settings.patient_group,
-            integration_id: settings.integration_id,
-        }))
-    }
-
-    /// Validates and stores; a blank token keeps the stored one. Errors are for the admin.
-    pub async fn save(
-        state: &AppState,
-        practice_id: &str,
-        api_token: &str,
-        patient_group: &str,
-        integration_id: &str,
-        updated_by: &str,
-    ) -> Result<(), AppError> {
-        let existing = Self::load(state, practice_id).await?;
-        let token = match (api_token.trim(), &existing) {
-            ("", Some(c)) => secrecy::ExposeSecret::expose_secret(&c.api_token).to_string(),
-            (t, _) => t.to_string(),
-        };
-        let token = plain_field(&token, 1024).ok_or_else(|| {
-            AppError::Unprocessable(
-                "Enter the Haidy API token (from Haidy's organisation settings).".into(),
-            )
-        })?;
-        let patient_group = plain_field(patient_group, 128)
-            .ok_or_else(|| AppError::Unprocessable("Enter the Haidy patient group id.".into()))?;
-        let integration_id = plain_field(integration_id, 128)
-            .ok_or_else(|| AppError::Unprocessable("Enter the Haidy integration id.".into()))?;
-        connection::save(
-            state,
-            practice_id,
-            Partner::Haidy,
-            &StoredSettings {
-                patient_group,
-                integration_id,
-            },
-            &StoredSecrets { api_token: token },
-            updated_by,
-        )
-        .await
-    }
-}
-
 /// The patient's context id, if one was created.
 pub async fn stored_context(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     patient_id: &str,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
@@ -241,7 +233,7 @@ pub async fn stored_context(
 
 async fn store_context(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     patient_id: &str,
     context_id: &str,
 ) -> Result<(), sqlx::Error> {

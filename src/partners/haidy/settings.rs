@@ -2,49 +2,32 @@
 //! integration id.
 
 use askama::Template;
-use axum::{Form, extract::State, http::StatusCode, response::Html};
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 
-use super::HaidyConnection;
+use super::ID;
 use crate::{
     error::AppError,
-    hint::{PracticeSession, Role},
-    partners::{save_outcome, section_status},
-    state::AppState,
+    partners::connection::{Connection, SectionView, keep_blank},
+    visits::PartnerId,
 };
 
-#[derive(Template)]
-#[template(path = "partners/haidy_settings.html")]
-struct HaidySettingsSection {
-    configured: bool,
-    patient_group: String,
-    integration_id: String,
-    saved: bool,
-    error: Option<String>,
+/// A practice's Haidy organisation, as the admin set it up.
+pub struct HaidyConnection {
+    pub api_token: SecretString,
+    pub patient_group: String,
+    pub integration_id: String,
 }
 
-/// The section, showing `entered` (after a refused save) or what is stored.
-pub async fn section(
-    state: &AppState,
-    session: &PracticeSession,
-    entered: Option<&HaidySettingsForm>,
-    outcome: Option<Result<(), String>>,
-) -> Result<String, AppError> {
-    let stored = HaidyConnection::load(state, &session.practice_id).await?;
-    let section = HaidySettingsSection {
-        configured: stored.is_some(),
-        patient_group: entered
-            .map(|f| f.patient_group.clone())
-            .or_else(|| stored.as_ref().map(|c| c.patient_group.clone()))
-            .unwrap_or_default(),
-        integration_id: entered
-            .map(|f| f.integration_id.clone())
-            .or_else(|| stored.as_ref().map(|c| c.integration_id.clone()))
-            .unwrap_or_default(),
-        saved: matches!(outcome, Some(Ok(()))),
-        error: outcome.and_then(Result::err),
-    };
-    Ok(section.render()?)
+#[derive(Serialize, Deserialize)]
+pub struct StoredSettings {
+    patient_group: String,
+    integration_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct StoredSecrets {
+    api_token: String,
 }
 
 #[derive(Deserialize)]
@@ -57,26 +40,84 @@ pub struct HaidySettingsForm {
     integration_id: String,
 }
 
-/// `POST /hint/settings/haidy` (htmx): saves and answers the section again.
-pub async fn save(
-    State(state): State<AppState>,
-    session: PracticeSession,
-    Form(input): Form<HaidySettingsForm>,
-) -> Result<(StatusCode, Html<String>), AppError> {
-    session.require(Role::Admin)?;
-    let saved = HaidyConnection::save(
-        &state,
-        &session.practice_id,
-        &input.api_token,
-        &input.patient_group,
-        &input.integration_id,
-        &session.user_id,
-    )
-    .await;
-    let outcome = save_outcome(saved)?;
-    let entered = outcome.is_err().then_some(&input);
-    Ok((
-        section_status(&outcome),
-        Html(section(&state, &session, entered, Some(outcome)).await?),
-    ))
+#[derive(Template)]
+#[template(path = "partners/haidy_settings.html")]
+struct HaidySettingsSection {
+    configured: bool,
+    patient_group: String,
+    integration_id: String,
+    saved: bool,
+    error: Option<String>,
+}
+
+/// One token-like value: no spaces or control characters, at most `max` bytes.
+fn plain_field(value: &str, max: usize) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()
+        && value.len() <= max
+        && !value.chars().any(|c| c.is_control() || c.is_whitespace()))
+    .then(|| value.to_string())
+}
+
+impl Connection for HaidyConnection {
+    const PARTNER: PartnerId = ID;
+    type Settings = StoredSettings;
+    type Secrets = StoredSecrets;
+    type Form = HaidySettingsForm;
+
+    fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
+        Self {
+            api_token: SecretString::from(secrets.api_token),
+            patient_group: settings.patient_group,
+            integration_id: settings.integration_id,
+        }
+    }
+
+    fn to_stored(&self) -> (StoredSettings, StoredSecrets) {
+        (
+            StoredSettings {
+                patient_group: self.patient_group.clone(),
+                integration_id: self.integration_id.clone(),
+            },
+            StoredSecrets {
+                api_token: self.api_token.expose_secret().to_string(),
+            },
+        )
+    }
+
+    /// A blank token keeps the stored one.
+    fn from_form(input: &HaidySettingsForm, stored: Option<&Self>) -> Result<Self, String> {
+        let token = keep_blank(
+            input.api_token.trim(),
+            stored.map(|c| c.api_token.expose_secret()),
+        );
+        let token = plain_field(&token, 1024)
+            .ok_or("Enter the Haidy API token (from Haidy's organisation settings).".to_string())?;
+        let patient_group = plain_field(&input.patient_group, 128)
+            .ok_or("Enter the Haidy patient group id.".to_string())?;
+        let integration_id = plain_field(&input.integration_id, 128)
+            .ok_or("Enter the Haidy integration id.".to_string())?;
+        Ok(Self {
+            api_token: SecretString::from(token),
+            patient_group,
+            integration_id,
+        })
+    }
+
+    fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
+        let shown = |entered: fn(&HaidySettingsForm) -> &String, stored: fn(&Self) -> &String| {
+            view.entered
+                .map(|f| entered(f).clone())
+                .or_else(|| view.stored.map(|c| stored(c).clone()))
+                .unwrap_or_default()
+        };
+        Ok(HaidySettingsSection {
+            configured: view.configured(),
+            patient_group: shown(|f| &f.patient_group, |c| &c.patient_group),
+            integration_id: shown(|f| &f.integration_id, |c| &c.integration_id),
+            saved: view.saved(),
+            error: view.error(),
+        }
+        .render()?)
+    }
 }

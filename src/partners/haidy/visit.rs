@@ -6,16 +6,17 @@ use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    HaidyConnection, HaidyLaunch, HaidyResult, StoredReport,
+    Haidy, HaidyConnection, HaidyLaunch, HaidyResult, ID, StoredReport,
     client::{ConsultationSummary, HaidyError, Report},
 };
 use crate::{
     db::now_ms,
     error::AppError,
+    hint::Frame,
     jobs::{JobError, JobOutcome},
-    partners::Partner,
+    partners::connection,
     state::AppState,
-    surfaces::Frame,
+    tenancy::PracticeId,
     visits::{self, Visit},
 };
 
@@ -83,7 +84,7 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
     };
     let view = VisitView {
         frame: frame.clone(),
-        visit_id: visit.id.clone(),
+        visit_id: visit.id.to_string(),
         open: visit.state().is_open(),
         deep_link: launch.deep_link.clone().unwrap_or_default(),
         has_context: launch.context_id.is_some(),
@@ -106,20 +107,25 @@ fn job_error(e: HaidyError) -> JobError {
 /// The `PollPartner` job: the first approved consultation of the patient's context since the
 /// visit started (and not already another visit's) completes it; none within `give_up_after`
 /// fails it with a reason.
-pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
-    let settings = &state.settings.haidy;
+pub async fn poll(
+    haidy: &Haidy,
+    app: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<JobOutcome, JobError> {
+    let settings = &haidy.settings;
     let now = now_ms();
     let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
     let launch: HaidyLaunch = visit.launch_data().map_err(JobError::permanent)?;
     let Some(context_id) = launch.context_id.as_deref() else {
         // Without our context id there is nothing to match: wait for the give-up.
-        return give_up_or(state, visit, now, check_again).await;
+        return give_up_or(haidy, app, practice_id, visit, now, check_again).await;
     };
-    let connection = HaidyConnection::load(state, &visit.practice_id)
+    let connection = connection::load::<HaidyConnection>(app, practice_id)
         .await?
         .ok_or_else(|| JobError::transient("Haidy is no longer set up for this practice"))?;
-    let mut approved = state
-        .haidy
+    let mut approved = haidy
+        .client
         .approved_consultations(&connection.api_token, context_id)
         .await
         .map_err(job_error)?;
@@ -128,19 +134,13 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
         if approved_ms(&consultation).is_some_and(|at| at < visit.created_at) {
             continue;
         }
-        let claimed = visits::claim_partner_ref(
-            state,
-            &visit.practice_id,
-            &visit.id,
-            Partner::Haidy,
-            &consultation.id,
-        )
-        .await?;
+        let claimed =
+            visits::claim_partner_ref(app, practice_id, &visit.id, ID, &consultation.id).await?;
         if !claimed {
             continue;
         }
-        let report = match state
-            .haidy
+        let report = match haidy
+            .client
             .report(&connection.api_token, &consultation.id)
             .await
         {
@@ -148,16 +148,16 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             Ok(Report::Text(text)) => StoredReport::Text(text),
             Err(e) => return Err(job_error(e)),
         };
-        state
-            .haidy
+        haidy
+            .client
             .mark_downloaded(&connection.api_token, &consultation.id)
             .await
             .map_err(job_error)?;
         visits::complete(
-            state,
-            &visit.practice_id,
+            app,
+            practice_id,
             &visit.id,
-            Partner::Haidy,
+            ID,
             None,
             &HaidyResult {
                 consultation_id: consultation.id.clone(),
@@ -166,26 +166,28 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             },
         )
         .await?;
-        tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "haidy report collected");
+        tracing::info!(%practice_id, visit_id = %visit.id, "haidy report collected");
         return Ok(JobOutcome::Done);
     }
-    give_up_or(state, visit, now, check_again).await
+    give_up_or(haidy, app, practice_id, visit, now, check_again).await
 }
 
 async fn give_up_or(
-    state: &AppState,
+    haidy: &Haidy,
+    app: &AppState,
+    practice_id: &PracticeId,
     visit: &Visit,
     now: i64,
     otherwise: JobOutcome,
 ) -> Result<JobOutcome, JobError> {
-    let give_up_after = state.settings.haidy.give_up_after;
+    let give_up_after = haidy.settings.give_up_after;
     if now - visit.created_at <= give_up_after.as_millis() as i64 {
         return Ok(otherwise);
     }
     let days = (give_up_after.as_secs() / 86_400).max(1);
     visits::fail(
-        state,
-        &visit.practice_id,
+        app,
+        practice_id,
         &visit.id,
         &format!(
             "Haidy approved no consultation for this patient within {days} day(s) of the launch."

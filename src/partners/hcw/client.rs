@@ -18,7 +18,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::HcwConnection;
-use crate::upstream::{self, Upstream, UpstreamError, endpoint};
+use crate::{
+    tenancy::PracticeId,
+    upstream::{self, Upstream, UpstreamError, endpoint},
+    visits::PartnerError,
+};
 
 /// How errors name HCW@Home.
 const HCW: &str = "HCW@Home";
@@ -63,6 +67,23 @@ impl HcwError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, HcwError::Upstream(e) if e.is_retryable())
+    }
+
+    /// As the launch and the visit page report it: HCW refusing the request itself, or HCW
+    /// (or our access to it) failing.
+    pub fn into_partner_error(self) -> PartnerError {
+        let message = self.for_clinician();
+        if self.is_refused_request() {
+            PartnerError::Refused {
+                message,
+                source: self.into(),
+            }
+        } else {
+            PartnerError::Unavailable {
+                message,
+                source: self.into(),
+            }
+        }
     }
 
     /// Words a clinician can act on.
@@ -168,7 +189,7 @@ impl Consultation {
 }
 
 /// (practice, base URL, account email).
-type TokenKey = (String, String, String);
+type TokenKey = (PracticeId, String, String);
 
 struct Tokens {
     token: SecretString,
@@ -189,9 +210,9 @@ impl std::fmt::Debug for HcwClient {
     }
 }
 
-fn key(practice_id: &str, connection: &HcwConnection) -> TokenKey {
+fn key(practice_id: &PracticeId, connection: &HcwConnection) -> TokenKey {
     (
-        practice_id.to_string(),
+        practice_id.clone(),
         connection.base_url.to_string(),
         connection.service_email.clone(),
     )
@@ -261,7 +282,7 @@ impl HcwClient {
     /// A token for the service account: cached, else renewed, else a new login.
     async fn token(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
     ) -> Result<Arc<Tokens>, HcwError> {
         let key = key(practice_id, connection);
@@ -286,7 +307,7 @@ impl HcwClient {
         Ok(fresh)
     }
 
-    fn forget(&self, practice_id: &str, connection: &HcwConnection) {
+    fn forget(&self, practice_id: &PracticeId, connection: &HcwConnection) {
         self.tokens
             .lock()
             .expect("hcw tokens")
@@ -296,7 +317,7 @@ impl HcwClient {
     /// Sends an authenticated call; on 401 logs in again and sends it once more.
     async fn call(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
         method: Method,
         segments: &[&str],
@@ -334,7 +355,7 @@ impl HcwClient {
 
     pub async fn create_invite(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
         invite: &NewInvite,
     ) -> Result<Invite, HcwError> {
@@ -353,7 +374,7 @@ impl HcwClient {
 
     pub async fn delete_invite(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<(), HcwError> {
@@ -366,7 +387,7 @@ impl HcwClient {
     /// The invite's consultation; `None` while the patient has not asked for one.
     pub async fn consultation(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<Option<Consultation>, HcwError> {
@@ -384,7 +405,7 @@ impl HcwClient {
     /// Closes the invite's consultation for good; `None` when none was ever accepted.
     pub async fn close_consultation(
         &self,
-        practice_id: &str,
+        practice_id: &PracticeId,
         connection: &HcwConnection,
         invite_id: &str,
     ) -> Result<Option<Consultation>, HcwError> {

@@ -11,22 +11,23 @@ use axum::{
     Form,
     extract::{Query, State},
     http::StatusCode,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
 use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
-use super::{HcwConnection, HcwLaunch, InviteSummary, Routing, client::NewInvite};
+use super::{HcwAtHome, HcwConnection, HcwLaunch, ID, InviteSummary, Routing, client::NewInvite};
 use crate::{
-    db::now_ms,
     error::AppError,
-    hint::{PracticeSession, Role, client::Patient},
+    hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
-    partners::Partner,
-    state::AppState,
-    surfaces::Frame,
-    visits::{self, routes::fetch_patient},
+    partners::connection,
+    visits::{
+        PartnerError, PartnerState,
+        launch::{self, LaunchError, Launched},
+        page,
+    },
 };
 
 /// Languages offered for the patient's HCW pages (two-letter codes, as HCW wants).
@@ -163,18 +164,18 @@ fn page(
 
 /// `GET /hint/partners/hcw/launch?patient_id=` (clinicians).
 pub async fn form(
-    State(state): State<AppState>,
+    State(hcw): State<PartnerState<HcwAtHome>>,
     session: PracticeSession,
     Query(query): Query<LaunchQuery>,
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Clinician)?;
-    let patient = fetch_patient(&state, &session, &query.patient_id).await?;
+    let patient = hint::patient_for(&hcw, &session, &query.patient_id).await?;
     let input = LaunchForm {
         language: "en".into(),
         send_invite: Some("on".into()),
         ..LaunchForm::default()
     };
-    let connection = HcwConnection::load(&state, &session.practice_id).await?;
+    let connection = connection::load::<HcwConnection>(&hcw, &session.practice_id).await?;
     Ok(Html(
         page(&session, connection.as_ref(), &patient, input, None).render()?,
     ))
@@ -204,14 +205,14 @@ fn scheduled_utc(input: &LaunchForm) -> Result<Option<String>, String> {
 
 /// `POST /hint/partners/hcw/launch` (clinicians).
 pub async fn submit(
-    State(state): State<AppState>,
+    State(hcw): State<PartnerState<HcwAtHome>>,
     session: PracticeSession,
     Form(input): Form<LaunchForm>,
 ) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
     let patient_id = ExternalId::parse(&input.patient_id)?;
-    let patient = fetch_patient(&state, &session, &patient_id).await?;
-    let connection = HcwConnection::load(&state, &session.practice_id).await?;
+    let patient = hint::patient_for(&hcw, &session, &patient_id).await?;
+    let connection = connection::load::<HcwConnection>(&hcw, &session.practice_id).await?;
     let refuse = |input: LaunchForm, why: String| -> Result<Response, AppError> {
         let page = page(&session, connection.as_ref(), &patient, input, Some(why));
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
@@ -250,85 +251,65 @@ pub async fn submit(
     };
     let send_invite = input.send_invite.is_some();
     let (first_name, last_name) = names(&patient);
-
-    let visit_id = visits::start_for_patient(
-        &state,
-        &session,
-        &patient,
-        Partner::HcwAtHome,
-        &HcwLaunch {
-            language: language.into(),
-            scheduled_for: scheduled_for.clone(),
-            ..HcwLaunch::default()
-        },
-    )
-    .await?;
     let (doctor_email, queue) = match &connection.routing {
         Routing::DoctorEmail => (session.user_email.clone(), None),
         Routing::Queue { queue } => (None, Some(queue.clone())),
     };
-    let invite = NewInvite {
-        is_patient_invite: true,
-        first_name,
-        last_name,
-        gender: gender.into(),
-        email_address: checked.email.clone(),
-        phone_number: checked.phone.clone(),
+    let initial = HcwLaunch {
         language: language.into(),
-        doctor_email,
-        queue,
         scheduled_for: scheduled_for.clone(),
-        send_invite,
-        metadata: json!({"chartbridge_visit_id": visit_id}),
+        ..HcwLaunch::default()
     };
-    let created = state
-        .hcw
-        .create_invite(&session.practice_id, connection, &invite)
-        .await;
-    let invite = match created {
-        Ok(invite) => invite,
-        Err(e) => {
-            tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "hcw invite refused");
-            let reason = e.for_clinician();
-            visits::fail(&state, &session.practice_id, &visit_id, &reason).await?;
-            if e.is_refused_request() {
-                return refuse(input, reason);
-            }
-            return Err(AppError::Upstream(reason));
-        }
-    };
-    let sent = invite.status.as_deref() == Some("SENT");
-    let poll_at = now_ms() + state.settings.hcw.poll_every.as_millis() as i64;
-    let launched = visits::mark_launched(
-        &state,
-        &session.practice_id,
-        &visit_id,
-        Some(&invite.id),
-        &HcwLaunch {
+    let launched = launch::launch(&hcw, &session, &patient, ID, &initial, async |visit_id| {
+        let invite = NewInvite {
+            is_patient_invite: true,
+            first_name,
+            last_name,
+            gender: gender.into(),
+            email_address: checked.email.clone(),
+            phone_number: checked.phone.clone(),
             language: language.into(),
-            scheduled_for,
-            routing: Some(routing_label(&connection.routing, &session)),
-            invite: Some(InviteSummary {
-                id: invite.id.clone(),
-                patient_url: invite.patient_url.clone(),
-                status: invite.status.clone(),
-                sent,
-                asked_to_send: send_invite,
-            }),
-            consultation_status: None,
-        },
-        Some(poll_at),
-    )
-    .await?;
-    if !launched {
-        return Err(AppError::Conflict(
-            "The visit ended before HCW@Home answered (it took too long, or it was cancelled). Start it again.".into(),
-        ));
+            doctor_email,
+            queue,
+            scheduled_for: scheduled_for.clone(),
+            send_invite,
+            metadata: json!({"chartbridge_visit_id": visit_id.as_str()}),
+        };
+        let invite = hcw
+            .partner
+            .client
+            .create_invite(&session.practice_id, connection, &invite)
+            .await
+            .map_err(|e| e.into_partner_error())?;
+        let launched = Launched {
+            partner_ref: Some(invite.id.clone()),
+            data: HcwLaunch {
+                language: language.into(),
+                scheduled_for,
+                routing: Some(routing_label(&connection.routing, &session)),
+                invite: Some(InviteSummary {
+                    sent: invite.status.as_deref() == Some("SENT"),
+                    asked_to_send: send_invite,
+                    id: invite.id,
+                    patient_url: invite.patient_url,
+                    status: invite.status,
+                }),
+                consultation_status: None,
+            },
+            poll_after: Some(hcw.partner.settings.poll_every),
+        };
+        Ok((launched, ()))
+    })
+    .await;
+    match launched {
+        Ok((visit_id, ())) => Ok(page::redirect(&visit_id, &session).into_response()),
+        // HCW refused what the clinician entered: the form again, saying why.
+        Err(LaunchError::Partner {
+            error: error @ PartnerError::Refused { .. },
+            ..
+        }) => refuse(input, error.message()),
+        Err(other) => Err(other.into()),
     }
-    let mut to = url::form_urlencoded::Serializer::new(String::new());
-    to.append_pair("visit_id", &visit_id)
-        .append_pair("session_key", &session.key);
-    Ok(Redirect::to(&format!("/hint/clinical_interaction?{}", to.finish())).into_response())
 }
 
 /// First and last name for HCW, which requires both.

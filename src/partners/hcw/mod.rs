@@ -12,34 +12,72 @@ pub mod settings;
 pub mod sso;
 pub mod visit;
 
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use axum::{
     Router,
     routing::{get, post},
 };
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{LaunchStyle, Partner, PartnerTool, connection};
+use super::connection;
 use crate::{
     error::AppError,
-    hint::PracticeSession,
+    hint::{Frame, PracticeSession},
     jobs::{JobError, JobOutcome},
     state::AppState,
-    surfaces::Frame,
-    visits::Visit,
+    tenancy::PracticeId,
+    upstream::Upstream,
+    visits::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
 pub use client::HcwClient;
+pub use settings::{HcwConnection, Routing};
+
+/// HCW@Home's id in rows and URLs.
+pub const ID: PartnerId = PartnerId::new("hcw");
+
+/// HCW@Home sends no webhooks: visits are polled. Each practice enters its own server.
+#[derive(Debug, Clone)]
+pub struct HcwSettings {
+    /// Interval between looks at an invite's consultation.
+    pub poll_every: Duration,
+    /// After this long (from the launch, or the scheduled time) without a closed consultation
+    /// the visit fails with a reason.
+    pub give_up_after: Duration,
+    /// How long a service-account token is used before it is renewed (HCW's live 15 min).
+    pub token_lifetime: Duration,
+}
+
+impl Default for HcwSettings {
+    fn default() -> Self {
+        Self {
+            poll_every: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(24 * 3600),
+            token_lifetime: Duration::from_secs(14 * 60),
+        }
+    }
+}
 
 /// HCW@Home as a [`PartnerTool`].
-pub struct HcwAtHome;
+pub struct HcwAtHome {
+    settings: HcwSettings,
+    client: HcwClient,
+}
+
+impl HcwAtHome {
+    pub fn new(settings: HcwSettings, upstream: Upstream) -> Self {
+        let client = HcwClient::new(upstream, settings.token_lifetime);
+        Self { settings, client }
+    }
+}
 
 #[async_trait]
 impl PartnerTool for HcwAtHome {
-    fn id(&self) -> &'static str {
-        "hcw"
+    fn id(&self) -> PartnerId {
+        ID
     }
 
     fn name(&self) -> &'static str {
@@ -53,9 +91,8 @@ impl PartnerTool for HcwAtHome {
         }
     }
 
-    fn routes(&self) -> Router<AppState> {
+    fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
-            .route("/hint/settings/hcw", post(settings::save))
             .route(
                 "/hint/partners/hcw/launch",
                 get(launch::form).post(launch::submit),
@@ -68,22 +105,34 @@ impl PartnerTool for HcwAtHome {
                 "/hint/partners/hcw/visits/{visit_id}/finish",
                 post(visit::finish),
             )
+            .with_state(PartnerState::new(app, self))
+            .merge(connection::routes::<HcwConnection>())
     }
 
     async fn settings_section(
         &self,
-        state: &AppState,
+        app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        settings::section(state, session, None, None).await
+        connection::section::<HcwConnection>(app, session).await
     }
 
-    async fn poll(&self, state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
-        visit::poll(state, visit).await
+    async fn poll(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        visit::poll(self, app, practice_id, visit).await
     }
 
-    async fn cancel(&self, state: &AppState, visit: &Visit) -> Result<(), AppError> {
-        visit::revoke(state, visit).await
+    async fn cancel(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        visit: &Visit,
+    ) -> Result<(), PartnerError> {
+        visit::revoke(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
@@ -130,153 +179,6 @@ pub struct InviteSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HcwResult {
     pub consultation: client::Consultation,
-}
-
-/// Where HCW routes a new invite.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Routing {
-    /// To the launching clinician: their Hint email as `doctorEmail`.
-    DoctorEmail,
-    /// To an HCW queue, by name or id.
-    Queue { queue: String },
-}
-
-/// A practice's HCW@Home server, as the admin set it up.
-pub struct HcwConnection {
-    pub base_url: Url,
-    pub service_email: String,
-    pub service_password: SecretString,
-    /// `SHARED_EXTERNAL_AUTH_SECRET`: signs the doctors' SSO tokens. Server-side only.
-    pub sso_secret: SecretString,
-    pub routing: Routing,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSettings {
-    base_url: Url,
-    service_email: String,
-    routing: Routing,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSecrets {
-    service_password: String,
-    sso_secret: String,
-}
-
-/// What an admin enters; blank secrets keep the stored ones.
-pub struct HcwSettingsInput<'a> {
-    pub base_url: &'a str,
-    pub service_email: &'a str,
-    pub service_password: &'a str,
-    pub sso_secret: &'a str,
-    pub routing: &'a str,
-    pub queue: &'a str,
-}
-
-/// Shortest SSO secret accepted (it signs doctor sign-ins).
-pub const MIN_SSO_SECRET_LEN: usize = 16;
-
-impl HcwConnection {
-    pub async fn load(state: &AppState, practice_id: &str) -> Result<Option<Self>, AppError> {
-        let found: Option<(StoredSettings, StoredSecrets)> =
-            connection::load(state, practice_id, Partner::HcwAtHome).await?;
-        Ok(found.map(|(settings, secrets)| HcwConnection {
-            base_url: settings.base_url,
-            service_email: settings.service_email,
-            service_password: SecretString::from(secrets.service_password),
-            sso_secret: SecretString::from(secrets.sso_secret),
-            routing: settings.routing,
-        }))
-    }
-
-    /// Loads it, or says (to the clinician) that it is missing.
-    pub async fn require(state: &AppState, practice_id: &str) -> Result<Self, AppError> {
-        Self::load(state, practice_id).await?.ok_or_else(|| {
-            AppError::Unprocessable(
-                "HCW@Home is not set up for this practice yet. Ask a practice admin to enter the HCW@Home server in Chartbridge settings.".into(),
-            )
-        })
-    }
-
-    /// Validates and stores; the error message is for the admin.
-    pub async fn save(
-        state: &AppState,
-        practice_id: &str,
-        input: HcwSettingsInput<'_>,
-        updated_by: &str,
-    ) -> Result<(), AppError> {
-        let invalid = |m: &str| Err(AppError::Unprocessable(m.to_string()));
-        let base_url = match parse_base_url(input.base_url) {
-            Ok(url) => url,
-            Err(message) => return Err(AppError::Unprocessable(message)),
-        };
-        let email = input.service_email.trim();
-        if !looks_like_email(email) {
-            return invalid(
-                "Enter the service account's email (an HCW@Home user with the scheduler role).",
-            );
-        }
-        let existing: Option<(StoredSettings, StoredSecrets)> =
-            connection::load(state, practice_id, Partner::HcwAtHome).await?;
-        let keep = |entered: &str, stored: Option<&String>| match (entered, stored) {
-            ("", Some(s)) => s.clone(),
-            (e, _) => e.to_string(),
-        };
-        let password = keep(
-            input.service_password,
-            existing.as_ref().map(|(_, s)| &s.service_password),
-        );
-        let sso_secret = keep(
-            input.sso_secret.trim(),
-            existing.as_ref().map(|(_, s)| &s.sso_secret),
-        );
-        if password.is_empty() || password.len() > 512 || password.chars().any(char::is_control) {
-            return invalid("Enter the service account's password.");
-        }
-        if sso_secret.chars().count() < MIN_SSO_SECRET_LEN
-            || sso_secret.len() > 512
-            || sso_secret.chars().any(char::is_control)
-        {
-            return Err(AppError::Unprocessable(format!(
-                "The SSO secret must be at least {MIN_SSO_SECRET_LEN} characters: the SHARED_EXTERNAL_AUTH_SECRET of your HCW@Home server."
-            )));
-        }
-        let routing = match input.routing {
-            "doctor_email" => Routing::DoctorEmail,
-            "queue" => {
-                let queue = input.queue.trim();
-                if queue.is_empty() || queue.len() > 200 || queue.chars().any(char::is_control) {
-                    return invalid("Enter the HCW@Home queue's name or id.");
-                }
-                Routing::Queue {
-                    queue: queue.to_string(),
-                }
-            }
-            _ => {
-                return invalid(
-                    "Choose how HCW@Home routes invitations: to the clinician or to a queue.",
-                );
-            }
-        };
-        connection::save(
-            state,
-            practice_id,
-            Partner::HcwAtHome,
-            &StoredSettings {
-                base_url,
-                service_email: email.to_string(),
-                routing,
-            },
-            &StoredSecrets {
-                service_password: password,
-                sso_secret,
-            },
-            updated_by,
-        )
-        .await
-    }
 }
 
 /// An https URL, or http on a loopback host (the sandbox); no query or fragment.

@@ -2,69 +2,54 @@
 //! SSO secret, and routing. Secrets are write-only: saved, never shown back.
 
 use askama::Template;
-use axum::{Form, extract::State, http::StatusCode, response::Html};
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
 
-use super::{HcwConnection, HcwSettingsInput, MIN_SSO_SECRET_LEN, Routing};
+use super::{ID, looks_like_email, parse_base_url};
 use crate::{
     error::AppError,
-    hint::{PracticeSession, Role},
-    partners::{save_outcome, section_status},
-    state::AppState,
+    partners::connection::{Connection, SectionView, keep_blank},
+    visits::PartnerId,
 };
 
-#[derive(Template)]
-#[template(path = "partners/hcw_settings.html")]
-struct HcwSettingsSection {
-    configured: bool,
-    base_url: String,
+/// Shortest SSO secret accepted (it signs doctor sign-ins).
+pub const MIN_SSO_SECRET_LEN: usize = 16;
+
+/// Where HCW routes a new invite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Routing {
+    /// To the launching clinician: their Hint email as `doctorEmail`.
+    DoctorEmail,
+    /// To an HCW queue, by name or id.
+    Queue { queue: String },
+}
+
+/// A practice's HCW@Home server, as the admin set it up.
+pub struct HcwConnection {
+    pub base_url: Url,
+    pub service_email: String,
+    pub service_password: SecretString,
+    /// `SHARED_EXTERNAL_AUTH_SECRET`: signs the doctors' SSO tokens. Server-side only.
+    pub sso_secret: SecretString,
+    pub routing: Routing,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct StoredSettings {
+    base_url: Url,
     service_email: String,
-    routing: &'static str,
-    queue: String,
-    min_sso: usize,
-    saved: bool,
-    error: Option<String>,
+    routing: Routing,
 }
 
-/// The section, showing `entered` (after a refused save) or what is stored.
-pub async fn section(
-    state: &AppState,
-    session: &PracticeSession,
-    entered: Option<&HcwSettingsForm>,
-    outcome: Option<Result<(), String>>,
-) -> Result<String, AppError> {
-    let stored = HcwConnection::load(state, &session.practice_id).await?;
-    let mut section = HcwSettingsSection {
-        configured: stored.is_some(),
-        base_url: String::new(),
-        service_email: String::new(),
-        routing: "doctor_email",
-        queue: String::new(),
-        min_sso: MIN_SSO_SECRET_LEN,
-        saved: matches!(outcome, Some(Ok(()))),
-        error: outcome.and_then(Result::err),
-    };
-    if let Some(c) = &stored {
-        section.base_url = c.base_url.to_string();
-        section.service_email = c.service_email.clone();
-        if let Routing::Queue { queue } = &c.routing {
-            section.routing = "queue";
-            section.queue = queue.clone();
-        }
-    }
-    if let Some(form) = entered {
-        section.base_url = form.base_url.clone();
-        section.service_email = form.service_email.clone();
-        section.routing = if form.routing == "queue" {
-            "queue"
-        } else {
-            "doctor_email"
-        };
-        section.queue = form.queue.clone();
-    }
-    Ok(section.render()?)
+#[derive(Serialize, Deserialize)]
+pub struct StoredSecrets {
+    service_password: String,
+    sso_secret: String,
 }
 
+/// What an admin enters; blank secrets keep the stored ones.
 #[derive(Deserialize)]
 pub struct HcwSettingsForm {
     #[serde(default)]
@@ -81,31 +66,134 @@ pub struct HcwSettingsForm {
     queue: String,
 }
 
-/// `POST /hint/settings/hcw` (htmx): saves and answers the section again.
-pub async fn save(
-    State(state): State<AppState>,
-    session: PracticeSession,
-    Form(input): Form<HcwSettingsForm>,
-) -> Result<(StatusCode, Html<String>), AppError> {
-    session.require(Role::Admin)?;
-    let saved = HcwConnection::save(
-        &state,
-        &session.practice_id,
-        HcwSettingsInput {
-            base_url: &input.base_url,
-            service_email: &input.service_email,
-            service_password: &input.service_password,
-            sso_secret: &input.sso_secret,
-            routing: &input.routing,
-            queue: &input.queue,
-        },
-        &session.user_id,
-    )
-    .await;
-    let outcome = save_outcome(saved)?;
-    let entered = outcome.is_err().then_some(&input);
-    Ok((
-        section_status(&outcome),
-        Html(section(&state, &session, entered, Some(outcome)).await?),
-    ))
+#[derive(Template)]
+#[template(path = "partners/hcw_settings.html")]
+struct HcwSettingsSection {
+    configured: bool,
+    base_url: String,
+    service_email: String,
+    routing: &'static str,
+    queue: String,
+    min_sso: usize,
+    saved: bool,
+    error: Option<String>,
+}
+
+fn plain_secret(value: &str) -> bool {
+    value.len() <= 512 && !value.chars().any(char::is_control)
+}
+
+impl Connection for HcwConnection {
+    const PARTNER: PartnerId = ID;
+    type Settings = StoredSettings;
+    type Secrets = StoredSecrets;
+    type Form = HcwSettingsForm;
+
+    fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
+        Self {
+            base_url: settings.base_url,
+            service_email: settings.service_email,
+            service_password: SecretString::from(secrets.service_password),
+            sso_secret: SecretString::from(secrets.sso_secret),
+            routing: settings.routing,
+        }
+    }
+
+    fn to_stored(&self) -> (StoredSettings, StoredSecrets) {
+        (
+            StoredSettings {
+                base_url: self.base_url.clone(),
+                service_email: self.service_email.clone(),
+                routing: self.routing.clone(),
+            },
+            StoredSecrets {
+                service_password: self.service_password.expose_secret().to_string(),
+                sso_secret: self.sso_secret.expose_secret().to_string(),
+            },
+        )
+    }
+
+    fn from_form(input: &HcwSettingsForm, stored: Option<&Self>) -> Result<Self, String> {
+        let base_url = parse_base_url(&input.base_url)?;
+        let email = input.service_email.trim();
+        if !looks_like_email(email) {
+            return Err(
+                "Enter the service account's email (an HCW@Home user with the scheduler role)."
+                    .into(),
+            );
+        }
+        let password = keep_blank(
+            &input.service_password,
+            stored.map(|c| c.service_password.expose_secret()),
+        );
+        let sso_secret = keep_blank(
+            input.sso_secret.trim(),
+            stored.map(|c| c.sso_secret.expose_secret()),
+        );
+        if password.is_empty() || !plain_secret(&password) {
+            return Err("Enter the service account's password.".into());
+        }
+        if sso_secret.chars().count() < MIN_SSO_SECRET_LEN || !plain_secret(&sso_secret) {
+            return Err(format!(
+                "The SSO secret must be at least {MIN_SSO_SECRET_LEN} characters: the SHARED_EXTERNAL_AUTH_SECRET of your HCW@Home server."
+            ));
+        }
+        let routing = match input.routing.as_str() {
+            "doctor_email" => Routing::DoctorEmail,
+            "queue" => {
+                let queue = input.queue.trim();
+                if queue.is_empty() || queue.len() > 200 || queue.chars().any(char::is_control) {
+                    return Err("Enter the HCW@Home queue's name or id.".into());
+                }
+                Routing::Queue {
+                    queue: queue.to_string(),
+                }
+            }
+            _ => {
+                return Err(
+                    "Choose how HCW@Home routes invitations: to the clinician or to a queue."
+                        .into(),
+                );
+            }
+        };
+        Ok(Self {
+            base_url,
+            service_email: email.to_string(),
+            service_password: SecretString::from(password),
+            sso_secret: SecretString::from(sso_secret),
+            routing,
+        })
+    }
+
+    fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
+        let mut section = HcwSettingsSection {
+            configured: view.configured(),
+            base_url: String::new(),
+            service_email: String::new(),
+            routing: "doctor_email",
+            queue: String::new(),
+            min_sso: MIN_SSO_SECRET_LEN,
+            saved: view.saved(),
+            error: view.error(),
+        };
+        if let Some(c) = view.stored {
+            section.base_url = c.base_url.to_string();
+            section.service_email = c.service_email.clone();
+            if let Routing::Queue { queue } = &c.routing {
+                section.routing = "queue";
+                section.queue = queue.clone();
+            }
+        }
+        if let Some(form) = view.entered {
+            section.base_url = form.base_url.clone();
+            section.service_email = form.service_email.clone();
+            section.routing = if form.routing == "queue" {
+                "queue"
+            } else {
+                "doctor_email"
+            };
+            section.queue = form.queue.clone();
+        }
+        Ok(section.render()?)
+    }
 }

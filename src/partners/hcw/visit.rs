@@ -8,17 +8,21 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 
-use super::{HcwConnection, HcwLaunch, HcwResult, client::Consultation, sso};
+use super::{
+    HcwAtHome, HcwConnection, HcwLaunch, HcwResult, ID,
+    client::{Consultation, HcwError},
+    sso,
+};
 use crate::{
     db::{format_ms, now_ms},
     error::AppError,
-    hint::{PracticeSession, Role},
+    hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
     jobs::{JobError, JobOutcome},
-    partners::Partner,
+    partners::connection,
     state::AppState,
-    surfaces::{Frame, clinical_interaction},
-    visits::{self, Visit},
+    tenancy::PracticeId,
+    visits::{self, PartnerError, PartnerState, Visit, VisitId, page},
 };
 
 /// Where HCW sends the doctor after signing in (a relative path, as HCW requires).
@@ -75,7 +79,7 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
     let invite = launch.invite.as_ref();
     let view = VisitView {
         frame: frame.clone(),
-        visit_id: visit.id.clone(),
+        visit_id: visit.id.to_string(),
         open: visit.state().is_open() && visit.partner_ref.is_some(),
         patient_url: invite
             .and_then(|i| i.patient_url.clone())
@@ -101,20 +105,20 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
 
 /// The open HCW visit of this session's practice, with its invite id.
 async fn open_visit(
-    state: &AppState,
+    app: &AppState,
     session: &PracticeSession,
-    visit_id: &str,
-) -> Result<(Visit, String), AppError> {
-    let visit = visits::get_latest(state, &session.practice_id, visit_id)
+    visit_id: &VisitId,
+) -> Result<(Visit, String), PartnerError> {
+    let visit = visits::get_latest(app, &session.practice_id, visit_id)
         .await?
-        .filter(|v| v.partner() == Some(Partner::HcwAtHome))
+        .filter(|v| v.is_of(ID))
         .ok_or(AppError::NotFound)?;
     let invite_id = visit
         .partner_ref
         .clone()
         .filter(|_| visit.state().is_open())
         .ok_or_else(|| {
-            AppError::Unprocessable(format!(
+            PartnerError::NotPossible(format!(
                 "This visit is {}: there is no open HCW@Home invitation.",
                 visit.state().label().to_lowercase()
             ))
@@ -122,24 +126,38 @@ async fn open_visit(
     Ok((visit, invite_id))
 }
 
+/// The practice's HCW@Home server, or words for the clinician that it is not set up.
+async fn require_connection(
+    app: &AppState,
+    practice_id: &PracticeId,
+) -> Result<HcwConnection, PartnerError> {
+    connection::load::<HcwConnection>(app, practice_id)
+        .await?
+        .ok_or_else(|| {
+            PartnerError::NotPossible(
+                "HCW@Home is not set up for this practice yet. Ask a practice admin to enter the HCW@Home server in Chartbridge settings.".into(),
+            )
+        })
+}
+
 /// `POST /hint/partners/hcw/visits/{visit_id}/sign-in` (clinicians; a form with
 /// `target="_blank"`): mints the SSO token now and sends the new tab to HCW.
 pub async fn sign_in(
-    State(state): State<AppState>,
+    State(hcw): State<PartnerState<HcwAtHome>>,
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
 ) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
-    let visit = visits::get(&state, &session.practice_id, &visit_id)
+    let visit = visits::get(&hcw, &session.practice_id, &visit_id.into())
         .await?
-        .filter(|v| v.partner() == Some(Partner::HcwAtHome))
+        .filter(|v| v.is_of(ID))
         .ok_or(AppError::NotFound)?;
     let email = session.user_email.as_deref().ok_or_else(|| {
         AppError::Unprocessable(
             "Your Hint user has no email, and HCW@Home signs doctors in by email.".into(),
         )
     })?;
-    let connection = HcwConnection::require(&state, &session.practice_id).await?;
+    let connection = require_connection(&hcw, &session.practice_id).await?;
     let now = now_ms() / 1000;
     let token = sso::mint(
         &connection.sso_secret,
@@ -153,64 +171,64 @@ pub async fn sign_in(
 /// `POST /hint/partners/hcw/visits/{visit_id}/finish` (clinicians, htmx): closes the
 /// consultation in HCW, stores it and signs the interaction. Answers the visit's page.
 pub async fn finish(
-    State(state): State<AppState>,
+    State(hcw): State<PartnerState<HcwAtHome>>,
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
 ) -> Result<(StatusCode, Html<String>), AppError> {
     session.require(Role::Clinician)?;
-    let outcome = close(&state, &session, &visit_id).await;
-    let notice = match outcome {
+    let visit_id = VisitId::from(visit_id);
+    let notice = match close(&hcw, &session, &visit_id).await {
         Ok(()) => None,
-        Err(AppError::Unprocessable(reason) | AppError::Upstream(reason)) => Some(reason),
-        Err(other) => return Err(other),
+        Err(PartnerError::Internal(e)) => return Err(e),
+        Err(refused) => Some(refused.message()),
     };
-    clinical_interaction::answer(&state, &session, &visit_id, notice).await
+    page::answer(&hcw, &session, &visit_id, notice).await
 }
 
 async fn close(
-    state: &AppState,
+    hcw: &PartnerState<HcwAtHome>,
     session: &PracticeSession,
-    visit_id: &str,
-) -> Result<(), AppError> {
-    let (visit, invite_id) = open_visit(state, session, visit_id).await?;
-    let connection = HcwConnection::require(state, &session.practice_id).await?;
-    let closed = state
-        .hcw
-        .close_consultation(&session.practice_id, &connection, &invite_id)
+    visit_id: &VisitId,
+) -> Result<(), PartnerError> {
+    let practice_id = &session.practice_id;
+    let (visit, invite_id) = open_visit(hcw, session, visit_id).await?;
+    let connection = require_connection(hcw, practice_id).await?;
+    let closed = hcw
+        .partner
+        .client
+        .close_consultation(practice_id, &connection, &invite_id)
         .await
-        .map_err(|e| AppError::Upstream(e.for_clinician()))?;
+        .map_err(HcwError::into_partner_error)?;
     let Some(consultation) = closed else {
-        return Err(AppError::Unprocessable(
+        return Err(PartnerError::NotPossible(
             "There is no consultation to close yet: the patient has not joined, or no doctor has accepted the call. Cancel the visit if it will not take place.".into(),
         ));
     };
-    store(state, &visit, &consultation).await?;
+    store(hcw, practice_id, &visit, &consultation).await?;
     Ok(())
 }
 
 async fn store(
-    state: &AppState,
+    app: &AppState,
+    practice_id: &PracticeId,
     visit: &Visit,
     consultation: &Consultation,
 ) -> Result<bool, AppError> {
     let result = HcwResult {
         consultation: consultation.clone(),
     };
-    visits::complete(
-        state,
-        &visit.practice_id,
-        &visit.id,
-        Partner::HcwAtHome,
-        None,
-        &result,
-    )
-    .await
+    visits::complete(app, practice_id, &visit.id, ID, None, &result).await
 }
 
 /// The `PollPartner` job: a closed consultation completes the visit; none after
 /// `give_up_after` (from the launch or the scheduled time) fails it with a reason.
-pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
-    let settings = &state.settings.hcw;
+pub async fn poll(
+    hcw: &HcwAtHome,
+    app: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<JobOutcome, JobError> {
+    let settings = &hcw.settings;
     let now = now_ms();
     let mut launch: HcwLaunch = visit.launch_data().map_err(JobError::permanent)?;
     let scheduled = launch
@@ -226,28 +244,25 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
     let Some(invite_id) = visit.partner_ref.as_deref() else {
         return Ok(check_again);
     };
-    let connection = HcwConnection::load(state, &visit.practice_id)
+    let connection = connection::load::<HcwConnection>(app, practice_id)
         .await?
         .ok_or_else(|| JobError::transient("HCW@Home is no longer set up for this practice"))?;
-    let consultation = state
-        .hcw
-        .consultation(&visit.practice_id, &connection, invite_id)
+    let consultation = hcw
+        .client
+        .consultation(practice_id, &connection, invite_id)
         .await;
     match consultation {
         Ok(Some(c)) if c.is_closed() => {
-            store(state, visit, &c).await?;
-            tracing::info!(practice_id = %visit.practice_id, visit_id = %visit.id, "hcw consultation found closed by polling");
+            store(app, practice_id, visit, &c).await?;
+            tracing::info!(%practice_id, visit_id = %visit.id, "hcw consultation found closed by polling");
             Ok(JobOutcome::Done)
         }
         Ok(_) if now > deadline => {
             let hours = settings.give_up_after.as_secs() / 3600;
-            visits::fail(
-                state,
-                &visit.practice_id,
-                &visit.id,
-                &format!("No HCW@Home consultation was closed within {hours} hours. If it took place, close it in HCW@Home; the result is still collected."),
-            )
-            .await?;
+            let reason = format!(
+                "No HCW@Home consultation was closed within {hours} hours. If it took place, close it in HCW@Home; the result is still collected."
+            );
+            visits::fail(app, practice_id, &visit.id, &reason).await?;
             Ok(JobOutcome::Done)
         }
         Ok(found) => {
@@ -255,7 +270,7 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
             let status = found.and_then(|c| c.status);
             if launch.consultation_status != status {
                 launch.consultation_status = status;
-                visits::update_launch(state, &visit.practice_id, &visit.id, &launch).await?;
+                visits::update_launch(app, practice_id, &visit.id, &launch).await?;
             }
             Ok(check_again)
         }
@@ -264,24 +279,32 @@ pub async fn poll(state: &AppState, visit: &Visit) -> Result<JobOutcome, JobErro
 }
 
 /// The partner side of cancelling: revoke the invite (already gone counts as revoked).
-pub async fn revoke(state: &AppState, visit: &Visit) -> Result<(), AppError> {
+pub async fn revoke(
+    hcw: &HcwAtHome,
+    app: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<(), PartnerError> {
     let Some(invite_id) = visit.partner_ref.as_deref() else {
         return Ok(());
     };
-    let connection = HcwConnection::require(state, &visit.practice_id).await?;
-    match state
-        .hcw
-        .delete_invite(&visit.practice_id, &connection, invite_id)
+    let connection = require_connection(app, practice_id).await?;
+    match hcw
+        .client
+        .delete_invite(practice_id, &connection, invite_id)
         .await
     {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) if e.is_refused_request() && e.status() != Some(reqwest::StatusCode::FORBIDDEN) => {
-            Err(AppError::Unprocessable(format!(
-                "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
-                e.messages().join("; ")
-            )))
+            Err(PartnerError::Refused {
+                message: format!(
+                    "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
+                    e.messages().join("; ")
+                ),
+                source: e.into(),
+            })
         }
-        Err(e) => Err(AppError::Upstream(e.for_clinician())),
+        Err(e) => Err(e.into_partner_error()),
     }
 }

@@ -8,25 +8,32 @@ pub mod result;
 pub mod settings;
 pub mod webhook;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use axum::{Router, routing::post};
 use serde::{Deserialize, Serialize};
 
-use super::{LaunchStyle, Partner, PartnerTool, connection};
+use super::connection;
 use crate::{
-    error::AppError, hint::PracticeSession, state::AppState, surfaces::Frame, visits::Visit,
+    error::AppError,
+    hint::{Frame, PracticeSession},
+    state::AppState,
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
-/// Shortest shared signature value we accept (it is the only thing authenticating MediQuo).
-pub const MIN_SIGNATURE_LEN: usize = 16;
+pub use settings::MediquoConnection;
+
+/// MediQuo's id in rows and URLs.
+pub const ID: PartnerId = PartnerId::new("mediquo");
 
 /// MediQuo as a [`PartnerTool`]: nothing to launch; visits arrive complete by webhook.
 pub struct MediQuo;
 
 #[async_trait]
 impl PartnerTool for MediQuo {
-    fn id(&self) -> &'static str {
-        "mediquo"
+    fn id(&self) -> PartnerId {
+        ID
     }
 
     fn name(&self) -> &'static str {
@@ -37,18 +44,19 @@ impl PartnerTool for MediQuo {
         LaunchStyle::InboundOnly
     }
 
-    fn routes(&self) -> Router<AppState> {
+    fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
             .route("/webhooks/mediquo/{practice_id}", post(webhook::receive))
-            .route("/hint/settings/mediquo", post(settings::save))
+            .with_state(PartnerState::new(app, self))
+            .merge(connection::routes::<MediquoConnection>())
     }
 
     async fn settings_section(
         &self,
-        state: &AppState,
+        app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        settings::section(state, session, None).await
+        connection::section::<MediquoConnection>(app, session).await
     }
 
     /// A MediQuo visit arrives finished: there is nothing open to cancel.
@@ -65,55 +73,4 @@ impl PartnerTool for MediQuo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediquoLaunch {
     pub event: String,
-}
-
-/// What is sealed for a practice: the value MediQuo sends in `x-webhook-signature`.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredSecrets {
-    pub(crate) signature: String,
-}
-
-/// Nothing about MediQuo is plain settings.
-#[derive(Serialize, Deserialize)]
-struct StoredSettings {}
-
-/// Whether this practice has MediQuo set up.
-pub async fn is_configured(state: &AppState, practice_id: &str) -> Result<bool, AppError> {
-    let found: Option<(StoredSettings, StoredSecrets)> =
-        connection::load(state, practice_id, Partner::MediQuo).await?;
-    Ok(found.is_some())
-}
-
-/// Validates and stores the shared signature value; the error message is for the admin.
-pub async fn save(
-    state: &AppState,
-    practice_id: &str,
-    signature: &str,
-    updated_by: &str,
-) -> Result<(), AppError> {
-    let signature = signature.trim();
-    if signature.chars().count() < MIN_SIGNATURE_LEN
-        || signature.len() > 512
-        || signature.chars().any(char::is_control)
-    {
-        return Err(AppError::Unprocessable(format!(
-            "The signature value must be {MIN_SIGNATURE_LEN} to 512 characters, the same as agreed with MediQuo support."
-        )));
-    }
-    connection::save(
-        state,
-        practice_id,
-        Partner::MediQuo,
-        &StoredSettings {},
-        &StoredSecrets {
-            signature: signature.to_string(),
-        },
-        updated_by,
-    )
-    .await
-}
-
-/// The URL to give MediQuo support for this practice.
-pub fn webhook_url(state: &AppState, practice_id: &str) -> String {
-    super::webhook_url(state, Partner::MediQuo, practice_id)
 }

@@ -2,16 +2,38 @@
 //! the shared signature value (write-only: saved, never shown).
 
 use askama::Template;
-use axum::{Form, extract::State, http::StatusCode, response::Html};
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 
-use super::{is_configured, webhook_url};
+use super::ID;
 use crate::{
     error::AppError,
-    hint::{PracticeSession, Role},
-    partners::{save_outcome, section_status},
-    state::AppState,
+    partners::connection::{Connection, SectionView},
+    visits::PartnerId,
 };
+
+/// Shortest shared signature value we accept (it is the only thing authenticating MediQuo).
+pub const MIN_SIGNATURE_LEN: usize = 16;
+
+/// A practice's MediQuo integration: the value MediQuo sends in `x-webhook-signature`.
+pub struct MediquoConnection {
+    pub signature: SecretString,
+}
+
+/// Nothing about MediQuo is plain settings.
+#[derive(Serialize, Deserialize)]
+pub struct StoredSettings {}
+
+#[derive(Serialize, Deserialize)]
+pub struct StoredSecrets {
+    pub(super) signature: String,
+}
+
+#[derive(Deserialize)]
+pub struct MediquoSettingsForm {
+    #[serde(default)]
+    signature: String,
+}
 
 #[derive(Template)]
 #[template(path = "partners/mediquo_settings.html")]
@@ -22,45 +44,50 @@ struct MediquoSettingsSection {
     error: Option<String>,
 }
 
-/// The section; `outcome` is what a save just did (Ok: saved, Err: why not).
-pub async fn section(
-    state: &AppState,
-    session: &PracticeSession,
-    outcome: Option<Result<(), String>>,
-) -> Result<String, AppError> {
-    let section = MediquoSettingsSection {
-        configured: is_configured(state, &session.practice_id).await?,
-        webhook_url: webhook_url(state, &session.practice_id),
-        saved: matches!(outcome, Some(Ok(()))),
-        error: outcome.and_then(Result::err),
-    };
-    Ok(section.render()?)
-}
+impl Connection for MediquoConnection {
+    const PARTNER: PartnerId = ID;
+    type Settings = StoredSettings;
+    type Secrets = StoredSecrets;
+    type Form = MediquoSettingsForm;
 
-#[derive(Deserialize)]
-pub struct MediquoSettingsForm {
-    #[serde(default)]
-    signature: String,
-}
+    fn from_stored(_: StoredSettings, secrets: StoredSecrets) -> Self {
+        Self {
+            signature: SecretString::from(secrets.signature),
+        }
+    }
 
-/// `POST /hint/settings/mediquo` (htmx): saves and answers the section again.
-pub async fn save(
-    State(state): State<AppState>,
-    session: PracticeSession,
-    Form(input): Form<MediquoSettingsForm>,
-) -> Result<(StatusCode, Html<String>), AppError> {
-    session.require(Role::Admin)?;
-    let outcome = save_outcome(
-        super::save(
-            &state,
-            &session.practice_id,
-            &input.signature,
-            &session.user_id,
+    fn to_stored(&self) -> (StoredSettings, StoredSecrets) {
+        (
+            StoredSettings {},
+            StoredSecrets {
+                signature: self.signature.expose_secret().to_string(),
+            },
         )
-        .await,
-    )?;
-    Ok((
-        section_status(&outcome),
-        Html(section(&state, &session, Some(outcome)).await?),
-    ))
+    }
+
+    /// The value is always entered again (it is the whole of MediQuo's authentication).
+    fn from_form(input: &MediquoSettingsForm, _: Option<&Self>) -> Result<Self, String> {
+        let signature = input.signature.trim();
+        if signature.chars().count() < MIN_SIGNATURE_LEN
+            || signature.len() > 512
+            || signature.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "The signature value must be {MIN_SIGNATURE_LEN} to 512 characters, the same as agreed with MediQuo support."
+            ));
+        }
+        Ok(Self {
+            signature: SecretString::from(signature.to_string()),
+        })
+    }
+
+    fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
+        Ok(MediquoSettingsSection {
+            configured: view.configured(),
+            webhook_url: view.webhook_url(),
+            saved: view.saved(),
+            error: view.error(),
+        }
+        .render()?)
+    }
 }

@@ -14,7 +14,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    MediquoLaunch, StoredSecrets,
+    ID, MediQuo, MediquoConnection, MediquoLaunch,
     event::{Envelope, Incoming},
 };
 use crate::{
@@ -22,31 +22,31 @@ use crate::{
     error::{ApiError, AppError},
     hint::{HintAuth, install},
     ids::{ExternalId, clean_text},
-    partners::{Partner, connection, unmatched},
+    partners::{connection, unmatched},
     state::AppState,
-    visits::{self, NewVisit},
+    tenancy::PracticeId,
+    visits::{self, NewVisit, PartnerState},
 };
 
 type Answer = (StatusCode, Json<Value>);
 
 pub async fn receive(
-    State(state): State<AppState>,
+    State(mediquo): State<PartnerState<MediQuo>>,
     Path(practice_id): Path<ExternalId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
+    let state = &mediquo.app;
     let presented = headers.get("x-webhook-signature").map(|v| v.as_bytes());
-    connection::verify_delivery(
-        &state,
-        &practice_id,
-        Partner::MediQuo,
-        |secrets: &StoredSecrets| match presented {
-            None | Some(b"") => Err(SignatureError::Missing),
-            Some(value) if constant_time_eq(secrets.signature.as_bytes(), value) => Ok(()),
-            Some(_) => Err(SignatureError::Mismatch),
-        },
-    )
-    .await?;
+    let practice_id =
+        connection::verify_delivery::<MediquoConnection>(state, practice_id, |secrets| {
+            match presented {
+                None | Some(b"") => Err(SignatureError::Missing),
+                Some(value) if constant_time_eq(secrets.signature.as_bytes(), value) => Ok(()),
+                Some(_) => Err(SignatureError::Mismatch),
+            }
+        })
+        .await?;
 
     let envelope: Envelope = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
@@ -60,11 +60,11 @@ pub async fn receive(
                 Json(json!({"received": true, "ignored": true})),
             ));
         }
-        Err(problem) => return keep(&state, &practice_id, &problem, None, &body).await,
+        Err(problem) => return keep(state, &practice_id, &problem, None, &body).await,
     };
     let Some(code) = incoming.patient_code.as_deref().filter(|c| !c.is_empty()) else {
         return keep(
-            &state,
+            state,
             &practice_id,
             "The delivery names no patient (patient.code is missing).",
             None,
@@ -74,7 +74,7 @@ pub async fn receive(
     };
     let Ok(patient_id) = ExternalId::parse(code) else {
         return keep(
-            &state,
+            state,
             &practice_id,
             "patient.code is not a Hint patient id.",
             None,
@@ -82,19 +82,19 @@ pub async fn receive(
         )
         .await;
     };
-    if visits::find_by_partner_ref(&state, &practice_id, Partner::MediQuo, &incoming.reference)
+    if visits::find_by_partner_ref(state, &practice_id, ID, &incoming.reference)
         .await?
         .is_some()
     {
         return Ok(duplicate());
     }
-    let patient_name = match patient_name(&state, &practice_id, &patient_id).await {
+    let patient_name = match patient_name(state, &practice_id, &patient_id).await {
         PatientLookup::Found(name) => name,
         PatientLookup::Unknown => {
             let reason =
                 "MediQuo named a patient code that is not a patient of this practice in Hint.";
             return keep(
-                &state,
+                state,
                 &practice_id,
                 reason,
                 Some(&incoming.reference),
@@ -114,14 +114,14 @@ pub async fn receive(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "MediQuo professional".into());
     let recorded = visits::record_completed(
-        &state,
+        state,
+        &practice_id,
         NewVisit {
-            practice_id: &practice_id,
             patient_id: &patient_id,
             patient_name: &patient_name,
             user_id: "mediquo",
             user_name: &professional,
-            partner: Partner::MediQuo,
+            partner: ID,
             launch: visits::to_json(&MediquoLaunch {
                 event: kind.clone(),
             }),
@@ -151,20 +151,12 @@ fn duplicate() -> Answer {
 
 async fn keep(
     state: &AppState,
-    practice_id: &str,
+    practice_id: &PracticeId,
     reason: &str,
     reference: Option<&str>,
     body: &[u8],
 ) -> Result<Answer, ApiError> {
-    unmatched::keep(
-        state,
-        practice_id,
-        Partner::MediQuo,
-        reason,
-        reference,
-        body,
-    )
-    .await?;
+    unmatched::keep(state, practice_id, ID, reason, reference, body).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"received": true, "matched": false})),
@@ -179,7 +171,11 @@ enum PatientLookup {
 
 /// The patient MediQuo named: from the practice's loaded list, else asked of Hint with the
 /// practice's token.
-async fn patient_name(state: &AppState, practice_id: &str, patient_id: &str) -> PatientLookup {
+async fn patient_name(
+    state: &AppState,
+    practice_id: &PracticeId,
+    patient_id: &str,
+) -> PatientLookup {
     // A list loaded for patient search answers without a call (bursts stay under Hint's rate).
     if let Some(patient) = state.patients.cached(practice_id, patient_id) {
         return PatientLookup::Found(clean_text(&patient.display_name(), 200));
@@ -196,7 +192,7 @@ async fn patient_name(state: &AppState, practice_id: &str, patient_id: &str) -> 
         Ok(patient) => PatientLookup::Found(clean_text(&patient.display_name(), 200)),
         Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => PatientLookup::Unknown,
         Err(e) => {
-            tracing::warn!(practice_id, error = %crate::error::error_chain(&e), "hint patient lookup for a mediquo delivery failed");
+            tracing::warn!(%practice_id, error = %crate::error::error_chain(&e), "hint patient lookup for a mediquo delivery failed");
             PatientLookup::Unavailable
         }
     }

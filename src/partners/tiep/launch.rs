@@ -4,18 +4,20 @@
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{TiepConnection, TiepLaunch, client::Doctor};
+use super::{ID, Tiep, TiepConnection, TiepLaunch, client::Doctor, client::for_clinician};
 use crate::{
-    db::now_ms,
     error::AppError,
-    hint::{PracticeSession, client::Patient},
-    partners::Partner,
+    hint::{Patient, PracticeSession},
+    partners::connection,
     state::AppState,
-    visits,
+    visits::{
+        PartnerError, VisitId,
+        launch::{self, Launched},
+    },
 };
 
 /// The context Tiep carries back in its webhook: a FHIR-like Patient plus our visit id.
-pub fn context(patient: &Patient, visit_id: &str) -> Value {
+pub fn context(patient: &Patient, visit_id: &VisitId) -> Value {
     let mut fhir_patient = json!({
         "resourceType": "Patient",
         "identifier": [{"value": patient.id}],
@@ -24,66 +26,50 @@ pub fn context(patient: &Patient, visit_id: &str) -> Value {
     if let Some(dob) = patient.dob.as_deref().filter(|d| !d.is_empty()) {
         fhir_patient["birthDate"] = json!(dob);
     }
-    json!({"patient": fhir_patient, "visit_id": visit_id})
+    json!({"patient": fhir_patient, "visit_id": visit_id.as_str()})
 }
 
+/// Starts a Tiep visit: the launch token is asked for with our visit id known, and the
+/// clinician is sent to Tiep with the patient and that id in the context.
 pub async fn launch(
-    state: &AppState,
+    tiep: &Tiep,
+    app: &AppState,
     session: &PracticeSession,
     patient: &Patient,
 ) -> Result<Url, AppError> {
-    let connection = TiepConnection::load(state, &session.practice_id).await?.ok_or_else(|| {
-        AppError::Unprocessable(
-            "Tiep is not set up for this practice yet. Ask a practice admin to enter the Tiep facility key in Chartbridge settings.".into(),
-        )
-    })?;
-    let visit_id = visits::start_for_patient(
-        state,
-        session,
-        patient,
-        Partner::Tiep,
-        &TiepLaunch {
-            form: connection.form.clone(),
-            tiep_session_id: None,
-        },
-    )
-    .await?;
-
+    let connection = connection::load::<TiepConnection>(app, &session.practice_id)
+        .await?
+        .ok_or_else(|| {
+            AppError::Unprocessable(
+                "Tiep is not set up for this practice yet. Ask a practice admin to enter the Tiep facility key in Chartbridge settings.".into(),
+            )
+        })?;
+    let initial = TiepLaunch {
+        form: connection.form.clone(),
+        tiep_session_id: None,
+    };
     let doctor = Doctor {
         id: &session.user_id,
         name: &session.user_name,
         specialties: vec![],
     };
-    let token = match state
-        .tiep
-        .generate_token(&connection.api_key, &doctor, &connection.form)
-        .await
-    {
-        Ok(token) => token,
-        Err(e) => {
-            tracing::warn!(practice_id = %session.practice_id, %visit_id, error = %crate::error::error_chain(&e), "tiep launch refused");
-            let reason = super::client::for_clinician(&e);
-            visits::fail(state, &session.practice_id, &visit_id, &reason).await?;
-            return Err(AppError::Upstream(reason));
-        }
-    };
-    let poll_at = now_ms() + state.settings.tiep.poll_after.as_millis() as i64;
-    let launched = visits::mark_launched(
-        state,
-        &session.practice_id,
-        &visit_id,
-        Some(&token.session_id),
-        &TiepLaunch {
-            form: connection.form,
-            tiep_session_id: Some(token.session_id.clone()),
-        },
-        Some(poll_at),
-    )
+    let (_, url) = launch::launch(app, session, patient, ID, &initial, async |visit_id| {
+        let token = tiep
+            .client
+            .generate_token(&connection.api_key, &doctor, &connection.form)
+            .await
+            .map_err(|e| PartnerError::upstream(for_clinician(&e), e))?;
+        let url = tiep.client.launch_url(&token, &context(patient, visit_id));
+        let launched = Launched {
+            partner_ref: Some(token.session_id.clone()),
+            data: TiepLaunch {
+                form: connection.form.clone(),
+                tiep_session_id: Some(token.session_id),
+            },
+            poll_after: Some(tiep.settings.poll_after),
+        };
+        Ok((launched, url))
+    })
     .await?;
-    if !launched {
-        return Err(AppError::Conflict(
-            "The visit ended before Tiep answered (it took too long, or it was cancelled). Start it again.".into(),
-        ));
-    }
-    Ok(state.tiep.launch_url(&token, &context(patient, &visit_id)))
+    Ok(url)
 }

@@ -8,36 +8,84 @@ pub mod result;
 pub mod settings;
 pub mod webhook;
 
-use askama::Template;
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use axum::{Router, routing::post};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::{LaunchStyle, Partner, PartnerTool, connection};
+use super::connection;
 use crate::{
+    config::{ConfigError, parse_url},
     error::AppError,
-    hint::{PracticeSession, client::Patient},
+    hint::{Frame, Patient, PracticeSession},
     jobs::{JobError, JobOutcome},
     state::AppState,
-    surfaces::Frame,
-    visits::Visit,
+    tenancy::PracticeId,
+    upstream::Upstream,
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
 pub use client::TiepClient;
+pub use settings::TiepConnection;
 
-/// Shortest hook secret Tiep accepts.
-pub const MIN_HOOK_SECRET_LEN: usize = 16;
+/// Tiep's id in rows and URLs.
+pub const ID: PartnerId = PartnerId::new("tiep");
+
+/// Tiep's endpoints, from the environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TiepArgs {
+    /// Tiep API base URL.
+    #[arg(long, env = "TIEP_API_URL", default_value = "https://api.tiep.ai")]
+    pub tiep_api_url: String,
+    /// Tiep app base URL (where the clinician is sent).
+    #[arg(long, env = "TIEP_APP_URL", default_value = "https://app.tiep.ai")]
+    pub tiep_app_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TiepSettings {
+    pub api_url: Url,
+    pub app_url: Url,
+    /// How long after launch a visit without a webhook is first polled.
+    pub poll_after: Duration,
+    /// Interval between later polls.
+    pub poll_every: Duration,
+    /// After this long without a saved report the visit fails.
+    pub give_up_after: Duration,
+}
+
+impl TiepSettings {
+    pub fn from_args(args: TiepArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api_url: parse_url(&args.tiep_api_url, "TIEP_API_URL")?,
+            app_url: parse_url(&args.tiep_app_url, "TIEP_APP_URL")?,
+            poll_after: Duration::from_secs(120),
+            poll_every: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(24 * 3600),
+        })
+    }
+}
 
 /// Tiep as a [`PartnerTool`]: one-click launch, webhook result, poll as backstop.
-pub struct Tiep;
+pub struct Tiep {
+    settings: TiepSettings,
+    client: TiepClient,
+}
+
+impl Tiep {
+    pub fn new(settings: TiepSettings, upstream: Upstream) -> Self {
+        let client = TiepClient::new(upstream, settings.api_url.clone(), settings.app_url.clone());
+        Self { settings, client }
+    }
+}
 
 #[async_trait]
 impl PartnerTool for Tiep {
-    fn id(&self) -> &'static str {
-        "tiep"
+    fn id(&self) -> PartnerId {
+        ID
     }
 
     fn name(&self) -> &'static str {
@@ -50,33 +98,37 @@ impl PartnerTool for Tiep {
         }
     }
 
-    fn routes(&self) -> Router<AppState> {
+    fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
             .route("/webhooks/tiep/{practice_id}", post(webhook::receive))
-            .route("/hint/settings/tiep", post(settings::save))
+            .with_state(PartnerState::new(app, self))
+            .merge(connection::routes::<TiepConnection>())
     }
 
     async fn settings_section(
         &self,
-        state: &AppState,
+        app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        Ok(settings::TiepSettingsSection::load(state, session)
-            .await?
-            .render()?)
+        connection::section::<TiepConnection>(app, session).await
     }
 
     async fn launch(
         &self,
-        state: &AppState,
+        app: &AppState,
         session: &PracticeSession,
         patient: &Patient,
     ) -> Result<Url, AppError> {
-        launch::launch(state, session, patient).await
+        launch::launch(self, app, session, patient).await
     }
 
-    async fn poll(&self, state: &AppState, visit: &Visit) -> Result<JobOutcome, JobError> {
-        poll::poll(state, visit).await
+    async fn poll(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        poll::poll(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
@@ -104,80 +156,6 @@ pub enum TiepResult {
     Fhir {
         bundle: Value,
     },
-}
-
-/// A practice's Tiep facility, as the admin set it up.
-pub struct TiepConnection {
-    pub api_key: SecretString,
-    pub hook_secret: SecretString,
-    /// The JSON Schema form Tiep fills (title, type "object", properties).
-    pub form: Value,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSettings {
-    form: Value,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredSecrets {
-    api_key: String,
-    pub(super) hook_secret: String,
-}
-
-impl TiepConnection {
-    pub async fn load(state: &AppState, practice_id: &str) -> Result<Option<Self>, AppError> {
-        let found: Option<(StoredSettings, StoredSecrets)> =
-            connection::load(state, practice_id, Partner::Tiep).await?;
-        Ok(found.map(|(settings, secrets)| TiepConnection {
-            api_key: SecretString::from(secrets.api_key),
-            hook_secret: SecretString::from(secrets.hook_secret),
-            form: settings.form,
-        }))
-    }
-
-    /// Validates and stores; the error message is for the admin.
-    pub async fn save(
-        state: &AppState,
-        practice_id: &str,
-        api_key: &str,
-        hook_secret: &str,
-        form: Value,
-        updated_by: &str,
-    ) -> Result<(), AppError> {
-        let api_key = api_key.trim();
-        if api_key.is_empty() || api_key.len() > 512 || api_key.chars().any(char::is_control) {
-            return Err(AppError::Unprocessable(
-                "Enter the facility API key from Tiep.".into(),
-            ));
-        }
-        if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN
-            || hook_secret.len() > 512
-            || hook_secret.chars().any(char::is_control)
-        {
-            return Err(AppError::Unprocessable(format!(
-                "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
-            )));
-        }
-        validate_form(&form).map_err(AppError::Unprocessable)?;
-        connection::save(
-            state,
-            practice_id,
-            Partner::Tiep,
-            &StoredSettings { form },
-            &StoredSecrets {
-                api_key: api_key.to_string(),
-                hook_secret: hook_secret.to_string(),
-            },
-            updated_by,
-        )
-        .await
-    }
-}
-
-/// The URL to paste into Tiep's facility integration settings.
-pub fn webhook_url(state: &AppState, practice_id: &str) -> String {
-    super::webhook_url(state, Partner::Tiep, practice_id)
 }
 
 /// The form a practice starts with.

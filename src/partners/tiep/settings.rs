@@ -2,44 +2,37 @@
 //! and the exact webhook URL to paste into Tiep. Secrets are write-only: saved, never shown.
 
 use askama::Template;
-use axum::{Form, extract::State, http::StatusCode, response::Html};
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{TiepConnection, default_form, webhook_url};
+use super::{ID, default_form, validate_form};
 use crate::{
     error::AppError,
-    hint::{PracticeSession, Role},
-    partners::save_outcome,
-    state::AppState,
+    partners::connection::{Connection, SectionView, keep_blank},
+    visits::PartnerId,
 };
 
-#[derive(Template)]
-#[template(path = "partners/tiep_settings.html")]
-pub struct TiepSettingsSection {
-    pub session_key: String,
-    pub configured: bool,
-    pub webhook_url: String,
-    pub form_json: String,
-    pub saved: bool,
-    pub error: Option<String>,
+/// Shortest hook secret Tiep accepts.
+pub const MIN_HOOK_SECRET_LEN: usize = 16;
+
+/// A practice's Tiep facility, as the admin set it up.
+pub struct TiepConnection {
+    pub api_key: SecretString,
+    pub hook_secret: SecretString,
+    /// The JSON Schema form Tiep fills (title, type "object", properties).
+    pub form: Value,
 }
 
-impl TiepSettingsSection {
-    pub async fn load(state: &AppState, session: &PracticeSession) -> Result<Self, AppError> {
-        let connection = TiepConnection::load(state, &session.practice_id).await?;
-        let form = connection
-            .as_ref()
-            .map(|c| c.form.clone())
-            .unwrap_or_else(default_form);
-        Ok(Self {
-            session_key: session.key.clone(),
-            configured: connection.is_some(),
-            webhook_url: webhook_url(state, &session.practice_id),
-            form_json: serde_json::to_string_pretty(&form).unwrap_or_default(),
-            saved: false,
-            error: None,
-        })
-    }
+#[derive(Serialize, Deserialize)]
+pub struct StoredSettings {
+    form: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct StoredSecrets {
+    api_key: String,
+    pub(super) hook_secret: String,
 }
 
 #[derive(Deserialize)]
@@ -52,52 +45,87 @@ pub struct TiepSettingsForm {
     form: String,
 }
 
-/// `POST /hint/settings/tiep` (htmx): saves and answers the section again.
-pub async fn save(
-    State(state): State<AppState>,
-    session: PracticeSession,
-    Form(input): Form<TiepSettingsForm>,
-) -> Result<(StatusCode, Html<String>), AppError> {
-    session.require(Role::Admin)?;
-    let existing = TiepConnection::load(&state, &session.practice_id).await?;
-    // Blank secret fields keep the stored values, so an admin can change only the form.
-    let api_key = match (input.api_key.trim(), &existing) {
-        ("", Some(c)) => secrecy::ExposeSecret::expose_secret(&c.api_key).to_string(),
-        (key, _) => key.to_string(),
-    };
-    let hook_secret = match (input.hook_secret.as_str(), &existing) {
-        ("", Some(c)) => secrecy::ExposeSecret::expose_secret(&c.hook_secret).to_string(),
-        (secret, _) => secret.to_string(),
-    };
-    let mut section = TiepSettingsSection::load(&state, &session).await?;
-    section.form_json = input.form.clone();
-    let outcome = match serde_json::from_str::<serde_json::Value>(&input.form) {
-        Err(e) => Err(AppError::Unprocessable(format!(
-            "The form is not valid JSON: {e}."
-        ))),
-        Ok(form) => {
-            TiepConnection::save(
-                &state,
-                &session.practice_id,
-                &api_key,
-                &hook_secret,
-                form,
-                &session.user_id,
-            )
-            .await
+#[derive(Template)]
+#[template(path = "partners/tiep_settings.html")]
+struct TiepSettingsSection {
+    configured: bool,
+    webhook_url: String,
+    form_json: String,
+    saved: bool,
+    error: Option<String>,
+}
+
+fn plain_secret(value: &str) -> bool {
+    value.len() <= 512 && !value.chars().any(char::is_control)
+}
+
+impl Connection for TiepConnection {
+    const PARTNER: PartnerId = ID;
+    type Settings = StoredSettings;
+    type Secrets = StoredSecrets;
+    type Form = TiepSettingsForm;
+
+    fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
+        Self {
+            api_key: SecretString::from(secrets.api_key),
+            hook_secret: SecretString::from(secrets.hook_secret),
+            form: settings.form,
         }
-    };
-    match save_outcome(outcome)? {
-        Ok(()) => {
-            section = TiepSettingsSection::load(&state, &session).await?;
-            section.saved = true;
-        }
-        Err(message) => section.error = Some(message),
     }
-    let status = if section.saved {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok((status, Html(section.render()?)))
+
+    fn to_stored(&self) -> (StoredSettings, StoredSecrets) {
+        (
+            StoredSettings {
+                form: self.form.clone(),
+            },
+            StoredSecrets {
+                api_key: self.api_key.expose_secret().to_string(),
+                hook_secret: self.hook_secret.expose_secret().to_string(),
+            },
+        )
+    }
+
+    /// Blank secret fields keep the stored values, so an admin can change only the form.
+    fn from_form(input: &TiepSettingsForm, stored: Option<&Self>) -> Result<Self, String> {
+        let api_key = keep_blank(
+            input.api_key.trim(),
+            stored.map(|c| c.api_key.expose_secret()),
+        );
+        let hook_secret = keep_blank(
+            &input.hook_secret,
+            stored.map(|c| c.hook_secret.expose_secret()),
+        );
+        if api_key.is_empty() || !plain_secret(&api_key) {
+            return Err("Enter the facility API key from Tiep.".into());
+        }
+        if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN || !plain_secret(&hook_secret) {
+            return Err(format!(
+                "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
+            ));
+        }
+        let form: Value = serde_json::from_str(&input.form)
+            .map_err(|e| format!("The form is not valid JSON: {e}."))?;
+        validate_form(&form)?;
+        Ok(Self {
+            api_key: SecretString::from(api_key),
+            hook_secret: SecretString::from(hook_secret),
+            form,
+        })
+    }
+
+    fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
+        let form_json = match (view.entered, view.stored) {
+            (Some(entered), _) => entered.form.clone(),
+            (None, Some(stored)) => serde_json::to_string_pretty(&stored.form).unwrap_or_default(),
+            (None, None) => serde_json::to_string_pretty(&default_form()).unwrap_or_default(),
+        };
+        Ok(TiepSettingsSection {
+            configured: view.configured(),
+            webhook_url: view.webhook_url(),
+            form_json,
+            saved: view.saved(),
+            error: view.error(),
+        }
+        .render()?)
+    }
 }

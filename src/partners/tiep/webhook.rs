@@ -11,14 +11,13 @@ use axum::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StoredSecrets, TiepResult};
+use super::{ID, Tiep, TiepConnection, TiepResult};
 use crate::{
     crypto::verify_hmac_sha256,
     error::{ApiError, AppError},
     ids::ExternalId,
-    partners::{Partner, connection, unmatched},
-    state::AppState,
-    visits,
+    partners::{connection, unmatched},
+    visits::{self, PartnerState, VisitId},
 };
 
 #[derive(Debug, Deserialize)]
@@ -65,36 +64,33 @@ impl TiepReport {
 }
 
 pub async fn receive(
-    State(state): State<AppState>,
+    State(tiep): State<PartnerState<Tiep>>,
     Path(practice_id): Path<ExternalId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app = &tiep.app;
     let signature = headers.get("x-signature-256").and_then(|v| v.to_str().ok());
-    connection::verify_delivery(
-        &state,
-        &practice_id,
-        Partner::Tiep,
-        |secrets: &StoredSecrets| {
-            verify_hmac_sha256(secrets.hook_secret.as_bytes(), signature, &body)
-        },
-    )
+    let practice_id = connection::verify_delivery::<TiepConnection>(app, practice_id, |secrets| {
+        verify_hmac_sha256(secrets.hook_secret.as_bytes(), signature, &body)
+    })
     .await?;
 
     let report: TiepReport = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed report: {e}")))?;
-    let visit_id = report
+    let visit_id: VisitId = report
         .context
         .visit_id
         .clone()
-        .ok_or_else(|| AppError::Unprocessable("context.visit_id is missing".into()))?;
+        .ok_or_else(|| AppError::Unprocessable("context.visit_id is missing".into()))?
+        .into();
     let patient_id = report.patient_id().map(ExternalId::parse).transpose()?;
     let result = report.into_result()?;
     let applied = visits::complete(
-        &state,
+        app,
         &practice_id,
         &visit_id,
-        Partner::Tiep,
+        ID,
         patient_id.as_deref(),
         &result,
     )
@@ -102,9 +98,9 @@ pub async fn receive(
     if !applied {
         // Not open for this report: a duplicate delivery, or a report we cannot place. Tiep
         // does not retry, so one we cannot place is kept for an admin instead of refused.
-        let visit = visits::get(&state, &practice_id, &visit_id)
+        let visit = visits::get(app, &practice_id, &visit_id)
             .await?
-            .filter(|v| v.partner() == Some(Partner::Tiep));
+            .filter(|v| v.is_of(ID));
         let problem = match &visit {
             None => Some("No Tiep visit of this practice has this visit id."),
             Some(v) if patient_id.as_deref().is_some_and(|p| p != v.patient_id) => {
@@ -114,11 +110,11 @@ pub async fn receive(
         };
         if let Some(reason) = problem {
             unmatched::keep(
-                &state,
+                app,
                 &practice_id,
-                Partner::Tiep,
+                ID,
                 reason,
-                Some(&visit_id),
+                Some(visit_id.as_str()),
                 &body,
             )
             .await?;

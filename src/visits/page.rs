@@ -1,22 +1,22 @@
-//! `clinical_interaction`: Hint reopens one of our partner interactions; we show the visit and
-//! its full result. Found by the handshake's interaction id, else by `?visit_id=` (the link we
-//! wrote), always within the session's practice.
+//! The visit's own page, the `clinical_interaction` surface: Hint reopens one of our partner
+//! interactions and we show the visit and its full result. Found by the handshake's
+//! interaction id, else by `?visit_id=` (the link we wrote), always within the session's
+//! practice. Partner actions on a visit (finish, cancel, more files) answer with it.
 
 use askama::Template;
 use axum::{
     extract::{Query, State},
     http::StatusCode,
-    response::Html,
+    response::{Html, Redirect},
 };
 use serde::Deserialize;
 
-use super::Frame;
+use super::{Visit, VisitId};
 use crate::{
     error::AppError,
-    hint::PracticeSession,
+    hint::{Frame, PracticeSession},
     ids::ExternalId,
     state::AppState,
-    visits::{self, Visit},
 };
 
 #[derive(Template)]
@@ -24,6 +24,7 @@ use crate::{
 struct ClinicalInteraction {
     frame: Frame,
     visit: Visit,
+    partner_name: String,
     state_label: &'static str,
     /// The partner's part: its controls while open, its result once in.
     partner_html: String,
@@ -46,11 +47,11 @@ pub async fn page(
 ) -> Result<Html<String>, AppError> {
     let mut visit = None;
     if let Some(interaction_id) = session.interaction_id.as_deref() {
-        visit = visits::find_by_interaction(&state, &session.practice_id, interaction_id).await?;
+        visit = super::find_by_interaction(&state, &session.practice_id, interaction_id).await?;
     }
     if visit.is_none() {
-        if let Some(visit_id) = query.visit_id.as_deref().filter(|v| !v.is_empty()) {
-            visit = visits::get(&state, &session.practice_id, visit_id).await?;
+        if let Some(visit_id) = query.visit_id {
+            visit = super::get(&state, &session.practice_id, &visit_id.into()).await?;
         }
     }
     let visit = visit.ok_or(AppError::NotFound)?;
@@ -62,7 +63,15 @@ pub async fn page(
     {
         return Err(AppError::NotFound);
     }
-    Ok(Html(render(&session, visit, None)?))
+    Ok(Html(render(&state, &session, visit, None)?))
+}
+
+/// Sends the browser to the visit's page (after a launch from a form in the frame).
+pub fn redirect(visit_id: &VisitId, session: &PracticeSession) -> Redirect {
+    let mut to = url::form_urlencoded::Serializer::new(String::new());
+    to.append_pair("visit_id", visit_id.as_str())
+        .append_pair("session_key", &session.key);
+    Redirect::to(&format!("/hint/clinical_interaction?{}", to.finish()))
 }
 
 /// Answers an action on a visit (finish, cancel, more files) with the visit's page as it now
@@ -70,10 +79,10 @@ pub async fn page(
 pub async fn answer(
     state: &AppState,
     session: &PracticeSession,
-    visit_id: &str,
+    visit_id: &VisitId,
     notice: Option<String>,
 ) -> Result<(StatusCode, Html<String>), AppError> {
-    let visit = visits::get_latest(state, &session.practice_id, visit_id)
+    let visit = super::get_latest(state, &session.practice_id, visit_id)
         .await?
         .ok_or(AppError::NotFound)?;
     let status = if notice.is_some() {
@@ -81,22 +90,26 @@ pub async fn answer(
     } else {
         StatusCode::OK
     };
-    Ok((status, Html(render(session, visit, notice)?)))
+    Ok((status, Html(render(state, session, visit, notice)?)))
 }
 
 /// The page for `visit`, with `notice` when an action on it could not be done. Partner actions
 /// (finish, cancel) answer with it, so the clinician sees the outcome in place.
-pub fn render(
+fn render(
+    state: &AppState,
     session: &PracticeSession,
     visit: Visit,
     notice: Option<String>,
 ) -> Result<String, AppError> {
     let frame = Frame::new(session, "clinical_interaction");
-    let partner_html = crate::partners::render_visit(&visit, &frame)?;
+    let partner = state
+        .partners
+        .of(&visit)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let partner_html = partner.render_visit(&visit, &frame)?;
     let page = ClinicalInteraction {
-        cancellable: visit.state().is_open()
-            && frame.is_clinician
-            && visit.partner().is_some_and(|p| p.tool().cancellable()),
+        cancellable: visit.state().is_open() && frame.is_clinician && partner.cancellable(),
+        partner_name: partner.name().to_string(),
         frame,
         state_label: visit.state().label(),
         completed: visit

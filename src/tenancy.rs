@@ -1,0 +1,102 @@
+//! Which practice a request, a delivery or a job acts for.
+//!
+//! Every row of practice data carries `practice_id`, and every function that reads or writes
+//! such rows takes a [`PracticeId`] as its first argument after the state. A `PracticeId` is
+//! not made from any string: [`PracticeId::verified`] is called only where the practice has
+//! been proven, and a test below keeps that list closed:
+//!
+//! - `hint/session.rs`: the session of a request (opened by a signed handshake);
+//! - `hint/handshake.rs`: the signed handshake itself;
+//! - `hint/webhooks.rs`: a signed Hint event;
+//! - `hint/install.rs`: Hint's answer to an Instant On code;
+//! - `partners/connection.rs`: a partner delivery to `/webhooks/{partner}/{practice}` that
+//!   carries that practice's own secret;
+//! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice).
+
+use serde::Serialize;
+
+use crate::ids::ExternalId;
+
+/// A practice whose identity was verified (see the module's list).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PracticeId(ExternalId);
+
+impl PracticeId {
+    /// Only for the places listed in this module's documentation.
+    pub(crate) fn verified(id: ExternalId) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Display for PracticeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl sqlx::Type<sqlx::Any> for PracticeId {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for PracticeId {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str().to_string(), buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The files that may call `PracticeId::verified` (see the module's documentation).
+    const VERIFIED_IN: [&str; 6] = [
+        "hint/session.rs",
+        "hint/handshake.rs",
+        "hint/webhooks.rs",
+        "hint/install.rs",
+        "partners/connection.rs",
+        "jobs/runner.rs",
+    ];
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn a_practice_id_is_made_only_where_the_practice_was_verified() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let needle = ["PracticeId", "::verified"].concat();
+        let mut found: Vec<String> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains(&needle))
+            .map(|f| {
+                f.strip_prefix(&src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .filter(|f| f != "tenancy.rs")
+            .collect();
+        found.sort();
+        let mut expected: Vec<String> = VERIFIED_IN.iter().map(|f| f.to_string()).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+}

@@ -1,0 +1,288 @@
+//! The seam between the visit lifecycle and the partners above it.
+//!
+//! A partner is one value implementing [`PartnerTool`], built at start with its own settings
+//! and client, and listed once in `partners::registry`. The lifecycle, the job queue and the
+//! pages reach it only through this trait and the [`Partners`] registry, so none of them names
+//! a partner. The partners' own routes get a [`PartnerState`]: the app and the partner itself.
+
+use std::{ops::Deref, sync::Arc};
+
+use async_trait::async_trait;
+use axum::Router;
+use url::Url;
+
+use super::Visit;
+use crate::{
+    db::UnknownValue,
+    error::{AppError, BoxError},
+    hint::{Frame, HintState, Patient, PracticeSession},
+    jobs::{JobError, JobOutcome},
+    state::AppState,
+    tenancy::PracticeId,
+};
+
+/// A partner's stable id: stored in rows (`visits.partner`, `partner_connections.partner`)
+/// and used in URLs. Each partner module declares its own as a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartnerId(&'static str);
+
+impl PartnerId {
+    pub const fn new(id: &'static str) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for PartnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// How a clinician starts a visit with a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchStyle {
+    /// One click: `POST /hint/visits` starts the visit and redirects a new tab to the
+    /// partner (`PartnerTool::launch`).
+    Direct { label: &'static str },
+    /// The clinician fills a form in our frame first, at `GET {path}?patient_id=…`, a route
+    /// the partner owns.
+    Form {
+        label: &'static str,
+        path: &'static str,
+    },
+    /// Visits arrive from the partner; there is nothing to launch.
+    InboundOnly,
+}
+
+/// Why a partner could not do what the clinician asked. Mapped to a response in one place
+/// (`From<PartnerError> for AppError`); the partner's own answer is kept as the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerError {
+    /// Nothing was asked of the partner: it is not set up, or the request cannot be made
+    /// (words for the clinician).
+    #[error("{0}")]
+    NotPossible(String),
+    /// The partner refused the request (words for the clinician; its answer as the cause).
+    #[error("{message}")]
+    Refused {
+        message: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The partner failed, or could not be reached (words for the clinician).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: BoxError,
+    },
+    /// Our side failed (the database).
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+impl PartnerError {
+    /// A failed call to the partner, with `message` for the clinician: a refusal when the
+    /// partner answered 4xx, else the partner being unavailable.
+    pub fn upstream(message: String, cause: crate::upstream::UpstreamError) -> Self {
+        if cause.is_refusal() {
+            PartnerError::Refused {
+                message,
+                source: cause.into(),
+            }
+        } else {
+            PartnerError::Unavailable {
+                message,
+                source: cause.into(),
+            }
+        }
+    }
+
+    /// The words for the clinician, whatever the kind.
+    pub fn message(&self) -> String {
+        match self {
+            PartnerError::NotPossible(m)
+            | PartnerError::Refused { message: m, .. }
+            | PartnerError::Unavailable { message: m, .. } => m.clone(),
+            PartnerError::Internal(e) => e.public_message(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for PartnerError {
+    fn from(e: sqlx::Error) -> Self {
+        PartnerError::Internal(e.into())
+    }
+}
+
+impl From<PartnerError> for AppError {
+    fn from(e: PartnerError) -> Self {
+        match e {
+            PartnerError::NotPossible(message) => AppError::Unprocessable(message),
+            PartnerError::Refused { message, source }
+            | PartnerError::Unavailable { message, source } => AppError::Upstream {
+                message,
+                source: Some(source),
+            },
+            PartnerError::Internal(e) => e,
+        }
+    }
+}
+
+/// What every partner provides. Defaults cover what a partner's shape does not have.
+#[async_trait]
+pub trait PartnerTool: Send + Sync + 'static {
+    fn id(&self) -> PartnerId;
+
+    /// Name for people.
+    fn name(&self) -> &'static str;
+
+    fn launch_style(&self) -> LaunchStyle;
+
+    /// Routes the partner owns: its webhook, its settings form, its launch form and actions.
+    /// They get a [`PartnerState`] with this partner in it.
+    fn routes(self: Arc<Self>, app: AppState) -> Router<AppState>;
+
+    /// Its section of the `settings` surface (admins), as HTML.
+    async fn settings_section(
+        &self,
+        app: &AppState,
+        session: &PracticeSession,
+    ) -> Result<String, AppError>;
+
+    /// `LaunchStyle::Direct`: starts the visit; answers where to send the clinician.
+    async fn launch(
+        &self,
+        _app: &AppState,
+        _session: &PracticeSession,
+        _patient: &Patient,
+    ) -> Result<Url, AppError> {
+        Err(AppError::BadRequest(format!(
+            "{} is not started with one click.",
+            self.name()
+        )))
+    }
+
+    /// The `PollPartner` job for an open, launched visit: asks the partner whether the result
+    /// is ready. Partners whose results only arrive by webhook keep the default.
+    async fn poll(
+        &self,
+        _app: &AppState,
+        _practice_id: &PracticeId,
+        _visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        Ok(JobOutcome::Done)
+    }
+
+    /// The partner's side of a clinician cancelling an open visit (e.g. revoking an invite).
+    /// An error is shown to the clinician and the visit stays open.
+    async fn cancel(
+        &self,
+        _app: &AppState,
+        _practice_id: &PracticeId,
+        _visit: &Visit,
+    ) -> Result<(), PartnerError> {
+        Ok(())
+    }
+
+    /// Whether a clinician may cancel an open visit of this partner from our frame.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
+    /// The visit on the `clinical_interaction` surface, below the common header: the
+    /// partner's controls while it is open, its full result once in.
+    fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError>;
+}
+
+/// Every partner, in the order the pages show them. Built once by `partners::registry`.
+#[derive(Clone)]
+pub struct Partners(Arc<[Arc<dyn PartnerTool>]>);
+
+impl std::fmt::Debug for Partners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| p.id().as_str()))
+            .finish()
+    }
+}
+
+impl Partners {
+    /// Refuses two partners with one id (they would share rows and routes).
+    pub fn new(partners: Vec<Arc<dyn PartnerTool>>) -> Self {
+        for (i, p) in partners.iter().enumerate() {
+            assert!(
+                partners[..i].iter().all(|q| q.id() != p.id()),
+                "two partners are registered as {}",
+                p.id()
+            );
+        }
+        Self(partners.into())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn PartnerTool>> {
+        self.0.iter()
+    }
+
+    /// The partner with this stored id; an id no partner has fails loudly.
+    pub fn get(&self, id: &str) -> Result<&Arc<dyn PartnerTool>, UnknownValue> {
+        self.0
+            .iter()
+            .find(|p| p.id().as_str() == id)
+            .ok_or_else(|| UnknownValue {
+                what: "partner",
+                value: id.chars().take(40).collect(),
+            })
+    }
+
+    /// The partner a visit belongs to.
+    pub fn of(&self, visit: &Visit) -> Result<&Arc<dyn PartnerTool>, UnknownValue> {
+        self.get(&visit.partner)
+    }
+
+    /// Name for people of a stored id (the id itself when no partner has it).
+    pub fn name_of(&self, id: &str) -> String {
+        self.get(id)
+            .map(|p| p.name().to_string())
+            .unwrap_or_else(|_| id.to_string())
+    }
+}
+
+/// What a partner's own routes get: the app, and the partner with its settings and client.
+pub struct PartnerState<P> {
+    pub app: AppState,
+    pub partner: Arc<P>,
+}
+
+impl<P> PartnerState<P> {
+    pub fn new(app: AppState, partner: Arc<P>) -> Self {
+        Self { app, partner }
+    }
+}
+
+impl<P> Clone for PartnerState<P> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            partner: self.partner.clone(),
+        }
+    }
+}
+
+impl<P> Deref for PartnerState<P> {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+impl<P> AsRef<HintState> for PartnerState<P> {
+    fn as_ref(&self) -> &HintState {
+        &self.app.hint_state
+    }
+}

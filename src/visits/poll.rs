@@ -1,0 +1,37 @@
+//! The `PollPartner` job: fails a launch that never completed, else asks the visit's partner
+//! whether the result is ready.
+
+use super::{VisitId, VisitState};
+use crate::{
+    db::now_ms,
+    jobs::{JobError, JobOutcome},
+    state::AppState,
+    tenancy::PracticeId,
+};
+
+pub async fn run(
+    state: &AppState,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+) -> Result<JobOutcome, JobError> {
+    let Some(visit) = super::get_latest(state, practice_id, visit_id).await? else {
+        return Ok(JobOutcome::Done);
+    };
+    if !visit.state().is_open() {
+        return Ok(JobOutcome::Done);
+    }
+    let partner = state.partners.of(&visit).map_err(JobError::permanent)?;
+    if visit.state() == VisitState::Launching {
+        let deadline = visit.created_at + state.settings.launch_timeout.as_millis() as i64;
+        if now_ms() < deadline {
+            return Ok(JobOutcome::CheckAgainAt(deadline));
+        }
+        let reason = format!(
+            "The launch did not complete: {} was never opened.",
+            partner.name()
+        );
+        super::fail(state, practice_id, &visit.id, &reason).await?;
+        return Ok(JobOutcome::Done);
+    }
+    partner.poll(state, practice_id, &visit).await
+}
