@@ -1,11 +1,15 @@
 //! Identifiers and text that come from outside (Hint, partners, the browser), checked once at
-//! the edge so that nothing malformed reaches a query: an `ExternalId` refuses the empty
+//! the edge so that nothing malformed reaches a query (our own `VisitId` too: partners echo
+//! it back): an `ExternalId` refuses the empty
 //! string, more than 128 characters, whitespace and control characters (PostgreSQL refuses NUL
 //! in text; SQLite would store it).
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::AppError;
+use crate::{
+    db::{UnknownValue, new_id},
+    error::AppError,
+};
 
 const MAX_ID_LEN: usize = 128;
 
@@ -65,6 +69,50 @@ impl AsRef<str> for ExternalId {
 impl std::fmt::Display for ExternalId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Our id for a visit (`vis_…`): in Hint's `integration_record_id`, the link back, jobs and
+/// partners' contexts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VisitId(ExternalId);
+
+crate::db::text_column!(VisitId);
+
+impl VisitId {
+    /// A new random id.
+    pub fn generate() -> Self {
+        Self(ExternalId::try_from(new_id("vis")).expect("generated ids are well-formed"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl From<ExternalId> for VisitId {
+    fn from(id: ExternalId) -> Self {
+        Self(id)
+    }
+}
+
+impl std::str::FromStr for VisitId {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExternalId::try_from(s.to_string())
+            .map(Self)
+            .map_err(|_| UnknownValue {
+                what: "visit id",
+                value: s.chars().take(40).collect(),
+            })
+    }
+}
+
+impl std::fmt::Display for VisitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

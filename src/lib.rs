@@ -16,7 +16,6 @@ pub mod ids;
 pub mod jobs;
 pub mod partners;
 pub mod startup;
-pub mod state;
 pub mod surfaces;
 pub mod telemetry;
 pub mod tenancy;
@@ -25,3 +24,4 @@ pub mod visits;
 
 pub use config::Settings;
 pub use startup::Application;
+pub use visits::AppState;

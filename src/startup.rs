@@ -25,10 +25,9 @@ use tower_http::{
 use crate::{
     config::Settings,
     db::Db,
-    hint::HintState,
-    jobs::JobRunner,
+    hint::{HintState, session},
     partners::{self, PartnerSettings},
-    state::AppState,
+    visits::AppState,
 };
 
 /// Largest request body accepted (Haidy's upload routes set their own).
@@ -92,7 +91,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = router(self.state.clone());
-        let runner = JobRunner::new(self.state.clone()).run(stop_rx.clone());
+        let runner = self.state.job_runner().run(stop_rx.clone());
+        let sweeper = session::sweep_periodically(self.state.hint_state.clone(), stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
@@ -103,7 +103,7 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         tracing::info!(port = self.port, "chartbridge listening");
-        let (served, (), ()) = tokio::join!(server.into_future(), runner, signal);
+        let (served, (), (), ()) = tokio::join!(server.into_future(), runner, sweeper, signal);
         self.state.db.close().await;
         served?;
         Ok(())

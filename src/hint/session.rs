@@ -296,6 +296,27 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
     Ok(id.to_string())
 }
 
+/// Sweeps expired sessions every minute until `stop` turns true (`Application::run_until_stopped`
+/// runs it beside the server).
+pub async fn sweep_periodically(state: HintState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = sweep_expired(&state).await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Deletes sessions past either timeout.
 pub async fn sweep_expired(state: &HintState) -> Result<u64, sqlx::Error> {
     let now = now_ms();

@@ -16,14 +16,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 
-pub use runner::JobRunner;
+pub use runner::{JobRunner, RunJob};
 
 use crate::{
-    db::{new_id, now_ms},
+    db::{Db, new_id, now_ms},
     error::AppError,
-    state::AppState,
+    ids::VisitId,
     tenancy::PracticeId,
-    visits::VisitId,
 };
 
 /// A job: what to do and its data. Stored as `kind` (the variant's name) and `payload` (its
@@ -307,7 +306,7 @@ pub struct StuckJob {
 
 /// This practice's dead jobs and jobs that failed at least three times.
 pub async fn stuck_for_practice(
-    state: &AppState,
+    db: &Db,
     practice_id: &PracticeId,
 ) -> Result<Vec<StuckJob>, sqlx::Error> {
     let rows = sqlx::query(
@@ -317,7 +316,7 @@ pub async fn stuck_for_practice(
     )
     .bind(practice_id)
     .bind(JobState::Dead)
-    .fetch_all(state.db.reader())
+    .fetch_all(db.reader())
     .await?;
     rows.into_iter()
         .map(|row| {
@@ -345,7 +344,8 @@ pub async fn stuck_for_practice(
 
 /// Puts a dead job of this practice back in the queue. False when there is none by that id.
 pub async fn retry_dead(
-    state: &AppState,
+    db: &Db,
+    signal: &JobSignal,
     practice_id: &PracticeId,
     job_id: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -359,24 +359,24 @@ pub async fn retry_dead(
     .bind(job_id)
     .bind(practice_id)
     .bind(JobState::Dead)
-    .execute(state.db.writer())
+    .execute(db.writer())
     .await?;
     if done.rows_affected() == 1 {
-        state.jobs.wake();
+        signal.wake();
         return Ok(true);
     }
     Ok(false)
 }
 
 /// Counts of queued and dead jobs, for tests and operators.
-pub async fn counts(state: &AppState) -> Result<(i64, i64), sqlx::Error> {
+pub async fn counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0) AS queued, \
          COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS dead FROM jobs",
     )
     .bind(JobState::Queued)
     .bind(JobState::Dead)
-    .fetch_one(state.db.reader())
+    .fetch_one(db.reader())
     .await?;
     Ok((row.try_get("queued")?, row.try_get("dead")?))
 }

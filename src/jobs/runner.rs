@@ -1,56 +1,76 @@
 //! The worker loop: claims due jobs (a lease each), runs up to `workers` at once, records the
-//! outcome, and on shutdown stops claiming and lets the jobs in flight finish.
+//! outcome, and on shutdown stops claiming and lets the jobs in flight finish. What a job does
+//! is not known here: the runner hands each claimed job to a [`RunJob`].
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use sqlx::Row;
 use tokio::{sync::watch, task::JoinSet};
 
-use super::{ClaimedJob, Job, JobError, JobOutcome, JobState};
+use super::{ClaimedJob, Job, JobError, JobOutcome, JobSignal, JobState};
 use crate::{
     backoff::jittered,
-    db::{Backend, new_id, now_ms},
-    hint::session,
+    config::JobSettings,
+    db::{Backend, Db, new_id, now_ms},
     ids::ExternalId,
-    state::AppState,
     tenancy::PracticeId,
 };
 
-/// How often expired sessions are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
+type JobResult = Result<JobOutcome, JobError>;
 
-pub struct JobRunner {
-    state: AppState,
+/// Does the work of a claimed job, for the practice it was enqueued for.
+#[async_trait::async_trait]
+pub trait RunJob: Send + Sync + 'static {
+    async fn run(&self, practice_id: &PracticeId, job: &Job) -> JobResult;
+}
+
+pub struct JobRunner<R> {
+    db: Db,
+    settings: JobSettings,
+    signal: JobSignal,
+    work: Arc<R>,
     worker_id: String,
-    /// Jobs of one practice run at once at most: one below Hint's per-practice call cap, so a
-    /// practice's backlog neither holds every worker while other practices wait nor takes the
-    /// last Hint slot from a clinician waiting in the frame.
+    /// Jobs of one practice run at once at most, so a practice's backlog neither holds every
+    /// worker while other practices wait nor takes every Hint slot from a clinician waiting in
+    /// the frame.
     per_practice: usize,
 }
 
-type JobResult = Result<JobOutcome, JobError>;
-
-impl JobRunner {
-    pub fn new(state: AppState) -> Self {
-        let per_practice = state
-            .settings
-            .hint
-            .max_concurrency_per_practice
-            .saturating_sub(1)
-            .max(1);
+impl<R: RunJob> JobRunner<R> {
+    pub fn new(
+        db: Db,
+        settings: JobSettings,
+        signal: JobSignal,
+        per_practice: usize,
+        work: R,
+    ) -> Self {
         Self {
-            state,
+            db,
+            settings,
+            signal,
+            work: Arc::new(work),
             worker_id: new_id("worker"),
-            per_practice,
+            per_practice: per_practice.max(1),
         }
+    }
+
+    /// Runs every due job, one at a time in the caller's task, until none is due; answers how
+    /// many ran. For tests and tools that want the queue's effects now, without the loop.
+    pub async fn run_until_empty(&self) -> Result<usize, sqlx::Error> {
+        let mut ran = 0;
+        while let Some(job) = self.claim(&[]).await? {
+            let result = dispatch(self.work.as_ref(), &job).await;
+            self.record_outcome(&job, result).await?;
+            ran += 1;
+        }
+        Ok(ran)
     }
 
     /// Runs until `shutdown` turns true, then waits (bounded) for the jobs in flight.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let settings = self.state.settings.jobs.clone();
+        let settings = self.settings.clone();
         let mut running: JoinSet<JobResult> = JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
-        let mut last_sweep = tokio::time::Instant::now();
         tracing::info!(worker = %self.worker_id, workers = settings.workers, "job runner started");
 
         // A claim that passes over saturated practices may scan their whole backlog; after one
@@ -65,10 +85,10 @@ impl JobRunner {
                 }
                 match self.claim(&skip).await {
                     Ok(Some(job)) => {
-                        let state = self.state.clone();
+                        let work = self.work.clone();
                         let for_task = job.clone();
                         let handle =
-                            running.spawn(async move { dispatch(&state, &for_task).await });
+                            running.spawn(async move { dispatch(work.as_ref(), &for_task).await });
                         in_flight.insert(handle.id(), job);
                     }
                     Ok(None) => {
@@ -83,18 +103,12 @@ impl JobRunner {
                     }
                 }
             }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = tokio::time::Instant::now();
-                if let Err(e) = session::sweep_expired(&self.state).await {
-                    tracing::warn!(error = %e, "session sweep failed");
-                }
-            }
             tokio::select! {
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     self.record(done, &mut in_flight).await;
                     skip_scan_after = tokio::time::Instant::now();
                 }
-                _ = self.state.jobs.wait(settings.poll_interval), if running.len() < settings.workers => {}
+                _ = self.signal.wait(settings.poll_interval), if running.len() < settings.workers => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -118,8 +132,8 @@ impl JobRunner {
     /// Claims the next due job, passing over the practices in `skip`.
     async fn claim(&self, skip: &[String]) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let now = now_ms();
-        let lease_until = now + self.state.settings.jobs.lease.as_millis() as i64;
-        let lock = match self.state.db.backend() {
+        let lease_until = now + self.settings.lease.as_millis() as i64;
+        let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
@@ -144,7 +158,7 @@ impl JobRunner {
         for practice_id in skip {
             query = query.bind(practice_id);
         }
-        let row = query.fetch_optional(self.state.db.writer()).await?;
+        let row = query.fetch_optional(self.db.writer()).await?;
         let Some(row) = row else { return Ok(None) };
         let kind: String = row.try_get("kind")?;
         let payload: String = row.try_get("payload")?;
@@ -181,14 +195,17 @@ impl JobRunner {
         let Some(job) = in_flight.remove(&task_id) else {
             return;
         };
-        let outcome = match result {
-            Ok(JobOutcome::Done) => self.finish(&job).await,
-            Ok(JobOutcome::CheckAgainAt(at)) => self.check_again(&job, at).await,
-            Err(error) => self.fail(&job, error).await,
-        };
-        if let Err(e) = outcome {
+        if let Err(e) = self.record_outcome(&job, result).await {
             // The lease runs out and the job is retried; nothing is lost.
             tracing::error!(job_id = %job.id, error = %e, "recording a job outcome failed");
+        }
+    }
+
+    async fn record_outcome(&self, job: &ClaimedJob, result: JobResult) -> Result<(), sqlx::Error> {
+        match result {
+            Ok(JobOutcome::Done) => self.finish(job).await,
+            Ok(JobOutcome::CheckAgainAt(at)) => self.check_again(job, at).await,
+            Err(error) => self.fail(job, error).await,
         }
     }
 
@@ -197,7 +214,7 @@ impl JobRunner {
             sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND rerun = 0")
                 .bind(&job.id)
                 .bind(&self.worker_id)
-                .execute(self.state.db.writer())
+                .execute(self.db.writer())
                 .await?;
         if deleted.rows_affected() == 0 {
             // More work arrived while it ran: run it again now.
@@ -209,9 +226,9 @@ impl JobRunner {
             .bind(now)
             .bind(&job.id)
             .bind(&self.worker_id)
-            .execute(self.state.db.writer())
+            .execute(self.db.writer())
             .await?;
-            self.state.jobs.wake();
+            self.signal.wake();
         }
         tracing::debug!(job_id = %job.id, kind = %job.kind, "job done");
         Ok(())
@@ -228,13 +245,13 @@ impl JobRunner {
         .bind(at)
         .bind(&job.id)
         .bind(&self.worker_id)
-        .execute(self.state.db.writer())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
 
     async fn fail(&self, job: &ClaimedJob, error: JobError) -> Result<(), sqlx::Error> {
-        let settings = &self.state.settings.jobs;
+        let settings = &self.settings;
         let exponent = (job.attempts.max(1) - 1).min(20) as u32;
         let delay = settings
             .base_backoff
@@ -264,7 +281,7 @@ impl JobRunner {
         .bind(retry_at)
         .bind(&job.id)
         .bind(&self.worker_id)
-        .execute(self.state.db.writer())
+        .execute(self.db.writer())
         .await?;
         if dead {
             tracing::error!(job_id = %job.id, kind = %job.kind, practice_id = %job.practice_id, error = %message, "job is dead; shown on the core page");
@@ -291,17 +308,10 @@ fn saturated_practices(
         .collect()
 }
 
-async fn dispatch(state: &AppState, claimed: &ClaimedJob) -> JobResult {
+async fn dispatch<R: RunJob>(work: &R, claimed: &ClaimedJob) -> JobResult {
     let job = claimed
         .job
         .as_ref()
         .map_err(|why| JobError::permanent(why.clone()))?;
-    match job {
-        Job::SyncInteraction { visit_id } => {
-            crate::visits::write_back::run(state, &claimed.practice_id, visit_id).await
-        }
-        Job::PollPartner { visit_id } => {
-            crate::visits::poll::run(state, &claimed.practice_id, visit_id).await
-        }
-    }
+    work.run(&claimed.practice_id, job).await
 }

@@ -20,8 +20,8 @@ use crate::{
     error::AppError,
     hint::{PracticeSession, Role},
     ids::ExternalId,
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::PartnerId,
 };
 

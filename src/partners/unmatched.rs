@@ -15,8 +15,8 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::PartnerId,
 };
 

@@ -7,7 +7,7 @@ use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
     error::AppError,
     hint::{self, Frame, PracticeSession},
-    state::AppState,
+    visits::AppState,
     visits::{self, LaunchStyle},
 };
 

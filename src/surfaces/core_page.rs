@@ -15,7 +15,7 @@ use crate::{
     ids::ExternalId,
     jobs::{self, JobState, StuckJob},
     partners::unmatched,
-    state::AppState,
+    visits::AppState,
     visits::{self, LaunchStyle},
 };
 
@@ -59,7 +59,7 @@ pub async fn page(
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
-    let stuck = jobs::stuck_for_practice(&state, &session.practice_id).await?;
+    let stuck = jobs::stuck_for_practice(&state.db, &session.practice_id).await?;
     let page = CorePage {
         frame: Frame::new(&session, "core_page"),
         visits: VisitRow::all(&recent, &state.partners),
@@ -185,7 +185,7 @@ pub async fn retry_job(
             "Only admins and clinicians can retry work.".into(),
         ));
     }
-    if !jobs::retry_dead(&state, &session.practice_id, &job_id).await? {
+    if !jobs::retry_dead(&state.db, &state.jobs, &session.practice_id, &job_id).await? {
         return Err(AppError::NotFound);
     }
     tracing::info!(practice_id = %session.practice_id, %job_id, "dead job retried by a user");

@@ -18,8 +18,8 @@ use axum::{
 use crate::{
     error::AppError,
     partners::{connection, unmatched},
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::{LaunchStyle, Partners, Visit},
 };
 

@@ -7,7 +7,7 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     partners::unmatched::{self, UnmatchedRow},
-    state::AppState,
+    visits::AppState,
 };
 
 #[derive(Template)]

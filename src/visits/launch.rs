@@ -12,7 +12,7 @@ use crate::{
     error::AppError,
     hint::{Patient, PracticeSession},
     ids::clean_text,
-    state::AppState,
+    visits::AppState,
 };
 
 /// What the partner answered when it accepted the launch.

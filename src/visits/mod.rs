@@ -10,6 +10,7 @@
 //! - [`page`]: the `clinical_interaction` surface, the visit's own page;
 //! - [`completion`]: results, group-committed; [`poll`] and [`write_back`]: the jobs.
 
+mod app_state;
 pub mod completion;
 pub mod launch;
 pub mod lifecycle;
@@ -19,63 +20,21 @@ pub mod poll;
 pub mod routes;
 pub mod write_back;
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
 
+pub use app_state::AppState;
 pub use lifecycle::VisitState;
 pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Partners};
 
+pub use crate::ids::VisitId;
+
 use crate::{
-    db::{UnknownValue, new_id, now_ms},
+    db::now_ms,
     error::AppError,
-    ids::ExternalId,
     jobs::{self, Job, NewJob},
-    state::AppState,
     tenancy::PracticeId,
 };
-
-/// Our id for a visit (`vis_…`): in Hint's `integration_record_id`, the link back, jobs and
-/// partners' contexts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct VisitId(ExternalId);
-
-crate::db::text_column!(VisitId);
-
-impl VisitId {
-    fn generate() -> Self {
-        Self(ExternalId::try_from(new_id("vis")).expect("generated ids are well-formed"))
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl From<ExternalId> for VisitId {
-    fn from(id: ExternalId) -> Self {
-        Self(id)
-    }
-}
-
-impl std::str::FromStr for VisitId {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ExternalId::try_from(s.to_string())
-            .map(Self)
-            .map_err(|_| UnknownValue {
-                what: "visit id",
-                value: s.chars().take(40).collect(),
-            })
-    }
-}
-
-impl std::fmt::Display for VisitId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A visit row.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
-    state::AppState,
+    visits::AppState,
 };
 
 #[derive(Template)]

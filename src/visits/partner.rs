@@ -17,8 +17,8 @@ use crate::{
     error::{AppError, BoxError},
     hint::{Frame, HintState, Patient, PracticeSession},
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
 };
 
 /// A partner's stable id: stored in rows (`visits.partner`, `partner_connections.partner`)

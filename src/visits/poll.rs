@@ -5,8 +5,8 @@ use super::{VisitId, VisitState};
 use crate::{
     db::now_ms,
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
 };
 
 pub async fn run(

@@ -18,7 +18,7 @@ use crate::{
     error::AppError,
     hint::{self, PracticeSession, Role},
     ids::ExternalId,
-    state::AppState,
+    visits::AppState,
 };
 
 /// The visit routes every partner shares.

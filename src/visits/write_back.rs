@@ -15,8 +15,8 @@ use crate::{
         install,
     },
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
 };
 
 /// The link in Hint that reopens our `clinical_interaction` surface on this visit.

@@ -16,7 +16,7 @@ use chartbridge::{
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
     partners::{PartnerArgs, PartnerSettings, haidy::HaidyArgs, tiep::TiepArgs},
-    state::AppState,
+    visits::AppState,
     visits::Visit,
 };
 use chartbridge_sandbox::{

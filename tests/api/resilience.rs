@@ -103,7 +103,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
         1,
         "exactly one interaction"
     );
-    let (queued, dead) = chartbridge::jobs::counts(&app.state).await.unwrap();
+    let (queued, dead) = chartbridge::jobs::counts(&app.state.db).await.unwrap();
     assert_eq!((queued, dead), (0, 0), "no work left behind");
 }
 
@@ -123,7 +123,7 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
         .products = vec!["ppro-other".into()];
     let visit_id = started_visit(&app, &practice, &patient).await;
     eventually(WAIT, "the job is dead", || async {
-        chartbridge::jobs::counts(&app.state).await.unwrap().1 == 1
+        chartbridge::jobs::counts(&app.state.db).await.unwrap().1 == 1
     })
     .await;
     let key = app.session(&practice.clinician, None).await;
@@ -155,7 +155,7 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
     })
     .await;
     eventually(WAIT, "nothing dead", || async {
-        chartbridge::jobs::counts(&app.state).await.unwrap().1 == 0
+        chartbridge::jobs::counts(&app.state.db).await.unwrap().1 == 0
     })
     .await;
     eventually(WAIT, "the visit knows its draft", || async {
@@ -190,7 +190,7 @@ async fn rate_limited_hint_gets_every_interaction_eventually() {
     })
     .await;
     assert_eq!(
-        chartbridge::jobs::counts(&app.state).await.unwrap().1,
+        chartbridge::jobs::counts(&app.state.db).await.unwrap().1,
         0,
         "nothing dead"
     );

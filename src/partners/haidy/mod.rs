@@ -30,9 +30,9 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
     upstream::Upstream,
+    visits::AppState,
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 

@@ -15,8 +15,8 @@ use crate::{
     hint::Frame,
     jobs::{JobError, JobOutcome},
     partners::connection,
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::{self, Visit},
 };
 

@@ -27,9 +27,9 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
     upstream::Upstream,
+    visits::AppState,
     visits::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Visit},
 };
 

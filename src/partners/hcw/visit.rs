@@ -20,8 +20,8 @@ use crate::{
     ids::ExternalId,
     jobs::{JobError, JobOutcome},
     partners::connection,
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::{self, PartnerError, PartnerState, Visit, VisitId, page},
 };
 

@@ -18,7 +18,7 @@ use super::connection;
 use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
-    state::AppState,
+    visits::AppState,
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 

@@ -23,8 +23,8 @@ use crate::{
     hint::{HintAuth, install},
     ids::{ExternalId, clean_text},
     partners::{connection, unmatched},
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::{self, NewVisit, PartnerState},
 };
 

@@ -9,7 +9,7 @@ use crate::{
     error::AppError,
     hint::{Patient, PracticeSession},
     partners::connection,
-    state::AppState,
+    visits::AppState,
     visits::{
         PartnerError, VisitId,
         launch::{self, Launched},

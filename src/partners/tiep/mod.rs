@@ -22,9 +22,9 @@ use crate::{
     error::AppError,
     hint::{Frame, Patient, PracticeSession},
     jobs::{JobError, JobOutcome},
-    state::AppState,
     tenancy::PracticeId,
     upstream::Upstream,
+    visits::AppState,
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 

@@ -6,8 +6,8 @@ use crate::{
     db::now_ms,
     jobs::{JobError, JobOutcome},
     partners::connection,
-    state::AppState,
     tenancy::PracticeId,
+    visits::AppState,
     visits::{self, Visit},
 };
 

@@ -1,0 +1,98 @@
+//! The state of the visit lifecycle and everything built on it (partners, pages, the job
+//! queue's work): the Hint layer's state, the job queue's wake-up, the result writer, and the
+//! registry of partners (each holding its own settings and client). The Hint layer and the
+//! core never see this type.
+
+use std::{ops::Deref, sync::Arc};
+
+use super::{completion::Completions, partner::Partners};
+use crate::{
+    crypto::SecretsCache,
+    hint::HintState,
+    jobs::{Job, JobOutcome, JobRunner, JobSignal, RunJob},
+    tenancy::PracticeId,
+};
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Configuration, database, secrets, the way out, and Hint (`state.db`, `state.hint`, …
+    /// read through it).
+    pub hint_state: HintState,
+    /// Wakes the job runner after an enqueue.
+    pub jobs: JobSignal,
+    /// Group-commits visit results.
+    pub completions: Completions,
+    /// Every partner, with its settings and client.
+    pub partners: Partners,
+    /// Recently opened partner secrets (webhook verification).
+    pub connection_secrets: Arc<SecretsCache>,
+}
+
+impl AppState {
+    /// Starts the result writer; `partners` is the registry the partners module builds.
+    pub fn new(hint_state: HintState, partners: Partners) -> Self {
+        let jobs = JobSignal::default();
+        let completions = Completions::spawn(
+            hint_state.db.clone(),
+            jobs.clone(),
+            hint_state.settings.jobs.max_attempts,
+        );
+        Self {
+            connection_secrets: Arc::new(SecretsCache::new(hint_state.settings.secrets_cache_ttl)),
+            hint_state,
+            jobs,
+            completions,
+            partners,
+        }
+    }
+}
+
+impl AppState {
+    /// The job runner for this state's queue: one practice runs one job fewer than Hint's
+    /// per-practice call cap, leaving a slot for the clinician waiting in the frame.
+    pub fn job_runner(&self) -> JobRunner<AppState> {
+        let per_practice = self
+            .settings
+            .hint
+            .max_concurrency_per_practice
+            .saturating_sub(1);
+        JobRunner::new(
+            self.db.clone(),
+            self.settings.jobs.clone(),
+            self.jobs.clone(),
+            per_practice,
+            self.clone(),
+        )
+    }
+}
+
+impl Deref for AppState {
+    type Target = HintState;
+
+    fn deref(&self) -> &HintState {
+        &self.hint_state
+    }
+}
+
+impl AsRef<HintState> for AppState {
+    fn as_ref(&self) -> &HintState {
+        &self.hint_state
+    }
+}
+
+/// What the job queue runs for the lifecycle: Hint's write-back and the partner's poll.
+#[async_trait::async_trait]
+impl RunJob for AppState {
+    async fn run(
+        &self,
+        practice_id: &PracticeId,
+        job: &Job,
+    ) -> Result<JobOutcome, crate::jobs::JobError> {
+        match job {
+            Job::SyncInteraction { visit_id } => {
+                super::write_back::run(self, practice_id, visit_id).await
+            }
+            Job::PollPartner { visit_id } => super::poll::run(self, practice_id, visit_id).await,
+        }
+    }
+}
