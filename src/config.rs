@@ -110,6 +110,9 @@ pub struct HintSettings {
 #[derive(Debug, Clone)]
 pub struct JobSettings {
     pub workers: usize,
+    /// Whether `serve` runs the job loop. Off, jobs run only when asked
+    /// (`JobRunner::run_until_empty`): tests that want the queue's effects at a known moment.
+    pub run_in_background: bool,
     /// How often an idle worker looks for due jobs.
     pub poll_interval: Duration,
     /// How long a claimed job is leased before another worker may take it over.
@@ -275,6 +278,7 @@ impl Settings {
             },
             jobs: JobSettings {
                 workers: args.workers,
+                run_in_background: true,
                 poll_interval: Duration::from_millis(500),
                 lease: Duration::from_secs(120),
                 base_backoff: Duration::from_secs(2),

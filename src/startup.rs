@@ -91,7 +91,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = router(self.state.clone());
-        let runner = self.state.job_runner().run(stop_rx.clone());
+        let runner = {
+            let (state, stop) = (self.state.clone(), stop_rx.clone());
+            async move {
+                if state.settings.jobs.run_in_background {
+                    state.job_runner().run(stop).await;
+                }
+            }
+        };
         let sweeper = session::sweep_periodically(self.state.hint_state.clone(), stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {

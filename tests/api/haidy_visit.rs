@@ -70,7 +70,11 @@ async fn practice_with_haidy(app: &TestApp) -> (TestPractice, String) {
 
 #[tokio::test]
 async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
-    let app = spawn_app_with(|s| s.partners.haidy.poll_every = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.partners.haidy.poll_every = Duration::from_millis(200);
+    })
+    .await;
     let (practice, key) = practice_with_haidy(&app).await;
     let patient = &practice.patients[0];
 
@@ -289,6 +293,7 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
 #[tokio::test]
 async fn a_report_that_never_comes_fails_and_a_visit_can_be_cancelled() {
     let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
         s.partners.haidy.poll_every = Duration::from_millis(100);
         s.partners.haidy.give_up_after = Duration::from_millis(300);
     })

@@ -334,7 +334,11 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
 
 #[tokio::test]
 async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
-    let app = spawn_app_with(|s| s.partners.hcw.poll_every = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.partners.hcw.poll_every = Duration::from_millis(200);
+    })
+    .await;
     let (practice, key, visit) = launched(&app, Some("General")).await;
     let invite = invite_id(&visit);
     assert_eq!(app.hcw.invite(&invite).unwrap().body["queue"], "General");
@@ -368,6 +372,7 @@ async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
 #[tokio::test]
 async fn a_consultation_that_never_comes_fails_the_visit_with_a_reason() {
     let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
         s.partners.hcw.poll_every = Duration::from_millis(100);
         s.partners.hcw.give_up_after = Duration::from_millis(300);
     })

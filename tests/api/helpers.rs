@@ -196,6 +196,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     settings.jobs.lease = Duration::from_secs(3);
     settings.jobs.max_attempts = 8;
     settings.jobs.shutdown_grace = Duration::from_secs(2);
+    // The queue runs when a test says so (`run_jobs`); tests of the runner itself turn it on.
+    settings.jobs.run_in_background = false;
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
     partners.tiep.poll_after = Duration::from_secs(3600);
     partners.hcw.poll_every = Duration::from_secs(3600);
@@ -602,17 +604,36 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Waits until sandbox Hint holds an interaction with `status` for `patient_id`.
+    /// Runs every due job now, in the test's task; answers how many ran.
+    pub async fn run_jobs(&self) -> usize {
+        self.state
+            .job_runner()
+            .run_until_empty()
+            .await
+            .expect("the queue runs")
+    }
+
+    /// Sandbox Hint holds an interaction with `status` for `patient_id`: after running the
+    /// queue, or, with the job loop on, once it has got there.
     pub async fn wait_for_interaction(&self, patient_id: &str, status: &str) {
+        let holds = || {
+            self.hint
+                .interactions_for(patient_id)
+                .iter()
+                .any(|i| i.status == status)
+        };
+        if !self.config.jobs.run_in_background {
+            self.run_jobs().await;
+            assert!(
+                holds(),
+                "Hint holds no {status} interaction for {patient_id}"
+            );
+            return;
+        }
         eventually(
             Duration::from_secs(20),
             &format!("a {status} interaction in Hint"),
-            || async {
-                self.hint
-                    .interactions_for(patient_id)
-                    .iter()
-                    .any(|i| i.status == status)
-            },
+            || async { holds() },
         )
         .await;
     }

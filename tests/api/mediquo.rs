@@ -3,7 +3,7 @@
 use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{MEDIQUO_SIGNATURE, TestApp, between, eventually, spawn_app};
+use crate::helpers::{MEDIQUO_SIGNATURE, TestApp, between, spawn_app, spawn_app_with};
 
 async fn post_event(
     app: &TestApp,
@@ -94,19 +94,16 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
         app.mediquo.send_report(&integration, patient).await,
         Some(200)
     );
-    eventually(
-        std::time::Duration::from_secs(20),
-        "two signed MediQuo interactions",
-        || async {
-            app.hint
-                .interactions_for(patient)
-                .iter()
-                .filter(|i| i.status == "signed")
-                .count()
-                == 2
-        },
-    )
-    .await;
+    app.run_jobs().await;
+    assert_eq!(
+        app.hint
+            .interactions_for(patient)
+            .iter()
+            .filter(|i| i.status == "signed")
+            .count(),
+        2,
+        "two signed MediQuo interactions"
+    );
     let html = app
         .surface(
             "clinical_chart",
@@ -209,12 +206,12 @@ async fn the_same_delivery_twice_or_at_once_is_one_visit_and_other_types_are_ign
             .count(),
         1
     );
-    eventually(
-        std::time::Duration::from_secs(20),
-        "two signed interactions, no more",
-        || async { app.hint.interactions_for(patient).len() == 2 },
-    )
-    .await;
+    app.run_jobs().await;
+    assert_eq!(
+        app.hint.interactions_for(patient).len(),
+        2,
+        "two signed interactions, no more"
+    );
 }
 
 #[tokio::test]
@@ -284,7 +281,7 @@ async fn a_delivery_we_cannot_place_is_kept_for_admins_and_bad_bodies_are_refuse
 
 #[tokio::test]
 async fn hint_down_when_a_consultation_arrives_loses_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
     let practice = app.new_practice("Patient Clinic").await;
     let integration = app.setup_mediquo(&practice).await;
     let patient = &practice.patients[2];

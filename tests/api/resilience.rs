@@ -23,7 +23,7 @@ fn report(visit_id: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn hint_failing_with_500s_then_timeouts_still_ends_signed_once() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
     let practice = app.new_practice("Flaky Hint").await;
     app.setup_tiep(&practice).await;
     let patient = &practice.patients[0];
@@ -65,7 +65,11 @@ async fn hint_failing_with_500s_then_timeouts_still_ends_signed_once() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
-    let app = spawn_app_with(|s| s.jobs.lease = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.jobs.lease = Duration::from_secs(1);
+    })
+    .await;
     let practice = app.new_practice("Crashy").await;
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
@@ -109,7 +113,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test]
 async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
     let practice = app.new_practice("Refused").await;
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
@@ -170,7 +174,11 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
 
 #[tokio::test]
 async fn rate_limited_hint_gets_every_interaction_eventually() {
-    let app = spawn_app_with(|s| s.hint.rate_limit_backoff = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.hint.rate_limit_backoff = Duration::from_millis(200);
+    })
+    .await;
     let practice = app.new_practice("Busy").await;
     app.setup_tiep(&practice).await;
     app.hint.world().rate_limit_per_second = 4;
@@ -198,7 +206,7 @@ async fn rate_limited_hint_gets_every_interaction_eventually() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_the_job_in_flight() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
     let practice = app.new_practice("Shutdown").await;
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
@@ -232,7 +240,11 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
 
 #[tokio::test]
 async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
-    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(1000)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.launch_timeout = Duration::from_millis(1000);
+    })
+    .await;
     let practice = app.new_practice("Cut Short").await;
     app.setup_tiep(&practice).await;
     let patient = practice.patients[0].clone();
@@ -267,7 +279,11 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
 
 #[tokio::test]
 async fn a_launch_that_outlives_its_visit_says_so_and_opens_nothing() {
-    let app = spawn_app_with(|s| s.launch_timeout = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.launch_timeout = Duration::from_millis(200);
+    })
+    .await;
     let practice = app.new_practice("Too Slow").await;
     app.setup_tiep(&practice).await;
     let patient = &practice.patients[0];
@@ -294,7 +310,7 @@ async fn a_launch_that_outlives_its_visit_says_so_and_opens_nothing() {
 
 #[tokio::test]
 async fn one_practice_s_backlog_does_not_hold_up_another_practice() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
     let busy = app.new_practice("Busy Backlog").await;
     let quiet = app.new_practice("Quiet").await;
     app.setup_tiep(&busy).await;
@@ -341,7 +357,11 @@ async fn one_practice_s_backlog_does_not_hold_up_another_practice() {
 
 #[tokio::test]
 async fn calls_to_hint_are_paced_so_a_burst_provokes_no_429() {
-    let app = spawn_app_with(|s| s.hint.requests_per_second = 2.5).await;
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.hint.requests_per_second = 2.5;
+    })
+    .await;
     let practice = app.new_practice("Paced").await;
     app.setup_tiep(&practice).await;
     app.hint.world().rate_limit_per_second = 3;

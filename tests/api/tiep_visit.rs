@@ -243,6 +243,7 @@ async fn a_forged_webhook_changes_nothing_and_a_duplicate_has_one_effect() {
 #[tokio::test]
 async fn polling_finds_the_report_when_no_webhook_comes() {
     let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
         s.partners.tiep.poll_after = Duration::from_millis(200);
         s.partners.tiep.poll_every = Duration::from_millis(200);
     })
@@ -278,6 +279,7 @@ async fn polling_finds_the_report_when_no_webhook_comes() {
 #[tokio::test]
 async fn a_visit_with_no_report_ever_fails_with_a_reason() {
     let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
         s.partners.tiep.poll_after = Duration::from_millis(100);
         s.partners.tiep.poll_every = Duration::from_millis(100);
         s.partners.tiep.give_up_after = Duration::from_millis(600);
