@@ -5,7 +5,7 @@ use std::time::Duration;
 use chartbridge_sandbox::haidy::HaidyFaults;
 use reqwest::multipart::{Form, Part};
 
-use crate::helpers::{TestApp, TestPractice, between, spawn_app, spawn_app_with};
+use crate::helpers::{Page, TestApp, TestPractice, spawn_app, spawn_app_with};
 
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
 
@@ -55,10 +55,24 @@ async fn launch(
     .await
 }
 
-async fn page_of(app: &TestApp, response: reqwest::Response) -> String {
+async fn page_of(app: &TestApp, response: reqwest::Response) -> Page {
     assert_eq!(response.status(), 303, "the launch opens the visit page");
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    app.get(&location).await.text().await.unwrap()
+    Page::of(app.get(&location).await).await.1
+}
+
+/// What the visit page says of one file.
+fn outcome(page: &Page, file: &str) -> String {
+    page.texts("ul.uploads li")
+        .into_iter()
+        .find(|o| o.starts_with(&format!("{file}: ")))
+        .unwrap_or_else(|| panic!("no outcome for {file}: {:?}", page.texts("ul.uploads li")))
+}
+
+/// The launch form for `patient`.
+async fn launch_form(app: &TestApp, key: &str, patient: &str) -> Page {
+    let path = format!("/hint/partners/haidy/launch?patient_id={patient}&session_key={key}");
+    Page::of(app.get(&path).await).await.1
 }
 
 async fn practice_with_haidy(app: &TestApp) -> (TestPractice, String) {
@@ -78,20 +92,14 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
     let (practice, key) = practice_with_haidy(&app).await;
     let patient = &practice.patients[0];
 
-    let form = app
-        .get(&format!(
-            "/hint/partners/haidy/launch?patient_id={patient}&session_key={key}"
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        form.contains("value=\"casey.clinician@documentclinic.example\""),
+    let form = launch_form(&app, &key, patient).await;
+    assert_eq!(
+        form.attr("input[name=haidy_email]", "value").as_deref(),
+        Some("casey.clinician@documentclinic.example"),
         "the Hint email by default"
     );
 
-    let html = page_of(
+    let page = page_of(
         &app,
         launch(
             &app,
@@ -105,8 +113,11 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
         .await,
     )
     .await;
-    assert!(html.contains("lab.pdf: sent to Haidy"));
-    assert!(html.contains("letter.txt: sent to Haidy"));
+    assert!(outcome(&page, "lab.pdf").starts_with("lab.pdf: sent to Haidy"));
+    assert_eq!(
+        outcome(&page, "letter.txt"),
+        "letter.txt: sent to Haidy (16 bytes)"
+    );
 
     // Haidy holds the context once, with the files, under the Hint patient id.
     let context = app.haidy.context_for(patient).expect("a context");
@@ -118,7 +129,9 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
     app.wait_for_interaction(patient, "draft").await;
 
     // The deep link opens Haidy for this patient, as the clinician, with no password.
-    let link = between(&html, "<a class=\"button\" href=\"", "\"").expect("the deep link");
+    let link = page
+        .attr(".haidy-open a.button", "href")
+        .expect("the deep link");
     assert!(link.starts_with(app.haidy.app_url().as_str()), "{link}");
     assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
     let opened = app.haidy.world().deep_links.last().cloned().unwrap();
@@ -141,27 +154,23 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
         "marked downloaded"
     );
     let page = app
-        .surface(
+        .page(
             "clinical_interaction",
             &format!("{key}&visit_id={}", visit.id),
         )
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("Haidy report"));
-    assert!(page.contains("Anaemia resolved; continue iron for a month."));
+        .await;
+    assert_eq!(page.text_of(".result h3:last-of-type"), "Haidy report");
+    assert!(
+        page.text_of(".result .report, .result pre")
+            .contains("Anaemia resolved; continue iron for a month.")
+    );
 
     // The Haidy email the clinician entered is remembered for next time.
-    let form = app
-        .get(&format!(
-            "/hint/partners/haidy/launch?patient_id={patient}&session_key={key}"
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("value=\"casey@haidy.example\""));
+    let form = launch_form(&app, &key, patient).await;
+    assert_eq!(
+        form.attr("input[name=haidy_email]", "value").as_deref(),
+        Some("casey@haidy.example")
+    );
 }
 
 #[tokio::test]
@@ -170,12 +179,12 @@ async fn the_context_is_created_once_and_a_duplicate_does_not_break_a_launch() {
     let (practice, key) = practice_with_haidy(&app).await;
     let patient = &practice.patients[1];
     for _ in 0..2 {
-        let html = page_of(
+        let page = page_of(
             &app,
             launch(&app, &key, patient, &[("a.txt", b"note", "text/plain")]).await,
         )
         .await;
-        assert!(html.contains("a.txt: sent to Haidy"));
+        assert_eq!(outcome(&page, "a.txt"), "a.txt: sent to Haidy (4 bytes)");
     }
     assert_eq!(app.haidy.world().contexts.len(), 1, "no second create");
     assert_eq!(app.haidy.context_for(patient).unwrap().files.len(), 2);
@@ -186,13 +195,18 @@ async fn the_context_is_created_once_and_a_duplicate_does_not_break_a_launch() {
         .execute(app.state.db.writer())
         .await
         .unwrap();
-    let html = page_of(
+    let page = page_of(
         &app,
         launch(&app, &key, patient, &[("b.txt", b"note", "text/plain")]).await,
     )
     .await;
-    assert!(html.contains("b.txt: Not sent: Haidy already knows this patient"));
-    assert!(html.contains("Open Haidy for this patient"));
+    assert!(
+        outcome(&page, "b.txt").starts_with("b.txt: Not sent: Haidy already knows this patient")
+    );
+    assert_eq!(
+        page.text_of(".haidy-open a.button"),
+        "Open Haidy for this patient"
+    );
     let visits = app.visits_of(&practice.id).await;
     assert!(visits.iter().all(|v| v.state.as_str() == "in_progress"));
 }
@@ -207,7 +221,7 @@ async fn files_are_checked_before_anything_is_sent_and_each_outcome_is_shown() {
     let (practice, key) = practice_with_haidy(&app).await;
     let patient = &practice.patients[0];
     let big = vec![b'a'; 2048];
-    let html = page_of(
+    let page = page_of(
         &app,
         launch(
             &app,
@@ -227,12 +241,15 @@ async fn files_are_checked_before_anything_is_sent_and_each_outcome_is_shown() {
         .await,
     )
     .await;
-    assert!(html.contains("big.txt: Not sent: larger than 1 KiB."));
-    assert!(
-        html.contains("setup.pdf: Not sent: Haidy takes text, PDF, images and FHIR files only.")
+    assert_eq!(
+        page.texts("ul.uploads li.error"),
+        [
+            "big.txt: Not sent: larger than 1 KiB.",
+            "setup.pdf: Not sent: Haidy takes text, PDF, images and FHIR files only.",
+            "empty.txt: Not sent: the file is empty.",
+        ]
     );
-    assert!(html.contains("empty.txt: Not sent: the file is empty."));
-    assert!(html.contains("ok.pdf: sent to Haidy"));
+    assert!(outcome(&page, "ok.pdf").starts_with("ok.pdf: sent to Haidy"));
     let context = app.haidy.context_for(patient).unwrap();
     assert_eq!(context.files.len(), 1, "only the good file reached Haidy");
 
@@ -251,10 +268,17 @@ async fn files_are_checked_before_anything_is_sent_and_each_outcome_is_shown() {
         ],
     )
     .await;
-    assert_eq!(more.status(), 422);
-    let html = more.text().await.unwrap();
-    assert!(html.contains("3.txt: sent to Haidy"));
-    assert!(html.contains("4.txt: Not sent: at most 3 files at once."));
+    let (status, more) = Page::of(more).await;
+    assert_eq!(status, 422);
+    assert_eq!(outcome(&more, "3.txt"), "3.txt: sent to Haidy (5 bytes)");
+    assert_eq!(
+        outcome(&more, "4.txt"),
+        "4.txt: Not sent: at most 3 files at once."
+    );
+    assert!(
+        more.text_of("[role=alert]")
+            .contains("1 file(s) were not sent")
+    );
     assert_eq!(app.haidy.context_for(patient).unwrap().files.len(), 4);
 }
 
@@ -263,8 +287,12 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
     let app = spawn_app().await;
     let (practice, key) = practice_with_haidy(&app).await;
     app.haidy.set_faults(HaidyFaults { down: true });
-    let html = page_of(&app, launch(&app, &key, &practice.patients[0], &[]).await).await;
-    assert!(html.contains("Haidy failed (HTTP 503). Try again in a moment."));
+    let page = page_of(&app, launch(&app, &key, &practice.patients[0], &[]).await).await;
+    assert_eq!(page.text_of(".meta .state"), "Failed");
+    assert_eq!(
+        page.text_of("#visit > p.error"),
+        "Haidy failed (HTTP 503). Try again in a moment."
+    );
     app.wait_for_interaction(&practice.patients[0], "failed")
         .await;
     app.haidy.set_faults(HaidyFaults::default());
@@ -283,8 +311,11 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
         )
         .await;
     assert_eq!(saved.status(), 200);
-    let html = page_of(&app, launch(&app, &key, &practice.patients[1], &[]).await).await;
-    assert!(html.contains("Haidy refused this practice") && html.contains("API token"));
+    let page = page_of(&app, launch(&app, &key, &practice.patients[1], &[]).await).await;
+    assert_eq!(
+        page.text_of("#visit > p.error"),
+        "Haidy refused this practice's API token. Ask a practice admin to check it in Chartbridge settings."
+    );
     let visits = app.visits_of(&practice.id).await;
     assert!(visits.iter().all(|v| v.state.as_str() == "failed"));
     assert!(app.haidy.world().contexts.is_empty());
@@ -352,16 +383,25 @@ async fn haidy_settings_are_for_admins_and_the_token_stays_sealed() {
             ],
         )
         .await;
-    assert_eq!(missing.status(), 422);
-    assert!(missing.text().await.unwrap().contains("patient group"));
+    let (status, missing) = Page::of(missing).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        missing.text_of("#haidy-settings [role=alert]"),
+        "Enter the Haidy patient group id."
+    );
     assert_eq!(
         app.post_form("/hint/settings/haidy", &admin, &fields)
             .await
             .status(),
         200
     );
-    let page = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(page.contains("value=\"grp-1\"") && !page.contains("tok-secret-value-1"));
+    let page = app.page("settings", &admin).await;
+    assert_eq!(
+        page.attr("#haidy-settings input[name=patient_group]", "value")
+            .as_deref(),
+        Some("grp-1")
+    );
+    assert!(!page.source().contains("tok-secret-value-1"));
     let sealed: String = sqlx::query_scalar(
         "SELECT secrets_sealed FROM partner_connections WHERE partner = 'haidy'",
     )
@@ -372,14 +412,10 @@ async fn haidy_settings_are_for_admins_and_the_token_stays_sealed() {
     // Without Haidy set up, the launch form says so instead of offering to send.
     let other = app.new_practice("Unset Docs").await;
     let key = app.session(&other.clinician, None).await;
-    let form = app
-        .get(&format!(
-            "/hint/partners/haidy/launch?patient_id={}&session_key={key}",
-            other.patients[0]
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("Haidy is not set up for this practice yet"));
+    let form = launch_form(&app, &key, &other.patients[0]).await;
+    assert!(
+        form.text_of("[role=alert]")
+            .starts_with("Haidy is not set up for this practice yet")
+    );
+    assert!(!form.has("form"), "nothing to send");
 }

@@ -1,6 +1,6 @@
 //! The signed handshake, probed the way Hint's audit does.
 
-use crate::helpers::{sign, spawn_app};
+use crate::helpers::{Page, sign, spawn_app};
 use sqlx::Row;
 
 const MINIMAL: &[u8] =
@@ -59,9 +59,9 @@ async fn signed_minimal_body_gets_a_session_key_that_opens_nothing_without_roles
     assert_ne!(stored, key);
     assert_eq!(stored, chartbridge::crypto::sha256_hex(key.as_bytes()));
     // No partner role: the page says to ask a practice admin.
-    let page = app.surface("core_page", key).await;
-    assert_eq!(page.status(), 403);
-    assert!(page.text().await.unwrap().contains("Ask a practice admin"));
+    let (status, page) = Page::of(app.surface("core_page", key).await).await;
+    assert_eq!(status, 403);
+    assert!(page.text_of("main").contains("Ask a practice admin"));
 }
 
 #[tokio::test]
@@ -122,12 +122,9 @@ async fn platform_support_gets_admin_and_a_banner() {
         .hint
         .add_user(&practice.id, "Hintstaff", &[], "platform_support");
     let key = app.session(&support, None).await;
-    let page = app.surface("settings", &key).await;
-    assert_eq!(page.status(), 200);
+    let page = app.page("settings", &key).await;
     assert!(
-        page.text()
-            .await
-            .unwrap()
-            .contains("Hint platform support session")
+        page.text_of(".banner[role=status]")
+            .starts_with("Hint platform support session")
     );
 }

@@ -6,7 +6,7 @@ use chartbridge::partners::hcw::sso::{SsoClaims, callback_url, mint};
 use chartbridge_sandbox::hcw::HcwFaults;
 use secrecy::SecretString;
 
-use crate::helpers::{HCW_SSO_SECRET, TestApp, TestPractice, between, spawn_app, spawn_app_with};
+use crate::helpers::{HCW_SSO_SECRET, Page, TestApp, TestPractice, spawn_app, spawn_app_with};
 
 /// Opens the launch form for `patient` and submits it with `fields`; answers the response.
 async fn launch(
@@ -47,14 +47,12 @@ async fn launched(
     (practice, key, visit)
 }
 
-/// The page's text with HTML's apostrophe escapes undone.
-async fn unescaped(response: reqwest::Response) -> String {
-    response
-        .text()
-        .await
-        .unwrap()
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
+/// The launch form for `patient`, as the clinician sees it.
+async fn launch_form(app: &TestApp, key: &str, patient: &str) -> Page {
+    let path = format!("/hint/partners/hcw/launch?patient_id={patient}&session_key={key}");
+    let (status, page) = Page::of(app.get(&path).await).await;
+    assert_eq!(status, 200);
+    page
 }
 
 fn invite_id(visit: &chartbridge::visits::Visit) -> String {
@@ -73,24 +71,20 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
     let key = app.session(&practice.clinician, Some(patient)).await;
 
     // The chart offers the video visit; the form says what HCW will receive.
-    let chart = app
-        .surface("clinical_chart", &key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(chart.contains("Start HCW@Home video visit"));
-    let form = app
-        .get(&format!(
-            "/hint/partners/hcw/launch?patient_id={patient}&session_key={key}"
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("Gender shown in HCW@Home: female (from Hint)"));
-    assert!(form.contains("by email to ava.thompson@patients.example"));
-    assert!(form.contains("to you (casey.clinician@videoclinic.example)"));
+    let chart = app.page("clinical_chart", &key).await;
+    assert_eq!(chart.texts(".launches a"), ["Start HCW@Home video visit"]);
+    let form = launch_form(&app, &key, patient).await;
+    assert!(
+        form.text_of("form p")
+            .contains("Gender shown in HCW@Home: female (from Hint)")
+    );
+    assert_eq!(
+        form.texts(".meta dd"),
+        [
+            "by email to ava.thompson@patients.example and by text to +15555550100",
+            "to you (casey.clinician@videoclinic.example)"
+        ]
+    );
 
     let response = launch(
         &app,
@@ -125,13 +119,19 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
     assert!(body.get("queue").is_none());
 
     // The visit page shows the patient link and that HCW sent it.
-    let page = app.get(&location).await.text().await.unwrap();
-    let patient_url = between(&page, "<code id=\"hcw-patient-url\">", "</code>").unwrap();
+    let (_, page) = Page::of(app.get(&location).await).await;
+    let patient_url = page.text_of("#hcw-patient-url");
     assert!(patient_url.starts_with(app.hcw.base_url().as_str()));
-    assert!(page.contains("HCW@Home sent the link to the patient."));
-    assert!(page.contains("Open HCW@Home as doctor"));
+    assert_eq!(
+        page.text_of(".hcw-open p.ok"),
+        "HCW@Home sent the link to the patient."
+    );
+    assert_eq!(
+        page.texts(".hcw-open .actions button"),
+        ["Open HCW@Home as doctor", "Finish visit"]
+    );
     assert!(
-        !page.contains(HCW_SSO_SECRET),
+        !page.source().contains(HCW_SSO_SECRET),
         "the SSO secret never reaches the browser"
     );
 
@@ -168,8 +168,10 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
             &[],
         )
         .await;
-    assert_eq!(finished.status(), 200);
-    assert!(finished.text().await.unwrap().contains("Consultation"));
+    let (status, finished) = Page::of(finished).await;
+    assert_eq!(status, 200);
+    assert_eq!(finished.text_of(".result h3"), "Consultation");
+    assert_eq!(finished.text_of(".meta .state"), "Completed");
     assert_eq!(
         app.visit(&practice.id, &visit.id).await.state.as_str(),
         "completed"
@@ -188,23 +190,14 @@ async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_callin
     let key = app.session(&practice.clinician, None).await;
     let riley = &practice.patients[2]; // Hint sex "unknown"
 
-    let form = app
-        .get(&format!(
-            "/hint/partners/hcw/launch?patient_id={riley}&session_key={key}"
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("<select name=\"gender\" required>"));
-    let refused = launch(&app, &key, riley, &[("language", "en")]).await;
-    assert_eq!(refused.status(), 422);
+    let form = launch_form(&app, &key, riley).await;
+    assert!(form.has("select[name=gender][required]"));
+    let (status, refused) = Page::of(launch(&app, &key, riley, &[("language", "en")]).await).await;
+    assert_eq!(status, 422);
     assert!(
         refused
-            .text()
-            .await
-            .unwrap()
-            .contains("Choose the gender HCW@Home should show")
+            .text_of("[role=alert]")
+            .starts_with("Choose the gender HCW@Home should show")
     );
     assert!(app.hcw.world().invites.is_empty(), "nothing sent to HCW");
     assert!(app.visits_of(&practice.id).await.is_empty());
@@ -222,16 +215,12 @@ async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_callin
         p.email = None;
         p.phone = None;
     }
-    let form = app
-        .get(&format!(
-            "/hint/partners/hcw/launch?patient_id={liam}&session_key={key}"
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("no email and no phone number in Hint"));
-    assert!(!form.contains("Create the invitation"));
+    let form = launch_form(&app, &key, liam).await;
+    assert!(
+        form.text_of("[role=alert]")
+            .contains("no email and no phone number in Hint")
+    );
+    assert!(!form.has("form button"), "nothing to submit");
     let refused = launch(&app, &key, liam, &[("language", "en")]).await;
     assert_eq!(refused.status(), 422);
     assert_eq!(app.hcw.world().invites.len(), 1);
@@ -248,8 +237,9 @@ async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_callin
         ],
     )
     .await;
-    assert_eq!(past.status(), 422);
-    assert!(past.text().await.unwrap().contains("in the past"));
+    let (status, past) = Page::of(past).await;
+    assert_eq!(status, 422);
+    assert!(past.text_of("[role=alert]").contains("in the past"));
 }
 
 #[tokio::test]
@@ -261,12 +251,12 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     let patient = &practice.patients[0];
 
     // An unknown queue: HCW's own message, on the form, and the visit fails with it.
-    let refused = launch(&app, &key, patient, &[("language", "en")]).await;
-    assert_eq!(refused.status(), 422);
-    let html = unescaped(refused).await;
-    assert!(
-        html.contains("HCW@Home refused: queue Night shift doesn't exist."),
-        "{html}"
+    let (status, refused) =
+        Page::of(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        refused.text_of("[role=alert]"),
+        "HCW@Home refused: queue Night shift doesn't exist."
     );
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(visit.state.as_str(), "failed");
@@ -296,18 +286,19 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
             assert_eq!(r.status(), 200);
         }
     };
+    let said = |response| async move { Page::of(response).await.1.text_of("main") };
     save("nobody@video.example", "wrong-password").await;
-    let html = unescaped(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    let words = said(launch(&app, &key, patient, &[("language", "en")]).await).await;
     assert!(
-        html.contains("refused Chartbridge's service account"),
-        "{html}"
+        words.contains("refused Chartbridge's service account"),
+        "{words}"
     );
 
     app.hcw
         .add_account("nurse@video.example", "nurse-password-1", "nurse");
     save("nurse@video.example", "nurse-password-1").await;
-    let html = unescaped(launch(&app, &key, patient, &[("language", "en")]).await).await;
-    assert!(html.contains("It needs the scheduler role"), "{html}");
+    let words = said(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    assert!(words.contains("It needs the scheduler role"), "{words}");
 
     app.hcw
         .add_account("ok@video.example", "ok-password-0001", "scheduler");
@@ -316,7 +307,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     let down = launch(&app, &key, patient, &[("language", "en")]).await;
     assert_eq!(down.status(), 502);
     assert!(
-        unescaped(down)
+        said(down)
             .await
             .contains("HCW@Home failed (HTTP 503). Try again in a moment.")
     );
@@ -348,15 +339,13 @@ async fn a_consultation_closed_in_hcw_is_collected_by_polling() {
         Duration::from_secs(10),
         "the page shows the waiting patient",
         || async {
-            app.surface(
+            app.page(
                 "clinical_interaction",
                 &format!("{key}&visit_id={}", visit.id),
             )
             .await
-            .text()
-            .await
-            .unwrap()
-            .contains("The patient is in the waiting room.")
+            .text_of(".hcw-open [role=status]")
+                == "The patient is in the waiting room."
         },
     )
     .await;
@@ -404,12 +393,11 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
             &[],
         )
         .await;
-    assert_eq!(early.status(), 422);
+    let (status, early) = Page::of(early).await;
+    assert_eq!(status, 422);
     assert!(
         early
-            .text()
-            .await
-            .unwrap()
+            .text_of("[role=alert]")
             .contains("no consultation to close yet")
     );
     assert_eq!(
@@ -444,12 +432,11 @@ async fn cancelling_revokes_the_invite_unless_the_patient_already_joined() {
     let refused = app
         .post_form(&format!("/hint/visits/{}/cancel", open.id), &key, &[])
         .await;
-    assert_eq!(refused.status(), 422);
+    let (status, refused) = Page::of(refused).await;
+    assert_eq!(status, 422);
     assert!(
         refused
-            .text()
-            .await
-            .unwrap()
+            .text_of("[role=alert]")
             .contains("cannot revoke the invitation")
     );
     assert_eq!(
@@ -609,13 +596,17 @@ async fn hcw_settings_are_for_admins_https_only_and_secrets_stay_sealed() {
             &fields("http://hcw.example.org"),
         )
         .await;
-    assert_eq!(plain.status(), 422);
+    let (status, plain) = Page::of(plain).await;
+    assert_eq!(status, 422);
     assert!(
         plain
-            .text()
-            .await
-            .unwrap()
+            .text_of("#hcw-settings [role=alert]")
             .contains("must start with https://")
+    );
+    assert_eq!(
+        plain.attr("input[name=base_url]", "value").as_deref(),
+        Some("http://hcw.example.org"),
+        "what the admin typed is kept"
     );
     let mut short = fields("https://hcw.example.org");
     short[3] = ("sso_secret", "short");
@@ -636,9 +627,13 @@ async fn hcw_settings_are_for_admins_https_only_and_secrets_stay_sealed() {
         200
     );
 
-    let page = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(page.contains("https://hcw.example.org/"));
-    assert!(!page.contains("a-password-0001") && !page.contains(HCW_SSO_SECRET));
+    let page = app.page("settings", &admin).await;
+    assert_eq!(
+        page.attr("#hcw-settings input[name=base_url]", "value")
+            .as_deref(),
+        Some("https://hcw.example.org/")
+    );
+    assert!(!page.source().contains("a-password-0001") && !page.source().contains(HCW_SSO_SECRET));
     let sealed: String =
         sqlx::query_scalar("SELECT secrets_sealed FROM partner_connections WHERE partner = 'hcw'")
             .fetch_one(app.state.db.reader())

@@ -74,7 +74,13 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
         .with_current_span(true)
         .with_writer(CAPTURED.clone())
         .with_filter(filter::dynamic_filter_fn(|meta, _| {
-            CAPTURING.load(Ordering::Relaxed) && *meta.level() <= tracing::Level::DEBUG
+            // The tests' own HTML parser (scraper) reads pages aloud at DEBUG: not the app's.
+            let test_side = ["html5ever", "markup5ever", "selectors"]
+                .iter()
+                .any(|t| meta.target().starts_with(t));
+            CAPTURING.load(Ordering::Relaxed)
+                && *meta.level() <= tracing::Level::DEBUG
+                && !test_side
         }));
     let stdout = std::env::var("TEST_LOG")
         .is_ok()
@@ -374,6 +380,13 @@ impl TestApp {
             .await
     }
 
+    /// A surface as Hint's iframe loads it, parsed; it must answer 200.
+    pub async fn page(&self, surface: &str, key: &str) -> Page {
+        let (status, page) = Page::of(self.surface(surface, key).await).await;
+        assert_eq!(status, 200, "/hint/{surface} answers");
+        page
+    }
+
     /// An htmx-style GET with the key in the header.
     pub async fn htmx_get(&self, path: &str, key: &str) -> reqwest::Response {
         self.http
@@ -571,12 +584,14 @@ impl TestApp {
         launch_url: &str,
         answers: &[(&str, &str)],
     ) -> reqwest::Response {
-        let page = self.http.get(launch_url).send().await.unwrap();
-        assert_eq!(page.status(), 200, "the Tiep page opens");
-        let html = page.text().await.unwrap();
-        let action = between(&html, "action=\"", "\"").expect("the Tiep page has a form");
-        let secret =
-            between(&html, "name=\"page_secret\" value=\"", "\"").expect("the form has its secret");
+        let (status, page) = Page::of(self.http.get(launch_url).send().await.unwrap()).await;
+        assert_eq!(status, 200, "the Tiep page opens");
+        let action = page
+            .attr("form", "action")
+            .expect("the Tiep page has a form");
+        let secret = page
+            .attr("input[name=page_secret]", "value")
+            .expect("the form has its secret");
         let mut form = vec![("page_secret", secret.as_str())];
         form.extend_from_slice(answers);
         let url = url::Url::parse(launch_url).unwrap().join(&action).unwrap();
@@ -731,17 +746,6 @@ impl TestApp {
     }
 }
 
-/// The text between `start` and the next `end`.
-pub fn between(haystack: &str, start: &str, end: &str) -> Option<String> {
-    let from = haystack.find(start)? + start.len();
-    let to = haystack[from..].find(end)? + from;
-    Some(
-        haystack[from..to]
-            .replace("&amp;", "&")
-            .replace("&#38;", "&"),
-    )
-}
-
 /// Polls `check` until it is true (or fails the test after `limit`).
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
@@ -773,4 +777,82 @@ const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, p
 pub fn stored_result(visit: &Visit) -> Value {
     serde_json::from_str(visit.result.as_deref().expect("the visit has a result"))
         .expect("the result is JSON")
+}
+
+/// An HTML answer, parsed: assertions read what a browser would show, not the raw markup.
+pub struct Page {
+    html: scraper::Html,
+    source: String,
+}
+
+impl Page {
+    pub fn parse(html: &str) -> Self {
+        Self {
+            html: scraper::Html::parse_document(html),
+            source: html.to_string(),
+        }
+    }
+
+    /// The markup as sent (for what must never be in it at all, like a secret).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The response's status and its page.
+    pub async fn of(response: reqwest::Response) -> (reqwest::StatusCode, Page) {
+        let status = response.status();
+        (status, Page::parse(&response.text().await.unwrap()))
+    }
+
+    fn select(&self, selector: &str) -> Vec<scraper::ElementRef<'_>> {
+        let selector = scraper::Selector::parse(selector).expect("a valid CSS selector");
+        self.html.select(&selector).collect()
+    }
+
+    /// All the text of the page, entities decoded, white space folded.
+    pub fn text(&self) -> String {
+        fold(self.html.root_element().text())
+    }
+
+    /// The text of each element `selector` matches.
+    pub fn texts(&self, selector: &str) -> Vec<String> {
+        self.select(selector)
+            .into_iter()
+            .map(|e| fold(e.text()))
+            .collect()
+    }
+
+    /// The text of the first element `selector` matches (empty when none does).
+    pub fn text_of(&self, selector: &str) -> String {
+        self.texts(selector).into_iter().next().unwrap_or_default()
+    }
+
+    pub fn has(&self, selector: &str) -> bool {
+        !self.select(selector).is_empty()
+    }
+
+    pub fn count(&self, selector: &str) -> usize {
+        self.select(selector).len()
+    }
+
+    /// Attribute `name` of each element `selector` matches.
+    pub fn attrs(&self, selector: &str, name: &str) -> Vec<String> {
+        self.select(selector)
+            .into_iter()
+            .filter_map(|e| e.value().attr(name).map(String::from))
+            .collect()
+    }
+
+    /// Attribute `name` of the first element `selector` matches.
+    pub fn attr(&self, selector: &str, name: &str) -> Option<String> {
+        self.attrs(selector, name).into_iter().next()
+    }
+}
+
+fn fold<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    parts
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

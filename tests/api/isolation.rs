@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, TestApp, spawn_app};
+use crate::helpers::{Page, TIEP_HOOK_SECRET, TestApp, spawn_app};
 
 #[tokio::test]
 async fn nothing_of_one_practice_reaches_the_other() {
@@ -54,25 +54,27 @@ async fn nothing_of_one_practice_reaches_the_other() {
         "/hint/visits".to_string(),
         format!("/hint/visits?patient_id={a_patient}"),
     ] {
-        let html = app.htmx_get(&path, &b_key).await.text().await.unwrap();
+        let (_, rows) = Page::of(app.htmx_get(&path, &b_key).await).await;
+        assert_eq!(rows.text_of("#visits .empty"), "No visits yet.", "{path}");
+        // Nowhere in the markup either (attributes included).
+        let source = rows.source();
         assert!(
-            !html.contains(a_visit.id.as_str()),
+            !source.contains(a_visit.id.as_str()),
             "{path} leaks A's visit"
         );
-        assert!(!html.contains("Ava Thompson"), "{path} leaks A's patient");
+        assert!(!source.contains("Ava Thompson"), "{path} leaks A's patient");
     }
-    let core = app.surface("core_page", &b_key).await.text().await.unwrap();
-    assert!(!core.contains(a_visit.id.as_str()));
+    let core = app.page("core_page", &b_key).await;
+    assert!(!core.source().contains(a_visit.id.as_str()));
 
     // Patients: by id and by search.
-    let search = app
-        .htmx_get(&format!("/hint/patients/search?q={a_patient}"), &b_key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(search.contains("No patient matches"), "{search}");
-    assert!(!search.contains("class=\"patients\""));
+    let (_, search) = Page::of(
+        app.htmx_get(&format!("/hint/patients/search?q={a_patient}"), &b_key)
+            .await,
+    )
+    .await;
+    assert!(search.text_of(".empty").starts_with("No patient matches"));
+    assert!(!search.has(".patients"));
     assert_eq!(app.start_visit(&b_key, a_patient).await.status(), 404);
     let chart_key = app.session(&b.clinician, Some(a_patient)).await;
     assert_eq!(
@@ -81,14 +83,13 @@ async fn nothing_of_one_practice_reaches_the_other() {
     );
 
     // Settings: B's page shows B's webhook URL, never A's.
-    let settings = app
-        .surface("settings", &b_admin)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(settings.contains(&format!("/webhooks/tiep/{}", b.id)));
-    assert!(!settings.contains(&a.id));
+    let settings = app.page("settings", &b_admin).await;
+    assert!(
+        settings
+            .text_of("#tiep-webhook-url")
+            .ends_with(&format!("/webhooks/tiep/{}", b.id))
+    );
+    assert!(!settings.source().contains(&a.id));
 
     // Webhooks: A's visit cannot be completed through B's endpoint, even correctly signed for B;
     // the delivery is kept for B's admins (it is B's facility that sent it), A's visit untouched.
@@ -140,10 +141,14 @@ async fn nothing_of_one_practice_reaches_the_other() {
         .await
         .unwrap();
     assert_eq!(retry.status(), 404);
-    let b_core = app.surface("core_page", &b_key).await.text().await.unwrap();
-    assert!(!b_core.contains(a_job));
-    let a_core = app.surface("core_page", &a_key).await.text().await.unwrap();
-    assert!(a_core.contains(a_job), "A sees its own stuck work");
+    let b_core = app.page("core_page", &b_key).await;
+    assert!(!b_core.has(".attention") && !b_core.source().contains(a_job));
+    let a_core = app.page("core_page", &a_key).await;
+    assert_eq!(
+        a_core.attrs(".attention button", "hx-post"),
+        [format!("/hint/jobs/{a_job}/retry")],
+        "A sees its own stuck work"
+    );
 }
 
 /// Posts a multipart launch/upload form with one small text file.
@@ -289,27 +294,31 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
     };
     assert!(context_of(&a.id).await.unwrap().is_some());
     assert!(context_of(&b.id).await.unwrap().is_none());
-    let b_form = app
-        .get(&format!(
+    let (_, b_form) = Page::of(
+        app.get(&format!(
             "/hint/partners/haidy/launch?patient_id={}&session_key={b_key}",
             b.patients[0]
         ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!b_form.contains("a-only@haidy.example"));
+        .await,
+    )
+    .await;
+    assert_ne!(
+        b_form.attr("input[name=haidy_email]", "value").as_deref(),
+        Some("a-only@haidy.example")
+    );
+    assert!(!b_form.source().contains("a-only@haidy.example"));
 
     // Settings: B's page shows B's connections only.
     let b_admin = app.session(&b.admin, None).await;
-    let settings = app
-        .surface("settings", &b_admin)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(settings.contains(&format!("scheduler@{}.example", b.id.to_lowercase())));
-    assert!(!settings.contains(&a.id.to_lowercase()) && !settings.contains(&a.id));
+    let settings = app.page("settings", &b_admin).await;
+    assert_eq!(
+        settings
+            .attr("#hcw-settings input[name=service_email]", "value")
+            .unwrap(),
+        format!("scheduler@{}.example", b.id.to_lowercase())
+    );
+    let source = settings.source();
+    assert!(!source.contains(&a.id.to_lowercase()) && !source.contains(&a.id));
 
     // MediQuo: each practice's door opens with its own value only; A's MediQuo naming B's
     // patient is kept for A, never a visit in B.

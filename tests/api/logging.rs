@@ -122,6 +122,13 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         &haidy_token,
         "eyJ",
     ] {
-        assert!(!logs.contains(secret), "the log contains {secret:?}");
+        let line = logs
+            .lines()
+            .find(|l| l.contains(secret))
+            .unwrap_or_default();
+        assert!(
+            !logs.contains(secret),
+            "the log contains {secret:?}: {line}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{MEDIQUO_SIGNATURE, TestApp, between, spawn_app, spawn_app_with};
+use crate::helpers::{MEDIQUO_SIGNATURE, Page, TestApp, spawn_app, spawn_app_with};
 
 async fn post_event(
     app: &TestApp,
@@ -62,30 +62,43 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
         .handshake(&practice.clinician, Some(patient), Some(&interaction.id))
         .await
         .unwrap();
-    let page = app.surface("clinical_interaction", &key).await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    for expected in [
-        "Consultation finished on MediQuo",
-        "Medicina General",
-        "Subjective",
-        "sore throat and mild fever",
-        "Acute streptococcal pharyngitis likely",
-        "Amoxicillin 500 mg three times daily",
-        "Prescriptions",
-        "amoxicillin",
-        "Allergies",
-        "Penicillin",
-        "Diseases",
-        "Asthma",
-        "Medications",
-        "Salbutamol",
-        "2 puffs as needed",
-    ] {
-        assert!(html.contains(expected), "the page shows {expected:?}");
+    let page = app.page("clinical_interaction", &key).await;
+    assert_eq!(
+        page.text_of(".result h3"),
+        "Consultation finished on MediQuo"
+    );
+    assert!(
+        page.text_of(".result .meta dd")
+            .contains("Medicina General")
+    );
+    assert_eq!(
+        page.texts(".soap th"),
+        ["Subjective", "Objective", "Assessment", "Plan"]
+    );
+    let soap = page.texts(".soap td");
+    assert!(soap[0].contains("sore throat and mild fever"), "{soap:?}");
+    assert!(soap[2].contains("Acute streptococcal pharyngitis likely"));
+    assert!(soap[3].contains("Amoxicillin 500 mg three times daily"));
+    assert_eq!(
+        page.texts(".result h4"),
+        [
+            "SOAP report",
+            "Prescriptions",
+            "Allergies",
+            "Diseases",
+            "Medications"
+        ]
+    );
+    assert!(page.text_of(".prescriptions").contains("amoxicillin"));
+    let history = page.texts(".history li");
+    for expected in ["Penicillin", "Asthma", "Salbutamol", "2 puffs as needed"] {
+        assert!(
+            history.iter().any(|h| h.contains(expected)),
+            "the history shows {expected:?}: {history:?}"
+        );
     }
     assert!(
-        !html.contains("Cancel visit"),
+        !page.has("form.cancel"),
         "a finished consultation cannot be cancelled"
     );
 
@@ -104,16 +117,20 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
         2,
         "two signed MediQuo interactions"
     );
-    let html = app
-        .surface(
+    let chart = app
+        .page(
             "clinical_chart",
             &app.session(&practice.clinician, Some(patient)).await,
         )
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(html.contains("MediQuo consultations arrive on their own"));
+        .await;
+    assert!(
+        chart
+            .texts("section.patient .hint")
+            .iter()
+            .any(|h| h
+                == "MediQuo consultations arrive on their own and appear below when finished.")
+    );
+    assert_eq!(chart.count("table.visits tbody tr"), 2);
 }
 
 #[tokio::test]
@@ -265,16 +282,22 @@ async fn a_delivery_we_cannot_place_is_kept_for_admins_and_bad_bodies_are_refuse
 
     // Admins see them in settings and can open one; the body is there to act on.
     let admin = app.session(&practice.admin, None).await;
-    let settings = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(settings.contains("not a patient of this practice in Hint"));
-    assert!(settings.contains("names no patient"));
-    let id = between(&settings, "/hint/unmatched/", "?").expect("a view link");
-    let view = app.surface(&format!("unmatched/{id}"), &admin).await;
-    assert_eq!(view.status(), 200);
+    let settings = app.page("settings", &admin).await;
+    let listed = settings.texts("#unmatched li");
+    assert_eq!(listed.len(), 4);
     assert!(
-        view.text()
-            .await
-            .unwrap()
+        listed
+            .iter()
+            .any(|l| l.contains("not a patient of this practice in Hint"))
+    );
+    assert!(listed.iter().any(|l| l.contains("names no patient")));
+    let view = settings
+        .attr("#unmatched li a", "href")
+        .expect("a view link");
+    let (status, view) = Page::of(app.get(&view).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        view.text_of("main")
             .contains("patient_consultation_finished")
     );
 }
@@ -328,17 +351,26 @@ async fn only_admins_set_up_mediquo_and_the_value_must_be_long_enough() {
     let short = app
         .post_form("/hint/settings/mediquo", &admin, &[("signature", "short")])
         .await;
-    assert_eq!(short.status(), 422);
-    assert!(short.text().await.unwrap().contains("16 to 512 characters"));
+    let (status, short) = Page::of(short).await;
+    assert_eq!(status, 422);
+    assert!(
+        short
+            .text_of("#mediquo-settings [role=alert]")
+            .contains("16 to 512 characters")
+    );
     assert!(!app.has_connection(&practice.id, "mediquo").await);
 
-    let page = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(page.contains(&format!("/webhooks/mediquo/{}", practice.id)));
+    let page = app.page("settings", &admin).await;
+    assert_eq!(
+        page.text_of("#mediquo-webhook-url"),
+        format!("{}/webhooks/mediquo/{}", app.address, practice.id)
+    );
     app.setup_mediquo(&practice).await;
     assert!(app.has_connection(&practice.id, "mediquo").await);
     // The value is sealed at rest, never shown back.
-    let page = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(!page.contains(MEDIQUO_SIGNATURE));
+    let page = app.page("settings", &admin).await;
+    assert!(page.text_of("#mediquo-settings").contains("MediQuo"));
+    assert!(!page.source().contains(MEDIQUO_SIGNATURE));
     let stored: Vec<String> = sqlx::query_scalar(
         "SELECT secrets_sealed FROM partner_connections WHERE partner = 'mediquo'",
     )

@@ -131,12 +131,19 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
     })
     .await;
     let key = app.session(&practice.clinician, None).await;
-    let core = app.surface("core_page", &key).await.text().await.unwrap();
-    assert!(core.contains("Needs attention"));
-    assert!(core.contains("Write the visit to the Hint chart"));
-    assert!(core.contains(&visit_id));
-    let job_id =
-        crate::helpers::between(&core, "hx-post=\"/hint/jobs/", "/retry").expect("a retry button");
+    let core = app.page("core_page", &key).await;
+    assert_eq!(core.text_of(".attention h2"), "Needs attention");
+    assert_eq!(
+        core.text_of(".attention li strong"),
+        "Write the visit to the Hint chart"
+    );
+    assert_eq!(core.text_of(".attention li a"), visit_id);
+    let job_id = core
+        .attr(".attention button", "hx-post")
+        .expect("a retry button")
+        .trim_start_matches("/hint/jobs/")
+        .trim_end_matches("/retry")
+        .to_string();
 
     // The practice fixes it in Hint; retrying completes the write-back.
     app.hint
@@ -296,12 +303,8 @@ async fn a_launch_that_outlives_its_visit_says_so_and_opens_nothing() {
     let key = app.session(&practice.clinician, None).await;
     let late = app.start_visit(&key, patient).await;
     assert_eq!(late.status(), 409);
-    assert!(
-        late.text()
-            .await
-            .unwrap()
-            .contains("The visit ended before")
-    );
+    let (_, late) = crate::helpers::Page::of(late).await;
+    assert!(late.text_of("main").contains("The visit ended before"));
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(visit.state.as_str(), "failed");
     assert!(visit.error_message.unwrap().contains("never opened"));

@@ -1,6 +1,6 @@
 //! The framed pages: sessions, headers, roles, escaping.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Page, spawn_app};
 
 #[tokio::test]
 async fn no_session_gets_the_401_page() {
@@ -11,13 +11,10 @@ async fn no_session_gets_the_401_page() {
         "/hint/clinical_chart",
         "/hint/core_page?session_key=made-up",
     ] {
-        let response = app.get(path).await;
-        assert_eq!(response.status(), 401, "{path}");
+        let (status, page) = Page::of(app.get(path).await).await;
+        assert_eq!(status, 401, "{path}");
         assert!(
-            response
-                .text()
-                .await
-                .unwrap()
+            page.text_of("main")
                 .contains("Reopen Chartbridge from Hint")
         );
     }
@@ -51,34 +48,35 @@ async fn the_session_key_works_from_the_htmx_header_and_links_carry_it() {
     let practice = app.new_practice("Htmx Practice").await;
     let key = app.session(&practice.clinician, None).await;
     // With no partner set up, a patient offers nothing to launch.
-    let bare = app
-        .htmx_get("/hint/patients/search?q=Ava", &key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(bare.contains("Ava Thompson") && !bare.contains("class=\"launch"));
+    let (_, bare) = Page::of(app.htmx_get("/hint/patients/search?q=Ava", &key).await).await;
+    assert_eq!(bare.texts(".patients .name"), ["Ava Thompson"]);
+    assert!(!bare.has(".launch"));
     app.setup_tiep(&practice).await;
     app.setup_hcw(&practice, None).await;
-    let page = app.surface("core_page", &key).await.text().await.unwrap();
-    assert!(
-        page.contains(&format!(r#""x-hint-session-key": "{key}""#)),
+    let page = app.page("core_page", &key).await;
+    let headers: serde_json::Value =
+        serde_json::from_str(&page.attr("body", "hx-headers").unwrap()).unwrap();
+    assert_eq!(
+        headers["x-hint-session-key"], key,
         "htmx requests carry the key"
     );
     let fragment = app.htmx_get("/hint/patients/search?q=Ava", &key).await;
     assert_eq!(fragment.status(), 200);
-    let html = fragment.text().await.unwrap();
-    assert!(html.contains("Ava Thompson"));
-    assert!(!html.contains("<html"), "a fragment, not a page");
-    assert!(
-        html.contains(&format!("/hint/visits?session_key={key}")),
+    let source = fragment.text().await.unwrap();
+    assert!(!source.contains("<html"), "a fragment, not a page");
+    let found = Page::parse(&source);
+    assert_eq!(found.texts(".patients .name"), ["Ava Thompson"]);
+    assert_eq!(
+        found.attrs("form.launch", "action"),
+        [format!("/hint/visits?session_key={key}")],
         "launch forms carry the key"
     );
-    assert!(
-        html.contains(&format!(
-            "/hint/partners/hcw/launch?patient_id={}&amp;session_key={key}",
+    assert_eq!(
+        found.attrs("a.launch", "href"),
+        [format!(
+            "/hint/partners/hcw/launch?patient_id={}&session_key={key}",
             practice.patients[0]
-        )),
+        )],
         "launch links carry the key"
     );
 }
@@ -102,11 +100,10 @@ async fn a_clinician_cannot_open_settings_and_an_admin_can() {
         .await;
     assert_eq!(saved.status(), 403);
     let admin = app.session(&practice.admin, None).await;
-    let page = app.surface("settings", &admin).await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(
-        html.contains(&format!("{}/webhooks/tiep/{}", app.address, practice.id)),
+    let page = app.page("settings", &admin).await;
+    assert_eq!(
+        page.text_of("#tiep-webhook-url"),
+        format!("{}/webhooks/tiep/{}", app.address, practice.id),
         "shows the webhook URL to paste into Tiep, on the address the app is bound to"
     );
 }
@@ -160,9 +157,13 @@ async fn read_only_staff_see_visits_but_cannot_start_one() {
         .hint
         .add_user(&practice.id, "Sam", &["staff"], "standard");
     let key = app.session(&staff, Some(&practice.patients[0])).await;
-    let chart = app.surface("clinical_chart", &key).await;
-    assert_eq!(chart.status(), 200);
-    assert!(!chart.text().await.unwrap().contains("Start Tiep scribe"));
+    let chart = app.page("clinical_chart", &key).await;
+    assert!(!chart.has(".launch"), "nothing to start");
+    assert!(
+        chart
+            .text_of("section.patient")
+            .contains("needs the Chartbridge clinician role")
+    );
     assert_eq!(
         app.start_visit(&key, &practice.patients[0]).await.status(),
         403
@@ -182,25 +183,19 @@ async fn a_patient_name_with_script_is_escaped() {
         "female",
     );
     let key = app.session(&practice.clinician, Some(&evil)).await;
-    let html = app
-        .surface("clinical_chart", &key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!html.contains("<script>alert(1)</script>"));
-    assert!(
-        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
-            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "{html}"
+    let chart = app.page("clinical_chart", &key).await;
+    assert_eq!(
+        chart.text_of("section.patient h2"),
+        "<script>alert(1)</script> O'Brien",
+        "shown as text"
     );
-    let search = app
-        .htmx_get("/hint/patients/search?q=script", &key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!search.contains("<script>alert(1)</script>"));
+    assert_eq!(chart.count("script:not([src])"), 0, "never run");
+    let (_, search) = Page::of(app.htmx_get("/hint/patients/search?q=script", &key).await).await;
+    assert_eq!(
+        search.texts(".patients .name"),
+        ["<script>alert(1)</script> O'Brien"]
+    );
+    assert_eq!(search.count("script"), 0);
 }
 
 #[tokio::test]
@@ -230,8 +225,9 @@ async fn tiep_settings_are_validated_and_a_refusal_changes_nothing() {
                 ],
             )
             .await;
-        assert_eq!(response.status(), 422);
-        assert!(response.text().await.unwrap().contains("class=\"error\""));
+        let (status, section) = Page::of(response).await;
+        assert_eq!(status, 422);
+        assert!(!section.text_of("#tiep-settings [role=alert]").is_empty());
     }
     assert!(!app.has_connection(&practice.id, "tiep").await);
     app.setup_tiep(&practice).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chartbridge_sandbox::tiep::TiepFaults;
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, between, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{Page, TIEP_HOOK_SECRET, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
@@ -16,14 +16,9 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
 
     // The chart surface shows the patient and the launch button.
     let key = app.session(&practice.clinician, Some(patient)).await;
-    let chart = app
-        .surface("clinical_chart", &key)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(chart.contains("Ava Thompson"));
-    assert!(chart.contains("Start Tiep scribe"));
+    let chart = app.page("clinical_chart", &key).await;
+    assert_eq!(chart.text_of("section.patient h2"), "Ava Thompson");
+    assert_eq!(chart.texts(".launches button"), ["Start Tiep scribe"]);
 
     // Starting redirects to Tiep with the patient context and our visit id.
     let started = app.start_visit(&key, patient).await;
@@ -63,14 +58,9 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
             ],
         )
         .await;
-    assert_eq!(saved.status(), 200);
-    assert!(
-        saved
-            .text()
-            .await
-            .unwrap()
-            .contains("sent to your health record system")
-    );
+    let (status, saved) = Page::of(saved).await;
+    assert_eq!(status, 200);
+    assert!(saved.text().contains("sent to your health record system"));
 
     app.wait_for_interaction(patient, "signed").await;
     let interactions = app.hint.interactions_for(patient);
@@ -97,20 +87,9 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
         )
     );
 
-    // Hint holds it signed; our row records Hint's answer right after.
-    eventually(
-        Duration::from_secs(10),
-        "the visit records Hint's signed status",
-        || async {
-            app.visit(&practice.id, &visit.id)
-                .await
-                .hint_status
-                .as_deref()
-                == Some("signed")
-        },
-    )
-    .await;
+    // Hint holds it signed, and our row records Hint's answer.
     let stored = app.visit(&practice.id, &visit.id).await;
+    assert_eq!(stored.hint_status.as_deref(), Some("signed"));
     assert_eq!(stored.state.as_str(), "completed");
     assert_eq!(
         stored.hint_interaction_id.as_deref(),
@@ -123,30 +102,36 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
         .handshake(&practice.clinician, Some(patient), Some(&interaction.id))
         .await
         .unwrap();
-    let page = app.surface("clinical_interaction", &reopened).await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(html.contains("Shoulder pain after tennis"));
-    assert!(html.contains("Pain level"));
-    assert!(html.contains("Completed"));
+    let page = app.page("clinical_interaction", &reopened).await;
+    assert_eq!(
+        page.texts(".report th"),
+        ["Reason for visit", "Pain level", "Assessment", "Plan"]
+    );
+    assert_eq!(
+        page.texts(".report td"),
+        ["Shoulder pain after tennis", "6", "—", "—"]
+    );
+    assert_eq!(page.text_of(".meta .state"), "Completed");
+    assert_eq!(page.text_of(".meta dd:last-of-type"), "In Hint as signed");
 
     // And the sandbox Hint chart page links back into the app.
-    let chart_page = reqwest::get(
-        app.hint
-            .base_url()
-            .join(&format!("/patients/{patient}?as=clinician"))
-            .unwrap(),
+    let (_, chart_page) = Page::of(
+        reqwest::get(
+            app.hint
+                .base_url()
+                .join(&format!("/patients/{patient}?as=clinician"))
+                .unwrap(),
+        )
+        .await
+        .unwrap(),
     )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(chart_page.contains("data-status=\"signed\""));
+    .await;
+    assert_eq!(chart_page.attrs("[data-status]", "data-status"), ["signed"]);
     assert!(
-        between(&chart_page, "<iframe src=\"", "\"")
+        chart_page
+            .attr("iframe", "src")
             .unwrap()
-            .contains("/hint/clinical_chart?session_key=")
+            .starts_with(&format!("{}/hint/clinical_chart?session_key=", app.address))
     );
 }
 
@@ -313,13 +298,10 @@ async fn tiep_down_at_launch_fails_the_visit_with_a_reason_the_clinician_sees() 
     });
     let patient = &practice.patients[0];
     let key = app.session(&practice.clinician, None).await;
-    let response = app.start_visit(&key, patient).await;
-    assert_eq!(response.status(), 502);
+    let (status, page) = Page::of(app.start_visit(&key, patient).await).await;
+    assert_eq!(status, 502);
     assert!(
-        response
-            .text()
-            .await
-            .unwrap()
+        page.text_of("main")
             .contains("Tiep is not reachable right now")
     );
     app.wait_for_interaction(patient, "failed").await;
@@ -331,15 +313,9 @@ async fn a_launch_needs_tiep_set_up_and_a_real_patient() {
     let app = spawn_app().await;
     let practice = app.new_practice("Unset Practice").await;
     let key = app.session(&practice.clinician, None).await;
-    let response = app.start_visit(&key, &practice.patients[0]).await;
-    assert_eq!(response.status(), 422);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Ask a practice admin")
-    );
+    let (status, page) = Page::of(app.start_visit(&key, &practice.patients[0]).await).await;
+    assert_eq!(status, 422);
+    assert!(page.text_of("main").contains("Ask a practice admin"));
     app.setup_tiep(&practice).await;
     assert_eq!(
         app.start_visit(&key, "pat-does-not-exist").await.status(),
@@ -373,9 +349,9 @@ async fn sandbox_tiep_refuses_a_launch_without_context() {
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
     without.query_pairs_mut().clear().extend_pairs(pairs);
-    let page = app.http.get(without).send().await.unwrap();
-    assert_eq!(page.status(), 400);
-    assert!(page.text().await.unwrap().contains("patient context"));
+    let (status, page) = Page::of(app.http.get(without).send().await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(page.text().contains("patient context"));
 }
 
 #[tokio::test]
@@ -489,19 +465,18 @@ async fn the_report_shows_fields_in_the_form_s_order() {
             .status(),
         200
     );
-    let html = app
-        .surface(
+    let page = app
+        .page(
             "clinical_interaction",
             &format!("{key}&visit_id={}", visit.id),
         )
-        .await
-        .text()
-        .await
-        .unwrap();
-    let at = |text: &str| html.find(text).unwrap_or_else(|| panic!("{text} missing"));
-    assert!(at("Reason for visit") < at("Pain level"));
-    assert!(at("Pain level") < at("Assessment"));
-    assert!(at("Assessment") < at("Plan"));
+        .await;
+    assert_eq!(
+        page.texts(".report th"),
+        ["Reason for visit", "Pain level", "Assessment", "Plan"],
+        "in the form's order"
+    );
+    assert_eq!(page.texts(".report td"), ["Knee", "4", "—", "Rest"]);
 }
 
 #[tokio::test]
@@ -512,22 +487,24 @@ async fn the_reopened_visit_refreshes_itself_only_while_open() {
         let app = &app;
         let visit_id = visit.id.clone();
         async move {
-            app.surface(
+            app.page(
                 "clinical_interaction",
                 &format!("{key}&visit_id={visit_id}"),
             )
             .await
-            .text()
-            .await
-            .unwrap()
         }
     };
     let open = page(key.clone()).await;
-    assert!(
-        open.contains(r##"hx-trigger="every 5s" hx-select="#visit""##),
+    assert_eq!(
+        open.attr("#visit", "hx-trigger").as_deref(),
+        Some("every 5s"),
         "polls while open"
     );
-    assert!(open.contains("The result is not in yet"));
+    assert_eq!(open.attr("#visit", "hx-select").as_deref(), Some("#visit"));
+    assert!(
+        open.text_of("#visit .hint")
+            .contains("The result is not in yet")
+    );
     let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": "Done"}});
     assert_eq!(
         app.post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
@@ -536,9 +513,9 @@ async fn the_reopened_visit_refreshes_itself_only_while_open() {
         200
     );
     let done = page(key).await;
-    assert!(done.contains("Done"));
+    assert_eq!(done.texts(".report td"), ["Done", "—", "—", "—"]);
     assert!(
-        !done.contains(r##"hx-select="#visit""##),
+        done.attr("#visit", "hx-trigger").is_none(),
         "stops polling once finished"
     );
 }
@@ -569,15 +546,25 @@ async fn a_report_we_cannot_place_is_kept_sealed_for_admins_to_review() {
     assert!(!raw[0].contains("Stray"), "sealed at rest");
 
     let admin = app.session(&practice.admin, None).await;
-    let core = app.surface("core_page", &admin).await.text().await.unwrap();
-    assert!(core.contains("1 partner delivery matched no visit"));
-    let settings = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(settings.contains("vis_from_elsewhere"));
-    let id = between(&settings, "/hint/unmatched/", "?").expect("a view link");
-    let page = app.surface(&format!("unmatched/{id}"), &admin).await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(html.contains("Stray report text"));
+    let core = app.page("core_page", &admin).await;
+    assert!(
+        core.text_of(".attention")
+            .starts_with("1 partner delivery matched no visit.")
+    );
+    let settings = app.page("settings", &admin).await;
+    assert_eq!(settings.texts("#unmatched li code"), ["vis_from_elsewhere"]);
+    let view = settings
+        .attr("#unmatched li a", "href")
+        .expect("a view link");
+    let (status, page) = Page::of(app.get(&view).await).await;
+    assert_eq!(status, 200);
+    assert!(page.text_of("main").contains("Stray report text"));
+    let id = view
+        .trim_start_matches("/hint/unmatched/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
 
     let clinician = app.session(&practice.clinician, None).await;
     assert_eq!(
@@ -594,8 +581,8 @@ async fn a_report_we_cannot_place_is_kept_sealed_for_admins_to_review() {
         .await
         .unwrap();
     assert_eq!(dismissed.status(), 200);
-    let settings = app.surface("settings", &admin).await.text().await.unwrap();
-    assert!(!settings.contains("vis_from_elsewhere"));
+    let settings = app.page("settings", &admin).await;
+    assert!(!settings.has("#unmatched"), "dismissed, no longer listed");
 }
 
 #[tokio::test]
@@ -617,14 +604,14 @@ async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
         "in_progress"
     );
 
-    let response = app.post_form(&cancel, &key, &[]).await;
-    assert_eq!(response.status(), 200);
-    let html = response.text().await.unwrap();
-    assert!(
-        html.contains("Cancelled"),
+    let (status, page) = Page::of(app.post_form(&cancel, &key, &[]).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page.text_of(".meta .state"),
+        "Cancelled",
         "the page shows the visit cancelled"
     );
-    assert!(!html.contains("Cancel visit"), "no second cancel button");
+    assert!(!page.has("form.cancel"), "no second cancel button");
     assert_eq!(
         app.visit(&practice.id, &visit.id).await.state.as_str(),
         "cancelled"
@@ -633,7 +620,7 @@ async fn a_clinician_cancels_an_open_visit_and_hint_holds_it_deleted() {
         .await;
 
     // A second cancel is refused in words.
-    let again = app.post_form(&cancel, &key, &[]).await;
-    assert_eq!(again.status(), 422);
-    assert!(again.text().await.unwrap().contains("already cancelled"));
+    let (status, again) = Page::of(app.post_form(&cancel, &key, &[]).await).await;
+    assert_eq!(status, 422);
+    assert!(again.text_of("[role=alert]").contains("already cancelled"));
 }
