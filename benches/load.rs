@@ -18,8 +18,8 @@ use chartbridge::crypto::sign_hmac_sha256;
 use sqlx::{Row, sqlite::SqlitePoolOptions};
 
 const HINT_SECRET: &str = "sandbox-hint-webhook-secret-0001";
-const TIEP_SECRET: &str = "tiep-sandbox-hook-secret-2026";
-const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
+const TIEP_SECRET: &str = chartbridge_sandbox::tiep::HOOK_SECRET;
+const MEDIQUO_SIGNATURE: &str = chartbridge_sandbox::mediquo::SIGNATURE;
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())

@@ -28,6 +28,6 @@ kill $SERVE; wait $SERVE 2>/dev/null || true
 unset DATABASE_URL PORT CHARTBRIDGE_BIND
 
 # The demo (the app with sandbox Hint and the sandbox partners in one process) under load.
-RUST_LOG=warn target/release/chartbridge-demo --port 18080 --app-port 18081 --tiep-port 18082 --mediquo-port 18083 --hcw-port 18084 --haidy-port 18085 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
+RUST_LOG=warn target/release/chartbridge-demo --port 18080 --app-port 18081 --partners-port 18082 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
 until curl -sf http://127.0.0.1:18081/readyz > /dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
 APP_URL=http://127.0.0.1:18081 HINT_URL=http://127.0.0.1:18080 DB="$WORK/demo/demo.sqlite" "$LOADGEN"

@@ -1,7 +1,7 @@
-//! `chartbridge-demo`: the app on the embedded SQLite default, wired to sandbox Hint and the
-//! four sandbox partners on loopback. A practice of twenty patients installs Chartbridge
-//! through Instant On, and its admin sets up every partner through the settings surface, as a
-//! real admin would. Prints the sandbox Hint URL to open.
+//! `chartbridge-demo`: the app on the embedded SQLite default, wired to sandbox Hint and every
+//! sandbox partner on loopback. A practice of twenty patients installs Chartbridge through
+//! Instant On, and its admin connects each partner through the settings surface, as a real
+//! admin would. Prints the sandbox Hint URL to open.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -11,30 +11,18 @@ use clap::Parser;
 use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
-    partners::{PartnerArgs, PartnerSettings, haidy::HaidyArgs, tiep::TiepArgs},
+    partners::{PartnerArgs, PartnerSettings},
     startup::shutdown_signal,
     telemetry,
 };
 use chartbridge_sandbox::{
-    haidy::SandboxHaidy,
-    hcw::SandboxHcw,
+    Partners, Practice,
     hint::{SandboxHint, SandboxHintConfig},
-    mediquo::SandboxMediquo,
-    tiep::{PayloadType, SandboxTiep},
 };
 
 const WEBHOOK_SECRET: &str = "sandbox-hint-webhook-secret-0001";
 const PARTNER_API_KEY: &str = "sandbox-partner-api-key";
 const PRODUCT_ID: &str = "ppro-chartbridge-sandbox";
-const TIEP_API_KEY: &str = "tiep-sandbox-facility-key";
-const TIEP_HOOK_SECRET: &str = "tiep-sandbox-hook-secret-2026";
-const MEDIQUO_SIGNATURE: &str = "mediquo-sandbox-signature-2026";
-const HCW_SSO_SECRET: &str = "hcw-sandbox-shared-sso-secret";
-const HCW_SERVICE_EMAIL: &str = "scheduler@hcw.sandbox.example";
-const HCW_SERVICE_PASSWORD: &str = "hcw-sandbox-scheduler-password";
-const HAIDY_TOKEN: &str = "haidy-sandbox-api-token";
-const HAIDY_GROUP: &str = "grp-riverside";
-const HAIDY_INTEGRATION: &str = "int-chartbridge-sandbox";
 
 #[derive(Parser, Debug)]
 #[command(name = "chartbridge-demo", version, about)]
@@ -45,18 +33,10 @@ struct DemoArgs {
     /// Port of Chartbridge itself.
     #[arg(long, default_value_t = 8081)]
     app_port: u16,
-    /// Port of sandbox Tiep.
+    /// First port of the sandbox partners (Tiep, MediQuo, HCW@Home, Haidy: this one and the
+    /// ones after it).
     #[arg(long, default_value_t = 8082)]
-    tiep_port: u16,
-    /// Port of sandbox MediQuo (its page sends consultations).
-    #[arg(long, default_value_t = 8083)]
-    mediquo_port: u16,
-    /// Port of sandbox HCW@Home (API, patient and doctor pages).
-    #[arg(long, default_value_t = 8084)]
-    hcw_port: u16,
-    /// Port of sandbox Haidy (API and the integration page).
-    #[arg(long, default_value_t = 8085)]
-    haidy_port: u16,
+    partners_port: u16,
     /// Folder for the demo database (started afresh each run, like the sandboxes).
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
@@ -82,19 +62,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| in_use(args.port, "--port"))?;
-    let tiep = SandboxTiep::start(args.tiep_port)
+    let partners = Partners::start(args.partners_port)
         .await
-        .with_context(|| in_use(args.tiep_port, "--tiep-port"))?;
-    let mediquo = SandboxMediquo::start(args.mediquo_port)
-        .await
-        .with_context(|| in_use(args.mediquo_port, "--mediquo-port"))?;
-    let hcw = SandboxHcw::start(args.hcw_port, HCW_SSO_SECRET)
-        .await
-        .with_context(|| in_use(args.hcw_port, "--hcw-port"))?;
-    let haidy = SandboxHaidy::start(args.haidy_port)
-        .await
-        .with_context(|| in_use(args.haidy_port, "--haidy-port"))?;
-    haidy.add_organisation(HAIDY_TOKEN, HAIDY_GROUP, HAIDY_INTEGRATION);
+        .context("choose other ports with --partners-port")?;
 
     std::fs::create_dir_all(&args.data_dir)?;
     let database = args.data_dir.join("demo.sqlite");
@@ -102,7 +72,6 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
     }
     let (_, secret_key) = SecretKey::generate();
-    let hint_origin = hint.base_url().as_str().trim_end_matches('/').to_string();
     let config = ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
         hint_api_key: Some(PARTNER_API_KEY.into()),
@@ -112,37 +81,30 @@ async fn main() -> anyhow::Result<()> {
         database_url: None,
         port: args.app_port,
         bind: "127.0.0.1".into(),
-        public_url: Some(format!("http://127.0.0.1:{}/", args.app_port)),
+        public_url: None,
         secret_key: Some(secret_key),
-        frame_ancestors: hint_origin,
+        frame_ancestors: hint.base_url().as_str().trim_end_matches('/').to_string(),
         workers: 4,
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);
-    let mut partners = PartnerSettings::from_args(PartnerArgs {
-        tiep: TiepArgs {
-            tiep_api_url: tiep.base_url().to_string(),
-            tiep_app_url: tiep.base_url().to_string(),
-        },
-        haidy: HaidyArgs {
-            haidy_api_url: haidy.base_url().to_string(),
-            haidy_app_url: haidy.app_url().to_string(),
-        },
-    })?;
-    // A demo should show the polling backstop within a minute, not two.
-    partners.tiep.poll_after = Duration::from_secs(30);
-    partners.tiep.poll_every = Duration::from_secs(15);
-    partners.hcw.poll_every = Duration::from_secs(10);
-    partners.haidy.poll_every = Duration::from_secs(5);
-    let app = Application::build(settings, partners)
+    let mut partner_settings =
+        PartnerSettings::from_args(PartnerArgs::from_flags(partners.app_flags())?)?;
+    // A demo should show the polling backstops within seconds, not minutes.
+    partner_settings.tiep.poll_after = Duration::from_secs(30);
+    partner_settings.tiep.poll_every = Duration::from_secs(15);
+    partner_settings.hcw.poll_every = Duration::from_secs(10);
+    partner_settings.haidy.poll_every = Duration::from_secs(5);
+    let app = Application::build(settings, partner_settings)
         .await
         .with_context(|| in_use(args.app_port, "--app-port"))?;
     let app_url = url::Url::parse(&format!("http://127.0.0.1:{}/", app.port()))?;
     hint.set_app_url(app_url.clone());
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
 
-    // The practice installs Chartbridge (Instant On), then its admin sets up each partner.
-    let practice_id = hint.add_practice("Riverside Family Medicine");
+    // The practice installs Chartbridge (Instant On), then its admin connects every partner.
+    let name = "Riverside Family Medicine";
+    let practice_id = hint.add_practice(name);
     hint.seed_patients(&practice_id);
     let installed = hint.install(&practice_id).await?;
     anyhow::ensure!(
@@ -157,96 +119,61 @@ async fn main() -> anyhow::Result<()> {
         app_url: app_url.clone(),
         session_key: hint.handshake(&admin_id, None, None).await?,
     };
-
-    let tiep_hook = app_url.join(&format!("webhooks/tiep/{practice_id}"))?;
-    tiep.add_facility(
-        TIEP_API_KEY,
-        TIEP_HOOK_SECRET,
-        Some(tiep_hook.to_string()),
-        PayloadType::Simple,
-    );
-    let tiep_form = chartbridge::partners::tiep::default_form().to_string();
-    admin
-        .save(
-            "tiep",
-            &[
-                ("api_key", TIEP_API_KEY),
-                ("hook_secret", TIEP_HOOK_SECRET),
-                ("form", &tiep_form),
-            ],
-        )
-        .await?;
-    admin
-        .save("mediquo", &[("signature", MEDIQUO_SIGNATURE)])
-        .await?;
-    admin
-        .save(
-            "haidy",
-            &[
-                ("api_token", HAIDY_TOKEN),
-                ("patient_group", HAIDY_GROUP),
-                ("integration_id", HAIDY_INTEGRATION),
-            ],
-        )
-        .await?;
-    hcw.add_account(HCW_SERVICE_EMAIL, HCW_SERVICE_PASSWORD, "scheduler");
-    let doctors: Vec<String> = hint
-        .world()
-        .users
-        .iter()
-        .filter(|u| u.practice_id == practice_id)
-        .map(|u| u.email.clone())
-        .collect();
-    doctors.iter().for_each(|d| hcw.add_doctor(d));
-    admin
-        .save(
-            "hcw",
-            &[
-                ("base_url", hcw.base_url().as_str()),
-                ("service_email", HCW_SERVICE_EMAIL),
-                ("service_password", HCW_SERVICE_PASSWORD),
-                ("sso_secret", HCW_SSO_SECRET),
-                ("routing", "doctor_email"),
-                ("queue", ""),
-            ],
-        )
-        .await?;
-
-    let patients = hint
-        .world()
-        .patients
-        .iter()
-        .filter(|p| p.practice_id == practice_id)
-        .map(|p| (p.id.clone(), format!("{} {}", p.first_name, p.last_name)))
-        .collect();
-    let mediquo_hook = app_url.join(&format!("webhooks/mediquo/{practice_id}"))?;
-    mediquo.add_integration(
-        "Riverside Family Medicine",
-        mediquo_hook.as_str(),
-        MEDIQUO_SIGNATURE,
-        patients,
-    );
+    let (user_emails, patients) = {
+        let world = hint.world();
+        let emails: Vec<String> = world
+            .users
+            .iter()
+            .filter(|u| u.practice_id == practice_id)
+            .map(|u| u.email.clone())
+            .collect();
+        let patients: Vec<(String, String)> = world
+            .patients
+            .iter()
+            .filter(|p| p.practice_id == practice_id)
+            .map(|p| (p.id.clone(), format!("{} {}", p.first_name, p.last_name)))
+            .collect();
+        (emails, patients)
+    };
+    let practice = Practice {
+        id: &practice_id,
+        name,
+        app_url: &app_url,
+        user_emails: &user_emails,
+        patients: &patients,
+    };
+    let mut note = Vec::new();
+    for partner in partners.all() {
+        let fields = partner.connect(&practice);
+        admin.save(partner.id(), &fields).await?;
+        note.push(format!(
+            "Sandbox {} at {} (already connected in Chartbridge settings)",
+            partner.name(),
+            partner.base_url()
+        ));
+    }
     {
         let mut world = hint.world();
-        world.demo_note = format!(
-            "Sandbox Tiep facility (already entered in Chartbridge settings):\n  API key: {TIEP_API_KEY}\n  hook secret: {TIEP_HOOK_SECRET}\n  webhook URL: {tiep_hook}\nSandbox MediQuo signature value (already entered): {MEDIQUO_SIGNATURE}\nSandbox HCW@Home (already entered): {}, service account {HCW_SERVICE_EMAIL}, routed to the clinician\nSandbox Haidy (already entered): token {HAIDY_TOKEN}, patient group {HAIDY_GROUP}, integration {HAIDY_INTEGRATION}",
-            hcw.base_url()
-        );
-        world.demo_links = vec![(
-            "Sandbox MediQuo: finish a consultation for any patient".into(),
-            mediquo.base_url().to_string(),
-        )];
+        world.demo_note = note.join("\n");
+        world.demo_links = partners
+            .all()
+            .iter()
+            .filter_map(|p| p.console())
+            .map(|(label, url)| (label.to_string(), url.to_string()))
+            .collect();
     }
 
     println!();
     println!("  Chartbridge demo is running.");
     println!("  Open the sandbox Hint:  {}", hint.base_url());
+    let sandboxes: Vec<String> = partners
+        .all()
+        .iter()
+        .map(|p| format!("{} {}", p.name(), p.base_url()))
+        .collect();
     println!(
-        "  (Chartbridge {app_url}; sandboxes: Tiep {}, MediQuo {}, HCW@Home {}, Haidy {}; Ctrl-C stops)",
-        tiep.base_url(),
-        mediquo.base_url(),
-        hcw.base_url(),
-        haidy.base_url()
+        "  (Chartbridge {app_url}; sandboxes: {}; Ctrl-C stops)",
+        sandboxes.join(", ")
     );
     println!();
     server.await??;
@@ -262,7 +189,7 @@ struct Admin {
 
 impl Admin {
     /// Saves one partner's section of the settings surface, as the admin's form would.
-    async fn save(&self, partner: &str, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+    async fn save(&self, partner: &str, fields: &[(&str, String)]) -> anyhow::Result<()> {
         let url = self.app_url.join(&format!("hint/settings/{partner}"))?;
         let response = self
             .http

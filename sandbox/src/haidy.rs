@@ -94,6 +94,42 @@ const ACCEPTED: [&str; 4] = [
     "application/fhir+json",
 ];
 
+impl crate::FakePartner for SandboxHaidy {
+    fn id(&self) -> &'static str {
+        "haidy"
+    }
+
+    fn name(&self) -> &'static str {
+        "Haidy"
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    fn app_flags(&self) -> Vec<String> {
+        vec![
+            "--haidy-api-url".into(),
+            self.base_url.to_string(),
+            "--haidy-app-url".into(),
+            self.app_url().to_string(),
+        ]
+    }
+
+    /// An organisation with a patient group and an integration for the practice.
+    fn connect(&self, practice: &crate::Practice<'_>) -> Vec<(&'static str, String)> {
+        let token = format!("haidy-token-{}", practice.id);
+        let group = format!("grp-{}", practice.id);
+        let integration = format!("integ-{}", practice.id);
+        self.add_organisation(&token, &group, &integration);
+        vec![
+            ("api_token", token),
+            ("patient_group", group),
+            ("integration_id", integration),
+        ]
+    }
+}
+
 impl SandboxHaidy {
     pub async fn start(port: u16) -> anyhow::Result<Self> {
         let (listener, base_url) = bind(port).await?;

@@ -35,6 +35,42 @@ use crate::{now_ms, random_token};
 
 const SSO_MAX_AGE_SECS: i64 = 5 * 60;
 
+/// The server's `SHARED_EXTERNAL_AUTH_SECRET` when started by `Partners::start`.
+pub const SSO_SECRET: &str = "hcw-sandbox-shared-sso-secret";
+/// The password of the service accounts `connect` makes.
+pub const SERVICE_PASSWORD: &str = "hcw-sandbox-scheduler-password";
+
+impl crate::FakePartner for SandboxHcw {
+    fn id(&self) -> &'static str {
+        "hcw"
+    }
+
+    fn name(&self) -> &'static str {
+        "HCW@Home"
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// A scheduler service account for the practice and its users as doctors; invitations
+    /// are routed to the clinician who starts the visit.
+    fn connect(&self, practice: &crate::Practice<'_>) -> Vec<(&'static str, String)> {
+        let account = format!("scheduler@{}.example", practice.id.to_lowercase());
+        self.add_account(&account, SERVICE_PASSWORD, "scheduler");
+        practice.user_emails.iter().for_each(|d| self.add_doctor(d));
+        let sso_secret = self.world().sso_secret.clone();
+        vec![
+            ("base_url", self.base_url.to_string()),
+            ("service_email", account),
+            ("service_password", SERVICE_PASSWORD.into()),
+            ("sso_secret", sso_secret),
+            ("routing", "doctor_email".into()),
+            ("queue", String::new()),
+        ]
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Account {
     pub email: String,

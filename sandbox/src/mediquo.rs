@@ -35,6 +35,38 @@ pub struct Integration {
     pub patients: Vec<(String, String)>,
 }
 
+/// The signature value of every integration `connect` makes.
+pub const SIGNATURE: &str = "mediquo-sandbox-signature-2026";
+
+impl crate::FakePartner for SandboxMediquo {
+    fn id(&self) -> &'static str {
+        "mediquo"
+    }
+
+    fn name(&self) -> &'static str {
+        "MediQuo"
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// An integration posting to the practice's webhook, knowing its patients; the signature
+    /// value is what the admin enters.
+    fn connect(&self, practice: &crate::Practice<'_>) -> Vec<(&'static str, String)> {
+        let hook = practice.webhook_url("mediquo").to_string();
+        self.add_integration(practice.name, &hook, SIGNATURE, practice.patients.to_vec());
+        vec![("signature", SIGNATURE.into())]
+    }
+
+    fn console(&self) -> Option<(&'static str, Url)> {
+        Some((
+            "Sandbox MediQuo: finish a consultation for any patient",
+            self.base_url.clone(),
+        ))
+    }
+}
+
 /// One webhook sent: the event type and what the receiver answered (None: unreachable).
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -99,6 +131,16 @@ impl SandboxMediquo {
             patients,
         });
         id
+    }
+
+    /// The integration posting to `practice_id`'s webhook, if any.
+    pub fn integration_of(&self, practice_id: &str) -> Option<String> {
+        let suffix = format!("/{practice_id}");
+        self.world()
+            .integrations
+            .iter()
+            .find(|i| i.webhook_url.ends_with(&suffix))
+            .map(|i| i.id.clone())
     }
 
     fn integration(&self, id: &str) -> Option<Integration> {

@@ -26,6 +26,43 @@ use crate::{random_token, sign_hmac_sha256};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 
+/// The hook secret of every facility `connect` makes (Tiep's rule: at least 16 characters).
+pub const HOOK_SECRET: &str = "tiep-sandbox-hook-secret-2026";
+
+impl crate::FakePartner for SandboxTiep {
+    fn id(&self) -> &'static str {
+        "tiep"
+    }
+
+    fn name(&self) -> &'static str {
+        "Tiep"
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The API and the app page are both served here.
+    fn app_flags(&self) -> Vec<String> {
+        let url = self.base_url.to_string();
+        vec![
+            "--tiep-api-url".into(),
+            url.clone(),
+            "--tiep-app-url".into(),
+            url,
+        ]
+    }
+
+    /// A facility whose saved reports go to the practice's webhook; its key and hook secret
+    /// are what the admin enters (the form is left to Chartbridge's default).
+    fn connect(&self, practice: &crate::Practice<'_>) -> Vec<(&'static str, String)> {
+        let api_key = format!("tiep-key-{}", practice.id);
+        let hook = practice.webhook_url("tiep").to_string();
+        self.add_facility(&api_key, HOOK_SECRET, Some(hook), PayloadType::Simple);
+        vec![("api_key", api_key), ("hook_secret", HOOK_SECRET.into())]
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadType {
     Simple,

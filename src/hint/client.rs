@@ -120,17 +120,6 @@ impl InteractionStatus {
             InteractionStatus::Failed => "failed",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "draft" => Self::Draft,
-            "signed" => Self::Signed,
-            "addended" => Self::Addended,
-            "deleted" => Self::Deleted,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
 }
 
 /// What we ask Hint to hold for one visit (create and patch use the same fields).
@@ -320,14 +309,29 @@ impl HintClient {
         Ok(all)
     }
 
-    pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
-        let path = ["api", "provider", "patients", id];
+    /// A Provider API call with the practice's credentials, answered as JSON.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        auth: &HintAuth<'_>,
+        method: Method,
+        path: &[&str],
+        body: Option<&PartnerInteractionFields>,
+    ) -> Result<T, HintError> {
         let response = self
             .send(auth.practice_id.as_str(), || {
-                self.provider(Method::GET, &path, auth)
+                let request = self.provider(method.clone(), path, auth);
+                match body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
             })
             .await?;
         Self::json(response).await
+    }
+
+    pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
+        let path = ["api", "provider", "patients", id];
+        self.call(auth, Method::GET, &path, None).await
     }
 
     pub async fn create_partner_interaction(
@@ -337,12 +341,7 @@ impl HintClient {
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
         let path = interactions(patient_id);
-        let response = self
-            .send(auth.practice_id.as_str(), || {
-                self.provider(Method::POST, &path, auth).json(fields)
-            })
-            .await?;
-        Self::json(response).await
+        self.call(auth, Method::POST, &path, Some(fields)).await
     }
 
     pub async fn get_partner_interaction(
@@ -352,12 +351,7 @@ impl HintClient {
         id: &str,
     ) -> Result<PartnerInteraction, HintError> {
         let path = interaction(patient_id, id);
-        let response = self
-            .send(auth.practice_id.as_str(), || {
-                self.provider(Method::GET, &path, auth)
-            })
-            .await?;
-        Self::json(response).await
+        self.call(auth, Method::GET, &path, None).await
     }
 
     pub async fn patch_partner_interaction(
@@ -368,12 +362,7 @@ impl HintClient {
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
         let path = interaction(patient_id, id);
-        let response = self
-            .send(auth.practice_id.as_str(), || {
-                self.provider(Method::PATCH, &path, auth).json(fields)
-            })
-            .await?;
-        Self::json(response).await
+        self.call(auth, Method::PATCH, &path, Some(fields)).await
     }
 
     /// Our interaction for `integration_record_id`, if one was created already (so a retried

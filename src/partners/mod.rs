@@ -33,6 +33,20 @@ pub struct PartnerArgs {
     pub haidy: haidy::HaidyArgs,
 }
 
+impl PartnerArgs {
+    /// Reads the partners' flags as `chartbridge serve` takes them (`--tiep-api-url …`); the
+    /// environment and the defaults fill in the rest.
+    pub fn from_flags(flags: impl IntoIterator<Item = String>) -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            partners: PartnerArgs,
+        }
+        let args = std::iter::once("chartbridge".to_string()).chain(flags);
+        Ok(<Flags as clap::Parser>::try_parse_from(args)?.partners)
+    }
+}
+
 /// Every partner's validated settings.
 #[derive(Debug, Clone)]
 pub struct PartnerSettings {

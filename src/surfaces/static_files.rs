@@ -1,5 +1,6 @@
-//! Static assets, compiled into the binary (pinned htmx, our CSS) and cached for a year: a new
-//! version gets a new file name.
+//! Static assets, compiled into the binary: the pinned htmx (its version is in its name, so it
+//! is cached for a year) and our CSS and script (cached for five minutes: their name does not
+//! change between releases).
 
 use axum::{
     extract::Path,

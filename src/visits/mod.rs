@@ -491,19 +491,18 @@ pub async fn cancel(
     Ok(moved)
 }
 
+/// Every read of visits: the practice filter first, then `rest` (`$2`… are its values).
+fn visits_of_practice(rest: &str) -> String {
+    format!("SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND {rest}")
+}
+
 /// One visit of this practice.
 pub async fn get(
     state: &AppState,
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
-    ))
-    .bind(practice_id)
-    .bind(visit_id)
-    .fetch_optional(state.db.reader())
-    .await
+    one(state.db.reader(), practice_id, visit_id).await
 }
 
 /// One visit of this practice, read on the writer: for work that must see the latest state.
@@ -512,13 +511,19 @@ pub async fn get_latest(
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
-    ))
-    .bind(practice_id)
-    .bind(visit_id)
-    .fetch_optional(state.db.writer())
-    .await
+    one(state.db.writer(), practice_id, visit_id).await
+}
+
+async fn one(
+    pool: &sqlx::AnyPool,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+) -> Result<Option<Visit>, sqlx::Error> {
+    sqlx::query_as::<_, Visit>(&visits_of_practice("id = $2"))
+        .bind(practice_id)
+        .bind(visit_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The visit a partner knows by `partner_ref` (its session, invite or consultation id).
@@ -528,14 +533,12 @@ pub async fn find_by_partner_ref(
     partner: PartnerId,
     partner_ref: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND partner = $2 AND partner_ref = $3"
-    ))
-    .bind(practice_id)
-    .bind(partner.as_str())
-    .bind(partner_ref)
-    .fetch_optional(state.db.reader())
-    .await
+    sqlx::query_as::<_, Visit>(&visits_of_practice("partner = $2 AND partner_ref = $3"))
+        .bind(practice_id)
+        .bind(partner.as_str())
+        .bind(partner_ref)
+        .fetch_optional(state.db.reader())
+        .await
 }
 
 /// The visit behind a Hint partner interaction of this practice.
@@ -544,13 +547,11 @@ pub async fn find_by_interaction(
     practice_id: &PracticeId,
     interaction_id: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND hint_interaction_id = $2"
-    ))
-    .bind(practice_id)
-    .bind(interaction_id)
-    .fetch_optional(state.db.reader())
-    .await
+    sqlx::query_as::<_, Visit>(&visits_of_practice("hint_interaction_id = $2"))
+        .bind(practice_id)
+        .bind(interaction_id)
+        .fetch_optional(state.db.reader())
+        .await
 }
 
 /// This practice's visits for one patient, newest first.
@@ -559,13 +560,12 @@ pub async fn for_patient(
     practice_id: &PracticeId,
     patient_id: &str,
 ) -> Result<Vec<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC LIMIT 100"
-    ))
-    .bind(practice_id)
-    .bind(patient_id)
-    .fetch_all(state.db.reader())
-    .await
+    let sql = visits_of_practice("patient_id = $2 ORDER BY created_at DESC LIMIT 100");
+    sqlx::query_as::<_, Visit>(&sql)
+        .bind(practice_id)
+        .bind(patient_id)
+        .fetch_all(state.db.reader())
+        .await
 }
 
 /// This practice's most recent visits.
@@ -574,11 +574,10 @@ pub async fn recent(
     practice_id: &PracticeId,
     limit: i64,
 ) -> Result<Vec<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&format!(
-        "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 ORDER BY created_at DESC LIMIT $2"
-    ))
-    .bind(practice_id)
-    .bind(limit)
-    .fetch_all(state.db.reader())
-    .await
+    let sql = visits_of_practice("1 = 1 ORDER BY created_at DESC LIMIT $2");
+    sqlx::query_as::<_, Visit>(&sql)
+        .bind(practice_id)
+        .bind(limit)
+        .fetch_all(state.db.reader())
+        .await
 }

@@ -1,5 +1,7 @@
-//! `spawn_app()`: a fresh SQLite database, sandbox Hint and sandbox Tiep on their own sockets,
-//! and the real app built by `Application::build` on a real socket. Quiet unless `TEST_LOG`.
+//! `spawn_app()`: a fresh database (SQLite, or PostgreSQL with `TEST_DATABASE_URL`), sandbox
+//! Hint and the four sandbox partners on their own loopback sockets, and the real app built by
+//! `Application::build` on port 0. The job queue runs when a test says so (`run_jobs`).
+//! Pages are read parsed (`Page`). Quiet unless `TEST_LOG`.
 
 use std::{
     sync::{
@@ -15,16 +17,12 @@ use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
-    partners::{PartnerArgs, PartnerSettings, haidy::HaidyArgs, tiep::TiepArgs},
-    visits::AppState,
-    visits::Visit,
+    partners::{PartnerArgs, PartnerSettings},
+    visits::{AppState, Visit},
 };
 use chartbridge_sandbox::{
-    haidy::SandboxHaidy,
-    hcw::SandboxHcw,
+    FakePartner, Partners, Practice,
     hint::{SandboxHint, SandboxHintConfig},
-    mediquo::SandboxMediquo,
-    tiep::{PayloadType, SandboxTiep},
 };
 use reqwest::redirect::Policy;
 use serde_json::Value;
@@ -34,10 +32,9 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const WEBHOOK_SECRET: &str = "test-hint-webhook-secret-000001";
 pub const PARTNER_API_KEY: &str = "test-partner-api-key";
 pub const PRODUCT_ID: &str = "ppro-chartbridge-test";
-pub const TIEP_HOOK_SECRET: &str = "tiep-test-hook-secret-0001";
-pub const MEDIQUO_SIGNATURE: &str = "mediquo-test-signature-0001";
-pub const HCW_SSO_SECRET: &str = "hcw-test-shared-sso-secret-01";
-pub const HCW_PASSWORD: &str = "hcw-service-password-0001";
+pub const TIEP_HOOK_SECRET: &str = chartbridge_sandbox::tiep::HOOK_SECRET;
+pub const MEDIQUO_SIGNATURE: &str = chartbridge_sandbox::mediquo::SIGNATURE;
+pub const HCW_SSO_SECRET: &str = chartbridge_sandbox::hcw::SSO_SECRET;
 
 /// Everything logged while `CAPTURING` is on (the logging test reads it).
 pub static CAPTURED: LazyLock<Captured> = LazyLock::new(Captured::default);
@@ -95,10 +92,8 @@ pub struct TestApp {
     pub address: String,
     pub state: AppState,
     pub hint: SandboxHint,
-    pub tiep: SandboxTiep,
-    pub mediquo: SandboxMediquo,
-    pub hcw: SandboxHcw,
-    pub haidy: SandboxHaidy,
+    /// Every sandbox partner (`app.tiep`, `app.hcw`… read through).
+    pub partners: Partners,
     /// Follows no redirects, like a test that wants to see them.
     pub http: reqwest::Client,
     config: Config,
@@ -164,8 +159,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     )
     .await
     .expect("sandbox hint starts");
-    let tiep = SandboxTiep::start(0).await.expect("sandbox tiep starts");
-    let haidy = SandboxHaidy::start(0).await.expect("sandbox haidy starts");
+    let fakes = Partners::start(0)
+        .await
+        .expect("the sandbox partners start");
     let database = test_database().await;
     let (_, secret_key) = SecretKey::generate();
     let mut settings = Settings::from_args(ConfigArgs {
@@ -183,16 +179,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         workers: 4,
     })
     .expect("test settings are valid");
-    let mut partners = PartnerSettings::from_args(PartnerArgs {
-        tiep: TiepArgs {
-            tiep_api_url: tiep.base_url().to_string(),
-            tiep_app_url: tiep.base_url().to_string(),
-        },
-        haidy: HaidyArgs {
-            haidy_api_url: haidy.base_url().to_string(),
-            haidy_app_url: haidy.app_url().to_string(),
-        },
-    })
+    let mut partners = PartnerSettings::from_args(
+        PartnerArgs::from_flags(fakes.app_flags()).expect("the sandbox's flags are Chartbridge's"),
+    )
     .expect("test partner settings are valid");
     settings.database = database.clone();
     settings.http_timeout = Duration::from_millis(1500);
@@ -213,25 +202,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         partners,
     };
     adjust(&mut config);
-    let partners = Partners {
-        tiep,
-        mediquo: SandboxMediquo::start(0)
-            .await
-            .expect("sandbox mediquo starts"),
-        hcw: SandboxHcw::start(0, HCW_SSO_SECRET)
-            .await
-            .expect("sandbox hcw starts"),
-        haidy,
-    };
-    start(config, hint, partners, database).await
-}
-
-/// The partner sandboxes of one test.
-struct Partners {
-    tiep: SandboxTiep,
-    mediquo: SandboxMediquo,
-    hcw: SandboxHcw,
-    haidy: SandboxHaidy,
+    start(config, hint, fakes, database).await
 }
 
 async fn start(
@@ -254,10 +225,7 @@ async fn start(
         address,
         state,
         hint,
-        tiep: partners.tiep,
-        mediquo: partners.mediquo,
-        hcw: partners.hcw,
-        haidy: partners.haidy,
+        partners,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
@@ -303,13 +271,7 @@ impl TestApp {
         self.config.port = port;
         self.config.public_url = Some(url::Url::parse(&self.address).unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let partners = Partners {
-            tiep: self.tiep,
-            mediquo: self.mediquo,
-            hcw: self.hcw,
-            haidy: self.haidy,
-        };
-        start(self.config, self.hint, partners, self.database).await
+        start(self.config, self.hint, self.partners, self.database).await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);
@@ -425,133 +387,76 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    /// Sets up Tiep for a practice: a facility in sandbox Tiep and the admin's settings form.
+    /// Connects `fake` for a practice as its admin would: the fake readies its side and the
+    /// admin saves the fields it answers. Answers those fields.
+    pub async fn connect(
+        &self,
+        practice: &TestPractice,
+        fake: &dyn FakePartner,
+    ) -> Vec<(&'static str, String)> {
+        let (user_emails, patients) = {
+            let world = self.hint.world();
+            let emails: Vec<String> = world
+                .users
+                .iter()
+                .filter(|u| u.practice_id == practice.id)
+                .map(|u| u.email.clone())
+                .collect();
+            let patients: Vec<(String, String)> = world
+                .patients
+                .iter()
+                .filter(|p| p.practice_id == practice.id)
+                .map(|p| (p.id.clone(), format!("{} {}", p.first_name, p.last_name)))
+                .collect();
+            (emails, patients)
+        };
+        let app_url = url::Url::parse(&self.address).unwrap();
+        let fields = fake.connect(&Practice {
+            id: &practice.id,
+            name: &practice.id,
+            app_url: &app_url,
+            user_emails: &user_emails,
+            patients: &patients,
+        });
+        let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let saved = self.save_settings(practice, fake.id(), &form).await;
+        assert_eq!(saved.status(), 200, "saving the {} settings", fake.id());
+        fields
+    }
+
+    /// Tiep set up for a practice; answers the facility's API key.
     pub async fn setup_tiep(&self, practice: &TestPractice) -> String {
-        let api_key = format!("tiep-key-{}", practice.id);
-        let hook_url = format!("{}/webhooks/tiep/{}", self.address, practice.id);
-        self.tiep.add_facility(
-            &api_key,
-            TIEP_HOOK_SECRET,
-            Some(hook_url),
-            PayloadType::Simple,
-        );
-        let admin = self.session(&practice.admin, None).await;
-        let form = chartbridge::partners::tiep::default_form().to_string();
-        let response = self
-            .post_form(
-                "/hint/settings/tiep",
-                &admin,
-                &[
-                    ("api_key", &api_key),
-                    ("hook_secret", TIEP_HOOK_SECRET),
-                    ("form", &form),
-                ],
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            200,
-            "saving Tiep settings should succeed"
-        );
-        api_key
+        let fields = self.connect(practice, &self.partners.tiep).await;
+        field(&fields, "api_key")
     }
 
-    /// Sets up MediQuo for a practice (the admin saves the signature value) and registers the
-    /// practice's webhook with sandbox MediQuo, knowing its patients; answers the integration id.
+    /// MediQuo set up for a practice; answers the sandbox integration's id.
     pub async fn setup_mediquo(&self, practice: &TestPractice) -> String {
-        let admin = self.session(&practice.admin, None).await;
-        let response = self
-            .post_form(
-                "/hint/settings/mediquo",
-                &admin,
-                &[("signature", MEDIQUO_SIGNATURE)],
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            200,
-            "saving MediQuo settings should succeed"
-        );
-        let patients = practice
-            .patients
-            .iter()
-            .map(|p| (p.clone(), format!("Patient {p}")))
-            .collect();
-        self.mediquo.add_integration(
-            &practice.id,
-            &format!("{}/webhooks/mediquo/{}", self.address, practice.id),
-            MEDIQUO_SIGNATURE,
-            patients,
-        )
+        self.connect(practice, &self.partners.mediquo).await;
+        self.mediquo
+            .integration_of(&practice.id)
+            .expect("the practice's integration")
     }
 
-    /// Sets up HCW@Home for a practice: a scheduler service account and the practice's
-    /// clinician as a doctor in sandbox HCW, and the admin's settings, routed to the clinician
-    /// (`queue: None`) or to `queue`. Answers the service account's email.
+    /// HCW@Home set up for a practice, routed to the clinician (`queue: None`) or to `queue`;
+    /// answers the service account's email.
     pub async fn setup_hcw(&self, practice: &TestPractice, queue: Option<&str>) -> String {
-        let account = format!("scheduler@{}.example", practice.id.to_lowercase());
-        self.hcw.add_account(&account, HCW_PASSWORD, "scheduler");
-        let clinician_email = self
-            .hint
-            .world()
-            .users
-            .iter()
-            .find(|u| u.id == practice.clinician)
-            .map(|u| u.email.clone())
-            .unwrap();
-        self.hcw.add_doctor(&clinician_email);
-        let admin = self.session(&practice.admin, None).await;
-        let base_url = self.hcw.base_url().to_string();
-        let response = self
-            .post_form(
-                "/hint/settings/hcw",
-                &admin,
-                &[
-                    ("base_url", base_url.as_str()),
-                    ("service_email", &account),
-                    ("service_password", HCW_PASSWORD),
-                    ("sso_secret", HCW_SSO_SECRET),
-                    (
-                        "routing",
-                        if queue.is_some() {
-                            "queue"
-                        } else {
-                            "doctor_email"
-                        },
-                    ),
-                    ("queue", queue.unwrap_or_default()),
-                ],
-            )
-            .await;
-        assert_eq!(response.status(), 200, "saving HCW settings should succeed");
-        account
+        let fields = self.connect(practice, &self.partners.hcw).await;
+        if let Some(queue) = queue {
+            let mut routed: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            routed.retain(|(k, _)| !["routing", "queue"].contains(k));
+            routed.extend([("routing", "queue"), ("queue", queue)]);
+            let saved = self.save_settings(practice, "hcw", &routed).await;
+            assert_eq!(saved.status(), 200, "routing HCW invitations to {queue}");
+        }
+        field(&fields, "service_email")
     }
 
-    /// Sets up Haidy for a practice: an organisation in sandbox Haidy and the admin's settings.
-    /// Answers the API token.
+    /// Haidy set up for a practice; answers the API token.
     pub async fn setup_haidy(&self, practice: &TestPractice) -> String {
-        let token = format!("haidy-token-{}", practice.id);
-        let group = format!("grp-{}", practice.id);
-        self.haidy
-            .add_organisation(&token, &group, &format!("integ-{}", practice.id));
-        let admin = self.session(&practice.admin, None).await;
-        let response = self
-            .post_form(
-                "/hint/settings/haidy",
-                &admin,
-                &[
-                    ("api_token", token.as_str()),
-                    ("patient_group", &group),
-                    ("integration_id", &format!("integ-{}", practice.id)),
-                ],
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            200,
-            "saving Haidy settings should succeed"
-        );
-        token
+        let fields = self.connect(practice, &self.partners.haidy).await;
+        field(&fields, "api_token")
     }
 
     /// A practice with Tiep set up and one visit started by its clinician for its first patient;
@@ -767,6 +672,22 @@ where
 /// A signed minimal handshake body.
 pub fn sign(body: &[u8]) -> String {
     sign_hmac_sha256(WEBHOOK_SECRET.as_bytes(), body)
+}
+
+/// The value of `name` among a settings section's fields.
+fn field(fields: &[(&'static str, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {name} field"))
+}
+
+impl Deref for TestApp {
+    type Target = Partners;
+    fn deref(&self) -> &Partners {
+        &self.partners
+    }
 }
 
 /// The columns of a `Visit` row.

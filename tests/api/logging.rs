@@ -117,7 +117,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         "ava-thompson-labs",
         "Confidential lab values",
         crate::helpers::MEDIQUO_SIGNATURE,
-        crate::helpers::HCW_PASSWORD,
+        chartbridge_sandbox::hcw::SERVICE_PASSWORD,
         crate::helpers::HCW_SSO_SECRET,
         &haidy_token,
         "eyJ",

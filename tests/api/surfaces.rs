@@ -300,8 +300,10 @@ async fn nothing_a_client_sends_gets_a_500() {
                 .send()
                 .await
                 .unwrap();
+            // A settings post without any of the section's fields keeps what is stored.
+            let kept = path.starts_with("/hint/settings/") && response.status() == 200;
             assert!(
-                response.status().is_client_error(),
+                response.status().is_client_error() || kept,
                 "POST {path} ({content_type}) answered {}",
                 response.status()
             );

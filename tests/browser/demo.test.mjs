@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { createWriteStream, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -14,7 +14,7 @@ let demo, browser, context;
 const problems = [];
 
 before(async () => {
-  demo = spawn(BIN, ["--port", "18280", "--app-port", "18281", "--tiep-port", "18282", "--mediquo-port", "18283", "--hcw-port", "18284", "--haidy-port", "18285",
+  demo = spawn(BIN, ["--port", "18280", "--app-port", "18281", "--partners-port", "18282",
     "--data-dir", mkdtempSync(join(tmpdir(), "chartbridge-browser-"))], { stdio: ["ignore", "pipe", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the demo did not start")), 30000);
@@ -23,12 +23,20 @@ before(async () => {
     });
     demo.on("exit", (code) => reject(new Error(`the demo exited with ${code}`)));
   });
+  // The demo's own log, for reading after a failure (DEMO_LOG names the file).
+  if (process.env.DEMO_LOG) {
+    const log = createWriteStream(process.env.DEMO_LOG);
+    demo.stdout.pipe(log);
+    demo.stderr.pipe(log);
+  }
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync"],
   });
   context = await browser.newContext({ viewport: { width: 1100, height: 1100 } });
+  // A step that hangs fails with its locator instead of the whole test timing out.
+  context.setDefaultTimeout(20000);
   // Any console error (a CSP violation, a failed htmx request) fails the run.
   context.on("page", (page) => watch(page));
 });
@@ -152,8 +160,9 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
   await doctor.getByRole("button", { name: "Accept the call" }).click();
   await doctor.getByLabel("Comment").fill("Seen by video; rest and fluids");
   await doctor.getByRole("button", { name: "End the consultation" }).click();
-  await doctor.close();
-  await patient.close();
+  // The doctor's page reloads after ending the call; wait for it rather than closing a tab
+  // mid-navigation (a close during a navigation can hang Chromium's tab).
+  await doctor.getByRole("cell", { name: "closed", exact: true }).waitFor();
 
   await frame.getByRole("button", { name: "Finish visit" }).click();
   await frame.getByText("Seen by video; rest and fluids").waitFor();

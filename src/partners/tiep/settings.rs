@@ -103,8 +103,12 @@ impl Connection for TiepConnection {
                 "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
             ));
         }
-        let form: Value = serde_json::from_str(&input.form)
-            .map_err(|e| format!("The form is not valid JSON: {e}."))?;
+        // A blank form keeps the stored one (or starts with the default).
+        let form: Value = match input.form.trim() {
+            "" => stored.map(|c| c.form.clone()).unwrap_or_else(default_form),
+            text => serde_json::from_str(text)
+                .map_err(|e| format!("The form is not valid JSON: {e}."))?,
+        };
         validate_form(&form)?;
         Ok(Self {
             api_key: SecretString::from(api_key),
