@@ -75,3 +75,29 @@ pub fn registry(settings: &PartnerSettings, upstream: &Upstream) -> Partners {
         Arc::new(mediquo::MediQuo),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each partner's module is named by its id; a module left out of the registry fails here.
+    #[test]
+    fn every_partner_module_is_in_the_registry() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/partners");
+        let mut modules: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        modules.sort();
+        let settings = PartnerSettings::from_args(PartnerArgs::from_flags([]).unwrap()).unwrap();
+        let upstream = Upstream::new(std::time::Duration::from_secs(1)).unwrap();
+        let mut registered: Vec<String> = registry(&settings, &upstream)
+            .iter()
+            .map(|p| p.id().to_string())
+            .collect();
+        registered.sort();
+        assert_eq!(modules, registered);
+    }
+}
