@@ -81,6 +81,13 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// A stored value this version cannot read (a state, a partner id): our fault, logged.
+impl From<crate::db::UnknownValue> for AppError {
+    fn from(e: crate::db::UnknownValue) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         AppError::Internal(anyhow::Error::new(e).context("template"))

@@ -102,10 +102,7 @@ fn render(
     notice: Option<String>,
 ) -> Result<String, AppError> {
     let frame = Frame::new(session, "clinical_interaction");
-    let partner = state
-        .partners
-        .of(&visit)
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let partner = state.partners.of(&visit)?;
     let partner_html = partner.render_visit(&visit, &frame)?;
     let page = ClinicalInteraction {
         cancellable: visit.state().is_open() && frame.is_clinician && partner.cancellable(),

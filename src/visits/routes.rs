@@ -71,10 +71,7 @@ pub async fn cancel_visit(
     let visit = super::get_latest(&state, &session.practice_id, &visit_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let partner = state
-        .partners
-        .of(&visit)
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let partner = state.partners.of(&visit)?;
     let refusal = if !visit.state().is_open() {
         Some(format!(
             "This visit is already {}; it can no longer be cancelled.",
