@@ -35,7 +35,7 @@ pub enum AppError {
     Conflict(String),
     /// An outside party failed or refused; the message is written for the clinician, the
     /// cause (the party's answer) is kept for the log.
-    #[error("upstream: {message}")]
+    #[error("upstream refused or failed")]
     Upstream {
         message: String,
         #[source]
@@ -141,12 +141,14 @@ impl AppError {
     fn log(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            // A message over a cause may quote the party: the cause (the party and its status)
+            // is logged instead. Without a cause the message is our own words.
             AppError::Upstream { message, source } => {
-                let cause = source
-                    .as_deref()
-                    .map(|e| error_chain(e))
-                    .unwrap_or_default();
-                tracing::warn!(reason = %message, %cause, "upstream refused or failed")
+                let cause = match source.as_deref() {
+                    Some(e) => error_chain(e),
+                    None => message.clone(),
+                };
+                tracing::warn!(%cause, "upstream refused or failed")
             }
             AppError::Unauthorized(reason) => tracing::info!(%reason, "unauthorized"),
             _ => {}

@@ -15,6 +15,7 @@ pub mod hint;
 pub mod ids;
 pub mod jobs;
 pub mod partners;
+pub mod server;
 pub mod startup;
 pub mod surfaces;
 pub mod telemetry;

@@ -1,38 +1,19 @@
 //! The one front door: `Application::build` binds the listener, connects and migrates the
 //! database, and wires the router and the job runner. `main`, the demo and the tests all use it.
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
 use anyhow::Context as _;
-
-use axum::{
-    Router,
-    extract::State,
-    http::{HeaderValue, Request, StatusCode, header},
-    response::IntoResponse,
-    routing::get,
-};
 use tokio::{net::TcpListener, sync::watch};
-use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
-    trace::TraceLayer,
-};
 
 use crate::{
     config::Settings,
     db::Db,
     hint::{HintState, session},
     partners::{self, PartnerSettings},
+    server::router,
     visits::AppState,
 };
-
-/// Largest request body accepted (Haidy's upload routes set their own).
-const BODY_LIMIT: usize = 2 * 1024 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
@@ -114,72 +95,6 @@ impl Application {
         self.state.db.close().await;
         served?;
         Ok(())
-    }
-}
-
-/// The whole HTTP surface with its middleware.
-pub fn router(state: AppState) -> Router {
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-         base-uri 'none'; frame-ancestors {}",
-        state.settings.frame_ancestors
-    );
-    let csp = HeaderValue::from_str(&csp).expect("frame ancestors are validated at start");
-    let middleware = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            // The path only: queries carry session keys and patient ids.
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-
-    let partner_routes = state
-        .partners
-        .iter()
-        .fold(Router::new(), |router, partner| {
-            router.merge(partner.clone().routes(state.clone()))
-        });
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .merge(crate::hint::router())
-        .merge(crate::visits::routes::router())
-        .merge(crate::surfaces::router())
-        .merge(partner_routes)
-        .fallback(|| async { crate::error::AppError::NotFound })
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware)
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-    }
-}
-
-#[derive(Clone, Copy)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let id: [u8; 8] = rand::random();
-        HeaderValue::from_str(&hex::encode(id))
-            .ok()
-            .map(RequestId::new)
     }
 }
 

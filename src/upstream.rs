@@ -16,6 +16,8 @@ use url::Url;
 /// Most messages kept from one error body, and their length.
 const MAX_MESSAGES: usize = 10;
 const MAX_MESSAGE_CHARS: usize = 300;
+/// Most characters of a party's words shown to a person.
+pub const MAX_REASON_CHARS: usize = 160;
 
 /// The shared client for outbound calls.
 #[derive(Clone, Debug)]
@@ -116,7 +118,9 @@ pub enum UpstreamError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("{party} answered HTTP {}{}", status.as_u16(), summary(messages))]
+    /// The body's messages are kept for the person who acts on them ([`UpstreamError::reason`]),
+    /// never in the error's text: that is logged, and a partner's words are not ours to log.
+    #[error("{party} answered HTTP {}", status.as_u16())]
     Status {
         party: &'static str,
         status: StatusCode,
@@ -129,14 +133,6 @@ pub enum UpstreamError {
         #[source]
         source: reqwest::Error,
     },
-}
-
-fn summary(messages: &[String]) -> String {
-    if messages.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", messages.join("; "))
-    }
 }
 
 impl UpstreamError {
@@ -164,6 +160,21 @@ impl UpstreamError {
             UpstreamError::Status { messages, .. } => messages,
             _ => &[],
         }
+    }
+
+    /// What the party said about a refusal, for a person: its messages joined and cut to
+    /// [`MAX_REASON_CHARS`]; `None` when it said nothing.
+    pub fn reason(&self) -> Option<String> {
+        let joined = self.messages().join("; ");
+        let joined = joined.trim().trim_end_matches('.');
+        if joined.is_empty() {
+            return None;
+        }
+        let mut reason: String = joined.chars().take(MAX_REASON_CHARS).collect();
+        if joined.chars().count() > MAX_REASON_CHARS {
+            reason.push('…');
+        }
+        Some(reason)
     }
 
     pub fn is_status(&self, status: StatusCode) -> bool {

@@ -289,8 +289,9 @@ async fn secrets<C: Connection>(
 
 /// Checks a delivery to `/webhooks/{partner}/{practice}` against that practice's own secrets
 /// with `check`: first the cached copy, then, on a mismatch, the stored one, so a secret rotated
-/// on another instance counts at once. Answers the practice, now verified. No connection: 404;
-/// a missing, malformed or wrong signature: 401.
+/// on another instance counts at once. Answers the practice, now verified. Every refusal is the
+/// same 401 (no connection, an unknown practice, a missing, malformed or wrong signature): a
+/// caller without the secret learns nothing of which practices use which partner.
 pub async fn verify_delivery<C: Connection>(
     app: &AppState,
     practice_id: ExternalId,
@@ -298,15 +299,17 @@ pub async fn verify_delivery<C: Connection>(
 ) -> Result<PracticeId, AppError> {
     let unauthorized =
         |e: SignatureError| AppError::Unauthorized(format!("{} signature: {e}", C::PARTNER));
+    let not_connected =
+        || AppError::Unauthorized(format!("{} signature: not connected", C::PARTNER));
     let cached = secrets::<C>(app, &practice_id, false)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(not_connected)?;
     match check(&cached) {
         Ok(()) => {}
         Err(SignatureError::Mismatch) => {
             let stored = secrets::<C>(app, &practice_id, true)
                 .await?
-                .ok_or(AppError::NotFound)?;
+                .ok_or_else(not_connected)?;
             check(&stored).map_err(unauthorized)?;
         }
         Err(e) => return Err(unauthorized(e)),

@@ -67,14 +67,15 @@ pub enum PartnerError {
     #[error("{0}")]
     NotPossible(String),
     /// The partner refused the request (words for the clinician; its answer as the cause).
-    #[error("{message}")]
+    /// The words may quote the partner: the error's own text, which is logged, does not.
+    #[error("the partner refused the request")]
     Refused {
         message: String,
         #[source]
         source: BoxError,
     },
     /// The partner failed, or could not be reached (words for the clinician).
-    #[error("{message}")]
+    #[error("the partner failed or could not be reached")]
     Unavailable {
         message: String,
         #[source]

@@ -93,6 +93,49 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .unwrap();
     assert_eq!(haidy.status(), 303);
 
+    // What a caller chooses stays out of the log: an Instant On code in the path, a request id
+    // that is not an id (replaced, and ours is answered), and a partner's own words (HCW
+    // refusing an unknown queue: the clinician reads them, the log does not).
+    let code = "LeakedInstallCode0123456789abcdef";
+    let install = app
+        .http
+        .post(format!("{}/hint/connect/{code}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(install.status(), 400, "Hint refuses the unknown code");
+    let chosen = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "chosen id\"}{\"level\":\"ERROR")
+        .send()
+        .await
+        .unwrap();
+    let answered = chosen.headers()["x-request-id"].to_str().unwrap();
+    assert!(answered.len() == 16 && answered.chars().all(|c| c.is_ascii_hexdigit()));
+    let fields = app.connect(&practice, &app.partners.hcw).await;
+    let mut routed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    routed.retain(|(k, _)| !["routing", "queue"].contains(k));
+    routed.extend([("routing", "queue"), ("queue", "Nocturnal Ward")]);
+    assert_eq!(
+        app.save_settings(&practice, "hcw", &routed).await.status(),
+        200
+    );
+    let refused = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &key,
+            &[("patient_id", patient), ("language", "en")],
+        )
+        .await;
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("queue Nocturnal Ward doesn")
+    );
+
     let token = app.practice_token(&practice.id).await.unwrap();
     CAPTURING.store(false, Ordering::SeqCst);
     let logs = String::from_utf8(CAPTURED.0.lock().unwrap().clone()).unwrap();
@@ -121,6 +164,9 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         crate::helpers::HCW_SSO_SECRET,
         &haidy_token,
         "eyJ",
+        "LeakedInstallCode",
+        "chosen id",
+        "Nocturnal",
     ] {
         let line = logs
             .lines()

@@ -8,6 +8,7 @@ mod hint_events;
 mod isolation;
 mod logging;
 mod mediquo;
+mod refusals;
 mod registry;
 mod resilience;
 mod surfaces;

@@ -154,7 +154,11 @@ async fn a_wrong_or_missing_signature_is_refused_and_stores_nothing() {
     // Another practice's value does not open this practice's door.
     let other = app.new_practice("Other Clinic").await;
     let response = post_event(&app, &other.id, &body, Some(MEDIQUO_SIGNATURE)).await;
-    assert_eq!(response.status(), 404, "no MediQuo set up there");
+    assert_eq!(
+        response.status(),
+        401,
+        "no MediQuo set up there: refused like a wrong signature"
+    );
 
     assert!(visits_of(&app, &practice.id).await.is_empty());
     assert!(app.unmatched_of(&practice.id).await.is_empty());

@@ -21,8 +21,8 @@ pub fn for_clinician(e: &HaidyError) -> String {
         Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => "Haidy refused this practice's API token. Ask a practice admin to check it in Chartbridge settings.".into(),
         Some(StatusCode::NOT_FOUND) => "Haidy no longer knows this patient's record.".into(),
         Some(s) if s.is_client_error() => format!(
-            "Haidy refused: {}",
-            e.messages().first().map(String::as_str).unwrap_or("no reason given")
+            "Haidy refused: {}.",
+            e.reason().unwrap_or_else(|| "no reason given".into())
         ),
         Some(s) => format!("Haidy failed (HTTP {}). Try again in a moment.", s.as_u16()),
         None if e.is_unanswered() => "Haidy could not be reached. Try again in a moment.".into(),
@@ -155,7 +155,7 @@ impl HaidyClient {
                 }
             }
             Err(e) if e.is_status(StatusCode::BAD_REQUEST) => {
-                Ok(Created::Duplicate(e.messages().join("; ")))
+                Ok(Created::Duplicate(e.reason().unwrap_or_default()))
             }
             Err(e) => Err(e),
         }

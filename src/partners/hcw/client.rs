@@ -57,10 +57,10 @@ impl HcwError {
         })
     }
 
-    /// What HCW said about a refusal.
-    pub fn messages(&self) -> &[String] {
+    /// What HCW said about a refusal, cut for a person.
+    pub fn reason(&self) -> Option<String> {
         match self {
-            HcwError::BadCredentials(e) | HcwError::Upstream(e) => e.messages(),
+            HcwError::BadCredentials(e) | HcwError::Upstream(e) => e.reason(),
         }
     }
 
@@ -86,32 +86,42 @@ impl HcwError {
         }
     }
 
-    /// Words a clinician can act on.
+    /// Words a clinician can act on. Whatever kept an answer from coming (nothing listening, a
+    /// timeout, an address Chartbridge may not call, something that is not HCW answering) reads
+    /// the same: the page must not tell what lives at an address.
     pub fn for_clinician(&self) -> String {
         let e = match self {
             HcwError::BadCredentials(_) => return refused_account(),
             HcwError::Upstream(e) => e,
         };
-        let joined = || e.messages().join("; ");
+        let reason = |fallback: String| e.reason().unwrap_or(fallback);
         match e.status() {
-            None if e.is_unanswered() => "HCW@Home could not be reached. Check that it is running and that the base URL in Chartbridge settings is right, then try again.".into(),
             Some(StatusCode::UNAUTHORIZED) => refused_account(),
             Some(StatusCode::FORBIDDEN) => format!(
                 "HCW@Home does not allow Chartbridge's service account to do this ({}). It needs the scheduler role.",
-                if e.messages().is_empty() { "forbidden".into() } else { joined() }
+                reason("forbidden".into())
             ),
             Some(StatusCode::NOT_FOUND) => "HCW@Home no longer knows this invitation.".into(),
-            Some(s) if s.is_client_error() => format!(
-                "HCW@Home refused: {}.",
-                if e.messages().is_empty() { format!("HTTP {}", s.as_u16()) } else { joined() }
-                    .trim_end_matches('.')
-            ),
-            Some(s) if s.is_server_error() => {
-                format!("HCW@Home failed (HTTP {}). Try again in a moment.", s.as_u16())
+            Some(s) if s.is_client_error() => {
+                format!(
+                    "HCW@Home refused: {}.",
+                    reason(format!("HTTP {}", s.as_u16()))
+                )
             }
-            _ => "HCW@Home answered something Chartbridge does not understand. Check the base URL in settings.".into(),
+            Some(s) if s.is_server_error() => {
+                format!(
+                    "HCW@Home failed (HTTP {}). Try again in a moment.",
+                    s.as_u16()
+                )
+            }
+            _ => unreachable_words(),
         }
     }
+}
+
+/// The one wording for an HCW@Home server that gave no usable answer.
+pub fn unreachable_words() -> String {
+    "HCW@Home could not be reached. Check that it is running and that the base URL in Chartbridge settings is right, then try again.".into()
 }
 
 fn refused_account() -> String {

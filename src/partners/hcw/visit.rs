@@ -300,7 +300,7 @@ pub async fn revoke(
             Err(PartnerError::Refused {
                 message: format!(
                     "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
-                    e.messages().join("; ")
+                    e.reason().unwrap_or_else(|| "refused".into())
                 ),
                 source: e.into(),
             })

@@ -21,7 +21,7 @@ pub fn for_clinician(e: &TiepError) -> String {
         Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => "Tiep refused this practice's facility API key. Ask a practice admin to check the Tiep settings in Chartbridge.".into(),
         Some(StatusCode::NOT_FOUND) => "Tiep answered in a way Chartbridge did not expect. Please try again; if it keeps happening, contact support.".into(),
         Some(s) if s.is_client_error() => {
-            let reason = e.messages().first().cloned().unwrap_or_else(|| "no reason given".into());
+            let reason = e.reason().unwrap_or_else(|| "no reason given".into());
             format!("Tiep refused the launch: {reason}. Ask a practice admin to check the Tiep form in Chartbridge settings.")
         }
         _ if e.is_retryable() => "Tiep is not reachable right now. Please try again in a few minutes.".into(),

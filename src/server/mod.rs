@@ -1,0 +1,103 @@
+//! The HTTP surface as a whole: every route with the middleware in front of it
+//! ([`router`]). Requests are traced by route, never by path (paths carry codes and ids a
+//! client chose), under a request id that is ours or checked ([`request_id`]).
+
+pub mod request_id;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{MatchedPath, State},
+    http::{HeaderValue, Request, StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::visits::AppState;
+
+/// Largest request body accepted (Haidy's upload routes set their own).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Longest a request may take once its headers are in.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState) -> Router {
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         base-uri 'none'; frame-ancestors {}",
+        state.settings.frame_ancestors
+    );
+    let csp = HeaderValue::from_str(&csp).expect("frame ancestors are validated at start");
+    let middleware = ServiceBuilder::new()
+        .map_request(request_id::drop_unless_well_formed)
+        .layer(SetRequestIdLayer::x_request_id(request_id::Random))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // The route, not the path: paths carry Instant On codes and ids a client chose.
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str)
+                    .unwrap_or("(none)");
+                let request_id = request_id::of(request).unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), route, request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            csp,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    let partner_routes = state
+        .partners
+        .iter()
+        .fold(Router::new(), |router, partner| {
+            router.merge(partner.clone().routes(state.clone()))
+        });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(crate::hint::router())
+        .merge(crate::visits::routes::router())
+        .merge(crate::surfaces::router())
+        .merge(partner_routes)
+        .fallback(|| async { crate::error::AppError::NotFound })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware)
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
+}
