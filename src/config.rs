@@ -9,6 +9,8 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::upstream::{address::AddressPolicy, guarded::HostLookup};
+
 /// Raw configuration as read from the environment (or flags). Each partner reads its own
 /// (`partners::PartnerArgs`).
 #[derive(clap::Args, Debug, Clone)]
@@ -54,6 +56,11 @@ pub struct ConfigArgs {
     /// Number of background jobs run at once.
     #[arg(long, env = "CHARTBRIDGE_WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// Hosts and ranges Chartbridge may call although a practice admin typed them and they
+    /// are not public (comma separated: `10.2.0.0/16, hcw.clinic.internal`). Empty: public
+    /// addresses only.
+    #[arg(long, env = "CHARTBRIDGE_OUTBOUND_ALLOW", default_value = "")]
+    pub outbound_allow: String,
 }
 
 /// Validated settings the application runs on.
@@ -72,6 +79,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Timeout applied to every outbound HTTP request.
     pub http_timeout: Duration,
+    /// Which admin-entered addresses may be called, and how names are looked up.
+    pub outbound: OutboundSettings,
     /// A visit still launching after this long (the app died mid-launch, or the partner never
     /// answered) fails with a reason instead of waiting forever.
     pub launch_timeout: Duration,
@@ -123,6 +132,14 @@ pub struct JobSettings {
     pub max_attempts: i64,
     /// How long shutdown waits for jobs in flight.
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboundSettings {
+    /// Beyond public addresses, what the operator allows.
+    pub allow: AddressPolicy,
+    /// The system's resolver; tests answer from a table.
+    pub lookup: HostLookup,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +261,10 @@ impl Settings {
                 problem: "must be at least 1".into(),
             });
         }
+        let allow = args.outbound_allow.parse().map_err(|problem| ConfigError {
+            variable: "CHARTBRIDGE_OUTBOUND_ALLOW",
+            problem,
+        })?;
         let database = match args.database_url {
             Some(url) if !url.trim().is_empty() => {
                 if !(url.starts_with("postgres://")
@@ -292,6 +313,10 @@ impl Settings {
                 handshake_max_age: Duration::from_secs(5 * 60),
             },
             http_timeout: Duration::from_secs(15),
+            outbound: OutboundSettings {
+                allow,
+                lookup: HostLookup::default(),
+            },
             secrets_cache_ttl: Duration::from_secs(5),
             patient_directory_ttl: Duration::from_secs(120),
             launch_timeout: Duration::from_secs(10 * 60),

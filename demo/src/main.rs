@@ -85,6 +85,8 @@ async fn main() -> anyhow::Result<()> {
         secret_key: Some(secret_key),
         frame_ancestors: hint.base_url().as_str().trim_end_matches('/').to_string(),
         workers: 4,
+        // The sandbox's HCW@Home is on loopback: an address no practice admin may enter live.
+        outbound_allow: "127.0.0.0/8, ::1".into(),
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);

@@ -128,6 +128,8 @@ pub struct HcwWorld {
     pub invites: Vec<Invite>,
     /// By invite id.
     pub consultations: HashMap<String, Consultation>,
+    /// Every request the server received, API or page.
+    pub requests: u32,
     pub logins: u32,
     pub refreshes: u32,
     pub sso_attempts: Vec<SsoAttempt>,
@@ -155,6 +157,7 @@ impl SandboxHcw {
                 doctor_sessions: HashMap::new(),
                 invites: vec![],
                 consultations: HashMap::new(),
+                requests: 0,
                 logins: 0,
                 refreshes: 0,
                 sso_attempts: vec![],
@@ -179,6 +182,10 @@ impl SandboxHcw {
             .route("/inv/", get(patient_page).post(patient_join))
             .route("/app", get(doctor_page))
             .route("/app/consultations/{id}/{action}", post(doctor_action))
+            .layer(axum::middleware::map_request_with_state(
+                sandbox.clone(),
+                count_request,
+            ))
             .with_state(sandbox.clone());
         serve(listener, app);
         Ok(sandbox)
@@ -186,6 +193,11 @@ impl SandboxHcw {
 
     pub fn base_url(&self) -> &Url {
         &self.base_url
+    }
+
+    /// How many requests reached the server so far.
+    pub fn requests(&self) -> u32 {
+        self.world().requests
     }
 
     pub fn world(&self) -> MutexGuard<'_, HcwWorld> {
@@ -850,4 +862,12 @@ async fn doctor_action(
         );
     }
     Redirect::to(&format!("/app?tk={}", form.tk)).into_response()
+}
+
+async fn count_request<B>(
+    State(hcw): State<SandboxHcw>,
+    request: axum::http::Request<B>,
+) -> axum::http::Request<B> {
+    hcw.world().requests += 1;
+    request
 }

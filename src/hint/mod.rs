@@ -53,7 +53,11 @@ pub struct HintState {
 impl HintState {
     /// `public_url` is the configured one, or the address the server was bound to.
     pub fn new(settings: Settings, db: Db, public_url: Url) -> anyhow::Result<Self> {
-        let upstream = Upstream::new(settings.http_timeout)?;
+        let upstream = Upstream::with_policy(
+            settings.http_timeout,
+            settings.outbound.allow.clone(),
+            settings.outbound.lookup.clone(),
+        )?;
         Ok(Self {
             sessions: Arc::new(session::HintSessionStore::new(
                 db.clone(),

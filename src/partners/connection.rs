@@ -8,7 +8,7 @@
 //! the credentials with the partner (a "Test connection") belongs in [`save`], between the
 //! form's validation and storing it, reported through [`SaveOutcome`].
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use axum::{Form, Router, extract::State, http::StatusCode, response::Html, routing::post};
 use serde::{Serialize, de::DeserializeOwned};
@@ -43,6 +43,13 @@ pub trait Connection: Sized + Send + Sync + 'static {
     /// A submitted form as a connection; secrets left blank keep `stored`'s. The error is
     /// for the admin.
     fn from_form(form: &Self::Form, stored: Option<&Self>) -> Result<Self, String>;
+
+    /// Checks a connection the form made against the world before it is stored (an address
+    /// the admin typed may be called); the error is for the admin. Nothing to check by default.
+    fn check(&self, app: &AppState) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = app;
+        async { Ok(()) }
+    }
 
     /// The section's HTML: the form showing `entered` (after a refused save) or `stored`, and
     /// what the last save did.
@@ -135,6 +142,9 @@ pub async fn save<C: Connection>(
         Ok(connection) => connection,
         Err(why) => return Ok(SaveOutcome::Refused(why)),
     };
+    if let Err(why) = connection.check(app).await {
+        return Ok(SaveOutcome::Refused(why));
+    }
     store(app, practice_id, &connection, updated_by).await?;
     Ok(SaveOutcome::Saved)
 }

@@ -263,6 +263,19 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     assert!(visit.error_message.unwrap().contains("queue Night shift"));
     app.wait_for_interaction(patient, "failed").await;
 
+    // HCW's words are cut for the clinician (a 200-character queue name makes a long one).
+    let long_queue = "Q".repeat(200);
+    app.setup_hcw(&practice, Some(&long_queue)).await;
+    let (status, refused) =
+        Page::of(launch(&app, &key, patient, &[("language", "en")]).await).await;
+    assert_eq!(status, 422);
+    let alert = refused.text_of("[role=alert]");
+    assert!(alert.starts_with("HCW@Home refused: queue QQQ"), "{alert}");
+    assert!(
+        alert.ends_with("….") && alert.chars().count() < 200,
+        "{alert}"
+    );
+
     // A wrong service-account password, a role HCW forbids, HCW down.
     let admin = app.session(&practice.admin, None).await;
     let base_url = app.hcw.base_url().to_string();
@@ -314,7 +327,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
     app.hcw.set_faults(HcwFaults::default());
 
     let failed = app.visits_of(&practice.id).await;
-    assert_eq!(failed.len(), 4);
+    assert_eq!(failed.len(), 5);
     assert!(
         failed
             .iter()

@@ -4,6 +4,10 @@
 //! Pages are read parsed (`Page`). Quiet unless `TEST_LOG`.
 
 use std::{
+    collections::HashMap,
+    future::Future,
+    net::IpAddr,
+    pin::Pin,
     sync::{
         Arc, LazyLock, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -18,6 +22,7 @@ use chartbridge::{
     config::{ConfigArgs, DatabaseSettings, SecretKey},
     crypto::sign_hmac_sha256,
     partners::{PartnerArgs, PartnerSettings},
+    upstream::guarded::{HostLookup, LookupHost},
     visits::{AppState, Visit},
 };
 use chartbridge_sandbox::{
@@ -101,6 +106,36 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The test's own database (SQLite file, or a fresh PostgreSQL database).
     pub database: DatabaseSettings,
+    /// What host names resolve to for the app's guarded calls.
+    pub dns: Dns,
+}
+
+/// The name lookup the app's guarded client uses in tests: a table the test fills (no test
+/// asks a real resolver). Unknown names do not resolve.
+#[derive(Clone, Default)]
+pub struct Dns(Arc<Mutex<HashMap<String, Vec<IpAddr>>>>);
+
+impl Dns {
+    /// `name` resolves to `addresses` from now on.
+    pub fn set(&self, name: &str, addresses: &[&str]) {
+        let addresses = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        self.0
+            .lock()
+            .unwrap()
+            .insert(name.to_lowercase(), addresses);
+    }
+}
+
+impl LookupHost for Dns {
+    fn lookup(
+        &self,
+        host: &str,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        let found = self.0.lock().unwrap().get(&host.to_lowercase()).cloned();
+        Box::pin(async move {
+            found.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such name"))
+        })
+    }
 }
 
 /// A partner delivery kept for review, as stored.
@@ -177,6 +212,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         secret_key: Some(secret_key),
         frame_ancestors: "https://app.hint.com https://*.hint.com".into(),
         workers: 4,
+        // The sandbox's HCW@Home is on loopback: an address no practice admin may enter live.
+        outbound_allow: "127.0.0.0/8, ::1".into(),
     })
     .expect("test settings are valid");
     let mut partners = PartnerSettings::from_args(
@@ -194,6 +231,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // The queue runs when a test says so (`run_jobs`); tests of the runner itself turn it on.
     settings.jobs.run_in_background = false;
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
+    let dns = Dns::default();
+    // A public name a test may save but never call.
+    dns.set("hcw.example.org", &["93.184.215.14"]);
+    settings.outbound.lookup = HostLookup(Arc::new(dns.clone()));
     partners.tiep.poll_after = Duration::from_secs(3600);
     partners.hcw.poll_every = Duration::from_secs(3600);
     partners.haidy.poll_every = Duration::from_secs(3600);
@@ -202,7 +243,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         partners,
     };
     adjust(&mut config);
-    start(config, hint, fakes, database).await
+    start(config, hint, fakes, database, dns).await
 }
 
 async fn start(
@@ -210,6 +251,7 @@ async fn start(
     hint: SandboxHint,
     partners: Partners,
     database: DatabaseSettings,
+    dns: Dns,
 ) -> TestApp {
     let app = Application::build(config.app.clone(), config.partners.clone())
         .await
@@ -234,6 +276,7 @@ async fn start(
         server,
         stop: Some(stop),
         database,
+        dns,
     }
 }
 
@@ -263,15 +306,28 @@ async fn test_database() -> DatabaseSettings {
 impl TestApp {
     /// Kills the app mid-flight (server and workers, no graceful shutdown) and starts a new one
     /// on the same database and port, as a crash and restart would.
-    pub async fn crash_and_restart(mut self) -> TestApp {
+    pub async fn crash_and_restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like `crash_and_restart`, with the settings adjusted first (an operator's change).
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         self.server.abort();
         let _ = self.server.await;
         // The same address again: the listener died with the server task.
         let port: u16 = self.address.rsplit(':').next().unwrap().parse().unwrap();
         self.config.port = port;
         self.config.public_url = Some(url::Url::parse(&self.address).unwrap());
+        adjust(&mut self.config);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        start(self.config, self.hint, self.partners, self.database).await
+        start(
+            self.config,
+            self.hint,
+            self.partners,
+            self.database,
+            self.dns,
+        )
+        .await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);

@@ -8,6 +8,8 @@ mod hint_events;
 mod isolation;
 mod logging;
 mod mediquo;
+mod netns;
+mod outbound;
 mod refusals;
 mod registry;
 mod resilience;

@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::any};
-use chartbridge::upstream::{Upstream, UpstreamError, endpoint};
+use chartbridge::upstream::{Upstream, UpstreamError, endpoint, guarded::HostLookup};
 
 /// Serves `app` on a loopback port; answers its base URL.
 async fn serve(app: Router) -> url::Url {
@@ -39,23 +39,42 @@ async fn a_redirect_is_never_followed_with_our_credentials() {
     })))
     .await;
 
-    let upstream = Upstream::new(std::time::Duration::from_secs(2)).unwrap();
-    let request = upstream
-        .http()
-        .post(endpoint(&partner, &["api", "v1", "login-local"]))
-        .header("x-access-token", "secret-token")
-        .body("{\"password\":\"secret\"}");
-    let error = upstream.send("HCW@Home", request).await.unwrap_err();
-    assert!(
-        matches!(error, UpstreamError::Status { status, .. } if status == StatusCode::TEMPORARY_REDIRECT),
-        "{error}"
-    );
+    // The operator's client and the guarded one (loopback allowed here, as in the sandbox).
+    let upstream = Upstream::with_policy(
+        std::time::Duration::from_secs(2),
+        "127.0.0.0/8".parse().unwrap(),
+        HostLookup::default(),
+    )
+    .unwrap();
+    let build = |client: &reqwest::Client| {
+        client
+            .post(endpoint(&partner, &["api", "v1", "login-local"]))
+            .header("x-access-token", "secret-token")
+            .body("{\"password\":\"secret\"}")
+    };
+    let errors = [
+        upstream
+            .send("HCW@Home", build(upstream.http()))
+            .await
+            .unwrap_err(),
+        upstream
+            .guarded()
+            .send("HCW@Home", build(upstream.guarded().http()))
+            .await
+            .unwrap_err(),
+    ];
+    for error in errors {
+        assert!(
+            matches!(error, UpstreamError::Status { status, .. } if status == StatusCode::TEMPORARY_REDIRECT),
+            "{error}"
+        );
+        assert!(!error.is_retryable());
+    }
     assert_eq!(
         hits.load(Ordering::SeqCst),
         0,
         "nothing reached the other host"
     );
-    assert!(!error.is_retryable());
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::HcwConnection;
 use crate::{
     tenancy::PracticeId,
-    upstream::{self, Upstream, UpstreamError, endpoint},
+    upstream::{self, Upstream, UpstreamError, endpoint, guarded::Guarded},
     visits::PartnerError,
 };
 
@@ -62,6 +62,11 @@ impl HcwError {
         match self {
             HcwError::BadCredentials(e) | HcwError::Upstream(e) => e.reason(),
         }
+    }
+
+    /// Not sent: the stored address is not one Chartbridge may call (any more).
+    pub fn is_refused_address(&self) -> bool {
+        matches!(self, HcwError::Upstream(e) if e.is_refused_address())
     }
 
     /// Whether trying again later may succeed.
@@ -209,7 +214,8 @@ struct Tokens {
 
 #[derive(Clone)]
 pub struct HcwClient {
-    upstream: Upstream,
+    /// A practice admin typed the server's address: every call is guarded.
+    upstream: Guarded,
     token_lifetime: Duration,
     tokens: Arc<Mutex<HashMap<TokenKey, Arc<Tokens>>>>,
 }
@@ -229,9 +235,9 @@ fn key(practice_id: &PracticeId, connection: &HcwConnection) -> TokenKey {
 }
 
 impl HcwClient {
-    pub fn new(upstream: Upstream, token_lifetime: Duration) -> Self {
+    pub fn new(upstream: &Upstream, token_lifetime: Duration) -> Self {
         Self {
-            upstream,
+            upstream: upstream.guarded().clone(),
             token_lifetime,
             tokens: Arc::default(),
         }

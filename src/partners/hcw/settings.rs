@@ -10,7 +10,7 @@ use super::{ID, looks_like_email, parse_base_url};
 use crate::{
     error::AppError,
     partners::connection::{Connection, SectionView, keep_blank},
-    visits::PartnerId,
+    visits::{AppState, PartnerId},
 };
 
 /// Shortest SSO secret accepted (it signs doctor sign-ins).
@@ -163,6 +163,18 @@ impl Connection for HcwConnection {
             sso_secret: SecretString::from(sso_secret),
             routing,
         })
+    }
+
+    /// The server's address must be one Chartbridge may call (public, or allowed by the
+    /// operator): looked up now, and again on every call.
+    async fn check(&self, app: &AppState) -> Result<(), String> {
+        app.upstream
+            .guarded()
+            .check(&self.base_url)
+            .await
+            .map_err(|refused| {
+                format!("Chartbridge cannot use this HCW@Home address: {refused}. Enter your HCW@Home server's public https address.")
+            })
     }
 
     fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {

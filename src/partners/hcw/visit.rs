@@ -274,6 +274,12 @@ pub async fn poll(
             }
             Ok(check_again)
         }
+        Err(e) if e.is_refused_address() => {
+            // Asking again would call the same address: the visit ends here, with the reason.
+            tracing::warn!(%practice_id, visit_id = %visit.id, "hcw address refused; polling stopped");
+            visits::fail(app, practice_id, &visit.id, &e.for_clinician()).await?;
+            Ok(JobOutcome::Done)
+        }
         Err(e) => Err(JobError::transient(e)),
     }
 }

@@ -1,10 +1,16 @@
 //! The one way out: every call to Hint and to a partner goes through [`Upstream`].
 //!
-//! One `reqwest` client with a timeout on every request, a shorter one to connect, and no
-//! automatic redirects (a partner that answers 3xx gets an "unexpected answer", never a second
-//! request carrying our credentials somewhere else). [`Upstream::send`] checks the status;
-//! every failure is an [`UpstreamError`] that names the party and keeps its cause, and
-//! [`endpoint`] joins path segments onto a base URL the same way for every client.
+//! Clients with a timeout on every request, a shorter one to connect, and no automatic
+//! redirects (a partner that answers 3xx gets an "unexpected answer", never a second request
+//! carrying our credentials somewhere else). Addresses the operator configured (Hint, Tiep,
+//! Haidy) are called with [`Upstream::http`]; addresses a practice admin typed (HCW@Home's)
+//! only through [`Upstream::guarded`], which refuses private and local addresses
+//! ([`address`]). [`Upstream::send`] checks the status; every failure is an [`UpstreamError`]
+//! that names the party and keeps its cause, and [`endpoint`] joins path segments onto a base
+//! URL the same way for every client.
+
+pub mod address;
+pub mod guarded;
 
 use std::time::Duration;
 
@@ -13,33 +19,59 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
+use self::{
+    address::{AddressPolicy, AddressRefused},
+    guarded::{Guarded, HostLookup},
+};
+
 /// Most messages kept from one error body, and their length.
 const MAX_MESSAGES: usize = 10;
 const MAX_MESSAGE_CHARS: usize = 300;
 /// Most characters of a party's words shown to a person.
 pub const MAX_REASON_CHARS: usize = 160;
 
-/// The shared client for outbound calls.
+/// The shared clients for outbound calls.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     http: reqwest::Client,
+    guarded: Guarded,
+}
+
+/// `timeout` bounds each whole request; connecting gets at most five seconds of it.
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("chartbridge/", env!("CARGO_PKG_VERSION")))
 }
 
 impl Upstream {
-    /// `timeout` bounds each whole request; connecting gets at most five seconds of it.
+    /// Admin-entered addresses must be public ones.
     pub fn new(timeout: Duration) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("chartbridge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { http })
+        Self::with_policy(timeout, AddressPolicy::default(), HostLookup::default())
     }
 
-    /// The client to build requests with (send them with [`Upstream::send`]).
+    /// Admin-entered addresses must be public or allowed by `policy`, looked up with `lookup`.
+    pub fn with_policy(
+        timeout: Duration,
+        policy: AddressPolicy,
+        lookup: HostLookup,
+    ) -> reqwest::Result<Self> {
+        Ok(Self {
+            http: client_builder(timeout).build()?,
+            guarded: Guarded::new(timeout, policy, lookup)?,
+        })
+    }
+
+    /// The client for addresses the operator configured (send with [`Upstream::send`]).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The way to addresses a practice admin typed.
+    pub fn guarded(&self) -> &Guarded {
+        &self.guarded
     }
 
     /// Sends `request` to `party`; a non-2xx answer is an error carrying the status and the
@@ -133,6 +165,13 @@ pub enum UpstreamError {
         #[source]
         source: reqwest::Error,
     },
+    /// Not sent: the address is not one Chartbridge may call.
+    #[error("{party} was not called")]
+    Refused {
+        party: &'static str,
+        #[source]
+        reason: AddressRefused,
+    },
 }
 
 impl UpstreamError {
@@ -194,8 +233,13 @@ impl UpstreamError {
             UpstreamError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            UpstreamError::Unexpected { .. } => false,
+            UpstreamError::Unexpected { .. } | UpstreamError::Refused { .. } => false,
         }
+    }
+
+    /// Not sent, because the address may not be called: asking again will not help.
+    pub fn is_refused_address(&self) -> bool {
+        matches!(self, UpstreamError::Refused { .. })
     }
 
     /// No answer at all (down, unreachable, too slow).
