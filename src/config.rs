@@ -9,7 +9,10 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::upstream::{address::AddressPolicy, guarded::HostLookup};
+use crate::{
+    server::ServerSettings,
+    upstream::{address::AddressPolicy, guarded::HostLookup},
+};
 
 /// Raw configuration as read from the environment (or flags). Each partner reads its own
 /// (`partners::PartnerArgs`).
@@ -61,6 +64,10 @@ pub struct ConfigArgs {
     /// addresses only.
     #[arg(long, env = "CHARTBRIDGE_OUTBOUND_ALLOW", default_value = "")]
     pub outbound_allow: String,
+    /// Proxies in front of Chartbridge whose `X-Forwarded-For` names the client (comma
+    /// separated addresses or ranges). Empty: the connection's peer is the client.
+    #[arg(long, env = "CHARTBRIDGE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 /// Validated settings the application runs on.
@@ -81,6 +88,8 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// Which admin-entered addresses may be called, and how names are looked up.
     pub outbound: OutboundSettings,
+    /// Connection timeouts and caps.
+    pub server: ServerSettings,
     /// A visit still launching after this long (the app died mid-launch, or the partner never
     /// answered) fails with a reason instead of waiting forever.
     pub launch_timeout: Duration,
@@ -265,6 +274,13 @@ impl Settings {
             variable: "CHARTBRIDGE_OUTBOUND_ALLOW",
             problem,
         })?;
+        let trusted_proxies = args
+            .trusted_proxies
+            .parse()
+            .map_err(|problem| ConfigError {
+                variable: "CHARTBRIDGE_TRUSTED_PROXIES",
+                problem,
+            })?;
         let database = match args.database_url {
             Some(url) if !url.trim().is_empty() => {
                 if !(url.starts_with("postgres://")
@@ -316,6 +332,10 @@ impl Settings {
             outbound: OutboundSettings {
                 allow,
                 lookup: HostLookup::default(),
+            },
+            server: ServerSettings {
+                trusted_proxies,
+                ..ServerSettings::default()
             },
             secrets_cache_ttl: Duration::from_secs(5),
             patient_directory_ttl: Duration::from_secs(120),

@@ -82,18 +82,22 @@ impl Application {
         };
         let sweeper = session::sweep_periodically(self.state.hint_state.clone(), stop_rx.clone());
         let mut server_stop = stop_rx.clone();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        });
+        let server = crate::server::serve(
+            self.listener,
+            router,
+            self.state.settings.server.clone(),
+            async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            },
+        );
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         };
         tracing::info!(port = self.port, "chartbridge listening");
-        let (served, (), (), ()) = tokio::join!(server.into_future(), runner, sweeper, signal);
+        tokio::join!(server, runner, sweeper, signal);
         self.state.db.close().await;
-        served?;
         Ok(())
     }
 }

@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         workers: 4,
         // The sandbox's HCW@Home is on loopback: an address no practice admin may enter live.
         outbound_allow: "127.0.0.0/8, ::1".into(),
+        trusted_proxies: String::new(),
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);

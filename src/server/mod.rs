@@ -1,8 +1,13 @@
 //! The HTTP surface as a whole: every route with the middleware in front of it
-//! ([`router`]). Requests are traced by route, never by path (paths carry codes and ids a
-//! client chose), under a request id that is ours or checked ([`request_id`]).
+//! ([`router`]), served by our own connection loop ([`serve`]: timeouts and caps). Requests
+//! are traced by route, never by path (paths carry codes and ids a client chose), under a
+//! request id that is ours or checked ([`request_id`]).
 
+pub mod client_addr;
 pub mod request_id;
+pub mod serve;
+
+pub use serve::{ServerSettings, serve};
 
 use std::time::Duration;
 

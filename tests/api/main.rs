@@ -1,5 +1,6 @@
 //! One integration-test binary: the crate links once.
 
+mod connections;
 mod haidy_visit;
 mod handshake;
 mod hcw_visit;

@@ -125,6 +125,7 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         frame_ancestors: "https://app.hint.com".into(),
         workers: 1,
         outbound_allow: String::new(),
+        trusted_proxies: String::new(),
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
     let partners =

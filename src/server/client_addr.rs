@@ -1,0 +1,135 @@
+//! Who is calling: the address of the connection's peer, or, when the peer is a proxy the
+//! operator trusts (`CHARTBRIDGE_TRUSTED_PROXIES`), the address that proxy says it forwarded
+//! for (the right-most `X-Forwarded-For` entry that is not itself a trusted proxy: the left
+//! ones are the client's to invent). Connection caps and rate limits count by it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{extract::ConnectInfo, http::Request};
+use ipnet::IpNet;
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+
+    /// Comma- or space-separated addresses and ranges.
+    fn from_str(list: &str) -> Result<Self, String> {
+        list.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{entry:?} is not an address or range"))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+}
+
+impl TrustedProxies {
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The calling client of a request that arrived from `peer`.
+    pub fn client_of<B>(&self, peer: IpAddr, request: &Request<B>) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        forwarded
+            .iter()
+            .rev()
+            .map_while(|entry| entry.parse::<IpAddr>().ok())
+            .find(|ip| !self.trusts(*ip))
+            .unwrap_or(peer)
+    }
+}
+
+/// The client's address, as the server put it on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The client of `request`; `None` when it did not come through [`super::serve`].
+    pub fn of<B>(request: &Request<B>) -> Option<IpAddr> {
+        if let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>() {
+            return Some(*ip);
+        }
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    }
+}
+
+/// A (v6) client is counted by its /64: one host holds a whole /64.
+pub fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(forwarded: &[&str]) -> Request<()> {
+        let mut builder = Request::builder();
+        for f in forwarded {
+            builder = builder.header("x-forwarded-for", *f);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let spoofed = request(&["1.1.1.1, 203.0.113.9"]);
+        assert_eq!(proxies.client_of(stranger, &spoofed), stranger);
+        assert_eq!(
+            proxies.client_of(proxy, &spoofed),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the right-most entry the proxy added"
+        );
+        let chained = request(&["203.0.113.9", "10.9.9.9"]);
+        assert_eq!(
+            proxies.client_of(proxy, &chained),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "proxies in the chain are skipped"
+        );
+        assert_eq!(proxies.client_of(proxy, &request(&["junk"])), proxy);
+        assert_eq!(proxies.client_of(proxy, &request(&[])), proxy);
+        assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(counted_as(a), counted_as(b));
+        let v4: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(counted_as(v4), "198.51.100.7".parse::<IpAddr>().unwrap());
+    }
+}

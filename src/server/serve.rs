@@ -1,0 +1,165 @@
+//! The connection loop (`axum::serve` sets no timer and no cap, so it is ours): HTTP/1.1 with
+//! a header-read timeout that also ends idle keep-alive connections, at most
+//! `max_connections` open at once (the rest wait in the kernel's queue instead of taking file
+//! descriptors), at most `max_connections_per_client` from one address (more are closed at
+//! once, so one client cannot hold the others out), and a graceful stop: no new connections,
+//! requests in flight finish, idle connections close.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo, http::Request};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower::ServiceExt as _;
+
+use super::client_addr::{ClientAddr, TrustedProxies, counted_as};
+
+/// How the server treats connections.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// A connection whose request headers have not all arrived this long after it began
+    /// waiting for them (a new connection, or an idle kept-alive one) is closed.
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Connections from one client address at once (a trusted proxy is not limited).
+    pub max_connections_per_client: usize,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// How long a stop waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            trusted_proxies: TrustedProxies::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+/// One client's connection, counted until dropped.
+struct Counted {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<Counted> {
+        let mut open = self.0.lock().expect("connection counts");
+        let count = open.entry(ip).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().expect("connection counts");
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    settings: ServerSettings,
+    stop: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let per_client = Arc::new(PerClient::default());
+    let proxies = Arc::new(settings.trusted_proxies.clone());
+    tokio::pin!(stop);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for connections to close.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let counted = if proxies.trusts(peer.ip()) {
+            None
+        } else {
+            match per_client.enter(counted_as(peer.ip()), settings.max_connections_per_client) {
+                Some(counted) => Some(counted),
+                None => {
+                    tracing::debug!(
+                        "a client is over its connection cap; a new connection was closed"
+                    );
+                    continue;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone().map_request({
+            let proxies = proxies.clone();
+            move |mut request: Request<Incoming>| {
+                let client = proxies.client_of(peer.ip(), &request);
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request.extensions_mut().insert(ClientAddr(client));
+                request
+            }
+        }));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that goes away or sends garbage ends its own connection; nothing to log.
+            let _ = connection.await;
+            drop((slot, counted));
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at the end of the grace period were dropped");
+    }
+}
