@@ -28,6 +28,8 @@ kill $SERVE; wait $SERVE 2>/dev/null || true
 unset DATABASE_URL PORT CHARTBRIDGE_BIND
 
 # The demo (the app with sandbox Hint and the sandbox partners in one process) under load.
-RUST_LOG=warn target/release/chartbridge-demo --port 18080 --app-port 18081 --partners-port 18082 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
+# The per-client budgets are raised: every request here comes from one address, and this
+# measures the server, not the limiter.
+RUST_LOG=warn target/release/chartbridge-demo --rate-limits "handshake=1000000/100000, webhooks=1000000/100000, install=1000/100" --port 18080 --app-port 18081 --partners-port 18082 --data-dir "$WORK/demo" > "$WORK/demo.log" 2>&1 &
 until curl -sf http://127.0.0.1:18081/readyz > /dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
 APP_URL=http://127.0.0.1:18081 HINT_URL=http://127.0.0.1:18080 DB="$WORK/demo/demo.sqlite" "$LOADGEN"

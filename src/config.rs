@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::{
-    server::ServerSettings,
+    server::{ServerSettings, rate_limit::RateLimitSettings},
     upstream::{address::AddressPolicy, guarded::HostLookup},
 };
 
@@ -68,6 +68,10 @@ pub struct ConfigArgs {
     /// separated addresses or ranges). Empty: the connection's peer is the client.
     #[arg(long, env = "CHARTBRIDGE_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// Per-client budgets of the unauthenticated doors, `door=per_minute/burst` (doors:
+    /// handshake, install, webhooks); unnamed doors keep their defaults (300/60, 20/5, 1200/300).
+    #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
 }
 
 /// Validated settings the application runs on.
@@ -90,6 +94,8 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// Connection timeouts and caps.
     pub server: ServerSettings,
+    /// Per-client budgets of the handshake, Instant On and the webhooks.
+    pub rate_limits: RateLimitSettings,
     /// A visit still launching after this long (the app died mid-launch, or the partner never
     /// answered) fails with a reason instead of waiting forever.
     pub launch_timeout: Duration,
@@ -281,6 +287,10 @@ impl Settings {
                 variable: "CHARTBRIDGE_TRUSTED_PROXIES",
                 problem,
             })?;
+        let rate_limits = args.rate_limits.parse().map_err(|problem| ConfigError {
+            variable: "CHARTBRIDGE_RATE_LIMITS",
+            problem,
+        })?;
         let database = match args.database_url {
             Some(url) if !url.trim().is_empty() => {
                 if !(url.starts_with("postgres://")
@@ -337,6 +347,7 @@ impl Settings {
                 trusted_proxies,
                 ..ServerSettings::default()
             },
+            rate_limits,
             secrets_cache_ttl: Duration::from_secs(5),
             patient_directory_ttl: Duration::from_secs(120),
             launch_timeout: Duration::from_secs(10 * 60),

@@ -11,7 +11,7 @@ use crate::{
     db::Db,
     hint::{HintState, session},
     partners::{self, PartnerSettings},
-    server::router,
+    server::{rate_limit::RateLimits, router},
     visits::AppState,
 };
 
@@ -71,7 +71,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let router = router(self.state.clone());
+        let limits = RateLimits::new(self.state.settings.rate_limits);
+        let router = router(self.state.clone(), limits.clone());
         let runner = {
             let (state, stop) = (self.state.clone(), stop_rx.clone());
             async move {
@@ -81,6 +82,7 @@ impl Application {
             }
         };
         let sweeper = session::sweep_periodically(self.state.hint_state.clone(), stop_rx.clone());
+        let forgetter = every_minute(stop_rx.clone(), move || limits.forget_idle());
         let mut server_stop = stop_rx.clone();
         let server = crate::server::serve(
             self.listener,
@@ -96,9 +98,25 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         tracing::info!(port = self.port, "chartbridge listening");
-        tokio::join!(server, runner, sweeper, signal);
+        tokio::join!(server, runner, sweeper, forgetter, signal);
         self.state.db.close().await;
         Ok(())
+    }
+}
+
+/// Runs `work` every minute until `stop` turns true.
+async fn every_minute(mut stop: watch::Receiver<bool>, work: impl Fn()) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => work(),
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -40,6 +40,10 @@ struct DemoArgs {
     /// Folder for the demo database (started afresh each run, like the sandboxes).
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
+    /// Per-client budgets of the handshake, Instant On and the webhooks, as
+    /// `CHARTBRIDGE_RATE_LIMITS` takes them (the load benchmark raises them).
+    #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
+    rate_limits: String,
 }
 
 /// What to say when a demo port cannot be bound.
@@ -88,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         // The sandbox's HCW@Home is on loopback: an address no practice admin may enter live.
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
+        rate_limits: args.rate_limits.clone(),
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);

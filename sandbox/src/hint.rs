@@ -157,6 +157,8 @@ pub struct World {
     pub rate_limit_per_second: usize,
     /// How many calls were answered 429.
     pub rate_limited: usize,
+    /// Instant On code exchanges asked for (valid or not).
+    pub code_exchanges: usize,
     /// A note the demo shows on the home page (e.g. the sandbox partners' credentials).
     pub demo_note: String,
     /// (label, URL) of the demo's partner sandboxes, shown on the home page.
@@ -977,6 +979,7 @@ async fn oauth_tokens(
     headers: HeaderMap,
     body: Option<Json<TokenRequest>>,
 ) -> Response {
+    sandbox.world().code_exchanges += 1;
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

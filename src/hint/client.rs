@@ -29,6 +29,8 @@ use crate::{
 const PAGE_LIMIT: usize = 100;
 /// How errors name Hint.
 const HINT: &str = "Hint";
+/// The limiter key of Instant On code exchanges (practice ids start `pra-`).
+const INSTANT_ON: &str = "instant-on";
 
 /// What a Hint call fails with.
 pub type HintError = UpstreamError;
@@ -251,12 +253,14 @@ impl HintClient {
         upstream::json(HINT, response).await
     }
 
-    /// Exchanges an Instant On code for the practice's token (`activate: true`).
+    /// Exchanges an Instant On code for the practice's token (`activate: true`). Exchanges
+    /// are paced apart from every other call (their own limiter), and callers are held to a
+    /// budget per address before they get here (`server::rate_limit`).
     pub async fn exchange_code(&self, code: &str) -> Result<InstallGrant, HintError> {
         let body =
             serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
         let response = self
-            .send("partner", || {
+            .send(INSTANT_ON, || {
                 self.upstream
                     .http()
                     .post(self.url(&["api", "oauth", "tokens"]))

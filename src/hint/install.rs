@@ -61,9 +61,24 @@ pub async fn connect_redirect<S: AsRef<HintState>>(
     }
 }
 
+/// Shortest and longest code we send to Hint.
+const CODE_LEN: std::ops::RangeInclusive<usize> = 8..=512;
+
+/// Whether `code` has the shape of an OAuth code (8 to 512 of the URL's unreserved
+/// characters). Anything else is refused without asking Hint: a flood of junk never spends
+/// the partner key's budget.
+pub fn well_formed_code(code: &str) -> bool {
+    CODE_LEN.contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
 async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> {
-    if code.len() > 512 || code.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(AppError::BadRequest("malformed install code".into()));
+    if !well_formed_code(code) {
+        return Err(AppError::BadRequest(
+            "This is not an install code. Start the install again from Hint.".into(),
+        ));
     }
     let grant = state.hint.exchange_code(code).await.map_err(|e| {
         if e.is_refusal() && !e.is_status(reqwest::StatusCode::TOO_MANY_REQUESTS) {
@@ -157,4 +172,28 @@ pub async fn uninstall(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::well_formed_code;
+
+    #[test]
+    fn only_code_shaped_values_go_to_hint() {
+        for ok in ["Xk3-9_aZ.~q1", &"a".repeat(43), &"b".repeat(512)] {
+            assert!(well_formed_code(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "abc",
+            "short12",
+            &"c".repeat(513),
+            "code with spaces",
+            "c%6Fde12345",
+            "cöde123456",
+            "abc/def12345",
+        ] {
+            assert!(!well_formed_code(bad), "{bad:?}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! request id that is ours or checked ([`request_id`]).
 
 pub mod client_addr;
+pub mod rate_limit;
 pub mod request_id;
 pub mod serve;
 
@@ -27,6 +28,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use self::rate_limit::RateLimits;
 use crate::visits::AppState;
 
 /// Largest request body accepted (Haidy's upload routes set their own).
@@ -34,8 +36,8 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Longest a request may take once its headers are in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The whole HTTP surface with its middleware.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface with its middleware; `limits` are the unauthenticated doors'.
+pub fn router(state: AppState, limits: RateLimits) -> Router {
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
          base-uri 'none'; frame-ancestors {}",
@@ -58,6 +60,10 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            rate_limit::limit,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,

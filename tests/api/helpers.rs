@@ -215,6 +215,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         // The sandbox's HCW@Home is on loopback: an address no practice admin may enter live.
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
+        rate_limits: String::new(),
     })
     .expect("test settings are valid");
     let mut partners = PartnerSettings::from_args(

@@ -47,3 +47,132 @@ async fn partner_webhooks_answer_the_same_401_for_every_refusal() {
     }
     assert_eq!(statuses, [401, 401]);
 }
+
+/// A client on `source` (any 127.x address: loopback holds the whole range).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_instant_on_flood_does_not_hold_up_a_real_install() {
+    let app = spawn_app().await;
+    let practice_id = app.hint.add_practice("Installing Clinic");
+    let exchanges_before = app.hint.world().code_exchanges;
+
+    // 300 junk codes at once from one address, code-shaped so that only the budget stops them.
+    // Past the per-client connection cap, connections are closed unanswered (status 0 here).
+    let flooder = client_from("127.0.0.1");
+    let flood = futures::future::join_all((0..300).map(|i| {
+        let (flooder, address) = (flooder.clone(), app.address.clone());
+        async move {
+            match flooder
+                .post(format!("{address}/hint/connect/junk-code-{i:06}"))
+                .send()
+                .await
+            {
+                Ok(response) => {
+                    let retry_after = response.headers().get("retry-after").cloned();
+                    (response.status().as_u16(), retry_after)
+                }
+                Err(_) => (0, None),
+            }
+        }
+    }));
+    // Meanwhile Hint installs a practice from its own address.
+    let install = async {
+        let code = app.hint.new_install_code(&practice_id);
+        client_from("127.0.0.2")
+            .post(format!("{}/hint/connect/{code}", app.address))
+            .send()
+            .await
+            .unwrap()
+    };
+    let (flooded, installed) = tokio::join!(flood, install);
+
+    assert_eq!(installed.status(), 200, "the real install went through");
+    assert!(app.practice_token(&practice_id).await.is_some());
+    let limited = flooded.iter().filter(|(s, _)| *s == 429 || *s == 0).count();
+    assert!(
+        flooded.iter().all(|(s, _)| [0, 400, 429].contains(s)),
+        "junk is refused or limited"
+    );
+    assert!(
+        flooded.iter().any(|(s, _)| *s == 429),
+        "the budget answered"
+    );
+    assert!(limited >= 290, "{limited} of 300 were limited");
+    assert!(
+        flooded
+            .iter()
+            .filter(|(s, _)| *s == 429)
+            .all(|(_, retry)| retry.as_ref().is_some_and(|r| r
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1)),
+        "each 429 says when to come back"
+    );
+    // Hint was asked about the flooder's burst and the real code, nothing more.
+    let exchanges = app.hint.world().code_exchanges - exchanges_before;
+    assert!(exchanges <= 300 - limited + 1, "{exchanges} exchanges");
+
+    // Codes that cannot be codes never reach Hint at all.
+    let before = app.hint.world().code_exchanges;
+    for junk in ["abc", "has%20space12", &"x".repeat(600)] {
+        let response = client_from("127.0.0.3")
+            .post(format!("{}/hint/connect/{junk}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{junk}");
+    }
+    assert_eq!(app.hint.world().code_exchanges, before);
+}
+
+#[tokio::test]
+async fn the_handshake_and_the_webhooks_have_a_budget_per_client() {
+    use chartbridge::server::rate_limit::Budget;
+    let tight = Budget {
+        per_minute: 60,
+        burst: 3,
+    };
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.app.rate_limits.handshake = tight;
+        c.app.rate_limits.webhooks = tight;
+    })
+    .await;
+    // (All webhooks share one door: each path is knocked on from its own address here.)
+    for (path, flooder) in [
+        ("/hint/handshake", "127.0.0.4"),
+        ("/webhooks/hint", "127.0.0.6"),
+        ("/webhooks/tiep/pra-x", "127.0.0.7"),
+    ] {
+        let post = |source: &'static str| {
+            let url = format!("{}{path}", app.address);
+            async move {
+                client_from(source)
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(post(flooder).await.status(), 401, "{path}: unsigned");
+        }
+        let limited = post(flooder).await;
+        assert_eq!(limited.status(), 429, "{path}");
+        assert!(limited.headers().contains_key("retry-after"));
+        assert_eq!(
+            post("127.0.0.5").await.status(),
+            401,
+            "{path}: another client"
+        );
+    }
+}

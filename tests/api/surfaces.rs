@@ -126,6 +126,7 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         workers: 1,
         outbound_allow: String::new(),
         trusted_proxies: String::new(),
+        rate_limits: String::new(),
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
     let partners =

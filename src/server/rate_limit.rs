@@ -1,0 +1,276 @@
+//! Per-client rate limits on the doors anyone can knock on: the handshake, Instant On and the
+//! webhooks. Each door has its own budget per client address (GCRA, `governor`); a client over
+//! it gets 429 with `Retry-After` at once, never a queue, so a flood from one address costs
+//! other clients nothing. Signed-in pages are not limited here (a session is needed first).
+//!
+//! `tower_governor` does the same for one quota per layer; one middleware that sorts requests
+//! by door keeps the three budgets, the client address (trusted proxies) and the answer's
+//! shape in one place.
+
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
+
+use super::client_addr::{ClientAddr, counted_as};
+
+/// A budget: `per_minute` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Budget {
+    fn quota(self) -> Quota {
+        let per_minute = NonZeroU32::new(self.per_minute.max(1)).expect("at least one");
+        let burst = NonZeroU32::new(self.burst.max(1)).expect("at least one");
+        Quota::per_minute(per_minute).allow_burst(burst)
+    }
+}
+
+/// Each door's budget per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// `POST /hint/handshake`: a clinician opening Chartbridge (clinics share an address).
+    pub handshake: Budget,
+    /// `/hint/connect…`: a practice installing us; real installs are rare.
+    pub install: Budget,
+    /// `/webhooks/…`: Hint's and the partners' servers.
+    pub webhooks: Budget,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            handshake: Budget {
+                per_minute: 300,
+                burst: 60,
+            },
+            install: Budget {
+                per_minute: 20,
+                burst: 5,
+            },
+            webhooks: Budget {
+                per_minute: 1200,
+                burst: 300,
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for RateLimitSettings {
+    type Err = String;
+
+    /// `door=per_minute/burst` entries, comma separated (`handshake=600/120, webhooks=3000/600`);
+    /// doors not named keep their default. Doors: `handshake`, `install`, `webhooks`.
+    fn from_str(list: &str) -> Result<Self, String> {
+        let mut settings = RateLimitSettings::default();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bad = || format!("{entry:?} is not door=per_minute/burst");
+            let (door, budget) = entry.split_once('=').ok_or_else(bad)?;
+            let (per_minute, burst) = budget.split_once('/').ok_or_else(bad)?;
+            let budget = Budget {
+                per_minute: per_minute.trim().parse().map_err(|_| bad())?,
+                burst: burst.trim().parse().map_err(|_| bad())?,
+            };
+            if budget.per_minute == 0 || budget.burst == 0 {
+                return Err(format!("{entry:?}: a budget must be at least 1/1"));
+            }
+            match door.trim() {
+                "handshake" => settings.handshake = budget,
+                "install" => settings.install = budget,
+                "webhooks" => settings.webhooks = budget,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a door (handshake, install, webhooks)"
+                    ));
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// The doors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    Handshake,
+    Install,
+    Webhooks,
+}
+
+impl Door {
+    fn of(path: &str) -> Option<Door> {
+        if path == "/hint/handshake" {
+            Some(Door::Handshake)
+        } else if path == "/hint/connect" || path.starts_with("/hint/connect/") {
+            Some(Door::Install)
+        } else if path.starts_with("/webhooks/") {
+            Some(Door::Webhooks)
+        } else {
+            None
+        }
+    }
+}
+
+/// The limiters, shared by every request of this instance.
+#[derive(Clone)]
+pub struct RateLimits(Arc<Limiters>);
+
+struct Limiters {
+    handshake: DefaultKeyedRateLimiter<IpAddr>,
+    install: DefaultKeyedRateLimiter<IpAddr>,
+    webhooks: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn new(settings: RateLimitSettings) -> Self {
+        RateLimits(Arc::new(Limiters {
+            handshake: RateLimiter::keyed(settings.handshake.quota()),
+            install: RateLimiter::keyed(settings.install.quota()),
+            webhooks: RateLimiter::keyed(settings.webhooks.quota()),
+        }))
+    }
+
+    fn limiter(&self, door: Door) -> &DefaultKeyedRateLimiter<IpAddr> {
+        match door {
+            Door::Handshake => &self.0.handshake,
+            Door::Install => &self.0.install,
+            Door::Webhooks => &self.0.webhooks,
+        }
+    }
+
+    /// `Err(wait)` when `client` is over its budget at `door`.
+    fn check(&self, door: Door, client: IpAddr) -> Result<(), Duration> {
+        self.limiter(door)
+            .check_key(&counted_as(client))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets clients whose budget is whole again (memory stays bounded by recent clients).
+    pub fn forget_idle(&self) {
+        for door in [Door::Handshake, Door::Install, Door::Webhooks] {
+            let limiter = self.limiter(door);
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The middleware: a request at a door over its client's budget is answered 429.
+pub async fn limit(State(limits): State<RateLimits>, request: Request, next: Next) -> Response {
+    let (Some(door), Some(client)) = (Door::of(request.uri().path()), ClientAddr::of(&request))
+    else {
+        return next.run(request).await;
+    };
+    match limits.check(door, client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            tracing::debug!(?door, "over the rate limit");
+            too_many(wait)
+        }
+    }
+}
+
+fn too_many(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(serde_json::json!({
+            "error": format!("too many requests; try again in {seconds} s")
+        })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&seconds.to_string()).expect("digits"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_sorted_by_door() {
+        assert_eq!(Door::of("/hint/handshake"), Some(Door::Handshake));
+        assert_eq!(Door::of("/hint/connect"), Some(Door::Install));
+        assert_eq!(Door::of("/hint/connect/abc"), Some(Door::Install));
+        assert_eq!(Door::of("/webhooks/hint"), Some(Door::Webhooks));
+        assert_eq!(Door::of("/webhooks/tiep/pra-1"), Some(Door::Webhooks));
+        assert_eq!(Door::of("/hint/connections"), None);
+        assert_eq!(Door::of("/hint/core_page"), None);
+    }
+
+    #[test]
+    fn budgets_are_configured_by_door() {
+        let set: RateLimitSettings = "webhooks=3000/600, handshake = 10/2".parse().unwrap();
+        assert_eq!(
+            set.webhooks,
+            Budget {
+                per_minute: 3000,
+                burst: 600
+            }
+        );
+        assert_eq!(
+            set.handshake,
+            Budget {
+                per_minute: 10,
+                burst: 2
+            }
+        );
+        assert_eq!(set.install, RateLimitSettings::default().install);
+        assert_eq!(
+            "".parse::<RateLimitSettings>().unwrap(),
+            RateLimitSettings::default()
+        );
+        for bad in [
+            "webhooks",
+            "doors=1/1",
+            "install=0/1",
+            "install=5",
+            "install=a/b",
+        ] {
+            assert!(bad.parse::<RateLimitSettings>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_client_over_its_budget_waits_and_others_do_not() {
+        let limits = RateLimits::new(RateLimitSettings {
+            install: Budget {
+                per_minute: 6,
+                burst: 2,
+            },
+            ..RateLimitSettings::default()
+        });
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        assert!(limits.check(Door::Install, a).is_ok());
+        assert!(limits.check(Door::Install, a).is_ok());
+        let wait = limits.check(Door::Install, a).unwrap_err();
+        assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(10));
+        assert!(limits.check(Door::Install, b).is_ok(), "another client");
+        assert!(limits.check(Door::Handshake, a).is_ok(), "another door");
+        assert_eq!(
+            too_many(wait).headers()[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+            wait.as_secs() + 1
+        );
+    }
+}
