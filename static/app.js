@@ -45,3 +45,12 @@ document.addEventListener("submit", (event) => {
   form.dataset.sent = "1";
   setTimeout(() => form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = true; b.textContent = "Sending…"; }), 0);
 });
+
+// A form that replaces the whole page (hx-target="body") shows error answers too: they are
+// whole pages that say what went wrong.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.isError && event.detail.target === document.body) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});

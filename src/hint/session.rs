@@ -1,6 +1,8 @@
 //! Framed sessions: created by a verified handshake, found by the key Hint appends to the
-//! iframe URL, carried afterwards in the `x-hint-session-key` header (htmx) or the
-//! `session_key` query parameter (links and forms). No cookies are used.
+//! iframe URL, carried afterwards in the `x-hint-session-key` header (htmx), the `session_key`
+//! query parameter (links: GET only) or a hidden `session_key` field (forms posted without
+//! htmx; [`key_from_form`] lifts it into the header). A POST never has the key in its URL.
+//! No cookies are used.
 //!
 //! Sessions are `tower_sessions` sessions driven from that key instead of a cookie, kept by
 //! `HintSessionStore` in `hint_sessions`: only the SHA-256 of the key (128 random bits) is
@@ -395,6 +397,41 @@ pub fn access_token_aad(practice_id: &PracticeId, user_id: &str) -> String {
     format!("hint_sessions.access_token|{practice_id}|{user_id}")
 }
 
+/// Largest urlencoded form whose `session_key` field is looked for.
+const MAX_KEYED_FORM: usize = 64 * 1024;
+
+/// A form posted straight from a page carries the key in a hidden `session_key` field: this
+/// middleware puts it in the header the extractor reads, and hands the body on unchanged.
+pub async fn key_from_form(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::{body::Body, http::header::CONTENT_TYPE, response::IntoResponse};
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if request.method() != axum::http::Method::POST
+        || !is_form
+        || request.headers().contains_key(SESSION_HEADER)
+    {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_KEYED_FORM).await else {
+        return AppError::BadRequest("The form is too large.".into()).into_response();
+    };
+    let key = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == SESSION_PARAM)
+        .map(|(_, v)| v.into_owned());
+    if let Some(value) = key.and_then(|k| axum::http::HeaderValue::from_str(&k).ok()) {
+        parts.headers.insert(SESSION_HEADER, value);
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
 fn key_from_parts(parts: &Parts) -> Option<String> {
     if let Some(value) = parts
         .headers
@@ -405,6 +442,13 @@ fn key_from_parts(parts: &Parts) -> Option<String> {
         if !value.is_empty() {
             return Some(value.to_string());
         }
+    }
+    // In the URL only for reading: a key in a POST's URL would be in every log and history.
+    if !matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return None;
     }
     let query = parts.uri.query()?;
     url::form_urlencoded::parse(query.as_bytes())

@@ -4,8 +4,10 @@
 //! request id that is ours or checked ([`request_id`]).
 
 pub mod client_addr;
+pub mod csp;
 pub mod rate_limit;
 pub mod request_id;
+pub mod same_origin;
 pub mod serve;
 
 pub use serve::{ServerSettings, serve};
@@ -28,7 +30,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use self::rate_limit::RateLimits;
+use std::sync::Arc;
+
+use self::{csp::Csp, rate_limit::RateLimits, same_origin::OwnOrigin};
 use crate::visits::AppState;
 
 /// Largest request body accepted (Haidy's upload routes set their own).
@@ -38,12 +42,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP surface with its middleware; `limits` are the unauthenticated doors'.
 pub fn router(state: AppState, limits: RateLimits) -> Router {
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-         base-uri 'none'; frame-ancestors {}",
-        state.settings.frame_ancestors
-    );
-    let csp = HeaderValue::from_str(&csp).expect("frame ancestors are validated at start");
+    let launch_origins: Vec<String> = state
+        .partners
+        .iter()
+        .filter_map(|p| p.launch_origin())
+        .collect();
+    let csp = Arc::new(Csp::new(&state.settings.frame_ancestors, &launch_origins));
+    let own_origin = OwnOrigin(state.public_url.origin().ascii_serialization().into());
     let middleware = ServiceBuilder::new()
         .map_request(request_id::drop_unless_well_formed)
         .layer(SetRequestIdLayer::x_request_id(request_id::Random))
@@ -69,9 +74,13 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            csp,
+        .layer(axum::middleware::from_fn_with_state(csp, csp::set))
+        .layer(axum::middleware::from_fn_with_state(
+            own_origin,
+            same_origin::check,
+        ))
+        .layer(axum::middleware::from_fn(
+            crate::hint::session::key_from_form,
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,

@@ -6,8 +6,8 @@
 use askama::Template;
 use axum::{
     extract::{Query, State},
-    http::StatusCode,
-    response::{Html, Redirect},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
+    server::csp::FormTargets,
     visits::AppState,
 };
 
@@ -44,7 +45,7 @@ pub async fn page(
     State(state): State<AppState>,
     session: PracticeSession,
     Query(query): Query<InteractionQuery>,
-) -> Result<Html<String>, AppError> {
+) -> Result<Response, AppError> {
     let mut visit = None;
     if let Some(interaction_id) = session.interaction_id.as_deref() {
         visit = super::find_by_interaction(&state, &session.practice_id, interaction_id).await?;
@@ -63,15 +64,37 @@ pub async fn page(
     {
         return Err(AppError::NotFound);
     }
-    Ok(Html(render(&state, &session, visit, None)?))
+    respond(&state, &session, StatusCode::OK, visit, None).await
 }
 
 /// Sends the browser to the visit's page (after a launch from a form in the frame).
 pub fn redirect(visit_id: &VisitId, session: &PracticeSession) -> Redirect {
+    Redirect::to(&location(visit_id, session))
+}
+
+/// Like [`redirect`], for a form htmx posted: htmx navigates on `HX-Redirect`.
+pub fn redirect_htmx(
+    visit_id: &VisitId,
+    session: &PracticeSession,
+    headers: &HeaderMap,
+) -> Response {
+    if headers.contains_key("hx-request") {
+        let mut response = StatusCode::OK.into_response();
+        if let Ok(value) = HeaderValue::from_str(&location(visit_id, session)) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+        response
+    } else {
+        redirect(visit_id, session).into_response()
+    }
+}
+
+/// The visit page's address (a GET: the key may ride in it).
+fn location(visit_id: &VisitId, session: &PracticeSession) -> String {
     let mut to = url::form_urlencoded::Serializer::new(String::new());
     to.append_pair("visit_id", visit_id.as_str())
         .append_pair("session_key", &session.key);
-    Redirect::to(&format!("/hint/clinical_interaction?{}", to.finish()))
+    format!("/hint/clinical_interaction?{}", to.finish())
 }
 
 /// Answers an action on a visit (finish, cancel, more files) with the visit's page as it now
@@ -81,7 +104,7 @@ pub async fn answer(
     session: &PracticeSession,
     visit_id: &VisitId,
     notice: Option<String>,
-) -> Result<(StatusCode, Html<String>), AppError> {
+) -> Result<Response, AppError> {
     let visit = super::get_latest(state, &session.practice_id, visit_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -90,7 +113,25 @@ pub async fn answer(
     } else {
         StatusCode::OK
     };
-    Ok((status, Html(render(state, session, visit, notice)?)))
+    respond(state, session, status, visit, notice).await
+}
+
+/// The page as an answer, carrying the origins its forms may be sent on to.
+async fn respond(
+    state: &AppState,
+    session: &PracticeSession,
+    status: StatusCode,
+    visit: Visit,
+    notice: Option<String>,
+) -> Result<Response, AppError> {
+    let targets = state
+        .partners
+        .of(&visit)?
+        .visit_form_targets(state, &session.practice_id)
+        .await?;
+    let mut response = (status, Html(render(state, session, visit, notice)?)).into_response();
+    response.extensions_mut().insert(FormTargets(targets));
+    Ok(response)
 }
 
 /// The page for `visit`, with `notice` when an action on it could not be done. Partner actions

@@ -144,6 +144,12 @@ pub trait PartnerTool: Send + Sync + 'static {
 
     fn launch_style(&self) -> LaunchStyle;
 
+    /// The origin a launch form's answer redirects the browser to (a `Direct` launch opens
+    /// the partner's page from our form): the pages' CSP lets forms go there.
+    fn launch_origin(&self) -> Option<String> {
+        None
+    }
+
     /// Routes the partner owns: its webhook, its settings form, its launch form and actions.
     /// They get a [`PartnerState`] with this partner in it.
     fn routes(self: Arc<Self>, app: AppState) -> Router<AppState>;
@@ -198,6 +204,16 @@ pub trait PartnerTool: Send + Sync + 'static {
     /// The visit on the `clinical_interaction` surface, below the common header: the
     /// partner's controls while it is open, its full result once in.
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError>;
+
+    /// Origins a form on this partner's visit page is redirected to (the doctor's sign-in
+    /// into HCW@Home): the page's CSP lets forms go there.
+    async fn visit_form_targets(
+        &self,
+        _app: &AppState,
+        _practice_id: &PracticeId,
+    ) -> Result<Vec<String>, AppError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Every partner, in the order the pages show them. Built once by `partners::registry`.

@@ -7,8 +7,7 @@
 use axum::{
     Form, Router,
     extract::{Path, State},
-    http::StatusCode,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -65,7 +64,7 @@ pub async fn cancel_visit(
     State(state): State<AppState>,
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
-) -> Result<(StatusCode, Html<String>), AppError> {
+) -> Result<axum::response::Response, AppError> {
     session.require(Role::Clinician)?;
     let visit_id = VisitId::from(visit_id);
     let visit = super::get_latest(&state, &session.practice_id, &visit_id)

@@ -29,7 +29,8 @@ async fn post_multipart(
         form = form.part("files", part);
     }
     app.http
-        .post(format!("{}{path}?session_key={key}", app.address))
+        .post(format!("{}{path}", app.address))
+        .header("x-hint-session-key", key)
         .multipart(form)
         .send()
         .await
@@ -418,4 +419,67 @@ async fn haidy_settings_are_for_admins_and_the_token_stays_sealed() {
             .starts_with("Haidy is not set up for this practice yet")
     );
     assert!(!form.has("form"), "nothing to send");
+}
+
+#[tokio::test]
+async fn the_launch_form_posts_by_htmx_and_its_text_fields_are_capped() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Capped Fields").await;
+    app.setup_haidy(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    let patient = practice.patients[0].as_str();
+
+    // The form is htmx's: no key in its URL (the header carries it), the page replaced whole.
+    let form = launch_form(&app, &key, patient).await;
+    assert_eq!(
+        form.attr("form", "hx-post").as_deref(),
+        Some("/hint/partners/haidy/launch")
+    );
+    assert_eq!(form.attr("form", "action"), None);
+    assert_eq!(form.attr("form", "hx-target").as_deref(), Some("body"));
+
+    // A field far past any email is refused while it streams in; nothing starts.
+    let huge = "a".repeat(200_000);
+    let refused = post_multipart(
+        &app,
+        "/hint/partners/haidy/launch",
+        &key,
+        &[("patient_id", patient), ("haidy_email", &huge)],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("is too long"));
+    assert!(app.visits_of(&practice.id).await.is_empty());
+
+    // Posted by htmx, the launch answers where to go next instead of a redirect.
+    let part = Part::bytes(PDF.to_vec())
+        .file_name("labs.pdf")
+        .mime_str("application/pdf")
+        .unwrap();
+    let htmx = app
+        .http
+        .post(format!("{}/hint/partners/haidy/launch", app.address))
+        .header("x-hint-session-key", &key)
+        .header("hx-request", "true")
+        .multipart(
+            Form::new()
+                .text("patient_id", patient.to_string())
+                .text("haidy_email", "casey@haidy.example")
+                .part("files", part),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(htmx.status(), 200);
+    let to = htmx.headers()["hx-redirect"].to_str().unwrap().to_string();
+    let visit = app.only_visit(&practice.id).await;
+    assert!(to.starts_with(&format!("/hint/clinical_interaction?visit_id={}", visit.id)));
+    let (status, page) = Page::of(app.get(&to).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        outcome(&page, "labs.pdf").contains("sent"),
+        "{}",
+        outcome(&page, "labs.pdf")
+    );
 }

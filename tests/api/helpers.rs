@@ -265,15 +265,21 @@ async fn start(
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
+    // A browser on our pages: its POSTs say they come from our origin.
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::ORIGIN,
+            address.parse().unwrap(),
+        )]))
+        .build()
+        .unwrap();
     TestApp {
         address,
         state,
         hint,
         partners,
-        http: reqwest::Client::builder()
-            .redirect(Policy::none())
-            .build()
-            .unwrap(),
+        http,
         config,
         server,
         stop: Some(stop),
@@ -418,15 +424,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts a form from one of our pages: the key in its hidden `session_key` field.
     pub async fn post_form(
         &self,
         path: &str,
         key: &str,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
+        let mut keyed = vec![("session_key", key)];
+        keyed.extend_from_slice(form);
         self.http
-            .post(format!("{}{path}?session_key={key}", self.address))
-            .form(form)
+            .post(format!("{}{path}", self.address))
+            .form(&keyed)
             .send()
             .await
             .unwrap()

@@ -167,7 +167,8 @@ async fn post_files(
         .mime_str("text/plain")
         .unwrap();
     app.http
-        .post(format!("{}{path}?session_key={key}", app.address))
+        .post(format!("{}{path}", app.address))
+        .header("x-hint-session-key", key)
         .multipart(form.part("files", part))
         .send()
         .await

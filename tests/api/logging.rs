@@ -83,10 +83,8 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .part("files", part);
     let haidy = app
         .http
-        .post(format!(
-            "{}/hint/partners/haidy/launch?session_key={key}",
-            app.address
-        ))
+        .post(format!("{}/hint/partners/haidy/launch", app.address))
+        .header("x-hint-session-key", &key)
         .multipart(form)
         .send()
         .await

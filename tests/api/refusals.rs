@@ -176,3 +176,121 @@ async fn the_handshake_and_the_webhooks_have_a_budget_per_client() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_post_from_another_site_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Framed Only").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    let form = [
+        ("session_key", key.as_str()),
+        ("patient_id", practice.patients[0].as_str()),
+        ("partner", "tiep"),
+    ];
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = bare
+            .post(format!("{}/hint/visits", app.address))
+            .form(&form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[][..],
+    ] {
+        let refused = post(headers).await.unwrap();
+        assert_eq!(refused.status(), 403, "{headers:?}");
+    }
+    assert!(
+        app.visits_of(&practice.id).await.is_empty(),
+        "nothing started"
+    );
+
+    // The key in a POST's URL is not a key at all (only links, GETs, carry it there).
+    let in_url = app
+        .http
+        .post(format!("{}/hint/visits?session_key={key}", app.address))
+        .form(&[
+            ("patient_id", practice.patients[0].as_str()),
+            ("partner", "tiep"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_url.status(), 401);
+    assert!(app.visits_of(&practice.id).await.is_empty());
+
+    // From our own page (the browser says same-origin), the same form starts the visit.
+    let ours = post(&[("sec-fetch-site", "same-origin")]).await.unwrap();
+    assert_eq!(ours.status(), 303);
+    assert_eq!(app.visits_of(&practice.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn forms_may_post_only_to_us_and_where_our_answer_sends_them() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Form Targets").await;
+    app.setup_tiep(&practice).await;
+    app.setup_hcw(&practice, None).await;
+    let key = app.session(&practice.clinician, None).await;
+    let csp = |response: &reqwest::Response| {
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let form_action = |policy: &str| {
+        policy
+            .split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("form-action "))
+            .unwrap()
+            .to_string()
+    };
+    let origin = |url: &url::Url| url.origin().ascii_serialization();
+    // Every page: ourselves, and Tiep's app (a Tiep launch redirects there from our form).
+    let chart = app.surface("clinical_chart", &key).await;
+    assert_eq!(
+        form_action(&csp(&chart)),
+        format!("'self' {}", origin(app.tiep.base_url()))
+    );
+    // An HCW@Home visit's page adds the practice's HCW@Home server (the doctor's sign-in).
+    let launched = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &key,
+            &[
+                ("patient_id", practice.patients[0].as_str()),
+                ("language", "en"),
+            ],
+        )
+        .await;
+    assert_eq!(launched.status(), 303);
+    let visit = app.only_visit(&practice.id).await;
+    let page = app
+        .surface(
+            "clinical_interaction",
+            &format!("{key}&visit_id={}", visit.id),
+        )
+        .await;
+    assert_eq!(
+        form_action(&csp(&page)),
+        format!(
+            "'self' {} {}",
+            origin(app.tiep.base_url()),
+            origin(app.hcw.base_url())
+        )
+    );
+}

@@ -268,6 +268,7 @@ async fn a_launch_cut_short_by_a_crash_ends_failed_with_a_reason() {
         .unwrap();
     let cut = impatient
         .post(format!("{}/hint/visits", app.address))
+        .header("origin", &app.address)
         .header("x-hint-session-key", key)
         .form(&[("patient_id", patient.as_str()), ("partner", "tiep")])
         .send()

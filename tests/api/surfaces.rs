@@ -68,8 +68,13 @@ async fn the_session_key_works_from_the_htmx_header_and_links_carry_it() {
     assert_eq!(found.texts(".patients .name"), ["Ava Thompson"]);
     assert_eq!(
         found.attrs("form.launch", "action"),
-        [format!("/hint/visits?session_key={key}")],
-        "launch forms carry the key"
+        ["/hint/visits"],
+        "a form's URL never holds the key"
+    );
+    assert_eq!(
+        found.attrs("form.launch input[name=session_key]", "value"),
+        std::slice::from_ref(&key),
+        "launch forms carry the key in a hidden field"
     );
     assert_eq!(
         found.attrs("a.launch", "href"),

@@ -424,7 +424,8 @@ async fn a_hook_secret_rotated_on_another_instance_takes_effect_at_once() {
     let new_secret = "rotated-hook-secret-0002";
     let saved = app
         .http
-        .post(format!("{other}/hint/settings/tiep?session_key={admin}"))
+        .post(format!("{other}/hint/settings/tiep"))
+        .header("x-hint-session-key", &admin)
         .form(&[
             ("api_key", ""),
             ("hook_secret", new_secret),

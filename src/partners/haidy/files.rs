@@ -100,6 +100,10 @@ fn clean_filename(raw: Option<&str>) -> String {
     }
 }
 
+/// Longest text field accepted (an email, a patient id), and how many of them.
+const MAX_FIELD_BYTES: usize = 4096;
+const MAX_FIELDS: usize = 16;
+
 /// Reads the multipart form: text fields, and files under `files`, checked as they stream in.
 pub async fn read(mut multipart: Multipart, limits: &HaidySettings) -> Result<FormInput, AppError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
@@ -109,10 +113,23 @@ pub async fn read(mut multipart: Multipart, limits: &HaidySettings) -> Result<Fo
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
         if name != "files" {
-            let value = field.text().await.map_err(bad)?;
-            input
-                .fields
-                .push((name, value.chars().take(1000).collect()));
+            if input.fields.len() >= MAX_FIELDS {
+                return Err(AppError::BadRequest("The form has too many fields.".into()));
+            }
+            // Read as it streams, and stop at the cap: a field is never buffered whole.
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                if value.len() + chunk.len() > MAX_FIELD_BYTES {
+                    return Err(AppError::BadRequest(format!(
+                        "The form field {:?} is too long.",
+                        crate::ids::clean_text(&name, 40)
+                    )));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            let value = String::from_utf8(value)
+                .map_err(|_| AppError::BadRequest("A form field is not text.".into()))?;
+            input.fields.push((name, value));
             continue;
         }
         let filename = clean_filename(field.file_name());

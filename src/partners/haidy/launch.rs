@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::{
     extract::{Multipart, Path, Query, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -242,10 +242,12 @@ async fn upload(
     outcomes
 }
 
-/// `POST /hint/partners/haidy/launch` (clinicians; multipart).
+/// `POST /hint/partners/haidy/launch` (clinicians; multipart, posted by htmx so that the
+/// session key rides in a header, never in the URL).
 pub async fn submit(
     State(haidy): State<PartnerState<Haidy>>,
     session: PracticeSession,
+    headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
@@ -291,10 +293,9 @@ pub async fn submit(
     })
     .await;
     match launched {
-        Ok((visit_id, ())) => Ok(page::redirect(&visit_id, &session).into_response()),
-        // The visit page says why Haidy would not take the patient (the visit failed so).
-        Err(LaunchError::Partner { visit_id, .. }) => {
-            Ok(page::redirect(&visit_id, &session).into_response())
+        // The visit page says why, when Haidy would not take the patient (the visit failed so).
+        Ok((visit_id, ())) | Err(LaunchError::Partner { visit_id, .. }) => {
+            Ok(page::redirect_htmx(&visit_id, &session, &headers))
         }
         Err(other) => Err(other.into()),
     }
@@ -307,7 +308,7 @@ pub async fn add_files(
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
     multipart: Multipart,
-) -> Result<(StatusCode, Html<String>), AppError> {
+) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
     let visit_id = VisitId::from(visit_id);
     let practice_id = &session.practice_id;

@@ -138,6 +138,19 @@ impl PartnerTool for HcwAtHome {
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         visit::render(visit, frame)
     }
+
+    /// The doctor's sign-in posts to us and is sent on to the practice's HCW@Home server.
+    async fn visit_form_targets(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+    ) -> Result<Vec<String>, AppError> {
+        let connection = connection::load::<HcwConnection>(app, practice_id).await?;
+        Ok(connection
+            .map(|c| c.base_url.origin().ascii_serialization())
+            .into_iter()
+            .collect())
+    }
 }
 
 /// What an HCW@Home visit keeps of its launch, and of the call as last seen.

@@ -4,8 +4,7 @@
 use askama::Template;
 use axum::{
     extract::{Path, State},
-    http::StatusCode,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{IntoResponse, Redirect, Response},
 };
 
 use super::{
@@ -174,7 +173,7 @@ pub async fn finish(
     State(hcw): State<PartnerState<HcwAtHome>>,
     session: PracticeSession,
     Path(visit_id): Path<ExternalId>,
-) -> Result<(StatusCode, Html<String>), AppError> {
+) -> Result<Response, AppError> {
     session.require(Role::Clinician)?;
     let visit_id = VisitId::from(visit_id);
     let notice = match close(&hcw, &session, &visit_id).await {

@@ -98,6 +98,10 @@ impl PartnerTool for Tiep {
         }
     }
 
+    fn launch_origin(&self) -> Option<String> {
+        Some(self.settings.app_url.origin().ascii_serialization())
+    }
+
     fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
             .route("/webhooks/tiep/{practice_id}", post(webhook::receive))
