@@ -202,6 +202,8 @@ impl Admin {
         let response = self
             .http
             .post(url)
+            // As the admin's browser on our settings page says.
+            .header("origin", self.app_url.origin().ascii_serialization())
             .header("x-hint-session-key", &self.session_key)
             .form(fields)
             .send()
