@@ -163,6 +163,8 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     /// A handshake timestamp older (or further ahead) than this is refused.
     pub handshake_max_age: Duration,
+    /// Live sessions one user may hold; a new one ends the oldest beyond it.
+    pub max_per_user: usize,
 }
 
 /// The 32-byte key that seals secrets at rest. `Debug` never prints it.
@@ -337,6 +339,7 @@ impl Settings {
                 idle_timeout: Duration::from_secs(15 * 60),
                 absolute_timeout: Duration::from_secs(12 * 3600),
                 handshake_max_age: Duration::from_secs(5 * 60),
+                max_per_user: 20,
             },
             http_timeout: Duration::from_secs(15),
             outbound: OutboundSettings {

@@ -262,14 +262,17 @@ fn store_error(e: tower_sessions_core::session::Error) -> AppError {
     AppError::Internal(anyhow::Error::new(e).context("session store"))
 }
 
-/// Opens a session for a verified handshake; answers its key (shown once, to Hint).
+/// Opens a session for a verified handshake; answers its key (shown once, to Hint). A
+/// `platform_support` session keeps nothing personal of the Hint staff member (Hint: no
+/// persistent user): their id only. A user's oldest sessions beyond `max_per_user` end.
 pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppError> {
     let now = now_ms();
+    let personal = new.access_context == AccessContext::Standard;
     let data = SessionData {
         practice_id: new.practice_id.as_str().to_string(),
         user_id: new.user_id.to_string(),
-        user_email: new.user_email.map(String::from),
-        user_name: new.user_name.map(String::from),
+        user_email: new.user_email.filter(|_| personal).map(String::from),
+        user_name: new.user_name.filter(|_| personal).map(String::from),
         roles: new
             .roles
             .iter()
@@ -295,7 +298,30 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
     let id = session
         .id()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a saved session has no id")))?;
+    end_oldest_beyond(state, new.practice_id, new.user_id).await?;
     Ok(id.to_string())
+}
+
+/// Ends a user's oldest sessions beyond the cap (each handshake opens one; a user reopening
+/// Chartbridge all day does not pile them up).
+async fn end_oldest_beyond(
+    state: &HintState,
+    practice_id: &PracticeId,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    let ended = sqlx::query(
+        "DELETE FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 AND key_hash NOT IN          (SELECT key_hash FROM hint_sessions WHERE practice_id = $1 AND user_id = $2           ORDER BY created_at DESC, key_hash DESC LIMIT $3)",
+    )
+    .bind(practice_id)
+    .bind(user_id)
+    .bind(state.settings.sessions.max_per_user as i64)
+    .execute(state.db.writer())
+    .await?
+    .rows_affected();
+    if ended > 0 {
+        tracing::info!(%practice_id, user_id, ended, "oldest sessions ended: over the per-user cap");
+    }
+    Ok(())
 }
 
 /// Sweeps expired sessions every minute until `stop` turns true (`Application::run_until_stopped`

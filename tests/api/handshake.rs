@@ -1,6 +1,6 @@
 //! The signed handshake, probed the way Hint's audit does.
 
-use crate::helpers::{Page, sign, spawn_app};
+use crate::helpers::{Page, sign, spawn_app, spawn_app_with};
 use sqlx::Row;
 
 const MINIMAL: &[u8] =
@@ -127,4 +127,49 @@ async fn platform_support_gets_admin_and_a_banner() {
         page.text_of(".banner[role=status]")
             .starts_with("Hint platform support session")
     );
+    // Nothing personal of the Hint staff member is kept: their id, nothing else.
+    let (email, name): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT user_email, user_name FROM hint_sessions WHERE user_id = $1")
+            .bind(&support)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!((email, name), (None, None));
+    let staff = app
+        .hint
+        .world()
+        .users
+        .iter()
+        .find(|u| u.id == support)
+        .cloned()
+        .unwrap();
+    assert!(!page.text().contains(&staff.email));
+}
+
+#[tokio::test]
+async fn a_user_keeps_at_most_their_newest_sessions() {
+    let app = spawn_app_with(|c| c.app.sessions.max_per_user = 3).await;
+    let practice = app.new_practice("Many Tabs").await;
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        keys.push(app.session(&practice.clinician, None).await);
+        // Sessions are ordered by their millisecond of birth: one each.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM hint_sessions WHERE practice_id = $1 AND user_id = $2",
+    )
+    .bind(&practice.id)
+    .bind(&practice.clinician)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(live, 3);
+    // The oldest ended, the newest work; another user's are not touched.
+    assert_eq!(app.surface("core_page", &keys[0]).await.status(), 401);
+    assert_eq!(app.surface("core_page", &keys[1]).await.status(), 401);
+    assert_eq!(app.surface("core_page", &keys[4]).await.status(), 200);
+    let admin = app.session(&practice.admin, None).await;
+    assert_eq!(app.surface("core_page", &keys[2]).await.status(), 200);
+    assert_eq!(app.surface("core_page", &admin).await.status(), 200);
 }
