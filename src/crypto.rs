@@ -29,6 +29,15 @@ pub enum CryptoError {
     Open,
 }
 
+/// What a sealed text column starts with (base64 never holds `:`).
+pub const SEALED_TEXT: &str = "sealed:v1:";
+
+/// The associated data of a sealed column: the table, the column, and the row's practice and
+/// id. A sealed value moved to another column, row or practice does not open.
+pub fn row_aad(table: &str, column: &str, practice_id: &str, row_id: &str) -> String {
+    format!("{table}.{column}|{practice_id}|{row_id}")
+}
+
 /// Seals and opens secrets stored in the database.
 #[derive(Clone)]
 pub struct SecretBox {
@@ -83,6 +92,22 @@ impl SecretBox {
                 },
             )
             .map_err(|_| CryptoError::Open)
+    }
+
+    /// Seals a text column holding patient data: `sealed:v1:` + [`SecretBox::seal`].
+    pub fn seal_text(&self, plaintext: &str, aad: &str) -> String {
+        format!("{SEALED_TEXT}{}", self.seal(plaintext.as_bytes(), aad))
+    }
+
+    /// Opens what [`SecretBox::seal_text`] wrote. A value without the prefix was stored before
+    /// sealing began and is answered as it is (startup seals such rows: `visits::seal_stored`).
+    pub fn open_text(&self, stored: &str, aad: &str) -> Result<String, CryptoError> {
+        match stored.strip_prefix(SEALED_TEXT) {
+            Some(sealed) => {
+                String::from_utf8(self.open(sealed, aad)?).map_err(|_| CryptoError::Open)
+            }
+            None => Ok(stored.to_string()),
+        }
     }
 
     pub fn seal_str(&self, plaintext: &SecretString, aad: &str) -> String {
@@ -225,6 +250,28 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"whsec_test_secret_0123456789";
+
+    #[test]
+    fn sealed_text_opens_only_for_its_row() {
+        let (key, _) = SecretKey::generate();
+        let secrets = SecretBox::new(&key);
+        let aad = row_aad("visits", "patient_name", "pra-1", "vis-1");
+        let sealed = secrets.seal_text("Ava Thompson", &aad);
+        assert!(sealed.starts_with(SEALED_TEXT) && !sealed.contains("Ava"));
+        assert_eq!(secrets.open_text(&sealed, &aad).unwrap(), "Ava Thompson");
+        for other in [
+            row_aad("visits", "patient_name", "pra-2", "vis-1"),
+            row_aad("visits", "patient_name", "pra-1", "vis-2"),
+            row_aad("visits", "result", "pra-1", "vis-1"),
+        ] {
+            assert!(secrets.open_text(&sealed, &other).is_err(), "{other}");
+        }
+        assert_eq!(
+            secrets.open_text("written before sealing", &aad).unwrap(),
+            "written before sealing"
+        );
+        assert!(secrets.open_text("sealed:v1:not-base64!", &aad).is_err());
+    }
 
     #[test]
     fn accepts_a_correct_signature() {

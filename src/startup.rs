@@ -49,6 +49,12 @@ impl Application {
         let hint_state = HintState::new(settings, db, public_url)?;
         let registry = partners::registry(&partners, &hint_state.upstream);
         let state = AppState::new(hint_state, registry);
+        let sealed = crate::visits::seal_stored(&state)
+            .await
+            .context("sealing the patient data of older visits")?;
+        if sealed > 0 {
+            tracing::info!(sealed, "patient data of older visits sealed");
+        }
         Ok(Self {
             listener,
             port,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{HintState, client::Patient, install, verify_hint_signature};
 use crate::{
+    crypto::row_aad,
     db::now_ms,
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
@@ -65,12 +66,26 @@ pub async fn receive<S: AsRef<HintState>>(
                 .and_then(|o| serde_json::from_value::<Patient>(o).ok())
                 .filter(|p| ExternalId::parse(&p.id).is_ok());
             if let Some(patient) = patient {
-                sqlx::query("UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND patient_id = $3")
-                    .bind(clean_text(&patient.display_name(), 200))
+                // The name is sealed per row (its id is the associated data).
+                let name = clean_text(&patient.display_name(), 200);
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM visits WHERE practice_id = $1 AND patient_id = $2",
+                )
+                .bind(&practice_id)
+                .bind(&patient.id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in ids {
+                    let aad = row_aad("visits", "patient_name", practice_id.as_str(), &id);
+                    sqlx::query(
+                        "UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND id = $3",
+                    )
+                    .bind(state.secrets.seal_text(&name, &aad))
                     .bind(&practice_id)
-                    .bind(&patient.id)
+                    .bind(&id)
                     .execute(&mut *tx)
                     .await?;
+                }
             }
         }
         other => tracing::debug!(kind = other, "hint event ignored"),

@@ -30,14 +30,15 @@ pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerToo
 pub use crate::ids::VisitId;
 
 use crate::{
+    crypto::{CryptoError, SecretBox, row_aad},
     db::now_ms,
     error::AppError,
     jobs::{self, Job, NewJob},
     tenancy::PracticeId,
 };
 
-/// A visit row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A visit, its patient data opened.
+#[derive(Debug, Clone)]
 pub struct Visit {
     pub id: VisitId,
     pub patient_id: String,
@@ -60,8 +61,151 @@ pub struct Visit {
     pub completed_at: Option<i64>,
 }
 
-const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
+/// A visit as stored: `patient_name`, `launch`, `result` and `error_message` hold patient data
+/// and are sealed ([`SecretBox::seal_text`], the row's practice and id as associated data).
+/// Ids, states, times and the clinician's name stay plain: the queries sort and filter by them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredVisit {
+    pub id: VisitId,
+    pub patient_id: String,
+    pub patient_name: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub partner: String,
+    pub state: VisitState,
+    pub partner_ref: Option<String>,
+    pub launch: String,
+    pub result: Option<String>,
+    pub error_message: Option<String>,
+    pub hint_interaction_id: Option<String>,
+    pub hint_status: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+impl StoredVisit {
+    /// Opens the sealed columns of a row of `practice_id`.
+    pub fn open(self, secrets: &SecretBox, practice_id: &str) -> Result<Visit, CryptoError> {
+        let id = self.id.as_str();
+        let open = |column: &str, value: &str| {
+            secrets.open_text(value, &row_aad("visits", column, practice_id, id))
+        };
+        let open_opt =
+            |column: &str, value: Option<String>| value.map(|v| open(column, &v)).transpose();
+        Ok(Visit {
+            patient_name: open("patient_name", &self.patient_name)?,
+            launch: open("launch", &self.launch)?,
+            result: open_opt("result", self.result)?,
+            error_message: open_opt("error_message", self.error_message)?,
+            id: self.id,
+            patient_id: self.patient_id,
+            user_id: self.user_id,
+            user_name: self.user_name,
+            partner: self.partner,
+            state: self.state,
+            partner_ref: self.partner_ref,
+            hint_interaction_id: self.hint_interaction_id,
+            hint_status: self.hint_status,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
+/// Seals a patient-data column of a visit for storing.
+fn seal(
+    state: &AppState,
+    column: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+    plain: &str,
+) -> String {
+    seal_for(state, column, practice_id.as_str(), visit_id, plain)
+}
+
+fn seal_for(
+    state: &AppState,
+    column: &str,
+    practice: &str,
+    visit_id: &VisitId,
+    plain: &str,
+) -> String {
+    state.secrets.seal_text(
+        plain,
+        &row_aad("visits", column, practice, visit_id.as_str()),
+    )
+}
+
+/// The columns a query reads a [`StoredVisit`] from.
+pub const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
     partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
+
+/// Opens rows read for `practice_id`; a row that does not open is a row that does not decode.
+fn open_rows(
+    state: &AppState,
+    practice_id: &PracticeId,
+    rows: Vec<StoredVisit>,
+) -> Result<Vec<Visit>, sqlx::Error> {
+    rows.into_iter()
+        .map(|row| {
+            row.open(&state.secrets, practice_id.as_str())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
+        .collect()
+}
+
+/// Seals the patient data of rows written before sealing began (run at start; a no-op once
+/// done). Answers how many rows it sealed.
+pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
+    let unsealed = format!(
+        "SELECT practice_id, {VISIT_COLUMNS} FROM visits WHERE patient_name NOT LIKE '{p}%' \
+         OR launch NOT LIKE '{p}%' OR (result IS NOT NULL AND result NOT LIKE '{p}%') \
+         OR (error_message IS NOT NULL AND error_message NOT LIKE '{p}%') LIMIT 500",
+        p = crate::crypto::SEALED_TEXT
+    );
+    let mut sealed = 0;
+    loop {
+        let rows = sqlx::query(&unsealed).fetch_all(state.db.writer()).await?;
+        if rows.is_empty() {
+            return Ok(sealed);
+        }
+        for row in rows {
+            use sqlx::{FromRow, Row};
+            // A maintenance pass over every practice's rows: each is sealed for its own.
+            let practice: String = row.try_get("practice_id")?;
+            let visit = StoredVisit::from_row(&row)?
+                .open(&state.secrets, &practice)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let id = &visit.id;
+            let p = practice.as_str();
+            sqlx::query(
+                "UPDATE visits SET patient_name = $1, launch = $2, result = $3, error_message = $4 \
+                 WHERE practice_id = $5 AND id = $6",
+            )
+            .bind(seal_for(state, "patient_name", p, id, &visit.patient_name))
+            .bind(seal_for(state, "launch", p, id, &visit.launch))
+            .bind(
+                visit
+                    .result
+                    .as_deref()
+                    .map(|r| seal_for(state, "result", p, id, r)),
+            )
+            .bind(
+                visit
+                    .error_message
+                    .as_deref()
+                    .map(|m| seal_for(state, "error_message", p, id, m)),
+            )
+            .bind(p)
+            .bind(id)
+            .execute(state.db.writer())
+            .await?;
+            sealed += 1;
+        }
+    }
+}
 
 /// Launch or result data that does not read as the partner's struct (written by another
 /// version, or for another partner): an error, never a silent default.
@@ -246,8 +390,13 @@ async fn transition(
         Change::Launched {
             partner_ref,
             launch,
-        } => query.bind(partner_ref).bind(launch),
-        Change::Failed { reason } => query.bind(reason.chars().take(500).collect::<String>()),
+        } => query
+            .bind(partner_ref)
+            .bind(seal(state, "launch", practice_id, visit_id, launch)),
+        Change::Failed { reason } => {
+            let reason: String = reason.chars().take(500).collect();
+            query.bind(seal(state, "error_message", practice_id, visit_id, &reason))
+        }
         Change::Cancelled => query,
     };
     let moved = query.execute(&mut *conn).await?.rows_affected() == 1;
@@ -277,12 +426,12 @@ pub async fn start(
     .bind(&id)
     .bind(practice_id)
     .bind(new.patient_id)
-    .bind(new.patient_name)
+    .bind(seal(state, "patient_name", practice_id, &id, new.patient_name))
     .bind(new.user_id)
     .bind(new.user_name)
     .bind(new.partner.as_str())
     .bind(VisitState::Launching)
-    .bind(&new.launch)
+    .bind(seal(state, "launch", practice_id, &id, &new.launch))
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -317,14 +466,14 @@ pub async fn record_completed(
     .bind(&id)
     .bind(practice_id)
     .bind(new.patient_id)
-    .bind(new.patient_name)
+    .bind(seal(state, "patient_name", practice_id, &id, new.patient_name))
     .bind(new.user_id)
     .bind(new.user_name)
     .bind(new.partner.as_str())
     .bind(VisitState::Completed)
     .bind(partner_ref)
-    .bind(&new.launch)
-    .bind(result)
+    .bind(seal(state, "launch", practice_id, &id, &new.launch))
+    .bind(seal(state, "result", practice_id, &id, result))
     .bind(now)
     .execute(&mut *tx)
     .await?
@@ -381,7 +530,13 @@ pub async fn update_launch(
         lifecycle::open_guard("visits")
     );
     let updated = sqlx::query(&sql)
-        .bind(to_json(launch))
+        .bind(seal(
+            state,
+            "launch",
+            practice_id,
+            visit_id,
+            &to_json(launch),
+        ))
         .bind(now_ms())
         .bind(practice_id)
         .bind(visit_id)
@@ -448,7 +603,7 @@ pub async fn complete(
             visit_id: visit_id.clone(),
             partner,
             patient_id: patient_id.map(String::from),
-            result: to_json(result),
+            result: seal(state, "result", practice_id, visit_id, &to_json(result)),
         })
         .await?;
     if applied {
@@ -502,7 +657,7 @@ pub async fn get(
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    one(state.db.reader(), practice_id, visit_id).await
+    one(state, state.db.reader(), practice_id, visit_id).await
 }
 
 /// One visit of this practice, read on the writer: for work that must see the latest state.
@@ -511,19 +666,21 @@ pub async fn get_latest(
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    one(state.db.writer(), practice_id, visit_id).await
+    one(state, state.db.writer(), practice_id, visit_id).await
 }
 
 async fn one(
+    state: &AppState,
     pool: &sqlx::AnyPool,
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&visits_of_practice("id = $2"))
+    let row = sqlx::query_as::<_, StoredVisit>(&visits_of_practice("id = $2"))
         .bind(practice_id)
         .bind(visit_id)
         .fetch_optional(pool)
-        .await
+        .await?;
+    Ok(open_rows(state, practice_id, row.into_iter().collect())?.pop())
 }
 
 /// The visit a partner knows by `partner_ref` (its session, invite or consultation id).
@@ -533,12 +690,14 @@ pub async fn find_by_partner_ref(
     partner: PartnerId,
     partner_ref: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&visits_of_practice("partner = $2 AND partner_ref = $3"))
-        .bind(practice_id)
-        .bind(partner.as_str())
-        .bind(partner_ref)
-        .fetch_optional(state.db.reader())
-        .await
+    let row =
+        sqlx::query_as::<_, StoredVisit>(&visits_of_practice("partner = $2 AND partner_ref = $3"))
+            .bind(practice_id)
+            .bind(partner.as_str())
+            .bind(partner_ref)
+            .fetch_optional(state.db.reader())
+            .await?;
+    Ok(open_rows(state, practice_id, row.into_iter().collect())?.pop())
 }
 
 /// The visit behind a Hint partner interaction of this practice.
@@ -547,11 +706,12 @@ pub async fn find_by_interaction(
     practice_id: &PracticeId,
     interaction_id: &str,
 ) -> Result<Option<Visit>, sqlx::Error> {
-    sqlx::query_as::<_, Visit>(&visits_of_practice("hint_interaction_id = $2"))
+    let row = sqlx::query_as::<_, StoredVisit>(&visits_of_practice("hint_interaction_id = $2"))
         .bind(practice_id)
         .bind(interaction_id)
         .fetch_optional(state.db.reader())
-        .await
+        .await?;
+    Ok(open_rows(state, practice_id, row.into_iter().collect())?.pop())
 }
 
 /// This practice's visits for one patient, newest first.
@@ -561,11 +721,12 @@ pub async fn for_patient(
     patient_id: &str,
 ) -> Result<Vec<Visit>, sqlx::Error> {
     let sql = visits_of_practice("patient_id = $2 ORDER BY created_at DESC LIMIT 100");
-    sqlx::query_as::<_, Visit>(&sql)
+    let rows = sqlx::query_as::<_, StoredVisit>(&sql)
         .bind(practice_id)
         .bind(patient_id)
         .fetch_all(state.db.reader())
-        .await
+        .await?;
+    open_rows(state, practice_id, rows)
 }
 
 /// This practice's most recent visits.
@@ -575,9 +736,10 @@ pub async fn recent(
     limit: i64,
 ) -> Result<Vec<Visit>, sqlx::Error> {
     let sql = visits_of_practice("1 = 1 ORDER BY created_at DESC LIMIT $2");
-    sqlx::query_as::<_, Visit>(&sql)
+    let rows = sqlx::query_as::<_, StoredVisit>(&sql)
         .bind(practice_id)
         .bind(limit)
         .fetch_all(state.db.reader())
-        .await
+        .await?;
+    open_rows(state, practice_id, rows)
 }

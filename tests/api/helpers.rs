@@ -23,7 +23,7 @@ use chartbridge::{
     crypto::sign_hmac_sha256,
     partners::{PartnerArgs, PartnerSettings},
     upstream::guarded::{HostLookup, LookupHost},
-    visits::{AppState, Visit},
+    visits::{AppState, StoredVisit, VISIT_COLUMNS, Visit},
 };
 use chartbridge_sandbox::{
     FakePartner, Partners, Practice,
@@ -627,7 +627,7 @@ impl TestApp {
 
     /// One visit row as stored, by id (practice filter included).
     pub async fn visit(&self, practice_id: &str, visit_id: &impl ToString) -> Visit {
-        sqlx::query_as::<_, Visit>(&format!(
+        sqlx::query_as::<_, StoredVisit>(&format!(
             "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
         ))
         .bind(practice_id)
@@ -636,17 +636,25 @@ impl TestApp {
         .await
         .unwrap()
         .expect("visit exists")
+        .open(&self.state.secrets, practice_id)
+        .expect("its patient data opens")
     }
 
     /// A practice's stored visits, newest first.
     pub async fn visits_of(&self, practice_id: &str) -> Vec<Visit> {
-        sqlx::query_as::<_, Visit>(&format!(
+        sqlx::query_as::<_, StoredVisit>(&format!(
             "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 ORDER BY created_at DESC"
         ))
         .bind(practice_id)
         .fetch_all(self.state.db.writer())
         .await
         .unwrap()
+        .into_iter()
+        .map(|row| {
+            row.open(&self.state.secrets, practice_id)
+                .expect("its patient data opens")
+        })
+        .collect()
     }
 
     /// The only visit of a practice.
@@ -756,10 +764,6 @@ impl Deref for TestApp {
         &self.partners
     }
 }
-
-/// The columns of a `Visit` row.
-const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
-    partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
 
 /// A visit's stored result, as JSON.
 pub fn stored_result(visit: &Visit) -> Value {

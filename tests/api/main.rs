@@ -1,5 +1,6 @@
 //! One integration-test binary: the crate links once.
 
+mod at_rest;
 mod connections;
 mod haidy_visit;
 mod handshake;
