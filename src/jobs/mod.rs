@@ -35,6 +35,12 @@ pub enum Job {
     /// Ask the partner whether a visit's result is ready (and fail a launch that never
     /// completed).
     PollPartner { visit_id: VisitId },
+    /// Try again to place a partner delivery kept because its patient could not be confirmed
+    /// (Hint was unreachable, or the practice's token missing).
+    RetryDelivery {
+        partner: String,
+        delivery_id: String,
+    },
 }
 
 impl Job {
@@ -43,6 +49,7 @@ impl Job {
         match self {
             Job::SyncInteraction { .. } => "sync_interaction",
             Job::PollPartner { .. } => "poll_partner",
+            Job::RetryDelivery { .. } => "retry_delivery",
         }
     }
 
@@ -52,13 +59,15 @@ impl Job {
             Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => {
                 format!("{}:{visit_id}", self.kind())
             }
+            Job::RetryDelivery { delivery_id, .. } => format!("{}:{delivery_id}", self.kind()),
         }
     }
 
-    /// The visit the job is about.
-    pub fn visit_id(&self) -> &VisitId {
+    /// The visit the job is about, if it is about one.
+    pub fn visit_id(&self) -> Option<&VisitId> {
         match self {
-            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => visit_id,
+            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => Some(visit_id),
+            Job::RetryDelivery { .. } => None,
         }
     }
 
@@ -67,6 +76,7 @@ impl Job {
         match self {
             Job::SyncInteraction { .. } => "Write the visit to the Hint chart",
             Job::PollPartner { .. } => "Fetch the visit's result from the partner",
+            Job::RetryDelivery { .. } => "Place a kept partner delivery with its patient",
         }
     }
 
@@ -330,7 +340,7 @@ pub async fn stuck_for_practice(
                     .map(Job::describe)
                     .unwrap_or("Work this version cannot read")
                     .to_string(),
-                visit_id: job.map(|j| j.visit_id().clone()),
+                visit_id: job.and_then(|j| j.visit_id().cloned()),
                 state: row.try_get("state")?,
                 attempts: row.try_get("attempts")?,
                 last_error: row
@@ -394,10 +404,14 @@ mod tests {
             Job::PollPartner {
                 visit_id: "vis_2".parse().unwrap(),
             },
+            Job::RetryDelivery {
+                partner: "mediquo".into(),
+                delivery_id: "unm_3".into(),
+            },
         ] {
             let (kind, payload) = (job.kind(), job.payload());
             assert_eq!(Job::decode(kind, &payload).unwrap(), job);
-            assert_eq!(job.dedupe_key(), format!("{kind}:{}", job.visit_id()));
+            assert!(job.dedupe_key().starts_with(&format!("{kind}:")));
         }
         assert_eq!(
             Job::SyncInteraction {

@@ -15,6 +15,7 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
+    jobs::{self, Job, NewJob},
     tenancy::PracticeId,
     visits::AppState,
     visits::PartnerId,
@@ -33,7 +34,68 @@ pub async fn keep(
     reference: Option<&str>,
     body: &[u8],
 ) -> Result<(), AppError> {
+    let mut conn = state.db.writer().acquire().await?;
+    keep_on(
+        &mut conn,
+        state,
+        practice_id,
+        partner,
+        reason,
+        reference,
+        body,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps a delivery whose patient cannot be confirmed yet, and asks the queue to try again
+/// (`Job::RetryDelivery`), in one transaction: it waits, unmatched, until it can be placed.
+pub async fn keep_to_retry(
+    state: &AppState,
+    practice_id: &PracticeId,
+    partner: PartnerId,
+    reason: &str,
+    reference: Option<&str>,
+    body: &[u8],
+) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    let id = keep_on(
+        &mut tx,
+        state,
+        practice_id,
+        partner,
+        reason,
+        reference,
+        body,
+    )
+    .await?;
+    let job = Job::RetryDelivery {
+        partner: partner.as_str().to_string(),
+        delivery_id: id,
+    };
+    let new = NewJob {
+        practice_id,
+        job,
+        run_at: now_ms(),
+    };
+    jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, new).await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    Ok(())
+}
+
+/// Inserts the delivery (or finds it, kept before by its body); answers its id.
+async fn keep_on(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    practice_id: &PracticeId,
+    partner: PartnerId,
+    reason: &str,
+    reference: Option<&str>,
+    body: &[u8],
+) -> Result<String, sqlx::Error> {
     let id = new_id("unm");
+    let hash = sha256_hex(body);
     let sealed = state.secrets.seal(body, &aad(practice_id, &id));
     let kept = sqlx::query(
         "INSERT INTO unmatched_deliveries (id, practice_id, partner, reason, reference, body_sealed, body_hash, received_at) \
@@ -45,18 +107,74 @@ pub async fn keep(
     .bind(reason)
     .bind(reference)
     .bind(sealed)
-    .bind(sha256_hex(body))
+    .bind(&hash)
     .bind(now_ms())
-    .execute(state.db.writer())
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     tracing::warn!(
         %practice_id,
         %partner,
-        reference,
         kept,
         "a partner delivery matched no visit; kept for review"
     );
+    sqlx::query_scalar(
+        "SELECT id FROM unmatched_deliveries WHERE practice_id = $1 AND partner = $2 AND body_hash = $3",
+    )
+    .bind(practice_id)
+    .bind(partner.as_str())
+    .bind(&hash)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// A kept delivery's body, while it is not dismissed.
+pub async fn open_body(
+    state: &AppState,
+    practice_id: &PracticeId,
+    id: &str,
+) -> Result<Option<Vec<u8>>, AppError> {
+    let sealed: Option<String> = sqlx::query_scalar(
+        "SELECT body_sealed FROM unmatched_deliveries \
+         WHERE id = $1 AND practice_id = $2 AND dismissed_at IS NULL",
+    )
+    .bind(id)
+    .bind(practice_id)
+    .fetch_optional(state.db.writer())
+    .await?;
+    match sealed {
+        Some(sealed) => Ok(Some(state.secrets.open(&sealed, &aad(practice_id, id))?)),
+        None => Ok(None),
+    }
+}
+
+/// A kept delivery was placed after all: off the list (`dismissed_by` says by whom).
+pub async fn placed(state: &AppState, practice_id: &PracticeId, id: &str) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE unmatched_deliveries SET dismissed_at = $1, dismissed_by = 'chartbridge' \
+         WHERE id = $2 AND practice_id = $3 AND dismissed_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .bind(practice_id)
+    .execute(state.db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Says anew why a kept delivery waits (a retry learned more).
+pub async fn explain(
+    state: &AppState,
+    practice_id: &PracticeId,
+    id: &str,
+    reason: &str,
+) -> Result<(), AppError> {
+    sqlx::query("UPDATE unmatched_deliveries SET reason = $1 WHERE id = $2 AND practice_id = $3")
+        .bind(reason)
+        .bind(id)
+        .bind(practice_id)
+        .execute(state.db.writer())
+        .await?;
     Ok(())
 }
 

@@ -93,6 +93,16 @@ impl RunJob for AppState {
                 super::write_back::run(self, practice_id, visit_id).await
             }
             Job::PollPartner { visit_id } => super::poll::run(self, practice_id, visit_id).await,
+            Job::RetryDelivery {
+                partner,
+                delivery_id,
+            } => {
+                let partner = self
+                    .partners
+                    .get(partner)
+                    .map_err(crate::jobs::JobError::permanent)?;
+                partner.retry_delivery(self, practice_id, delivery_id).await
+            }
         }
     }
 }

@@ -205,6 +205,20 @@ pub trait PartnerTool: Send + Sync + 'static {
     /// partner's controls while it is open, its full result once in.
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError>;
 
+    /// Tries again to place a delivery kept because its patient could not be confirmed then
+    /// (`jobs::Job::RetryDelivery`). Only partners that keep such deliveries have any.
+    async fn retry_delivery(
+        &self,
+        _app: &AppState,
+        _practice_id: &PracticeId,
+        delivery_id: &str,
+    ) -> Result<JobOutcome, JobError> {
+        Err(JobError::permanent(format!(
+            "{} keeps no deliveries to retry ({delivery_id})",
+            self.name()
+        )))
+    }
+
     /// Origins a form on this partner's visit page is redirected to (the doctor's sign-in
     /// into HCW@Home): the page's CSP lets forms go there.
     async fn visit_form_targets(

@@ -143,7 +143,6 @@ pub struct Kept {
     pub id: String,
     pub partner: String,
     /// Why it matched nothing.
-    #[allow(dead_code)]
     pub reason: String,
 }
 

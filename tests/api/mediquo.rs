@@ -3,7 +3,7 @@
 use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{MEDIQUO_SIGNATURE, Page, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{MEDIQUO_SIGNATURE, Page, TestApp, spawn_app};
 
 async fn post_event(
     app: &TestApp,
@@ -307,35 +307,59 @@ async fn a_delivery_we_cannot_place_is_kept_for_admins_and_bad_bodies_are_refuse
 }
 
 #[tokio::test]
-async fn hint_down_when_a_consultation_arrives_loses_nothing() {
-    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
+async fn a_consultation_hint_cannot_confirm_waits_unmatched_until_it_can() {
+    let app = spawn_app().await;
     let practice = app.new_practice("Patient Clinic").await;
     let integration = app.setup_mediquo(&practice).await;
     let patient = &practice.patients[2];
     app.hint.set_faults(Faults {
         patients_down: true,
-        fail_next: 2,
         ..Faults::default()
     });
     let status = app
         .mediquo
         .send_consultation_finished(&integration, patient)
         .await;
-    assert_eq!(
-        status,
-        Some(200),
-        "stored even though Hint could not be asked"
+    assert_eq!(status, Some(202), "taken, not placed");
+    // Not a visit of this practice on MediQuo's word alone: kept, saying why, and retried.
+    assert!(app.visits_of(&practice.id).await.is_empty());
+    let kept = app.unmatched_of(&practice.id).await;
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0]
+            .reason
+            .contains("Hint could not confirm the patient yet")
     );
+    app.run_jobs().await;
+    assert!(
+        app.visits_of(&practice.id).await.is_empty(),
+        "Hint is still down"
+    );
+
+    // Hint answers again: the retry places it with the patient's real name, signed in Hint.
+    app.hint.set_faults(Faults::default());
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the delivery is placed",
+        || async {
+            app.run_jobs().await;
+            !app.visits_of(&practice.id).await.is_empty()
+        },
+    )
+    .await;
     let visit = app.only_visit(&practice.id).await;
     assert_eq!(visit.state.as_str(), "completed");
-    assert_eq!(
-        visit.patient_name,
-        format!("Patient {patient}"),
-        "kept under the code"
-    );
-    // Hint fails the first write-backs too; the job retries until it is signed.
+    let name = {
+        let world = app.hint.world();
+        let p = world.patients.iter().find(|p| &p.id == patient).unwrap();
+        format!("{} {}", p.first_name, p.last_name)
+    };
+    assert_eq!(visit.patient_name, name);
     app.wait_for_interaction(patient, "signed").await;
-    app.hint.set_faults(Faults::default());
+    assert!(
+        app.unmatched_of(&practice.id).await.is_empty(),
+        "off the list"
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ use super::connection;
 use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
+    jobs::{JobError, JobOutcome},
+    tenancy::PracticeId,
     visits::AppState,
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
@@ -66,6 +68,16 @@ impl PartnerTool for MediQuo {
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
         result::render(visit)
+    }
+
+    /// A delivery whose patient Hint could not confirm then, tried again.
+    async fn retry_delivery(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        delivery_id: &str,
+    ) -> Result<JobOutcome, JobError> {
+        webhook::retry(app, practice_id, delivery_id).await
     }
 }
 

@@ -3,7 +3,9 @@
 //! consultations and sent reports become completed visits (one per consultation id, or per
 //! body when MediQuo gives none); other types are acknowledged and ignored. A signed delivery
 //! we cannot place (no patient code, a code Hint does not know for this practice, an off-shape
-//! payload) is kept for admins, never dropped.
+//! payload) is kept for admins, never dropped. One whose patient Hint cannot confirm now (Hint
+//! down, no token) is never stored as this practice's visit on MediQuo's word: it waits,
+//! kept, and the queue places it once Hint confirms (`retry`).
 
 use axum::{
     Json,
@@ -22,10 +24,11 @@ use crate::{
     error::{ApiError, AppError},
     hint::{HintAuth, install},
     ids::{ExternalId, clean_text},
+    jobs::{JobError, JobOutcome},
     partners::{connection, unmatched},
     tenancy::PracticeId,
     visits::AppState,
-    visits::{self, NewVisit, PartnerState},
+    visits::{self, NewVisit, PartnerState, VisitId},
 };
 
 type Answer = (StatusCode, Json<Value>);
@@ -47,63 +50,138 @@ pub async fn receive(
             }
         })
         .await?;
+    let kept = json!({"received": true, "matched": false});
+    match place(state, &practice_id, &body).await? {
+        Placed::Recorded(visit_id) => Ok((
+            StatusCode::OK,
+            Json(json!({"received": true, "visit_id": visit_id})),
+        )),
+        Placed::Duplicate => Ok((
+            StatusCode::OK,
+            Json(json!({"received": true, "duplicate": true})),
+        )),
+        Placed::Ignored => Ok((
+            StatusCode::OK,
+            Json(json!({"received": true, "ignored": true})),
+        )),
+        Placed::Unplaceable { reason, reference } => {
+            unmatched::keep(
+                state,
+                &practice_id,
+                ID,
+                &reason,
+                reference.as_deref(),
+                &body,
+            )
+            .await?;
+            Ok((StatusCode::ACCEPTED, Json(kept)))
+        }
+        Placed::Unconfirmed { reference } => {
+            let reference = Some(reference.as_str());
+            unmatched::keep_to_retry(state, &practice_id, ID, UNCONFIRMED, reference, &body)
+                .await?;
+            Ok((StatusCode::ACCEPTED, Json(kept)))
+        }
+    }
+}
 
-    let envelope: Envelope = serde_json::from_slice(&body)
+/// Why a delivery waits while its patient cannot be confirmed.
+const UNCONFIRMED: &str = "Hint could not confirm the patient yet (Hint did not answer, or \
+     Chartbridge has no Hint access for this practice). Chartbridge tries again by itself.";
+
+/// Tries again to place a delivery kept because its patient could not be confirmed
+/// (`Job::RetryDelivery`): placed, it leaves the list; still unconfirmed, the job retries.
+pub async fn retry(
+    state: &AppState,
+    practice_id: &PracticeId,
+    delivery_id: &str,
+) -> Result<JobOutcome, JobError> {
+    let Some(body) = unmatched::open_body(state, practice_id, delivery_id).await? else {
+        // Dismissed by an admin meanwhile, or gone: nothing to place.
+        return Ok(JobOutcome::Done);
+    };
+    match place(state, practice_id, &body).await? {
+        Placed::Recorded(_) | Placed::Duplicate | Placed::Ignored => {
+            unmatched::placed(state, practice_id, delivery_id).await?;
+            tracing::info!(%practice_id, delivery_id, "a kept mediquo delivery was placed");
+            Ok(JobOutcome::Done)
+        }
+        Placed::Unplaceable { reason, .. } => {
+            unmatched::explain(state, practice_id, delivery_id, &reason).await?;
+            Ok(JobOutcome::Done)
+        }
+        Placed::Unconfirmed { .. } => Err(JobError::transient(
+            "the patient of a kept MediQuo delivery could not be confirmed with Hint yet",
+        )),
+    }
+}
+
+/// Where a verified delivery ends up.
+enum Placed {
+    Recorded(VisitId),
+    Duplicate,
+    Ignored,
+    /// It cannot be placed: kept for admins, with the reason.
+    Unplaceable {
+        reason: String,
+        reference: Option<String>,
+    },
+    /// Its patient cannot be confirmed now: kept, and tried again.
+    Unconfirmed {
+        reference: String,
+    },
+}
+
+/// Places a verified delivery: a completed visit for a patient Hint confirms.
+async fn place(
+    state: &AppState,
+    practice_id: &PracticeId,
+    body: &[u8],
+) -> Result<Placed, AppError> {
+    let unplaceable = |reason: &str, reference: Option<&str>| Placed::Unplaceable {
+        reason: reason.to_string(),
+        reference: reference.map(String::from),
+    };
+    let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
     let kind = clean_text(&envelope.kind, 80);
-    let incoming = match Incoming::from_envelope(envelope, &sha256_hex(&body)) {
+    let incoming = match Incoming::from_envelope(envelope, &sha256_hex(body)) {
         Ok(Some(incoming)) => incoming,
         Ok(None) => {
             tracing::info!(%practice_id, event = %kind, "mediquo event ignored");
-            return Ok((
-                StatusCode::OK,
-                Json(json!({"received": true, "ignored": true})),
-            ));
+            return Ok(Placed::Ignored);
         }
-        Err(problem) => return keep(state, &practice_id, &problem, None, &body).await,
+        Err(problem) => return Ok(unplaceable(&problem, None)),
     };
     let Some(code) = incoming.patient_code.as_deref().filter(|c| !c.is_empty()) else {
-        return keep(
-            state,
-            &practice_id,
+        return Ok(unplaceable(
             "The delivery names no patient (patient.code is missing).",
             None,
-            &body,
-        )
-        .await;
+        ));
     };
     let Ok(patient_id) = ExternalId::parse(code) else {
-        return keep(
-            state,
-            &practice_id,
-            "patient.code is not a Hint patient id.",
-            None,
-            &body,
-        )
-        .await;
+        return Ok(unplaceable("patient.code is not a Hint patient id.", None));
     };
-    if visits::find_by_partner_ref(state, &practice_id, ID, &incoming.reference)
+    if visits::find_by_partner_ref(state, practice_id, ID, &incoming.reference)
         .await?
         .is_some()
     {
-        return Ok(duplicate());
+        return Ok(Placed::Duplicate);
     }
-    let patient_name = match patient_name(state, &practice_id, &patient_id).await {
+    let patient_name = match patient_name(state, practice_id, &patient_id).await {
         PatientLookup::Found(name) => name,
         PatientLookup::Unknown => {
-            let reason =
-                "MediQuo named a patient code that is not a patient of this practice in Hint.";
-            return keep(
-                state,
-                &practice_id,
-                reason,
+            return Ok(unplaceable(
+                "MediQuo named a patient code that is not a patient of this practice in Hint.",
                 Some(&incoming.reference),
-                &body,
-            )
-            .await;
+            ));
         }
-        // Hint is unreachable now: keep the visit under the code; the write-back retries.
-        PatientLookup::Unavailable => format!("Patient {patient_id}"),
+        // Not stored as this practice's visit on MediQuo's word alone.
+        PatientLookup::Unavailable => {
+            return Ok(Placed::Unconfirmed {
+                reference: incoming.reference,
+            });
+        }
     };
     let professional = incoming
         .result
@@ -115,7 +193,7 @@ pub async fn receive(
         .unwrap_or_else(|| "MediQuo professional".into());
     let recorded = visits::record_completed(
         state,
-        &practice_id,
+        practice_id,
         NewVisit {
             patient_id: &patient_id,
             patient_name: &patient_name,
@@ -130,37 +208,13 @@ pub async fn receive(
         &visits::to_json(&incoming.result),
     )
     .await?;
-    match recorded {
+    Ok(match recorded {
         Some(visit_id) => {
             tracing::info!(%practice_id, %visit_id, event = %kind, "mediquo consultation recorded");
-            Ok((
-                StatusCode::OK,
-                Json(json!({"received": true, "visit_id": visit_id})),
-            ))
+            Placed::Recorded(visit_id)
         }
-        None => Ok(duplicate()),
-    }
-}
-
-fn duplicate() -> Answer {
-    (
-        StatusCode::OK,
-        Json(json!({"received": true, "duplicate": true})),
-    )
-}
-
-async fn keep(
-    state: &AppState,
-    practice_id: &PracticeId,
-    reason: &str,
-    reference: Option<&str>,
-    body: &[u8],
-) -> Result<Answer, ApiError> {
-    unmatched::keep(state, practice_id, ID, reason, reference, body).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"received": true, "matched": false})),
-    ))
+        None => Placed::Duplicate,
+    })
 }
 
 enum PatientLookup {
