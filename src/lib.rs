@@ -6,6 +6,7 @@
 //! The strict fakes of Hint and the partners live in their own crate (`sandbox/`), used by the
 //! demo (`demo/`) and the tests, never by this one.
 
+pub mod audit;
 pub mod backoff;
 pub mod config;
 pub mod crypto;

@@ -24,6 +24,7 @@ use tower_sessions_core::{
 
 use super::HintState;
 use crate::{
+    audit::Actor,
     config::SessionSettings,
     crypto::sha256_hex,
     db::{Db, now_ms},
@@ -375,9 +376,26 @@ pub struct PracticeSession {
     pub patient_id: Option<String>,
     pub interaction_id: Option<String>,
     access_token_sealed: Option<String>,
+    /// This request's id (ours, or the caller's when it looked like one).
+    pub request_id: Option<String>,
 }
 
 impl PracticeSession {
+    /// Who is acting, for the audit trail.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.user_id.clone(),
+            roles: self
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            platform_support: self.is_platform_support(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -537,6 +555,11 @@ where
             patient_id: data.patient_id,
             interaction_id: data.interaction_id,
             access_token_sealed: data.access_token_sealed,
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
         })
     }
 }

@@ -6,13 +6,14 @@
 //! drop their pending polls. Each caller is answered only after the commit, so a 200 to a
 //! partner always means the result is stored. The same SQL runs on PostgreSQL.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{PartnerId, VisitId, VisitState, lifecycle};
 use crate::{
+    audit::{self, Action, Actor, Entry},
     db::{Db, now_ms},
     error::AppError,
     jobs::{self, Job, JobSignal, NewJob},
@@ -28,6 +29,8 @@ pub struct Completion {
     pub visit_id: VisitId,
     /// The partner the visit must belong to.
     pub partner: PartnerId,
+    /// Who completed it (the partner's delivery, or a clinician finishing it), for the trail.
+    pub actor: Actor,
     /// When the partner named the patient, the visit's patient must match it.
     pub patient_id: Option<String>,
     /// The result JSON.
@@ -140,7 +143,7 @@ async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<
          WHERE visits.id = v.column1 AND visits.practice_id = v.column2 AND visits.partner = v.column3 \
          AND (v.column4 = '' OR visits.patient_id = v.column4) \
          AND {guard} \
-         RETURNING visits.practice_id, visits.id",
+         RETURNING visits.practice_id, visits.id, visits.patient_id",
         now = n + 1,
         completed = n + 2,
         rows = rows.join(", "),
@@ -162,8 +165,11 @@ async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<
         .fetch_all(&mut *tx)
         .await?;
     let mut applied = HashSet::new();
+    let mut patients = HashMap::new();
     for row in returned {
-        applied.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+        let key = (row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
+        patients.insert(key.clone(), row.try_get::<String, _>(2)?);
+        applied.insert(key);
     }
     // The completions that applied, each once (the batch holds one per visit).
     let done: Vec<&Completion> = batch
@@ -196,6 +202,14 @@ async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<
             delete = delete.bind(poll.dedupe_key());
         }
         delete.execute(&mut *tx).await?;
+        // The trail, on the same transaction: each completion by whoever completed it.
+        for c in &done {
+            let finished = Entry::new(Action::VisitFinished)
+                .patient(&patients[&key(c)])
+                .visit(c.visit_id.as_str())
+                .detail(c.partner.as_str());
+            audit::record(&mut tx, &c.practice_id, &c.actor, finished).await?;
+        }
     }
     tx.commit().await?;
     Ok(applied)

@@ -88,6 +88,7 @@ where
             partner,
             launch: to_json(initial),
         },
+        &session.actor(),
     )
     .await?;
     let (launched, extra) = match call(&visit_id).await {

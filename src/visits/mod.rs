@@ -30,6 +30,7 @@ pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerToo
 pub use crate::ids::VisitId;
 
 use crate::{
+    audit::{self, Action, Actor, Entry},
     crypto::{CryptoError, SecretBox, row_aad},
     db::now_ms,
     error::AppError,
@@ -356,15 +357,16 @@ enum Change<'a> {
 
 /// Moves a visit of this practice to `change`'s state if the lifecycle allows it from where
 /// the visit is (the guard comes from [`lifecycle::guard`]), on the caller's transaction.
-/// False when the visit was not in a state that may move there (or is not this practice's).
-/// A visit that ends also asks Hint for the change and drops its pending poll.
+/// Answers the visit's patient when it moved; `None` when the visit was not in a state that
+/// may move there (or is not this practice's). A visit that ends also asks Hint for the
+/// change and drops its pending poll.
 async fn transition(
     conn: &mut AnyConnection,
     state: &AppState,
     practice_id: &PracticeId,
     visit_id: &VisitId,
     change: Change<'_>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let to = match change {
         Change::Launched { .. } => VisitState::InProgress,
         Change::Failed { .. } => VisitState::Failed,
@@ -378,10 +380,10 @@ async fn transition(
     };
     let sql = format!(
         "UPDATE visits SET state = $1, updated_at = $2, {set} \
-         WHERE practice_id = $3 AND id = $4 AND {}",
+         WHERE practice_id = $3 AND id = $4 AND {} RETURNING patient_id",
         lifecycle::guard("visits", to)
     );
-    let query = sqlx::query(&sql)
+    let query = sqlx::query_scalar::<_, String>(&sql)
         .bind(to)
         .bind(now_ms())
         .bind(practice_id)
@@ -399,12 +401,12 @@ async fn transition(
         }
         Change::Cancelled => query,
     };
-    let moved = query.execute(&mut *conn).await?.rows_affected() == 1;
-    if moved && !to.is_open() {
+    let patient = query.fetch_optional(&mut *conn).await?;
+    if patient.is_some() && !to.is_open() {
         enqueue_sync(conn, state, practice_id, visit_id).await?;
         cancel_poll(conn, visit_id).await?;
     }
-    Ok(moved)
+    Ok(patient)
 }
 
 /// Creates a visit in `launching` and asks for its draft interaction in Hint, atomically. If
@@ -414,6 +416,7 @@ pub async fn start(
     state: &AppState,
     practice_id: &PracticeId,
     new: NewVisit<'_>,
+    actor: &Actor,
 ) -> Result<VisitId, sqlx::Error> {
     let id = VisitId::generate();
     let now = now_ms();
@@ -436,6 +439,11 @@ pub async fn start(
     .execute(&mut *tx)
     .await?;
     enqueue_sync(&mut tx, state, practice_id, &id).await?;
+    let launched = Entry::new(Action::VisitLaunched)
+        .patient(new.patient_id)
+        .visit(id.as_str())
+        .detail(new.partner.as_str());
+    audit::record(&mut tx, practice_id, actor, launched).await?;
     let launch_deadline = now + state.settings.launch_timeout.as_millis() as i64;
     schedule_poll(&mut tx, state, practice_id, &id, launch_deadline).await?;
     tx.commit().await?;
@@ -483,6 +491,12 @@ pub async fn record_completed(
         return Ok(None);
     }
     enqueue_sync(&mut tx, state, practice_id, &id).await?;
+    let arrived = Entry::new(Action::VisitFinished)
+        .patient(new.patient_id)
+        .visit(id.as_str())
+        .detail(new.partner.as_str());
+    let partner = Actor::partner(new.partner.as_str());
+    audit::record(&mut tx, practice_id, &partner, arrived).await?;
     tx.commit().await?;
     state.jobs.wake();
     tracing::info!(%practice_id, visit_id = %id, partner = %new.partner, "inbound visit recorded");
@@ -506,7 +520,9 @@ pub async fn mark_launched(
         partner_ref,
         launch: &launch,
     };
-    let moved = transition(&mut tx, state, practice_id, visit_id, change).await?;
+    let moved = transition(&mut tx, state, practice_id, visit_id, change)
+        .await?
+        .is_some();
     if moved {
         if let Some(at) = poll_at {
             schedule_poll(&mut tx, state, practice_id, visit_id, at).await?;
@@ -595,6 +611,7 @@ pub async fn complete(
     partner: PartnerId,
     patient_id: Option<&str>,
     result: &impl Serialize,
+    actor: &Actor,
 ) -> Result<bool, AppError> {
     let applied = state
         .completions
@@ -602,6 +619,7 @@ pub async fn complete(
             practice_id: practice_id.clone(),
             visit_id: visit_id.clone(),
             partner,
+            actor: actor.clone(),
             patient_id: patient_id.map(String::from),
             result: seal(state, "result", practice_id, visit_id, &to_json(result)),
         })
@@ -612,7 +630,8 @@ pub async fn complete(
     Ok(applied)
 }
 
-/// Ends an open visit as failed with `reason` (shown to people and written to Hint).
+/// Ends an open visit as failed with `reason` (shown to people and written to Hint). Chartbridge
+/// decides it (a refusal, a timeout): the trail says so.
 pub async fn fail(
     state: &AppState,
     practice_id: &PracticeId,
@@ -621,7 +640,14 @@ pub async fn fail(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin().await?;
     let change = Change::Failed { reason };
-    let moved = transition(&mut tx, state, practice_id, visit_id, change).await?;
+    let patient = transition(&mut tx, state, practice_id, visit_id, change).await?;
+    if let Some(patient) = &patient {
+        let failed = Entry::new(Action::VisitFailed)
+            .patient(patient)
+            .visit(visit_id.as_str());
+        audit::record(&mut tx, practice_id, &Actor::chartbridge(), failed).await?;
+    }
+    let moved = patient.is_some();
     tx.commit().await?;
     if moved {
         state.jobs.wake();
@@ -635,9 +661,17 @@ pub async fn cancel(
     state: &AppState,
     practice_id: &PracticeId,
     visit_id: &VisitId,
+    actor: &Actor,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = state.db.begin().await?;
-    let moved = transition(&mut tx, state, practice_id, visit_id, Change::Cancelled).await?;
+    let patient = transition(&mut tx, state, practice_id, visit_id, Change::Cancelled).await?;
+    if let Some(patient) = &patient {
+        let cancelled = Entry::new(Action::VisitCancelled)
+            .patient(patient)
+            .visit(visit_id.as_str());
+        audit::record(&mut tx, practice_id, actor, cancelled).await?;
+    }
+    let moved = patient.is_some();
     tx.commit().await?;
     if moved {
         state.jobs.wake();

@@ -84,7 +84,7 @@ pub async fn cancel_visit(
     } else {
         match partner.cancel(&state, &session.practice_id, &visit).await {
             Ok(()) => {
-                super::cancel(&state, &session.practice_id, &visit.id).await?;
+                super::cancel(&state, &session.practice_id, &visit.id, &session.actor()).await?;
                 None
             }
             Err(PartnerError::Internal(e)) => return Err(e),

@@ -10,6 +10,7 @@ use super::{
     client::{ConsultationSummary, HaidyError, Report},
 };
 use crate::{
+    audit::Actor,
     db::now_ms,
     error::AppError,
     hint::Frame,
@@ -164,6 +165,7 @@ pub async fn poll(
                 approved_at: consultation.approved_at.clone(),
                 report,
             },
+            &Actor::partner(ID.as_str()),
         )
         .await?;
         tracing::info!(%practice_id, visit_id = %visit.id, "haidy report collected");

@@ -13,6 +13,7 @@ use super::{
     sso,
 };
 use crate::{
+    audit::Actor,
     db::{format_ms, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
@@ -203,20 +204,23 @@ async fn close(
             "There is no consultation to close yet: the patient has not joined, or no doctor has accepted the call. Cancel the visit if it will not take place.".into(),
         ));
     };
-    store(hcw, practice_id, &visit, &consultation).await?;
+    store(hcw, practice_id, &visit, &consultation, &session.actor()).await?;
     Ok(())
 }
 
+/// Completes the visit with the closed consultation; `actor` closed it (the clinician
+/// finishing it, or HCW@Home, as polled).
 async fn store(
     app: &AppState,
     practice_id: &PracticeId,
     visit: &Visit,
     consultation: &Consultation,
+    actor: &Actor,
 ) -> Result<bool, AppError> {
     let result = HcwResult {
         consultation: consultation.clone(),
     };
-    visits::complete(app, practice_id, &visit.id, ID, None, &result).await
+    visits::complete(app, practice_id, &visit.id, ID, None, &result, actor).await
 }
 
 /// The `PollPartner` job: a closed consultation completes the visit; none after
@@ -252,7 +256,7 @@ pub async fn poll(
         .await;
     match consultation {
         Ok(Some(c)) if c.is_closed() => {
-            store(app, practice_id, visit, &c).await?;
+            store(app, practice_id, visit, &c, &Actor::partner(ID.as_str())).await?;
             tracing::info!(%practice_id, visit_id = %visit.id, "hcw consultation found closed by polling");
             Ok(JobOutcome::Done)
         }

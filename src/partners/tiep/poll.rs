@@ -3,6 +3,7 @@
 
 use super::{ID, Tiep, TiepConnection, webhook::TiepReport};
 use crate::{
+    audit::Actor,
     db::now_ms,
     jobs::{JobError, JobOutcome},
     partners::connection,
@@ -63,7 +64,8 @@ pub async fn poll(
         ));
     }
     let result = report.into_result().map_err(JobError::permanent)?;
-    visits::complete(app, practice_id, &visit.id, ID, None, &result).await?;
+    let tiep = Actor::partner(ID.as_str());
+    visits::complete(app, practice_id, &visit.id, ID, None, &result, &tiep).await?;
     tracing::info!(%practice_id, visit_id = %visit.id, "tiep report fetched by polling");
     Ok(JobOutcome::Done)
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{ID, Tiep, TiepConnection, TiepResult};
 use crate::{
+    audit::Actor,
     crypto::verify_hmac_sha256,
     error::{ApiError, AppError},
     ids::ExternalId,
@@ -93,6 +94,7 @@ pub async fn receive(
         ID,
         patient_id.as_deref(),
         &result,
+        &Actor::partner(ID.as_str()),
     )
     .await?;
     if !applied {

@@ -1,0 +1,450 @@
+//! The PHI audit trail (HIPAA §164.312(b): record and examine). Every access to or change of
+//! patient data, and every change to how a practice is connected, leaves one [`Entry`]: who
+//! ([`Actor`]: the Hint user, their roles, whether Hint platform support; or a partner, or
+//! Chartbridge itself), did what ([`Action`]), for which patient and visit, when, under which
+//! request id.
+//!
+//! Entries are written on the action's own transaction where it has one ([`record`]), else on
+//! their own ([`record_now`]): an action that happened is never missing from the trail. They
+//! form one chain per practice: each entry's hash covers its fields and the previous entry's
+//! hash, and `audit_heads` keeps the last sequence number and hash, so [`verify`] finds any
+//! changed, inserted or deleted entry. Entries hold ids, never names or report text.
+
+pub mod verify;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::{
+    crypto::sha256_hex,
+    db::{Db, now_ms},
+    ids::clean_text,
+    tenancy::PracticeId,
+};
+
+/// What was done. Stored as text (`as_str`); the list is the trail's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A patient's chart page (their visits) was opened.
+    ChartViewed,
+    /// A visit's page, with its result, was opened.
+    ResultViewed,
+    /// A visit was started (a partner tool launched for the patient).
+    VisitLaunched,
+    /// More documents were sent to the partner for an open visit.
+    DocumentsSent,
+    /// A clinician cancelled an open visit.
+    VisitCancelled,
+    /// The visit's result came in (or a clinician finished it).
+    VisitFinished,
+    /// The visit could not complete.
+    VisitFailed,
+    /// A clinician was signed in to HCW@Home by SSO for a visit.
+    SsoSignIn,
+    /// An admin changed a partner's settings.
+    SettingsChanged,
+    /// An admin opened a partner delivery kept unmatched (it holds patient data).
+    UnmatchedViewed,
+    /// An admin dismissed a kept delivery.
+    UnmatchedDismissed,
+    /// An admin put a failed job back in the queue.
+    JobRetried,
+    /// An admin exported the trail.
+    AuditExported,
+}
+
+impl Action {
+    pub const ALL: [Action; 13] = [
+        Action::ChartViewed,
+        Action::ResultViewed,
+        Action::VisitLaunched,
+        Action::DocumentsSent,
+        Action::VisitCancelled,
+        Action::VisitFinished,
+        Action::VisitFailed,
+        Action::SsoSignIn,
+        Action::SettingsChanged,
+        Action::UnmatchedViewed,
+        Action::UnmatchedDismissed,
+        Action::JobRetried,
+        Action::AuditExported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ChartViewed => "chart_viewed",
+            Action::ResultViewed => "result_viewed",
+            Action::VisitLaunched => "visit_launched",
+            Action::DocumentsSent => "documents_sent",
+            Action::VisitCancelled => "visit_cancelled",
+            Action::VisitFinished => "visit_finished",
+            Action::VisitFailed => "visit_failed",
+            Action::SsoSignIn => "sso_sign_in",
+            Action::SettingsChanged => "settings_changed",
+            Action::UnmatchedViewed => "unmatched_viewed",
+            Action::UnmatchedDismissed => "unmatched_dismissed",
+            Action::JobRetried => "job_retried",
+            Action::AuditExported => "audit_exported",
+        }
+    }
+
+    /// Words for the admin reading the trail.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::ChartViewed => "Opened the patient's chart",
+            Action::ResultViewed => "Opened a visit's result",
+            Action::VisitLaunched => "Started a visit",
+            Action::DocumentsSent => "Sent documents to the partner",
+            Action::VisitCancelled => "Cancelled a visit",
+            Action::VisitFinished => "Visit finished",
+            Action::VisitFailed => "Visit failed",
+            Action::SsoSignIn => "Signed in to HCW@Home (SSO)",
+            Action::SettingsChanged => "Changed partner settings",
+            Action::UnmatchedViewed => "Opened a kept delivery",
+            Action::UnmatchedDismissed => "Dismissed a kept delivery",
+            Action::JobRetried => "Retried failed work",
+            Action::AuditExported => "Exported the audit trail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The Hint user's id; `partner:<id>` for a partner's delivery; `chartbridge` for our own
+    /// decisions (a timeout, a refusal).
+    pub id: String,
+    /// Their Chartbridge roles, space separated (empty for partners and Chartbridge).
+    pub roles: String,
+    /// Hint staff acting on the practice's behalf.
+    pub platform_support: bool,
+    /// The request it happened in, when it was one.
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// Chartbridge itself (a job, a timeout).
+    pub fn chartbridge() -> Self {
+        Actor {
+            id: "chartbridge".into(),
+            roles: String::new(),
+            platform_support: false,
+            request_id: None,
+        }
+    }
+
+    /// A partner's server, delivering a result.
+    pub fn partner(partner: &str) -> Self {
+        Actor {
+            id: format!("partner:{partner}"),
+            ..Actor::chartbridge()
+        }
+    }
+}
+
+/// One entry: the action, and the patient, visit and detail it concerns (ids and short words
+/// only, never names or report text).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub action: Action,
+    pub patient_id: Option<&'a str>,
+    pub visit_id: Option<&'a str>,
+    /// E.g. the partner whose settings changed, the filters of an export.
+    pub detail: &'a str,
+}
+
+impl<'a> Entry<'a> {
+    pub fn new(action: Action) -> Self {
+        Entry {
+            action,
+            patient_id: None,
+            visit_id: None,
+            detail: "",
+        }
+    }
+
+    pub fn patient(mut self, patient_id: &'a str) -> Self {
+        self.patient_id = Some(patient_id);
+        self
+    }
+
+    pub fn visit(mut self, visit_id: &'a str) -> Self {
+        self.visit_id = Some(visit_id);
+        self
+    }
+
+    pub fn detail(mut self, detail: &'a str) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// The fields an entry's hash covers, in order.
+#[derive(Serialize, Clone, Copy)]
+struct Hashed<'a> {
+    practice_id: &'a str,
+    seq: i64,
+    at: i64,
+    actor_id: &'a str,
+    actor_roles: &'a str,
+    platform_support: bool,
+    action: &'a str,
+    patient_id: Option<&'a str>,
+    visit_id: Option<&'a str>,
+    detail: &'a str,
+    request_id: Option<&'a str>,
+    prev_hash: &'a str,
+}
+
+impl Hashed<'_> {
+    fn hash(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).expect("an entry serialises"))
+    }
+}
+
+/// Appends an entry to the practice's chain on the caller's transaction (the action's own):
+/// both commit, or neither. Concurrent writers of one practice take turns on its head row.
+pub async fn record(
+    conn: &mut AnyConnection,
+    practice_id: &PracticeId,
+    actor: &Actor,
+    entry: Entry<'_>,
+) -> Result<(), sqlx::Error> {
+    let detail = clean_text(entry.detail, 300);
+    let request_id = actor.request_id.as_deref();
+    let next = "UPDATE audit_heads SET seq = seq + 1 WHERE practice_id = $1 RETURNING seq, hash";
+    let head: Option<(i64, String)> = sqlx::query_as(next)
+        .bind(practice_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (seq, prev_hash) = match head {
+        Some(head) => head,
+        None => {
+            // The practice's first entry: its head starts the chain.
+            sqlx::query(
+                "INSERT INTO audit_heads (practice_id, seq, hash) VALUES ($1, 0, '') \
+                 ON CONFLICT (practice_id) DO NOTHING",
+            )
+            .bind(practice_id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query_as(next)
+                .bind(practice_id)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    let at = now_ms();
+    let hashed = Hashed {
+        practice_id: practice_id.as_str(),
+        seq,
+        at,
+        actor_id: &actor.id,
+        actor_roles: &actor.roles,
+        platform_support: actor.platform_support,
+        action: entry.action.as_str(),
+        patient_id: entry.patient_id,
+        visit_id: entry.visit_id,
+        detail: &detail,
+        request_id,
+        prev_hash: &prev_hash,
+    };
+    let hash = hashed.hash();
+    sqlx::query(
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(practice_id)
+    .bind(seq)
+    .bind(at)
+    .bind(&actor.id)
+    .bind(&actor.roles)
+    .bind(i64::from(actor.platform_support))
+    .bind(entry.action.as_str())
+    .bind(entry.patient_id)
+    .bind(entry.visit_id)
+    .bind(&detail)
+    .bind(request_id)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE practice_id = $2")
+        .bind(&hash)
+        .bind(practice_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends an entry on its own transaction: for actions that write nothing else (a page
+/// opened, a sign-in minted). Done before the page is answered.
+pub async fn record_now(
+    db: &Db,
+    practice_id: &PracticeId,
+    actor: &Actor,
+    entry: Entry<'_>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    record(&mut tx, practice_id, actor, entry).await?;
+    tx.commit().await
+}
+
+/// One entry as read back.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Event {
+    pub seq: i64,
+    pub at: i64,
+    pub actor_id: String,
+    pub actor_roles: String,
+    pub platform_support: i64,
+    pub action: String,
+    pub patient_id: Option<String>,
+    pub visit_id: Option<String>,
+    pub detail: String,
+    pub request_id: Option<String>,
+    pub hash: String,
+}
+
+/// What the trail is filtered by (all optional; `from`/`until` are Unix ms, `until`
+/// exclusive; `before` pages back from a sequence number).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub patient_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+    pub before: Option<i64>,
+}
+
+/// This practice's entries matching `filter`, newest first, at most `limit`.
+pub async fn search(
+    db: &Db,
+    practice_id: &PracticeId,
+    filter: &Filter,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let mut sql = String::from(
+        "SELECT seq, at, actor_id, actor_roles, platform_support, action, patient_id, visit_id, \
+         detail, request_id, hash FROM audit_events WHERE practice_id = $1",
+    );
+    let mut n = 1;
+    let mut clause = |sql: &mut String, condition: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {condition} ${n}"));
+    };
+    if filter.patient_id.is_some() {
+        clause(&mut sql, "patient_id =");
+    }
+    if filter.actor_id.is_some() {
+        clause(&mut sql, "actor_id =");
+    }
+    if filter.from.is_some() {
+        clause(&mut sql, "at >=");
+    }
+    if filter.until.is_some() {
+        clause(&mut sql, "at <");
+    }
+    if filter.before.is_some() {
+        clause(&mut sql, "seq <");
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
+    let mut query = sqlx::query_as::<_, Event>(&sql).bind(practice_id);
+    if let Some(p) = &filter.patient_id {
+        query = query.bind(p);
+    }
+    if let Some(a) = &filter.actor_id {
+        query = query.bind(a);
+    }
+    if let Some(from) = filter.from {
+        query = query.bind(from);
+    }
+    if let Some(until) = filter.until {
+        query = query.bind(until);
+    }
+    if let Some(before) = filter.before {
+        query = query.bind(before);
+    }
+    query.bind(limit).fetch_all(db.reader()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_reads_back_and_the_hash_covers_every_field() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(Action::parse("deleted_everything"), None);
+        let base = Hashed {
+            practice_id: "pra-1",
+            seq: 1,
+            at: 5,
+            actor_id: "user-1",
+            actor_roles: "clinician",
+            platform_support: false,
+            action: "result_viewed",
+            patient_id: Some("pat-1"),
+            visit_id: Some("vis-1"),
+            detail: "",
+            request_id: Some("abc"),
+            prev_hash: "",
+        };
+        let hash = base.hash();
+        let changed = [
+            Hashed {
+                practice_id: "pra-2",
+                ..base
+            },
+            Hashed { seq: 2, ..base },
+            Hashed { at: 6, ..base },
+            Hashed {
+                actor_id: "user-2",
+                ..base
+            },
+            Hashed {
+                actor_roles: "admin",
+                ..base
+            },
+            Hashed {
+                platform_support: true,
+                ..base
+            },
+            Hashed {
+                action: "chart_viewed",
+                ..base
+            },
+            Hashed {
+                patient_id: Some("pat-2"),
+                ..base
+            },
+            Hashed {
+                visit_id: None,
+                ..base
+            },
+            Hashed {
+                detail: "x",
+                ..base
+            },
+            Hashed {
+                request_id: None,
+                ..base
+            },
+            Hashed {
+                prev_hash: "00",
+                ..base
+            },
+        ];
+        for other in changed {
+            assert_ne!(other.hash(), hash);
+        }
+    }
+}
