@@ -29,6 +29,21 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// The PHI audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every practice's chain of entries (or one practice's); exits 1 when one is broken.
+    Verify {
+        /// Only this practice.
+        #[arg(long)]
+        practice: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -45,17 +60,42 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => {
-            let database = match cli.config.database_url {
-                Some(url) if !url.trim().is_empty() => {
-                    chartbridge::config::DatabaseSettings::Url(url.into())
-                }
-                _ => {
-                    chartbridge::config::DatabaseSettings::Sqlite("data/chartbridge.sqlite".into())
-                }
-            };
-            Db::connect(&database).await?;
+            Db::connect(&database(&cli.config)).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Audit {
+            command: AuditCommand::Verify { practice },
+        } => {
+            let db = Db::connect(&database(&cli.config)).await?;
+            let report = chartbridge::audit::verify::verify(&db, practice.as_deref()).await?;
+            for broken in &report.broken {
+                println!(
+                    "BROKEN practice {} at entry {}: {}",
+                    broken.practice_id, broken.seq, broken.problem
+                );
+            }
+            println!(
+                "{} practice(s), {} entr{} checked, {} broken chain(s)",
+                report.practices,
+                report.entries,
+                if report.entries == 1 { "y" } else { "ies" },
+                report.broken.len()
+            );
+            if !report.broken.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The database `DATABASE_URL` names (the other variables are not needed to reach it).
+fn database(config: &ConfigArgs) -> chartbridge::config::DatabaseSettings {
+    match &config.database_url {
+        Some(url) if !url.trim().is_empty() => {
+            chartbridge::config::DatabaseSettings::Url(url.clone().into())
+        }
+        _ => chartbridge::config::DatabaseSettings::Sqlite("data/chartbridge.sqlite".into()),
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 pub use runner::{JobRunner, RunJob};
 
 use crate::{
+    audit::{self, Action, Actor, Entry},
     db::{Db, new_id, now_ms},
     error::AppError,
     ids::VisitId,
@@ -358,24 +359,33 @@ pub async fn retry_dead(
     signal: &JobSignal,
     practice_id: &PracticeId,
     job_id: &str,
+    actor: &Actor,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
-    let done = sqlx::query(
+    let mut tx = db.begin().await?;
+    let retried: Option<(String, String)> = sqlx::query_as(
         "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state = $5",
+         WHERE id = $3 AND practice_id = $4 AND state = $5 RETURNING kind, payload",
     )
     .bind(JobState::Queued)
     .bind(now)
     .bind(job_id)
     .bind(practice_id)
     .bind(JobState::Dead)
-    .execute(db.writer())
+    .fetch_optional(&mut *tx)
     .await?;
-    if done.rows_affected() == 1 {
-        signal.wake();
-        return Ok(true);
+    let Some((kind, payload)) = retried else {
+        return Ok(false);
+    };
+    let job = Job::decode(&kind, &payload).ok();
+    let mut entry = Entry::new(Action::JobRetried).detail(&kind);
+    if let Some(visit_id) = job.as_ref().and_then(Job::visit_id) {
+        entry = entry.visit(visit_id.as_str());
     }
-    Ok(false)
+    audit::record(&mut tx, practice_id, actor, entry).await?;
+    tx.commit().await?;
+    signal.wake();
+    Ok(true)
 }
 
 /// Counts of queued and dead jobs, for tests and operators.

@@ -15,6 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::Row;
 
 use crate::{
+    audit::{self, Action, Actor, Entry},
     crypto::SignatureError,
     db::now_ms,
     error::AppError,
@@ -115,7 +116,7 @@ async fn save_form<C: Connection>(
     session.require(Role::Admin)?;
     let practice_id = &session.practice_id;
     let stored = load::<C>(&app, practice_id).await?;
-    let outcome = save(&app, practice_id, &form, stored.as_ref(), &session.user_id).await?;
+    let outcome = save(&app, practice_id, &form, stored.as_ref(), &session.actor()).await?;
     let (status, stored, entered) = match outcome {
         SaveOutcome::Saved => (StatusCode::OK, load::<C>(&app, practice_id).await?, None),
         SaveOutcome::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, stored, Some(&form)),
@@ -136,7 +137,7 @@ pub async fn save<C: Connection>(
     practice_id: &PracticeId,
     form: &C::Form,
     stored: Option<&C>,
-    updated_by: &str,
+    actor: &Actor,
 ) -> Result<SaveOutcome, AppError> {
     let connection = match C::from_form(form, stored) {
         Ok(connection) => connection,
@@ -145,7 +146,7 @@ pub async fn save<C: Connection>(
     if let Err(why) = connection.check(app).await {
         return Ok(SaveOutcome::Refused(why));
     }
-    store(app, practice_id, &connection, updated_by).await?;
+    store(app, practice_id, &connection, actor).await?;
     Ok(SaveOutcome::Saved)
 }
 
@@ -209,17 +210,18 @@ pub async fn load<C: Connection>(
     Ok(Some(C::from_stored(settings, secrets)))
 }
 
-/// Inserts or replaces this practice's connection.
+/// Inserts or replaces this practice's connection, and says so in the audit trail.
 async fn store<C: Connection>(
     app: &AppState,
     practice_id: &PracticeId,
     connection: &C,
-    updated_by: &str,
+    actor: &Actor,
 ) -> Result<(), AppError> {
     let (settings, secrets) = connection.to_stored();
     let settings = serde_json::to_string(&settings).map_err(anyhow::Error::new)?;
     let secrets = serde_json::to_vec(&secrets).map_err(anyhow::Error::new)?;
     let sealed = app.secrets.seal(&secrets, &aad(practice_id, C::PARTNER));
+    let mut tx = app.db.begin().await?;
     sqlx::query(
         "INSERT INTO partner_connections (practice_id, partner, settings, secrets_sealed, updated_by, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -230,10 +232,13 @@ async fn store<C: Connection>(
     .bind(C::PARTNER.as_str())
     .bind(settings)
     .bind(sealed)
-    .bind(updated_by)
+    .bind(&actor.id)
     .bind(now_ms())
-    .execute(app.db.writer())
+    .execute(&mut *tx)
     .await?;
+    let changed = Entry::new(Action::SettingsChanged).detail(C::PARTNER.as_str());
+    audit::record(&mut tx, practice_id, actor, changed).await?;
+    tx.commit().await?;
     app.connection_secrets
         .forget(practice_id.as_str(), C::PARTNER.as_str());
     tracing::info!(%practice_id, partner = %C::PARTNER, "partner settings saved");

@@ -10,6 +10,7 @@ use axum::{
 use sqlx::{Row, any::AnyRow};
 
 use crate::{
+    audit::{self, Action, Entry},
     crypto::sha256_hex,
     db::{format_ms, new_id, now_ms},
     error::AppError,
@@ -248,6 +249,8 @@ pub async fn view(
     let body = state
         .secrets
         .open(&sealed, &aad(&session.practice_id, &id))?;
+    let viewed = Entry::new(Action::UnmatchedViewed).detail(id.as_str());
+    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
     let body = serde_json::from_slice::<serde_json::Value>(&body)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
@@ -267,6 +270,7 @@ pub async fn dismiss(
     Path(id): Path<ExternalId>,
 ) -> Result<Html<&'static str>, AppError> {
     session.require(Role::Admin)?;
+    let mut tx = state.db.begin().await?;
     let done = sqlx::query(
         "UPDATE unmatched_deliveries SET dismissed_at = $1, dismissed_by = $2 \
          WHERE id = $3 AND practice_id = $4 AND dismissed_at IS NULL",
@@ -275,11 +279,14 @@ pub async fn dismiss(
     .bind(&session.user_id)
     .bind(id.as_str())
     .bind(&session.practice_id)
-    .execute(state.db.writer())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if done == 0 {
         return Err(AppError::NotFound);
     }
+    let dismissed = Entry::new(Action::UnmatchedDismissed).detail(id.as_str());
+    audit::record(&mut tx, &session.practice_id, &session.actor(), dismissed).await?;
+    tx.commit().await?;
     Ok(Html("<span class=\"ok\">Dismissed.</span>"))
 }

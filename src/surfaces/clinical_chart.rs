@@ -5,6 +5,7 @@ use axum::{extract::State, response::Html};
 
 use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
+    audit::{self, Action, Entry},
     error::AppError,
     hint::{self, Frame, PracticeSession},
     visits::AppState,
@@ -41,6 +42,8 @@ pub async fn page(
             Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
         };
     let rows = visits::for_patient(&state, &session.practice_id, &patient_id).await?;
+    let viewed = Entry::new(Action::ChartViewed).patient(&patient_id);
+    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
     let page = ClinicalChart {
         frame: Frame::new(&session, "clinical_chart"),
         patient_filter: patient_id.clone(),

@@ -185,7 +185,16 @@ pub async fn retry_job(
             "Only admins and clinicians can retry work.".into(),
         ));
     }
-    if !jobs::retry_dead(&state.db, &state.jobs, &session.practice_id, &job_id).await? {
+    let actor = session.actor();
+    if !jobs::retry_dead(
+        &state.db,
+        &state.jobs,
+        &session.practice_id,
+        &job_id,
+        &actor,
+    )
+    .await?
+    {
         return Err(AppError::NotFound);
     }
     tracing::info!(practice_id = %session.practice_id, %job_id, "dead job retried by a user");

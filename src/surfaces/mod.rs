@@ -1,10 +1,11 @@
 //! The practice's own pages Hint frames (`/hint/<surface>?session_key=…`) and their htmx
-//! fragments: `core_page`, `clinical_chart`, `settings`. (The visit's page,
+//! fragments: `core_page`, `clinical_chart`, `settings`, and the admins' `audit` trail. (The visit's page,
 //! `clinical_interaction`, is the visit's own: `visits::page`.)
 //!
 //! Laid out for a fixed 1024×768 frame; no cookies: the session key rides in the
 //! `x-hint-session-key` header on htmx requests and in the query of links and forms.
 
+mod audit;
 mod clinical_chart;
 mod core_page;
 mod settings;
@@ -28,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/hint/core_page", get(core_page::page))
         .route("/hint/clinical_chart", get(clinical_chart::page))
         .route("/hint/settings", get(settings::page))
+        .route("/hint/audit", get(audit::page))
+        .route("/hint/audit.csv", get(audit::export))
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", get(core_page::visit_rows))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{Visit, VisitId};
 use crate::{
+    audit::{self, Action, Entry},
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
@@ -64,6 +65,10 @@ pub async fn page(
     {
         return Err(AppError::NotFound);
     }
+    let viewed = Entry::new(Action::ResultViewed)
+        .patient(&visit.patient_id)
+        .visit(visit.id.as_str());
+    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
     respond(&state, &session, StatusCode::OK, visit, None).await
 }
 

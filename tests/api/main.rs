@@ -1,6 +1,7 @@
 //! One integration-test binary: the crate links once.
 
 mod at_rest;
+mod audit;
 mod connections;
 mod haidy_visit;
 mod handshake;

@@ -19,6 +19,7 @@ use super::{
     remember_user_email, store_context, stored_context, user_email,
 };
 use crate::{
+    audit::{self, Action, Entry},
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
@@ -339,8 +340,14 @@ pub async fn add_files(
         )
         .await;
         let failed = outcomes.iter().filter(|o| !o.ok).count();
+        let sent = format!("{} sent", outcomes.len() - failed);
         launch.uploads.extend(outcomes);
         visits::update_launch(&haidy, practice_id, &visit.id, &launch).await?;
+        let entry = Entry::new(Action::DocumentsSent)
+            .patient(&visit.patient_id)
+            .visit(visit.id.as_str())
+            .detail(&sent);
+        audit::record_now(&haidy.db, practice_id, &session.actor(), entry).await?;
         (failed > 0).then(|| format!("{failed} file(s) were not sent; see below."))
     };
     page::answer(&haidy, &session, &visit_id, notice).await

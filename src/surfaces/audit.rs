@@ -1,0 +1,270 @@
+//! The audit trail for practice admins: `GET /hint/audit` (filter by patient, user and dates,
+//! newest first, a page at a time) and `GET /hint/audit.csv` (the same, as a file). Exporting
+//! is itself an entry of the trail.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    http::header,
+    response::{Html, IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    audit::{self, Action, Entry, Event, Filter},
+    error::AppError,
+    hint::{Frame, PracticeSession, Role},
+    ids::ExternalId,
+    visits::AppState,
+};
+
+/// Entries per page, and most entries in one export.
+const PAGE: i64 = 100;
+const MAX_EXPORT: i64 = 100_000;
+
+/// The filters as the form sends them (blank means any).
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    patient: String,
+    #[serde(default)]
+    user: String,
+    /// `YYYY-MM-DD`, UTC, inclusive.
+    #[serde(default)]
+    from: String,
+    /// `YYYY-MM-DD`, UTC, inclusive.
+    #[serde(default)]
+    to: String,
+    /// Page back from this sequence number.
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+impl AuditQuery {
+    fn filter(&self) -> Result<Filter, AppError> {
+        let id = |value: &str, what: &str| -> Result<Option<String>, AppError> {
+            let value = value.trim();
+            if value.is_empty() {
+                return Ok(None);
+            }
+            ExternalId::parse(value)
+                .map(|id| Some(id.to_string()))
+                .map_err(|_| AppError::BadRequest(format!("{what} is not an id.")))
+        };
+        let day = |value: &str, what: &str| -> Result<Option<i64>, AppError> {
+            let value = value.trim();
+            if value.is_empty() {
+                return Ok(None);
+            }
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(value, &format)
+                .map(|d| Some(d.midnight().assume_utc().unix_timestamp() * 1000))
+                .map_err(|_| AppError::BadRequest(format!("{what} is not a date (YYYY-MM-DD).")))
+        };
+        Ok(Filter {
+            patient_id: id(&self.patient, "The patient")?,
+            actor_id: id(&self.user, "The user")?,
+            from: day(&self.from, "From")?,
+            until: day(&self.to, "To")?.map(|ms| ms + 86_400_000),
+            before: self.before,
+        })
+    }
+
+    /// The filters as query parameters (for the export link and the next page).
+    fn params(&self) -> String {
+        let mut to = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("patient", &self.patient),
+            ("user", &self.user),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if !value.trim().is_empty() {
+                to.append_pair(name, value.trim());
+            }
+        }
+        to.finish()
+    }
+}
+
+/// One entry as the page shows it.
+pub struct Row {
+    seq: i64,
+    when: String,
+    who: String,
+    roles: String,
+    support: bool,
+    action: String,
+    patient_id: String,
+    visit_id: String,
+    detail: String,
+    request_id: String,
+}
+
+impl Row {
+    fn new(e: &Event) -> Self {
+        Row {
+            seq: e.seq,
+            when: timestamp(e.at),
+            who: e.actor_id.clone(),
+            roles: e.actor_roles.clone(),
+            support: e.platform_support != 0,
+            action: Action::parse(&e.action)
+                .map(|a| a.label().to_string())
+                .unwrap_or_else(|| e.action.clone()),
+            patient_id: e.patient_id.clone().unwrap_or_default(),
+            visit_id: e.visit_id.clone().unwrap_or_default(),
+            detail: e.detail.clone(),
+            request_id: e.request_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `2026-11-30 05:12:09 UTC`.
+fn timestamp(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "surfaces/audit.html")]
+struct AuditPage {
+    frame: Frame,
+    query: AuditQuery,
+    rows: Vec<Row>,
+    params: String,
+    older: Option<i64>,
+}
+
+/// `GET /hint/audit` (admins).
+pub async fn page(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Query(query): Query<AuditQuery>,
+) -> Result<Html<String>, AppError> {
+    session.require(Role::Admin)?;
+    let filter = query.filter()?;
+    let events = audit::search(&state.db, &session.practice_id, &filter, PAGE + 1).await?;
+    let older = (events.len() as i64 > PAGE).then(|| events[PAGE as usize - 1].seq);
+    let rows = events.iter().take(PAGE as usize).map(Row::new).collect();
+    let page = AuditPage {
+        frame: Frame::new(&session, "audit"),
+        params: query.params(),
+        query,
+        rows,
+        older,
+    };
+    Ok(Html(page.render()?))
+}
+
+/// `GET /hint/audit.csv` (admins): the filtered trail as a file, newest first.
+pub async fn export(
+    State(state): State<AppState>,
+    session: PracticeSession,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, AppError> {
+    session.require(Role::Admin)?;
+    let filter = Filter {
+        before: None,
+        ..query.filter()?
+    };
+    let events = audit::search(&state.db, &session.practice_id, &filter, MAX_EXPORT).await?;
+    let summary = match query.params() {
+        p if p.is_empty() => "everything".to_string(),
+        p => p,
+    };
+    let exported = Entry::new(Action::AuditExported).detail(&summary);
+    audit::record_now(&state.db, &session.practice_id, &session.actor(), exported).await?;
+    let mut csv = String::from(
+        "time_utc,user_id,roles,platform_support,action,patient_id,visit_id,detail,request_id,seq,hash\r\n",
+    );
+    for e in &events {
+        let fields = [
+            timestamp(e.at),
+            e.actor_id.clone(),
+            e.actor_roles.clone(),
+            (e.platform_support != 0).to_string(),
+            e.action.clone(),
+            e.patient_id.clone().unwrap_or_default(),
+            e.visit_id.clone().unwrap_or_default(),
+            e.detail.clone(),
+            e.request_id.clone().unwrap_or_default(),
+            e.seq.to_string(),
+            e.hash.clone(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        csv.push_str(&line.join(","));
+        csv.push_str("\r\n");
+    }
+    let filename = format!(
+        "chartbridge-audit-{}.csv",
+        session.practice_id.as_str().to_lowercase()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// A CSV field, quoted; one a spreadsheet would run as a formula is prefixed with `'`.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "\"plain\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1+1"), "\"'-1+1\"");
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let query = AuditQuery {
+            patient: "pat-1".into(),
+            from: "2026-11-01".into(),
+            to: "2026-11-30".into(),
+            ..AuditQuery::default()
+        };
+        let filter = query.filter().unwrap();
+        assert_eq!(filter.patient_id.as_deref(), Some("pat-1"));
+        assert_eq!(
+            filter.until.unwrap() - filter.from.unwrap(),
+            30 * 86_400_000,
+            "the last day is included"
+        );
+        for bad in [
+            AuditQuery {
+                from: "30/11/2026".into(),
+                ..AuditQuery::default()
+            },
+            AuditQuery {
+                patient: "pat 1\u{0}".into(),
+                ..AuditQuery::default()
+            },
+        ] {
+            assert!(bad.filter().is_err());
+        }
+    }
+}

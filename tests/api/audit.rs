@@ -1,0 +1,485 @@
+//! The PHI audit trail: an entry for each audited action (who, with which roles, for which
+//! patient and visit, under which request), the admins' page and CSV export, and
+//! `chartbridge audit verify` finding a changed, a deleted and a missing entry.
+
+use serde_json::json;
+use sqlx::FromRow;
+
+use crate::helpers::{MEDIQUO_SIGNATURE, Page, TestApp, spawn_app};
+
+/// One stored entry.
+#[derive(Debug, FromRow)]
+struct Stored {
+    seq: i64,
+    actor_id: String,
+    actor_roles: String,
+    platform_support: i64,
+    action: String,
+    patient_id: Option<String>,
+    visit_id: Option<String>,
+    detail: String,
+    request_id: Option<String>,
+}
+
+async fn trail(app: &TestApp, practice_id: &str) -> Vec<Stored> {
+    sqlx::query_as(
+        "SELECT seq, actor_id, actor_roles, platform_support, action, patient_id, visit_id, detail, \
+         request_id FROM audit_events WHERE practice_id = $1 ORDER BY seq",
+    )
+    .bind(practice_id)
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap()
+}
+
+fn entries<'a>(trail: &'a [Stored], action: &str) -> Vec<&'a Stored> {
+    trail.iter().filter(|e| e.action == action).collect()
+}
+
+fn only<'a>(trail: &'a [Stored], action: &str) -> &'a Stored {
+    let found = entries(trail, action);
+    assert_eq!(found.len(), 1, "one {action} entry: {trail:#?}");
+    found[0]
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_audited_action_leaves_an_entry() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Audited Clinic").await;
+    let patient = practice.patients[0].clone();
+    let clinician = practice.clinician.clone();
+    let key = app.session(&clinician, Some(&patient)).await;
+    let admin = app.session(&practice.admin, None).await;
+
+    // An admin sets partners up.
+    app.setup_tiep(&practice).await;
+    app.setup_hcw(&practice, None).await;
+    app.setup_haidy(&practice).await;
+    let integration = app.setup_mediquo(&practice).await;
+
+    // The clinician opens the chart, starts a Tiep visit; Tiep delivers; the result is opened.
+    let chart = app.surface("clinical_chart", &key).await;
+    assert_eq!(chart.status(), 200);
+    let chart_request = request_id(&chart);
+    let started = app.start_visit(&key, &patient).await;
+    assert_eq!(started.status(), 303);
+    let launch_request = request_id(&started);
+    let tiep_visit = app.only_visit(&practice.id).await;
+    let launch = started.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        app.save_tiep_report(&launch, &[("reason", "x")])
+            .await
+            .status(),
+        200
+    );
+    let opened = app
+        .surface(
+            "clinical_interaction",
+            &format!("{key}&visit_id={}", tiep_visit.id),
+        )
+        .await;
+    assert_eq!(opened.status(), 200);
+    let opened_request = request_id(&opened);
+
+    // An HCW@Home visit: launched, the doctor signs in by SSO, the clinician finishes it.
+    let hcw = app
+        .post_form(
+            "/hint/partners/hcw/launch",
+            &key,
+            &[("patient_id", patient.as_str()), ("language", "en")],
+        )
+        .await;
+    assert_eq!(hcw.status(), 303);
+    let hcw_visit = app
+        .visits_of(&practice.id)
+        .await
+        .into_iter()
+        .find(|v| v.partner == "hcw")
+        .unwrap();
+    let invite = hcw_visit.partner_ref.clone().unwrap();
+    let sign_in = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/sign-in", hcw_visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(sign_in.status(), 303);
+    assert!(app.hcw.patient_joins(&invite) && app.hcw.doctor_accepts(&invite));
+    let finished = app
+        .post_form(
+            &format!("/hint/partners/hcw/visits/{}/finish", hcw_visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+
+    // A Haidy visit gets more documents, then is cancelled.
+    let part = reqwest::multipart::Part::bytes(b"%PDF-1.7\n%%EOF\n".to_vec())
+        .file_name("a.pdf")
+        .mime_str("application/pdf")
+        .unwrap();
+    let haidy = app
+        .http
+        .post(format!("{}/hint/partners/haidy/launch", app.address))
+        .header("x-hint-session-key", &key)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("patient_id", patient.clone())
+                .text("haidy_email", "casey@haidy.example")
+                .part("files", part),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(haidy.status(), 303);
+    let haidy_visit = app
+        .visits_of(&practice.id)
+        .await
+        .into_iter()
+        .find(|v| v.partner == "haidy")
+        .unwrap();
+    let more = reqwest::multipart::Part::bytes(b"more".to_vec())
+        .file_name("b.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    let added = app
+        .http
+        .post(format!(
+            "{}/hint/partners/haidy/visits/{}/files",
+            app.address, haidy_visit.id
+        ))
+        .header("x-hint-session-key", &key)
+        .multipart(reqwest::multipart::Form::new().part("files", more))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200);
+    let cancelled = app
+        .post_form(
+            &format!("/hint/visits/{}/cancel", haidy_visit.id),
+            &key,
+            &[],
+        )
+        .await;
+    assert_eq!(cancelled.status(), 200);
+
+    // MediQuo delivers a consultation; one for nobody is kept, opened and dismissed.
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&integration, &patient)
+            .await,
+        Some(200)
+    );
+    let stray = json!({"type": "patient_report_sent", "occurred_on": 1,
+        "payload": {"type": "soap", "content": {"plan": "x"}}});
+    let kept = app
+        .http
+        .post(format!("{}/webhooks/mediquo/{}", app.address, practice.id))
+        .header("x-webhook-signature", MEDIQUO_SIGNATURE)
+        .body(stray.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 202);
+    let delivery = app.unmatched_of(&practice.id).await[0].id.clone();
+    assert_eq!(
+        app.get(&format!("/hint/unmatched/{delivery}?session_key={admin}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_form(&format!("/hint/unmatched/{delivery}/dismiss"), &admin, &[])
+            .await
+            .status(),
+        200
+    );
+
+    // An admin retries dead work, and Hint platform support exports the trail.
+    sqlx::query(
+        "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at) \
+         VALUES ('job_dead', $1, 'sync_interaction', 'dead-1', $2, 'dead', 8, 8, 0, 0, 0, 0)",
+    )
+    .bind(&practice.id)
+    .bind(json!({"visit_id": tiep_visit.id.to_string()}).to_string())
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    assert_eq!(
+        app.post_form("/hint/jobs/job_dead/retry", &admin, &[])
+            .await
+            .status(),
+        200
+    );
+    let support = app
+        .hint
+        .add_user(&practice.id, "Hintstaff", &[], "platform_support");
+    let support_key = app.session(&support, None).await;
+    let csv = app
+        .get(&format!("/hint/audit.csv?session_key={support_key}"))
+        .await;
+    assert_eq!(csv.status(), 200);
+
+    let trail = trail(&app, &practice.id).await;
+    let chart = only(&trail, "chart_viewed");
+    assert_eq!(
+        (
+            chart.actor_id.as_str(),
+            chart.actor_roles.as_str(),
+            chart.patient_id.as_deref()
+        ),
+        (clinician.as_str(), "clinician", Some(patient.as_str()))
+    );
+    assert_eq!(chart.request_id.as_deref(), Some(chart_request.as_str()));
+    let launched = entries(&trail, "visit_launched");
+    assert_eq!(launched.len(), 3, "Tiep, HCW@Home and Haidy");
+    assert!(launched.iter().all(|e| e.actor_id == clinician));
+    let tiep_launch = launched
+        .iter()
+        .find(|e| e.visit_id.as_deref() == Some(tiep_visit.id.as_str()))
+        .unwrap();
+    assert_eq!(tiep_launch.detail, "tiep");
+    assert_eq!(
+        tiep_launch.request_id.as_deref(),
+        Some(launch_request.as_str())
+    );
+    let viewed = only(&trail, "result_viewed");
+    assert_eq!(viewed.visit_id.as_deref(), Some(tiep_visit.id.as_str()));
+    assert_eq!(viewed.request_id.as_deref(), Some(opened_request.as_str()));
+    let finished = entries(&trail, "visit_finished");
+    let by = |visit: &str| {
+        finished
+            .iter()
+            .find(|e| e.visit_id.as_deref() == Some(visit))
+            .map(|e| e.actor_id.clone())
+    };
+    assert_eq!(by(tiep_visit.id.as_str()).as_deref(), Some("partner:tiep"));
+    assert_eq!(
+        by(hcw_visit.id.as_str()).as_deref(),
+        Some(clinician.as_str())
+    );
+    assert!(
+        finished.iter().any(|e| e.actor_id == "partner:mediquo"
+            && e.patient_id.as_deref() == Some(patient.as_str()))
+    );
+    let sso = only(&trail, "sso_sign_in");
+    assert_eq!(sso.visit_id.as_deref(), Some(hcw_visit.id.as_str()));
+    let docs = only(&trail, "documents_sent");
+    assert_eq!(
+        (docs.visit_id.as_deref(), docs.detail.as_str()),
+        (Some(haidy_visit.id.as_str()), "1 sent")
+    );
+    let cancel = only(&trail, "visit_cancelled");
+    assert_eq!(cancel.visit_id.as_deref(), Some(haidy_visit.id.as_str()));
+    let settings = entries(&trail, "settings_changed");
+    let partners: Vec<&str> = settings.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(partners, ["tiep", "hcw", "haidy", "mediquo"]);
+    assert!(
+        settings
+            .iter()
+            .all(|e| e.actor_id == practice.admin && e.actor_roles == "admin")
+    );
+    assert_eq!(only(&trail, "unmatched_viewed").detail, delivery);
+    assert_eq!(only(&trail, "unmatched_dismissed").detail, delivery);
+    let retried = only(&trail, "job_retried");
+    assert_eq!(retried.visit_id.as_deref(), Some(tiep_visit.id.as_str()));
+    let exported = only(&trail, "audit_exported");
+    assert_eq!(
+        (exported.actor_id.as_str(), exported.platform_support),
+        (support.as_str(), 1)
+    );
+    // One chain: sequence numbers from 1 without a gap; entries hold ids, never names.
+    assert!(trail.iter().enumerate().all(|(i, e)| e.seq == i as i64 + 1));
+    assert!(trail.iter().all(|e| !e.detail.contains("Thompson")));
+}
+
+#[tokio::test]
+async fn admins_read_filter_and_export_their_practices_trail_only() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Examined Clinic").await;
+    let other = app.new_practice("Other Clinic").await;
+    let (first, second) = (practice.patients[0].clone(), practice.patients[1].clone());
+    for patient in [&first, &second, &first] {
+        let key = app.session(&practice.clinician, Some(patient)).await;
+        assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+    }
+    let stranger = app
+        .session(&other.clinician, Some(&other.patients[0]))
+        .await;
+    assert_eq!(app.surface("clinical_chart", &stranger).await.status(), 200);
+    let admin = app.session(&practice.admin, None).await;
+    let clinician = app.session(&practice.clinician, None).await;
+
+    // Admins only.
+    assert_eq!(app.surface("audit", &clinician).await.status(), 403);
+    assert_eq!(
+        app.get(&format!("/hint/audit.csv?session_key={clinician}"))
+            .await
+            .status(),
+        403
+    );
+
+    let page = app.page("audit", &admin).await;
+    assert_eq!(page.count("table.audit tbody tr"), 3);
+    assert!(
+        !page.source().contains(&other.patients[0]),
+        "not the other practice's"
+    );
+    let by_patient = Page::of(
+        app.get(&format!("/hint/audit?patient={first}&session_key={admin}"))
+            .await,
+    )
+    .await
+    .1;
+    assert_eq!(by_patient.count("table.audit tbody tr"), 2);
+    let by_user = Page::of(
+        app.get(&format!(
+            "/hint/audit?user={}&session_key={admin}",
+            practice.admin
+        ))
+        .await,
+    )
+    .await
+    .1;
+    assert!(by_user.has(".empty"), "the admin opened no chart");
+    let today = time::OffsetDateTime::now_utc().date();
+    let tomorrow = today.next_day().unwrap();
+    let on = |day: time::Date| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            Page::of(
+                app.get(&format!(
+                    "/hint/audit?from={day}&to={day}&session_key={admin}"
+                ))
+                .await,
+            )
+            .await
+            .1
+            .count("table.audit tbody tr")
+        }
+    };
+    assert_eq!(on(today).await, 3);
+    assert_eq!(on(tomorrow).await, 0);
+    let bad = app
+        .get(&format!("/hint/audit?from=yesterday&session_key={admin}"))
+        .await;
+    assert_eq!(bad.status(), 400);
+
+    // The export: a header, one line per entry, quoted; and the export itself is recorded.
+    let csv = app
+        .get(&format!(
+            "/hint/audit.csv?patient={first}&session_key={admin}"
+        ))
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"chartbridge-audit-")
+    );
+    let body = csv.text().await.unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(lines[0].starts_with("time_utc,user_id,roles,platform_support,action,patient_id"));
+    assert_eq!(lines.len(), 3, "{body}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains("\"chart_viewed\"") && l.contains(&first))
+    );
+    let page = app.page("audit", &admin).await;
+    assert_eq!(
+        page.texts("table.audit tbody tr td:nth-child(3)")[0],
+        "Exported the audit trail"
+    );
+    assert!(page.text().contains(&format!("patient={first}")));
+}
+
+/// `chartbridge audit verify` on the test's database; answers its exit status and output.
+fn verify(app: &TestApp) -> (i32, String) {
+    use secrecy::ExposeSecret;
+    let url = match &app.database {
+        chartbridge::config::DatabaseSettings::Sqlite(path) => {
+            format!("sqlite:{}", path.display())
+        }
+        chartbridge::config::DatabaseSettings::Url(url) => url.expose_secret().to_string(),
+    };
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Tampered Clinic").await;
+    for patient in &practice.patients {
+        let key = app.session(&practice.clinician, Some(patient)).await;
+        assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+    }
+    let (status, said) = verify(&app);
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("3 entries checked, 0 broken"), "{said}");
+
+    let db = app.state.db.writer();
+    let practice_id = practice.id.clone();
+    let run = |sql: &'static str| {
+        let practice_id = practice_id.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(practice_id)
+                .execute(db)
+                .await
+                .unwrap()
+        }
+    };
+    // Someone points an entry at another patient.
+    run("UPDATE audit_events SET patient_id = 'pat-innocent' WHERE practice_id = $1 AND seq = 2")
+        .await;
+    let (status, said) = verify(&app);
+    assert_eq!(status, 1);
+    assert!(
+        said.contains(&format!(
+            "BROKEN practice {} at entry 2: the entry was changed",
+            practice.id
+        )),
+        "{said}"
+    );
+    // Someone deletes that entry instead.
+    run("DELETE FROM audit_events WHERE practice_id = $1 AND seq = 2").await;
+    let (status, said) = verify(&app);
+    assert_eq!(status, 1);
+    assert!(said.contains("at entry 2: an entry is missing"), "{said}");
+    // Only the last entry is gone (the two before are as written).
+    run("DELETE FROM audit_events WHERE practice_id = $1").await;
+    run("DELETE FROM audit_heads WHERE practice_id = $1").await;
+    for patient in &practice.patients[..2] {
+        let key = app.session(&practice.clinician, Some(patient)).await;
+        assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+    }
+    assert_eq!(verify(&app).0, 0);
+    run("DELETE FROM audit_events WHERE practice_id = $1 AND seq = 2").await;
+    let (status, said) = verify(&app);
+    assert_eq!(status, 1);
+    assert!(
+        said.contains("at entry 2: entries after this one are missing"),
+        "{said}"
+    );
+}
