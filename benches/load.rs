@@ -1,7 +1,7 @@
 //! Load generator for `benches/load.sh`: drives a running `chartbridge demo` (release build) on
 //! loopback and prints throughput and latency for signed handshakes, a framed page with a
-//! session, signed Tiep webhooks and MediQuo consultations; then checks in the database that
-//! nothing was lost.
+//! session, signed Tiep webhooks, a visit's result page (each view an audit entry) and MediQuo
+//! consultations; then checks in the database that nothing was lost.
 //!
 //! Env: APP_URL, HINT_URL (sandbox Hint), DB (the demo's SQLite file), SECONDS (per phase),
 //! CONCURRENCY, WEBHOOKS (distinct visits to complete), CONSULTATIONS (MediQuo deliveries).
@@ -226,6 +226,23 @@ async fn main() -> anyhow::Result<()> {
         completed as usize == report.ok,
         "a 200 was answered for a report that was not stored"
     );
+
+    // 3b. A visit's page with its result: each opening is written to the audit trail, on its
+    //     own transaction, before the page is answered (compare with core_page, which is not).
+    for (name, clients) in [
+        ("result page, 4 clients", 4),
+        ("result page, 16 clients", 16),
+    ] {
+        let h = http.clone();
+        let url =
+            format!("{app}/hint/clinical_interaction?visit_id=vis_bench_000000&session_key={key}");
+        let mut report = run(name, clients, seconds, usize::MAX, move |_| {
+            let (h, url) = (h.clone(), url.clone());
+            async move { h.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        report.print();
+    }
 
     // 4. The same reports again (partners retry): answered as duplicates, nothing written.
     let h = http.clone();
