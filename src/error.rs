@@ -88,6 +88,12 @@ impl From<crate::db::UnknownValue> for AppError {
     }
 }
 
+impl From<crate::audit::AuditError> for AppError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         AppError::Internal(anyhow::Error::new(e).context("template"))

@@ -4,8 +4,9 @@
 //! Chartbridge itself), did what ([`Action`]), for which patient and visit, when, under which
 //! request id.
 //!
-//! Entries are written on the action's own transaction where it has one ([`record`]), else on
-//! their own ([`record_now`]): an action that happened is never missing from the trail. They
+//! Entries are written on the action's own transaction where it has one ([`record`]), else by
+//! the [`Recorder`] (group commit) before the action's answer: an action that happened is
+//! never missing from the trail. They
 //! form one chain per practice: each entry's hash covers its fields and the previous entry's
 //! hash, and `audit_heads` keeps the last sequence number and hash, so [`verify`] finds any
 //! changed, inserted or deleted entry. Entries hold ids, never names or report text.
@@ -14,6 +15,7 @@ pub mod verify;
 
 use serde::Serialize;
 use sqlx::AnyConnection;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     crypto::sha256_hex,
@@ -207,25 +209,82 @@ impl Hashed<'_> {
     }
 }
 
+/// An entry waiting to be written, with who and for which practice.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub practice_id: PracticeId,
+    pub actor: Actor,
+    pub action: Action,
+    pub patient_id: Option<String>,
+    pub visit_id: Option<String>,
+    pub detail: String,
+}
+
+impl Pending {
+    pub fn new(practice_id: &PracticeId, actor: &Actor, entry: Entry<'_>) -> Self {
+        Pending {
+            practice_id: practice_id.clone(),
+            actor: actor.clone(),
+            action: entry.action,
+            patient_id: entry.patient_id.map(String::from),
+            visit_id: entry.visit_id.map(String::from),
+            detail: clean_text(entry.detail, 300),
+        }
+    }
+}
+
 /// Appends an entry to the practice's chain on the caller's transaction (the action's own):
-/// both commit, or neither. Concurrent writers of one practice take turns on its head row.
+/// both commit, or neither.
 pub async fn record(
     conn: &mut AnyConnection,
     practice_id: &PracticeId,
     actor: &Actor,
     entry: Entry<'_>,
 ) -> Result<(), sqlx::Error> {
-    let detail = clean_text(entry.detail, 300);
-    let request_id = actor.request_id.as_deref();
-    let next = "UPDATE audit_heads SET seq = seq + 1 WHERE practice_id = $1 RETURNING seq, hash";
+    record_many(conn, &[Pending::new(practice_id, actor, entry)]).await
+}
+
+/// Appends entries, in order, on the caller's transaction. Per practice: one statement moves
+/// its head on by the number of entries (concurrent writers of a practice take turns on that
+/// row), one inserts them all, one stores the new last hash.
+pub async fn record_many(conn: &mut AnyConnection, pending: &[Pending]) -> Result<(), sqlx::Error> {
+    let mut practices: Vec<&PracticeId> = Vec::new();
+    for p in pending {
+        if !practices.contains(&&p.practice_id) {
+            practices.push(&p.practice_id);
+        }
+    }
+    for practice_id in practices {
+        let entries: Vec<&Pending> = pending
+            .iter()
+            .filter(|p| &p.practice_id == practice_id)
+            .collect();
+        for chunk in entries.chunks(MAX_ROWS) {
+            append(conn, practice_id, chunk).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Most entries in one insert (13 values each, well within both databases' limits).
+const MAX_ROWS: usize = 500;
+
+async fn append(
+    conn: &mut AnyConnection,
+    practice_id: &PracticeId,
+    entries: &[&Pending],
+) -> Result<(), sqlx::Error> {
+    let n = entries.len() as i64;
+    let next = "UPDATE audit_heads SET seq = seq + $2 WHERE practice_id = $1 RETURNING seq, hash";
     let head: Option<(i64, String)> = sqlx::query_as(next)
         .bind(practice_id)
+        .bind(n)
         .fetch_optional(&mut *conn)
         .await?;
-    let (seq, prev_hash) = match head {
+    let (last_seq, head_hash) = match head {
         Some(head) => head,
         None => {
-            // The practice's first entry: its head starts the chain.
+            // The practice's first entries: its head starts the chain.
             sqlx::query(
                 "INSERT INTO audit_heads (practice_id, seq, hash) VALUES ($1, 0, '') \
                  ON CONFLICT (practice_id) DO NOTHING",
@@ -235,65 +294,140 @@ pub async fn record(
             .await?;
             sqlx::query_as(next)
                 .bind(practice_id)
+                .bind(n)
                 .fetch_one(&mut *conn)
                 .await?
         }
     };
     let at = now_ms();
-    let hashed = Hashed {
-        practice_id: practice_id.as_str(),
-        seq,
-        at,
-        actor_id: &actor.id,
-        actor_roles: &actor.roles,
-        platform_support: actor.platform_support,
-        action: entry.action.as_str(),
-        patient_id: entry.patient_id,
-        visit_id: entry.visit_id,
-        detail: &detail,
-        request_id,
-        prev_hash: &prev_hash,
-    };
-    let hash = hashed.hash();
-    sqlx::query(
+    let mut prev_hash = head_hash;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (i, p) in entries.iter().enumerate() {
+        let seq = last_seq - n + 1 + i as i64;
+        let hash = Hashed {
+            practice_id: practice_id.as_str(),
+            seq,
+            at,
+            actor_id: &p.actor.id,
+            actor_roles: &p.actor.roles,
+            platform_support: p.actor.platform_support,
+            action: p.action.as_str(),
+            patient_id: p.patient_id.as_deref(),
+            visit_id: p.visit_id.as_deref(),
+            detail: &p.detail,
+            request_id: p.actor.request_id.as_deref(),
+            prev_hash: &prev_hash,
+        }
+        .hash();
+        rows.push((seq, std::mem::replace(&mut prev_hash, hash.clone()), hash));
+    }
+    let values: Vec<String> = (0..entries.len())
+        .map(|i| {
+            let b = i * 13;
+            let slots: Vec<String> = (1..=13).map(|k| format!("${}", b + k)).collect();
+            format!("({})", slots.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
-         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(practice_id)
-    .bind(seq)
-    .bind(at)
-    .bind(&actor.id)
-    .bind(&actor.roles)
-    .bind(i64::from(actor.platform_support))
-    .bind(entry.action.as_str())
-    .bind(entry.patient_id)
-    .bind(entry.visit_id)
-    .bind(&detail)
-    .bind(request_id)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) VALUES {}",
+        values.join(", ")
+    );
+    let mut insert = sqlx::query(&sql);
+    for (p, (seq, prev, hash)) in entries.iter().zip(&rows) {
+        insert = insert
+            .bind(practice_id)
+            .bind(*seq)
+            .bind(at)
+            .bind(&p.actor.id)
+            .bind(&p.actor.roles)
+            .bind(i64::from(p.actor.platform_support))
+            .bind(p.action.as_str())
+            .bind(p.patient_id.as_deref())
+            .bind(p.visit_id.as_deref())
+            .bind(&p.detail)
+            .bind(p.actor.request_id.as_deref())
+            .bind(prev)
+            .bind(hash);
+    }
+    insert.execute(&mut *conn).await?;
     sqlx::query("UPDATE audit_heads SET hash = $1 WHERE practice_id = $2")
-        .bind(&hash)
+        .bind(&prev_hash)
         .bind(practice_id)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// Appends an entry on its own transaction: for actions that write nothing else (a page
-/// opened, a sign-in minted). Done before the page is answered.
-pub async fn record_now(
-    db: &Db,
-    practice_id: &PracticeId,
-    actor: &Actor,
-    entry: Entry<'_>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    record(&mut tx, practice_id, actor, entry).await?;
-    tx.commit().await
+/// Writes entries for actions that write nothing else (a page opened, a sign-in minted), with
+/// group commit: requests arriving together share one transaction, and each caller waits until
+/// its entry is committed, so a page is never answered with its entry unwritten.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    sender: mpsc::Sender<(Pending, oneshot::Sender<Result<(), String>>)>,
+}
+
+/// Most entries committed together, and how many may wait.
+const MAX_BATCH: usize = 256;
+const QUEUE: usize = 4096;
+
+impl Recorder {
+    /// Starts the writer task (it ends when every handle is dropped).
+    pub fn spawn(db: Db) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(db, receiver));
+        Recorder { sender }
+    }
+
+    /// Appends an entry and waits until it is committed.
+    pub async fn record(
+        &self,
+        practice_id: &PracticeId,
+        actor: &Actor,
+        entry: Entry<'_>,
+    ) -> Result<(), AuditError> {
+        let (reply, done) = oneshot::channel();
+        let pending = Pending::new(practice_id, actor, entry);
+        self.sender
+            .send((pending, reply))
+            .await
+            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
+        done.await
+            .map_err(|_| AuditError("the audit writer dropped an entry".into()))?
+            .map_err(AuditError)
+    }
+}
+
+/// An entry could not be written (the action it records must not go ahead unrecorded).
+#[derive(Debug, thiserror::Error)]
+#[error("writing the audit trail: {0}")]
+pub struct AuditError(String);
+
+async fn write_batches(
+    db: Db,
+    mut receiver: mpsc::Receiver<(Pending, oneshot::Sender<Result<(), String>>)>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = receiver.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let pending: Vec<Pending> = batch.iter().map(|(p, _)| p.clone()).collect();
+        let written = async {
+            let mut tx = db.begin().await?;
+            record_many(&mut tx, &pending).await?;
+            tx.commit().await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        for (_, reply) in batch.drain(..) {
+            let _ = reply.send(written.clone());
+        }
+    }
 }
 
 /// One entry as read back.

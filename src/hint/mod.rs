@@ -48,6 +48,8 @@ pub struct HintState {
     pub sessions: Arc<session::HintSessionStore>,
     /// Practices' patient lists for search.
     pub patients: Arc<directory::PatientDirectory>,
+    /// Writes audit entries that have no transaction of their own (group commit).
+    pub audit: crate::audit::Recorder,
 }
 
 impl HintState {
@@ -67,6 +69,7 @@ impl HintState {
                 settings.patient_directory_ttl,
             )),
             secrets: SecretBox::new(&settings.secret_key),
+            audit: crate::audit::Recorder::spawn(db.clone()),
             hint: HintClient::new(upstream.clone(), settings.hint.clone()),
             upstream,
             settings: Arc::new(settings),

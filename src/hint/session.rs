@@ -310,12 +310,15 @@ async fn end_oldest_beyond(
     practice_id: &PracticeId,
     user_id: &str,
 ) -> Result<(), sqlx::Error> {
+    // Older than the user's Nth newest (nothing when they hold fewer): one index range.
     let ended = sqlx::query(
-        "DELETE FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 AND key_hash NOT IN          (SELECT key_hash FROM hint_sessions WHERE practice_id = $1 AND user_id = $2           ORDER BY created_at DESC, key_hash DESC LIMIT $3)",
+        "DELETE FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 AND created_at < \
+         (SELECT created_at FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 \
+          ORDER BY created_at DESC LIMIT 1 OFFSET $3)",
     )
     .bind(practice_id)
     .bind(user_id)
-    .bind(state.settings.sessions.max_per_user as i64)
+    .bind(state.settings.sessions.max_per_user.max(1) as i64 - 1)
     .execute(state.db.writer())
     .await?
     .rows_affected();

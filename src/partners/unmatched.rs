@@ -250,7 +250,10 @@ pub async fn view(
         .secrets
         .open(&sealed, &aad(&session.practice_id, &id))?;
     let viewed = Entry::new(Action::UnmatchedViewed).detail(id.as_str());
-    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
+    state
+        .audit
+        .record(&session.practice_id, &session.actor(), viewed)
+        .await?;
     let body = serde_json::from_slice::<serde_json::Value>(&body)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());

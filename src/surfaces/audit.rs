@@ -178,7 +178,10 @@ pub async fn export(
         p => p,
     };
     let exported = Entry::new(Action::AuditExported).detail(&summary);
-    audit::record_now(&state.db, &session.practice_id, &session.actor(), exported).await?;
+    state
+        .audit
+        .record(&session.practice_id, &session.actor(), exported)
+        .await?;
     let mut csv = String::from(
         "time_utc,user_id,roles,platform_support,action,patient_id,visit_id,detail,request_id,seq,hash\r\n",
     );

@@ -5,7 +5,7 @@ use axum::{extract::State, response::Html};
 
 use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
-    audit::{self, Action, Entry},
+    audit::{Action, Entry},
     error::AppError,
     hint::{self, Frame, PracticeSession},
     visits::AppState,
@@ -43,7 +43,10 @@ pub async fn page(
         };
     let rows = visits::for_patient(&state, &session.practice_id, &patient_id).await?;
     let viewed = Entry::new(Action::ChartViewed).patient(&patient_id);
-    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
+    state
+        .audit
+        .record(&session.practice_id, &session.actor(), viewed)
+        .await?;
     let page = ClinicalChart {
         frame: Frame::new(&session, "clinical_chart"),
         patient_filter: patient_id.clone(),

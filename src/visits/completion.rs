@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{PartnerId, VisitId, VisitState, lifecycle};
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{self, Action, Actor, Entry, Pending},
     db::{Db, now_ms},
     error::AppError,
     jobs::{self, Job, JobSignal, NewJob},
@@ -203,13 +203,17 @@ async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<
         }
         delete.execute(&mut *tx).await?;
         // The trail, on the same transaction: each completion by whoever completed it.
-        for c in &done {
-            let finished = Entry::new(Action::VisitFinished)
-                .patient(&patients[&key(c)])
-                .visit(c.visit_id.as_str())
-                .detail(c.partner.as_str());
-            audit::record(&mut tx, &c.practice_id, &c.actor, finished).await?;
-        }
+        let finished: Vec<Pending> = done
+            .iter()
+            .map(|c| {
+                let entry = Entry::new(Action::VisitFinished)
+                    .patient(&patients[&key(c)])
+                    .visit(c.visit_id.as_str())
+                    .detail(c.partner.as_str());
+                Pending::new(&c.practice_id, &c.actor, entry)
+            })
+            .collect();
+        audit::record_many(&mut tx, &finished).await?;
     }
     tx.commit().await?;
     Ok(applied)

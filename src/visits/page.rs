@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{Visit, VisitId};
 use crate::{
-    audit::{self, Action, Entry},
+    audit::{Action, Entry},
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
@@ -68,7 +68,10 @@ pub async fn page(
     let viewed = Entry::new(Action::ResultViewed)
         .patient(&visit.patient_id)
         .visit(visit.id.as_str());
-    audit::record_now(&state.db, &session.practice_id, &session.actor(), viewed).await?;
+    state
+        .audit
+        .record(&session.practice_id, &session.actor(), viewed)
+        .await?;
     respond(&state, &session, StatusCode::OK, visit, None).await
 }
 

@@ -483,3 +483,35 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn entries_committed_together_still_form_one_chain_per_practice() {
+    let app = spawn_app().await;
+    let a = app.new_practice("Busy A").await;
+    let b = app.new_practice("Busy B").await;
+    let mut keys = Vec::new();
+    for practice in [&a, &b] {
+        for patient in &practice.patients {
+            keys.push(app.session(&practice.clinician, Some(patient)).await);
+        }
+    }
+    // Many pages at once: their entries share transactions (group commit).
+    let views = futures::future::join_all(
+        keys.iter()
+            .cycle()
+            .take(60)
+            .map(|key| app.surface("clinical_chart", key)),
+    )
+    .await;
+    assert!(views.iter().all(|r| r.status() == 200));
+    let (status, said) = verify(&app);
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("60 entries checked, 0 broken"), "{said}");
+    let (a_trail, b_trail) = (trail(&app, &a.id).await, trail(&app, &b.id).await);
+    assert_eq!(a_trail.len() + b_trail.len(), 60);
+    assert!(
+        a_trail
+            .iter()
+            .all(|e| a.patients.contains(e.patient_id.as_ref().unwrap()))
+    );
+}

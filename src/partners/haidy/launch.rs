@@ -19,7 +19,7 @@ use super::{
     remember_user_email, store_context, stored_context, user_email,
 };
 use crate::{
-    audit::{self, Action, Entry},
+    audit::{Action, Entry},
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
@@ -347,7 +347,10 @@ pub async fn add_files(
             .patient(&visit.patient_id)
             .visit(visit.id.as_str())
             .detail(&sent);
-        audit::record_now(&haidy.db, practice_id, &session.actor(), entry).await?;
+        haidy
+            .audit
+            .record(practice_id, &session.actor(), entry)
+            .await?;
         (failed > 0).then(|| format!("{failed} file(s) were not sent; see below."))
     };
     page::answer(&haidy, &session, &visit_id, notice).await

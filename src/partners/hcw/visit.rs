@@ -13,7 +13,7 @@ use super::{
     sso,
 };
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{Action, Actor, Entry},
     db::{format_ms, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
@@ -166,7 +166,9 @@ pub async fn sign_in(
     let signed_in = Entry::new(Action::SsoSignIn)
         .patient(&visit.patient_id)
         .visit(visit.id.as_str());
-    audit::record_now(&hcw.db, &session.practice_id, &session.actor(), signed_in).await?;
+    hcw.audit
+        .record(&session.practice_id, &session.actor(), signed_in)
+        .await?;
     tracing::info!(practice_id = %session.practice_id, visit_id = %visit.id, "hcw doctor sign-in minted");
     let url = sso::callback_url(&connection.base_url, &token, DOCTOR_RETURN_PATH);
     Ok(Redirect::to(url.as_str()).into_response())
