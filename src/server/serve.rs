@@ -1,7 +1,7 @@
 //! The connection loop (`axum::serve` sets no timer and no cap, so it is ours): HTTP/1.1 with
 //! a header-read timeout that also ends idle keep-alive connections, at most
-//! `max_connections` open at once (the rest wait in the kernel's queue instead of taking file
-//! descriptors), at most `max_connections_per_client` from one address (more are closed at
+//! `max_connections` open at once (lowered to leave the rest of the app its file descriptors;
+//! the rest wait in the kernel's queue instead of taking descriptors), at most `max_connections_per_client` from one address (more are closed at
 //! once, so one client cannot hold the others out), and a graceful stop: no new connections,
 //! requests in flight finish, idle connections close.
 
@@ -90,6 +90,38 @@ impl Drop for Counted {
     }
 }
 
+/// File descriptors kept for everything but client connections: the database pools, calls to
+/// Hint and the partners, log files.
+const RESERVED_DESCRIPTORS: usize = 128;
+
+/// The connection cap, lowered so that client connections can never take the descriptors the
+/// rest of the app needs (Linux: the soft `RLIMIT_NOFILE` in /proc/self/limits).
+fn within_descriptors(max_connections: usize) -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        });
+    match soft_limit {
+        Some(limit) => {
+            let fits = limit.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+            if fits < max_connections {
+                tracing::warn!(
+                    max_connections = fits,
+                    open_files = limit,
+                    "connection cap lowered to fit the open-files limit"
+                );
+            }
+            max_connections.min(fits)
+        }
+        None => max_connections,
+    }
+}
+
 /// Serves `router` on `listener` until `stop` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -102,7 +134,8 @@ pub async fn serve(
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let max_connections = within_descriptors(settings.max_connections);
+    let slots = Arc::new(Semaphore::new(max_connections));
     let per_client = Arc::new(PerClient::default());
     let proxies = Arc::new(settings.trusted_proxies.clone());
     tokio::pin!(stop);
