@@ -38,8 +38,9 @@ use crate::{
     tenancy::PracticeId,
 };
 
-/// A visit, its patient data opened.
-#[derive(Debug, Clone)]
+/// A visit. Read from the database only through [`StoredVisit`], which opens its sealed
+/// columns.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Visit {
     pub id: VisitId,
     pub patient_id: String,
@@ -63,55 +64,34 @@ pub struct Visit {
 }
 
 /// A visit as stored: `patient_name`, `launch`, `result` and `error_message` hold patient data
-/// and are sealed ([`SecretBox::seal_text`], the row's practice and id as associated data).
-/// Ids, states, times and the clinician's name stay plain: the queries sort and filter by them.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredVisit {
-    pub id: VisitId,
-    pub patient_id: String,
-    pub patient_name: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub partner: String,
-    pub state: VisitState,
-    pub partner_ref: Option<String>,
-    pub launch: String,
-    pub result: Option<String>,
-    pub error_message: Option<String>,
-    pub hint_interaction_id: Option<String>,
-    pub hint_status: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub completed_at: Option<i64>,
+/// and are sealed ([`SecretBox::seal_text`], the row's practice and id as associated data);
+/// [`StoredVisit::open`] reads them. Ids, states, times and the clinician's name stay plain:
+/// the queries sort and filter by them.
+#[derive(Debug, Clone)]
+pub struct StoredVisit(Visit);
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for StoredVisit {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Visit::from_row(row).map(StoredVisit)
+    }
 }
 
 impl StoredVisit {
     /// Opens the sealed columns of a row of `practice_id`.
     pub fn open(self, secrets: &SecretBox, practice_id: &str) -> Result<Visit, CryptoError> {
-        let id = self.id.as_str();
-        let open = |column: &str, value: &str| {
-            secrets.open_text(value, &row_aad("visits", column, practice_id, id))
-        };
-        let open_opt =
-            |column: &str, value: Option<String>| value.map(|v| open(column, &v)).transpose();
-        Ok(Visit {
-            patient_name: open("patient_name", &self.patient_name)?,
-            launch: open("launch", &self.launch)?,
-            result: open_opt("result", self.result)?,
-            error_message: open_opt("error_message", self.error_message)?,
-            id: self.id,
-            patient_id: self.patient_id,
-            user_id: self.user_id,
-            user_name: self.user_name,
-            partner: self.partner,
-            state: self.state,
-            partner_ref: self.partner_ref,
-            hint_interaction_id: self.hint_interaction_id,
-            hint_status: self.hint_status,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            completed_at: self.completed_at,
-        })
+        let mut visit = self.0;
+        let aad = |column: &str| row_aad("visits", column, practice_id, visit.id.as_str());
+        let (name, launch) = (aad("patient_name"), aad("launch"));
+        let (result, error) = (aad("result"), aad("error_message"));
+        visit.patient_name = secrets.open_text(&visit.patient_name, &name)?;
+        visit.launch = secrets.open_text(&visit.launch, &launch)?;
+        if let Some(r) = visit.result.take() {
+            visit.result = Some(secrets.open_text(&r, &result)?);
+        }
+        if let Some(m) = visit.error_message.take() {
+            visit.error_message = Some(secrets.open_text(&m, &error)?);
+        }
+        Ok(visit)
     }
 }
 

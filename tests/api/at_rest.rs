@@ -31,24 +31,12 @@ async fn nothing_about_patients_is_readable_in_the_database() {
     );
     // Haidy: a file whose name says whose it is.
     app.setup_haidy(&practice).await;
-    let part = reqwest::multipart::Part::bytes(b"Confidential lab values".to_vec())
-        .file_name("thompson-bloodwork.txt")
-        .mime_str("text/plain")
-        .unwrap();
-    let haidy = app
-        .http
-        .post(format!("{}/hint/partners/haidy/launch", app.address))
-        .header("x-hint-session-key", &key)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .text("patient_id", patient.clone())
-                .text("haidy_email", "casey@haidy.example")
-                .part("files", part),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(haidy.status(), 303);
+    let file = (
+        "thompson-bloodwork.txt",
+        &b"Confidential lab values"[..],
+        "text/plain",
+    );
+    assert_eq!(app.launch_haidy(&key, &patient, file).await.status(), 303);
     // Hint renames the patient.
     let renamed = json!({"id": "evt-rename", "type": "patient.updated", "practice_id": practice.id,
         "created_at": "2026-11-30T10:00:00Z",

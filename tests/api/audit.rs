@@ -89,20 +89,7 @@ async fn every_audited_action_leaves_an_entry() {
     let opened_request = request_id(&opened);
 
     // An HCW@Home visit: launched, the doctor signs in by SSO, the clinician finishes it.
-    let hcw = app
-        .post_form(
-            "/hint/partners/hcw/launch",
-            &key,
-            &[("patient_id", patient.as_str()), ("language", "en")],
-        )
-        .await;
-    assert_eq!(hcw.status(), 303);
-    let hcw_visit = app
-        .visits_of(&practice.id)
-        .await
-        .into_iter()
-        .find(|v| v.partner == "hcw")
-        .unwrap();
+    let hcw_visit = app.launch_hcw(&practice.id, &key, &patient).await;
     let invite = hcw_visit.partner_ref.clone().unwrap();
     let sign_in = app
         .post_form(
@@ -123,24 +110,8 @@ async fn every_audited_action_leaves_an_entry() {
     assert_eq!(finished.status(), 200);
 
     // A Haidy visit gets more documents, then is cancelled.
-    let part = reqwest::multipart::Part::bytes(b"%PDF-1.7\n%%EOF\n".to_vec())
-        .file_name("a.pdf")
-        .mime_str("application/pdf")
-        .unwrap();
-    let haidy = app
-        .http
-        .post(format!("{}/hint/partners/haidy/launch", app.address))
-        .header("x-hint-session-key", &key)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .text("patient_id", patient.clone())
-                .text("haidy_email", "casey@haidy.example")
-                .part("files", part),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(haidy.status(), 303);
+    let pdf = ("a.pdf", &b"%PDF-1.7\n%%EOF\n"[..], "application/pdf");
+    assert_eq!(app.launch_haidy(&key, &patient, pdf).await.status(), 303);
     let haidy_visit = app
         .visits_of(&practice.id)
         .await

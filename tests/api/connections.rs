@@ -8,7 +8,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, client_from, spawn_app_with};
 
 fn port_of(app: &TestApp) -> u16 {
     app.address.rsplit(':').next().unwrap().parse().unwrap()
@@ -31,14 +31,6 @@ async fn closed_within(socket: &mut TcpStream, limit: Duration) -> Option<String
     outcome
         .ok()
         .map(|()| String::from_utf8_lossy(&seen).into_owned())
-}
-
-/// A client on `source` (any 127.x address: loopback holds the whole range).
-fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

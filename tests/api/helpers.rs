@@ -539,6 +539,50 @@ impl TestApp {
         (practice, key, visit)
     }
 
+    /// Sends one file to Haidy for `patient` as the launch form does (the key in the header,
+    /// as htmx sends it); answers the launch's response.
+    pub async fn launch_haidy(
+        &self,
+        key: &str,
+        patient: &str,
+        file: (&str, &[u8], &str),
+    ) -> reqwest::Response {
+        let (name, bytes, content_type) = file;
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+            .file_name(name.to_string())
+            .mime_str(content_type)
+            .unwrap();
+        let form = reqwest::multipart::Form::new()
+            .text("patient_id", patient.to_string())
+            .text("haidy_email", "casey@haidy.example")
+            .part("files", part);
+        self.http
+            .post(format!("{}/hint/partners/haidy/launch", self.address))
+            .header("x-hint-session-key", key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts an HCW@Home video visit for `patient` (English, routed as set up); answers the
+    /// visit.
+    pub async fn launch_hcw(&self, practice_id: &str, key: &str, patient: &str) -> Visit {
+        let launched = self
+            .post_form(
+                "/hint/partners/hcw/launch",
+                key,
+                &[("patient_id", patient), ("language", "en")],
+            )
+            .await;
+        assert_eq!(launched.status(), 303, "the invite is created");
+        self.visits_of(practice_id)
+            .await
+            .into_iter()
+            .find(|v| v.partner == "hcw")
+            .expect("the HCW@Home visit")
+    }
+
     /// Starts a visit as a clinician; answers the redirect location (the partner URL).
     pub async fn start_visit(&self, key: &str, patient_id: &str) -> reqwest::Response {
         self.post_form(
@@ -762,6 +806,14 @@ impl Deref for TestApp {
     fn deref(&self) -> &Partners {
         &self.partners
     }
+}
+
+/// A client on `source` (any 127.x address: loopback holds the whole range).
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
 }
 
 /// A visit's stored result, as JSON.

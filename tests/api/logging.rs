@@ -50,20 +50,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         Some(200)
     );
     app.setup_hcw(&practice, None).await;
-    let hcw = app
-        .post_form(
-            "/hint/partners/hcw/launch",
-            &key,
-            &[("patient_id", patient), ("language", "en")],
-        )
-        .await;
-    assert_eq!(hcw.status(), 303);
-    let hcw_visit = app
-        .visits_of(&practice.id)
-        .await
-        .into_iter()
-        .find(|v| v.partner == "hcw")
-        .unwrap();
+    let hcw_visit = app.launch_hcw(&practice.id, &key, patient).await;
     let sign_in = app
         .post_form(
             &format!("/hint/partners/hcw/visits/{}/sign-in", hcw_visit.id),
@@ -73,23 +60,12 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .await;
     assert_eq!(sign_in.status(), 303);
     let haidy_token = app.setup_haidy(&practice).await;
-    let part = reqwest::multipart::Part::bytes(b"Confidential lab values".to_vec())
-        .file_name("ava-thompson-labs.txt")
-        .mime_str("text/plain")
-        .unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("patient_id", patient.to_string())
-        .text("haidy_email", "casey@haidy.example")
-        .part("files", part);
-    let haidy = app
-        .http
-        .post(format!("{}/hint/partners/haidy/launch", app.address))
-        .header("x-hint-session-key", &key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(haidy.status(), 303);
+    let labs = (
+        "ava-thompson-labs.txt",
+        &b"Confidential lab values"[..],
+        "text/plain",
+    );
+    assert_eq!(app.launch_haidy(&key, patient, labs).await.status(), 303);
 
     // What a caller chooses stays out of the log: an Instant On code in the path, a request id
     // that is not an id (replaced, and ours is answered), and a partner's own words (HCW

@@ -1,7 +1,7 @@
 //! What an attacker's requests get: every refusal says the same, changes nothing, and gives
 //! away nothing about which practice uses what.
 
-use crate::helpers::{TIEP_HOOK_SECRET, spawn_app};
+use crate::helpers::{TIEP_HOOK_SECRET, client_from, spawn_app};
 
 #[tokio::test]
 async fn partner_webhooks_answer_the_same_401_for_every_refusal() {
@@ -46,14 +46,6 @@ async fn partner_webhooks_answer_the_same_401_for_every_refusal() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [401, 401]);
-}
-
-/// A client on `source` (any 127.x address: loopback holds the whole range).
-fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
