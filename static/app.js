@@ -49,8 +49,53 @@ document.addEventListener("submit", (event) => {
 // A form that replaces the whole page (hx-target="body") shows error answers too: they are
 // whole pages that say what went wrong.
 document.addEventListener("htmx:beforeSwap", (event) => {
-  if (event.detail.isError && event.detail.target === document.body) {
+  const ended = event.detail.xhr.status === 401; // the notice says so; the form stays
+  if (event.detail.isError && event.detail.target === document.body && !ended) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
   }
+});
+
+// A refused htmx request never fails in silence. 401: the session ended (idle 15 minutes, or
+// 12 hours in all); say so once, stop the page's polling, and leave what was typed in place.
+// Any other error: the server's own words (its error page's message) in a notice that stays
+// until dismissed.
+const notice = (id, text, action) => {
+  let box = document.getElementById(id);
+  if (!box) {
+    box = document.createElement("div");
+    box.id = id;
+    box.className = "notice";
+    box.setAttribute("role", "alert");
+    const words = document.createElement("p");
+    box.append(words);
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "secondary";
+    close.textContent = action || "Dismiss";
+    close.addEventListener("click", () => box.remove());
+    box.append(close);
+    document.body.prepend(box);
+  }
+  box.querySelector("p").textContent = text;
+  box.querySelector("button").focus();
+};
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (document.body.dataset.sessionEnded) event.preventDefault();
+});
+document.addEventListener("htmx:responseError", (event) => {
+  const xhr = event.detail.xhr;
+  if (xhr.status === 401) {
+    document.body.dataset.sessionEnded = "1";
+    notice("session-ended",
+      "Your Chartbridge session has ended (after 15 minutes without use, or 12 hours in all). " +
+      "Reopen Chartbridge from Hint to go on; what you typed here is still on this page.", "OK");
+    return;
+  }
+  const page = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+  const said = page.querySelector(".message")?.textContent?.trim();
+  notice("request-failed", said || `Chartbridge could not do that (HTTP ${xhr.status}). Please try again.`);
+});
+document.addEventListener("htmx:sendError", () => {
+  notice("request-failed", "Chartbridge could not be reached. Check the connection and try again.");
 });

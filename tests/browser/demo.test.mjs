@@ -41,9 +41,31 @@ before(async () => {
   context.on("page", (page) => watch(page));
 });
 
+// A test that provokes an error on purpose lists it on its page (`expect(page, status, url)`);
+// anything else logged as an error is a problem.
 function watch(page) {
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`${page.url()}: ${m.text()}`); });
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    const text = m.text();
+    const url = m.location()?.url ?? "";
+    // The browser's "status of 401" for the resource, and htmx's "Error Code 401 from /path".
+    const intended = (page.expected ?? []).some((e) =>
+      (text.includes(`status of ${e.status}`) || text.includes(`Error Code ${e.status} from`)) &&
+      e.url.test(`${text} ${url}`));
+    if (!intended) problems.push(`${page.url()}: ${text} (${url})`);
+  });
   page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message}`));
+}
+
+function expect(page, status, url) {
+  (page.expected ??= []).push({ status, url });
+}
+
+// What a frame's htmx requests would send once the session is gone (idle, or too old): the
+// server no longer knows the key.
+async function endSession(frame) {
+  await frame.locator("body").evaluate((body) =>
+    body.setAttribute("hx-headers", JSON.stringify({ "x-hint-session-key": "ended-session-key-0000" })));
 }
 
 after(async () => {
@@ -110,6 +132,32 @@ test("an admin saves the Tiep settings in the frame", { timeout: 90000 }, async 
   await frame.getByRole("button", { name: "Save Tiep settings" }).click();
   await frame.getByText("Saved.").waitFor();
   await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
+});
+
+test("a session that ends in the frame says so, during a search and a settings save, and keeps what was typed", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  expect(page, 401, /\/hint\//);
+  await page.goto(`${HINT}/embed/core_page?as=clinician`);
+  let frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("searchbox", { name: "Search patients" }).waitFor();
+  await page.waitForLoadState("networkidle");
+  await endSession(frame);
+  await frame.getByRole("searchbox", { name: "Search patients" }).fill("Nguyen");
+  const ended = frame.getByRole("alert").filter({ hasText: "Your Chartbridge session has ended" });
+  await ended.waitFor();
+  assert.match(await ended.textContent(), /Reopen Chartbridge from Hint/);
+  assert.equal(await frame.getByRole("searchbox", { name: "Search patients" }).inputValue(), "Nguyen");
+
+  await page.goto(`${HINT}/embed/settings?as=admin`);
+  frame = page.frameLocator("iframe[title=Chartbridge]");
+  const queue = frame.locator("#hcw-settings input[name=queue]");
+  await queue.waitFor();
+  await page.waitForLoadState("networkidle");
+  await endSession(frame);
+  await queue.fill("Evening clinic");
+  await frame.getByRole("button", { name: "Save HCW@Home settings" }).click();
+  await frame.getByRole("alert").filter({ hasText: "Your Chartbridge session has ended" }).waitFor();
+  assert.equal(await queue.inputValue(), "Evening clinic", "what the admin typed is still there");
 });
 
 test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", { timeout: 90000 }, async () => {
