@@ -137,7 +137,11 @@ impl AppError {
                  the Chartbridge admin or clinician role in Hint, then reopen this page."
                     .into()
             }
-            AppError::NotFound => "Not found.".into(),
+            AppError::NotFound => {
+                "There is nothing here for this practice: the page or visit does not exist, or \
+                 belongs to another practice. Go back, or reopen Chartbridge from Hint."
+                    .into()
+            }
             AppError::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()
             }

@@ -99,3 +99,8 @@ document.addEventListener("htmx:responseError", (event) => {
 document.addEventListener("htmx:sendError", () => {
   notice("request-failed", "Chartbridge could not be reached. Check the connection and try again.");
 });
+
+// "Go back" on error pages (inline script is not allowed here).
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[data-back]")) history.back();
+});

@@ -160,6 +160,49 @@ test("a session that ends in the frame says so, during a search and a settings s
   assert.equal(await queue.inputValue(), "Evening clinic", "what the admin typed is still there");
 });
 
+test("every surface and error page fits the 1024×768 frame with no sideways scroll", { timeout: 90000 }, async () => {
+  // The key Hint gave each user's frame, then every page loaded as the frame would load it.
+  const keyOf = async (who, surface) => {
+    const hint = await context.newPage();
+    if (surface === "clinical_chart") {
+      await hint.goto(`${HINT}/?as=${who}`);
+      await hint.getByRole("link", { name: "Open chart" }).first().click();
+    } else {
+      await hint.goto(`${HINT}/embed/${surface}?as=${who}`);
+    }
+    const src = await hint.locator("iframe[title=Chartbridge]").getAttribute("src");
+    await hint.close();
+    return { src, key: new URL(src).searchParams.get("session_key") };
+  };
+  const clinician = await keyOf("clinician", "core_page");
+  const admin = await keyOf("admin", "settings");
+  const chart = await keyOf("clinician", "clinical_chart");
+  const app = new URL(clinician.src).origin;
+  const frameSized = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const page = await frameSized.newPage();
+  watch(page);
+  expect(page, 401, /\/hint\//);
+  expect(page, 404, /\/hint\//);
+  expect(page, 403, /\/hint\//);
+  const pages = [
+    clinician.src,
+    admin.src,
+    chart.src,
+    `${app}/hint/audit?session_key=${admin.key}`,
+    `${app}/hint/clinical_interaction?visit_id=vis_nowhere&session_key=${clinician.key}`,
+    `${app}/hint/core_page?session_key=ended-session-key-0000`,
+    `${app}/hint/settings?session_key=${clinician.key}`,
+  ];
+  for (const url of pages) {
+    await page.goto(url);
+    const [scroll, client] = await page.evaluate(() =>
+      [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    assert.ok(scroll <= client, `${url}: ${scroll} px wide in ${client} px`);
+    assert.equal(await page.locator("header.bar").count(), 1, `${url} has the app's header`);
+  }
+  await frameSized.close();
+});
+
 test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", { timeout: 90000 }, async () => {
   const mediquo = await context.newPage();
   await mediquo.goto("http://127.0.0.1:18283/");
