@@ -104,3 +104,13 @@ document.addEventListener("htmx:sendError", () => {
 document.addEventListener("click", (event) => {
   if (event.target.closest("[data-back]")) history.back();
 });
+
+// What a save did is shown next to its button: brought into view, and an error gets the focus.
+document.addEventListener("htmx:afterSettle", () => {
+  const said = document.querySelector("[data-outcome]:not([data-seen])");
+  if (!said) return;
+  said.dataset.seen = "1";
+  said.tabIndex = -1;
+  said.scrollIntoView({ block: "nearest" });
+  if (said.getAttribute("role") === "alert") said.focus();
+});

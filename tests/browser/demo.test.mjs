@@ -134,6 +134,33 @@ test("an admin saves the Tiep settings in the frame", { timeout: 90000 }, async 
   await page.screenshot({ path: join(tmpdir(), "chartbridge-settings.png") });
 });
 
+test("a settings save shows its progress, cannot be sent twice, and says what it did in view", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  // A slow save: the answer is held back a second.
+  let posts = 0;
+  await page.route("**/hint/settings/hcw", async (route) => {
+    posts += 1;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await route.continue();
+  });
+  await page.goto(`${HINT}/embed/settings?as=admin`);
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  const save = frame.getByRole("button", { name: "Save HCW@Home settings" });
+  await save.click();
+  await frame.locator("#hcw-settings").getByText("Saving…").waitFor();
+  assert.ok(await save.isDisabled(), "no second send while the first is on its way");
+  await save.click({ force: true, trial: false }).catch(() => {});
+  const saved = frame.locator("#hcw-settings [role=status]");
+  await saved.waitFor();
+  assert.equal((await saved.textContent()).trim(), "Saved.");
+  assert.equal(posts, 1, "one save sent");
+  const inView = await saved.evaluate((el) => {
+    const box = el.getBoundingClientRect();
+    return box.top >= 0 && box.bottom <= window.innerHeight;
+  });
+  assert.ok(inView, "the outcome is in view");
+});
+
 test("a session that ends in the frame says so, during a search and a settings save, and keeps what was typed", { timeout: 90000 }, async () => {
   const page = await context.newPage();
   expect(page, 401, /\/hint\//);
