@@ -248,12 +248,10 @@ pub async fn record(
 /// its head on by the number of entries (concurrent writers of a practice take turns on that
 /// row), one inserts them all, one stores the new last hash.
 pub async fn record_many(conn: &mut AnyConnection, pending: &[Pending]) -> Result<(), sqlx::Error> {
-    let mut practices: Vec<&PracticeId> = Vec::new();
-    for p in pending {
-        if !practices.contains(&&p.practice_id) {
-            practices.push(&p.practice_id);
-        }
-    }
+    // Heads are taken in one order by every writer (no two batches wait on each other).
+    let mut practices: Vec<&PracticeId> = pending.iter().map(|p| &p.practice_id).collect();
+    practices.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    practices.dedup();
     for practice_id in practices {
         let entries: Vec<&Pending> = pending
             .iter()

@@ -60,63 +60,92 @@ async fn verify_practice(
             problem: problem.to_string(),
         })
     };
-    let mut expected_seq = 1;
-    let mut prev_hash = String::new();
-    loop {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor_id, actor_roles, platform_support, action, patient_id, visit_id, \
-             detail, request_id, hash, prev_hash FROM audit_events \
-             WHERE practice_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+    // The chain is walked up to the head as read first; entries written meanwhile are walked
+    // up to the head as read again, until it stands still.
+    let read_head = || async {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT seq, hash FROM audit_heads WHERE practice_id = $1",
         )
         .bind(practice_id)
-        .bind(expected_seq)
-        .bind(PAGE)
-        .fetch_all(db.reader())
-        .await?;
-        if rows.is_empty() {
+        .fetch_optional(db.reader())
+        .await
+    };
+    let mut head = read_head().await?;
+    let mut expected_seq = 1;
+    let mut prev_hash = String::new();
+    for _round in 0..5 {
+        let until = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, actor_id, actor_roles, platform_support, action, patient_id, visit_id, \
+                 detail, request_id, hash, prev_hash FROM audit_events \
+                 WHERE practice_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(practice_id)
+            .bind(expected_seq)
+            .bind(until)
+            .bind(PAGE)
+            .fetch_all(db.reader())
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let event = <Event as sqlx::FromRow<_>>::from_row(&row)?;
+                let stored_prev: String = row.try_get("prev_hash")?;
+                if event.seq != expected_seq {
+                    return Ok(broken(expected_seq, "an entry is missing"));
+                }
+                if stored_prev != prev_hash {
+                    return Ok(broken(event.seq, "it does not follow the entry before"));
+                }
+                let hashed = Hashed {
+                    practice_id,
+                    seq: event.seq,
+                    at: event.at,
+                    actor_id: &event.actor_id,
+                    actor_roles: &event.actor_roles,
+                    platform_support: event.platform_support != 0,
+                    action: &event.action,
+                    patient_id: event.patient_id.as_deref(),
+                    visit_id: event.visit_id.as_deref(),
+                    detail: &event.detail,
+                    request_id: event.request_id.as_deref(),
+                    prev_hash: &stored_prev,
+                };
+                if hashed.hash() != event.hash {
+                    return Ok(broken(event.seq, "the entry was changed"));
+                }
+                prev_hash = event.hash;
+                expected_seq += 1;
+                *entries += 1;
+            }
+        }
+        let again = read_head().await?;
+        let moved = matches!((&head, &again), (Some((a, _)), Some((b, _))) if b > a);
+        head = again;
+        if !moved {
             break;
         }
-        for row in rows {
-            let event = <Event as sqlx::FromRow<_>>::from_row(&row)?;
-            let stored_prev: String = row.try_get("prev_hash")?;
-            if event.seq != expected_seq {
-                return Ok(broken(expected_seq, "an entry is missing"));
-            }
-            if stored_prev != prev_hash {
-                return Ok(broken(event.seq, "it does not follow the entry before"));
-            }
-            let hashed = Hashed {
-                practice_id,
-                seq: event.seq,
-                at: event.at,
-                actor_id: &event.actor_id,
-                actor_roles: &event.actor_roles,
-                platform_support: event.platform_support != 0,
-                action: &event.action,
-                patient_id: event.patient_id.as_deref(),
-                visit_id: event.visit_id.as_deref(),
-                detail: &event.detail,
-                request_id: event.request_id.as_deref(),
-                prev_hash: &stored_prev,
-            };
-            if hashed.hash() != event.hash {
-                return Ok(broken(event.seq, "the entry was changed"));
-            }
-            prev_hash = event.hash;
-            expected_seq += 1;
-            *entries += 1;
-        }
     }
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE practice_id = $1")
-            .bind(practice_id)
-            .fetch_optional(db.reader())
-            .await?;
     let last = expected_seq - 1;
     match head {
         None => Ok(broken(last, "the chain's head is missing")),
         Some((seq, _)) if seq != last => Ok(broken(last + 1, "entries after this one are missing")),
         Some((_, hash)) if hash != prev_hash => Ok(broken(last, "the last entry was changed")),
-        Some(_) => Ok(None),
+        Some(_) => {
+            let beyond: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND seq > $2",
+            )
+            .bind(practice_id)
+            .bind(last)
+            .fetch_one(db.reader())
+            .await?;
+            if beyond > 0 {
+                Ok(broken(last + 1, "an entry was added outside the chain"))
+            } else {
+                Ok(None)
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
     let csp = Arc::new(Csp::new(&state.settings.frame_ancestors, &launch_origins));
     let own_origin = OwnOrigin(state.public_url.origin().ascii_serialization().into());
     let middleware = ServiceBuilder::new()
-        .map_request(request_id::drop_unless_well_formed)
+        .map_request(request_id::set_callers_aside)
         .layer(SetRequestIdLayer::x_request_id(request_id::Random))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -61,7 +61,14 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
                     .map(MatchedPath::as_str)
                     .unwrap_or("(none)");
                 let request_id = request_id::of(request).unwrap_or_default();
-                tracing::info_span!("request", method = %request.method(), route, request_id)
+                let caller_request_id = request_id::callers(request).unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    route,
+                    request_id,
+                    caller_request_id
+                )
             }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -1,6 +1,7 @@
-//! Request ids: a caller's own `x-request-id` is kept (Hint's support can quote it) only when
-//! it looks like an id; anything else is dropped and replaced by ours, so no text a client
-//! chose reaches a log line or an answer.
+//! Request ids: every request gets ours (`x-request-id`, answered back, logged, and written in
+//! the audit trail, so no caller can stamp its requests with another's id). A caller's own id
+//! is logged beside it (Hint's support can quote it) only when it looks like an id; anything
+//! else a caller sent is dropped, so no text a client chose reaches a log line.
 
 use axum::http::{HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
@@ -18,16 +19,22 @@ pub fn well_formed(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Drops a caller's `x-request-id` that is not [`well_formed`] (and every one after the first).
-pub fn drop_unless_well_formed<B>(mut request: Request<B>) -> Request<B> {
+/// A caller's own request id, when it looked like one.
+#[derive(Debug, Clone)]
+pub struct CallerRequestId(pub String);
+
+/// Takes a caller's `x-request-id` off the request (ours replaces it); one [`well_formed`] id
+/// is kept aside as [`CallerRequestId`].
+pub fn set_callers_aside<B>(mut request: Request<B>) -> Request<B> {
     let headers = request.headers_mut();
     let mut ids = headers.get_all(HEADER).iter();
-    let keep = match (ids.next(), ids.next()) {
-        (Some(id), None) => well_formed(id.as_bytes()),
-        _ => false,
+    let callers = match (ids.next(), ids.next()) {
+        (Some(id), None) if well_formed(id.as_bytes()) => id.to_str().ok().map(String::from),
+        _ => None,
     };
-    if !keep {
-        headers.remove(HEADER);
+    headers.remove(HEADER);
+    if let Some(id) = callers {
+        request.extensions_mut().insert(CallerRequestId(id));
     }
     request
 }
@@ -35,6 +42,14 @@ pub fn drop_unless_well_formed<B>(mut request: Request<B>) -> Request<B> {
 /// The request's id, once set.
 pub fn of<B>(request: &Request<B>) -> Option<&str> {
     request.headers().get(HEADER)?.to_str().ok()
+}
+
+/// The caller's own id, if it sent one that looked like an id.
+pub fn callers<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<CallerRequestId>()
+        .map(|c| c.0.as_str())
 }
 
 /// Makes our ids: 16 random hex digits.
@@ -73,17 +88,19 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_id_is_dropped_and_a_good_one_kept() {
+    fn a_callers_id_is_set_aside_when_it_is_one() {
         let request = |ids: &[&str]| {
             let mut builder = Request::builder();
             for id in ids {
                 builder = builder.header(HEADER, *id);
             }
-            drop_unless_well_formed(builder.body(()).unwrap())
+            set_callers_aside(builder.body(()).unwrap())
         };
-        assert_eq!(of(&request(&["hint-123"])), Some("hint-123"));
-        assert_eq!(of(&request(&["not an id"])), None);
-        assert_eq!(of(&request(&["a", "b"])), None);
-        assert_eq!(of(&request(&[])), None);
+        let kept = request(&["hint-123"]);
+        assert_eq!((of(&kept), callers(&kept)), (None, Some("hint-123")));
+        for dropped in [&["not an id"][..], &["a", "b"][..], &[][..]] {
+            let r = request(dropped);
+            assert_eq!((of(&r), callers(&r)), (None, None), "{dropped:?}");
+        }
     }
 }

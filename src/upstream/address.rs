@@ -53,6 +53,8 @@ const V6_REFUSED: &[(&str, &str)] = &[
     ("100::/64", "a reserved address"),
     ("2001::/23", "a reserved address"),
     ("2001:db8::/32", "a documentation address"),
+    ("3fff::/20", "a documentation address"),
+    ("5f00::/16", "a reserved address"),
     ("fc00::/7", "a private address"),
     ("fe80::/10", "a link-local address"),
     ("fec0::/10", "a link-local address"),
@@ -199,8 +201,8 @@ fn not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         .map(|(_, kind)| *kind)
 }
 
-/// The IPv4 address an IPv6 address routes to: mapped (`::ffff:a.b.c.d`), NAT64
-/// (`64:ff9b::a.b.c.d`) or 6to4 (`2002:AABB:CCDD::`). (The deprecated "compatible" form
+/// The IPv4 address an IPv6 address routes to: mapped (`::ffff:a.b.c.d`), translated
+/// (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) or 6to4 (`2002:AABB:CCDD::`). (The deprecated "compatible" form
 /// `::a.b.c.d` is refused as reserved.)
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let low =
@@ -209,6 +211,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(v4);
     }
     match ip.segments() {
+        // IPv4-translated (SIIT): ::ffff:0:a.b.c.d.
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(low(hi, lo)),
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
         [0x2002, hi, lo, ..] => Some(low(hi, lo)),
         _ => None,
@@ -321,6 +325,9 @@ mod tests {
             ("64:ff9b::7f00:1", false),
             ("2002:c0a8:1::", false),
             ("2002:808:808::", true),
+            ("::ffff:0:7f00:1", false),
+            ("::ffff:0:808:808", true),
+            ("3fff::1", false),
             ("2606:4700::1111", true),
         ] {
             let ip: IpAddr = ip.parse().unwrap();

@@ -97,7 +97,18 @@ impl Resolve for CheckingResolver {
             lookup: self.lookup.clone(),
         };
         Box::pin(async move {
-            let addresses = resolver.addresses(name.as_str()).await?;
+            let addresses = match resolver.addresses(name.as_str()).await {
+                Ok(addresses) => addresses,
+                // A lookup that failed now may work later: not a refusal, just unreachable.
+                Err(AddressRefused::Unresolved) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the name could not be looked up",
+                    )
+                    .into());
+                }
+                Err(refused) => return Err(refused.into()),
+            };
             let addrs: Addrs = Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })

@@ -159,12 +159,10 @@ pub enum UpstreamError {
         /// What the body said (`message`, `detail`, `error`, or a list of them), cut short.
         messages: Vec<String>,
     },
-    #[error("unexpected answer from {party}")]
-    Unexpected {
-        party: &'static str,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The answer did not read as expected. The decoder's own words can quote the body (a
+    /// patient's name), so only where it stopped reading is kept.
+    #[error("unexpected answer from {party} ({detail})")]
+    Unexpected { party: &'static str, detail: String },
     /// Not sent: the address is not one Chartbridge may call.
     #[error("{party} was not called")]
     Refused {
@@ -176,10 +174,15 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     fn from_reqwest(party: &'static str, source: reqwest::Error) -> Self {
+        // Its URL names patients (Provider API paths) and whatever an admin typed: not kept.
+        let source = source.without_url();
         if source.is_timeout() {
             UpstreamError::Timeout { party, source }
         } else if source.is_decode() || source.is_body() && !source.is_connect() {
-            UpstreamError::Unexpected { party, source }
+            UpstreamError::Unexpected {
+                party,
+                detail: where_decoding_stopped(&source),
+            }
         } else {
             UpstreamError::Unreachable { party, source }
         }
@@ -249,6 +252,24 @@ impl UpstreamError {
             UpstreamError::Timeout { .. } | UpstreamError::Unreachable { .. }
         )
     }
+}
+
+/// Where a JSON answer stopped reading, without what it read there.
+fn where_decoding_stopped(error: &reqwest::Error) -> String {
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if let Some(json) = e.downcast_ref::<serde_json::Error>() {
+            let kind = match json.classify() {
+                serde_json::error::Category::Io => "cut short",
+                serde_json::error::Category::Syntax => "not JSON",
+                serde_json::error::Category::Data => "not the shape expected",
+                serde_json::error::Category::Eof => "cut short",
+            };
+            return format!("{kind} at line {}, column {}", json.line(), json.column());
+        }
+        cause = e.source();
+    }
+    "the body could not be read".into()
 }
 
 /// Every message in an error body, in the shapes partners answer with: `{"message"}`,

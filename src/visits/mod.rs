@@ -156,14 +156,18 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
             use sqlx::{FromRow, Row};
             // A maintenance pass over every practice's rows: each is sealed for its own.
             let practice: String = row.try_get("practice_id")?;
-            let visit = StoredVisit::from_row(&row)?
+            let stored = StoredVisit::from_row(&row)?;
+            let read = stored.0.clone();
+            let visit = stored
                 .open(&state.secrets, &practice)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             let id = &visit.id;
             let p = practice.as_str();
-            sqlx::query(
+            // Only if the row is still as read: another instance may have written it since.
+            let done = sqlx::query(
                 "UPDATE visits SET patient_name = $1, launch = $2, result = $3, error_message = $4 \
-                 WHERE practice_id = $5 AND id = $6",
+                 WHERE practice_id = $5 AND id = $6 AND patient_name = $7 AND launch = $8 \
+                 AND COALESCE(result, '') = $9 AND COALESCE(error_message, '') = $10",
             )
             .bind(seal_for(state, "patient_name", p, id, &visit.patient_name))
             .bind(seal_for(state, "launch", p, id, &visit.launch))
@@ -181,9 +185,14 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
             )
             .bind(p)
             .bind(id)
+            .bind(&read.patient_name)
+            .bind(&read.launch)
+            .bind(read.result.as_deref().unwrap_or_default())
+            .bind(read.error_message.as_deref().unwrap_or_default())
             .execute(state.db.writer())
-            .await?;
-            sealed += 1;
+            .await?
+            .rows_affected();
+            sealed += done;
         }
     }
 }

@@ -421,6 +421,19 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
                 .unwrap()
         }
     };
+    // Someone adds an entry of their own after the last one.
+    run("INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         SELECT practice_id, 4, at, actor_id, actor_roles, platform_support, action, patient_id, \
+         visit_id, detail, request_id, hash, hash FROM audit_events WHERE practice_id = $1 AND seq = 3")
+        .await;
+    let (status, said) = verify(&app);
+    assert_eq!(status, 1);
+    assert!(
+        said.contains("at entry 4: an entry was added outside the chain"),
+        "{said}"
+    );
+    run("DELETE FROM audit_events WHERE practice_id = $1 AND seq = 4").await;
     // Someone points an entry at another patient.
     run("UPDATE audit_events SET patient_id = 'pat-innocent' WHERE practice_id = $1 AND seq = 2")
         .await;

@@ -87,6 +87,15 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
         .unwrap();
     let answered = chosen.headers()["x-request-id"].to_str().unwrap();
     assert!(answered.len() == 16 && answered.chars().all(|c| c.is_ascii_hexdigit()));
+    // An id-shaped one is logged beside ours; the request still goes by ours.
+    let quoted = app
+        .http
+        .get(format!("{}/hint/core_page?session_key={key}", app.address))
+        .header("x-request-id", "hint-support-4242")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(quoted.headers()["x-request-id"], "hint-support-4242");
     let fields = app.connect(&practice, &app.partners.hcw).await;
     let mut routed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     routed.retain(|(k, _)| !["routing", "queue"].contains(k));
@@ -114,6 +123,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
     CAPTURING.store(false, Ordering::SeqCst);
     let logs = String::from_utf8(CAPTURED.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("visit completed"), "the capture works");
+    assert!(logs.contains("\"caller_request_id\":\"hint-support-4242\""));
     assert!(logs.contains(&practice.id), "ids are logged");
     for secret in [
         "Ava",

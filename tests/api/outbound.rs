@@ -203,7 +203,13 @@ async fn every_spelling_is_refused_when_called() {
     )
     .unwrap();
     let guarded = upstream.guarded();
-    let mut urls: Vec<String> = SPELLINGS.iter().map(|s| s.to_string()).collect();
+    // (A name that does not resolve is refused at save, and merely unreachable when called:
+    // see the next test.)
+    let mut urls: Vec<String> = SPELLINGS
+        .iter()
+        .filter(|s| !s.contains("nowhere.example"))
+        .map(|s| s.to_string())
+        .collect();
     urls.extend([
         format!("http://127.0.0.1:{port}/"),
         format!("https://127.0.0.1:{port}/"),
@@ -219,4 +225,27 @@ async fn every_spelling_is_refused_when_called() {
         assert!(error.is_refused_address(), "{url}: {error}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_name_that_cannot_be_looked_up_now_is_unreachable_not_refused() {
+    // A lookup failure (a DNS blip) may pass: the call may be tried again, unlike a refusal.
+    // The table has no entry for the name, so nothing is looked up or connected anywhere.
+    let upstream = Upstream::with_policy(
+        Duration::from_secs(2),
+        AddressPolicy::default(),
+        HostLookup(Arc::new(crate::helpers::Dns::default())),
+    )
+    .unwrap();
+    let guarded = upstream.guarded();
+    let request = guarded.http().get("https://blip.example/api/v1/invite/x");
+    let error = guarded.send("HCW@Home", request).await.unwrap_err();
+    assert!(!error.is_refused_address(), "{error}");
+    assert!(error.is_retryable() && error.is_unanswered(), "{error}");
+    // Saving it, the admin is told the name is not found.
+    let url = url::Url::parse("https://blip.example/").unwrap();
+    assert_eq!(
+        guarded.check(&url).await.unwrap_err().to_string(),
+        "the server's name could not be found"
+    );
 }

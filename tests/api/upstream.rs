@@ -111,3 +111,31 @@ async fn errors_name_the_party_and_keep_the_messages_and_the_cause() {
     );
     assert!(error.is_retryable());
 }
+
+#[tokio::test]
+async fn an_answer_that_does_not_read_is_reported_without_its_contents_or_url() {
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Expected {
+        count: u64,
+    }
+    let partner = serve(Router::new().fallback(any(|| async {
+        axum::Json(serde_json::json!({"count": "Ava Thompson"}))
+    })))
+    .await;
+    let upstream = Upstream::new(std::time::Duration::from_secs(2)).unwrap();
+    let url = endpoint(&partner, &["api", "provider", "patients", "pat-secret-123"]);
+    let response = upstream
+        .send("Hint", upstream.http().get(url))
+        .await
+        .unwrap();
+    let error = chartbridge::upstream::json::<Expected>("Hint", response)
+        .await
+        .unwrap_err();
+    let told = chartbridge::error::error_chain(&error);
+    assert!(told.contains("not the shape expected at line 1"), "{told}");
+    assert!(
+        !told.contains("Ava") && !told.contains("pat-secret"),
+        "{told}"
+    );
+}
