@@ -28,6 +28,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// The practice's recent visits (patients' names) were listed.
+    VisitsListed,
+    /// Patients were searched (the query is not kept: it is a name).
+    PatientsSearched,
     /// A patient's chart page (their visits) was opened.
     ChartViewed,
     /// A visit's page, with its result, was opened.
@@ -57,7 +61,9 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
+        Action::VisitsListed,
+        Action::PatientsSearched,
         Action::ChartViewed,
         Action::ResultViewed,
         Action::VisitLaunched,
@@ -75,6 +81,8 @@ impl Action {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Action::VisitsListed => "visits_listed",
+            Action::PatientsSearched => "patients_searched",
             Action::ChartViewed => "chart_viewed",
             Action::ResultViewed => "result_viewed",
             Action::VisitLaunched => "visit_launched",
@@ -94,6 +102,8 @@ impl Action {
     /// Words for the admin reading the trail.
     pub fn label(self) -> &'static str {
         match self {
+            Action::VisitsListed => "Listed recent visits",
+            Action::PatientsSearched => "Searched patients",
             Action::ChartViewed => "Opened the patient's chart",
             Action::ResultViewed => "Opened a visit's result",
             Action::VisitLaunched => "Started a visit",

@@ -119,12 +119,15 @@ async fn keep_on(
         kept,
         "a partner delivery matched no visit; kept for review"
     );
+    // The same body kept before and dismissed since comes back to the list: it is undelivered.
     sqlx::query_scalar(
-        "SELECT id FROM unmatched_deliveries WHERE practice_id = $1 AND partner = $2 AND body_hash = $3",
+        "UPDATE unmatched_deliveries SET dismissed_at = NULL, dismissed_by = NULL, reason = $4 \
+         WHERE practice_id = $1 AND partner = $2 AND body_hash = $3 RETURNING id",
     )
     .bind(practice_id)
     .bind(partner.as_str())
     .bind(&hash)
+    .bind(reason)
     .fetch_one(&mut *conn)
     .await
 }

@@ -52,10 +52,24 @@ impl TrustedProxies {
         forwarded
             .iter()
             .rev()
-            .map_while(|entry| entry.parse::<IpAddr>().ok())
+            .map_while(|entry| address_in(entry))
             .find(|ip| !self.trusts(*ip))
             .unwrap_or(peer)
     }
+}
+
+/// The address in an `X-Forwarded-For` entry: `a.b.c.d`, `a.b.c.d:port`, `v6`, `[v6]:port`.
+fn address_in(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(socket) = entry.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|v6| v6.parse().ok())
 }
 
 /// The client's address, as the server put it on the request.
@@ -120,6 +134,16 @@ mod tests {
             "proxies in the chain are skipped"
         );
         assert_eq!(proxies.client_of(proxy, &request(&["junk"])), proxy);
+        for (with_port, client) in [
+            ("203.0.113.9:51234", "203.0.113.9"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+        ] {
+            assert_eq!(
+                proxies.client_of(proxy, &request(&[with_port])),
+                client.parse::<IpAddr>().unwrap()
+            );
+        }
         assert_eq!(proxies.client_of(proxy, &request(&[])), proxy);
         assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
     }

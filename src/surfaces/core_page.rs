@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
+    audit::{Action, Entry},
     error::AppError,
     hint::{self, Frame, HintAuth, PracticeSession, Role},
     ids::ExternalId,
@@ -60,6 +61,12 @@ pub async fn page(
 ) -> Result<Html<String>, AppError> {
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
     let stuck = jobs::stuck_for_practice(&state.db, &session.practice_id).await?;
+    // The page's own load; its refreshes every few seconds show the same list and are not.
+    let listed = Entry::new(Action::VisitsListed).detail("recent visits");
+    state
+        .audit
+        .record(&session.practice_id, &session.actor(), listed)
+        .await?;
     let page = CorePage {
         frame: Frame::new(&session, "core_page"),
         visits: VisitRow::all(&recent, &state.partners),
@@ -120,6 +127,12 @@ pub async fn search(
         };
         match state.patients.search(&state.hint, &auth, &q, 20).await {
             Ok(patients) => {
+                let found = format!("{} found", patients.len());
+                let searched = Entry::new(Action::PatientsSearched).detail(&found);
+                state
+                    .audit
+                    .record(&session.practice_id, &session.actor(), searched)
+                    .await?;
                 results.patients = patients
                     .iter()
                     .map(|p| PatientRow {

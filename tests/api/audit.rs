@@ -64,6 +64,10 @@ async fn every_audited_action_leaves_an_entry() {
     app.setup_haidy(&practice).await;
     let integration = app.setup_mediquo(&practice).await;
 
+    // The clinician lists recent visits and searches a patient (the query is not kept).
+    assert_eq!(app.surface("core_page", &key).await.status(), 200);
+    let found = app.htmx_get("/hint/patients/search?q=Thompson", &key).await;
+    assert_eq!(found.status(), 200);
     // The clinician opens the chart, starts a Tiep visit; Tiep delivers; the result is opened.
     let chart = app.surface("clinical_chart", &key).await;
     assert_eq!(chart.status(), 200);
@@ -201,6 +205,13 @@ async fn every_audited_action_leaves_an_entry() {
     assert_eq!(csv.status(), 200);
 
     let trail = trail(&app, &practice.id).await;
+    assert_eq!(only(&trail, "visits_listed").actor_id, clinician);
+    let searched = only(&trail, "patients_searched");
+    assert_eq!(searched.detail, "1 found");
+    assert!(
+        trail.iter().all(|e| !e.detail.contains("Thompson")),
+        "no query kept"
+    );
     let chart = only(&trail, "chart_viewed");
     assert_eq!(
         (
