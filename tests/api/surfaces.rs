@@ -193,7 +193,7 @@ async fn a_patient_name_with_script_is_escaped() {
     let key = app.session(&practice.clinician, Some(&evil)).await;
     let chart = app.page("clinical_chart", &key).await;
     assert_eq!(
-        chart.text_of("section.patient h2"),
+        chart.text_of("section.patient h1"),
         "<script>alert(1)</script> O'Brien",
         "shown as text"
     );

@@ -17,7 +17,7 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     // The chart surface shows the patient and the launch button.
     let key = app.session(&practice.clinician, Some(patient)).await;
     let chart = app.page("clinical_chart", &key).await;
-    assert_eq!(chart.text_of("section.patient h2"), "Ava Thompson");
+    assert_eq!(chart.text_of("section.patient h1"), "Ava Thompson");
     assert_eq!(chart.texts(".launches button"), ["Start Tiep scribe"]);
 
     // Starting redirects to Tiep with the patient context and our visit id.

@@ -3,11 +3,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const BIN = process.env.CHARTBRIDGE_DEMO_BIN ?? join(import.meta.dirname, "../../target/debug/chartbridge-demo");
 const HINT = "http://127.0.0.1:18280";
 let demo, browser, context;
@@ -187,7 +189,7 @@ test("a session that ends in the frame says so, during a search and a settings s
   assert.equal(await queue.inputValue(), "Evening clinic", "what the admin typed is still there");
 });
 
-test("every surface and error page fits the 1024×768 frame with no sideways scroll", { timeout: 90000 }, async () => {
+test("every surface and error page fits the 1024×768 frame with no sideways scroll, and axe finds nothing", { timeout: 120000 }, async () => {
   // The key Hint gave each user's frame, then every page loaded as the frame would load it.
   const keyOf = async (who, surface) => {
     const hint = await context.newPage();
@@ -205,7 +207,8 @@ test("every surface and error page fits the 1024×768 frame with no sideways scr
   const admin = await keyOf("admin", "settings");
   const chart = await keyOf("clinician", "clinical_chart");
   const app = new URL(clinician.src).origin;
-  const frameSized = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  // (axe is injected through the devtools protocol: our CSP allows no inline script.)
+  const frameSized = await browser.newContext({ viewport: { width: 1024, height: 768 }, bypassCSP: true });
   const page = await frameSized.newPage();
   watch(page);
   expect(page, 401, /\/hint\//);
@@ -220,12 +223,25 @@ test("every surface and error page fits the 1024×768 frame with no sideways scr
     `${app}/hint/core_page?session_key=ended-session-key-0000`,
     `${app}/hint/settings?session_key=${clinician.key}`,
   ];
+  // The chart's launch forms (HCW@Home, Haidy) too.
+  await page.goto(chart.src);
+  pages.push(...await page.locator("a.launch").evaluateAll((links) => links.map((a) => a.href)));
+  assert.ok(pages.length >= 9, "the launch forms are among them");
   for (const url of pages) {
     await page.goto(url);
     const [scroll, client] = await page.evaluate(() =>
       [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
     assert.ok(scroll <= client, `${url}: ${scroll} px wide in ${client} px`);
     assert.equal(await page.locator("header.bar").count(), 1, `${url} has the app's header`);
+    assert.equal(await page.locator("h1").count(), 1, `${url} has one h1`);
+    await page.evaluate(AXE);
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, {
+        runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+      });
+      return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+    });
+    assert.deepEqual(violations, [], `${url}: WCAG 2.1 A/AA`);
   }
   await frameSized.close();
 });
