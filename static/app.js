@@ -114,3 +114,47 @@ document.addEventListener("htmx:afterSettle", () => {
   said.scrollIntoView({ block: "nearest" });
   if (said.getAttribute("role") === "alert") said.focus();
 });
+
+// An action that cannot be undone (hx-confirm) asks first, in the page itself (a frame from
+// another site may not be allowed a dialog): the question, then "Yes, …" or "Keep".
+document.addEventListener("htmx:confirm", (event) => {
+  const question = event.detail.question;
+  if (!question) return;
+  event.preventDefault();
+  const elt = event.detail.elt;
+  const button = elt.matches("button") ? elt : elt.querySelector("button[type=submit], button");
+  const label = button ? button.textContent.trim() : "Go on";
+  const box = document.createElement("div");
+  box.className = "confirm";
+  box.setAttribute("role", "alertdialog");
+  box.setAttribute("aria-label", label);
+  const words = document.createElement("p");
+  words.textContent = question;
+  const yes = document.createElement("button");
+  yes.type = "button";
+  yes.className = button?.classList.contains("danger") ? "danger" : "";
+  yes.textContent = `Yes, ${label.charAt(0).toLowerCase()}${label.slice(1)}`;
+  const keep = document.createElement("button");
+  keep.type = "button";
+  keep.className = "secondary";
+  keep.textContent = "Keep";
+  box.append(words, yes, keep);
+  elt.hidden = true;
+  elt.after(box);
+  const close = () => { box.remove(); elt.hidden = false; };
+  keep.addEventListener("click", () => { close(); button?.focus(); });
+  yes.addEventListener("click", () => { close(); event.detail.issueRequest(true); });
+  keep.focus();
+});
+
+// Until htmx has taken a form over, its button would submit it the plain way (a GET of the
+// page with the fields in the URL): forms that htmx posts render their button disabled
+// (data-ready) and are enabled here once processed, also when swapped in later.
+// (Error pages have no htmx, and no such forms.)
+window.htmx?.onLoad((root) => {
+  const scope = root.querySelectorAll ? root : document;
+  scope.querySelectorAll("button[data-ready]").forEach((b) => {
+    b.disabled = false;
+    b.removeAttribute("data-ready");
+  });
+});

@@ -250,6 +250,11 @@ impl Visit {
         crate::db::format_ms(self.created_at)
     }
 
+    /// Whether Hint's chart, as Hint last confirmed it, says what the visit says.
+    pub fn in_hint_as_here(&self) -> bool {
+        self.hint_status.as_deref() == Some(self.state.interaction_status().as_str())
+    }
+
     /// The Hint chart's status as last confirmed by Hint, or "not yet in Hint".
     pub fn hint_label(&self) -> String {
         match (&self.hint_interaction_id, &self.hint_status) {

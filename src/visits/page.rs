@@ -34,6 +34,9 @@ struct ClinicalInteraction {
     cancellable: bool,
     /// What an action on this page could not do, for the clinician.
     notice: Option<String>,
+    /// The page looks again every few seconds: while the visit is open, and until Hint's
+    /// chart says what the visit says.
+    refreshing: bool,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +157,7 @@ fn render(
     let partner = state.partners.of(&visit)?;
     let partner_html = partner.render_visit(&visit, &frame)?;
     let page = ClinicalInteraction {
+        refreshing: visit.state().is_open() || !visit.in_hint_as_here(),
         cancellable: visit.state().is_open() && frame.is_clinician && partner.cancellable(),
         partner_name: partner.name().to_string(),
         frame,

@@ -128,7 +128,7 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
     );
     assert_eq!(
         page.texts(".hcw-open .actions button"),
-        ["Open HCW@Home as doctor", "Finish visit"]
+        ["Open HCW@Home as doctor ↗ (new tab)", "Finish visit"]
     );
     assert!(
         !page.source().contains(HCW_SSO_SECRET),

@@ -481,7 +481,7 @@ async fn the_report_shows_fields_in_the_form_s_order() {
 }
 
 #[tokio::test]
-async fn the_reopened_visit_refreshes_itself_only_while_open() {
+async fn the_reopened_visit_refreshes_itself_until_hint_says_what_it_says() {
     let app = spawn_app().await;
     let (practice, key, visit) = app.open_tiep_visit("Refresh Practice").await;
     let page = |key: String| {
@@ -513,11 +513,18 @@ async fn the_reopened_visit_refreshes_itself_only_while_open() {
             .status(),
         200
     );
-    let done = page(key).await;
+    // Completed, but Hint's chart has not been told yet: it keeps looking.
+    let done = page(key.clone()).await;
     assert_eq!(done.texts(".report td"), ["Done", "—", "—", "—"]);
+    assert_eq!(done.text_of(".meta dd:nth-of-type(4)"), "Not yet in Hint");
+    assert!(done.attr("#visit", "hx-trigger").is_some(), "Hint does not say signed yet");
+    // Once Hint has it signed, the page has nothing more to learn.
+    app.wait_for_interaction(&practice.patients[0], "signed").await;
+    let synced = page(key).await;
+    assert_eq!(synced.text_of(".meta dd:nth-of-type(4)"), "In Hint as signed");
     assert!(
-        done.attr("#visit", "hx-trigger").is_none(),
-        "stops polling once finished"
+        synced.attr("#visit", "hx-trigger").is_none(),
+        "stops polling once finished and in Hint as such"
     );
 }
 

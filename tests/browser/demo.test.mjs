@@ -246,6 +246,30 @@ test("every surface and error page fits the 1024×768 frame with no sideways scr
   await frameSized.close();
 });
 
+test("cancelling a visit asks first, and the page ends showing Hint's deleted", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Noah Bennett" }).getByRole("link", { name: "Open chart" }).click();
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  const [tiep] = await Promise.all([
+    context.waitForEvent("page"),
+    frame.getByRole("button", { name: /^Start Tiep scribe/ }).click(),
+  ]);
+  await tiep.waitForLoadState();
+  await tiep.close();
+  await frame.getByRole("link", { name: /^Open the Tiep.* visit of Noah Bennett/ }).first().click();
+  await frame.getByRole("button", { name: "Cancel visit" }).click();
+  const ask = frame.getByRole("alertdialog");
+  await ask.getByText("This cannot be undone").waitFor();
+  await ask.getByRole("button", { name: "Keep" }).click();
+  assert.equal(await frame.getByRole("alertdialog").count(), 0, "kept: nothing happened");
+  await frame.getByRole("button", { name: "Cancel visit" }).click();
+  await frame.getByRole("alertdialog").getByRole("button", { name: "Yes, cancel visit" }).click();
+  await frame.locator(".meta").getByText("Cancelled").waitFor();
+  // The page keeps looking until Hint's chart says so too.
+  await frame.getByText("In Hint as deleted").waitFor({ timeout: 30000 });
+});
+
 test("a MediQuo consultation sent from sandbox MediQuo lands signed in the chart", { timeout: 90000 }, async () => {
   const mediquo = await context.newPage();
   await mediquo.goto("http://127.0.0.1:18283/");
@@ -288,7 +312,7 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
 
   const [doctor] = await Promise.all([
     context.waitForEvent("page"),
-    frame.getByRole("button", { name: "Open HCW@Home as doctor" }).click(),
+    frame.getByRole("button", { name: /^Open HCW@Home as doctor/ }).click(),
   ]);
   await doctor.waitForLoadState();
   await doctor.getByRole("button", { name: "Accept the call" }).click();
@@ -298,7 +322,9 @@ test("a clinician runs an HCW@Home video visit from the frame: invite, patient j
   // mid-navigation (a close during a navigation can hang Chromium's tab).
   await doctor.getByRole("cell", { name: "closed", exact: true }).waitFor();
 
+  // Finishing cannot be undone: it asks first.
   await frame.getByRole("button", { name: "Finish visit" }).click();
+  await frame.getByRole("alertdialog").getByRole("button", { name: "Yes, finish visit" }).click();
   await frame.getByText("Seen by video; rest and fluids").waitFor();
   await frame.getByText("Completed").first().waitFor();
   let signed = 0;
