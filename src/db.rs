@@ -147,6 +147,29 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// A time as pages show it: in UTC as text (`2026-11-30 05:12 UTC`), and as an instant
+/// (`iso`) the browser shows in its own zone (`<time datetime="{{ m.iso() }}">{{ m }}</time>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment(pub i64);
+
+impl Moment {
+    /// RFC 3339 in UTC, to the second.
+    pub fn iso(&self) -> String {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        time::OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&format).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Moment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_ms(self.0))
+    }
+}
+
 /// Formats Unix milliseconds for people (UTC).
 pub fn format_ms(ms: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");

@@ -158,3 +158,23 @@ window.htmx?.onLoad((root) => {
     b.removeAttribute("data-ready");
   });
 });
+
+// Times are sent in UTC and shown in the browser's own zone, named: <time datetime>.
+// A datetime without a zone (a partner's) is taken as UTC.
+const localTimes = (root) => {
+  const scope = root.querySelectorAll ? root : document;
+  scope.querySelectorAll("time[datetime]:not([data-local])").forEach((el) => {
+    const raw = el.getAttribute("datetime");
+    const zoned = /(Z|[+-]\d\d:?\d\d)$/.test(raw) ? raw : `${raw}Z`;
+    const when = new Date(zoned);
+    if (Number.isNaN(when.getTime())) return;
+    const options = { dateStyle: "medium", timeStyle: el.hasAttribute("data-seconds") ? "medium" : "short" };
+    const zone = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+      .formatToParts(when).find((p) => p.type === "timeZoneName")?.value ?? "";
+    el.textContent = `${new Intl.DateTimeFormat(undefined, options).format(when)} ${zone}`.trim();
+    el.title = `${raw.replace("T", " ")} (as sent)`;
+    el.dataset.local = "1";
+  });
+};
+localTimes(document);
+document.addEventListener("htmx:afterSettle", () => localTimes(document));

@@ -12,7 +12,7 @@ use sqlx::{Row, any::AnyRow};
 use crate::{
     audit::{self, Action, Entry},
     crypto::sha256_hex,
-    db::{format_ms, new_id, now_ms},
+    db::{Moment, new_id, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
@@ -188,7 +188,7 @@ pub struct UnmatchedRow {
     pub partner: String,
     pub reason: String,
     pub reference: String,
-    pub received: String,
+    pub received: Moment,
 }
 
 /// This practice's deliveries not yet dismissed, newest first.
@@ -218,7 +218,7 @@ impl UnmatchedRow {
             reference: row
                 .try_get::<Option<String>, _>("reference")?
                 .unwrap_or_default(),
-            received: format_ms(row.try_get("received_at")?),
+            received: Moment(row.try_get("received_at")?),
         })
     }
 }

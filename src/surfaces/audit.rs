@@ -90,6 +90,7 @@ impl AuditQuery {
 /// One entry as the page shows it.
 pub struct Row {
     seq: i64,
+    at: crate::db::Moment,
     when: String,
     who: String,
     roles: String,
@@ -105,6 +106,7 @@ impl Row {
     fn new(e: &Event) -> Self {
         Row {
             seq: e.seq,
+            at: crate::db::Moment(e.at),
             when: timestamp(e.at),
             who: e.actor_id.clone(),
             roles: e.actor_roles.clone(),

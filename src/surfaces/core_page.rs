@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
     audit::{Action, Entry},
+    db::Moment,
     error::AppError,
     hint::{self, Frame, HintAuth, PracticeSession, Role},
     ids::ExternalId,
@@ -38,14 +39,14 @@ struct StuckJobRow {
     dead: bool,
     attempts: i64,
     last_error: String,
-    updated: String,
+    updated: Moment,
 }
 
 impl From<StuckJob> for StuckJobRow {
     fn from(j: StuckJob) -> Self {
         Self {
             dead: j.state == JobState::Dead,
-            updated: crate::db::format_ms(j.updated_at),
+            updated: Moment(j.updated_at),
             id: j.id,
             description: j.description,
             visit_id: j.visit_id.map(|v| v.to_string()),

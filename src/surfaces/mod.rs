@@ -17,6 +17,7 @@ use axum::{
 };
 
 use crate::{
+    db::Moment,
     error::AppError,
     partners::{connection, unmatched},
     tenancy::PracticeId,
@@ -72,7 +73,7 @@ pub struct VisitRow {
     pub state: &'static str,
     pub state_label: &'static str,
     pub hint_label: String,
-    pub started: String,
+    pub started: Moment,
     pub user_name: String,
     pub error_message: Option<String>,
 }
@@ -86,7 +87,7 @@ impl VisitRow {
             state: v.state().as_str(),
             state_label: v.state().label(),
             hint_label: v.hint_label(),
-            started: v.created(),
+            started: Moment(v.created_at),
             user_name: v.user_name.clone(),
             error_message: v.error_message.clone(),
         }

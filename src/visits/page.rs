@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::{Visit, VisitId};
 use crate::{
     audit::{Action, Entry},
+    db::Moment,
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
@@ -30,7 +31,8 @@ struct ClinicalInteraction {
     state_label: &'static str,
     /// The partner's part: its controls while open, its result once in.
     partner_html: String,
-    completed: String,
+    started: Moment,
+    completed: Option<Moment>,
     cancellable: bool,
     /// What an action on this page could not do, for the clinician.
     notice: Option<String>,
@@ -162,10 +164,8 @@ fn render(
         partner_name: partner.name().to_string(),
         frame,
         state_label: visit.state().label(),
-        completed: visit
-            .completed_at
-            .map(crate::db::format_ms)
-            .unwrap_or_default(),
+        started: Moment(visit.created_at),
+        completed: visit.completed_at.map(Moment),
         partner_html,
         visit,
         notice,

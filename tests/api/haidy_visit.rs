@@ -206,7 +206,7 @@ async fn the_context_is_created_once_and_a_duplicate_does_not_break_a_launch() {
     );
     assert_eq!(
         page.text_of(".haidy-open a.button"),
-        "Open Haidy for this patient"
+        "Open Haidy for this patient ↗ (new tab)"
     );
     let visits = app.visits_of(&practice.id).await;
     assert!(visits.iter().all(|v| v.state.as_str() == "in_progress"));

@@ -18,7 +18,11 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
     let key = app.session(&practice.clinician, Some(patient)).await;
     let chart = app.page("clinical_chart", &key).await;
     assert_eq!(chart.text_of("section.patient h1"), "Ava Thompson");
-    assert_eq!(chart.texts(".launches button"), ["Start Tiep scribe"]);
+    assert_eq!(
+        chart.texts(".launches button"),
+        ["Start Tiep scribe ↗ (new tab)"],
+        "the button says it opens a new tab"
+    );
 
     // Starting redirects to Tiep with the patient context and our visit id.
     let started = app.start_visit(&key, patient).await;

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     audit::{Action, Actor, Entry},
-    db::{format_ms, now_ms},
+    db::{Moment, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
@@ -45,8 +45,8 @@ struct VisitView {
 }
 
 struct ConsultationView {
-    accepted: String,
-    closed: String,
+    accepted: Option<Moment>,
+    closed: Option<Moment>,
     minutes: Option<i64>,
     doctor_comment: String,
     doctor_rating: String,
@@ -56,7 +56,7 @@ struct ConsultationView {
 
 impl From<&Consultation> for ConsultationView {
     fn from(c: &Consultation) -> Self {
-        let at = |ms: Option<i64>| ms.filter(|m| *m > 0).map(format_ms).unwrap_or_default();
+        let at = |ms: Option<i64>| ms.filter(|m| *m > 0).map(Moment);
         let text = |s: &Option<String>| s.clone().unwrap_or_default();
         Self {
             accepted: at(c.accepted_at),
