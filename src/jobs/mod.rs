@@ -307,6 +307,8 @@ pub async fn enqueue_many(
 #[derive(Debug, Clone)]
 pub struct StuckJob {
     pub id: String,
+    /// The job's kind as stored (`sync_interaction`, …).
+    pub kind: String,
     pub description: String,
     pub visit_id: Option<VisitId>,
     pub state: JobState,
@@ -336,6 +338,7 @@ pub async fn stuck_for_practice(
             let job = Job::decode(&kind, &payload).ok();
             Ok(StuckJob {
                 id: row.try_get("id")?,
+                kind: kind.clone(),
                 description: job
                     .as_ref()
                     .map(Job::describe)

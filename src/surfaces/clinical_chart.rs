@@ -23,6 +23,8 @@ struct ClinicalChart {
     buttons: Vec<LaunchButton>,
     visits: Vec<VisitRow>,
     patient_filter: String,
+    /// Why writing this patient's visits to Hint is failing, if it is.
+    hint_failing: Option<&'static str>,
 }
 
 pub async fn page(
@@ -47,6 +49,7 @@ pub async fn page(
         .audit
         .record(&session.practice_id, &session.actor(), viewed)
         .await?;
+    let patient_id_for_warning = patient_id.clone();
     let page = ClinicalChart {
         frame: Frame::new(&session, "clinical_chart"),
         patient_filter: patient_id.clone(),
@@ -56,6 +59,12 @@ pub async fn page(
         patient_error,
         buttons: launch_buttons(&state, &session.practice_id).await?,
         visits: VisitRow::all(&rows, &state.partners),
+        hint_failing: super::attention::hint_writes_failing_for(
+            &state,
+            &session.practice_id,
+            &patient_id_for_warning,
+        )
+        .await?,
     };
     Ok(Html(page.render()?))
 }

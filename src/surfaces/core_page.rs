@@ -8,14 +8,17 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{LaunchButton, VisitRow, launch_buttons};
+use super::{
+    LaunchButton, VisitRow,
+    attention::{self, Attention},
+    launch_buttons,
+};
 use crate::{
     audit::{Action, Entry},
-    db::Moment,
     error::AppError,
     hint::{self, Frame, HintAuth, PracticeSession, Role},
     ids::ExternalId,
-    jobs::{self, JobState, StuckJob},
+    jobs,
     partners::unmatched,
     visits::AppState,
     visits::{self, LaunchStyle},
@@ -26,34 +29,10 @@ use crate::{
 struct CorePage {
     frame: Frame,
     visits: Vec<VisitRow>,
-    stuck: Vec<StuckJobRow>,
+    stuck: Vec<Attention>,
     patient_filter: String,
     /// Admins are told when partner deliveries wait for review in settings.
     unmatched: usize,
-}
-
-struct StuckJobRow {
-    id: String,
-    description: String,
-    visit_id: Option<String>,
-    dead: bool,
-    attempts: i64,
-    last_error: String,
-    updated: Moment,
-}
-
-impl From<StuckJob> for StuckJobRow {
-    fn from(j: StuckJob) -> Self {
-        Self {
-            dead: j.state == JobState::Dead,
-            updated: Moment(j.updated_at),
-            id: j.id,
-            description: j.description,
-            visit_id: j.visit_id.map(|v| v.to_string()),
-            attempts: j.attempts,
-            last_error: j.last_error,
-        }
-    }
 }
 
 pub async fn page(
@@ -61,7 +40,7 @@ pub async fn page(
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
-    let stuck = jobs::stuck_for_practice(&state.db, &session.practice_id).await?;
+    let stuck = attention::for_practice(&state, &session.practice_id).await?;
     // The page's own load; its refreshes every few seconds show the same list and are not.
     let listed = Entry::new(Action::VisitsListed).detail("recent visits");
     state
@@ -71,7 +50,7 @@ pub async fn page(
     let page = CorePage {
         frame: Frame::new(&session, "core_page"),
         visits: VisitRow::all(&recent, &state.partners),
-        stuck: stuck.into_iter().map(StuckJobRow::from).collect(),
+        stuck,
         patient_filter: String::new(),
         unmatched: if session.has(Role::Admin) {
             unmatched::open_for_practice(&state, &session.practice_id)
@@ -212,5 +191,9 @@ pub async fn retry_job(
         return Err(AppError::NotFound);
     }
     tracing::info!(practice_id = %session.practice_id, %job_id, "dead job retried by a user");
-    Ok(Html("<span class=\"ok\">Queued again.</span>").into_response())
+    Ok(Html(
+        "<li><span class=\"ok\" role=\"status\">Queued again: Chartbridge is trying it now. \
+         The visit's page shows when it is done.</span></li>",
+    )
+    .into_response())
 }

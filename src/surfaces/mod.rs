@@ -5,6 +5,7 @@
 //! Laid out for a fixed 1024×768 frame; no cookies: the session key rides in the
 //! `x-hint-session-key` header on htmx requests and in the query of links and forms.
 
+mod attention;
 mod audit;
 mod clinical_chart;
 mod core_page;

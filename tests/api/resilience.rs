@@ -133,11 +133,32 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
     let key = app.session(&practice.clinician, None).await;
     let core = app.page("core_page", &key).await;
     assert_eq!(core.text_of(".attention h2"), "Needs attention");
+    // Named by patient and partner, with what to do in plain words.
     assert_eq!(
         core.text_of(".attention li strong"),
-        "Write the visit to the Hint chart"
+        "Ava Thompson — Tiep scribe visit"
     );
-    assert_eq!(core.text_of(".attention li a"), visit_id);
+    assert!(
+        core.attr(".attention li strong a", "href")
+            .unwrap()
+            .contains(&format!("visit_id={visit_id}"))
+    );
+    assert!(
+        core.text_of(".attention li")
+            .contains("write the visit to the hint chart")
+    );
+    assert!(
+        core.text_of(".attention .advice")
+            .starts_with("Hint refused to take this")
+    );
+    // The patient's chart says so too.
+    let chart_key = app.session(&practice.clinician, Some(&patient)).await;
+    let chart = app.page("clinical_chart", &chart_key).await;
+    assert!(
+        chart
+            .text_of(".attention[role=alert]")
+            .contains("Writing this patient's visits to the Hint chart is failing")
+    );
     let job_id = core
         .attr(".attention button", "hx-post")
         .expect("a retry button")

@@ -521,11 +521,18 @@ async fn the_reopened_visit_refreshes_itself_until_hint_says_what_it_says() {
     let done = page(key.clone()).await;
     assert_eq!(done.texts(".report td"), ["Done", "—", "—", "—"]);
     assert_eq!(done.text_of(".meta dd:nth-of-type(4)"), "Not yet in Hint");
-    assert!(done.attr("#visit", "hx-trigger").is_some(), "Hint does not say signed yet");
+    assert!(
+        done.attr("#visit", "hx-trigger").is_some(),
+        "Hint does not say signed yet"
+    );
     // Once Hint has it signed, the page has nothing more to learn.
-    app.wait_for_interaction(&practice.patients[0], "signed").await;
+    app.wait_for_interaction(&practice.patients[0], "signed")
+        .await;
     let synced = page(key).await;
-    assert_eq!(synced.text_of(".meta dd:nth-of-type(4)"), "In Hint as signed");
+    assert_eq!(
+        synced.text_of(".meta dd:nth-of-type(4)"),
+        "In Hint as signed"
+    );
     assert!(
         synced.attr("#visit", "hx-trigger").is_none(),
         "stops polling once finished and in Hint as such"

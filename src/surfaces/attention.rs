@@ -1,0 +1,160 @@
+//! Work that needs a person (*Needs attention* on the core page, a warning on a patient's
+//! chart): which patient and partner it is about, what went wrong and what to do, in the words
+//! of the people who read it. The stored error stays one click away, under *Details*.
+
+use crate::{
+    db::Moment,
+    error::AppError,
+    jobs::{self, JobState, StuckJob},
+    tenancy::PracticeId,
+    visits::{self, AppState},
+};
+
+/// One stuck piece of work as people read it.
+pub struct Attention {
+    pub id: String,
+    /// "Ava Thompson — Tiep scribe visit", or what it is when no visit is concerned.
+    pub about: String,
+    pub patient_id: Option<String>,
+    /// Writing to Hint's chart is what fails.
+    pub writes_to_hint: bool,
+    pub visit_id: Option<String>,
+    /// What Chartbridge was doing.
+    pub doing: String,
+    /// What is wrong and what to do.
+    pub advice: &'static str,
+    pub dead: bool,
+    pub attempts: i64,
+    pub updated: Moment,
+    /// The stored reason (party and status), for support.
+    pub details: String,
+}
+
+/// Why writing this patient's visits to Hint is failing, if it is.
+pub async fn hint_writes_failing_for(
+    state: &AppState,
+    practice_id: &PracticeId,
+    patient_id: &str,
+) -> Result<Option<&'static str>, AppError> {
+    Ok(for_practice(state, practice_id)
+        .await?
+        .into_iter()
+        .find(|a| a.writes_to_hint && a.patient_id.as_deref() == Some(patient_id))
+        .map(|a| a.advice))
+}
+
+/// This practice's stuck work, named by patient and partner.
+pub async fn for_practice(
+    state: &AppState,
+    practice_id: &PracticeId,
+) -> Result<Vec<Attention>, AppError> {
+    let stuck = jobs::stuck_for_practice(&state.db, practice_id).await?;
+    let mut out = Vec::with_capacity(stuck.len());
+    for job in stuck {
+        let visit = match &job.visit_id {
+            Some(id) => visits::get(state, practice_id, id).await?,
+            None => None,
+        };
+        out.push(Attention::new(job, visit.as_ref(), state));
+    }
+    Ok(out)
+}
+
+impl Attention {
+    fn new(job: StuckJob, visit: Option<&visits::Visit>, state: &AppState) -> Self {
+        let about = match visit {
+            Some(v) => format!(
+                "{} — {} visit",
+                v.patient_name,
+                state.partners.name_of(&v.partner)
+            ),
+            None => "A partner delivery".to_string(),
+        };
+        Attention {
+            advice: advice(&job.last_error),
+            id: job.id,
+            about,
+            patient_id: visit.map(|v| v.patient_id.clone()),
+            writes_to_hint: job.kind == "sync_interaction",
+            visit_id: job.visit_id.map(|v| v.to_string()),
+            doing: job.description,
+            dead: job.state == JobState::Dead,
+            attempts: job.attempts,
+            updated: Moment(job.updated_at),
+            details: job.last_error,
+        }
+    }
+}
+
+/// What is wrong and what to do, read from the stored reason (our own words: the party and
+/// its status, or Chartbridge's).
+pub fn advice(reason: &str) -> &'static str {
+    let hint_refused = [
+        "Hint answered HTTP 401",
+        "Hint answered HTTP 403",
+        "Hint answered HTTP 428",
+    ];
+    if reason.contains("not installed Chartbridge") {
+        "Chartbridge is not installed for this practice in Hint yet, so it cannot write to charts. \
+         A practice admin installs it from the Hint marketplace; then press Retry."
+    } else if hint_refused.iter().any(|r| reason.contains(r)) {
+        "Hint refused Chartbridge's access to this practice (it may have been uninstalled). A \
+         practice admin installs Chartbridge again from the Hint marketplace; then press Retry."
+    } else if reason.contains("could not reach Hint")
+        || reason.contains("Hint did not answer")
+        || reason.contains("Hint answered HTTP 5")
+        || reason.contains("Hint answered HTTP 429")
+    {
+        "Hint did not answer. Chartbridge tries again by itself; press Retry if this has stopped."
+    } else if reason.contains("Hint answered HTTP 4") {
+        "Hint refused to take this for the chart. A practice admin checks that Chartbridge is \
+         installed and active for this practice in Hint; then press Retry. If Hint refuses again, \
+         contact support with the details below."
+    } else if reason.contains("answered HTTP 401") || reason.contains("answered HTTP 403") {
+        "The partner refused this practice's credentials. A practice admin checks them in \
+         Chartbridge settings; then press Retry."
+    } else if reason.contains("could not reach") || reason.contains("did not answer") {
+        "The partner did not answer. Chartbridge tries again by itself; press Retry if this has \
+         stopped."
+    } else {
+        "Chartbridge could not finish this. Press Retry; if it stops again, contact support with \
+         the details below."
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice;
+
+    #[test]
+    fn every_stored_reason_gets_words_a_person_can_act_on() {
+        for (reason, says) in [
+            (
+                "the practice has not installed Chartbridge in Hint (no Instant On token yet)",
+                "not installed",
+            ),
+            ("Hint answered HTTP 401", "refused Chartbridge's access"),
+            (
+                "could not reach Hint: error sending request",
+                "Hint did not answer",
+            ),
+            ("Hint answered HTTP 503", "Hint did not answer"),
+            ("Hint answered HTTP 422", "Hint refused to take this"),
+            (
+                "Haidy answered HTTP 401",
+                "refused this practice's credentials",
+            ),
+            (
+                "HCW@Home did not answer in time",
+                "The partner did not answer",
+            ),
+            ("the visit no longer exists", "contact support"),
+        ] {
+            assert!(
+                advice(reason).contains(says),
+                "{reason}: {}",
+                advice(reason)
+            );
+        }
+    }
+}
