@@ -178,3 +178,24 @@ const localTimes = (root) => {
 };
 localTimes(document);
 document.addEventListener("htmx:afterSettle", () => localTimes(document));
+
+// Search results by keyboard: arrow down from the search box into the results, up and down
+// between them, up from the first back to the box; Enter opens the patient (a link).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+  const box = event.target.closest("input[data-results]");
+  const links = (root) => [...(root?.querySelectorAll("a.name") ?? [])];
+  if (box) {
+    if (event.key !== "ArrowDown") return;
+    const first = links(document.querySelector(box.dataset.results))[0];
+    if (first) { event.preventDefault(); first.focus(); }
+    return;
+  }
+  const current = event.target.closest("#patients a.name");
+  if (!current) return;
+  const all = links(document.querySelector("#patients"));
+  const at = all.indexOf(current);
+  event.preventDefault();
+  if (event.key === "ArrowDown" && at + 1 < all.length) all[at + 1].focus();
+  if (event.key === "ArrowUp") (at > 0 ? all[at - 1] : document.querySelector("input[data-results]"))?.focus();
+});

@@ -326,7 +326,7 @@ impl SandboxHint {
             ("Lucas", "Schmidt", "1990-07-03", "male"),
             ("Amara", "Haddad", "1983-02-27", "female"),
             ("Mateo", "Silva", "1996-10-11", "male"),
-            ("Chloe", "Dubois", "1971-05-16", "female"),
+            ("Chloé", "Dubois", "1971-05-16", "female"),
             ("Kenji", "Tanaka", "1986-08-21", "male"),
             ("Zara", "Ahmed", "1999-03-05", "female"),
             ("Oliver", "Novak", "1958-11-28", "male"),

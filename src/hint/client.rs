@@ -89,16 +89,79 @@ impl Patient {
         }
     }
 
-    /// Whether the id is `needle` or the name contains it (case-insensitive).
-    pub fn matches(&self, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
-        self.id.to_lowercase() == needle
-            || self.display_name().to_lowercase().contains(&needle)
-            || self
-                .name
-                .as_deref()
-                .is_some_and(|n| n.to_lowercase().contains(&needle))
+    /// Whether the patient is what a clinician typed: every word of `query` starts a word of
+    /// the name (any order, case and accents aside: "thompson ava", "sofia" for "Sofía"), or is
+    /// the date of birth (`1984-03-12`, `12/03/1984`, `1984`), or the query is the id.
+    pub fn matches(&self, query: &str) -> bool {
+        if self.id.eq_ignore_ascii_case(query.trim()) {
+            return true;
+        }
+        let mut names = fold(&self.display_name());
+        if let Some(name) = self.name.as_deref() {
+            names.push(' ');
+            names.push_str(&fold(name));
+        }
+        let name_words: Vec<&str> = names.split_whitespace().collect();
+        let dob = self.dob.as_deref().unwrap_or_default();
+        let words: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
+        !words.is_empty()
+            && words.iter().all(|word| {
+                name_words.iter().any(|n| n.starts_with(word.as_str()))
+                    || (!dob.is_empty() && dob_matches(dob, word))
+            })
     }
+}
+
+/// Lower case, accents off, punctuation to spaces: how names are compared in search.
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_lowercase) {
+        let plain = match c {
+            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' | 'ā' | 'ą' => "a",
+            'æ' => "ae",
+            'ç' | 'ć' | 'č' => "c",
+            'ď' | 'đ' => "d",
+            'é' | 'è' | 'ê' | 'ë' | 'ē' | 'ę' | 'ě' => "e",
+            'í' | 'ì' | 'î' | 'ï' | 'ī' | 'ı' => "i",
+            'ł' => "l",
+            'ñ' | 'ń' | 'ň' => "n",
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'ø' | 'ō' | 'ő' => "o",
+            'œ' => "oe",
+            'ř' => "r",
+            'ß' => "ss",
+            'ś' | 'š' | 'ş' => "s",
+            'ť' | 'ţ' => "t",
+            'ú' | 'ù' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' => "u",
+            'ý' | 'ÿ' => "y",
+            'ź' | 'ż' | 'ž' => "z",
+            c if c.is_alphanumeric() || c == '-' || c == '/' => {
+                out.push(c);
+                continue;
+            }
+            _ => " ",
+        };
+        out.push_str(plain);
+    }
+    out
+}
+
+/// A date of birth (`YYYY-MM-DD`) and a typed word: the whole date, or `DD/MM/YYYY`,
+/// `MM/DD/YYYY`, or the year.
+fn dob_matches(dob: &str, word: &str) -> bool {
+    if word == dob || (word.len() == 4 && dob.starts_with(word)) {
+        return true;
+    }
+    let parts: Vec<&str> = word.split('/').collect();
+    if let [a, b, year] = parts[..] {
+        let pad = |s: &str| format!("{s:0>2}");
+        return [
+            format!("{year}-{}-{}", pad(b), pad(a)),
+            format!("{year}-{}-{}", pad(a), pad(b)),
+        ]
+        .iter()
+        .any(|d| d == dob);
+    }
+    false
 }
 
 /// The status of a partner interaction in Hint.
@@ -454,4 +517,45 @@ fn interaction<'a>(patient_id: &'a str, id: &'a str) -> [&'a str; 7] {
         "partner",
         id,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(first: &str, last: &str, dob: &str) -> Patient {
+        Patient {
+            id: "pat-1".into(),
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            dob: Some(dob.into()),
+            ..Patient::default()
+        }
+    }
+
+    #[test]
+    fn search_takes_words_in_any_order_without_accents_and_dates_of_birth() {
+        let ava = patient("Ava", "Thompson", "1984-03-12");
+        let sofia = patient("Sofía", "Martínez", "1992-06-25");
+        for query in [
+            "thompson ava",
+            "Ava",
+            "thom",
+            "AVA THOMPSON",
+            "1984-03-12",
+            "12/03/1984",
+            "03/12/1984",
+            "1984",
+            "ava 1984",
+            "pat-1",
+        ] {
+            assert!(ava.matches(query), "{query}");
+        }
+        for query in ["sofia", "sofía", "martinez sof", "MARTÍNEZ"] {
+            assert!(sofia.matches(query), "{query}");
+        }
+        for query in ["ava smith", "hompson", "1985", "", "  "] {
+            assert!(!ava.matches(query), "{query}");
+        }
+    }
 }

@@ -43,29 +43,30 @@ impl PatientDirectory {
         }
     }
 
-    /// Patients of `auth`'s practice whose id is `needle` or whose name contains it.
+    /// Patients of `auth`'s practice matching `query` (`Patient::matches`), at most
+    /// `max_results` of them, and how many matched in all.
     pub async fn search(
         &self,
         hint: &HintClient,
         auth: &HintAuth<'_>,
-        needle: &str,
+        query: &str,
         max_results: usize,
-    ) -> Result<Vec<Patient>, HintError> {
-        let needle = needle.trim();
-        if needle.starts_with("pat-") {
-            return match hint.get_patient(auth, needle).await {
-                Ok(p) => Ok(vec![p]),
-                Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => Ok(vec![]),
+    ) -> Result<(Vec<Patient>, usize), HintError> {
+        let query = query.trim();
+        if query.starts_with("pat-") {
+            return match hint.get_patient(auth, query).await {
+                Ok(p) => Ok((vec![p], 1)),
+                Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => Ok((vec![], 0)),
                 Err(e) => Err(e),
             };
         }
         let patients = self.patients(hint, auth).await?;
-        Ok(patients
-            .iter()
-            .filter(|p| p.matches(needle))
-            .take(max_results)
-            .cloned()
-            .collect())
+        let matching: Vec<&Patient> = patients.iter().filter(|p| p.matches(query)).collect();
+        let total = matching.len();
+        Ok((
+            matching.into_iter().take(max_results).cloned().collect(),
+            total,
+        ))
     }
 
     /// A patient from the practice's list if it is loaded and fresh (no call to Hint).

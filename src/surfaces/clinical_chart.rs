@@ -1,13 +1,18 @@
 //! `clinical_chart`: the patient Hint has open. Their visits and the launch buttons.
 
 use askama::Template;
-use axum::{extract::State, response::Html};
+use axum::{
+    extract::{Query, State},
+    response::Html,
+};
+use serde::Deserialize;
 
 use super::{LaunchButton, VisitRow, launch_buttons};
 use crate::{
     audit::{Action, Entry},
     error::AppError,
     hint::{self, Frame, PracticeSession},
+    ids::ExternalId,
     visits::AppState,
     visits::{self, LaunchStyle},
 };
@@ -27,16 +32,31 @@ struct ClinicalChart {
     hint_failing: Option<&'static str>,
 }
 
+#[derive(Deserialize)]
+pub struct ChartQuery {
+    /// The patient picked in search (when Hint opened Chartbridge without one).
+    #[serde(default)]
+    patient_id: Option<ExternalId>,
+}
+
+/// `GET /hint/clinical_chart`: the patient Hint has open, or, in a session Hint opened without
+/// one, the patient picked in search (`?patient_id=`, checked with Hint as this practice's).
 pub async fn page(
     State(state): State<AppState>,
     session: PracticeSession,
+    Query(query): Query<ChartQuery>,
 ) -> Result<Html<String>, AppError> {
-    let patient_id = session.patient_id.clone().ok_or_else(|| {
-        AppError::BadRequest(
-            "Hint opened the chart without a patient. Reopen Chartbridge from a patient's chart."
-                .into(),
-        )
-    })?;
+    let patient_id = session
+        .patient_id
+        .clone()
+        .or_else(|| query.patient_id.map(|p| p.to_string()))
+        .ok_or_else(|| {
+            AppError::BadRequest(
+                "Hint opened the chart without a patient. Pick one in search, or reopen \
+                 Chartbridge from a patient's chart."
+                    .into(),
+            )
+        })?;
     let (patient_name, patient_dob, patient_error) =
         match hint::patient_for(&state, &session, &patient_id).await {
             Ok(p) => (p.display_name(), p.dob.unwrap_or_default(), None),

@@ -71,6 +71,8 @@ struct PatientResults {
     patients: Vec<PatientRow>,
     buttons: Vec<LaunchButton>,
     error: Option<String>,
+    /// How many matched in all (`patients` holds the first 20).
+    total: usize,
 }
 
 struct PatientRow {
@@ -98,6 +100,7 @@ pub async fn search(
         patients: vec![],
         buttons: launch_buttons(&state, &session.practice_id).await?,
         error: None,
+        total: 0,
     };
     if q.chars().count() >= 2 {
         let token = hint::token_for(&state, &session).await?;
@@ -106,7 +109,8 @@ pub async fn search(
             token: &token,
         };
         match state.patients.search(&state.hint, &auth, &q, 20).await {
-            Ok(patients) => {
+            Ok((patients, total)) => {
+                results.total = total;
                 let found = format!("{} found", patients.len());
                 let searched = Entry::new(Action::PatientsSearched).detail(&found);
                 state

@@ -377,3 +377,56 @@ async fn ids_with_control_characters_are_refused_even_when_signed() {
         .await;
     assert!(form.status().is_client_error());
 }
+
+#[tokio::test]
+async fn search_finds_names_in_any_order_and_without_accents_and_leads_to_the_chart() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Search Practice").await;
+    let other = app.new_practice("Other Search Practice").await;
+    app.hint
+        .add_patient(&practice.id, "Sofía", "Martínez", "1992-06-25", "female");
+    let key = app.session(&practice.clinician, None).await;
+    let search = |q: &'static str| {
+        let (app, key) = (&app, key.clone());
+        async move {
+            let (status, page) = Page::of(
+                app.htmx_get(&format!("/hint/patients/search?q={q}"), &key)
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200);
+            page
+        }
+    };
+    assert_eq!(
+        search("thompson%20ava").await.texts(".patients .name"),
+        ["Ava Thompson"]
+    );
+    assert_eq!(
+        search("1984-03-12").await.texts(".patients .name"),
+        ["Ava Thompson"]
+    );
+    // A name with accents, found with and without them.
+    for q in ["sofia", "sof%C3%ADa", "martinez%20sofia"] {
+        assert_eq!(
+            search(q).await.texts(".patients .name"),
+            ["Sofía Martínez"],
+            "{q}"
+        );
+    }
+    let chart = search("thompson")
+        .await
+        .attr(".patients a.name", "href")
+        .unwrap();
+    let (status, page) = Page::of(app.get(&chart).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.text_of("section.patient h1"), "Ava Thompson");
+    // Another practice's patient is not a chart here.
+    let stranger = app
+        .get(&format!(
+            "/hint/clinical_chart?patient_id={}&session_key={key}",
+            other.patients[0]
+        ))
+        .await;
+    assert_eq!(stranger.status(), 404);
+}

@@ -116,8 +116,20 @@ test("patient search works inside the frame with no cookies", { timeout: 90000 }
   const page = await context.newPage();
   await page.goto(`${HINT}/embed/core_page?as=clinician`);
   const frame = page.frameLocator("iframe[title=Chartbridge]");
-  await frame.getByRole("searchbox", { name: "Search patients" }).fill("Nguyen");
+  const search = frame.getByRole("searchbox", { name: "Search patients" });
+  await search.fill("Nguyen");
   await frame.getByText("Mia Nguyen").waitFor();
+  // Words in any order; a name with an accent, typed with or without it.
+  await search.fill("thompson ava");
+  await frame.getByRole("link", { name: "Ava Thompson" }).waitFor();
+  for (const typed of ["chloe dub", "Chloé"]) {
+    await search.fill(typed);
+    await frame.getByRole("link", { name: "Chloé Dubois" }).waitFor();
+  }
+  // By keyboard: down into the results, Enter opens the patient's chart.
+  await search.press("ArrowDown");
+  await frame.getByRole("link", { name: "Chloé Dubois" }).press("Enter");
+  await frame.getByRole("heading", { level: 1, name: "Chloé Dubois" }).waitFor();
   assert.equal((await context.cookies()).length, 0, "no cookies were set");
 });
 
