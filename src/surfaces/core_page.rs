@@ -33,6 +33,8 @@ struct CorePage {
     patient_filter: String,
     /// Admins are told when partner deliveries wait for review in settings.
     unmatched: usize,
+    /// Partners this practice has set up (none: the page says what to do first).
+    partners_set_up: usize,
 }
 
 pub async fn page(
@@ -52,6 +54,7 @@ pub async fn page(
         visits: VisitRow::all(&recent, &state.partners),
         stuck,
         patient_filter: String::new(),
+        partners_set_up: launch_buttons(&state, &session.practice_id).await?.len(),
         unmatched: if session.has(Role::Admin) {
             unmatched::open_for_practice(&state, &session.practice_id)
                 .await?

@@ -430,3 +430,24 @@ async fn search_finds_names_in_any_order_and_without_accents_and_leads_to_the_ch
         .await;
     assert_eq!(stranger.status(), 404);
 }
+
+#[tokio::test]
+async fn an_empty_core_page_says_what_to_do_first() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Fresh Practice").await;
+    let admin = app.session(&practice.admin, None).await;
+    let clinician = app.session(&practice.clinician, None).await;
+    let page = app.page("core_page", &admin).await;
+    assert!(
+        page.text_of(".welcome")
+            .contains("connect a partner in Settings")
+    );
+    let page = app.page("core_page", &clinician).await;
+    assert!(
+        page.text_of(".welcome")
+            .contains("Ask a practice admin to connect one")
+    );
+    app.setup_tiep(&practice).await;
+    let page = app.page("core_page", &clinician).await;
+    assert!(page.text_of(".welcome").contains("search a patient below"));
+}
