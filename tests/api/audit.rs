@@ -95,14 +95,7 @@ async fn every_audited_action_leaves_an_entry() {
     // An HCW@Home visit: launched, the doctor signs in by SSO, the clinician finishes it.
     let hcw_visit = app.launch_hcw(&practice.id, &key, &patient).await;
     let invite = hcw_visit.partner_ref.clone().unwrap();
-    let sign_in = app
-        .post_form(
-            &format!("/hint/partners/hcw/visits/{}/sign-in", hcw_visit.id),
-            &key,
-            &[],
-        )
-        .await;
-    assert_eq!(sign_in.status(), 303);
+    app.hcw_sign_in(&key, &hcw_visit).await;
     assert!(app.hcw.patient_joins(&invite) && app.hcw.doctor_accepts(&invite));
     let finished = app
         .post_form(

@@ -583,6 +583,20 @@ impl TestApp {
             .expect("the HCW@Home visit")
     }
 
+    /// The doctor's SSO sign-in into HCW@Home for a visit, as the visit page's button does;
+    /// answers where the browser is sent.
+    pub async fn hcw_sign_in(&self, key: &str, visit: &Visit) -> String {
+        let signed_in = self
+            .post_form(
+                &format!("/hint/partners/hcw/visits/{}/sign-in", visit.id),
+                key,
+                &[],
+            )
+            .await;
+        assert_eq!(signed_in.status(), 303, "the sign-in is minted");
+        signed_in.headers()["location"].to_str().unwrap().to_string()
+    }
+
     /// Starts a visit as a clinician; answers the redirect location (the partner URL).
     pub async fn start_visit(&self, key: &str, patient_id: &str) -> reqwest::Response {
         self.post_form(

@@ -51,14 +51,7 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
     );
     app.setup_hcw(&practice, None).await;
     let hcw_visit = app.launch_hcw(&practice.id, &key, patient).await;
-    let sign_in = app
-        .post_form(
-            &format!("/hint/partners/hcw/visits/{}/sign-in", hcw_visit.id),
-            &key,
-            &[],
-        )
-        .await;
-    assert_eq!(sign_in.status(), 303);
+    app.hcw_sign_in(&key, &hcw_visit).await;
     let haidy_token = app.setup_haidy(&practice).await;
     let labs = (
         "ava-thompson-labs.txt",
