@@ -594,7 +594,10 @@ impl TestApp {
             )
             .await;
         assert_eq!(signed_in.status(), 303, "the sign-in is minted");
-        signed_in.headers()["location"].to_str().unwrap().to_string()
+        signed_in.headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Starts a visit as a clinician; answers the redirect location (the partner URL).
