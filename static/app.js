@@ -106,13 +106,44 @@ document.addEventListener("click", (event) => {
 });
 
 // What a save did is shown next to its button: brought into view, and an error gets the focus.
+// An error about one field (data-field) marks that field invalid, ties it to the words
+// (aria-describedby) and moves the focus to it.
 document.addEventListener("htmx:afterSettle", () => {
   const said = document.querySelector("[data-outcome]:not([data-seen])");
   if (!said) return;
   said.dataset.seen = "1";
   said.tabIndex = -1;
   said.scrollIntoView({ block: "nearest" });
-  if (said.getAttribute("role") === "alert") said.focus();
+  const field = said.dataset.field && said.closest("form")?.querySelector(`[name="${CSS.escape(said.dataset.field)}"]`);
+  if (field) {
+    field.setAttribute("aria-invalid", "true");
+    if (said.id) field.setAttribute("aria-describedby", said.id);
+    field.focus();
+  } else if (said.getAttribute("role") === "alert") {
+    said.focus();
+  }
+});
+
+// A settings save the server refused comes back as the section drawn again, without the
+// secrets (they are never sent back): what the admin typed in them is put back, so a
+// correction or "Save anyway" does not need them typed again.
+let typedSecrets = null;
+document.addEventListener("htmx:beforeSwap", (event) => {
+  typedSecrets = null;
+  const target = event.detail.target;
+  if (event.detail.xhr.status !== 422 || !target.matches?.(".partner-settings")) return;
+  typedSecrets = new Map([...target.querySelectorAll("input[type=password]")]
+    .filter((input) => input.value).map((input) => [input.name, input.value]));
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (!typedSecrets) return;
+  const section = event.detail.elt?.closest?.(".partner-settings") ??
+    document.getElementById(event.detail.target?.id);
+  typedSecrets.forEach((value, name) => {
+    const input = document.querySelector(`.partner-settings input[type=password][name="${CSS.escape(name)}"]`);
+    if (input && !input.value && (!section || section.contains(input))) input.value = value;
+  });
+  typedSecrets = null;
 });
 
 // An action that cannot be undone (hx-confirm) asks first, in the page itself (a frame from

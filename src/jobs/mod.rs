@@ -303,6 +303,30 @@ pub async fn enqueue_many(
     Ok(())
 }
 
+/// Brings `job` forward to run now when it is queued for later than `not_after` (Unix ms),
+/// is not running and is not backing off after a failure. Answers whether it did; call
+/// `state.jobs.wake()` then.
+pub async fn hasten(
+    db: &Db,
+    practice_id: &PracticeId,
+    job: &Job,
+    not_after: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET run_at = $1, updated_at = $1 \
+         WHERE practice_id = $2 AND dedupe_key = $3 AND state = $4 AND attempts = 0 \
+         AND locked_by IS NULL AND run_at > $5",
+    )
+    .bind(now_ms())
+    .bind(practice_id)
+    .bind(job.dedupe_key())
+    .bind(JobState::Queued)
+    .bind(not_after)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// A job that needs a person's attention: dead, or failing repeatedly.
 #[derive(Debug, Clone)]
 pub struct StuckJob {

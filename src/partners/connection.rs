@@ -3,27 +3,37 @@
 //! never shown back; a secret field left blank keeps the stored one.
 //!
 //! One settings flow serves every partner: a partner describes its connection by implementing
-//! [`Connection`] (what is stored, its form, how a form becomes a connection, its section of
-//! the settings page) and mounts [`routes`]; [`save`] and [`section`] do the rest. A check of
-//! the credentials with the partner (a "Test connection") belongs in [`save`], between the
-//! form's validation and storing it, reported through [`SaveOutcome`].
+//! [`Connection`] (what is stored, its form, how a form becomes a connection, a harmless real
+//! call that tests it, its section of the settings page) and mounts [`routes`]; [`save`],
+//! [`test`] and [`section`] do the rest. A save tests what was entered with the partner before
+//! storing it: credentials the partner refuses are not stored unless the admin says "Save
+//! anyway" (then they are, flagged). Every section shows the connection's health
+//! (`visits::health`): connected, failing since when and why, or never used.
 
 use std::{future::Future, sync::Arc};
 
-use axum::{Form, Router, extract::State, http::StatusCode, response::Html, routing::post};
-use serde::{Serialize, de::DeserializeOwned};
+use axum::{
+    Router,
+    extract::{RawForm, State},
+    http::StatusCode,
+    response::Html,
+    routing::post,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::Row;
 
 use crate::{
     audit::{self, Action, Actor, Entry},
     crypto::SignatureError,
-    db::now_ms,
+    db::{Moment, now_ms},
     error::AppError,
     hint::{PracticeSession, Role},
     ids::ExternalId,
     tenancy::PracticeId,
-    visits::AppState,
-    visits::PartnerId,
+    visits::{
+        AppState, PartnerId, PartnerState,
+        health::{self, Health, HealthStatus, Observation},
+    },
 };
 
 /// A partner's per-practice connection and its section of the settings surface.
@@ -36,20 +46,36 @@ pub trait Connection: Sized + Send + Sync + 'static {
     type Secrets: Serialize + DeserializeOwned + Send;
     /// The settings form as the admin posts it.
     type Form: DeserializeOwned + Send + Sync + 'static;
+    /// The partner value (its client): what a test calls with.
+    type Partner: Send + Sync + 'static;
 
     fn from_stored(settings: Self::Settings, secrets: Self::Secrets) -> Self;
 
     fn to_stored(&self) -> (Self::Settings, Self::Secrets);
 
-    /// A submitted form as a connection; secrets left blank keep `stored`'s. The error is
-    /// for the admin.
-    fn from_form(form: &Self::Form, stored: Option<&Self>) -> Result<Self, String>;
+    /// A submitted form as a connection; secrets left blank keep `stored`'s. The refusal is
+    /// for the admin, naming the field when one is at fault.
+    fn from_form(form: &Self::Form, stored: Option<&Self>) -> Result<Self, Refusal>;
 
     /// Checks a connection the form made against the world before it is stored (an address
-    /// the admin typed may be called); the error is for the admin. Nothing to check by default.
-    fn check(&self, app: &AppState) -> impl Future<Output = Result<(), String>> + Send {
+    /// the admin typed may be called); the refusal is for the admin. Nothing to check by
+    /// default.
+    fn check(&self, app: &AppState) -> impl Future<Output = Result<(), Refusal>> + Send {
         let _ = app;
         async { Ok(()) }
+    }
+
+    /// A harmless real call with this connection (a sign-in, a listing, a token request that
+    /// opens nothing). Partners that only call us keep the default: their signed deliveries
+    /// are their health.
+    fn test(
+        &self,
+        partner: &Self::Partner,
+        app: &AppState,
+        practice_id: &PracticeId,
+    ) -> impl Future<Output = Tested> + Send {
+        let _ = (partner, app, practice_id);
+        async { Tested::Inbound }
     }
 
     /// The section's HTML: the form showing `entered` (after a refused save) or `stored`, and
@@ -65,6 +91,8 @@ pub struct SectionView<'a, C: Connection> {
     /// What the admin entered, when a save refused it.
     pub entered: Option<&'a C::Form>,
     pub outcome: Option<&'a SaveOutcome>,
+    /// The connection's health, with the answer of a test just run.
+    pub panel: Panel,
 }
 
 impl<C: Connection> SectionView<'_, C> {
@@ -72,16 +100,9 @@ impl<C: Connection> SectionView<'_, C> {
         self.stored.is_some()
     }
 
-    pub fn saved(&self) -> bool {
-        matches!(self.outcome, Some(SaveOutcome::Saved))
-    }
-
-    /// Why the last save was refused, for the admin.
-    pub fn error(&self) -> Option<String> {
-        match self.outcome {
-            Some(SaveOutcome::Refused(why)) => Some(why.clone()),
-            _ => None,
-        }
+    /// The health panel and the save's outcome, for the section's template.
+    pub fn panel(&self) -> Panel {
+        self.panel.clone()
     }
 
     /// The URL the partner posts this practice's webhooks to.
@@ -90,52 +111,282 @@ impl<C: Connection> SectionView<'_, C> {
     }
 }
 
+/// Why a form cannot become a connection: words for the admin, and the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    /// The form field's `name`, when one field is at fault: the page marks it invalid and
+    /// moves the focus to it.
+    pub field: Option<&'static str>,
+}
+
+impl Refusal {
+    pub fn at(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            field: None,
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+/// What a test of a connection with its partner found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tested {
+    /// The partner answered and took the credentials.
+    Worked,
+    /// It did not; why, for the admin.
+    Failed(String),
+    /// The partner only calls us: nothing to call.
+    Inbound,
+}
+
+impl Tested {
+    /// A test call's result: a partner that answered a request of ours with a refusal that
+    /// is not about the credentials (4xx other than 401, 403, 429) took them.
+    pub fn of<E: std::error::Error + 'static>(result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Tested::Worked,
+            Err(e) => match Observation::of_error(&e) {
+                Some(Observation::Worked) => Tested::Worked,
+                Some(Observation::Failed(why)) => Tested::Failed(why),
+                None => Tested::Failed(e.to_string()),
+            },
+        }
+    }
+
+    fn observation(&self) -> Option<Observation> {
+        match self {
+            Tested::Worked => Some(Observation::Worked),
+            Tested::Failed(why) => Some(Observation::Failed(why.clone())),
+            Tested::Inbound => None,
+        }
+    }
+}
+
 /// What an admin's save did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
+    /// Saved; the partner took it when tested (or there is nothing to test).
     Saved,
-    /// Not saved; why, for the admin.
-    Refused(String),
+    /// Saved because the admin said so, though the partner refused it (why).
+    SavedAnyway(String),
+    /// Not saved: the form is wrong.
+    Refused(Refusal),
+    /// Not saved: the partner refused the connection when tested (why); the admin may save
+    /// it anyway.
+    Untested(String),
 }
 
-/// The settings route of connection `C`: `POST /hint/settings/{partner}`.
-pub fn routes<C: Connection>() -> Router<AppState> {
-    Router::new().route(
-        &format!("/hint/settings/{}", C::PARTNER),
-        post(save_form::<C>),
-    )
+impl SaveOutcome {
+    fn stored(&self) -> bool {
+        matches!(self, SaveOutcome::Saved | SaveOutcome::SavedAnyway(_))
+    }
 }
 
-/// `POST /hint/settings/{partner}` (admins, htmx): validates, saves, answers the section
-/// again (422 with the reason when refused; what was entered is kept in the form).
+/// A section's health panel and last outcome, as its template shows them
+/// (`fragments/connection_health.html`, `fragments/save_outcome.html`).
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub partner: PartnerId,
+    /// The partner's name for people.
+    pub name: &'static str,
+    /// Settings are saved.
+    pub configured: bool,
+    pub status: HealthStatus,
+    pub health: Health,
+    /// The partner only calls us (its test says when it last did).
+    pub inbound: bool,
+    /// A test just run, if any.
+    pub tested: Option<Tested>,
+    /// What the save just did, if it was one.
+    pub outcome: Option<SaveOutcome>,
+    /// Drawn as the answer to a save or a test (not within the whole page): the status in
+    /// the page's contents is updated along with it (htmx out-of-band swap).
+    pub answer: bool,
+}
+
+impl Panel {
+    pub fn saved(&self) -> bool {
+        matches!(self.outcome, Some(SaveOutcome::Saved))
+    }
+
+    /// Saved though the partner refused it: why.
+    pub fn saved_anyway(&self) -> Option<String> {
+        match &self.outcome {
+            Some(SaveOutcome::SavedAnyway(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// Why the last save was refused, for the admin.
+    pub fn error(&self) -> Option<String> {
+        match &self.outcome {
+            Some(SaveOutcome::Refused(refusal)) => Some(refusal.message.clone()),
+            _ => None,
+        }
+    }
+
+    /// The field the refusal is about.
+    pub fn error_field(&self) -> Option<&'static str> {
+        match &self.outcome {
+            Some(SaveOutcome::Refused(refusal)) => refusal.field,
+            _ => None,
+        }
+    }
+
+    /// The partner refused what was entered when tested: why (the admin may save anyway).
+    pub fn untested(&self) -> Option<String> {
+        match &self.outcome {
+            Some(SaveOutcome::Untested(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn failing_since(&self) -> Option<Moment> {
+        self.health.failing_since
+    }
+
+    pub fn tested_worked(&self) -> bool {
+        self.tested == Some(Tested::Worked)
+    }
+
+    pub fn tested_failed(&self) -> Option<String> {
+        match &self.tested {
+            Some(Tested::Failed(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn tested_inbound(&self) -> bool {
+        self.tested == Some(Tested::Inbound)
+    }
+}
+
+/// The settings routes of connection `C`, served with its partner:
+/// `POST /hint/settings/{partner}` (save) and `POST /hint/settings/{partner}/test`.
+pub fn routes<C: Connection>(
+    partner: std::sync::Arc<C::Partner>,
+    app: AppState,
+) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("/hint/settings/{}", C::PARTNER),
+            post(save_form::<C>),
+        )
+        .route(
+            &format!("/hint/settings/{}/test", C::PARTNER),
+            post(test_form::<C>),
+        )
+        .with_state(PartnerState::new(app, partner))
+}
+
+/// The one field every settings form may carry besides its own: the admin's "Save anyway".
+#[derive(Deserialize)]
+struct SaveAnyway {
+    #[serde(default)]
+    save_anyway: Option<String>,
+}
+
+/// `POST /hint/settings/{partner}` (admins, htmx): validates, tests with the partner, saves,
+/// answers the section again (422 with the reason when refused; what was entered is kept in
+/// the form).
 async fn save_form<C: Connection>(
-    State(app): State<AppState>,
+    State(state): State<PartnerState<C::Partner>>,
     session: PracticeSession,
-    Form(form): Form<C::Form>,
+    RawForm(body): RawForm,
 ) -> Result<(StatusCode, Html<String>), AppError> {
     session.require(Role::Admin)?;
-    let practice_id = &session.practice_id;
-    let stored = load::<C>(&app, practice_id).await?;
-    let outcome = save(&app, practice_id, &form, stored.as_ref(), &session.actor()).await?;
-    let (status, stored, entered) = match outcome {
-        SaveOutcome::Saved => (StatusCode::OK, load::<C>(&app, practice_id).await?, None),
-        SaveOutcome::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, stored, Some(&form)),
+    let unreadable = |e: serde_urlencoded::de::Error| {
+        AppError::Unprocessable(format!("The settings form could not be read: {e}."))
     };
-    let html = C::render_section(SectionView {
-        app: &app,
+    let form: C::Form = serde_urlencoded::from_bytes(&body).map_err(unreadable)?;
+    let anyway: SaveAnyway = serde_urlencoded::from_bytes(&body).map_err(unreadable)?;
+    let anyway = anyway.save_anyway.is_some_and(|v| v == "1");
+    let app = &state.app;
+    let practice_id = &session.practice_id;
+    let stored = load::<C>(app, practice_id).await?;
+    let outcome = save(
+        app,
+        &*state.partner,
         practice_id,
-        stored: stored.as_ref(),
+        &form,
+        anyway,
+        stored.as_ref(),
+        &session.actor(),
+    )
+    .await?;
+    let (status, stored, entered) = if outcome.stored() {
+        (StatusCode::OK, load::<C>(app, practice_id).await?, None)
+    } else {
+        (StatusCode::UNPROCESSABLE_ENTITY, stored, Some(&form))
+    };
+    let html = render::<C>(
+        app,
+        practice_id,
+        stored.as_ref(),
         entered,
-        outcome: Some(&outcome),
-    })?;
+        Some(outcome),
+        None,
+    )
+    .await?;
     Ok((status, Html(html)))
 }
 
-/// Validates `form` against what is stored and saves it; a refusal changes nothing.
+/// `POST /hint/settings/{partner}/test` (admins, htmx): tests the saved connection with the
+/// partner, records what it found, answers the section with the answer.
+async fn test_form<C: Connection>(
+    State(state): State<PartnerState<C::Partner>>,
+    session: PracticeSession,
+) -> Result<Html<String>, AppError> {
+    session.require(Role::Admin)?;
+    let app = &state.app;
+    let practice_id = &session.practice_id;
+    let stored = load::<C>(app, practice_id).await?;
+    let tested = match &stored {
+        Some(connection) => test(app, &*state.partner, practice_id, connection).await,
+        None => Tested::Failed("Nothing is saved yet: save the settings first.".into()),
+    };
+    let html = render::<C>(app, practice_id, stored.as_ref(), None, None, Some(tested)).await?;
+    Ok(Html(html))
+}
+
+/// Tests `connection` with the partner and records what the test found.
+pub async fn test<C: Connection>(
+    app: &AppState,
+    partner: &C::Partner,
+    practice_id: &PracticeId,
+    connection: &C,
+) -> Tested {
+    let tested = connection.test(partner, app, practice_id).await;
+    if let Some(observed) = tested.observation() {
+        health::record(app, practice_id, C::PARTNER, &observed).await;
+    }
+    tested
+}
+
+/// Validates `form` against what is stored, tests it with the partner, and saves it; a
+/// refusal changes nothing. Credentials the partner refuses are saved only `anyway`.
 pub async fn save<C: Connection>(
     app: &AppState,
+    partner: &C::Partner,
     practice_id: &PracticeId,
     form: &C::Form,
+    anyway: bool,
     stored: Option<&C>,
     actor: &Actor,
 ) -> Result<SaveOutcome, AppError> {
@@ -146,8 +397,21 @@ pub async fn save<C: Connection>(
     if let Err(why) = connection.check(app).await {
         return Ok(SaveOutcome::Refused(why));
     }
+    // Tested before it is stored; recorded only once it is (the health is the stored one's).
+    let tested = connection.test(partner, app, practice_id).await;
+    if let Tested::Failed(why) = &tested {
+        if !anyway {
+            return Ok(SaveOutcome::Untested(why.clone()));
+        }
+    }
     store(app, practice_id, &connection, actor).await?;
-    Ok(SaveOutcome::Saved)
+    if let Some(observed) = tested.observation() {
+        health::record(app, practice_id, C::PARTNER, &observed).await;
+    }
+    Ok(match tested {
+        Tested::Failed(why) => SaveOutcome::SavedAnyway(why),
+        Tested::Worked | Tested::Inbound => SaveOutcome::Saved,
+    })
 }
 
 /// A partner's section of the settings page as it stands.
@@ -156,12 +420,37 @@ pub async fn section<C: Connection>(
     session: &PracticeSession,
 ) -> Result<String, AppError> {
     let stored = load::<C>(app, &session.practice_id).await?;
+    render::<C>(app, &session.practice_id, stored.as_ref(), None, None, None).await
+}
+
+async fn render<C: Connection>(
+    app: &AppState,
+    practice_id: &PracticeId,
+    stored: Option<&C>,
+    entered: Option<&C::Form>,
+    outcome: Option<SaveOutcome>,
+    tested: Option<Tested>,
+) -> Result<String, AppError> {
+    let health = health::load(app, practice_id, C::PARTNER).await?;
+    let partner = app.partners.get(C::PARTNER.as_str())?;
+    let panel = Panel {
+        partner: C::PARTNER,
+        name: partner.name(),
+        configured: stored.is_some(),
+        status: health.status(stored.is_some()),
+        inbound: partner.launch_style() == crate::visits::LaunchStyle::InboundOnly,
+        health,
+        answer: tested.is_some() || outcome.is_some(),
+        tested,
+        outcome: outcome.clone(),
+    };
     C::render_section(SectionView {
         app,
-        practice_id: &session.practice_id,
-        stored: stored.as_ref(),
-        entered: None,
-        outcome: None,
+        practice_id,
+        stored,
+        entered,
+        outcome: outcome.as_ref(),
+        panel,
     })
 }
 
@@ -329,6 +618,9 @@ pub async fn verify_delivery<C: Connection>(
         }
         Err(e) => return Err(unauthorized(e)),
     }
-    // The delivery carries this practice's own secret: the practice is verified.
-    Ok(PracticeId::verified(practice_id))
+    // The delivery carries this practice's own secret: the practice is verified, and the
+    // partner reaches us.
+    let practice_id = PracticeId::verified(practice_id);
+    health::record_delivery(app, &practice_id, C::PARTNER).await;
+    Ok(practice_id)
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub partners: Partners,
     /// Recently opened partner secrets (webhook verification).
     pub connection_secrets: Arc<SecretsCache>,
+    /// Which partners' signed deliveries were recorded as working lately.
+    pub health_recent: Arc<super::health::Recent>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
         );
         Self {
             connection_secrets: Arc::new(SecretsCache::new(hint_state.settings.secrets_cache_ttl)),
+            health_recent: Arc::default(),
             hint_state,
             jobs,
             completions,

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{NewVisit, PartnerError, PartnerId, VisitId, to_json};
+use super::{
+    NewVisit, PartnerError, PartnerId, VisitId,
+    health::{self, Observation},
+    to_json,
+};
 use crate::{
     db::now_ms,
     error::AppError,
@@ -91,7 +95,15 @@ where
         &session.actor(),
     )
     .await?;
-    let (launched, extra) = match call(&visit_id).await {
+    let answer = call(&visit_id).await;
+    let observed = match &answer {
+        Ok(_) => Some(Observation::Worked),
+        Err(error) => Observation::of_error(error),
+    };
+    if let Some(observed) = observed {
+        health::record(state, practice_id, partner, &observed).await;
+    }
+    let (launched, extra) = match answer {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(%practice_id, %visit_id, %partner, error = %crate::error::error_chain(&error), "partner launch refused or failed");

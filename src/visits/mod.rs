@@ -12,6 +12,7 @@
 
 mod app_state;
 pub mod completion;
+pub mod health;
 pub mod launch;
 pub mod lifecycle;
 pub mod page;

@@ -11,14 +11,16 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Visit, VisitId};
+use super::{Visit, VisitId, VisitState};
 use crate::{
     audit::{Action, Entry},
-    db::Moment,
+    db::{Moment, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession},
     ids::ExternalId,
+    jobs::{self, Job},
     server::csp::FormTargets,
+    tenancy::PracticeId,
     visits::AppState,
 };
 
@@ -70,6 +72,7 @@ pub async fn page(
     {
         return Err(AppError::NotFound);
     }
+    watched(&state, &session.practice_id, &visit).await?;
     let viewed = Entry::new(Action::ResultViewed)
         .patient(&visit.patient_id)
         .visit(visit.id.as_str());
@@ -78,6 +81,36 @@ pub async fn page(
         .record(&session.practice_id, &session.actor(), viewed)
         .await?;
     respond(&state, &session, StatusCode::OK, visit, None).await
+}
+
+/// Someone is looking at an open visit (the page refreshes every few seconds while it is
+/// open): a partner whose side moves on its own (HCW@Home's call) is asked sooner than its
+/// usual poll, so the page is never more than that far behind.
+async fn watched(
+    state: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<(), AppError> {
+    if visit.state() != VisitState::InProgress {
+        return Ok(());
+    }
+    let Some(every) = state.partners.of(visit)?.poll_while_watched() else {
+        return Ok(());
+    };
+    let poll = Job::PollPartner {
+        visit_id: visit.id.clone(),
+    };
+    if jobs::hasten(
+        &state.db,
+        practice_id,
+        &poll,
+        now_ms() + every.as_millis() as i64,
+    )
+    .await?
+    {
+        state.jobs.wake();
+    }
+    Ok(())
 }
 
 /// Sends the browser to the visit's page (after a launch from a form in the frame).

@@ -196,6 +196,13 @@ pub trait PartnerTool: Send + Sync + 'static {
         Ok(())
     }
 
+    /// While someone has an open visit's page in front of them, how old the partner's news of
+    /// it may be (the page then asks for a poll sooner than the partner's usual interval):
+    /// for partners whose visit page shows where the partner's side stands (HCW@Home's call).
+    fn poll_while_watched(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether a clinician may cancel an open visit of this partner from our frame.
     fn cancellable(&self) -> bool {
         true

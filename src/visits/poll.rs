@@ -1,7 +1,10 @@
 //! The `PollPartner` job: fails a launch that never completed, else asks the visit's partner
 //! whether the result is ready.
 
-use super::{VisitId, VisitState};
+use super::{
+    VisitId, VisitState,
+    health::{self, Observation},
+};
 use crate::{
     db::now_ms,
     jobs::{JobError, JobOutcome},
@@ -33,5 +36,13 @@ pub async fn run(
         super::fail(state, practice_id, &visit.id, &reason).await?;
         return Ok(JobOutcome::Done);
     }
-    partner.poll(state, practice_id, &visit).await
+    let outcome = partner.poll(state, practice_id, &visit).await;
+    let observed = match &outcome {
+        Ok(_) => Some(Observation::Worked),
+        Err(error) => Observation::of_job_error(error),
+    };
+    if let Some(observed) = observed {
+        health::record(state, practice_id, partner.id(), &observed).await;
+    }
+    outcome
 }

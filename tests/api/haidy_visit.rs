@@ -298,20 +298,31 @@ async fn haidy_refusing_or_down_fails_the_visit_with_words_the_clinician_can_use
         .await;
     app.haidy.set_faults(HaidyFaults::default());
 
-    // A token Haidy does not know.
+    // A token Haidy does not know: the save says so at once and stores nothing, unless the
+    // admin saves it anyway (then it is flagged, and the partner shows as failing).
     let admin = app.session(&practice.admin, None).await;
-    let saved = app
-        .post_form(
-            "/hint/settings/haidy",
-            &admin,
-            &[
-                ("api_token", "not-a-real-token"),
-                ("patient_group", "g"),
-                ("integration_id", "i"),
-            ],
-        )
-        .await;
-    assert_eq!(saved.status(), 200);
+    let wrong = [
+        ("api_token", "not-a-real-token"),
+        ("patient_group", "g"),
+        ("integration_id", "i"),
+    ];
+    let (status, refused) =
+        Page::of(app.post_form("/hint/settings/haidy", &admin, &wrong).await).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        refused.text_of("#haidy-settings [role=alert] p"),
+        "Not saved: when Chartbridge tried these settings, Haidy refused Chartbridge's credentials (HTTP 401). Check them, or save them anyway (visits with Haidy documents will fail until they work)."
+    );
+    let mut anyway = wrong.to_vec();
+    anyway.push(("save_anyway", "1"));
+    let (status, saved) =
+        Page::of(app.post_form("/hint/settings/haidy", &admin, &anyway).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        saved.text_of("#haidy-settings .warn"),
+        "Saved, though Haidy refused Chartbridge's credentials (HTTP 401): visits with Haidy documents will fail until this is put right."
+    );
+    assert_eq!(saved.text_of("#haidy-settings .health .badge"), "Failing");
     let page = page_of(&app, launch(&app, &key, &practice.patients[1], &[]).await).await;
     assert_eq!(
         page.text_of("#visit > p.error"),
@@ -362,6 +373,8 @@ async fn haidy_settings_are_for_admins_and_the_token_stays_sealed() {
     let practice = app.new_practice("Settings Docs").await;
     let clinician = app.session(&practice.clinician, None).await;
     let admin = app.session(&practice.admin, None).await;
+    app.haidy
+        .add_organisation("tok-secret-value-1", "grp-1", "int-1");
     let fields = [
         ("api_token", "tok-secret-value-1"),
         ("patient_group", "grp-1"),

@@ -293,6 +293,7 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
                         ("service_password", password),
                         ("routing", "queue"),
                         ("queue", "General"),
+                        ("save_anyway", "1"),
                     ],
                 )
                 .await;
@@ -334,6 +335,28 @@ async fn hcw_refusals_reach_the_clinician_in_words_and_fail_the_visit() {
             .all(|v| v.state.as_str() == "failed" && v.error_message.is_some())
     );
     assert!(app.hcw.world().invites.is_empty());
+}
+
+#[tokio::test]
+async fn a_watched_visit_page_asks_hcw_sooner_than_the_usual_poll() {
+    // The usual poll is an hour away (the test settings); the page is being looked at.
+    let app = spawn_app().await;
+    let (_, key, visit) = launched(&app, None).await;
+    assert!(app.hcw.patient_joins(&invite_id(&visit)));
+    let path = format!("{key}&visit_id={}", visit.id);
+    app.run_jobs().await; // the write-back; the poll is not due
+    let polls = app.hcw.requests();
+    let seen = app.page("clinical_interaction", &path).await;
+    assert!(!seen.has(".hcw-open [role=status]"), "not looked yet");
+    // That view brought the poll forward: it runs now, and the next refresh shows the call.
+    assert!(app.run_jobs().await >= 1);
+    assert!(app.hcw.requests() > polls, "HCW@Home was asked");
+    assert_eq!(
+        app.page("clinical_interaction", &path)
+            .await
+            .text_of(".hcw-open [role=status]"),
+        "The patient is in the waiting room."
+    );
 }
 
 #[tokio::test]
@@ -629,14 +652,29 @@ async fn hcw_settings_are_for_admins_https_only_and_secrets_stay_sealed() {
             .status(),
         422
     );
-    assert_eq!(
+    // Nothing answers at this address (loopback here): the save says so and stores nothing,
+    // unless the admin saves anyway.
+    let (status, unreached) = Page::of(
         app.post_form(
             "/hint/settings/hcw",
             &admin,
-            &fields("https://hcw.example.org")
+            &fields("https://hcw.example.org"),
         )
-        .await
-        .status(),
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        unreached
+            .text_of("#hcw-settings [role=alert]")
+            .contains("HCW@Home could not be reached")
+    );
+    let mut anyway = fields("https://hcw.example.org");
+    anyway.push(("save_anyway", "1"));
+    assert_eq!(
+        app.post_form("/hint/settings/hcw", &admin, &anyway)
+            .await
+            .status(),
         200
     );
 

@@ -13,6 +13,7 @@ mod logging;
 mod mediquo;
 mod netns;
 mod outbound;
+mod partner_health;
 mod refusals;
 mod registry;
 mod resilience;

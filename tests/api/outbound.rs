@@ -68,6 +68,18 @@ async fn save_hcw(app: &TestApp, practice: &TestPractice, base_url: &str) -> req
     app.save_settings(practice, "hcw", &form).await
 }
 
+/// Saves though the connection test fails (the admin's "Save anyway").
+async fn save_hcw_anyway(
+    app: &TestApp,
+    practice: &TestPractice,
+    base_url: &str,
+) -> reqwest::Response {
+    let mut form = hcw_form(base_url);
+    form.push(("save_anyway", "1".into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.save_settings(practice, "hcw", &form).await
+}
+
 async fn launch_hcw(app: &TestApp, practice: &TestPractice) -> (reqwest::StatusCode, Page) {
     let key = app.session(&practice.clinician, None).await;
     Page::of(
@@ -99,8 +111,14 @@ async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
+/// Runs in a network namespace holding only loopback: the public name at the end passes the
+/// address check, and the save's connection test then calls it.
 #[tokio::test]
 async fn every_private_address_is_refused_when_the_admin_saves_it() {
+    if !crate::netns::isolated("outbound::every_private_address_is_refused_when_the_admin_saves_it")
+    {
+        return;
+    }
     let app = production_like().await;
     let practice = app.new_practice("Careful Clinic").await;
     for url in SPELLINGS {
@@ -116,13 +134,27 @@ async fn every_private_address_is_refused_when_the_admin_saves_it() {
             "{url} is not stored"
         );
     }
-    // A public name is accepted (and never called here).
-    assert_eq!(
-        save_hcw(&app, &practice, "https://hcw.example.org/")
-            .await
-            .status(),
-        200
+    // A public name passes the check; the connection test cannot reach it (nothing leaves
+    // this namespace), so it is stored only when the admin says "Save anyway".
+    app.dns.set("hcw.example.org", &["93.184.215.14"]);
+    let (status, page) =
+        Page::of(save_hcw(&app, &practice, "https://hcw.example.org/").await).await;
+    assert_eq!(status, 422);
+    assert!(
+        page.text_of("#hcw-settings [role=alert]")
+            .contains("HCW@Home could not be reached"),
+        "{}",
+        page.text_of("#hcw-settings [role=alert]")
     );
+    assert!(!app.has_connection(&practice.id, "hcw").await);
+    let (status, page) =
+        Page::of(save_hcw_anyway(&app, &practice, "https://hcw.example.org/").await).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.text_of("#hcw-settings .warn")
+            .starts_with("Saved, though")
+    );
+    assert!(app.has_connection(&practice.id, "hcw").await);
 }
 
 #[tokio::test]
@@ -162,14 +194,20 @@ async fn a_stored_address_is_checked_again_on_every_call() {
     assert_eq!(app.hcw.requests(), calls, "nothing reached the address");
 }
 
+/// In a network namespace of its own: the save's connection test calls the public address.
 #[tokio::test]
 async fn a_name_that_turns_private_after_the_save_is_refused_when_called() {
+    if !crate::netns::isolated(
+        "outbound::a_name_that_turns_private_after_the_save_is_refused_when_called",
+    ) {
+        return;
+    }
     let app = production_like().await;
     let practice = app.new_practice("Rebound").await;
     let (port, accepted) = counting_listener().await;
     app.dns.set("rebind.example", &["93.184.215.14"]);
     let url = format!("https://rebind.example:{port}/");
-    assert_eq!(save_hcw(&app, &practice, &url).await.status(), 200);
+    assert_eq!(save_hcw_anyway(&app, &practice, &url).await.status(), 200);
 
     // The name now answers loopback, where something listens: the call is refused at the
     // lookup, so nothing connects.

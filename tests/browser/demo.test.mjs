@@ -166,13 +166,60 @@ test("a settings save shows its progress, cannot be sent twice, and says what it
   await save.click({ force: true, trial: false }).catch(() => {});
   const saved = frame.locator("#hcw-settings [role=status]");
   await saved.waitFor();
-  assert.equal((await saved.textContent()).trim(), "Saved.");
+  assert.equal((await saved.textContent()).trim(), "Saved. HCW@Home video visit accepted the settings.");
   assert.equal(posts, 1, "one save sent");
   const inView = await saved.evaluate((el) => {
     const box = el.getBoundingClientRect();
     return box.top >= 0 && box.bottom <= window.innerHeight;
   });
   assert.ok(inView, "the outcome is in view");
+});
+
+test("credentials the partner refuses are not saved unasked, Test connection says so, and the status shows it", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  expect(page, 422, /\/hint\/settings\/hcw/);
+  await page.goto(`${HINT}/embed/settings?as=admin`);
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  const section = frame.locator("#hcw-settings");
+  const password = section.locator("input[name=service_password]");
+  await password.waitFor();
+  await page.waitForLoadState("networkidle");
+  await password.fill("not-the-password");
+  await section.getByRole("button", { name: "Save HCW@Home settings" }).click();
+  const refused = section.getByRole("alert");
+  await refused.getByText("HCW@Home refused the service account's email or password").waitFor();
+  assert.match(await refused.textContent(), /^Not saved:/);
+  assert.equal(await password.inputValue(), "not-the-password", "what was typed is still there");
+  await section.getByRole("button", { name: "Save anyway" }).click();
+  await section.locator(".warn").getByText("Saved, though HCW@Home refused").waitFor();
+  assert.equal((await section.locator(".health .badge").textContent()).trim(), "Failing");
+  await section.getByRole("button", { name: "Test connection" }).click();
+  await section.getByRole("alert").getByText("The test failed: HCW@Home refused the service account's email or password.").waitFor();
+  // At a glance, at the top of the page.
+  await frame.locator("nav.sections li", { hasText: "HCW@Home" }).getByText(/Failing since/).waitFor();
+  // Put right: the sandbox's real password.
+  await section.locator("input[name=service_password]").fill("hcw-sandbox-scheduler-password");
+  await section.getByRole("button", { name: "Save HCW@Home settings" }).click();
+  await section.getByRole("status").getByText("Saved. HCW@Home video visit accepted the settings.").waitFor();
+  assert.equal((await section.locator(".health .badge").textContent()).trim(), "Connected");
+});
+
+test("a refused field is marked invalid, tied to its message, and gets the focus", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  expect(page, 422, /\/hint\/settings\/mediquo/);
+  await page.goto(`${HINT}/embed/settings?as=admin`);
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  const section = frame.locator("#mediquo-settings");
+  const signature = section.locator("input[name=signature]");
+  await signature.waitFor();
+  await page.waitForLoadState("networkidle");
+  await signature.fill("too-short");
+  await section.getByRole("button", { name: "Save MediQuo settings" }).click();
+  await section.getByRole("alert").waitFor();
+  const field = section.locator("input[name=signature]");
+  await frame.locator("#mediquo-settings input[aria-invalid=true]").waitFor();
+  assert.equal(await field.getAttribute("aria-describedby"), "mediquo-settings-error");
+  assert.ok(await field.evaluate((el) => el === document.activeElement), "the focus is on the field");
 });
 
 test("a session that ends in the frame says so, during a search and a settings save, and keeps what was typed", { timeout: 90000 }, async () => {

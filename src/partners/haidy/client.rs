@@ -214,6 +214,19 @@ impl HaidyClient {
             .collect())
     }
 
+    /// A connection test: the approved consultations of a patient context that does not
+    /// exist (Haidy checks the token; the list is empty and names no patient).
+    pub async fn check_token(&self, token: &SecretString) -> Result<(), HaidyError> {
+        let request = self
+            .call(Method::GET, &["v2", "consultations"], token)
+            .query(&[
+                ("status", "approved"),
+                ("patient_context_id", "chartbridge-connection-test"),
+            ]);
+        self.upstream.send(HAIDY, request).await?;
+        Ok(())
+    }
+
     /// The report as JSON, else as text.
     pub async fn report(
         &self,

@@ -126,8 +126,8 @@ impl PartnerTool for Haidy {
                 "/hint/partners/haidy/visits/{visit_id}/files",
                 post(launch::add_files).layer(DefaultBodyLimit::max(files::BODY_LIMIT)),
             )
-            .with_state(PartnerState::new(app, self))
-            .merge(connection::routes::<HaidyConnection>())
+            .with_state(PartnerState::new(app.clone(), self.clone()))
+            .merge(connection::routes::<HaidyConnection>(self, app))
     }
 
     async fn settings_section(

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::ID;
 use crate::{
     error::AppError,
-    partners::connection::{Connection, SectionView, keep_blank},
-    visits::PartnerId,
+    partners::connection::{Connection, Panel, Refusal, SectionView, Tested, keep_blank},
+    tenancy::PracticeId,
+    visits::{AppState, PartnerId},
 };
 
 /// A practice's Haidy organisation, as the admin set it up.
@@ -46,8 +47,7 @@ struct HaidySettingsSection {
     configured: bool,
     patient_group: String,
     integration_id: String,
-    saved: bool,
-    error: Option<String>,
+    panel: Panel,
 }
 
 /// One token-like value: no spaces or control characters, at most `max` bytes.
@@ -64,6 +64,7 @@ impl Connection for HaidyConnection {
     type Settings = StoredSettings;
     type Secrets = StoredSecrets;
     type Form = HaidySettingsForm;
+    type Partner = super::Haidy;
 
     fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
         Self {
@@ -86,22 +87,32 @@ impl Connection for HaidyConnection {
     }
 
     /// A blank token keeps the stored one.
-    fn from_form(input: &HaidySettingsForm, stored: Option<&Self>) -> Result<Self, String> {
+    fn from_form(input: &HaidySettingsForm, stored: Option<&Self>) -> Result<Self, Refusal> {
         let token = keep_blank(
             input.api_token.trim(),
             stored.map(|c| c.api_token.expose_secret()),
         );
-        let token = plain_field(&token, 1024)
-            .ok_or("Enter the Haidy API token (from Haidy's organisation settings).".to_string())?;
+        let token = plain_field(&token, 1024).ok_or_else(|| {
+            Refusal::at(
+                "api_token",
+                "Enter the Haidy API token (from Haidy's organisation settings).",
+            )
+        })?;
         let patient_group = plain_field(&input.patient_group, 128)
-            .ok_or("Enter the Haidy patient group id.".to_string())?;
+            .ok_or_else(|| Refusal::at("patient_group", "Enter the Haidy patient group id."))?;
         let integration_id = plain_field(&input.integration_id, 128)
-            .ok_or("Enter the Haidy integration id.".to_string())?;
+            .ok_or_else(|| Refusal::at("integration_id", "Enter the Haidy integration id."))?;
         Ok(Self {
             api_token: SecretString::from(token),
             patient_group,
             integration_id,
         })
+    }
+
+    /// Haidy's consultation list for a patient context that does not exist: the token is
+    /// checked, nothing is created, no patient is named.
+    async fn test(&self, partner: &super::Haidy, _: &AppState, _: &PracticeId) -> Tested {
+        Tested::of(partner.client.check_token(&self.api_token).await)
     }
 
     fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
@@ -115,8 +126,7 @@ impl Connection for HaidyConnection {
             configured: view.configured(),
             patient_group: shown(|f| &f.patient_group, |c| &c.patient_group),
             integration_id: shown(|f| &f.integration_id, |c| &c.integration_id),
-            saved: view.saved(),
-            error: view.error(),
+            panel: view.panel(),
         }
         .render()?)
     }

@@ -33,7 +33,9 @@ pub enum HcwError {
     /// The login itself was refused: the service account's email or password is wrong.
     #[error("HCW@Home refused the service account's email or password")]
     BadCredentials(#[source] UpstreamError),
-    #[error(transparent)]
+    /// Any other failure of a call (kept whole as the source, so what it says of HCW@Home's
+    /// health can be read from the chain).
+    #[error("an HCW@Home call failed")]
     Upstream(#[from] UpstreamError),
 }
 
@@ -269,6 +271,21 @@ impl HcwClient {
                 messages: vec!["the login answer holds no token".into()],
             })
         })
+    }
+
+    /// A connection test: the service account signs in now, whatever is cached; the token
+    /// is kept for the calls that follow.
+    pub async fn check_login(
+        &self,
+        practice_id: &PracticeId,
+        connection: &HcwConnection,
+    ) -> Result<(), HcwError> {
+        let tokens = Arc::new(self.login(connection).await?);
+        self.tokens
+            .lock()
+            .expect("hcw tokens")
+            .insert(key(practice_id, connection), tokens);
+        Ok(())
     }
 
     /// `POST /api/v1/refresh-token`.

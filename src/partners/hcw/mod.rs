@@ -105,8 +105,8 @@ impl PartnerTool for HcwAtHome {
                 "/hint/partners/hcw/visits/{visit_id}/finish",
                 post(visit::finish),
             )
-            .with_state(PartnerState::new(app, self))
-            .merge(connection::routes::<HcwConnection>())
+            .with_state(PartnerState::new(app.clone(), self.clone()))
+            .merge(connection::routes::<HcwConnection>(self, app))
     }
 
     async fn settings_section(
@@ -124,6 +124,12 @@ impl PartnerTool for HcwAtHome {
         visit: &Visit,
     ) -> Result<JobOutcome, JobError> {
         visit::poll(self, app, practice_id, visit).await
+    }
+
+    /// The visit page shows where the call stands (patient waiting, in a call): at most five
+    /// seconds old while someone watches it.
+    fn poll_while_watched(&self) -> Option<Duration> {
+        Some(Duration::from_secs(5))
     }
 
     async fn cancel(

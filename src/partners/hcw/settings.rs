@@ -9,7 +9,8 @@ use url::Url;
 use super::{ID, looks_like_email, parse_base_url};
 use crate::{
     error::AppError,
-    partners::connection::{Connection, SectionView, keep_blank},
+    partners::connection::{Connection, Panel, Refusal, SectionView, Tested, keep_blank},
+    tenancy::PracticeId,
     visits::{AppState, PartnerId},
 };
 
@@ -75,8 +76,7 @@ struct HcwSettingsSection {
     routing: &'static str,
     queue: String,
     min_sso: usize,
-    saved: bool,
-    error: Option<String>,
+    panel: Panel,
 }
 
 fn plain_secret(value: &str) -> bool {
@@ -88,6 +88,7 @@ impl Connection for HcwConnection {
     type Settings = StoredSettings;
     type Secrets = StoredSecrets;
     type Form = HcwSettingsForm;
+    type Partner = super::HcwAtHome;
 
     fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
         Self {
@@ -113,14 +114,15 @@ impl Connection for HcwConnection {
         )
     }
 
-    fn from_form(input: &HcwSettingsForm, stored: Option<&Self>) -> Result<Self, String> {
-        let base_url = parse_base_url(&input.base_url)?;
+    fn from_form(input: &HcwSettingsForm, stored: Option<&Self>) -> Result<Self, Refusal> {
+        let base_url =
+            parse_base_url(&input.base_url).map_err(|why| Refusal::at("base_url", why))?;
         let email = input.service_email.trim();
         if !looks_like_email(email) {
-            return Err(
-                "Enter the service account's email (an HCW@Home user with the scheduler role)."
-                    .into(),
-            );
+            return Err(Refusal::at(
+                "service_email",
+                "Enter the service account's email (an HCW@Home user with the scheduler role).",
+            ));
         }
         let password = keep_blank(
             &input.service_password,
@@ -131,11 +133,17 @@ impl Connection for HcwConnection {
             stored.map(|c| c.sso_secret.expose_secret()),
         );
         if password.is_empty() || !plain_secret(&password) {
-            return Err("Enter the service account's password.".into());
+            return Err(Refusal::at(
+                "service_password",
+                "Enter the service account's password.",
+            ));
         }
         if sso_secret.chars().count() < MIN_SSO_SECRET_LEN || !plain_secret(&sso_secret) {
-            return Err(format!(
-                "The SSO secret must be at least {MIN_SSO_SECRET_LEN} characters: the SHARED_EXTERNAL_AUTH_SECRET of your HCW@Home server."
+            return Err(Refusal::at(
+                "sso_secret",
+                format!(
+                    "The SSO secret must be at least {MIN_SSO_SECRET_LEN} characters: the SHARED_EXTERNAL_AUTH_SECRET of your HCW@Home server."
+                ),
             ));
         }
         let routing = match input.routing.as_str() {
@@ -143,17 +151,20 @@ impl Connection for HcwConnection {
             "queue" => {
                 let queue = input.queue.trim();
                 if queue.is_empty() || queue.len() > 200 || queue.chars().any(char::is_control) {
-                    return Err("Enter the HCW@Home queue's name or id.".into());
+                    return Err(Refusal::at(
+                        "queue",
+                        "Enter the HCW@Home queue's name or id.",
+                    ));
                 }
                 Routing::Queue {
                     queue: queue.to_string(),
                 }
             }
             _ => {
-                return Err(
-                    "Choose how HCW@Home routes invitations: to the clinician or to a queue."
-                        .into(),
-                );
+                return Err(Refusal::at(
+                    "routing",
+                    "Choose how HCW@Home routes invitations: to the clinician or to a queue.",
+                ));
             }
         };
         Ok(Self {
@@ -167,14 +178,31 @@ impl Connection for HcwConnection {
 
     /// The server's address must be one Chartbridge may call (public, or allowed by the
     /// operator): looked up now, and again on every call.
-    async fn check(&self, app: &AppState) -> Result<(), String> {
+    async fn check(&self, app: &AppState) -> Result<(), Refusal> {
         app.upstream
             .guarded()
             .check(&self.base_url)
             .await
             .map_err(|refused| {
-                format!("Chartbridge cannot use this HCW@Home address: {refused}. Enter your HCW@Home server's public https address.")
+                Refusal::at("base_url", format!("Chartbridge cannot use this HCW@Home address: {refused}. Enter your HCW@Home server's public https address."))
             })
+    }
+
+    /// The service account signs in (the token serves the calls that follow). A refused sign-in is named as
+    /// such; an HCW@Home that cannot be reached reads the same whatever the cause.
+    async fn test(
+        &self,
+        partner: &super::HcwAtHome,
+        _: &AppState,
+        practice_id: &PracticeId,
+    ) -> Tested {
+        match partner.client.check_login(practice_id, self).await {
+            Ok(()) => Tested::Worked,
+            Err(super::client::HcwError::BadCredentials(_)) => {
+                Tested::Failed("HCW@Home refused the service account's email or password".into())
+            }
+            Err(e) => Tested::of(Err(e)),
+        }
     }
 
     fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
@@ -185,8 +213,7 @@ impl Connection for HcwConnection {
             routing: "doctor_email",
             queue: String::new(),
             min_sso: MIN_SSO_SECRET_LEN,
-            saved: view.saved(),
-            error: view.error(),
+            panel: view.panel(),
         };
         if let Some(c) = view.stored {
             section.base_url = c.base_url.to_string();

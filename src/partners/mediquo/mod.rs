@@ -49,8 +49,8 @@ impl PartnerTool for MediQuo {
     fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
             .route("/webhooks/mediquo/{practice_id}", post(webhook::receive))
-            .with_state(PartnerState::new(app, self))
-            .merge(connection::routes::<MediquoConnection>())
+            .with_state(PartnerState::new(app.clone(), self.clone()))
+            .merge(connection::routes::<MediquoConnection>(self, app))
     }
 
     async fn settings_section(

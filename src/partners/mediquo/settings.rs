@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::ID;
 use crate::{
     error::AppError,
-    partners::connection::{Connection, SectionView},
+    partners::connection::{Connection, Panel, Refusal, SectionView},
     visits::PartnerId,
 };
 
@@ -40,8 +40,7 @@ pub struct MediquoSettingsForm {
 struct MediquoSettingsSection {
     configured: bool,
     webhook_url: String,
-    saved: bool,
-    error: Option<String>,
+    panel: Panel,
 }
 
 impl Connection for MediquoConnection {
@@ -49,6 +48,7 @@ impl Connection for MediquoConnection {
     type Settings = StoredSettings;
     type Secrets = StoredSecrets;
     type Form = MediquoSettingsForm;
+    type Partner = super::MediQuo;
 
     fn from_stored(_: StoredSettings, secrets: StoredSecrets) -> Self {
         Self {
@@ -66,14 +66,17 @@ impl Connection for MediquoConnection {
     }
 
     /// The value is always entered again (it is the whole of MediQuo's authentication).
-    fn from_form(input: &MediquoSettingsForm, _: Option<&Self>) -> Result<Self, String> {
+    fn from_form(input: &MediquoSettingsForm, _: Option<&Self>) -> Result<Self, Refusal> {
         let signature = input.signature.trim();
         if signature.chars().count() < MIN_SIGNATURE_LEN
             || signature.len() > 512
             || signature.chars().any(char::is_control)
         {
-            return Err(format!(
-                "The signature value must be {MIN_SIGNATURE_LEN} to 512 characters, the same as agreed with MediQuo support."
+            return Err(Refusal::at(
+                "signature",
+                format!(
+                    "The signature value must be {MIN_SIGNATURE_LEN} to 512 characters, the same as agreed with MediQuo support."
+                ),
             ));
         }
         Ok(Self {
@@ -85,8 +88,7 @@ impl Connection for MediquoConnection {
         Ok(MediquoSettingsSection {
             configured: view.configured(),
             webhook_url: view.webhook_url(),
-            saved: view.saved(),
-            error: view.error(),
+            panel: view.panel(),
         }
         .render()?)
     }

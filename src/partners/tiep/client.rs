@@ -86,6 +86,23 @@ impl TiepClient {
         upstream::json(TIEP, response).await
     }
 
+    /// A connection test: a token request that opens no session (`create_session: false`)
+    /// for a doctor that names the test. Tiep checks the key first; nothing is created.
+    pub async fn check_key(&self, api_key: &SecretString) -> Result<(), TiepError> {
+        let body = serde_json::json!({
+            "doctor": {"id": "chartbridge-connection-test", "name": "Chartbridge connection test"},
+            "create_session": false,
+        });
+        let request = self
+            .upstream
+            .http()
+            .post(endpoint(&self.api_url, &["v1", "auth", "generate-token"]))
+            .header("X-API-Key", api_key.expose_secret())
+            .json(&body);
+        self.upstream.send(TIEP, request).await?;
+        Ok(())
+    }
+
     /// `GET /v1/sessions/{id}`.
     pub async fn get_session(
         &self,

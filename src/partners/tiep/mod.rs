@@ -105,8 +105,8 @@ impl PartnerTool for Tiep {
     fn routes(self: Arc<Self>, app: AppState) -> Router<AppState> {
         Router::new()
             .route("/webhooks/tiep/{practice_id}", post(webhook::receive))
-            .with_state(PartnerState::new(app, self))
-            .merge(connection::routes::<TiepConnection>())
+            .with_state(PartnerState::new(app.clone(), self.clone()))
+            .merge(connection::routes::<TiepConnection>(self, app))
     }
 
     async fn settings_section(

@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::{ID, default_form, validate_form};
 use crate::{
     error::AppError,
-    partners::connection::{Connection, SectionView, keep_blank},
-    visits::PartnerId,
+    partners::connection::{Connection, Panel, Refusal, SectionView, Tested, keep_blank},
+    tenancy::PracticeId,
+    visits::{AppState, PartnerId},
 };
 
 /// Shortest hook secret Tiep accepts.
@@ -51,8 +52,7 @@ struct TiepSettingsSection {
     configured: bool,
     webhook_url: String,
     form_json: String,
-    saved: bool,
-    error: Option<String>,
+    panel: Panel,
 }
 
 fn plain_secret(value: &str) -> bool {
@@ -64,6 +64,7 @@ impl Connection for TiepConnection {
     type Settings = StoredSettings;
     type Secrets = StoredSecrets;
     type Form = TiepSettingsForm;
+    type Partner = super::Tiep;
 
     fn from_stored(settings: StoredSettings, secrets: StoredSecrets) -> Self {
         Self {
@@ -86,7 +87,7 @@ impl Connection for TiepConnection {
     }
 
     /// Blank secret fields keep the stored values, so an admin can change only the form.
-    fn from_form(input: &TiepSettingsForm, stored: Option<&Self>) -> Result<Self, String> {
+    fn from_form(input: &TiepSettingsForm, stored: Option<&Self>) -> Result<Self, Refusal> {
         let api_key = keep_blank(
             input.api_key.trim(),
             stored.map(|c| c.api_key.expose_secret()),
@@ -96,25 +97,37 @@ impl Connection for TiepConnection {
             stored.map(|c| c.hook_secret.expose_secret()),
         );
         if api_key.is_empty() || !plain_secret(&api_key) {
-            return Err("Enter the facility API key from Tiep.".into());
+            return Err(Refusal::at(
+                "api_key",
+                "Enter the facility API key from Tiep.",
+            ));
         }
         if hook_secret.chars().count() < MIN_HOOK_SECRET_LEN || !plain_secret(&hook_secret) {
-            return Err(format!(
-                "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
+            return Err(Refusal::at(
+                "hook_secret",
+                format!(
+                    "The webhook secret must be at least {MIN_HOOK_SECRET_LEN} characters (Tiep's rule)."
+                ),
             ));
         }
         // A blank form keeps the stored one (or starts with the default).
         let form: Value = match input.form.trim() {
             "" => stored.map(|c| c.form.clone()).unwrap_or_else(default_form),
             text => serde_json::from_str(text)
-                .map_err(|e| format!("The form is not valid JSON: {e}."))?,
+                .map_err(|e| Refusal::at("form", format!("The form is not valid JSON: {e}.")))?,
         };
-        validate_form(&form)?;
+        validate_form(&form).map_err(|why| Refusal::at("form", why))?;
         Ok(Self {
             api_key: SecretString::from(api_key),
             hook_secret: SecretString::from(hook_secret),
             form,
         })
+    }
+
+    /// A token request that opens no session: Tiep checks the facility key, nothing is
+    /// created.
+    async fn test(&self, partner: &super::Tiep, _: &AppState, _: &PracticeId) -> Tested {
+        Tested::of(partner.client.check_key(&self.api_key).await)
     }
 
     fn render_section(view: SectionView<'_, Self>) -> Result<String, AppError> {
@@ -127,8 +140,7 @@ impl Connection for TiepConnection {
             configured: view.configured(),
             webhook_url: view.webhook_url(),
             form_json,
-            saved: view.saved(),
-            error: view.error(),
+            panel: view.panel(),
         }
         .render()?)
     }
