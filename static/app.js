@@ -108,13 +108,15 @@ document.addEventListener("click", (event) => {
 // What a save did is shown next to its button: brought into view, and an error gets the focus.
 // An error about one field (data-field) marks that field invalid, ties it to the words
 // (aria-describedby) and moves the focus to it.
-document.addEventListener("htmx:afterSettle", () => {
+// (Also on a page that is itself the answer, e.g. a launch form sent again with its error.)
+const showOutcome = () => {
   const said = document.querySelector("[data-outcome]:not([data-seen])");
   if (!said) return;
   said.dataset.seen = "1";
   said.tabIndex = -1;
   said.scrollIntoView({ block: "nearest" });
-  const field = said.dataset.field && said.closest("form")?.querySelector(`[name="${CSS.escape(said.dataset.field)}"]`);
+  const scope = said.closest("form") ?? said.closest("section") ?? document;
+  const field = said.dataset.field && scope.querySelector(`[name="${CSS.escape(said.dataset.field)}"]`);
   if (field) {
     field.setAttribute("aria-invalid", "true");
     if (said.id) field.setAttribute("aria-describedby", said.id);
@@ -122,7 +124,9 @@ document.addEventListener("htmx:afterSettle", () => {
   } else if (said.getAttribute("role") === "alert") {
     said.focus();
   }
-});
+};
+document.addEventListener("htmx:afterSettle", showOutcome);
+showOutcome();
 
 // A settings save the server refused comes back as the section drawn again, without the
 // secrets (they are never sent back): what the admin typed in them is put back, so a

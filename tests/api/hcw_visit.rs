@@ -199,6 +199,11 @@ async fn gender_is_asked_never_guessed_and_missing_contact_is_said_before_callin
             .text_of("[role=alert]")
             .starts_with("Choose the gender HCW@Home should show")
     );
+    assert_eq!(
+        refused.attr("[role=alert]", "data-field").as_deref(),
+        Some("gender"),
+        "the page marks the field and moves the focus there"
+    );
     assert!(app.hcw.world().invites.is_empty(), "nothing sent to HCW");
     assert!(app.visits_of(&practice.id).await.is_empty());
 

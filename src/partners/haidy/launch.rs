@@ -23,7 +23,7 @@ use crate::{
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
-    partners::connection,
+    partners::connection::{self, Refusal},
     visits::{
         self, PartnerError, PartnerState, VisitId,
         launch::{self, LaunchError, Launched},
@@ -41,7 +41,7 @@ struct LaunchPage {
     max_size: String,
     max_files: usize,
     blocker: Option<String>,
-    error: Option<String>,
+    error: Option<Refusal>,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +54,7 @@ async fn page(
     session: &PracticeSession,
     patient: &Patient,
     email: Option<String>,
-    error: Option<String>,
+    error: Option<Refusal>,
 ) -> Result<LaunchPage, AppError> {
     let configured = connection::load::<HaidyConnection>(haidy, &session.practice_id)
         .await?
@@ -266,7 +266,7 @@ pub async fn submit(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     };
     if !valid_email(&email) {
-        let why = "Enter the email you sign in to Haidy with.".to_string();
+        let why = Refusal::at("haidy_email", "Enter the email you sign in to Haidy with.");
         let page = page(&haidy, &session, &patient, Some(email), Some(why)).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     }

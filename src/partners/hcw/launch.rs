@@ -22,7 +22,7 @@ use crate::{
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
-    partners::connection,
+    partners::connection::{self, Refusal},
     visits::{
         PartnerError, PartnerState,
         launch::{self, LaunchError, Launched},
@@ -56,7 +56,7 @@ struct LaunchPage {
     /// Why HCW cannot be called at all (shown instead of the button).
     blocker: Option<String>,
     /// What went wrong with the last submission.
-    error: Option<String>,
+    error: Option<Refusal>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,7 +130,7 @@ fn page(
     connection: Option<&HcwConnection>,
     patient: &Patient,
     input: LaunchForm,
-    error: Option<String>,
+    error: Option<Refusal>,
 ) -> LaunchPage {
     let email = email_of(patient);
     let phone = phone_of(patient);
@@ -213,7 +213,7 @@ pub async fn submit(
     let patient_id = ExternalId::parse(&input.patient_id)?;
     let patient = hint::patient_for(&hcw, &session, &patient_id).await?;
     let connection = connection::load::<HcwConnection>(&hcw, &session.practice_id).await?;
-    let refuse = |input: LaunchForm, why: String| -> Result<Response, AppError> {
+    let refuse = |input: LaunchForm, why: Refusal| -> Result<Response, AppError> {
         let page = page(&session, connection.as_ref(), &patient, input, Some(why));
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
     };
@@ -227,7 +227,7 @@ pub async fn submit(
     );
     // (A missing connection is one of the blockers.)
     let (Some(connection), None) = (connection.as_ref(), checked.blocker.clone()) else {
-        return refuse(input, checked.blocker.clone().unwrap_or_default());
+        return refuse(input, checked.blocker.clone().unwrap_or_default().into());
     };
     let gender = match (checked.known_gender, input.gender.as_str()) {
         (Some(known), _) => known,
@@ -235,7 +235,7 @@ pub async fn submit(
         (None, "female") => "female",
         (None, _) => {
             let why = "Choose the gender HCW@Home should show: Hint does not record the patient as male or female.";
-            return refuse(input, why.into());
+            return refuse(input, Refusal::at("gender", why));
         }
     };
     let Some(language) = LANGUAGES
@@ -243,11 +243,14 @@ pub async fn submit(
         .map(|(code, _)| *code)
         .find(|code| *code == input.language)
     else {
-        return refuse(input, "Choose the patient's language.".into());
+        return refuse(
+            input,
+            Refusal::at("language", "Choose the patient's language."),
+        );
     };
     let scheduled_for = match scheduled_utc(&input) {
         Ok(at) => at,
-        Err(why) => return refuse(input, why),
+        Err(why) => return refuse(input, Refusal::at("scheduled_for", why)),
     };
     let send_invite = input.send_invite.is_some();
     let (first_name, last_name) = names(&patient);
@@ -307,7 +310,7 @@ pub async fn submit(
         Err(LaunchError::Partner {
             error: error @ PartnerError::Refused { .. },
             ..
-        }) => refuse(input, error.message()),
+        }) => refuse(input, error.message().into()),
         Err(other) => Err(other.into()),
     }
 }
