@@ -197,6 +197,7 @@ test("credentials the partner refuses are not saved unasked, Test connection say
   await section.getByRole("alert").getByText("The test failed: HCW@Home refused the service account's email or password.").waitFor();
   // At a glance, at the top of the page.
   await frame.locator("nav.sections li", { hasText: "HCW@Home" }).getByText(/Failing since/).waitFor();
+  await page.screenshot({ path: join(tmpdir(), "chartbridge-hcw-failing.png") });
   // Put right: the sandbox's real password.
   await section.locator("input[name=service_password]").fill("hcw-sandbox-scheduler-password");
   await section.getByRole("button", { name: "Save HCW@Home settings" }).click();
@@ -246,6 +247,7 @@ test("a session that ends in the frame says so, during a search and a settings s
   await frame.getByRole("button", { name: "Save HCW@Home settings" }).click();
   await frame.getByRole("alert").filter({ hasText: "Your Chartbridge session has ended" }).waitFor();
   assert.equal(await queue.inputValue(), "Evening clinic", "what the admin typed is still there");
+  await page.screenshot({ path: join(tmpdir(), "chartbridge-session-ended.png") });
 });
 
 test("every surface and error page fits the 1024×768 frame with no sideways scroll, and axe finds nothing", { timeout: 120000 }, async () => {
