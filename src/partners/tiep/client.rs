@@ -68,7 +68,22 @@ impl TiepClient {
         }
     }
 
-    /// `POST /v1/auth/generate-token` with `create_session: true`.
+    /// `POST /v1/auth/generate-token` with `body`.
+    async fn request_token(
+        &self,
+        api_key: &SecretString,
+        body: &Value,
+    ) -> Result<reqwest::Response, TiepError> {
+        let request = self
+            .upstream
+            .http()
+            .post(endpoint(&self.api_url, &["v1", "auth", "generate-token"]))
+            .header("X-API-Key", api_key.expose_secret())
+            .json(body);
+        self.upstream.send(TIEP, request).await
+    }
+
+    /// A launch token with `create_session: true`.
     pub async fn generate_token(
         &self,
         api_key: &SecretString,
@@ -76,13 +91,7 @@ impl TiepClient {
         form: &Value,
     ) -> Result<LaunchToken, TiepError> {
         let body = serde_json::json!({"doctor": doctor, "create_session": true, "form": form});
-        let request = self
-            .upstream
-            .http()
-            .post(endpoint(&self.api_url, &["v1", "auth", "generate-token"]))
-            .header("X-API-Key", api_key.expose_secret())
-            .json(&body);
-        let response = self.upstream.send(TIEP, request).await?;
+        let response = self.request_token(api_key, &body).await?;
         upstream::json(TIEP, response).await
     }
 
@@ -93,13 +102,7 @@ impl TiepClient {
             "doctor": {"id": "chartbridge-connection-test", "name": "Chartbridge connection test"},
             "create_session": false,
         });
-        let request = self
-            .upstream
-            .http()
-            .post(endpoint(&self.api_url, &["v1", "auth", "generate-token"]))
-            .header("X-API-Key", api_key.expose_secret())
-            .json(&body);
-        self.upstream.send(TIEP, request).await?;
+        self.request_token(api_key, &body).await?;
         Ok(())
     }
 
