@@ -121,13 +121,61 @@ impl TiepClient {
         upstream::json(TIEP, response).await
     }
 
-    /// `{app}/?token=…&session_id=…&context=<URL-safe Base64 JSON>`.
+    /// `{app}/?token=…&session_id=…&context=<URL-safe Base64 JSON>`; a path in `TIEP_APP_URL`
+    /// (a regional or versioned app) is kept.
     pub fn launch_url(&self, token: &LaunchToken, context: &Value) -> Url {
-        let mut url = self.app_url.join("/").expect("static path");
+        let mut url = self.app_url.clone();
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        url.set_query(None);
+        url.set_fragment(None);
         url.query_pairs_mut()
             .append_pair("token", &token.token)
             .append_pair("session_id", &token.session_id)
             .append_pair("context", &URL_SAFE.encode(context.to_string()));
         url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(app_url: &str) -> TiepClient {
+        let upstream = Upstream::new(std::time::Duration::from_secs(1)).unwrap();
+        TiepClient::new(
+            upstream,
+            Url::parse("https://api.tiep.example").unwrap(),
+            Url::parse(app_url).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_launch_url_keeps_the_app_url_s_path() {
+        let token = LaunchToken {
+            token: "t".into(),
+            session_id: "s".into(),
+        };
+        for (app, start) in [
+            (
+                "https://app.tiep.example",
+                "https://app.tiep.example/?token=t&session_id=s&context=",
+            ),
+            (
+                "https://app.tiep.example/eu",
+                "https://app.tiep.example/eu/?token=t&session_id=s&context=",
+            ),
+            (
+                "https://app.tiep.example/eu/",
+                "https://app.tiep.example/eu/?token=t&session_id=s&context=",
+            ),
+        ] {
+            let url = client(app)
+                .launch_url(&token, &serde_json::json!({}))
+                .to_string();
+            assert!(url.starts_with(start), "{app}: {url}");
+        }
     }
 }
