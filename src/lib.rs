@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod group_commit;
 pub mod hint;
 pub mod ids;
 pub mod jobs;

@@ -13,9 +13,9 @@
 
 pub mod verify;
 
+use crate::group_commit::GroupCommit;
 use serde::Serialize;
 use sqlx::AnyConnection;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     crypto::sha256_hex,
@@ -371,9 +371,7 @@ async fn append(
 /// group commit: requests arriving together share one transaction, and each caller waits until
 /// its entry is committed, so a page is never answered with its entry unwritten.
 #[derive(Clone, Debug)]
-pub struct Recorder {
-    sender: mpsc::Sender<(Pending, oneshot::Sender<Result<(), String>>)>,
-}
+pub struct Recorder(GroupCommit<Pending>);
 
 /// Most entries committed together, and how many may wait.
 const MAX_BATCH: usize = 256;
@@ -382,9 +380,21 @@ const QUEUE: usize = 4096;
 impl Recorder {
     /// Starts the writer task (it ends when every handle is dropped).
     pub fn spawn(db: Db) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(db, receiver));
-        Recorder { sender }
+        Recorder(GroupCommit::spawn(
+            "the audit trail",
+            MAX_BATCH,
+            QUEUE,
+            move |pending: Vec<Pending>| {
+                let db = db.clone();
+                async move {
+                    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+                    record_many(&mut tx, &pending)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tx.commit().await.map_err(|e| e.to_string())
+                }
+            },
+        ))
     }
 
     /// Appends an entry and waits until it is committed.
@@ -394,49 +404,17 @@ impl Recorder {
         actor: &Actor,
         entry: Entry<'_>,
     ) -> Result<(), AuditError> {
-        let (reply, done) = oneshot::channel();
-        let pending = Pending::new(practice_id, actor, entry);
-        self.sender
-            .send((pending, reply))
+        self.0
+            .submit(Pending::new(practice_id, actor, entry))
             .await
-            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
-        done.await
-            .map_err(|_| AuditError("the audit writer dropped an entry".into()))?
-            .map_err(AuditError)
+            .map_err(|e| AuditError(e.to_string()))
     }
 }
 
 /// An entry could not be written (the action it records must not go ahead unrecorded).
 #[derive(Debug, thiserror::Error)]
-#[error("writing the audit trail: {0}")]
+#[error("{0}")]
 pub struct AuditError(String);
-
-async fn write_batches(
-    db: Db,
-    mut receiver: mpsc::Receiver<(Pending, oneshot::Sender<Result<(), String>>)>,
-) {
-    let mut batch = Vec::new();
-    while let Some(first) = receiver.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let pending: Vec<Pending> = batch.iter().map(|(p, _)| p.clone()).collect();
-        let written = async {
-            let mut tx = db.begin().await?;
-            record_many(&mut tx, &pending).await?;
-            tx.commit().await
-        }
-        .await
-        .map_err(|e| e.to_string());
-        for (_, reply) in batch.drain(..) {
-            let _ = reply.send(written.clone());
-        }
-    }
-}
 
 /// One entry as read back.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -1,0 +1,150 @@
+//! Group commit: writes that arrive together share one transaction.
+//!
+//! SQLite has one writer and PostgreSQL pays a commit (a WAL flush) per transaction: under
+//! load, one commit per request is the ceiling. A [`GroupCommit`] hands every item to one
+//! writer task, which takes everything waiting (up to its batch size), writes it with one
+//! transaction and answers each caller only once that transaction is committed, so an answer
+//! never runs ahead of what is stored. Used for handshake sessions and audit entries (visit
+//! results have their own writer, `visits::completion`, which also decides per item).
+
+use std::{future::Future, sync::Arc};
+
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<(), Arc<str>>>;
+
+/// Handle to a writer task for items of type `T`.
+#[derive(Debug)]
+pub struct GroupCommit<T> {
+    what: &'static str,
+    sender: mpsc::Sender<(T, Reply)>,
+}
+
+impl<T> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        Self {
+            what: self.what,
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+/// An item could not be written (the database error, never the item).
+#[derive(Debug, thiserror::Error)]
+#[error("writing {what}: {reason}")]
+pub struct GroupCommitError {
+    what: &'static str,
+    reason: Arc<str>,
+}
+
+impl<T: Send + 'static> GroupCommit<T> {
+    /// Starts the writer task (it ends when every handle is dropped). `write` stores a batch
+    /// in one transaction; its error goes to every caller of that batch. At most `max_batch`
+    /// items are written together and `queue` wait.
+    pub fn spawn<W, F>(what: &'static str, max_batch: usize, queue: usize, mut write: W) -> Self
+    where
+        W: FnMut(Vec<T>) -> F + Send + 'static,
+        F: Future<Output = Result<(), String>> + Send,
+    {
+        let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(queue);
+        tokio::spawn(async move {
+            let mut items = Vec::with_capacity(max_batch);
+            let mut replies = Vec::with_capacity(max_batch);
+            while let Some((item, reply)) = receiver.recv().await {
+                items.push(item);
+                replies.push(reply);
+                while items.len() < max_batch {
+                    match receiver.try_recv() {
+                        Ok((item, reply)) => {
+                            items.push(item);
+                            replies.push(reply);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let written = write(std::mem::take(&mut items))
+                    .await
+                    .map_err(Arc::<str>::from);
+                for reply in replies.drain(..) {
+                    let _ = reply.send(written.clone());
+                }
+            }
+        });
+        Self { what, sender }
+    }
+
+    /// Hands `item` to the writer and waits until its batch is committed.
+    pub async fn submit(&self, item: T) -> Result<(), GroupCommitError> {
+        let (reply, done) = oneshot::channel();
+        let failed = |reason: &str| GroupCommitError {
+            what: self.what,
+            reason: reason.into(),
+        };
+        self.sender
+            .send((item, reply))
+            .await
+            .map_err(|_| failed("the writer has stopped"))?;
+        done.await
+            .map_err(|_| failed("the writer dropped the item"))?
+            .map_err(|reason| GroupCommitError {
+                what: self.what,
+                reason,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn items_arriving_together_share_a_batch_and_every_caller_hears_the_outcome() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let writer = GroupCommit::spawn("numbers", 8, 64, move |items: Vec<u32>| {
+            let seen = seen.clone();
+            async move {
+                let fail = items.contains(&13);
+                seen.lock().unwrap().push(items);
+                if fail { Err("unlucky".into()) } else { Ok(()) }
+            }
+        });
+        let answers =
+            futures_join((0..20u32).map(|i| writer.clone().submit_owned(i)).collect()).await;
+        let batches = batches.lock().unwrap();
+        assert_eq!(
+            batches.iter().map(Vec::len).sum::<usize>(),
+            20,
+            "each item written once"
+        );
+        assert!(batches.iter().all(|b| b.len() <= 8));
+        // The batch holding 13 failed as a whole, the others stood.
+        let failed: usize = batches
+            .iter()
+            .filter(|b| b.contains(&13))
+            .map(Vec::len)
+            .sum();
+        assert_eq!(answers.iter().filter(|a| a.is_err()).count(), failed);
+        let error = answers.iter().find_map(|a| a.as_ref().err()).unwrap();
+        assert_eq!(error.to_string(), "writing numbers: unlucky");
+    }
+
+    impl<T: Send + 'static> GroupCommit<T> {
+        async fn submit_owned(self, item: T) -> Result<(), GroupCommitError> {
+            self.submit(item).await
+        }
+    }
+
+    async fn futures_join<F: Future<Output = R> + Send + 'static, R: Send + 'static>(
+        futures: Vec<F>,
+    ) -> Vec<R> {
+        let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await.unwrap());
+        }
+        out
+    }
+}
