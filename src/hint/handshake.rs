@@ -14,7 +14,6 @@ use super::{
     verify_hint_signature,
 };
 use crate::{
-    db::now_ms,
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
     tenancy::PracticeId,
@@ -129,7 +128,6 @@ pub async fn handshake<S: AsRef<HintState>>(
     let user_name = payload.user.display_name().map(|n| clean_text(&n, 200));
     let user_email = payload.user.email.as_deref().map(|e| clean_text(e, 320));
 
-    let now = now_ms();
     let practice_name = clean_text(
         payload
             .practice
@@ -138,15 +136,6 @@ pub async fn handshake<S: AsRef<HintState>>(
             .unwrap_or(practice_id.as_str()),
         200,
     );
-    sqlx::query(
-        "INSERT INTO practices (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
-    )
-    .bind(&practice_id)
-    .bind(&practice_name)
-    .bind(now)
-    .execute(state.db.writer())
-    .await?;
     let session_key = session::open(
         state,
         NewSession {
@@ -159,6 +148,7 @@ pub async fn handshake<S: AsRef<HintState>>(
             patient_id: payload.patient.as_ref().map(|p| p.id.as_str()),
             interaction_id: payload.interaction.as_ref().map(|i| i.id.as_str()),
             access_token_sealed,
+            practice_name: &practice_name,
         },
     )
     .await?;

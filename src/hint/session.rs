@@ -8,8 +8,18 @@
 //! `HintSessionStore` in `hint_sessions`: only the SHA-256 of the key (128 random bits) is
 //! stored, next to typed practice and user columns. A session ends after `idle_timeout`
 //! without use or `absolute_timeout` after the handshake, whichever comes first.
+//!
+//! Handshakes come in bursts (a practice opening Hint in the morning): a new session is
+//! group-committed with the others arriving at the same time (one transaction: the sessions,
+//! the practice row when its name is new to this instance, the per-user cap), and its key is
+//! answered only once that is committed.
 
-use std::str::FromStr;
+use std::{
+    collections::HashMap,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use secrecy::SecretString;
@@ -29,6 +39,7 @@ use crate::{
     crypto::sha256_hex,
     db::{Db, now_ms},
     error::AppError,
+    group_commit::GroupCommit,
     ids::ExternalId,
     tenancy::PracticeId,
 };
@@ -89,6 +100,8 @@ pub struct NewSession<'a> {
     pub patient_id: Option<&'a str>,
     pub interaction_id: Option<&'a str>,
     pub access_token_sealed: Option<String>,
+    /// The practice's name as the handshake gave it.
+    pub practice_name: &'a str,
 }
 
 /// The key a session's data lives under in the `tower_sessions` record.
@@ -121,14 +134,82 @@ struct SessionData {
 pub struct HintSessionStore {
     db: Db,
     idle_timeout_ms: i64,
+    /// Writes new sessions, group-committed.
+    openings: GroupCommit<Opening>,
+    /// Practices' names as this instance last wrote or saw them: a handshake writes the
+    /// practice row only when its name is new here.
+    practice_names: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
 
+/// A session to open, with its practice's row when that needs writing.
+#[derive(Debug)]
+struct Opening {
+    key_hash: String,
+    data: SessionData,
+    practice_name: Option<String>,
+}
+
+/// Most sessions opened in one transaction, and how many may wait.
+const MAX_OPENINGS: usize = 128;
+const OPENINGS_QUEUE: usize = 4096;
+/// Most practice names remembered (beyond that the memory starts again), and for how long (a
+/// rename written by another instance is then written here too).
+const MAX_PRACTICE_NAMES: usize = 100_000;
+const PRACTICE_NAME_FOR: Duration = Duration::from_secs(600);
+
 impl HintSessionStore {
+    /// Starts the writer of new sessions (it needs the Tokio runtime).
     pub fn new(db: Db, settings: &SessionSettings) -> Self {
+        let keep = settings.max_per_user.max(1) as i64;
+        let writer_db = db.clone();
+        let openings = GroupCommit::spawn(
+            "new sessions",
+            MAX_OPENINGS,
+            OPENINGS_QUEUE,
+            move |batch: Vec<Opening>| {
+                let db = writer_db.clone();
+                async move {
+                    write_openings(&db, keep, &batch)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+        );
         Self {
             db,
             idle_timeout_ms: settings.idle_timeout.as_millis() as i64,
+            openings,
+            practice_names: Arc::default(),
         }
+    }
+
+    /// Opens a session under `id` (committed when this returns), writing its practice's row
+    /// when `practice_name` is new to this instance.
+    async fn open(&self, id: &Id, data: SessionData, practice_name: &str) -> Result<(), AppError> {
+        let known = self
+            .practice_names
+            .lock()
+            .expect("practice names")
+            .get(&data.practice_id)
+            .is_some_and(|(name, at)| name == practice_name && at.elapsed() < PRACTICE_NAME_FOR);
+        let practice_id = data.practice_id.clone();
+        let opening = Opening {
+            key_hash: key_hash(id),
+            data,
+            practice_name: (!known).then(|| practice_name.to_string()),
+        };
+        self.openings
+            .submit(opening)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+        if !known {
+            let mut names = self.practice_names.lock().expect("practice names");
+            if names.len() >= MAX_PRACTICE_NAMES {
+                names.clear();
+            }
+            names.insert(practice_id, (practice_name.to_string(), Instant::now()));
+        }
+        Ok(())
     }
 
     fn data(record: &Record) -> session_store::Result<SessionData> {
@@ -293,39 +374,108 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
         last_seen_at: now,
         practice_name: None,
     };
-    let session = Session::new(None, state.sessions.clone(), idle_expiry(state));
-    session.insert(DATA_KEY, &data).await.map_err(store_error)?;
-    session.save().await.map_err(store_error)?;
-    let id = session
-        .id()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a saved session has no id")))?;
-    end_oldest_beyond(state, new.practice_id, new.user_id).await?;
+    // 128 random bits, as tower-sessions draws them.
+    let id = Id::default();
+    state.sessions.open(&id, data, new.practice_name).await?;
     Ok(id.to_string())
 }
 
-/// Ends a user's oldest sessions beyond the cap (each handshake opens one; a user reopening
-/// Chartbridge all day does not pile them up).
-async fn end_oldest_beyond(
-    state: &HintState,
-    practice_id: &PracticeId,
-    user_id: &str,
-) -> Result<(), sqlx::Error> {
-    // Older than the user's Nth newest (nothing when they hold fewer): one index range.
-    let ended = sqlx::query(
-        "DELETE FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 AND created_at < \
-         (SELECT created_at FROM hint_sessions WHERE practice_id = $1 AND user_id = $2 \
-          ORDER BY created_at DESC LIMIT 1 OFFSET $3)",
-    )
-    .bind(practice_id)
-    .bind(user_id)
-    .bind(state.settings.sessions.max_per_user.max(1) as i64 - 1)
-    .execute(state.db.writer())
-    .await?
-    .rows_affected();
+/// One transaction for a burst of new sessions: the practice rows whose name is new (written
+/// only when it really changed), the sessions, and the per-user cap (a user's sessions beyond
+/// the newest `keep` end).
+async fn write_openings(db: &Db, keep: i64, batch: &[Opening]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let mut practices: Vec<(&str, &str)> = Vec::new();
+    for opening in batch {
+        if let Some(name) = opening.practice_name.as_deref() {
+            let id = opening.data.practice_id.as_str();
+            match practices.iter_mut().find(|(p, _)| *p == id) {
+                Some(entry) => entry.1 = name,
+                None => practices.push((id, name)),
+            }
+        }
+    }
+    if !practices.is_empty() {
+        let at = practices.len() * 2 + 1;
+        let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
+        let sql = format!(
+            "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+             WHERE practices.name <> excluded.name"
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, name) in &practices {
+            query = query.bind(*id).bind(*name);
+        }
+        query.bind(now).execute(&mut *tx).await?;
+    }
+
+    let rows = placeholders(batch.len(), 13, |p| p);
+    let sql = format!(
+        "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
+         access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
+         VALUES {rows}"
+    );
+    let mut query = sqlx::query(&sql);
+    for Opening { key_hash, data, .. } in batch {
+        query = query
+            .bind(key_hash)
+            .bind(&data.practice_id)
+            .bind(&data.user_id)
+            .bind(&data.user_email)
+            .bind(&data.user_name)
+            .bind(&data.roles)
+            .bind(&data.access_context)
+            .bind(&data.patient_id)
+            .bind(&data.interaction_id)
+            .bind(&data.access_token_sealed)
+            .bind(data.created_at)
+            .bind(data.last_seen_at)
+            .bind(data.expires_at);
+    }
+    query.execute(&mut *tx).await?;
+
+    let mut users: Vec<(&str, &str)> = batch
+        .iter()
+        .map(|o| (o.data.practice_id.as_str(), o.data.user_id.as_str()))
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    let pairs = placeholders(users.len(), 2, |p| p);
+    let sql = format!(
+        "DELETE FROM hint_sessions WHERE key_hash IN (SELECT key_hash FROM (\
+           SELECT key_hash, ROW_NUMBER() OVER (PARTITION BY practice_id, user_id \
+             ORDER BY created_at DESC, key_hash) AS newest \
+           FROM hint_sessions WHERE (practice_id, user_id) IN (VALUES {pairs})) ranked \
+         WHERE newest > ${})",
+        users.len() * 2 + 1
+    );
+    let mut query = sqlx::query(&sql);
+    for (practice_id, user_id) in &users {
+        query = query.bind(*practice_id).bind(*user_id);
+    }
+    let ended = query.bind(keep).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
     if ended > 0 {
-        tracing::info!(%practice_id, user_id, ended, "oldest sessions ended: over the per-user cap");
+        tracing::info!(ended, "oldest sessions ended: over the per-user cap");
     }
     Ok(())
+}
+
+/// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list
+/// passed through `row` (to add shared parameters).
+fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let list = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({})", row(list))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sweeps expired sessions every minute until `stop` turns true (`Application::run_until_stopped`

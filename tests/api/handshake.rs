@@ -173,3 +173,77 @@ async fn a_user_keeps_at_most_their_newest_sessions() {
     assert_eq!(app.surface("core_page", &keys[2]).await.status(), 200);
     assert_eq!(app.surface("core_page", &admin).await.status(), 200);
 }
+
+/// A signed handshake for `user` of practice `p-burst` named `name`.
+async fn handshake_as(app: &crate::helpers::TestApp, user: &str, name: &str) -> reqwest::Response {
+    let body = format!(
+        r#"{{"user":{{"id":"{user}","partner_roles":["clinician"]}},"practice":{{"id":"p-burst","name":"{name}"}}}}"#
+    );
+    app.handshake_raw(body.as_bytes(), Some(&sign(body.as_bytes())))
+        .await
+}
+
+#[tokio::test]
+async fn a_burst_of_handshakes_is_committed_together_and_every_key_works() {
+    let app = spawn_app_with(|c| c.app.sessions.max_per_user = 3).await;
+    // 40 at once: 20 users, two each, and one user ten times (over the cap of 3).
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        let user = if i < 10 {
+            "u-many".to_string()
+        } else {
+            format!("u-{}", i % 20)
+        };
+        let app = &app;
+        burst.push(async move { handshake_as(app, &user, "Burst Clinic").await });
+    }
+    let answers = futures::future::join_all(burst).await;
+    let mut keys = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        keys.push(body["session_key"].as_str().unwrap().to_string());
+    }
+    // Every answered key is committed (the many-tab user's, up to the cap).
+    let mut working = 0;
+    for key in &keys {
+        if app.surface("core_page", key).await.status() == 200 {
+            working += 1;
+        }
+    }
+    let many: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM hint_sessions WHERE user_id = 'u-many'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(many, 3, "the cap holds within a burst");
+    assert_eq!(working, 30 + 3);
+    let practices: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM practices WHERE id = 'p-burst'")
+            .fetch_all(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(practices, ["Burst Clinic"]);
+}
+
+#[tokio::test]
+async fn a_practice_row_is_written_when_its_name_changes_and_not_otherwise() {
+    let app = spawn_app().await;
+    let updated_at = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT name, updated_at FROM practices WHERE id = 'p-burst'",
+        )
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+    };
+    assert_eq!(handshake_as(&app, "u-1", "Old Name").await.status(), 200);
+    let first = updated_at().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(handshake_as(&app, "u-2", "Old Name").await.status(), 200);
+    assert_eq!(updated_at().await, first, "nothing changed: not written");
+    assert_eq!(handshake_as(&app, "u-3", "New Name").await.status(), 200);
+    let renamed = updated_at().await;
+    assert_eq!(renamed.0, "New Name");
+    assert!(renamed.1 > first.1);
+}
