@@ -222,28 +222,9 @@ impl HintSessionStore {
     }
 
     async fn insert(&self, record: &Record, data: &SessionData) -> Result<(), sqlx::Error> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
-             access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(key_hash(&record.id))
-        .bind(&data.practice_id)
-        .bind(&data.user_id)
-        .bind(&data.user_email)
-        .bind(&data.user_name)
-        .bind(&data.roles)
-        .bind(&data.access_context)
-        .bind(&data.patient_id)
-        .bind(&data.interaction_id)
-        .bind(&data.access_token_sealed)
-        .bind(data.created_at)
-        .bind(now)
-        .bind(data.expires_at)
-        .execute(self.db.writer())
-        .await?;
-        Ok(())
+        let mut data = data.clone();
+        data.last_seen_at = now_ms();
+        insert_sessions(self.db.writer(), &[(key_hash(&record.id), &data)]).await
     }
 }
 
@@ -411,30 +392,11 @@ async fn write_openings(db: &Db, keep: i64, batch: &[Opening]) -> Result<(), sql
         query.bind(now).execute(&mut *tx).await?;
     }
 
-    let rows = placeholders(batch.len(), 13, |p| p);
-    let sql = format!(
-        "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
-         access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
-         VALUES {rows}"
-    );
-    let mut query = sqlx::query(&sql);
-    for Opening { key_hash, data, .. } in batch {
-        query = query
-            .bind(key_hash)
-            .bind(&data.practice_id)
-            .bind(&data.user_id)
-            .bind(&data.user_email)
-            .bind(&data.user_name)
-            .bind(&data.roles)
-            .bind(&data.access_context)
-            .bind(&data.patient_id)
-            .bind(&data.interaction_id)
-            .bind(&data.access_token_sealed)
-            .bind(data.created_at)
-            .bind(data.last_seen_at)
-            .bind(data.expires_at);
-    }
-    query.execute(&mut *tx).await?;
+    let sessions: Vec<(String, &SessionData)> = batch
+        .iter()
+        .map(|o| (o.key_hash.clone(), &o.data))
+        .collect();
+    insert_sessions(&mut *tx, &sessions).await?;
 
     let mut users: Vec<(&str, &str)> = batch
         .iter()
@@ -460,6 +422,38 @@ async fn write_openings(db: &Db, keep: i64, batch: &[Opening]) -> Result<(), sql
     if ended > 0 {
         tracing::info!(ended, "oldest sessions ended: over the per-user cap");
     }
+    Ok(())
+}
+
+/// Inserts sessions (key hash, data) with one statement.
+async fn insert_sessions(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    sessions: &[(String, &SessionData)],
+) -> Result<(), sqlx::Error> {
+    let rows = placeholders(sessions.len(), 13, |p| p);
+    let sql = format!(
+        "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
+         access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
+         VALUES {rows}"
+    );
+    let mut query = sqlx::query(&sql);
+    for (key_hash, data) in sessions {
+        query = query
+            .bind(key_hash)
+            .bind(&data.practice_id)
+            .bind(&data.user_id)
+            .bind(&data.user_email)
+            .bind(&data.user_name)
+            .bind(&data.roles)
+            .bind(&data.access_context)
+            .bind(&data.patient_id)
+            .bind(&data.interaction_id)
+            .bind(&data.access_token_sealed)
+            .bind(data.created_at)
+            .bind(data.last_seen_at)
+            .bind(data.expires_at);
+    }
+    query.execute(executor).await?;
     Ok(())
 }
 
