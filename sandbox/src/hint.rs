@@ -220,6 +220,15 @@ impl SandboxHint {
         self.world().faults = faults;
     }
 
+    /// Every handshake's access token runs out now (they are short-lived in Hint; practice
+    /// tokens from Instant On are not).
+    pub fn expire_access_tokens(&self) {
+        let now = Instant::now();
+        for (_, expires) in self.world().access_tokens.values_mut() {
+            *expires = now;
+        }
+    }
+
     /// Adds a practice with an admin and a clinician; answers the practice id.
     pub fn add_practice(&self, name: &str) -> String {
         let mut world = self.world();

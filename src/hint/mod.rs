@@ -119,22 +119,44 @@ pub fn verify_hint_signature(
     .map_err(|e| AppError::Unauthorized(format!("hint signature: {e}")))
 }
 
-/// The token for calls made while the user waits: the handshake's access token, else the
-/// practice's Instant On token.
-pub async fn token_for(
+/// Makes `call` to Hint while the user waits: with the handshake's access token, and, when
+/// Hint no longer takes it (401: it is short-lived, and the frame stays open), once more with
+/// the practice's Instant On token. When Hint takes neither, the user's access has ended: a
+/// 401 that tells them to reopen Chartbridge from Hint (the frame shows it in place), never a
+/// 5xx.
+pub async fn as_user<T, F, Fut>(
     state: &HintState,
     session: &PracticeSession,
-) -> Result<SecretString, AppError> {
-    if let Some(token) = session.access_token(state) {
-        return Ok(token);
+    call: F,
+) -> Result<Result<T, HintError>, AppError>
+where
+    F: Fn(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, HintError>>,
+{
+    let practice_id = &session.practice_id;
+    let ended =
+        || AppError::Unauthorized("Hint no longer accepts this session's access token".into());
+    let expired = |r: &Result<T, HintError>| matches!(r, Err(e) if e.is_status(reqwest::StatusCode::UNAUTHORIZED));
+    let user_token = session.access_token(state);
+    if let Some(token) = &user_token {
+        let answer = call(token.clone()).await;
+        if !expired(&answer) {
+            return Ok(answer);
+        }
     }
-    install::practice_token(state, &session.practice_id)
-        .await?
-        .ok_or_else(|| {
-            AppError::upstream(
+    let Some(token) = install::practice_token(state, practice_id).await? else {
+        return Err(match user_token {
+            Some(_) => ended(),
+            None => AppError::upstream(
                 "Chartbridge has no Hint access for this practice yet. Ask a practice admin to install it from the Hint marketplace.",
-            )
-        })
+            ),
+        });
+    };
+    let answer = call(token).await;
+    if expired(&answer) && user_token.is_some() {
+        return Err(ended());
+    }
+    Ok(answer)
 }
 
 /// Loads a patient of the session's practice from Hint (404 for anyone else's).
@@ -146,20 +168,19 @@ pub async fn patient_for(
     if patient_id.is_empty() || patient_id.len() > 64 {
         return Err(AppError::BadRequest("Pick a patient first.".into()));
     }
-    let token = token_for(state, session).await?;
-    let auth = HintAuth {
-        practice_id: &session.practice_id,
-        token: &token,
-    };
-    state
-        .hint
-        .get_patient(&auth, patient_id)
-        .await
-        .map_err(|e| {
-            if e.is_status(reqwest::StatusCode::NOT_FOUND) {
-                AppError::NotFound
-            } else {
-                AppError::upstream_because(format!("Hint could not load the patient: {e}."), e)
-            }
-        })
+    as_user(state, session, |token| async move {
+        let auth = HintAuth {
+            practice_id: &session.practice_id,
+            token: &token,
+        };
+        state.hint.get_patient(&auth, patient_id).await
+    })
+    .await?
+    .map_err(|e| {
+        if e.is_status(reqwest::StatusCode::NOT_FOUND) {
+            AppError::NotFound
+        } else {
+            AppError::upstream_because(format!("Hint could not load the patient: {e}."), e)
+        }
+    })
 }

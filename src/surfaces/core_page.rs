@@ -106,12 +106,18 @@ pub async fn search(
         total: 0,
     };
     if q.chars().count() >= 2 {
-        let token = hint::token_for(&state, &session).await?;
-        let auth = HintAuth {
-            practice_id: &session.practice_id,
-            token: &token,
-        };
-        match state.patients.search(&state.hint, &auth, &q, 20).await {
+        let found = hint::as_user(&state, &session, |token| {
+            let (state, session, q) = (&state, &session, &q);
+            async move {
+                let auth = HintAuth {
+                    practice_id: &session.practice_id,
+                    token: &token,
+                };
+                state.patients.search(&state.hint, &auth, q, 20).await
+            }
+        })
+        .await?;
+        match found {
             Ok((patients, total)) => {
                 results.total = total;
                 let found = format!("{} found", patients.len());

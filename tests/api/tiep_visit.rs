@@ -337,6 +337,44 @@ async fn a_launch_needs_tiep_set_up_and_a_real_patient() {
 }
 
 #[tokio::test]
+async fn an_expired_handshake_token_falls_back_to_the_practice_s_or_ends_the_session() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Long Visit").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    // The frame stays open past the handshake token's life: the practice's token carries on.
+    app.hint.expire_access_tokens();
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        303
+    );
+    let (status, found) = Page::of(app.htmx_get("/hint/patients/search?q=av", &key).await).await;
+    assert_eq!(status, 200);
+    assert!(!found.has(".error"), "{}", found.text());
+    assert!(found.count("a.name") >= 1, "the search reached Hint");
+
+    // Without the practice's token (not installed, or revoked) the session has ended for
+    // Hint: a 401 that says to reopen Chartbridge from Hint, never a 5xx.
+    sqlx::query("DELETE FROM hint_installations WHERE practice_id = $1")
+        .bind(&practice.id)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    let (status, page) = Page::of(app.start_visit(&key, &practice.patients[1]).await).await;
+    assert_eq!(status, 401);
+    assert!(
+        page.text_of("main").contains("Session expired"),
+        "{}",
+        page.text_of("main")
+    );
+    assert_eq!(
+        app.visits_of(&practice.id).await.len(),
+        1,
+        "nothing started"
+    );
+}
+
+#[tokio::test]
 async fn sandbox_tiep_refuses_a_launch_without_context() {
     let app = spawn_app().await;
     let practice = app.new_practice("Context Practice").await;
