@@ -7,15 +7,15 @@
 //! retries later).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, time::Instant};
 use url::Url;
 
 use crate::{
@@ -265,10 +265,7 @@ impl HintClient {
             .or_insert_with(|| {
                 Arc::new(PracticeLimit {
                     in_flight: Semaphore::new(self.settings.max_concurrency_per_practice),
-                    pace: Mutex::new(Pace {
-                        tokens: 1.0,
-                        last: Instant::now(),
-                    }),
+                    pace: Mutex::default(),
                 })
             })
             .clone()
@@ -466,28 +463,37 @@ struct PracticeLimit {
     pace: Mutex<Pace>,
 }
 
-/// A token bucket: up to one second's worth of calls may burst, then they are spaced out.
+/// The calls sent in the last second: a call goes out only while fewer than the budget were
+/// sent in the second before it, so no one-second window ever holds more than the budget (a
+/// token bucket let a full bucket out after a pause and as many again within the second).
+#[derive(Default)]
 struct Pace {
-    tokens: f64,
-    last: Instant,
+    sent: VecDeque<Instant>,
 }
 
+/// The window Hint counts its per-second budget over.
+const PACE_WINDOW: Duration = Duration::from_secs(1);
+
 impl PracticeLimit {
-    /// Waits until a call may go out at `rate` per second.
+    /// Waits until a call may go out at `rate` per second (at least one).
     async fn paced(&self, rate: f64) {
-        let rate = rate.max(0.1);
+        let budget = rate.max(1.0).floor() as usize;
         loop {
             let wait = {
                 let mut pace = self.pace.lock().expect("pace lock");
                 let now = Instant::now();
-                pace.tokens =
-                    (pace.tokens + now.duration_since(pace.last).as_secs_f64() * rate).min(rate);
-                pace.last = now;
-                if pace.tokens >= 1.0 {
-                    pace.tokens -= 1.0;
+                while pace
+                    .sent
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= PACE_WINDOW)
+                {
+                    pace.sent.pop_front();
+                }
+                if pace.sent.len() < budget {
+                    pace.sent.push_back(now);
                     return;
                 }
-                Duration::from_secs_f64((1.0 - pace.tokens) / rate)
+                PACE_WINDOW - now.duration_since(pace.sent[0])
             };
             tokio::time::sleep(wait).await;
         }
@@ -522,6 +528,46 @@ fn interaction<'a>(patient_id: &'a str, id: &'a str) -> [&'a str; 7] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn no_second_ever_holds_more_calls_than_the_budget() {
+        let limit = Arc::new(PracticeLimit {
+            in_flight: Semaphore::new(100),
+            pace: Mutex::default(),
+        });
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        // A burst of 60 calls, a pause, then another burst: the old bucket let 2× through.
+        for burst in 0..2 {
+            let calls: Vec<_> = (0..30)
+                .map(|_| {
+                    let limit = limit.clone();
+                    tokio::spawn(async move {
+                        limit.paced(18.0).await;
+                        Instant::now()
+                    })
+                })
+                .collect();
+            for call in calls {
+                sent.push(call.await.unwrap());
+            }
+            if burst == 0 {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+            }
+        }
+        assert_eq!(sent.len(), 60);
+        for from in &sent {
+            let in_window = sent
+                .iter()
+                .filter(|at| **at >= *from && at.duration_since(*from) < PACE_WINDOW)
+                .count();
+            assert!(
+                in_window <= 18,
+                "{in_window} calls in the second from {:?}",
+                from.duration_since(start)
+            );
+        }
+    }
 
     fn patient(first: &str, last: &str, dob: &str) -> Patient {
         Patient {
