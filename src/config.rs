@@ -129,6 +129,9 @@ pub struct HintSettings {
     pub rate_limit_retries: u32,
     /// First back-off after a 429; doubles with jitter.
     pub rate_limit_backoff: Duration,
+    /// Longest a call waits for one of the practice's in-flight slots before it gives up
+    /// ("Hint is busy"): a clinician is answered, never left to the request timeout.
+    pub slot_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +327,7 @@ impl Settings {
                 requests_per_second: 18.0,
                 rate_limit_retries: 4,
                 rate_limit_backoff: Duration::from_millis(250),
+                slot_wait: Duration::from_secs(10),
             },
             jobs: JobSettings {
                 workers: args.workers,

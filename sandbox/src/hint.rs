@@ -131,6 +131,8 @@ pub struct Faults {
     pub fail_next: u32,
     /// Provider API calls wait this long before answering (past the client's timeout).
     pub hang_for: Option<Duration>,
+    /// Patient reads (not interactions) answer only after this long.
+    pub patients_hang_for: Option<Duration>,
     /// Provider API writes are applied, then the answer waits this long.
     pub hang_after_write_for: Option<Duration>,
     /// When set, the faults hit only this practice's calls.
@@ -547,6 +549,7 @@ async fn provider_gate(
                 "Service unavailable",
             ));
         }
+        let what_is_interaction = what.contains("/interactions");
         let faulty = what.contains("/interactions/")
             && world
                 .faults
@@ -555,24 +558,29 @@ async fn provider_gate(
                 .is_none_or(|p| *p == practice_id);
         world.requests.push(what);
         if !faulty {
-            return Ok((practice_id, None));
+            let hang = world
+                .faults
+                .patients_hang_for
+                .filter(|_| !what_is_interaction);
+            (practice_id, hang, None)
+        } else {
+            if world.faults.fail_next > 0 {
+                world.faults.fail_next -= 1;
+                return Err(hint_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ));
+            }
+            (
+                practice_id,
+                world.faults.hang_for,
+                if write {
+                    world.faults.hang_after_write_for
+                } else {
+                    None
+                },
+            )
         }
-        if world.faults.fail_next > 0 {
-            world.faults.fail_next -= 1;
-            return Err(hint_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
-        }
-        (
-            practice_id,
-            world.faults.hang_for,
-            if write {
-                world.faults.hang_after_write_for
-            } else {
-                None
-            },
-        )
     };
     if let Some(hang) = hang {
         tokio::time::sleep(hang).await;

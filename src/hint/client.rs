@@ -278,10 +278,9 @@ impl HintClient {
         build: impl Fn() -> RequestBuilder,
     ) -> Result<reqwest::Response, HintError> {
         let limit = self.limit_for(practice_id);
-        let _permit = limit
-            .in_flight
-            .acquire()
+        let _permit = tokio::time::timeout(self.settings.slot_wait, limit.in_flight.acquire())
             .await
+            .map_err(|_| UpstreamError::Busy { party: HINT })?
             .expect("semaphore is never closed");
         let mut backoff = self.settings.rate_limit_backoff;
         let mut attempt = 0;

@@ -163,6 +163,9 @@ pub enum UpstreamError {
     /// patient's name), so only where it stopped reading is kept.
     #[error("unexpected answer from {party} ({detail})")]
     Unexpected { party: &'static str, detail: String },
+    /// Not sent: too many of our calls to the party were already waiting (our own limit).
+    #[error("{party} is busy: too many calls were waiting; try again in a moment")]
+    Busy { party: &'static str },
     /// Not sent: the address is not one Chartbridge may call.
     #[error("{party} was not called")]
     Refused {
@@ -232,7 +235,9 @@ impl UpstreamError {
     /// Trying again later may succeed: no answer, a server error, or a rate limit.
     pub fn is_retryable(&self) -> bool {
         match self {
-            UpstreamError::Timeout { .. } | UpstreamError::Unreachable { .. } => true,
+            UpstreamError::Timeout { .. }
+            | UpstreamError::Unreachable { .. }
+            | UpstreamError::Busy { .. } => true,
             UpstreamError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }

@@ -63,6 +63,8 @@ impl Observation {
             UpstreamError::Unexpected { party, .. } => Observation::Failed(format!(
                 "{party} answered in a form Chartbridge cannot read"
             )),
+            // Our own limit held the call back: it says nothing of the partner.
+            UpstreamError::Busy { .. } => return None,
             UpstreamError::Refused { party, .. } => {
                 Observation::Failed(format!("{party}'s address is not one Chartbridge may call"))
             }

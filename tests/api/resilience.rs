@@ -434,3 +434,34 @@ async fn the_database_refuses_states_the_code_does_not_know() {
         "in_progress"
     );
 }
+
+#[tokio::test]
+async fn a_clinician_waiting_for_a_busy_hint_is_answered_that_it_is_busy() {
+    let app = spawn_app_with(|s| s.hint.slot_wait = Duration::from_millis(300)).await;
+    let practice = app.new_practice("Busy Hint").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    let patient = practice.patients[0].clone();
+    // Hint stops answering: three launches take the practice's three slots and wait on it.
+    app.hint.set_faults(Faults {
+        patients_hang_for: Some(Duration::from_secs(3)),
+        ..Default::default()
+    });
+    let held = futures::future::join_all((0..3).map(|_| app.start_visit(&key, &patient)));
+    let fourth = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        crate::helpers::Page::of(app.start_visit(&key, &patient).await).await
+    };
+    let (_, (status, page)) = tokio::join!(held, fourth);
+    // The fourth is not left to wait for a slot until the request times out: it is told.
+    assert_eq!(status, 502);
+    assert!(
+        page.text_of("main").contains("Hint is busy"),
+        "{}",
+        page.text_of("main")
+    );
+    assert!(
+        app.visits_of(&practice.id).await.is_empty(),
+        "nothing started"
+    );
+}
