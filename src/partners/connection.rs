@@ -90,8 +90,7 @@ pub struct SectionView<'a, C: Connection> {
     pub stored: Option<&'a C>,
     /// What the admin entered, when a save refused it.
     pub entered: Option<&'a C::Form>,
-    pub outcome: Option<&'a SaveOutcome>,
-    /// The connection's health, with the answer of a test just run.
+    /// The connection's health, with what a save or a test just did.
     pub panel: Panel,
 }
 
@@ -442,14 +441,13 @@ async fn render<C: Connection>(
         health,
         answer: tested.is_some() || outcome.is_some(),
         tested,
-        outcome: outcome.clone(),
+        outcome,
     };
     C::render_section(SectionView {
         app,
         practice_id,
         stored,
         entered,
-        outcome: outcome.as_ref(),
         panel,
     })
 }
