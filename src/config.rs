@@ -68,6 +68,14 @@ pub struct ConfigArgs {
     /// separated addresses or ranges). Empty: the connection's peer is the client.
     #[arg(long, env = "CHARTBRIDGE_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// Whether an Instant On install activates the integration at once (`true`) or leaves it
+    /// pending until Hint sends `integration.activated` (`false`: a practice that must finish
+    /// set-up in Hint first).
+    #[arg(long, env = "CHARTBRIDGE_ACTIVATE_ON_INSTALL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub activate_on_install: bool,
+    /// Bearer token that reads `/metrics` (Prometheus). Unset: `/metrics` does not exist.
+    #[arg(long, env = "CHARTBRIDGE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Per-client budgets of the unauthenticated doors, `door=per_minute/burst` (doors:
     /// handshake, install, webhooks); unnamed doors keep their defaults (300/60, 20/5, 1200/300).
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
@@ -85,6 +93,8 @@ pub struct Settings {
     pub public_url: Option<Url>,
     pub secret_key: SecretKey,
     pub frame_ancestors: String,
+    /// Who may read `/metrics`; `None`: nobody (the route answers 404).
+    pub metrics_token: Option<SecretString>,
     pub hint: HintSettings,
     pub jobs: JobSettings,
     pub sessions: SessionSettings,
@@ -129,6 +139,13 @@ pub struct HintSettings {
     pub rate_limit_retries: u32,
     /// First back-off after a 429; doubles with jitter.
     pub rate_limit_backoff: Duration,
+    /// How often a call that may be repeated safely (a read, or a patch to the same fields) is
+    /// tried again in place after a 5xx, a timeout or no connection, before the job's back-off.
+    pub failure_retries: u32,
+    /// First wait before such a retry; doubles with jitter.
+    pub failure_backoff: Duration,
+    /// Instant On activates the integration (`false`: pending until `integration.activated`).
+    pub activate_on_install: bool,
     /// Longest a call waits for one of the practice's in-flight slots before it gives up
     /// ("Hint is busy"): a clinician is answered, never left to the request timeout.
     pub slot_wait: Duration,
@@ -142,7 +159,9 @@ pub struct JobSettings {
     pub run_in_background: bool,
     /// How often an idle worker looks for due jobs.
     pub poll_interval: Duration,
-    /// How long a claimed job is leased before another worker may take it over.
+    /// How long a claimed job is leased before another worker may take it over. The running
+    /// worker renews it every third of this, so it bounds how long a dead worker's jobs wait,
+    /// not how long a job may run.
     pub lease: Duration,
     /// First retry delay; doubles per attempt with jitter, capped at `max_backoff`.
     pub base_backoff: Duration,
@@ -264,6 +283,15 @@ impl Settings {
             variable: "CHARTBRIDGE_BIND",
             problem: "is not an IP address".into(),
         })?;
+        let metrics_token = match args.metrics_token.filter(|t| !t.trim().is_empty()) {
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError {
+                    variable: "CHARTBRIDGE_METRICS_TOKEN",
+                    problem: "must be at least 16 characters".into(),
+                });
+            }
+            token => token.map(SecretString::from),
+        };
         let frame_ancestors = args.frame_ancestors.trim().to_string();
         if frame_ancestors.is_empty()
             || frame_ancestors
@@ -318,6 +346,7 @@ impl Settings {
             public_url,
             secret_key,
             frame_ancestors,
+            metrics_token,
             hint: HintSettings {
                 api_url: hint_api_url,
                 api_key: SecretString::from(api_key),
@@ -327,13 +356,16 @@ impl Settings {
                 requests_per_second: 18.0,
                 rate_limit_retries: 4,
                 rate_limit_backoff: Duration::from_millis(250),
+                failure_retries: 3,
+                failure_backoff: Duration::from_millis(300),
+                activate_on_install: args.activate_on_install,
                 slot_wait: Duration::from_secs(10),
             },
             jobs: JobSettings {
                 workers: args.workers,
                 run_in_background: true,
                 poll_interval: Duration::from_millis(500),
-                lease: Duration::from_secs(120),
+                lease: Duration::from_secs(12),
                 base_backoff: Duration::from_secs(2),
                 max_backoff: Duration::from_secs(15 * 60),
                 max_attempts: 15,

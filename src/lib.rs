@@ -16,6 +16,7 @@ pub mod group_commit;
 pub mod hint;
 pub mod ids;
 pub mod jobs;
+pub mod metrics;
 pub mod partners;
 pub mod server;
 pub mod startup;

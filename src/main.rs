@@ -34,6 +34,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A practice's data.
+    Practice {
+        #[command(subcommand)]
+        command: PracticeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PracticeCommand {
+    /// Delete every row of a practice's data (visits, results, settings, sessions, jobs, its
+    /// Hint token); the audit trail stays. Refused while the practice's install is active or
+    /// pending in Hint, unless `--even-if-installed`.
+    Purge {
+        /// The practice (`pra-…`).
+        #[arg(long)]
+        practice: String,
+        /// Purge although Hint has not deactivated the practice.
+        #[arg(long)]
+        even_if_installed: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,7 +107,40 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Practice {
+            command:
+                PracticeCommand::Purge {
+                    practice,
+                    even_if_installed,
+                },
+        } => purge(&cli.config, &practice, even_if_installed).await,
     }
+}
+
+/// `chartbridge practice purge`.
+async fn purge(config: &ConfigArgs, practice: &str, even_if_installed: bool) -> anyhow::Result<()> {
+    let practice_id = chartbridge::ids::ExternalId::parse(practice)
+        .map_err(|e| anyhow::anyhow!("--practice: {e}"))?;
+    let db = Db::connect(&database(config)).await?;
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM hint_installations WHERE practice_id = $1")
+            .bind(practice_id.as_str())
+            .fetch_all(db.reader())
+            .await?;
+    if let Some(status) = statuses.iter().find(|s| *s != "deactivated")
+        && !even_if_installed
+    {
+        anyhow::bail!(
+            "practice {practice_id} is {status} in Hint: purge only after Hint deactivates it \
+             (or pass --even-if-installed)"
+        );
+    }
+    let deleted = chartbridge::tenancy::purge(&db, &practice_id).await?;
+    for (table, rows) in &deleted {
+        println!("{table}: {rows} row(s) deleted");
+    }
+    println!("practice {practice_id} purged; its audit trail is kept");
+    Ok(())
 }
 
 /// The database `DATABASE_URL` names (the other variables are not needed to reach it).

@@ -15,7 +15,51 @@
 
 use serde::Serialize;
 
-use crate::ids::ExternalId;
+use crate::{db::Db, ids::ExternalId};
+
+/// Every table holding a practice's data, by its `practice_id` column, in the order a purge
+/// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
+pub const PRACTICE_TABLES: [&str; 10] = [
+    "jobs",
+    "inbound_events",
+    "unmatched_deliveries",
+    "haidy_patient_contexts",
+    "haidy_user_emails",
+    "partner_health",
+    "partner_connections",
+    "visits",
+    "hint_sessions",
+    "hint_installations",
+];
+
+/// Tables with a `practice_id` that a purge keeps: the PHI audit trail (who opened which chart
+/// and when), which outlives the practice's use of Chartbridge (HIPAA keeps such records six
+/// years). It holds Hint's opaque ids, never a name or a result.
+pub const KEPT_ON_PURGE: [&str; 2] = ["audit_events", "audit_heads"];
+
+/// Deletes every row of a practice's data (an operator's decision, after Hint deactivated the
+/// practice: `chartbridge practice purge`), in one transaction. Answers the rows per table.
+pub async fn purge(
+    db: &Db,
+    practice_id: &ExternalId,
+) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let mut deleted = Vec::new();
+    for table in PRACTICE_TABLES {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE practice_id = $1"))
+            .bind(practice_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        deleted.push((table, done.rows_affected()));
+    }
+    let done = sqlx::query("DELETE FROM practices WHERE id = $1")
+        .bind(practice_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    deleted.push(("practices", done.rows_affected()));
+    tx.commit().await?;
+    Ok(deleted)
+}
 
 /// A practice whose identity was verified (see the module's list).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -23,6 +23,8 @@ use chartbridge_sandbox::{
 const WEBHOOK_SECRET: &str = "sandbox-hint-webhook-secret-0001";
 const PARTNER_API_KEY: &str = "sandbox-partner-api-key";
 const PRODUCT_ID: &str = "ppro-chartbridge-sandbox";
+/// Reads `/metrics` in the demo (a real deployment sets its own `CHARTBRIDGE_METRICS_TOKEN`).
+const DEMO_METRICS_TOKEN: &str = "demo-metrics-token-0001";
 
 #[derive(Parser, Debug)]
 #[command(name = "chartbridge-demo", version, about)]
@@ -93,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
         rate_limits: args.rate_limits.clone(),
+        activate_on_install: true,
+        metrics_token: Some(DEMO_METRICS_TOKEN.into()),
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = DatabaseSettings::Sqlite(database);
@@ -183,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         "  (Chartbridge {app_url}; sandboxes: {}; Ctrl-C stops)",
         sandboxes.join(", ")
     );
+    println!("  Metrics: curl -H 'Authorization: Bearer {DEMO_METRICS_TOKEN}' {app_url}metrics");
     println!();
     server.await??;
     Ok(())

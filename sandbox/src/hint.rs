@@ -139,6 +139,31 @@ pub struct Faults {
     pub only_practice: Option<String>,
     /// Patient reads (not interactions) answer 503.
     pub patients_down: bool,
+    /// Interaction calls answer 500 at this rate (0.0–1.0), before doing anything.
+    pub fail_ratio: f64,
+    /// Interaction writes are applied, then answered 502 at this rate: the answer is lost.
+    pub lose_answer_ratio: f64,
+}
+
+/// What happens to a write's answer once the write is applied.
+#[derive(Default)]
+struct AfterWrite {
+    hang: Option<Duration>,
+    lose: bool,
+}
+
+impl AfterWrite {
+    /// `answer`, late or lost as the faults say.
+    async fn answer(self, answer: Response) -> Response {
+        if let Some(hang) = self.hang {
+            tokio::time::sleep(hang).await;
+        }
+        if self.lose {
+            hint_error(StatusCode::BAD_GATEWAY, "Bad gateway")
+        } else {
+            answer
+        }
+    }
 }
 
 #[derive(Default)]
@@ -159,8 +184,15 @@ pub struct World {
     pub rate_limit_per_second: usize,
     /// How many calls were answered 429.
     pub rate_limited: usize,
-    /// Instant On code exchanges asked for (valid or not).
+    /// Instant On code exchanges asked for (valid or not), at either endpoint.
     pub code_exchanges: usize,
+    /// Of those, the ones asked of `installations/connect`.
+    pub connect_calls: usize,
+    /// An older stack: `installations/connect` does not exist (404), only `oauth/tokens`.
+    pub legacy_install_only: bool,
+    /// Practices whose integration was installed without activation, or deactivated: their
+    /// practice tokens are refused (403) until `activate`.
+    pub inactive_integrations: std::collections::HashSet<String>,
     /// A note the demo shows on the home page (e.g. the sandbox partners' credentials).
     pub demo_note: String,
     /// (label, URL) of the demo's partner sandboxes, shown on the home page.
@@ -384,6 +416,54 @@ impl SandboxHint {
         Ok(self.http.post(url).send().await?.status())
     }
 
+    /// Signs and posts an event to the app's `/webhooks/hint` as Hint does; answers the status.
+    pub async fn send_event(
+        &self,
+        kind: &str,
+        practice_id: &str,
+        object: Value,
+    ) -> anyhow::Result<reqwest::StatusCode> {
+        let (id, app_url) = {
+            let mut world = self.world();
+            let app_url = world
+                .app_url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("app URL not set"))?;
+            (world.next("evt"), app_url)
+        };
+        let body = json!({
+            "id": id, "type": kind, "practice_id": practice_id,
+            "created_at": OffsetDateTime::now_utc().format(&Rfc3339)?, "object": object,
+        })
+        .to_string();
+        let signature = sign_hmac_sha256(self.config.webhook_secret.as_bytes(), body.as_bytes());
+        Ok(self
+            .http
+            .post(app_url.join("/webhooks/hint")?)
+            .header("content-type", "application/json")
+            .header("x-hint-signature", signature)
+            .body(body)
+            .send()
+            .await?
+            .status())
+    }
+
+    /// Hint activates the practice's integration (its token works again) and tells the app.
+    pub async fn activate(&self, practice_id: &str) -> anyhow::Result<reqwest::StatusCode> {
+        self.world().inactive_integrations.remove(practice_id);
+        self.send_event("integration.activated", practice_id, json!({}))
+            .await
+    }
+
+    /// Hint deactivates the practice's integration (its token is refused) and tells the app.
+    pub async fn deactivate(&self, practice_id: &str) -> anyhow::Result<reqwest::StatusCode> {
+        self.world()
+            .inactive_integrations
+            .insert(practice_id.to_string());
+        self.send_event("integration.deactivated", practice_id, json!({}))
+            .await
+    }
+
     /// Signs and posts a handshake for `user_id` as Hint does; answers the session key.
     pub async fn handshake(
         &self,
@@ -476,6 +556,10 @@ fn router(sandbox: SandboxHint) -> Router {
         .route("/embed/{surface}", get(embed))
         .route("/install", post(install_button))
         .route("/api/oauth/tokens", post(oauth_tokens))
+        .route(
+            "/api/partner/installations/connect",
+            post(connect_installation),
+        )
         .route("/api/provider/patients", get(list_patients))
         .route("/api/provider/patients/{id}", get(get_patient))
         .route(
@@ -497,7 +581,7 @@ async fn provider_gate(
     headers: &HeaderMap,
     what: String,
     write: bool,
-) -> Result<(String, Option<Duration>), Response> {
+) -> Result<(String, AfterWrite), Response> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -512,9 +596,15 @@ async fn provider_gate(
             "The partner API key cannot call the Provider API; use the practice's access token",
         ));
     }
-    let (practice_id, hang, hang_after) = {
+    let (practice_id, hang, after_write) = {
         let mut world = sandbox.world();
         let practice_id = match world.practice_tokens.get(&token) {
+            Some(p) if world.inactive_integrations.contains(p) => {
+                return Err(hint_error(
+                    StatusCode::FORBIDDEN,
+                    "The integration is not active for this practice",
+                ));
+            }
             Some(p) => p.clone(),
             None => match world.access_tokens.get(&token) {
                 Some((p, expires)) if *expires > Instant::now() => p.clone(),
@@ -562,30 +652,31 @@ async fn provider_gate(
                 .faults
                 .patients_hang_for
                 .filter(|_| !what_is_interaction);
-            (practice_id, hang, None)
+            (practice_id, hang, AfterWrite::default())
         } else {
-            if world.faults.fail_next > 0 {
-                world.faults.fail_next -= 1;
+            let by_chance = |ratio: f64| ratio > 0.0 && rand::random::<f64>() < ratio;
+            if world.faults.fail_next > 0 || by_chance(world.faults.fail_ratio) {
+                world.faults.fail_next = world.faults.fail_next.saturating_sub(1);
                 return Err(hint_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Internal server error",
                 ));
             }
-            (
-                practice_id,
-                world.faults.hang_for,
-                if write {
-                    world.faults.hang_after_write_for
-                } else {
-                    None
-                },
-            )
+            let after = if write {
+                AfterWrite {
+                    hang: world.faults.hang_after_write_for,
+                    lose: by_chance(world.faults.lose_answer_ratio),
+                }
+            } else {
+                AfterWrite::default()
+            };
+            (practice_id, world.faults.hang_for, after)
         }
     };
     if let Some(hang) = hang {
         tokio::time::sleep(hang).await;
     }
-    Ok((practice_id, hang_after))
+    Ok((practice_id, after_write))
 }
 
 /// `limit` (1..=100, default 25) and `offset` (default 0), refusing anything else malformed.
@@ -807,7 +898,7 @@ async fn create_interaction(
     Path(patient_id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Response, Response> {
-    let (practice_id, hang_after) = provider_gate(
+    let (practice_id, after_write) = provider_gate(
         &sandbox,
         &headers,
         "POST /api/provider/patients/{id}/interactions/partner".into(),
@@ -845,10 +936,9 @@ async fn create_interaction(
         world.interactions.push(interaction.clone());
         interaction
     };
-    if let Some(hang) = hang_after {
-        tokio::time::sleep(hang).await;
-    }
-    Ok((StatusCode::CREATED, Json(created.to_json())).into_response())
+    Ok(after_write
+        .answer((StatusCode::CREATED, Json(created.to_json())).into_response())
+        .await)
 }
 
 async fn list_interactions(
@@ -915,7 +1005,7 @@ async fn patch_interaction(
     Path((patient_id, interaction_id)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> Result<Response, Response> {
-    let (practice_id, hang_after) = provider_gate(
+    let (practice_id, after_write) = provider_gate(
         &sandbox,
         &headers,
         "PATCH /api/provider/patients/{id}/interactions/partner/{id}".into(),
@@ -976,10 +1066,9 @@ async fn patch_interaction(
         interaction.updates += 1;
         interaction.clone()
     };
-    if let Some(hang) = hang_after {
-        tokio::time::sleep(hang).await;
-    }
-    Ok(Json(updated.to_json()).into_response())
+    Ok(after_write
+        .answer(Json(updated.to_json()).into_response())
+        .await)
 }
 
 // ---------------------------------------------------------------- Instant On
@@ -1030,13 +1119,91 @@ async fn oauth_tokens(
         .cloned()
         .expect("code's practice exists");
     let token = random_token();
-    world.practice_tokens.insert(token.clone(), practice_id);
+    world
+        .practice_tokens
+        .insert(token.clone(), practice_id.clone());
+    if request.activate == Some(false) {
+        world.inactive_integrations.insert(practice_id);
+    } else {
+        world.inactive_integrations.remove(&practice_id);
+    }
     Json(json!({
         "id": practice.integration_id,
         "access_token": token,
         "token_type": "bearer",
         "expires_in": null,
         "practice": {"id": practice.id, "name": practice.name},
+    }))
+    .into_response()
+}
+
+/// `POST /api/partner/installations/connect {code, activate}` (newer stacks): exactly those two
+/// fields, the partner key, a one-use code. Answers the integration with the practice's token
+/// in `api_keys[0].token`; `activate: false` leaves it pending (its token refused) until
+/// [`SandboxHint::activate`].
+async fn connect_installation(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    {
+        let mut world = sandbox.world();
+        if world.legacy_install_only {
+            return hint_error(StatusCode::NOT_FOUND, "Not found");
+        }
+        world.code_exchanges += 1;
+        world.connect_calls += 1;
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(sandbox.config.partner_api_key.as_str()) {
+        return hint_error(
+            StatusCode::UNAUTHORIZED,
+            "Connecting an installation needs the partner API key",
+        );
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ConnectRequest {
+        code: String,
+        activate: bool,
+    }
+    let request: ConnectRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return hint_error(
+                StatusCode::BAD_REQUEST,
+                &format!("Body must be {{code, activate}}: {e}"),
+            );
+        }
+    };
+    let mut world = sandbox.world();
+    let Some(practice_id) = world.oauth_codes.remove(&request.code) else {
+        return hint_error(StatusCode::BAD_REQUEST, "Invalid or used code");
+    };
+    let practice = world
+        .practices
+        .iter()
+        .find(|p| p.id == practice_id)
+        .cloned()
+        .expect("code's practice exists");
+    let token = random_token();
+    world
+        .practice_tokens
+        .insert(token.clone(), practice_id.clone());
+    if request.activate {
+        world.inactive_integrations.remove(&practice_id);
+    } else {
+        world.inactive_integrations.insert(practice_id);
+    }
+    let key_id = world.next("key");
+    Json(json!({
+        "id": practice.integration_id,
+        "status": if request.activate { "active" } else { "pending" },
+        "practice": {"id": practice.id, "name": practice.name},
+        "api_keys": [{"id": key_id, "token": token, "created_at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()}],
     }))
     .into_response()
 }

@@ -4,7 +4,10 @@
 //! most `max_concurrency_per_practice` calls per practice are in flight, they are paced to
 //! `requests_per_second`, and a 429 ("Enhance your calm", no `Retry-After`) is retried in place
 //! with doubling back-off and jitter before the call gives up with the 429 (the job queue then
-//! retries later).
+//! retries later). A call that may be repeated safely ([`Repeat::Safe`]: reads, and patches to
+//! the same fields) is also retried in place after a 5xx, a timeout or no connection, a few
+//! times with jitter; a create is not (its answer may be lost after Hint applied it: the write
+//! back looks for it before it creates again).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,6 +24,7 @@ use url::Url;
 use crate::{
     backoff::jittered,
     config::HintSettings,
+    metrics::{self, Metrics},
     tenancy::PracticeId,
     upstream::{self, Upstream, UpstreamError, endpoint},
 };
@@ -212,13 +216,14 @@ pub struct PartnerInteraction {
     pub integration_error_message: Option<String>,
 }
 
-/// What the Instant On code exchange returns.
-#[derive(Debug, Deserialize)]
+/// What an Instant On code exchange gives: the practice, its token, and whether Hint made the
+/// integration active.
+#[derive(Debug)]
 pub struct InstallGrant {
-    #[serde(default)]
-    pub id: Option<String>,
-    pub access_token: String,
+    pub integration_id: Option<String>,
+    pub token: SecretString,
     pub practice: GrantPractice,
+    pub active: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,12 +233,39 @@ pub struct GrantPractice {
     pub name: Option<String>,
 }
 
+/// `POST /api/partner/installations/connect`'s answer (Hint's newer stacks).
+#[derive(Deserialize)]
+struct ConnectAnswer {
+    #[serde(default)]
+    id: Option<String>,
+    /// `active` or `pending`; absent on stacks that activate on connect.
+    #[serde(default)]
+    status: Option<String>,
+    practice: GrantPractice,
+    api_keys: Vec<ApiKey>,
+}
+
+#[derive(Deserialize)]
+struct ApiKey {
+    token: String,
+}
+
+/// `POST /api/oauth/tokens`'s answer (older stacks).
+#[derive(Deserialize)]
+struct OAuthAnswer {
+    #[serde(default)]
+    id: Option<String>,
+    access_token: String,
+    practice: GrantPractice,
+}
+
 #[derive(Clone)]
 pub struct HintClient {
     upstream: Upstream,
     base: Url,
     settings: HintSettings,
     practice_limits: Arc<Mutex<HashMap<String, Arc<PracticeLimit>>>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for HintClient {
@@ -245,12 +277,13 @@ impl std::fmt::Debug for HintClient {
 }
 
 impl HintClient {
-    pub fn new(upstream: Upstream, settings: HintSettings) -> Self {
+    pub fn new(upstream: Upstream, settings: HintSettings, metrics: Metrics) -> Self {
         Self {
             upstream,
             base: settings.api_url.clone(),
             settings,
             practice_limits: Arc::default(),
+            metrics,
         }
     }
 
@@ -271,10 +304,12 @@ impl HintClient {
             .clone()
     }
 
-    /// Sends a request built by `build`, holding a practice permit and retrying 429s.
+    /// Sends a request built by `build`, holding a practice permit, retrying 429s, and retrying
+    /// failures when `repeat` says sending it twice does no harm.
     async fn send(
         &self,
         practice_id: &str,
+        repeat: Repeat,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<reqwest::Response, HintError> {
         let limit = self.limit_for(practice_id);
@@ -282,21 +317,35 @@ impl HintClient {
             .await
             .map_err(|_| UpstreamError::Busy { party: HINT })?
             .expect("semaphore is never closed");
-        let mut backoff = self.settings.rate_limit_backoff;
-        let mut attempt = 0;
+        let settings = &self.settings;
+        let (mut limited, mut limited_wait) = (0, settings.rate_limit_backoff);
+        let (mut failed, mut failed_wait) = (0, settings.failure_backoff);
         loop {
-            limit.paced(self.settings.requests_per_second).await;
-            match self.upstream.send(HINT, build()).await {
+            limit.paced(settings.requests_per_second).await;
+            let sent = self.upstream.send(HINT, build()).await;
+            self.metrics
+                .count_hint_call(practice_id, metrics::hint_outcome(&sent));
+            let wait = match sent {
                 Err(e)
                     if e.is_status(StatusCode::TOO_MANY_REQUESTS)
-                        && attempt < self.settings.rate_limit_retries =>
+                        && limited < settings.rate_limit_retries =>
                 {
-                    attempt += 1;
-                    tokio::time::sleep(jittered(backoff)).await;
-                    backoff = backoff.saturating_mul(2);
+                    limited += 1;
+                    &mut limited_wait
+                }
+                Err(e)
+                    if repeat == Repeat::Safe
+                        && is_failure(&e)
+                        && failed < settings.failure_retries =>
+                {
+                    failed += 1;
+                    tracing::debug!(error = %e, attempt = failed, "retrying a Hint call in place");
+                    &mut failed_wait
                 }
                 answered => return answered,
-            }
+            };
+            tokio::time::sleep(jittered(*wait)).await;
+            *wait = wait.saturating_mul(2);
         }
     }
 
@@ -312,22 +361,70 @@ impl HintClient {
         upstream::json(HINT, response).await
     }
 
-    /// Exchanges an Instant On code for the practice's token (`activate: true`). Exchanges
-    /// are paced apart from every other call (their own limiter), and callers are held to a
-    /// budget per address before they get here (`server::rate_limit`).
-    pub async fn exchange_code(&self, code: &str) -> Result<InstallGrant, HintError> {
-        let body =
-            serde_json::json!({"grant_type": "authorization_code", "code": code, "activate": true});
-        let response = self
-            .send(INSTANT_ON, || {
+    /// Exchanges an Instant On code for the practice's token, activating the integration or
+    /// leaving it pending (`activate`). Asks `installations/connect` first and, where the stack
+    /// is older and has none (404 or 405), `oauth/tokens`. Exchanges are paced apart from every
+    /// other call (their own limiter), and callers are held to a budget per address before they
+    /// get here (`server::rate_limit`). A code is used once, so no failure is retried in place.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        activate: bool,
+    ) -> Result<InstallGrant, HintError> {
+        let connect = self
+            .send(INSTANT_ON, Repeat::Once, || {
                 self.upstream
                     .http()
-                    .post(self.url(&["api", "oauth", "tokens"]))
+                    .post(self.url(&["api", "partner", "installations", "connect"]))
                     .bearer_auth(self.settings.api_key.expose_secret())
-                    .json(&body)
+                    .json(&serde_json::json!({"code": code, "activate": activate}))
             })
-            .await?;
-        Self::json(response).await
+            .await;
+        match connect {
+            Ok(response) => {
+                let answer: ConnectAnswer = Self::json(response).await?;
+                let token = answer
+                    .api_keys
+                    .into_iter()
+                    .next()
+                    .map(|key| key.token)
+                    .ok_or_else(|| UpstreamError::Unexpected {
+                        party: HINT,
+                        detail: "the install answer holds no API key".into(),
+                    })?;
+                Ok(InstallGrant {
+                    integration_id: answer.id,
+                    token: SecretString::from(token),
+                    practice: answer.practice,
+                    active: answer.status.as_deref().map_or(activate, |s| s == "active"),
+                })
+            }
+            Err(e)
+                if e.is_status(StatusCode::NOT_FOUND)
+                    || e.is_status(StatusCode::METHOD_NOT_ALLOWED) =>
+            {
+                let body = serde_json::json!({
+                    "grant_type": "authorization_code", "code": code, "activate": activate
+                });
+                let response = self
+                    .send(INSTANT_ON, Repeat::Once, || {
+                        self.upstream
+                            .http()
+                            .post(self.url(&["api", "oauth", "tokens"]))
+                            .bearer_auth(self.settings.api_key.expose_secret())
+                            .json(&body)
+                    })
+                    .await?;
+                let answer: OAuthAnswer = Self::json(response).await?;
+                Ok(InstallGrant {
+                    integration_id: answer.id,
+                    token: SecretString::from(answer.access_token),
+                    practice: answer.practice,
+                    active: activate,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One page of patients, with the total Hint reports.
@@ -339,7 +436,7 @@ impl HintClient {
     ) -> Result<(Vec<Patient>, Option<usize>), HintError> {
         let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
         let response = self
-            .send(auth.practice_id.as_str(), || {
+            .send(auth.practice_id.as_str(), Repeat::Safe, || {
                 self.provider(Method::GET, &["api", "provider", "patients"], auth)
                     .query(&query)
             })
@@ -380,8 +477,13 @@ impl HintClient {
         path: &[&str],
         body: Option<&PartnerInteractionFields>,
     ) -> Result<T, HintError> {
+        let repeat = if method == Method::POST {
+            Repeat::Once
+        } else {
+            Repeat::Safe
+        };
         let response = self
-            .send(auth.practice_id.as_str(), || {
+            .send(auth.practice_id.as_str(), repeat, || {
                 let request = self.provider(method.clone(), path, auth);
                 match body {
                     Some(body) => request.json(body),
@@ -443,7 +545,7 @@ impl HintClient {
             ("offset", "0"),
         ];
         let response = self
-            .send(auth.practice_id.as_str(), || {
+            .send(auth.practice_id.as_str(), Repeat::Safe, || {
                 self.provider(Method::GET, &path, auth).query(&query)
             })
             .await?;
@@ -454,6 +556,23 @@ impl HintClient {
             .filter(|i| i.integration_record_id.as_deref() == Some(integration_record_id))
             .min_by_key(|i| i.status == InteractionStatus::Deleted))
     }
+}
+
+/// Whether a call may be sent again after a failure whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice is the same as once: reads, and patches to the same fields.
+    Safe,
+    /// A second one may do the work twice (a create, a code exchange): only a 429, which Hint
+    /// answers before doing anything, is retried.
+    Once,
+}
+
+/// Hint failed or did not answer: worth trying again in a moment (a 429 has its own back-off).
+fn is_failure(e: &HintError) -> bool {
+    e.is_retryable()
+        && !e.is_status(StatusCode::TOO_MANY_REQUESTS)
+        && !matches!(e, UpstreamError::Busy { .. })
 }
 
 /// What a practice may have of Hint at once: calls in flight, and calls per second.

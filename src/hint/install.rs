@@ -1,12 +1,19 @@
 //! Instant On: `POST /hint/connect/{code}` (and the browser redirect with `?code=`). We exchange
-//! the code with Hint and keep the practice token sealed, keyed by (product, practice).
+//! the code with Hint (its newer `installations/connect`, or the older OAuth token endpoint)
+//! and keep the practice token sealed, keyed by (product, practice).
+//!
+//! An install is [`InstallStatus::Active`], or [`InstallStatus::Pending`] when Chartbridge is
+//! configured to install without activating (`CHARTBRIDGE_ACTIVATE_ON_INSTALL=false`) until Hint
+//! sends `integration.activated`, or [`InstallStatus::Deactivated`] after
+//! `integration.deactivated`. Background work runs only for an active install; a deactivated
+//! practice's data stays until an operator purges it (`chartbridge practice purge`).
 
 use axum::{
     Json,
     extract::{Path, Query, State},
     response::{Html, IntoResponse, Response},
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::Row;
 
@@ -74,24 +81,69 @@ pub fn well_formed_code(code: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// Where a practice's install stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallStatus {
+    Active,
+    /// Installed, not activated yet: waits for `integration.activated`.
+    Pending,
+    /// Hint deactivated it: nothing runs for the practice; its data is kept.
+    Deactivated,
+}
+
+impl InstallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallStatus::Active => "active",
+            InstallStatus::Pending => "pending",
+            InstallStatus::Deactivated => "deactivated",
+        }
+    }
+
+    fn parse(stored: &str) -> Result<Self, crate::db::UnknownValue> {
+        match stored {
+            "active" => Ok(InstallStatus::Active),
+            "pending" => Ok(InstallStatus::Pending),
+            "deactivated" => Ok(InstallStatus::Deactivated),
+            other => Err(crate::db::UnknownValue {
+                what: "install status",
+                value: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// An SQL condition on a `jobs` row: its practice's install is not active, so its background
+/// work waits (the job runner passes over such jobs until Hint activates the practice again).
+pub const PRACTICE_NOT_ACTIVE: &str = "EXISTS (SELECT 1 FROM hint_installations i \
+     WHERE i.practice_id = jobs.practice_id AND i.status <> 'active')";
+
 async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> {
     if !well_formed_code(code) {
         return Err(AppError::BadRequest(
             "This is not an install code. Start the install again from Hint.".into(),
         ));
     }
-    let grant = state.hint.exchange_code(code).await.map_err(|e| {
-        if e.is_refusal() && !e.is_status(reqwest::StatusCode::TOO_MANY_REQUESTS) {
-            AppError::BadRequest(
-                "Hint did not accept the install code (expired or already used).".into(),
-            )
-        } else {
-            AppError::upstream_because(format!("Could not complete the install with Hint: {e}."), e)
-        }
-    })?;
+    let activate = state.settings.hint.activate_on_install;
+    let grant = state
+        .hint
+        .exchange_code(code, activate)
+        .await
+        .map_err(|e| {
+            if e.is_refusal() && !e.is_status(reqwest::StatusCode::TOO_MANY_REQUESTS) {
+                AppError::BadRequest(
+                    "Hint did not accept the install code (expired or already used).".into(),
+                )
+            } else {
+                AppError::upstream_because(
+                    format!("Could not complete the install with Hint: {e}."),
+                    e,
+                )
+            }
+        })?;
     let practice_id = match ExternalId::try_from(grant.practice.id.trim().to_string()) {
         // Hint's own answer to the code it issued: the practice is verified.
-        Ok(id) if !grant.access_token.is_empty() => PracticeId::verified(id),
+        Ok(id) if !grant.token.expose_secret().is_empty() => PracticeId::verified(id),
         _ => {
             return Err(AppError::upstream(
                 "Hint answered the install without a practice or token.",
@@ -99,10 +151,14 @@ async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> 
         }
     };
     let product_id = &state.settings.hint.product_id;
-    let sealed = state.secrets.seal(
-        grant.access_token.as_bytes(),
-        &token_aad(product_id, &practice_id),
-    );
+    let sealed = state
+        .secrets
+        .seal_str(&grant.token, &token_aad(product_id, &practice_id));
+    let status = if grant.active {
+        InstallStatus::Active
+    } else {
+        InstallStatus::Pending
+    };
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -121,31 +177,47 @@ async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> 
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO hint_installations (product_id, practice_id, integration_id, token_sealed, installed_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) \
+        "INSERT INTO hint_installations (product_id, practice_id, integration_id, token_sealed, installed_at, updated_at, status) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6) \
          ON CONFLICT (product_id, practice_id) DO UPDATE SET integration_id = excluded.integration_id, \
-         token_sealed = excluded.token_sealed, updated_at = excluded.updated_at",
+         token_sealed = excluded.token_sealed, updated_at = excluded.updated_at, status = excluded.status",
     )
     .bind(product_id)
     .bind(&practice_id)
-    .bind(grant.id.as_deref())
+    .bind(grant.integration_id.as_deref())
     .bind(sealed)
     .bind(now)
+    .bind(status.as_str())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(%practice_id, "practice installed via Instant On");
+    tracing::info!(%practice_id, status = status.as_str(), "practice installed via Instant On");
     Ok(practice_id)
 }
 
-/// The stored practice token for background work, if the practice has installed us.
+/// Where the practice's install stands; `None`: never installed.
+pub async fn status(
+    state: &HintState,
+    practice_id: &PracticeId,
+) -> Result<Option<InstallStatus>, AppError> {
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+    )
+    .bind(&state.settings.hint.product_id)
+    .bind(practice_id)
+    .fetch_optional(state.db.reader())
+    .await?;
+    Ok(stored.as_deref().map(InstallStatus::parse).transpose()?)
+}
+
+/// The stored practice token for background work, if the practice's install is active.
 pub async fn practice_token(
     state: &HintState,
     practice_id: &PracticeId,
 ) -> Result<Option<SecretString>, AppError> {
     let product_id = &state.settings.hint.product_id;
     let row = sqlx::query(
-        "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+        "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2 AND status = 'active'",
     )
     .bind(product_id)
     .bind(practice_id)
@@ -160,18 +232,24 @@ pub async fn practice_token(
     ))
 }
 
-/// Forgets a practice's token (Hint sent `integration.deactivated`), on the caller's transaction.
-pub async fn uninstall(
+/// Hint activated or deactivated the practice's install (its `integration.*` events), on the
+/// caller's transaction. Answers whether an install was there to change.
+pub async fn set_status(
     conn: &mut sqlx::AnyConnection,
     product_id: &str,
     practice_id: &PracticeId,
-) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM hint_installations WHERE product_id = $1 AND practice_id = $2")
-        .bind(product_id)
-        .bind(practice_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    status: InstallStatus,
+) -> Result<bool, AppError> {
+    let changed = sqlx::query(
+        "UPDATE hint_installations SET status = $1, updated_at = $2 WHERE product_id = $3 AND practice_id = $4",
+    )
+    .bind(status.as_str())
+    .bind(now_ms())
+    .bind(product_id)
+    .bind(practice_id)
+    .execute(conn)
+    .await?;
+    Ok(changed.rows_affected() > 0)
 }
 
 #[cfg(test)]

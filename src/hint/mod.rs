@@ -50,6 +50,8 @@ pub struct HintState {
     pub patients: Arc<directory::PatientDirectory>,
     /// Writes audit entries that have no transaction of their own (group commit).
     pub audit: crate::audit::Recorder,
+    /// What operators scrape (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl HintState {
@@ -60,6 +62,7 @@ impl HintState {
             settings.outbound.allow.clone(),
             settings.outbound.lookup.clone(),
         )?;
+        let metrics = crate::metrics::Metrics::default();
         Ok(Self {
             sessions: Arc::new(session::HintSessionStore::new(
                 db.clone(),
@@ -70,7 +73,8 @@ impl HintState {
             )),
             secrets: SecretBox::new(&settings.secret_key),
             audit: crate::audit::Recorder::spawn(db.clone()),
-            hint: HintClient::new(upstream.clone(), settings.hint.clone()),
+            hint: HintClient::new(upstream.clone(), settings.hint.clone(), metrics.clone()),
+            metrics,
             upstream,
             settings: Arc::new(settings),
             public_url,

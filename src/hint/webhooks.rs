@@ -54,9 +54,17 @@ pub async fn receive<S: AsRef<HintState>>(
         ));
     }
     match event.kind.as_str() {
-        "integration.deactivated" => {
-            install::uninstall(&mut tx, &state.settings.hint.product_id, &practice_id).await?;
-            tracing::info!(%practice_id, "practice deactivated Chartbridge");
+        // Background work stops while deactivated; the practice's data stays (an operator
+        // purges it). Activation starts it again (and ends a pending install's wait).
+        kind @ ("integration.deactivated" | "integration.activated") => {
+            let status = if kind == "integration.activated" {
+                install::InstallStatus::Active
+            } else {
+                install::InstallStatus::Deactivated
+            };
+            let product_id = &state.settings.hint.product_id;
+            let known = install::set_status(&mut tx, product_id, &practice_id, status).await?;
+            tracing::info!(%practice_id, status = status.as_str(), known, "practice's install changed in Hint");
         }
         // Keep the names on our visit lists current; the chart itself is Hint's. (The visits
         // table belongs to the layer above; the rename must commit with the event.)

@@ -1,7 +1,8 @@
 //! The durable job queue: every call to an outside party that must not be lost.
 //!
 //! A job is enqueued in the same transaction as the state change that needs it, claimed with a
-//! lease (a crashed worker's job is taken over when its lease runs out), retried with doubling
+//! short lease that a heartbeat renews while the job runs (a crashed worker's job is taken over
+//! a lease after its last beat: seconds, not the job's length), retried with doubling
 //! back-off and jitter, and never dropped: a job that exhausts its attempts becomes `dead` and
 //! is shown on the practice's core page with a retry button.
 //!
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 
-pub use runner::{JobRunner, RunJob};
+pub use runner::{JobRunner, RunJob, RunnerStatus};
 
 use crate::{
     audit::{self, Action, Actor, Entry},
@@ -416,6 +417,22 @@ pub async fn retry_dead(
 }
 
 /// Counts of queued and dead jobs, for tests and operators.
+/// Jobs by kind and state, over every practice (for operators' metrics).
+pub async fn census(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("kind")?,
+                row.try_get("state")?,
+                row.try_get("n")?,
+            ))
+        })
+        .collect()
+}
+
 pub async fn counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0) AS queued, \

@@ -1,8 +1,16 @@
-//! The worker loop: claims due jobs (a lease each), runs up to `workers` at once, records the
-//! outcome, and on shutdown stops claiming and lets the jobs in flight finish. What a job does
+//! The worker loop: claims due jobs (a short lease each, renewed by a heartbeat while the job
+//! runs), runs up to `workers` at once, records the outcome, and on shutdown stops claiming and
+//! lets the jobs in flight finish. What a job does
 //! is not known here: the runner hands each claimed job to a [`RunJob`].
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::Row;
 use tokio::{sync::watch, task::JoinSet};
@@ -24,6 +32,27 @@ pub trait RunJob: Send + Sync + 'static {
     async fn run(&self, practice_id: &PracticeId, job: &Job) -> JobResult;
 }
 
+/// Whether a job runner is running here, for `/readyz` and the metrics: the loop and its
+/// heartbeat push a deadline ahead each time they look for work or renew leases.
+#[derive(Clone, Default, Debug)]
+pub struct RunnerStatus(Arc<AtomicI64>);
+
+impl RunnerStatus {
+    /// Running, and seen within the last lease.
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= now_ms()
+    }
+
+    fn seen(&self, lease: Duration) {
+        self.0
+            .store(now_ms() + lease.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    fn stopped(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
 pub struct JobRunner<R> {
     db: Db,
     settings: JobSettings,
@@ -34,6 +63,9 @@ pub struct JobRunner<R> {
     /// worker while other practices wait nor takes every Hint slot from a clinician waiting in
     /// the frame.
     per_practice: usize,
+    status: RunnerStatus,
+    /// An SQL condition on a `jobs` row under which the job waits (its practice is paused).
+    paused_when: Option<&'static str>,
 }
 
 impl<R: RunJob> JobRunner<R> {
@@ -51,7 +83,22 @@ impl<R: RunJob> JobRunner<R> {
             work: Arc::new(work),
             worker_id: new_id("worker"),
             per_practice: per_practice.max(1),
+            status: RunnerStatus::default(),
+            paused_when: None,
         }
+    }
+
+    /// Passes over jobs for which `condition` (SQL on the `jobs` row) holds, until it no
+    /// longer does: a practice whose background work is paused.
+    pub fn passing_over(mut self, condition: &'static str) -> Self {
+        self.paused_when = Some(condition);
+        self
+    }
+
+    /// Reports whether it runs to `status`.
+    pub fn reporting_to(mut self, status: RunnerStatus) -> Self {
+        self.status = status;
+        self
     }
 
     /// Runs every due job, one at a time in the caller's task, until none is due; answers how
@@ -72,12 +119,20 @@ impl<R: RunJob> JobRunner<R> {
         let mut running: JoinSet<JobResult> = JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
         tracing::info!(worker = %self.worker_id, workers = settings.workers, "job runner started");
+        // Ends with this loop, however it ends (dropped mid-flight too: no beat outlives it).
+        let _heartbeat = AbortOnDrop(tokio::spawn(renew_leases(
+            self.db.clone(),
+            self.worker_id.clone(),
+            settings.lease,
+            self.status.clone(),
+        )));
 
         // A claim that passes over saturated practices may scan their whole backlog; after one
         // finds nothing, the next waits for a job to finish or for `poll_interval`, not for
         // every wake (each stored webhook wakes the runner).
         let mut skip_scan_after = tokio::time::Instant::now();
         while !*shutdown.borrow() {
+            self.status.seen(settings.lease);
             while running.len() < settings.workers {
                 let skip = saturated_practices(&in_flight, self.per_practice);
                 if !skip.is_empty() && tokio::time::Instant::now() < skip_scan_after {
@@ -113,6 +168,7 @@ impl<R: RunJob> JobRunner<R> {
             }
         }
 
+        self.status.stopped();
         tracing::info!(in_flight = running.len(), "job runner draining");
         let drain = async {
             while let Some(done) = running.join_next_with_id().await {
@@ -143,10 +199,14 @@ impl<R: RunJob> JobRunner<R> {
             let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 5)).collect();
             format!(" AND practice_id NOT IN ({})", list.join(", "))
         };
+        let paused = self
+            .paused_when
+            .map(|condition| format!(" AND NOT ({condition})"))
+            .unwrap_or_default();
         let sql = format!(
             "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
              WHERE id = (SELECT id FROM jobs WHERE state = $4 AND run_at <= $3 \
-                         AND (locked_until IS NULL OR locked_until < $3){skip_clause} ORDER BY run_at LIMIT 1{lock}) \
+                         AND (locked_until IS NULL OR locked_until < $3){skip_clause}{paused} ORDER BY run_at LIMIT 1{lock}) \
              AND state = $4 AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );
@@ -289,6 +349,39 @@ impl<R: RunJob> JobRunner<R> {
             tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed; will retry");
         }
         Ok(())
+    }
+}
+
+/// Keeps this worker's leases alive while it runs: every third of a lease, every job it holds
+/// gets a whole lease again. A worker that dies (`kill -9`, a lost machine) stops renewing, so
+/// its jobs are taken over one lease after its last beat, however long a job runs; a job that
+/// outlives its lease here is not taken by another worker while this one still runs it.
+async fn renew_leases(db: Db, worker_id: String, lease: Duration, status: RunnerStatus) {
+    let mut beat = tokio::time::interval(lease / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let now = now_ms();
+        let renewed = sqlx::query("UPDATE jobs SET locked_until = $1 WHERE locked_by = $2")
+            .bind(now + lease.as_millis() as i64)
+            .bind(&worker_id)
+            .execute(db.writer())
+            .await;
+        match renewed {
+            Ok(_) => status.seen(lease),
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing job leases failed; they may be taken over")
+            }
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod client_addr;
 pub mod csp;
+pub mod observe;
 pub mod rate_limit;
 pub mod request_id;
 pub mod same_origin;
@@ -16,9 +17,8 @@ use std::time::Duration;
 
 use axum::{
     Router,
-    extract::{MatchedPath, State},
+    extract::MatchedPath,
     http::{HeaderValue, Request, StatusCode, header},
-    response::IntoResponse,
     routing::get,
 };
 use tower::ServiceBuilder;
@@ -50,6 +50,10 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
     let csp = Arc::new(Csp::new(&state.settings.frame_ancestors, &launch_origins));
     let own_origin = OwnOrigin(state.public_url.origin().ascii_serialization().into());
     let middleware = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::record,
+        ))
         .map_request(request_id::set_callers_aside)
         .layer(SetRequestIdLayer::x_request_id(request_id::Random))
         .layer(
@@ -110,7 +114,8 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::scrape))
         .merge(crate::hint::router())
         .merge(crate::visits::routes::router())
         .merge(crate::surfaces::router())
@@ -119,12 +124,4 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware)
         .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-    }
 }

@@ -6,7 +6,7 @@ use axum::{extract::State, response::Html};
 use crate::{
     db::Moment,
     error::AppError,
-    hint::{Frame, PracticeSession, Role},
+    hint::{Frame, PracticeSession, Role, install::InstallStatus},
     partners::{
         connection,
         unmatched::{self, UnmatchedRow},
@@ -34,7 +34,8 @@ struct SettingsPage {
     partner_sections: Vec<String>,
     /// Each partner's section, its name and where its connection stands.
     contents: Vec<Contents>,
-    installed: bool,
+    /// Where the practice's install stands, in words, and whether that is well (`ok`/`error`).
+    install: (&'static str, &'static str),
     unmatched: Vec<UnmatchedRow>,
 }
 
@@ -43,9 +44,24 @@ pub async fn page(
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Admin)?;
-    let installed = crate::hint::install::practice_token(&state, &session.practice_id)
-        .await?
-        .is_some();
+    let install = match crate::hint::install::status(&state, &session.practice_id).await? {
+        Some(InstallStatus::Active) => (
+            "ok",
+            "Installed: Chartbridge can write visits to this practice's charts.",
+        ),
+        Some(InstallStatus::Pending) => (
+            "error",
+            "Installed, waiting for activation in Hint: visits are kept and written to Hint charts once Hint activates Chartbridge for this practice.",
+        ),
+        Some(InstallStatus::Deactivated) => (
+            "error",
+            "Deactivated in Hint: nothing is written to Hint charts and no partner is polled. This practice's visits are kept; reactivate Chartbridge in Hint to resume.",
+        ),
+        None => (
+            "error",
+            "Not installed yet: visits cannot be written to Hint charts until a practice admin installs Chartbridge from the Hint marketplace (Instant On).",
+        ),
+    };
     let mut partner_sections = Vec::new();
     for partner in state.partners.iter() {
         partner_sections.push(partner.settings_section(&state, &session).await?);
@@ -65,7 +81,7 @@ pub async fn page(
         frame: Frame::new(&session, "settings"),
         partner_sections,
         contents,
-        installed,
+        install,
         unmatched: unmatched::open_for_practice(&state, &session.practice_id).await?,
     };
     Ok(Html(page.render()?))

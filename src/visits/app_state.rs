@@ -9,7 +9,7 @@ use super::{completion::Completions, partner::Partners};
 use crate::{
     crypto::SecretsCache,
     hint::HintState,
-    jobs::{Job, JobOutcome, JobRunner, JobSignal, RunJob},
+    jobs::{Job, JobOutcome, JobRunner, JobSignal, RunJob, RunnerStatus},
     tenancy::PracticeId,
 };
 
@@ -20,6 +20,8 @@ pub struct AppState {
     pub hint_state: HintState,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
+    /// Whether this instance's job runner runs (`/readyz`, metrics).
+    pub runner: RunnerStatus,
     /// Group-commits visit results.
     pub completions: Completions,
     /// Every partner, with its settings and client.
@@ -44,6 +46,7 @@ impl AppState {
             health_recent: Arc::default(),
             hint_state,
             jobs,
+            runner: RunnerStatus::default(),
             completions,
             partners,
         }
@@ -66,6 +69,8 @@ impl AppState {
             per_practice,
             self.clone(),
         )
+        .reporting_to(self.runner.clone())
+        .passing_over(crate::hint::install::PRACTICE_NOT_ACTIVE)
     }
 }
 

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 
 use super::{Visit, VisitId};
 use crate::{
+    backoff::jittered,
     db::now_ms,
     hint::{
         HintAuth, HintError,
@@ -95,22 +96,9 @@ pub async fn run(
             .await
             .map_err(job_error)?,
         None => {
-            let found = state
-                .hint
-                .find_partner_interaction(&auth, &visit.patient_id, visit.id.as_str())
-                .await
-                .map_err(job_error)?;
-            let interaction = match found {
-                Some(existing) => existing,
+            let Some(interaction) = find_or_create(state, &auth, &visit, &desired).await? else {
                 // Cancelled before Hint ever held it: nothing to delete.
-                None if desired.status == InteractionStatus::Deleted => {
-                    return Ok(JobOutcome::Done);
-                }
-                None => state
-                    .hint
-                    .create_partner_interaction(&auth, &visit.patient_id, &desired)
-                    .await
-                    .map_err(job_error)?,
+                return Ok(JobOutcome::Done);
             };
             record(state, practice_id, &visit, &interaction).await?;
             interaction
@@ -132,6 +120,45 @@ pub async fn run(
         record(state, practice_id, &visit, &current).await?;
     }
     Ok(JobOutcome::Done)
+}
+
+/// Our interaction for the visit, created when Hint holds none (`None`: none, and the visit
+/// was cancelled, so none is wanted). A create that failed without a clear answer may have been
+/// applied, so it is looked for again before it is tried again, a few times in place before the
+/// job's back-off takes over.
+async fn find_or_create(
+    state: &AppState,
+    auth: &HintAuth<'_>,
+    visit: &Visit,
+    desired: &PartnerInteractionFields,
+) -> Result<Option<PartnerInteraction>, JobError> {
+    let settings = &state.settings.hint;
+    let (mut attempt, mut wait) = (0, settings.failure_backoff);
+    loop {
+        let found = state
+            .hint
+            .find_partner_interaction(auth, &visit.patient_id, visit.id.as_str())
+            .await
+            .map_err(job_error)?;
+        match found {
+            Some(existing) => return Ok(Some(existing)),
+            None if desired.status == InteractionStatus::Deleted => return Ok(None),
+            None => match state
+                .hint
+                .create_partner_interaction(auth, &visit.patient_id, desired)
+                .await
+            {
+                Ok(created) => return Ok(Some(created)),
+                Err(e) if e.is_retryable() && attempt < settings.failure_retries => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "creating the interaction failed; looking for it again");
+                    tokio::time::sleep(jittered(wait)).await;
+                    wait = wait.saturating_mul(2);
+                }
+                Err(e) => return Err(job_error(e)),
+            },
+        }
+    }
 }
 
 async fn record(

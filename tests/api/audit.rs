@@ -382,23 +382,7 @@ async fn admins_read_filter_and_export_their_practices_trail_only() {
 
 /// `chartbridge audit verify` on the test's database; answers its exit status and output.
 fn verify(app: &TestApp) -> (i32, String) {
-    use secrecy::ExposeSecret;
-    let url = match &app.database {
-        chartbridge::config::DatabaseSettings::Sqlite(path) => {
-            format!("sqlite:{}", path.display())
-        }
-        chartbridge::config::DatabaseSettings::Url(url) => url.expose_secret().to_string(),
-    };
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    app.cli(&["audit", "verify"])
 }
 
 #[tokio::test]

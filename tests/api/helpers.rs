@@ -34,6 +34,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Reads `/metrics` of a test app.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0001";
 pub const WEBHOOK_SECRET: &str = "test-hint-webhook-secret-000001";
 pub const PARTNER_API_KEY: &str = "test-partner-api-key";
 pub const PRODUCT_ID: &str = "ppro-chartbridge-test";
@@ -215,6 +217,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
         rate_limits: String::new(),
+        activate_on_install: true,
+        metrics_token: Some(METRICS_TOKEN.into()),
     })
     .expect("test settings are valid");
     let mut partners = PartnerSettings::from_args(
@@ -232,6 +236,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // The queue runs when a test says so (`run_jobs`); tests of the runner itself turn it on.
     settings.jobs.run_in_background = false;
     settings.hint.rate_limit_backoff = Duration::from_millis(50);
+    settings.hint.failure_backoff = Duration::from_millis(50);
     let dns = Dns::default();
     // A name a test may save: loopback (allowed here), where nothing answers https, so the
     // connection test of a save reaches nothing and no test ever calls a public address.
@@ -312,6 +317,27 @@ async fn test_database() -> DatabaseSettings {
 }
 
 impl TestApp {
+    /// Runs the `chartbridge` binary with `args` on this app's database (as an operator would
+    /// beside it); answers its exit status and what it printed (stdout, then stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+        use secrecy::ExposeSecret;
+        let url = match &self.database {
+            DatabaseSettings::Sqlite(path) => format!("sqlite:{}", path.display()),
+            DatabaseSettings::Url(url) => url.expose_secret().to_string(),
+        };
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
+            .args(args)
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("the chartbridge binary runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+
     /// Kills the app mid-flight (server and workers, no graceful shutdown) and starts a new one
     /// on the same database and port, as a crash and restart would.
     pub async fn crash_and_restart(self) -> TestApp {

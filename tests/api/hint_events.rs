@@ -79,27 +79,148 @@ async fn hint_webhooks_are_verified_deduplicated_and_unknown_types_ignored() {
     assert_eq!(post_event(&app, &malformed, true).await.status(), 400);
 }
 
+async fn install_status(app: &crate::helpers::TestApp) -> String {
+    sqlx::query_scalar("SELECT status FROM hint_installations")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn deactivation_forgets_the_practice_token() {
+async fn deactivation_stops_background_work_and_keeps_the_data_until_reactivated() {
     let app = spawn_app().await;
     let practice = app.new_practice("Leaving").await;
+    app.setup_tiep(&practice).await;
+    let patient = &practice.patients[0];
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+
+    assert_eq!(app.hint.deactivate(&practice.id).await.unwrap(), 200);
+    assert_eq!(install_status(&app).await, "deactivated");
+    assert_eq!(
+        app.run_jobs().await,
+        0,
+        "no background work while deactivated"
+    );
+    assert!(app.hint.interactions_for(patient).is_empty());
+    // Kept: the install, the visit, the practice's settings.
     assert_eq!(
         count(&app, "SELECT COUNT(*) FROM hint_installations").await,
         1
     );
-    let event = json!({"id": "evt-9", "type": "integration.deactivated", "practice_id": practice.id, "object": {}});
-    assert_eq!(post_event(&app, &event, true).await.status(), 200);
-    assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM hint_installations").await,
-        0
-    );
+    assert_eq!(app.visits_of(&practice.id).await.len(), 1);
     let admin = app.session(&practice.admin, None).await;
     let settings = app.page("settings", &admin).await;
     assert!(
         settings
-            .text_of("main p.error")
-            .starts_with("Not installed yet")
+            .text_of("#install-status")
+            .starts_with("Deactivated in Hint")
     );
+
+    // Reactivated in Hint: the work waiting runs.
+    assert_eq!(app.hint.activate(&practice.id).await.unwrap(), 200);
+    assert_eq!(install_status(&app).await, "active");
+    assert!(app.run_jobs().await >= 1);
+    assert_eq!(app.hint.interactions_for(patient).len(), 1);
+}
+
+#[tokio::test]
+async fn instant_on_connects_with_the_newer_contract_and_falls_back_on_older_stacks() {
+    let app = spawn_app().await;
+    let newer = app.new_practice("Newer stack").await;
+    {
+        let world = app.hint.world();
+        assert_eq!((world.connect_calls, world.code_exchanges), (1, 1));
+    }
+    assert!(app.practice_token(&newer.id).await.is_some());
+
+    app.hint.world().legacy_install_only = true;
+    let older = app.new_practice("Older stack").await;
+    {
+        let world = app.hint.world();
+        assert_eq!(world.connect_calls, 1, "asked once more, answered 404");
+        assert_eq!(world.code_exchanges, 2, "then exchanged at oauth/tokens");
+    }
+    // The token from either contract works for background work.
+    app.setup_tiep(&older).await;
+    let key = app.session(&older.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&key, &older.patients[0]).await.status(),
+        303
+    );
+    app.run_jobs().await;
+    assert_eq!(app.hint.interactions_for(&older.patients[0]).len(), 1);
+}
+
+#[tokio::test]
+async fn an_install_left_pending_waits_for_activation() {
+    let app = crate::helpers::spawn_app_with(|c| c.app.hint.activate_on_install = false).await;
+    let practice = app.new_practice("Setting up").await;
+    assert_eq!(install_status(&app).await, "pending");
+    app.setup_tiep(&practice).await;
+    let patient = &practice.patients[0];
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    assert_eq!(app.run_jobs().await, 0, "waits for activation");
+    let admin = app.session(&practice.admin, None).await;
+    assert!(
+        app.page("settings", &admin)
+            .await
+            .text_of("#install-status")
+            .starts_with("Installed, waiting for activation in Hint")
+    );
+
+    assert_eq!(app.hint.activate(&practice.id).await.unwrap(), 200);
+    app.run_jobs().await;
+    assert_eq!(app.hint.interactions_for(patient).len(), 1);
+}
+
+#[tokio::test]
+async fn sandbox_hint_connects_installations_strictly() {
+    let app = spawn_app().await;
+    let practice_id = app.hint.add_practice("Strict install");
+    let url = app
+        .hint
+        .base_url()
+        .join("/api/partner/installations/connect")
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = |bearer: &str, body: serde_json::Value| {
+        http.post(url.clone())
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+    };
+    let key = crate::helpers::PARTNER_API_KEY;
+    let code = app.hint.new_install_code(&practice_id);
+    for (bearer, body, status) in [
+        ("wrong-key", json!({"code": code, "activate": true}), 401),
+        (key, json!({"code": code}), 400),
+        (key, json!({"code": code, "activate": "yes"}), 400),
+        (
+            key,
+            json!({"code": code, "activate": true, "grant_type": "x"}),
+            400,
+        ),
+        (key, json!({"code": "not-a-code", "activate": true}), 400),
+    ] {
+        assert_eq!(
+            post(bearer, body.clone()).await.unwrap().status(),
+            status,
+            "{body}"
+        );
+    }
+    let answer = post(key, json!({"code": code, "activate": true}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["practice"]["id"], practice_id.as_str());
+    assert!(answer["api_keys"][0]["token"].as_str().is_some());
+    let reused = post(key, json!({"code": code, "activate": true}))
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 400, "a code is used once");
 }
 
 #[tokio::test]

@@ -382,3 +382,100 @@ async fn every_table_holding_practice_data_has_a_practice_id() {
         );
     }
 }
+
+/// Tables of the schema with a `practice_id` column.
+async fn tables_with_practice_id(app: &TestApp) -> Vec<String> {
+    let sql = match app.state.db.backend() {
+        chartbridge::db::Backend::Sqlite => {
+            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND c.name = 'practice_id' ORDER BY m.name"
+        }
+        chartbridge::db::Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.columns \
+             WHERE column_name = 'practice_id' AND table_schema = current_schema() ORDER BY 1"
+        }
+    };
+    sqlx::query_scalar(sql)
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
+async fn rows_of(app: &TestApp, table: &str, practice_id: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {table} WHERE practice_id = $1"
+    ))
+    .bind(practice_id)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_purge_knows_every_table_of_practice_data() {
+    let app = spawn_app().await;
+    let mut listed: Vec<&str> = chartbridge::tenancy::PRACTICE_TABLES
+        .iter()
+        .chain(&chartbridge::tenancy::KEPT_ON_PURGE)
+        .copied()
+        .collect();
+    listed.sort();
+    assert_eq!(
+        tables_with_practice_id(&app).await,
+        listed,
+        "a new table of practice data goes in tenancy::PRACTICE_TABLES (or KEPT_ON_PURGE, saying why)"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_purges_a_deactivated_practice_and_nothing_else() {
+    let app = spawn_app().await;
+    let leaving = app.new_practice("Leaving Clinic").await;
+    let staying = app.new_practice("Staying Clinic").await;
+    for practice in [&leaving, &staying] {
+        app.setup_tiep(practice).await;
+        let key = app
+            .session(&practice.clinician, Some(&practice.patients[0]))
+            .await;
+        assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+        assert_eq!(
+            app.start_visit(&key, &practice.patients[0]).await.status(),
+            303
+        );
+    }
+    let staying_before: Vec<i64> = practice_rows(&app, &staying.id).await;
+
+    // Still installed: refused, nothing deleted.
+    let (status, said) = app.cli(&["practice", "purge", "--practice", &leaving.id]);
+    assert_eq!(status, 1, "{said}");
+    assert!(said.contains("is active in Hint"), "{said}");
+    assert_eq!(rows_of(&app, "visits", &leaving.id).await, 1);
+
+    assert_eq!(app.hint.deactivate(&leaving.id).await.unwrap(), 200);
+    let (status, said) = app.cli(&["practice", "purge", "--practice", &leaving.id]);
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("visits: 1 row(s) deleted"), "{said}");
+    for table in chartbridge::tenancy::PRACTICE_TABLES {
+        assert_eq!(rows_of(&app, table, &leaving.id).await, 0, "{table}");
+    }
+    let practices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM practices WHERE id = $1")
+        .bind(&leaving.id)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(practices, 0);
+    assert!(
+        rows_of(&app, "audit_events", &leaving.id).await > 0,
+        "the audit trail stays"
+    );
+    assert_eq!(practice_rows(&app, &staying.id).await, staying_before);
+}
+
+/// Rows of a practice in each table of practice data.
+async fn practice_rows(app: &TestApp, practice_id: &str) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in chartbridge::tenancy::PRACTICE_TABLES {
+        counts.push(rows_of(app, table, practice_id).await);
+    }
+    counts
+}

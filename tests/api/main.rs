@@ -3,6 +3,7 @@
 mod at_rest;
 mod audit;
 mod connections;
+mod fault_figures;
 mod haidy_visit;
 mod handshake;
 mod hcw_visit;
@@ -12,6 +13,7 @@ mod isolation;
 mod logging;
 mod mediquo;
 mod netns;
+mod operations;
 mod outbound;
 mod partner_health;
 mod refusals;

@@ -467,3 +467,103 @@ async fn a_clinician_waiting_for_a_busy_hint_is_answered_that_it_is_busy() {
         "nothing started"
     );
 }
+
+#[tokio::test]
+async fn a_job_that_outlives_its_lease_is_not_taken_over_while_it_runs() {
+    let app = spawn_app_with(|s| s.jobs.lease = Duration::from_millis(600)).await;
+    let practice = app.new_practice("Slow Hint").await;
+    app.setup_tiep(&practice).await;
+    let patient = practice.patients[0].clone();
+    let visit_id = started_visit(&app, &practice, &patient).await;
+
+    // Every interaction call takes longer than a lease (within the client's timeout): the find
+    // and the create of one run span four leases. Two workers share the queue.
+    app.hint.set_faults(Faults {
+        hang_for: Some(Duration::from_millis(1000)),
+        ..Default::default()
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runners: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(app.state.job_runner().run(stopped.clone())))
+        .collect();
+    eventually(WAIT, "the visit learns its interaction", || async {
+        app.visit(&practice.id, &visit_id)
+            .await
+            .hint_interaction_id
+            .is_some()
+    })
+    .await;
+    stop.send(true).unwrap();
+    for runner in runners {
+        runner.await.unwrap();
+    }
+    // Taken over at the end of its first lease, the second worker would have looked, found
+    // nothing yet and created a second interaction.
+    assert_eq!(app.hint.interactions_for(&patient).len(), 1);
+    let finds = app
+        .hint
+        .world()
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("GET") && r.contains("/interactions/partner"))
+        .count();
+    assert_eq!(finds, 1, "the job ran once");
+}
+
+#[tokio::test]
+async fn hint_failing_a_third_of_its_calls_still_signs_every_visit_once() {
+    let app = spawn_app_with(|s| s.jobs.run_in_background = true).await;
+    let practice = app.new_practice("Unreliable Hint").await;
+    app.setup_tiep(&practice).await;
+    // 30 % of interaction calls fail before doing anything; 10 % of writes are applied and
+    // their answer lost.
+    app.hint.set_faults(Faults {
+        fail_ratio: 0.3,
+        lose_answer_ratio: 0.1,
+        ..Default::default()
+    });
+    let key = app.session(&practice.clinician, None).await;
+    let mut visits = Vec::new();
+    for round in 0..4 {
+        for patient in &practice.patients {
+            assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+            let id = app
+                .visits_of(&practice.id)
+                .await
+                .into_iter()
+                .map(|v| v.id.to_string())
+                .find(|id| visits.iter().all(|(_, known)| known != id))
+                .expect("the new visit");
+            assert_eq!(
+                app.post_tiep_webhook(&practice.id, &report(&id), TIEP_HOOK_SECRET)
+                    .await
+                    .status(),
+                200,
+                "round {round}"
+            );
+            visits.push((patient.clone(), id));
+        }
+    }
+    eventually(WAIT, "every visit signed in Hint", || async {
+        visits.iter().all(|(patient, id)| {
+            app.hint
+                .interactions_for(patient)
+                .iter()
+                .any(|i| i.integration_record_id.as_deref() == Some(id) && i.status == "signed")
+        })
+    })
+    .await;
+    for (patient, id) in &visits {
+        let held: Vec<_> = app
+            .hint
+            .interactions_for(patient)
+            .into_iter()
+            .filter(|i| i.integration_record_id.as_deref() == Some(id))
+            .collect();
+        assert_eq!(held.len(), 1, "visit {id} is held once");
+    }
+    eventually(WAIT, "no work left and none dead", || async {
+        chartbridge::jobs::counts(&app.state.db).await.unwrap() == (0, 0)
+    })
+    .await;
+}

@@ -132,6 +132,8 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         outbound_allow: String::new(),
         trusted_proxies: String::new(),
         rate_limits: String::new(),
+        activate_on_install: true,
+        metrics_token: None,
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
     let partners =

@@ -1,0 +1,166 @@
+//! Figures, not assertions: how long a visit takes to be signed in Hint while Hint fails and
+//! workers die, with the production timings (lease, back-off, in-place retries). Ignored in the
+//! suite; `bash benches/faults.sh` runs them in release and prints the figures.
+
+use std::time::{Duration, Instant};
+
+use chartbridge_sandbox::hint::Faults;
+use serde_json::json;
+
+use crate::helpers::{Config, TIEP_HOOK_SECRET, TestApp, TestPractice, spawn_app_with};
+
+/// What production runs with (`config.rs`), where the suite's helpers shorten it.
+fn production_timings(s: &mut Config) {
+    s.jobs.run_in_background = true;
+    s.jobs.lease = Duration::from_secs(12);
+    s.jobs.base_backoff = Duration::from_secs(2);
+    s.jobs.max_backoff = Duration::from_secs(15 * 60);
+    s.jobs.max_attempts = 15;
+    s.hint.rate_limit_backoff = Duration::from_millis(250);
+    s.hint.failure_backoff = Duration::from_millis(300);
+    s.http_timeout = Duration::from_secs(15);
+}
+
+async fn new_visit(app: &TestApp, practice: &TestPractice, key: &str, patient: &str) -> String {
+    let before: Vec<String> = app
+        .visits_of(&practice.id)
+        .await
+        .into_iter()
+        .map(|v| v.id.to_string())
+        .collect();
+    assert_eq!(app.start_visit(key, patient).await.status(), 303);
+    app.visits_of(&practice.id)
+        .await
+        .into_iter()
+        .map(|v| v.id.to_string())
+        .find(|id| !before.contains(id))
+        .expect("the new visit")
+}
+
+fn signed_in_hint(app: &TestApp, patient: &str, visit_id: &str) -> bool {
+    app.hint
+        .interactions_for(patient)
+        .iter()
+        .any(|i| i.integration_record_id.as_deref() == Some(visit_id) && i.status == "signed")
+}
+
+fn report(visit_id: &str) -> serde_json::Value {
+    json!({"context": {"visit_id": visit_id}, "payload": {"reason": "Measured"}})
+}
+
+fn print_figures(what: &str, mut took: Vec<Duration>) {
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    println!(
+        "{what}: {} visits, time to signed p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+        took.len(),
+        at(0.5).as_secs_f64(),
+        at(0.95).as_secs_f64(),
+        took.last().unwrap().as_secs_f64()
+    );
+}
+
+/// 200 Tiep visits, two a second, while 30 % of Hint's interaction calls answer 500 and 5 % of
+/// its writes lose their answer after being applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash benches/faults.sh"]
+async fn figures_time_to_signed_at_thirty_percent_500s() {
+    let app = spawn_app_with(production_timings).await;
+    let practice = app.new_practice("Flaky Hint").await;
+    app.setup_tiep(&practice).await;
+    app.hint.set_faults(Faults {
+        fail_ratio: 0.3,
+        lose_answer_ratio: 0.05,
+        ..Default::default()
+    });
+    let key = app.session(&practice.clinician, None).await;
+    let mut pending = Vec::new();
+    let mut took = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    for n in 0..200 {
+        tick.tick().await;
+        let patient = practice.patients[n % practice.patients.len()].clone();
+        let visit_id = new_visit(&app, &practice, &key, &patient).await;
+        let response = app
+            .post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(response.status(), 200);
+        pending.push((patient, visit_id, Instant::now()));
+        pending.retain(|(patient, visit_id, since)| {
+            let done = signed_in_hint(&app, patient, visit_id);
+            if done {
+                took.push(since.elapsed());
+            }
+            !done
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !pending.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pending.retain(|(patient, visit_id, since)| {
+            let done = signed_in_hint(&app, patient, visit_id);
+            if done {
+                took.push(since.elapsed());
+            }
+            !done
+        });
+    }
+    assert!(pending.is_empty(), "{} visits never signed", pending.len());
+    for patient in &practice.patients {
+        let held = app.hint.interactions_for(patient);
+        let mut ids: Vec<_> = held
+            .iter()
+            .map(|i| i.integration_record_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), held.len(), "no visit held twice");
+    }
+    print_figures("30 % Hint 500s + 5 % lost answers", took);
+}
+
+/// 20 times: a visit's result arrives, Hint applies the write and its answer hangs, the
+/// instance is killed (no shutdown) and restarted: how long until the visit is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash benches/faults.sh"]
+async fn figures_time_to_signed_after_a_kill_during_write_back() {
+    let mut app = spawn_app_with(production_timings).await;
+    let practice = app.new_practice("Crashy").await;
+    app.setup_tiep(&practice).await;
+    let mut took = Vec::new();
+    for n in 0..20 {
+        let patient = practice.patients[n % practice.patients.len()].clone();
+        let key = app.session(&practice.clinician, None).await;
+        app.hint.set_faults(Faults {
+            hang_after_write_for: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        });
+        let visit_id = new_visit(&app, &practice, &key, &patient).await;
+        while !app
+            .hint
+            .interactions_for(&patient)
+            .iter()
+            .any(|i| i.integration_record_id.as_deref() == Some(visit_id.as_str()))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let response = app
+            .post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(response.status(), 200);
+        // The draft's create is applied and its answer hangs: the worker holds the job.
+        let killed = Instant::now();
+        app = app.crash_and_restart().await;
+        app.hint.set_faults(Faults::default());
+        while !signed_in_hint(&app, &patient, &visit_id) {
+            assert!(killed.elapsed() < Duration::from_secs(300), "never signed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        took.push(killed.elapsed());
+    }
+    for patient in &practice.patients {
+        let held = app.hint.interactions_for(patient);
+        assert!(held.iter().all(|i| i.status == "signed"));
+    }
+    print_figures("kill -9 during a write-back, then restart", took);
+}
