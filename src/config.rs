@@ -6,7 +6,7 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use base64::Engine as _;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::{
@@ -146,6 +146,9 @@ pub struct HintSettings {
     pub failure_backoff: Duration,
     /// Instant On activates the integration (`false`: pending until `integration.activated`).
     pub activate_on_install: bool,
+    /// Count each practice's budget in the database, shared by every instance on it (on by
+    /// default on PostgreSQL, where several instances run; SQLite serves one instance).
+    pub shared_budget: bool,
     /// Longest a call waits for one of the practice's in-flight slots before it gives up
     /// ("Hint is busy"): a clinician is answered, never left to the request timeout.
     pub slot_wait: Duration,
@@ -339,6 +342,7 @@ impl Settings {
             }
             _ => DatabaseSettings::Sqlite(PathBuf::from("data/chartbridge.sqlite")),
         };
+        let shared_budget = matches!(&database, DatabaseSettings::Url(url) if !url.expose_secret().starts_with("sqlite:"));
         Ok(Settings {
             bind,
             port: args.port,
@@ -359,6 +363,7 @@ impl Settings {
                 failure_retries: 3,
                 failure_backoff: Duration::from_millis(300),
                 activate_on_install: args.activate_on_install,
+                shared_budget,
                 slot_wait: Duration::from_secs(10),
             },
             jobs: JobSettings {

@@ -88,6 +88,21 @@ impl Application {
             }
         };
         let sweeper = session::sweep_periodically(self.state.hint_state.clone(), stop_rx.clone());
+        let announcements = {
+            let (state, stop) = (self.state.clone(), stop_rx.clone());
+            async move {
+                if let (crate::db::Backend::Postgres, crate::config::DatabaseSettings::Url(url)) =
+                    (state.db.backend(), &state.settings.database)
+                {
+                    crate::hint::directory::follow_announcements(
+                        state.patients.clone(),
+                        url.clone(),
+                        stop,
+                    )
+                    .await;
+                }
+            }
+        };
         let forgetter = every_minute(stop_rx.clone(), move || limits.forget_idle());
         let mut server_stop = stop_rx.clone();
         let server = crate::server::serve(
@@ -104,7 +119,7 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         tracing::info!(port = self.port, "chartbridge listening");
-        tokio::join!(server, runner, sweeper, forgetter, signal);
+        tokio::join!(server, runner, sweeper, announcements, forgetter, signal);
         self.state.db.close().await;
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::{db::Db, ids::ExternalId};
 
 /// Every table holding a practice's data, by its `practice_id` column, in the order a purge
 /// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
-pub const PRACTICE_TABLES: [&str; 10] = [
+pub const PRACTICE_TABLES: [&str; 13] = [
     "jobs",
     "inbound_events",
     "unmatched_deliveries",
@@ -30,6 +30,9 @@ pub const PRACTICE_TABLES: [&str; 10] = [
     "visits",
     "hint_sessions",
     "hint_installations",
+    "hint_budget_calls",
+    "hint_budget_slots",
+    "hint_budgets",
 ];
 
 /// Tables with a `practice_id` that a purge keeps: the PHI audit trail (who opened which chart

@@ -24,6 +24,7 @@ use url::Url;
 use crate::{
     backoff::jittered,
     config::HintSettings,
+    hint::budget::SharedBudget,
     metrics::{self, Metrics},
     tenancy::PracticeId,
     upstream::{self, Upstream, UpstreamError, endpoint},
@@ -266,6 +267,8 @@ pub struct HintClient {
     settings: HintSettings,
     practice_limits: Arc<Mutex<HashMap<String, Arc<PracticeLimit>>>>,
     metrics: Metrics,
+    /// The budget every instance on the database shares; `None`: this instance is alone.
+    shared: Option<SharedBudget>,
 }
 
 impl std::fmt::Debug for HintClient {
@@ -277,13 +280,19 @@ impl std::fmt::Debug for HintClient {
 }
 
 impl HintClient {
-    pub fn new(upstream: Upstream, settings: HintSettings, metrics: Metrics) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        settings: HintSettings,
+        metrics: Metrics,
+        shared: Option<SharedBudget>,
+    ) -> Self {
         Self {
             upstream,
             base: settings.api_url.clone(),
             settings,
             practice_limits: Arc::default(),
             metrics,
+            shared,
         }
     }
 
@@ -304,24 +313,62 @@ impl HintClient {
             .clone()
     }
 
-    /// Sends a request built by `build`, holding a practice permit, retrying 429s, and retrying
-    /// failures when `repeat` says sending it twice does no harm.
+    /// Sends a request built by `build`, holding a practice permit (here and, with several
+    /// instances, in the shared budget), retrying 429s, and retrying failures when `repeat`
+    /// says sending it twice does no harm.
     async fn send(
         &self,
         practice_id: &str,
         repeat: Repeat,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<reqwest::Response, HintError> {
+        let settings = &self.settings;
+        let busy = || UpstreamError::Busy { party: HINT };
+        let waited = tokio::time::Instant::now();
         let limit = self.limit_for(practice_id);
-        let _permit = tokio::time::timeout(self.settings.slot_wait, limit.in_flight.acquire())
+        let _permit = tokio::time::timeout(settings.slot_wait, limit.in_flight.acquire())
             .await
-            .map_err(|_| UpstreamError::Busy { party: HINT })?
+            .map_err(|_| busy())?
             .expect("semaphore is never closed");
+        let Some(shared) = &self.shared else {
+            return self
+                .attempts(practice_id, repeat, &limit, None, build)
+                .await;
+        };
+        let wait = settings.slot_wait.saturating_sub(waited.elapsed());
+        let slot = shared
+            .take_slot(practice_id, settings.max_concurrency_per_practice, wait)
+            .await
+            .map_err(|e| budget_unavailable(&e))?
+            .ok_or_else(busy)?;
+        let answered = self
+            .attempts(practice_id, repeat, &limit, Some(shared), build)
+            .await;
+        shared.release(slot).await;
+        answered
+    }
+
+    /// Tries a call until it is answered, or until its retries are spent.
+    async fn attempts(
+        &self,
+        practice_id: &str,
+        repeat: Repeat,
+        limit: &PracticeLimit,
+        shared: Option<&SharedBudget>,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<reqwest::Response, HintError> {
         let settings = &self.settings;
         let (mut limited, mut limited_wait) = (0, settings.rate_limit_backoff);
         let (mut failed, mut failed_wait) = (0, settings.failure_backoff);
         loop {
             limit.paced(settings.requests_per_second).await;
+            if let Some(shared) = shared {
+                let per_second = settings.requests_per_second.max(1.0).floor() as usize;
+                shared
+                    .pace(practice_id, per_second)
+                    .await
+                    .map_err(|e| budget_unavailable(&e))?;
+            }
             let sent = self.upstream.send(HINT, build()).await;
             self.metrics
                 .count_hint_call(practice_id, metrics::hint_outcome(&sent));
@@ -566,6 +613,12 @@ enum Repeat {
     /// A second one may do the work twice (a create, a code exchange): only a 429, which Hint
     /// answers before doing anything, is retried.
     Once,
+}
+
+/// The shared budget could not be read (the database is down): the call waits like a busy one.
+fn budget_unavailable(e: &sqlx::Error) -> HintError {
+    tracing::warn!(error = %e, "the shared Hint budget is unavailable");
+    UpstreamError::Busy { party: HINT }
 }
 
 /// Hint failed or did not answer: worth trying again in a moment (a 429 has its own back-off).

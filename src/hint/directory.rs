@@ -79,10 +79,21 @@ impl PatientDirectory {
 
     /// Drops a practice's list (a patient was created, changed or removed in Hint).
     pub fn forget(&self, practice_id: &PracticeId) {
+        self.forget_practice(practice_id.as_str());
+    }
+
+    /// Drops a practice's list because another instance said it changed (the id comes from
+    /// our own database's notification, and only removes).
+    fn forget_practice(&self, practice_id: &str) {
         self.loaded
             .lock()
             .expect("directory lock")
-            .remove(practice_id.as_str());
+            .remove(practice_id);
+    }
+
+    /// Drops every list (changes may have been missed).
+    fn forget_all(&self) {
+        self.loaded.lock().expect("directory lock").clear();
     }
 
     fn fresh(&self, practice_id: &PracticeId) -> Option<Arc<Vec<Patient>>> {
@@ -132,4 +143,71 @@ impl PatientDirectory {
         );
         Ok(patients)
     }
+}
+
+/// The PostgreSQL channel on which an instance that learned of a patient change tells the
+/// others (payload: the practice id).
+pub const CHANGED_CHANNEL: &str = "chartbridge_patients_changed";
+
+/// Tells every instance (this one included) that a practice's patients changed, when the
+/// caller's transaction commits. PostgreSQL only; one instance on SQLite forgets its own.
+pub async fn announce_change(
+    conn: &mut sqlx::AnyConnection,
+    practice_id: &PracticeId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGED_CHANNEL)
+        .bind(practice_id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Follows the other instances' announcements on PostgreSQL (`LISTEN`) until `stop`: a
+/// practice named there is searched afresh here. A lost connection is taken up again, and as
+/// changes may have been missed meanwhile, every list is dropped.
+pub async fn follow_announcements(
+    directory: Arc<PatientDirectory>,
+    database_url: secrecy::SecretString,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use secrecy::ExposeSecret;
+    use sqlx::postgres::PgListener;
+    let mut listener = loop {
+        let connected = async {
+            let mut listener = PgListener::connect(database_url.expose_secret()).await?;
+            listener.listen(CHANGED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match connected.await {
+            Ok(listener) => break listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not listen for patient changes; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => directory.forget_practice(notification.payload()),
+                // The connection was lost; the next receive reconnects.
+                Ok(None) => directory.forget_all(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for patient changes failed; retrying");
+                    directory.forget_all();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }

@@ -3,6 +3,7 @@
 //!
 //! This layer sees only [`HintState`]; the visit lifecycle and the partners build on it.
 
+pub mod budget;
 pub mod client;
 pub mod directory;
 pub mod frame;
@@ -73,7 +74,15 @@ impl HintState {
             )),
             secrets: SecretBox::new(&settings.secret_key),
             audit: crate::audit::Recorder::spawn(db.clone()),
-            hint: HintClient::new(upstream.clone(), settings.hint.clone(), metrics.clone()),
+            hint: HintClient::new(
+                upstream.clone(),
+                settings.hint.clone(),
+                metrics.clone(),
+                settings.hint.shared_budget.then(|| {
+                    // Longer than any one call with its retries may hold a slot.
+                    budget::SharedBudget::new(db.clone(), settings.http_timeout * 4)
+                }),
+            ),
             metrics,
             upstream,
             settings: Arc::new(settings),

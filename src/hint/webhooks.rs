@@ -98,9 +98,13 @@ pub async fn receive<S: AsRef<HintState>>(
         }
         other => tracing::debug!(kind = other, "hint event ignored"),
     }
+    if event.kind.starts_with("patient.") && state.db.backend() == crate::db::Backend::Postgres {
+        super::directory::announce_change(&mut tx, &practice_id).await?;
+    }
     tx.commit().await?;
     if event.kind.starts_with("patient.") {
-        // Search sees the change at once (created, renamed, removed).
+        // Search sees the change at once (created, renamed, removed), here and, by the
+        // announcement, on every other instance.
         state.patients.forget(&practice_id);
     }
     Ok(Json(serde_json::json!({"received": true})))

@@ -226,6 +226,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     )
     .expect("test partner settings are valid");
     settings.database = database.clone();
+    // Several instances share PostgreSQL: count Hint's budget there (as production does).
+    settings.hint.shared_budget = matches!(database, DatabaseSettings::Url(_));
     settings.http_timeout = Duration::from_millis(1500);
     settings.jobs.poll_interval = Duration::from_millis(50);
     settings.jobs.base_backoff = Duration::from_millis(100);
@@ -316,6 +318,25 @@ async fn test_database() -> DatabaseSettings {
     }
 }
 
+/// An instance started by [`TestApp::spawn_instance`].
+pub struct Instance {
+    pub address: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    /// Ends it at once, mid-flight, as `kill -9` would: no shutdown, leases left to run out.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl TestApp {
     /// Runs the `chartbridge` binary with `args` on this app's database (as an operator would
     /// beside it); answers its exit status and what it printed (stdout, then stderr).
@@ -377,6 +398,22 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         address
+    }
+
+    /// Another instance on the same database, with its own job runner (as Hint's hosting runs
+    /// several behind one address); `adjust` its settings first. Killed with [`Instance::kill`]
+    /// or when the test ends.
+    pub async fn spawn_instance(&self, adjust: impl FnOnce(&mut Config)) -> Instance {
+        let mut config = self.config.clone();
+        config.port = 0;
+        config.public_url = Some(url::Url::parse(&self.address).unwrap());
+        adjust(&mut config);
+        let app = Application::build(config.app, config.partners)
+            .await
+            .expect("the instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Instance { address, task }
     }
 
     /// Asks the app to shut down gracefully and waits until it has.

@@ -9,6 +9,7 @@ mod handshake;
 mod hcw_visit;
 mod helpers;
 mod hint_events;
+mod instances;
 mod isolation;
 mod logging;
 mod mediquo;
