@@ -34,10 +34,30 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Hint's side of going live: register the app, run Hint's partner-app audit.
+    Hint {
+        #[command(subcommand)]
+        command: HintCommand,
+    },
     /// A practice's data.
     Practice {
         #[command(subcommand)]
         command: PracticeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HintCommand {
+    /// Declare our custom roles (and the defaults new users get) in the app's Hint config,
+    /// register our webhook endpoint once, and print the listing values Hint's review checks.
+    /// Needs the serving configuration, CHARTBRIDGE_PUBLIC_URL included. Idempotent.
+    Register,
+    /// Run Hint's partner-app audit against a deployed Chartbridge and print each result;
+    /// exits 1 when one fails. Signs with HINT_WEBHOOK_SECRET.
+    Check {
+        /// The app's public URL (default: CHARTBRIDGE_PUBLIC_URL).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -107,6 +127,12 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Hint {
+            command: HintCommand::Register,
+        } => register(cli.config).await,
+        Command::Hint {
+            command: HintCommand::Check { url },
+        } => check(&cli.config, url).await,
         Command::Practice {
             command:
                 PracticeCommand::Purge {
@@ -115,6 +141,101 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => purge(&cli.config, &practice, even_if_installed).await,
     }
+}
+
+/// `chartbridge hint register`.
+async fn register(config: ConfigArgs) -> anyhow::Result<()> {
+    let settings =
+        Settings::from_args(config).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let public_url = settings.public_url.clone().ok_or_else(|| {
+        anyhow::anyhow!("CHARTBRIDGE_PUBLIC_URL is required: Hint must reach us there")
+    })?;
+    let upstream = chartbridge::upstream::Upstream::with_policy(
+        settings.http_timeout,
+        settings.outbound.allow.clone(),
+        settings.outbound.lookup.clone(),
+    )?;
+    let hint = chartbridge::hint::HintClient::new(
+        upstream,
+        settings.hint.clone(),
+        chartbridge::metrics::Metrics::default(),
+        None,
+    );
+    use chartbridge::hint::registration;
+    let done = registration::register(&hint, &settings.hint.product_id, &public_url)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "Hint refused the registration: {}",
+                chartbridge::error::error_chain(&e)
+            )
+        })?;
+    let roles: Vec<&str> = registration::ROLES.iter().map(|(name, _)| *name).collect();
+    println!(
+        "roles declared: {} (new admins get {}, other users {})",
+        roles.join(", "),
+        registration::DEFAULT_ADMIN_ROLE,
+        registration::DEFAULT_NON_ADMIN_ROLE
+    );
+    println!(
+        "webhook endpoint {}: {}",
+        if done.webhook_added {
+            "registered"
+        } else {
+            "already registered"
+        },
+        done.webhook_url
+    );
+    println!("listing values:");
+    let mut failed = false;
+    for (name, url, finding) in registration::listing(&public_url) {
+        failed |= finding.outcome == chartbridge::hint::review::Outcome::Fail;
+        println!(
+            "  {:<28} {url}  {} {}",
+            name,
+            finding.outcome.label(),
+            finding.detail
+        );
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `chartbridge hint check`.
+async fn check(config: &ConfigArgs, url: Option<String>) -> anyhow::Result<()> {
+    use chartbridge::hint::review;
+    let url = url
+        .or_else(|| config.public_url.clone())
+        .ok_or_else(|| anyhow::anyhow!("--url or CHARTBRIDGE_PUBLIC_URL names the app to check"))?;
+    let url = chartbridge::config::parse_url(&url, "--url").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = config.hint_webhook_secret.clone().ok_or_else(|| {
+        anyhow::anyhow!("HINT_WEBHOOK_SECRET is required to sign the audit's handshakes")
+    })?;
+    let reserved = review::Reserved {
+        hint_api_url: Some(config.hint_api_url.clone()),
+        hint_product_id: config.hint_product_id.clone(),
+        hint_api_key_set: config
+            .hint_api_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty()),
+        hint_webhook_secret_set: true,
+    };
+    println!("Hint partner-app audit of {url}");
+    let findings = review::run(&url, &secret.into(), &reserved).await;
+    for finding in &findings {
+        println!(
+            "  {} {:<30} {}",
+            finding.outcome.label(),
+            finding.check,
+            finding.detail
+        );
+    }
+    if !review::passed(&findings) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// `chartbridge practice purge`.

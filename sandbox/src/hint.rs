@@ -188,6 +188,10 @@ pub struct World {
     pub code_exchanges: usize,
     /// Of those, the ones asked of `installations/connect`.
     pub connect_calls: usize,
+    /// The app config the partner set (`PATCH /api/partner/products/{id}/app`).
+    pub app_config: Option<Value>,
+    /// The partner's registered webhook URLs.
+    pub webhook_endpoints: Vec<String>,
     /// An older stack: `installations/connect` does not exist (404), only `oauth/tokens`.
     pub legacy_install_only: bool,
     /// Practices whose integration was installed without activation, or deactivated: their
@@ -559,6 +563,14 @@ fn router(sandbox: SandboxHint) -> Router {
         .route(
             "/api/partner/installations/connect",
             post(connect_installation),
+        )
+        .route(
+            "/api/partner/products/{product_id}/app",
+            axum::routing::patch(configure_app),
+        )
+        .route(
+            "/api/partner/webhook_endpoints",
+            get(list_webhook_endpoints).post(add_webhook_endpoint),
         )
         .route("/api/provider/patients", get(list_patients))
         .route("/api/provider/patients/{id}", get(get_patient))
@@ -1206,6 +1218,150 @@ async fn connect_installation(
         "api_keys": [{"id": key_id, "token": token, "created_at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()}],
     }))
     .into_response()
+}
+
+// ---------------------------------------------------------------- Partner API
+
+/// Refuses a `/api/partner/*` call without the partner key.
+fn partner_key(sandbox: &SandboxHint, headers: &HeaderMap) -> Result<(), Response> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer == Some(sandbox.config.partner_api_key.as_str()) {
+        Ok(())
+    } else {
+        Err(hint_error(
+            StatusCode::UNAUTHORIZED,
+            "The partner API needs the partner API key",
+        ))
+    }
+}
+
+/// `PATCH /api/partner/products/{id}/app`: `partner_roles` (a non-empty list of
+/// `{name, description}` with distinct names) and the two default roles, which must be among
+/// them. Only our own product.
+async fn configure_app(
+    State(sandbox): State<SandboxHint>,
+    Path(product_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = partner_key(&sandbox, &headers) {
+        return refused;
+    }
+    if product_id != sandbox.config.product_id {
+        return hint_error(StatusCode::NOT_FOUND, "No such product");
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Role {
+        name: String,
+        description: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AppConfig {
+        partner_roles: Vec<Role>,
+        default_admin_role: String,
+        default_non_admin_role: String,
+    }
+    let config: AppConfig = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return hint_error(StatusCode::BAD_REQUEST, &format!("Invalid app config: {e}")),
+    };
+    let mut names: Vec<&str> = config
+        .partner_roles
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    if config.partner_roles.is_empty()
+        || names.len() != config.partner_roles.len()
+        || config
+            .partner_roles
+            .iter()
+            .any(|r| r.name.trim().is_empty() || r.description.trim().is_empty())
+    {
+        return hint_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "partner_roles must be distinct named roles with descriptions",
+        );
+    }
+    for default in [&config.default_admin_role, &config.default_non_admin_role] {
+        if !names.contains(&default.as_str()) {
+            return hint_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "default roles must be among partner_roles",
+            );
+        }
+    }
+    let stored: Value = serde_json::from_slice(&body).unwrap_or_default();
+    sandbox.world().app_config = Some(stored.clone());
+    Json(json!({"product_id": product_id, "app": stored})).into_response()
+}
+
+async fn list_webhook_endpoints(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = partner_key(&sandbox, &headers) {
+        return refused;
+    }
+    let world = sandbox.world();
+    let list: Vec<Value> = world
+        .webhook_endpoints
+        .iter()
+        .enumerate()
+        .map(|(n, url)| json!({"id": format!("whe-{n:04}"), "webhook_url": url}))
+        .collect();
+    Json(list).into_response()
+}
+
+/// `POST /api/partner/webhook_endpoints {webhook_url}`: an absolute http(s) URL, once.
+async fn add_webhook_endpoint(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = partner_key(&sandbox, &headers) {
+        return refused;
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewEndpoint {
+        webhook_url: String,
+    }
+    let request: NewEndpoint = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return hint_error(
+                StatusCode::BAD_REQUEST,
+                &format!("Body must be {{webhook_url}}: {e}"),
+            );
+        }
+    };
+    if !Url::parse(&request.webhook_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        return hint_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "webhook_url must be an absolute URL",
+        );
+    }
+    let mut world = sandbox.world();
+    if world.webhook_endpoints.contains(&request.webhook_url) {
+        return hint_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "webhook_url is already registered",
+        );
+    }
+    world.webhook_endpoints.push(request.webhook_url.clone());
+    let id = format!("whe-{:04}", world.webhook_endpoints.len() - 1);
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "webhook_url": request.webhook_url})),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------- Pages

@@ -36,6 +36,8 @@ const PAGE_LIMIT: usize = 100;
 const HINT: &str = "Hint";
 /// The limiter key of Instant On code exchanges (practice ids start `pra-`).
 const INSTANT_ON: &str = "instant-on";
+/// The limiter key of the partner-wide calls (`/api/partner/*` with the partner key).
+const PARTNER: &str = "partner";
 
 /// What a Hint call fails with.
 pub type HintError = UpstreamError;
@@ -472,6 +474,57 @@ impl HintClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A partner-wide call (`/api/partner/…`, with the partner key).
+    fn partner_call(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        self.upstream
+            .http()
+            .request(method, self.url(segments))
+            .bearer_auth(self.settings.api_key.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    /// Sets the app's config in Hint (`PATCH /api/partner/products/{id}/app`): its custom
+    /// roles and the roles new users get.
+    pub async fn configure_app(
+        &self,
+        product_id: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), HintError> {
+        let path = ["api", "partner", "products", product_id, "app"];
+        self.send(PARTNER, Repeat::Safe, || {
+            self.partner_call(Method::PATCH, &path).json(config)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The webhook URLs registered for the partner.
+    pub async fn webhook_endpoints(&self) -> Result<Vec<String>, HintError> {
+        #[derive(Deserialize)]
+        struct Endpoint {
+            webhook_url: String,
+        }
+        let path = ["api", "partner", "webhook_endpoints"];
+        let response = self
+            .send(PARTNER, Repeat::Safe, || {
+                self.partner_call(Method::GET, &path)
+            })
+            .await?;
+        let endpoints: Vec<Endpoint> = Self::json(response).await?;
+        Ok(endpoints.into_iter().map(|e| e.webhook_url).collect())
+    }
+
+    /// Registers a webhook URL (`POST /api/partner/webhook_endpoints`).
+    pub async fn add_webhook_endpoint(&self, webhook_url: &str) -> Result<(), HintError> {
+        let path = ["api", "partner", "webhook_endpoints"];
+        let body = serde_json::json!({ "webhook_url": webhook_url });
+        self.send(PARTNER, Repeat::Once, || {
+            self.partner_call(Method::POST, &path).json(&body)
+        })
+        .await?;
+        Ok(())
     }
 
     /// One page of patients, with the total Hint reports.

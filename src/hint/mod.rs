@@ -9,6 +9,8 @@ pub mod directory;
 pub mod frame;
 pub mod handshake;
 pub mod install;
+pub mod registration;
+pub mod review;
 pub mod session;
 pub mod webhooks;
 
@@ -107,6 +109,8 @@ where
         .route("/hint/handshake", post(handshake::handshake::<S>))
         .route("/hint/connect/{code}", post(install::connect::<S>))
         .route("/hint/connect", get(install::connect_redirect::<S>))
+        // The listing's redirect_url ends with a slash (Hint's review wants it so).
+        .route("/hint/connect/", get(install::connect_redirect::<S>))
         .route("/webhooks/hint", post(webhooks::receive::<S>))
 }
 

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/hint/core_page", get(core_page::page))
         .route("/hint/clinical_chart", get(clinical_chart::page))
         .route("/hint/settings", get(settings::page))
+        .route("/hint/self_audit", post(settings::self_audit))
         .route("/hint/audit", get(audit::page))
         .route("/hint/audit.csv", get(audit::export))
         .route("/hint/patients/search", get(core_page::search))

@@ -86,3 +86,36 @@ pub async fn page(
     };
     Ok(Html(page.render()?))
 }
+
+#[derive(Template)]
+#[template(path = "fragments/self_audit.html")]
+struct SelfAudit {
+    findings: Vec<crate::hint::review::Finding>,
+    url: String,
+}
+
+/// `POST /hint/self_audit` (admins, htmx): runs Hint's partner-app audit against this
+/// deployment's public URL and shows each result. Read-only: it changes nothing of the
+/// practice (the probe uses Chartbridge's own check practices).
+pub async fn self_audit(
+    State(state): State<AppState>,
+    session: PracticeSession,
+) -> Result<Html<String>, AppError> {
+    session.require(Role::Admin)?;
+    let hint = &state.settings.hint;
+    let reserved = crate::hint::review::Reserved {
+        hint_api_url: Some(hint.api_url.to_string()),
+        hint_product_id: Some(hint.product_id.clone()),
+        hint_api_key_set: !secrecy::ExposeSecret::expose_secret(&hint.api_key).is_empty(),
+        hint_webhook_secret_set: true,
+    };
+    let findings =
+        crate::hint::review::run(&state.public_url, &hint.webhook_secret, &reserved).await;
+    Ok(Html(
+        SelfAudit {
+            findings,
+            url: state.public_url.to_string(),
+        }
+        .render()?,
+    ))
+}

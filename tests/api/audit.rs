@@ -381,8 +381,8 @@ async fn admins_read_filter_and_export_their_practices_trail_only() {
 }
 
 /// `chartbridge audit verify` on the test's database; answers its exit status and output.
-fn verify(app: &TestApp) -> (i32, String) {
-    app.cli(&["audit", "verify"])
+async fn verify(app: &TestApp) -> (i32, String) {
+    app.cli(&["audit", "verify"]).await
 }
 
 #[tokio::test]
@@ -393,7 +393,7 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
         let key = app.session(&practice.clinician, Some(patient)).await;
         assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
     }
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 0, "{said}");
     assert!(said.contains("3 entries checked, 0 broken"), "{said}");
 
@@ -415,7 +415,7 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
          SELECT practice_id, 4, at, actor_id, actor_roles, platform_support, action, patient_id, \
          visit_id, detail, request_id, hash, hash FROM audit_events WHERE practice_id = $1 AND seq = 3")
         .await;
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 1);
     assert!(
         said.contains("at entry 4: an entry was added outside the chain"),
@@ -425,7 +425,7 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
     // Someone points an entry at another patient.
     run("UPDATE audit_events SET patient_id = 'pat-innocent' WHERE practice_id = $1 AND seq = 2")
         .await;
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 1);
     assert!(
         said.contains(&format!(
@@ -436,7 +436,7 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
     );
     // Someone deletes that entry instead.
     run("DELETE FROM audit_events WHERE practice_id = $1 AND seq = 2").await;
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 1);
     assert!(said.contains("at entry 2: an entry is missing"), "{said}");
     // Only the last entry is gone (the two before are as written).
@@ -446,9 +446,9 @@ async fn audit_verify_finds_a_changed_a_deleted_and_a_missing_entry() {
         let key = app.session(&practice.clinician, Some(patient)).await;
         assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
     }
-    assert_eq!(verify(&app).0, 0);
+    assert_eq!(verify(&app).await.0, 0);
     run("DELETE FROM audit_events WHERE practice_id = $1 AND seq = 2").await;
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 1);
     assert!(
         said.contains("at entry 2: entries after this one are missing"),
@@ -476,7 +476,7 @@ async fn entries_committed_together_still_form_one_chain_per_practice() {
     )
     .await;
     assert!(views.iter().all(|r| r.status() == 200));
-    let (status, said) = verify(&app);
+    let (status, said) = verify(&app).await;
     assert_eq!(status, 0, "{said}");
     assert!(said.contains("60 entries checked, 0 broken"), "{said}");
     let (a_trail, b_trail) = (trail(&app, &a.id).await, trail(&app, &b.id).await);

@@ -340,17 +340,25 @@ impl Drop for Instance {
 impl TestApp {
     /// Runs the `chartbridge` binary with `args` on this app's database (as an operator would
     /// beside it); answers its exit status and what it printed (stdout, then stderr).
-    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+    pub async fn cli(&self, args: &[&str]) -> (i32, String) {
+        self.cli_with(args, &[]).await
+    }
+
+    /// Like [`TestApp::cli`], with more of the environment set (`env`). The binary runs beside
+    /// the app (which keeps serving meanwhile: the command may call it).
+    pub async fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         use secrecy::ExposeSecret;
         let url = match &self.database {
             DatabaseSettings::Sqlite(path) => format!("sqlite:{}", path.display()),
             DatabaseSettings::Url(url) => url.expose_secret().to_string(),
         };
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
             .args(args)
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
             .output()
+            .await
             .expect("the chartbridge binary runs");
         (
             output.status.code().unwrap_or(-1),
@@ -482,6 +490,18 @@ impl TestApp {
             .get(format!("{}{path}", self.address))
             .header("x-hint-session-key", key)
             .header("hx-request", "true")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts as htmx does from one of our pages: the key in the header, no body.
+    pub async fn htmx_post(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .header("x-hint-session-key", key)
+            .header("hx-request", "true")
+            .header("origin", &self.address)
             .send()
             .await
             .unwrap()

@@ -446,13 +446,17 @@ async fn an_operator_purges_a_deactivated_practice_and_nothing_else() {
     let staying_before: Vec<i64> = practice_rows(&app, &staying.id).await;
 
     // Still installed: refused, nothing deleted.
-    let (status, said) = app.cli(&["practice", "purge", "--practice", &leaving.id]);
+    let (status, said) = app
+        .cli(&["practice", "purge", "--practice", &leaving.id])
+        .await;
     assert_eq!(status, 1, "{said}");
     assert!(said.contains("is active in Hint"), "{said}");
     assert_eq!(rows_of(&app, "visits", &leaving.id).await, 1);
 
     assert_eq!(app.hint.deactivate(&leaving.id).await.unwrap(), 200);
-    let (status, said) = app.cli(&["practice", "purge", "--practice", &leaving.id]);
+    let (status, said) = app
+        .cli(&["practice", "purge", "--practice", &leaving.id])
+        .await;
     assert_eq!(status, 0, "{said}");
     assert!(said.contains("visits: 1 row(s) deleted"), "{said}");
     for table in chartbridge::tenancy::PRACTICE_TABLES {

@@ -4,6 +4,7 @@ mod at_rest;
 mod audit;
 mod connections;
 mod fault_figures;
+mod going_live;
 mod haidy_visit;
 mod handshake;
 mod hcw_visit;
