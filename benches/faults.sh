@@ -4,5 +4,5 @@
 # write-back. Prints p50/p95/max. Runs the ignored `figures_*` tests of the suite in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release --test api -- --ignored --nocapture --test-threads=1 figures_ 2>&1 |
+cargo test --release --test api -- --ignored --nocapture --test-threads=1 figures_time_to_signed 2>&1 |
   grep -E "time to signed|test result|panicked"

@@ -111,7 +111,7 @@ pub struct Settings {
     pub launch_timeout: Duration,
     /// How long a practice's patient list is searched in memory before it is loaded again
     /// (Hint's `patient.*` webhooks drop it sooner).
-    pub patient_directory_ttl: Duration,
+
     /// How long an instance reuses opened partner secrets; a secret rotated on another
     /// instance stops being accepted here after at most this long (the new one works at once).
     pub secrets_cache_ttl: Duration,
@@ -393,7 +393,6 @@ impl Settings {
             },
             rate_limits,
             secrets_cache_ttl: Duration::from_secs(5),
-            patient_directory_ttl: Duration::from_secs(120),
             launch_timeout: Duration::from_secs(10 * 60),
         })
     }

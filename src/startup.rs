@@ -95,7 +95,7 @@ impl Application {
                     (state.db.backend(), &state.settings.database)
                 {
                     crate::hint::directory::follow_announcements(
-                        state.patients.clone(),
+                        state.hint_state.clone(),
                         url.clone(),
                         stop,
                     )

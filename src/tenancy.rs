@@ -11,7 +11,9 @@
 //! - `hint/install.rs`: Hint's answer to an Instant On code;
 //! - `partners/connection.rs`: a partner delivery to `/webhooks/{partner}/{practice}` that
 //!   carries that practice's own secret;
-//! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice).
+//! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice);
+//! - `hint/directory.rs`: a patient change announced by our own database (`NOTIFY`, sent by an
+//!   instance that had verified the practice).
 
 use serde::Serialize;
 
@@ -19,7 +21,7 @@ use crate::{db::Db, ids::ExternalId};
 
 /// Every table holding a practice's data, by its `practice_id` column, in the order a purge
 /// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
-pub const PRACTICE_TABLES: [&str; 13] = [
+pub const PRACTICE_TABLES: [&str; 15] = [
     "jobs",
     "inbound_events",
     "unmatched_deliveries",
@@ -33,6 +35,8 @@ pub const PRACTICE_TABLES: [&str; 13] = [
     "hint_budget_calls",
     "hint_budget_slots",
     "hint_budgets",
+    "patient_index",
+    "patient_index_state",
 ];
 
 /// Tables with a `practice_id` that a purge keeps: the PHI audit trail (who opened which chart
@@ -104,13 +108,14 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for PracticeId {
 #[cfg(test)]
 mod tests {
     /// The files that may call `PracticeId::verified` (see the module's documentation).
-    const VERIFIED_IN: [&str; 6] = [
+    const VERIFIED_IN: [&str; 7] = [
         "hint/session.rs",
         "hint/handshake.rs",
         "hint/webhooks.rs",
         "hint/install.rs",
         "partners/connection.rs",
         "jobs/runner.rs",
+        "hint/directory.rs",
     ];
 
     fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -68,6 +68,8 @@ pub struct Patient {
     pub sex: String,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// When it last changed (Hint's `updated_at`, filtered by `updated_at[gt]`).
+    pub updated_at: OffsetDateTime,
 }
 
 impl Patient {
@@ -84,7 +86,7 @@ impl Patient {
             "phones": self.phone.iter().map(|n| json!({"number": n, "type": "mobile"})).collect::<Vec<_>>(),
             "provider_web_link": format!("https://app.hint.com/patients/{}", self.id),
             "created_at": "2026-01-05T10:00:00Z",
-            "updated_at": "2026-01-05T10:00:00Z",
+            "updated_at": self.updated_at.format(&Rfc3339).unwrap_or_default(),
         })
     }
 }
@@ -188,6 +190,8 @@ pub struct World {
     pub code_exchanges: usize,
     /// Of those, the ones asked of `installations/connect`.
     pub connect_calls: usize,
+    /// The `updated_at[gt]` of each patient list asked with one (incremental syncs).
+    pub patients_asked_since: Vec<String>,
     /// The app config the partner set (`PATCH /api/partner/products/{id}/app`).
     pub app_config: Option<Value>,
     /// The partner's registered webhook URLs.
@@ -356,8 +360,92 @@ impl SandboxHint {
                 last.to_lowercase()
             )),
             phone: Some("+15555550100".into()),
+            updated_at: OffsetDateTime::now_utc(),
         });
         id
+    }
+
+    /// Adds `count` patients with made-up names (a large practice for search); answers the
+    /// first one's id. Names repeat in combinations, ids never.
+    pub fn add_many_patients(&self, practice_id: &str, count: usize) -> Option<String> {
+        const FIRST: [&str; 24] = [
+            "Ava", "Liam", "Noah", "Emma", "Olivia", "Elijah", "Sofía", "Mateo", "Zoë", "Lucas",
+            "Amira", "Kenji", "Chloé", "Omar", "Ingrid", "Tomás", "Leila", "Hugo", "Nadia",
+            "Felix", "Yara", "Jonas", "Maëlle", "Dmitri",
+        ];
+        const LAST: [&str; 20] = [
+            "Thompson",
+            "Carter",
+            "Martínez",
+            "Okafor",
+            "Nguyen",
+            "Schmidt",
+            "Rossi",
+            "Kowalski",
+            "Haddad",
+            "Tanaka",
+            "Fischer",
+            "Dubois",
+            "Larsen",
+            "Moreau",
+            "Petrov",
+            "Silva",
+            "Andersson",
+            "Novak",
+            "Brennan",
+            "Yilmaz",
+        ];
+        let mut world = self.world();
+        let now = OffsetDateTime::now_utc();
+        let mut first_id = None;
+        for n in 0..count {
+            let id = world.next("pat");
+            first_id.get_or_insert_with(|| id.clone());
+            let (first, last) = (FIRST[n % FIRST.len()], LAST[(n / FIRST.len()) % LAST.len()]);
+            world.patients.push(Patient {
+                practice_id: practice_id.into(),
+                id,
+                first_name: first.into(),
+                // A number makes every name its own, as in a real practice's list.
+                last_name: format!("{last}-{n}"),
+                dob: format!("19{:02}-{:02}-{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28),
+                sex: if n % 2 == 0 { "female" } else { "male" }.into(),
+                email: None,
+                phone: None,
+                updated_at: now,
+            });
+        }
+        first_id
+    }
+
+    /// Renames a patient in Hint (its `updated_at` moves on); answers whether it exists.
+    pub fn rename_patient(&self, patient_id: &str, first: &str, last: &str) -> bool {
+        let mut world = self.world();
+        let Some(patient) = world.patients.iter_mut().find(|p| p.id == patient_id) else {
+            return false;
+        };
+        patient.first_name = first.into();
+        patient.last_name = last.into();
+        patient.updated_at = OffsetDateTime::now_utc();
+        true
+    }
+
+    /// Removes a patient from Hint (it leaves the list); answers whether it existed.
+    pub fn remove_patient(&self, patient_id: &str) -> bool {
+        let mut world = self.world();
+        let before = world.patients.len();
+        world.patients.retain(|p| p.id != patient_id);
+        world.patients.len() < before
+    }
+
+    /// A patient as Hint's API and webhooks show it.
+    pub fn patient_json(&self, patient_id: &str) -> Option<Value> {
+        let world = self.world();
+        world
+            .patients
+            .iter()
+            .find(|p| p.id == patient_id)
+            .map(Patient::to_json)
     }
 
     /// Adds twenty demo patients to a practice.
@@ -733,6 +821,11 @@ fn refuse_unknown_params(
 fn page_response(all: Vec<Value>, limit: usize, offset: usize) -> Response {
     let total = all.len();
     let page: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
+    counted_page(page, total)
+}
+
+/// One page of a list with Hint's count headers.
+fn counted_page(page: Vec<Value>, total: usize) -> Response {
     let count = page.len();
     (
         [
@@ -758,11 +851,31 @@ async fn list_patients(
     .await?;
     refuse_unknown_params(
         &query,
-        &["limit", "offset", "first_name", "last_name", "email", "dob"],
+        &[
+            "limit",
+            "offset",
+            "first_name",
+            "last_name",
+            "email",
+            "dob",
+            "updated_at[gt]",
+        ],
     )?;
     let (limit, offset) = paging(&query)?;
-    let world = sandbox.world();
-    let all = world
+    let updated_after = match query.get("updated_at[gt]") {
+        None => None,
+        Some(v) => Some(OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {
+            hint_error(
+                StatusCode::BAD_REQUEST,
+                "updated_at[gt] must be an RFC 3339 time",
+            )
+        })?),
+    };
+    let mut world = sandbox.world();
+    if let Some(since) = query.get("updated_at[gt]") {
+        world.patients_asked_since.push(since.clone());
+    }
+    let matching: Vec<&Patient> = world
         .patients
         .iter()
         .filter(|p| p.practice_id == practice_id)
@@ -774,9 +887,16 @@ async fn list_patients(
                 .get("email")
                 .is_none_or(|v| Some(v) == p.email.as_ref())
         })
+        .filter(|p| updated_after.is_none_or(|after| p.updated_at > after))
+        .collect();
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit)
         .map(Patient::to_json)
         .collect();
-    Ok(page_response(all, limit, offset))
+    Ok(counted_page(page, total))
 }
 
 fn find_patient(world: &World, practice_id: &str, patient_id: &str) -> Result<Patient, Response> {

@@ -30,8 +30,6 @@ use crate::{
     upstream::{self, Upstream, UpstreamError, endpoint},
 };
 
-/// Hint's largest page.
-const PAGE_LIMIT: usize = 100;
 /// How errors name Hint.
 const HINT: &str = "Hint";
 /// The limiter key of Instant On code exchanges (practice ids start `pra-`).
@@ -69,6 +67,9 @@ pub struct Patient {
     pub email: Option<String>,
     #[serde(default)]
     pub phones: Vec<Phone>,
+    /// When Hint last changed it (RFC 3339).
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -154,7 +155,7 @@ pub fn fold(text: &str) -> String {
 
 /// A date of birth (`YYYY-MM-DD`) and a typed word: the whole date, or `DD/MM/YYYY`,
 /// `MM/DD/YYYY`, or the year.
-fn dob_matches(dob: &str, word: &str) -> bool {
+pub(crate) fn dob_matches(dob: &str, word: &str) -> bool {
     if word == dob || (word.len() == 4 && dob.starts_with(word)) {
         return true;
     }
@@ -527,14 +528,19 @@ impl HintClient {
         Ok(())
     }
 
-    /// One page of patients, with the total Hint reports.
+    /// One page of patients (changed after `updated_after`, RFC 3339, when given), with the
+    /// total Hint reports.
     pub async fn list_patients(
         &self,
         auth: &HintAuth<'_>,
         limit: usize,
         offset: usize,
+        updated_after: Option<&str>,
     ) -> Result<(Vec<Patient>, Option<usize>), HintError> {
-        let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
+        let mut query = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
+        if let Some(after) = updated_after {
+            query.push(("updated_at[gt]", after.to_string()));
+        }
         let response = self
             .send(auth.practice_id.as_str(), Repeat::Safe, || {
                 self.provider(Method::GET, &["api", "provider", "patients"], auth)
@@ -547,26 +553,6 @@ impl HintClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         Ok((Self::json(response).await?, total))
-    }
-
-    /// Every patient of the practice, paging through the list (at most `max_pages` pages of 100).
-    pub async fn all_patients(
-        &self,
-        auth: &HintAuth<'_>,
-        max_pages: usize,
-    ) -> Result<Vec<Patient>, HintError> {
-        let mut all = Vec::new();
-        for page in 0..max_pages {
-            let (patients, total) = self
-                .list_patients(auth, PAGE_LIMIT, page * PAGE_LIMIT)
-                .await?;
-            let fetched = patients.len();
-            all.extend(patients);
-            if fetched < PAGE_LIMIT || total.is_some_and(|t| all.len() >= t) {
-                break;
-            }
-        }
-        Ok(all)
     }
 
     /// A Provider API call with the practice's credentials, answered as JSON.

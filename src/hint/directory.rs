@@ -1,6 +1,10 @@
-//! A practice's patients for search-as-you-type. Hint filters only on exact fields, so a name
-//! search means paging through the list: that is done once per practice, searched in memory,
-//! kept for `ttl`, and dropped as soon as Hint says a patient changed (`patient.*` webhooks).
+//! Search-as-you-type over a practice's patients, on this instance's decrypted copy of the
+//! practice's patient index (`patient_index.rs`): loaded from our database on the first search
+//! (never from Hint), each patient's name folded once, then matched in memory per keystroke.
+//!
+//! A change is applied where it is learned (a webhook, a sync) and announced on PostgreSQL
+//! (`NOTIFY`), so every instance applies it too: one patient re-read, or the practice's copy
+//! dropped and reloaded on its next search.
 
 use std::{
     collections::HashMap,
@@ -8,24 +12,135 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::client::{HintAuth, HintClient, HintError, Patient};
-use crate::tenancy::PracticeId;
+use super::{
+    HintState,
+    client::{Patient, dob_matches, fold},
+    patient_index,
+};
+use crate::{db::Backend, tenancy::PracticeId};
 
-/// Pages of 100 loaded at most: practices beyond 5,000 patients are searched by id or in part.
-const MAX_PAGES: usize = 50;
-/// Practices kept at once; the oldest load is dropped first.
-const MAX_PRACTICES: usize = 200;
+/// Practices whose copy is kept at once; the least recently searched goes first.
+const MAX_PRACTICES: usize = 50;
 
-struct Loaded {
-    at: Instant,
-    patients: Arc<Vec<Patient>>,
+/// A patient as search holds it: the name's words folded once.
+struct Entry {
+    patient: Patient,
+    words: Vec<String>,
+}
+
+impl Entry {
+    fn new(patient: Patient) -> Self {
+        let mut names = fold(&patient.display_name());
+        if let Some(name) = patient.name.as_deref() {
+            names.push(' ');
+            names.push_str(&fold(name));
+        }
+        let mut words: Vec<String> = names.split_whitespace().map(String::from).collect();
+        // A double name is found by either part ("mora" finds "Quist-Mora").
+        let parts: Vec<String> = words
+            .iter()
+            .filter(|w| w.contains('-'))
+            .flat_map(|w| w.split('-').filter(|p| !p.is_empty()).map(String::from))
+            .collect();
+        words.extend(parts);
+        words.sort();
+        words.dedup();
+        Self { patient, words }
+    }
+
+    /// As `Patient::matches`: every word typed starts a word of the name or is the date of
+    /// birth; or the query is the id.
+    fn matches(&self, query: &str, typed: &[String]) -> bool {
+        if self.patient.id.eq_ignore_ascii_case(query) {
+            return true;
+        }
+        let dob = self.patient.dob.as_deref().unwrap_or_default();
+        !typed.is_empty()
+            && typed.iter().all(|word| {
+                self.words.iter().any(|n| n.starts_with(word.as_str()))
+                    // Only a word that starts with a digit can be a date.
+                    || (word.as_bytes()[0].is_ascii_digit() && !dob.is_empty() && dob_matches(dob, word))
+            })
+    }
+}
+
+/// A practice's patients sorted by name, with every name word pointing back at its patient
+/// (sorted, so the patients whose words start with what was typed are found by bisection).
+struct Index {
+    entries: Vec<Entry>,
+    words: Vec<(String, u32)>,
+}
+
+impl Index {
+    fn new(mut entries: Vec<Entry>) -> Self {
+        entries.sort_by_cached_key(|e| fold(&e.patient.display_name()));
+        let mut words: Vec<(String, u32)> = entries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| e.words.iter().map(move |w| (w.clone(), i as u32)))
+            .collect();
+        words.sort_unstable();
+        Self { entries, words }
+    }
+
+    /// The patients matching, in name order: `each` is called for every one.
+    fn find(&self, query: &str, typed: &[String], mut each: impl FnMut(&Entry)) {
+        // The longest word that is not a date narrows the search to the patients with a name
+        // word starting with it; an id or dates alone are looked for in every patient.
+        let key = typed
+            .iter()
+            .filter(|w| !w.as_bytes()[0].is_ascii_digit())
+            .max_by_key(|w| w.len());
+        let Some(key) = key.filter(|_| !query.starts_with("pat-")) else {
+            self.entries
+                .iter()
+                .filter(|e| e.matches(query, typed))
+                .for_each(each);
+            return;
+        };
+        let from = self
+            .words
+            .partition_point(|(w, _)| w.as_str() < key.as_str());
+        let mut candidates: Vec<u32> = self.words[from..]
+            .iter()
+            .take_while(|(w, _)| w.starts_with(key.as_str()))
+            .map(|(_, i)| *i)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for i in candidates {
+            let entry = &self.entries[i as usize];
+            if entry.matches(query, typed) {
+                each(entry);
+            }
+        }
+    }
+}
+
+struct Copy {
+    used: Instant,
+    index: Arc<Index>,
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The first `max_results`, by name.
+    pub patients: Vec<Patient>,
+    /// How many matched in all.
+    pub total: usize,
+    /// How many patients the practice's index holds.
+    pub indexed: usize,
+    /// Whether the index holds the whole practice (its first fill is done).
+    pub complete: bool,
 }
 
 pub struct PatientDirectory {
-    ttl: Duration,
-    loaded: Mutex<HashMap<String, Loaded>>,
-    /// One load per practice at a time, so a burst of keystrokes pages through Hint once.
+    copies: Mutex<HashMap<String, Copy>>,
+    /// One load per practice at a time, so a burst of keystrokes reads the index once.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Practices whose index is complete (known here; an index never becomes incomplete).
+    complete: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for PatientDirectory {
@@ -34,119 +149,266 @@ impl std::fmt::Debug for PatientDirectory {
     }
 }
 
+impl Default for PatientDirectory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PatientDirectory {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new() -> Self {
         Self {
-            ttl,
-            loaded: Mutex::default(),
+            copies: Mutex::default(),
             loading: Mutex::default(),
+            complete: Mutex::default(),
         }
     }
 
-    /// Patients of `auth`'s practice matching `query` (`Patient::matches`), at most
-    /// `max_results` of them, and how many matched in all.
+    /// Patients of the practice matching `query`, from the index (never from Hint).
     pub async fn search(
         &self,
-        hint: &HintClient,
-        auth: &HintAuth<'_>,
+        state: &HintState,
+        practice_id: &PracticeId,
         query: &str,
         max_results: usize,
-    ) -> Result<(Vec<Patient>, usize), HintError> {
+    ) -> Result<Found, sqlx::Error> {
+        let complete = self.is_complete(state, practice_id).await?;
+        let index = self.index(state, practice_id, complete).await?;
         let query = query.trim();
-        if query.starts_with("pat-") {
-            return match hint.get_patient(auth, query).await {
-                Ok(p) => Ok((vec![p], 1)),
-                Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => Ok((vec![], 0)),
-                Err(e) => Err(e),
-            };
+        let typed: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
+        let mut found = Found {
+            indexed: index.entries.len(),
+            complete,
+            ..Found::default()
+        };
+        if typed.is_empty() {
+            return Ok(found);
         }
-        let patients = self.patients(hint, auth).await?;
-        let matching: Vec<&Patient> = patients.iter().filter(|p| p.matches(query)).collect();
-        let total = matching.len();
-        Ok((
-            matching.into_iter().take(max_results).cloned().collect(),
-            total,
-        ))
+        index.find(query, &typed, |entry| {
+            found.total += 1;
+            if found.patients.len() < max_results {
+                found.patients.push(entry.patient.clone());
+            }
+        });
+        Ok(found)
     }
 
-    /// A patient from the practice's list if it is loaded and fresh (no call to Hint).
+    /// Loads the practice's copy ahead of the first keystroke (a page that offers search).
+    pub async fn warm(&self, state: &HintState, practice_id: &PracticeId) {
+        let warmed = async {
+            let complete = self.is_complete(state, practice_id).await?;
+            self.index(state, practice_id, complete).await
+        };
+        if let Err(e) = warmed.await {
+            tracing::warn!(%practice_id, error = %e, "loading the patient index failed");
+        }
+    }
+
+    /// A patient of the practice's copy, if it is loaded (no call to anything).
     pub fn cached(&self, practice_id: &PracticeId, patient_id: &str) -> Option<Patient> {
-        self.fresh(practice_id)?
+        let copies = self.copies.lock().expect("directory lock");
+        copies
+            .get(practice_id.as_str())?
+            .index
+            .entries
             .iter()
-            .find(|p| p.id == patient_id)
-            .cloned()
+            .find(|e| e.patient.id == patient_id)
+            .map(|e| e.patient.clone())
     }
 
-    /// Drops a practice's list (a patient was created, changed or removed in Hint).
-    pub fn forget(&self, practice_id: &PracticeId) {
-        self.forget_practice(practice_id.as_str());
+    /// The practice's patients changed in the index (one of them, or any): applies it here
+    /// and tells every other instance.
+    pub async fn changed(
+        &self,
+        state: &HintState,
+        practice_id: &PracticeId,
+        patient_id: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        self.apply(state, practice_id.as_str(), patient_id).await;
+        if state.db.backend() == Backend::Postgres {
+            let payload = match patient_id {
+                Some(patient) => format!("{practice_id} {patient}"),
+                None => practice_id.to_string(),
+            };
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGED_CHANNEL)
+                .bind(payload)
+                .execute(state.db.writer())
+                .await?;
+        }
+        Ok(())
     }
 
-    /// Drops a practice's list because another instance said it changed (the id comes from
-    /// our own database's notification, and only removes).
-    fn forget_practice(&self, practice_id: &str) {
-        self.loaded
+    /// Applies an announced change: re-reads one patient, or drops the practice's copy.
+    pub(crate) async fn apply(
+        &self,
+        state: &HintState,
+        practice_id: &str,
+        patient_id: Option<&str>,
+    ) {
+        let loaded = self
+            .copies
             .lock()
             .expect("directory lock")
-            .remove(practice_id);
+            .contains_key(practice_id);
+        if !loaded {
+            return;
+        }
+        let Some(patient_id) = patient_id else {
+            self.forget_practice(practice_id);
+            return;
+        };
+        // Announced by our own database: the practice is one this instance serves.
+        let practice = match crate::ids::ExternalId::parse(practice_id) {
+            Ok(id) => PracticeId::verified(id),
+            Err(_) => return,
+        };
+        match patient_index::load_one(state, &practice, patient_id).await {
+            Ok(patient) => self.replace(practice_id, patient_id, patient),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading a changed patient failed");
+                self.forget_practice(practice_id);
+            }
+        }
     }
 
-    /// Drops every list (changes may have been missed).
-    fn forget_all(&self) {
-        self.loaded.lock().expect("directory lock").clear();
+    /// Puts `patient` in place of `patient_id` in the practice's copy (`None`: removes it).
+    fn replace(&self, practice_id: &str, patient_id: &str, patient: Option<Patient>) {
+        let mut copies = self.copies.lock().expect("directory lock");
+        let Some(copy) = copies.get_mut(practice_id) else {
+            return;
+        };
+        let mut entries: Vec<Entry> = copy
+            .index
+            .entries
+            .iter()
+            .filter(|e| e.patient.id != patient_id)
+            .map(|e| Entry {
+                patient: e.patient.clone(),
+                words: e.words.clone(),
+            })
+            .collect();
+        if let Some(patient) = patient {
+            entries.push(Entry::new(patient));
+        }
+        copy.index = Arc::new(Index::new(entries));
     }
 
-    fn fresh(&self, practice_id: &PracticeId) -> Option<Arc<Vec<Patient>>> {
-        let loaded = self.loaded.lock().expect("directory lock");
-        loaded
-            .get(practice_id.as_str())
-            .filter(|l| l.at.elapsed() < self.ttl)
-            .map(|l| l.patients.clone())
+    /// Whether this instance knows the practice's index to be complete (no database read).
+    pub fn is_known_complete(&self, practice_id: &PracticeId) -> bool {
+        self.complete
+            .lock()
+            .expect("directory lock")
+            .contains(practice_id.as_str())
     }
 
-    async fn patients(
+    async fn is_complete(
         &self,
-        hint: &HintClient,
-        auth: &HintAuth<'_>,
-    ) -> Result<Arc<Vec<Patient>>, HintError> {
-        if let Some(patients) = self.fresh(auth.practice_id) {
-            return Ok(patients);
+        state: &HintState,
+        practice_id: &PracticeId,
+    ) -> Result<bool, sqlx::Error> {
+        if self
+            .complete
+            .lock()
+            .expect("directory lock")
+            .contains(practice_id.as_str())
+        {
+            return Ok(true);
+        }
+        let complete = patient_index::state(state, practice_id)
+            .await?
+            .is_some_and(|s| s.filled_at.is_some());
+        if complete {
+            self.complete
+                .lock()
+                .expect("directory lock")
+                .insert(practice_id.to_string());
+            // What was loaded while it filled is partial.
+            self.forget_practice(practice_id.as_str());
+        }
+        Ok(complete)
+    }
+
+    async fn index(
+        &self,
+        state: &HintState,
+        practice_id: &PracticeId,
+        complete: bool,
+    ) -> Result<Arc<Index>, sqlx::Error> {
+        // While the first fill runs, the copy is read again at most every two seconds.
+        let fresh_for = if complete {
+            Duration::MAX
+        } else {
+            Duration::from_secs(2)
+        };
+        if let Some(index) = self.copy(practice_id, fresh_for) {
+            return Ok(index);
         }
         let lock = self
             .loading
             .lock()
             .expect("directory lock")
-            .entry(auth.practice_id.as_str().to_string())
+            .entry(practice_id.to_string())
             .or_default()
             .clone();
         let _loading = lock.lock().await;
-        if let Some(patients) = self.fresh(auth.practice_id) {
-            return Ok(patients);
+        if let Some(index) = self.copy(practice_id, fresh_for) {
+            return Ok(index);
         }
-        let patients = Arc::new(hint.all_patients(auth, MAX_PAGES).await?);
-        let mut loaded = self.loaded.lock().expect("directory lock");
-        if loaded.len() >= MAX_PRACTICES {
-            if let Some(oldest) = loaded
+        let entries: Vec<Entry> = patient_index::load(state, practice_id)
+            .await?
+            .into_iter()
+            .map(Entry::new)
+            .collect();
+        let index = Arc::new(Index::new(entries));
+        let mut copies = self.copies.lock().expect("directory lock");
+        if copies.len() >= MAX_PRACTICES
+            && let Some(oldest) = copies
                 .iter()
-                .min_by_key(|(_, l)| l.at)
+                .min_by_key(|(_, c)| c.used)
                 .map(|(k, _)| k.clone())
-            {
-                loaded.remove(&oldest);
-            }
+        {
+            copies.remove(&oldest);
         }
-        loaded.insert(
-            auth.practice_id.as_str().to_string(),
-            Loaded {
-                at: Instant::now(),
-                patients: patients.clone(),
+        copies.insert(
+            practice_id.to_string(),
+            Copy {
+                used: Instant::now(),
+                index: index.clone(),
             },
         );
-        Ok(patients)
+        Ok(index)
+    }
+
+    /// The practice's copy, if loaded less than `fresh_for` ago (marks it used).
+    fn copy(&self, practice_id: &PracticeId, fresh_for: Duration) -> Option<Arc<Index>> {
+        let mut copies = self.copies.lock().expect("directory lock");
+        let copy = copies.get_mut(practice_id.as_str())?;
+        if copy.used.elapsed() > fresh_for {
+            return None;
+        }
+        if fresh_for == Duration::MAX {
+            copy.used = Instant::now();
+        }
+        Some(copy.index.clone())
+    }
+
+    /// Drops a practice's copy.
+    fn forget_practice(&self, practice_id: &str) {
+        self.copies
+            .lock()
+            .expect("directory lock")
+            .remove(practice_id);
+    }
+
+    /// Drops every copy (changes may have been missed).
+    fn forget_all(&self) {
+        self.copies.lock().expect("directory lock").clear();
     }
 }
 
 /// The PostgreSQL channel on which an instance that learned of a patient change tells the
-/// others (payload: the practice id).
+/// others (payload: the practice id, then the patient's when one patient changed).
 pub const CHANGED_CHANNEL: &str = "chartbridge_patients_changed";
 
 /// Tells every instance (this one included) that a practice's patients changed, when the
@@ -154,10 +416,11 @@ pub const CHANGED_CHANNEL: &str = "chartbridge_patients_changed";
 pub async fn announce_change(
     conn: &mut sqlx::AnyConnection,
     practice_id: &PracticeId,
+    patient_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANGED_CHANNEL)
-        .bind(practice_id.as_str())
+        .bind(format!("{practice_id} {patient_id}"))
         .execute(conn)
         .await?;
     Ok(())
@@ -167,7 +430,7 @@ pub async fn announce_change(
 /// practice named there is searched afresh here. A lost connection is taken up again, and as
 /// changes may have been missed meanwhile, every list is dropped.
 pub async fn follow_announcements(
-    directory: Arc<PatientDirectory>,
+    state: HintState,
     database_url: secrecy::SecretString,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -193,12 +456,17 @@ pub async fn follow_announcements(
     loop {
         tokio::select! {
             received = listener.try_recv() => match received {
-                Ok(Some(notification)) => directory.forget_practice(notification.payload()),
+                Ok(Some(notification)) => {
+                    let mut said = notification.payload().split(' ');
+                    if let Some(practice_id) = said.next() {
+                        state.patients.apply(&state, practice_id, said.next()).await;
+                    }
+                }
                 // The connection was lost; the next receive reconnects.
-                Ok(None) => directory.forget_all(),
+                Ok(None) => state.patients.forget_all(),
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for patient changes failed; retrying");
-                    directory.forget_all();
+                    state.patients.forget_all();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
@@ -210,4 +478,55 @@ pub async fn follow_announcements(
 /// Completes once `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(id: &str, first: &str, last: &str, dob: &str) -> Entry {
+        Entry::new(Patient {
+            id: id.into(),
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            dob: Some(dob.into()),
+            ..Patient::default()
+        })
+    }
+
+    fn names(index: &Index, query: &str) -> Vec<String> {
+        let typed: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
+        let mut found = Vec::new();
+        index.find(query, &typed, |e| found.push(e.patient.display_name()));
+        found
+    }
+
+    #[test]
+    fn the_word_index_finds_what_a_full_scan_finds_in_name_order() {
+        let index = Index::new(vec![
+            patient("pat-3", "Zoë", "Quist-Mora", "1970-01-01"),
+            patient("pat-1", "Ava", "Thompson", "1984-03-12"),
+            patient("pat-2", "Avery", "Thomas", "1990-07-04"),
+            patient("pat-4", "Sofía", "Martínez", "1992-06-25"),
+        ]);
+        assert_eq!(names(&index, "av"), ["Ava Thompson", "Avery Thomas"]);
+        assert_eq!(names(&index, "thom av"), ["Ava Thompson", "Avery Thomas"]);
+        assert_eq!(names(&index, "thompson"), ["Ava Thompson"]);
+        assert_eq!(names(&index, "mora"), ["Zoë Quist-Mora"]);
+        assert_eq!(names(&index, "zoe quist-m"), ["Zoë Quist-Mora"]);
+        assert_eq!(names(&index, "sofia 1992"), ["Sofía Martínez"]);
+        assert_eq!(names(&index, "12/03/1984"), ["Ava Thompson"]);
+        assert_eq!(names(&index, "pat-4"), ["Sofía Martínez"]);
+        assert!(names(&index, "hompson").is_empty());
+        for query in ["a", "th", "1984", "quist", "martinez sof", "x"] {
+            let typed: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
+            let scanned: Vec<String> = index
+                .entries
+                .iter()
+                .filter(|e| e.matches(query, &typed))
+                .map(|e| e.patient.display_name())
+                .collect();
+            assert_eq!(names(&index, query), scanned, "{query}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod frame;
 pub mod handshake;
 pub mod install;
+pub mod patient_index;
 pub mod registration;
 pub mod review;
 pub mod session;
@@ -71,9 +72,7 @@ impl HintState {
                 db.clone(),
                 &settings.sessions,
             )),
-            patients: Arc::new(directory::PatientDirectory::new(
-                settings.patient_directory_ttl,
-            )),
+            patients: Arc::new(directory::PatientDirectory::new()),
             secrets: SecretBox::new(&settings.secret_key),
             audit: crate::audit::Recorder::spawn(db.clone()),
             hint: HintClient::new(

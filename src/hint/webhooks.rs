@@ -4,7 +4,7 @@
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::{HintState, client::Patient, install, verify_hint_signature};
+use super::{HintState, client::Patient, install, patient_index, verify_hint_signature};
 use crate::{
     crypto::row_aad,
     db::now_ms,
@@ -53,6 +53,8 @@ pub async fn receive<S: AsRef<HintState>>(
             serde_json::json!({"received": true, "duplicate": true}),
         ));
     }
+    let mut event = event;
+    let mut changed: Option<String> = None;
     match event.kind.as_str() {
         // Background work stops while deactivated; the practice's data stays (an operator
         // purges it). Activation starts it again (and ends a pending install's wait).
@@ -66,46 +68,71 @@ pub async fn receive<S: AsRef<HintState>>(
             let known = install::set_status(&mut tx, product_id, &practice_id, status).await?;
             tracing::info!(%practice_id, status = status.as_str(), known, "practice's install changed in Hint");
         }
-        // Keep the names on our visit lists current; the chart itself is Hint's. (The visits
-        // table belongs to the layer above; the rename must commit with the event.)
-        "patient.updated" => {
-            let patient = event
-                .object
-                .and_then(|o| serde_json::from_value::<Patient>(o).ok())
-                .filter(|p| ExternalId::parse(&p.id).is_ok());
-            if let Some(patient) = patient {
-                // The name is sealed per row (its id is the associated data).
-                let name = clean_text(&patient.display_name(), 200);
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM visits WHERE practice_id = $1 AND patient_id = $2",
-                )
-                .bind(&practice_id)
-                .bind(&patient.id)
-                .fetch_all(&mut *tx)
-                .await?;
-                for id in ids {
-                    let aad = row_aad("visits", "patient_name", practice_id.as_str(), &id);
-                    sqlx::query(
-                        "UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND id = $3",
-                    )
-                    .bind(state.secrets.seal_text(&name, &aad))
-                    .bind(&practice_id)
-                    .bind(&id)
-                    .execute(&mut *tx)
+        // The patient index follows Hint (search), and the names on our visit lists stay
+        // current; the chart itself is Hint's. (The visits table belongs to the layer above;
+        // the rename must commit with the event.)
+        "patient.created" | "patient.updated" => {
+            if let Some(patient) = patient_of(event.object.take()) {
+                patient_index::upsert(&mut tx, state, &practice_id, std::slice::from_ref(&patient))
                     .await?;
-                }
+                rename_on_visits(&mut tx, state, &practice_id, &patient).await?;
+                changed = Some(patient.id);
+            }
+        }
+        "patient.destroyed" | "patient.inactive" => {
+            if let Some(patient) = patient_of(event.object.take()) {
+                patient_index::remove(&mut tx, &practice_id, &patient.id).await?;
+                changed = Some(patient.id);
             }
         }
         other => tracing::debug!(kind = other, "hint event ignored"),
     }
-    if event.kind.starts_with("patient.") && state.db.backend() == crate::db::Backend::Postgres {
-        super::directory::announce_change(&mut tx, &practice_id).await?;
+    if let Some(patient_id) = &changed
+        && state.db.backend() == crate::db::Backend::Postgres
+    {
+        super::directory::announce_change(&mut tx, &practice_id, patient_id).await?;
     }
     tx.commit().await?;
-    if event.kind.starts_with("patient.") {
+    if let Some(patient_id) = &changed {
         // Search sees the change at once (created, renamed, removed), here and, by the
         // announcement, on every other instance.
-        state.patients.forget(&practice_id);
+        state
+            .patients
+            .apply(state, practice_id.as_str(), Some(patient_id))
+            .await;
     }
     Ok(Json(serde_json::json!({"received": true})))
+}
+
+/// The patient an event is about (shaped like `GET /api/provider/patients/{id}`).
+fn patient_of(object: Option<serde_json::Value>) -> Option<Patient> {
+    object
+        .and_then(|o| serde_json::from_value::<Patient>(o).ok())
+        .filter(|p| ExternalId::parse(&p.id).is_ok())
+}
+
+/// Puts the patient's new name on the practice's visits (sealed per row).
+async fn rename_on_visits(
+    tx: &mut sqlx::AnyConnection,
+    state: &HintState,
+    practice_id: &PracticeId,
+    patient: &Patient,
+) -> Result<(), sqlx::Error> {
+    let name = clean_text(&patient.display_name(), 200);
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM visits WHERE practice_id = $1 AND patient_id = $2")
+            .bind(practice_id)
+            .bind(&patient.id)
+            .fetch_all(&mut *tx)
+            .await?;
+    for id in ids {
+        let aad = row_aad("visits", "patient_name", practice_id.as_str(), &id);
+        sqlx::query("UPDATE visits SET patient_name = $1 WHERE practice_id = $2 AND id = $3")
+            .bind(state.secrets.seal_text(&name, &aad))
+            .bind(practice_id)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -23,9 +23,12 @@ use crate::{
     audit::{self, Action, Actor, Entry},
     db::{Db, new_id, now_ms},
     error::AppError,
-    ids::VisitId,
+    ids::{ExternalId, VisitId},
     tenancy::PracticeId,
 };
+
+/// The kind of the standing job (always queued again when it ends).
+const STANDING: &str = "sync_patients";
 
 /// A job: what to do and its data. Stored as `kind` (the variant's name) and `payload` (its
 /// fields as JSON), so the queue survives upgrades; a row this code cannot read fails loudly.
@@ -43,6 +46,11 @@ pub enum Job {
         partner: String,
         delivery_id: String,
     },
+    /// Fill the practice's patient index from Hint's list, then keep it in step with Hint's
+    /// changes (`updated_at[gt]`), again and again. `practice_id` is the job's own practice,
+    /// repeated because the dedupe key (one such job per practice) is made from the job alone;
+    /// a job whose two disagree dies.
+    SyncPatients { practice_id: ExternalId },
 }
 
 impl Job {
@@ -52,6 +60,7 @@ impl Job {
             Job::SyncInteraction { .. } => "sync_interaction",
             Job::PollPartner { .. } => "poll_partner",
             Job::RetryDelivery { .. } => "retry_delivery",
+            Job::SyncPatients { .. } => STANDING,
         }
     }
 
@@ -62,6 +71,7 @@ impl Job {
                 format!("{}:{visit_id}", self.kind())
             }
             Job::RetryDelivery { delivery_id, .. } => format!("{}:{delivery_id}", self.kind()),
+            Job::SyncPatients { practice_id } => format!("{}:{practice_id}", self.kind()),
         }
     }
 
@@ -69,7 +79,7 @@ impl Job {
     pub fn visit_id(&self) -> Option<&VisitId> {
         match self {
             Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => Some(visit_id),
-            Job::RetryDelivery { .. } => None,
+            Job::RetryDelivery { .. } | Job::SyncPatients { .. } => None,
         }
     }
 
@@ -79,6 +89,7 @@ impl Job {
             Job::SyncInteraction { .. } => "Write the visit to the Hint chart",
             Job::PollPartner { .. } => "Fetch the visit's result from the partner",
             Job::RetryDelivery { .. } => "Place a kept partner delivery with its patient",
+            Job::SyncPatients { .. } => "Read the practice's patients from Hint for search",
         }
     }
 
@@ -433,13 +444,16 @@ pub async fn census(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> 
         .collect()
 }
 
+/// Work left to do, as (queued, dead) jobs: every job but the standing ones that reschedule
+/// themselves for ever (a practice's patient sync).
 pub async fn counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0) AS queued, \
-         COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS dead FROM jobs",
+         COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS dead FROM jobs WHERE kind <> $3",
     )
     .bind(JobState::Queued)
     .bind(JobState::Dead)
+    .bind(STANDING)
     .fetch_one(db.reader())
     .await?;
     Ok((row.try_get("queued")?, row.try_get("dead")?))
@@ -461,6 +475,9 @@ mod tests {
             Job::RetryDelivery {
                 partner: "mediquo".into(),
                 delivery_id: "unm_3".into(),
+            },
+            Job::SyncPatients {
+                practice_id: ExternalId::parse("pra-4").unwrap(),
             },
         ] {
             let (kind, payload) = (job.kind(), job.payload());

@@ -15,11 +15,13 @@ use super::{
 };
 use crate::{
     audit::{Action, Entry},
+    db::now_ms,
     error::AppError,
-    hint::{self, Frame, HintAuth, PracticeSession, Role},
+    hint::{self, Frame, HintAuth, PracticeSession, Role, directory::Found, patient_index},
     ids::ExternalId,
-    jobs,
+    jobs::{self, Job, NewJob},
     partners::unmatched,
+    tenancy::PracticeId,
     visits::AppState,
     visits::{self, LaunchStyle},
 };
@@ -42,6 +44,12 @@ pub async fn page(
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
+    // Search is offered here: the index is started, and read into memory before a key is hit.
+    start_patient_index(&state, &session.practice_id).await?;
+    {
+        let (hint_state, practice_id) = (state.hint_state.clone(), session.practice_id.clone());
+        tokio::spawn(async move { hint_state.patients.warm(&hint_state, &practice_id).await });
+    }
     let stuck = attention::for_practice(&state, &session.practice_id).await?;
     // The page's own load; its refreshes every few seconds show the same list and are not.
     let listed = Entry::new(Action::VisitsListed).detail("recent visits");
@@ -76,6 +84,8 @@ struct PatientResults {
     error: Option<String>,
     /// How many matched in all (`patients` holds the first 20).
     total: usize,
+    /// While the practice's patients are still being read from Hint: how many are so far.
+    indexing: Option<usize>,
 }
 
 struct PatientRow {
@@ -88,6 +98,66 @@ struct PatientRow {
 pub struct SearchQuery {
     #[serde(default)]
     q: String,
+}
+
+/// Patients of the session's practice matching `q`, from the practice's patient index (never
+/// waiting on Hint); a Hint id the index does not hold yet is asked of Hint.
+async fn find_patients(
+    state: &AppState,
+    session: &PracticeSession,
+    q: &str,
+) -> Result<Result<Found, hint::HintError>, AppError> {
+    let practice_id = &session.practice_id;
+    start_patient_index(state, practice_id).await?;
+    let found = state.patients.search(state, practice_id, q, 20).await?;
+    if found.total > 0 || !q.starts_with("pat-") {
+        return Ok(Ok(found));
+    }
+    let asked = hint::as_user(state, session, |token| async move {
+        let auth = HintAuth {
+            practice_id,
+            token: &token,
+        };
+        state.hint.get_patient(&auth, q).await
+    })
+    .await?;
+    Ok(match asked {
+        Ok(patient) => Ok(Found {
+            patients: vec![patient],
+            total: 1,
+            ..found
+        }),
+        Err(e) if e.is_status(reqwest::StatusCode::NOT_FOUND) => Ok(found),
+        Err(e) => Err(e),
+    })
+}
+
+/// Makes sure the practice's patient index exists: its first search (or page) starts the job
+/// that fills it from Hint and keeps it in step afterwards.
+pub async fn start_patient_index(
+    state: &AppState,
+    practice_id: &PracticeId,
+) -> Result<(), AppError> {
+    if state.patients.is_known_complete(practice_id) {
+        return Ok(());
+    }
+    if patient_index::state(state, practice_id).await?.is_some() {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    if patient_index::start(&mut tx, practice_id).await? {
+        let job = NewJob {
+            practice_id,
+            job: Job::SyncPatients {
+                practice_id: ExternalId::parse(practice_id.as_str())?,
+            },
+            run_at: now_ms(),
+        };
+        jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, job).await?;
+    }
+    tx.commit().await?;
+    state.jobs.wake();
+    Ok(())
 }
 
 /// `GET /hint/patients/search?q=` (htmx): patients of this practice matching the query.
@@ -104,29 +174,23 @@ pub async fn search(
         buttons: launch_buttons(&state, &session.practice_id).await?,
         error: None,
         total: 0,
+        indexing: None,
     };
     if q.chars().count() >= 2 {
-        let found = hint::as_user(&state, &session, |token| {
-            let (state, session, q) = (&state, &session, &q);
-            async move {
-                let auth = HintAuth {
-                    practice_id: &session.practice_id,
-                    token: &token,
-                };
-                state.patients.search(&state.hint, &auth, q, 20).await
-            }
-        })
-        .await?;
-        match found {
-            Ok((patients, total)) => {
-                results.total = total;
-                let found = format!("{} found", patients.len());
-                let searched = Entry::new(Action::PatientsSearched).detail(&found);
+        match find_patients(&state, &session, &q).await? {
+            Ok(found) => {
+                results.total = found.total;
+                if !found.complete {
+                    results.indexing = Some(found.indexed);
+                }
+                let said = format!("{} found", found.patients.len());
+                let searched = Entry::new(Action::PatientsSearched).detail(&said);
                 state
                     .audit
                     .record(&session.practice_id, &session.actor(), searched)
                     .await?;
-                results.patients = patients
+                results.patients = found
+                    .patients
                     .iter()
                     .map(|p| PatientRow {
                         id: p.id.clone(),
@@ -138,7 +202,7 @@ pub async fn search(
             Err(e) => {
                 tracing::warn!(practice_id = %session.practice_id, error = %crate::error::error_chain(&e), "patient search failed");
                 results.error = Some(format!(
-                    "Hint could not search patients right now ({e}). Please try again."
+                    "Hint could not find this patient right now ({e}). Please try again."
                 ));
             }
         }

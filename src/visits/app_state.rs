@@ -101,6 +101,18 @@ impl RunJob for AppState {
                 super::write_back::run(self, practice_id, visit_id).await
             }
             Job::PollPartner { visit_id } => super::poll::run(self, practice_id, visit_id).await,
+            Job::SyncPatients { practice_id: named } => {
+                use crate::{hint::patient_index, jobs::JobError};
+                if named.as_str() != practice_id.as_str() {
+                    return Err(JobError::permanent("the job names another practice"));
+                }
+                match patient_index::sync(self, practice_id).await {
+                    Ok(_) => Ok(JobOutcome::CheckAgainAt(
+                        crate::db::now_ms() + patient_index::SYNC_EVERY.as_millis() as i64,
+                    )),
+                    Err(e) => Err(JobError::transient(e)),
+                }
+            }
             Job::RetryDelivery {
                 partner,
                 delivery_id,

@@ -447,12 +447,36 @@ impl TestApp {
         ];
         let status = self.hint.install(&id).await.expect("install runs");
         assert_eq!(status, 200, "Instant On should succeed");
+        // The install starts the practice's patient index: read it now, as the app's own
+        // runner would at once.
+        self.run_jobs().await;
         TestPractice {
             admin: self.hint.user_with_role(&id, "admin").unwrap(),
             clinician: self.hint.user_with_role(&id, "clinician").unwrap(),
             id,
             patients,
         }
+    }
+
+    /// A patient added in Hint after the install; Hint tells the app (`patient.created`), as
+    /// it does live. Answers the patient's id.
+    pub async fn add_patient(
+        &self,
+        practice_id: &str,
+        first: &str,
+        last: &str,
+        dob: &str,
+        sex: &str,
+    ) -> String {
+        let id = self.hint.add_patient(practice_id, first, last, dob, sex);
+        let object = self.hint.patient_json(&id).expect("the patient exists");
+        let told = self
+            .hint
+            .send_event("patient.created", practice_id, object)
+            .await
+            .expect("the event is sent");
+        assert_eq!(told, 200, "the app takes patient.created");
+        id
     }
 
     /// A session key from a real signed handshake by sandbox Hint.

@@ -402,7 +402,7 @@ async fn sandbox_hint_refuses_what_hint_refuses() {
 }
 
 #[tokio::test]
-async fn patient_search_loads_the_list_once_and_sees_hint_changes_at_once() {
+async fn patient_search_reads_the_practice_once_and_follows_hint_s_changes() {
     let app = spawn_app().await;
     let practice = app.new_practice("Searching").await;
     let key = app.session(&practice.clinician, None).await;
@@ -414,8 +414,7 @@ async fn patient_search_loads_the_list_once_and_sees_hint_changes_at_once() {
             .filter(|r| r.as_str() == "GET /api/provider/patients")
             .count()
     };
-
-    let found = |q: String| {
+    let found = |q: &'static str| {
         let (app, key) = (&app, &key);
         async move {
             let path = format!("/hint/patients/search?q={q}");
@@ -425,23 +424,108 @@ async fn patient_search_loads_the_list_once_and_sees_hint_changes_at_once() {
                 .texts(".patients .name")
         }
     };
-    assert_eq!(found("Tho".into()).await, ["Ava Thompson"]);
-    let after_first = list_calls();
-    assert!(after_first >= 1);
+    // The install read the practice's patients into the index (one page here).
+    let after_install = list_calls();
+    assert_eq!(after_install, 1);
+    assert_eq!(found("Tho").await, ["Ava Thompson"]);
     for q in ["Thom", "Thomp", "Carter", "riley"] {
-        assert!(!found(q.to_string()).await.is_empty(), "{q} finds someone");
+        assert!(!found(q).await.is_empty(), "{q} finds someone");
     }
-    assert_eq!(
-        list_calls(),
-        after_first,
-        "typing more does not page through Hint again"
-    );
+    assert_eq!(list_calls(), after_install, "typing never asks Hint");
 
-    // A patient created in Hint: the webhook makes search see them right away.
-    let new_patient = app
+    // A patient created in Hint: its webhook makes search see them right away.
+    let created = app
         .hint
         .add_patient(&practice.id, "Zelda", "Quist", "1970-01-01", "female");
-    let event = json!({"id": "evt-new", "type": "patient.created", "practice_id": practice.id, "object": {"id": new_patient}});
+    let event = json!({"id": "evt-new", "type": "patient.created", "practice_id": practice.id,
+        "object": app.hint.patient_json(&created).unwrap()});
     assert_eq!(post_event(&app, &event, true).await.status(), 200);
-    assert_eq!(found("Quist".into()).await, ["Zelda Quist"]);
+    assert_eq!(found("Quist").await, ["Zelda Quist"]);
+    // Renamed, then removed.
+    assert!(app.hint.rename_patient(&created, "Zelda", "Quist-Mora"));
+    let event = json!({"id": "evt-renamed", "type": "patient.updated", "practice_id": practice.id,
+        "object": app.hint.patient_json(&created).unwrap()});
+    assert_eq!(post_event(&app, &event, true).await.status(), 200);
+    assert_eq!(found("mora").await, ["Zelda Quist-Mora"]);
+    assert!(app.hint.remove_patient(&created));
+    let event = json!({"id": "evt-gone", "type": "patient.destroyed", "practice_id": practice.id,
+        "object": {"id": created}});
+    assert_eq!(post_event(&app, &event, true).await.status(), 200);
+    assert!(found("Quist").await.is_empty());
+    assert_eq!(list_calls(), after_install);
+
+    // A change no webhook told (missed): the next sync asks Hint only for what changed.
+    assert!(
+        app.hint
+            .rename_patient(&practice.patients[1], "Liam", "Carter-Singh")
+    );
+    sqlx::query("UPDATE jobs SET run_at = 0 WHERE kind = 'sync_patients'")
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    assert_eq!(app.run_jobs().await, 1);
+    assert_eq!(found("singh").await, ["Liam Carter-Singh"]);
+    assert_eq!(list_calls(), after_install + 1);
+    assert_eq!(
+        app.hint.world().patients_asked_since.len(),
+        1,
+        "the sync asked only for changes"
+    );
+
+    // The names are sealed at rest.
+    let sealed: Vec<String> = sqlx::query_scalar("SELECT sealed FROM patient_index")
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(sealed.len(), 3);
+    assert!(
+        sealed
+            .iter()
+            .all(|s| !s.contains("Thompson") && !s.contains("Carter"))
+    );
+}
+
+#[tokio::test]
+async fn search_covers_a_practice_past_five_thousand_patients() {
+    let app = spawn_app().await;
+    let practice_id = app.hint.add_practice("Large Practice");
+    app.hint.add_many_patients(&practice_id, 5_200);
+    assert_eq!(app.hint.install(&practice_id).await.unwrap(), 200);
+    app.run_jobs().await;
+    let indexed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM patient_index WHERE practice_id = $1")
+            .bind(&practice_id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(indexed, 5_200);
+
+    let clinician = app.hint.user_with_role(&practice_id, "clinician").unwrap();
+    let key = app.session(&clinician, None).await;
+    let search = |q: &'static str| {
+        let (app, key) = (&app, &key);
+        async move {
+            let path = format!("/hint/patients/search?q={q}");
+            Page::of(app.htmx_get(&path, key).await).await.1
+        }
+    };
+    // The very last of them (the old search read the first 5,000 only).
+    assert_eq!(
+        search("andersson-5199").await.texts(".patients .name"),
+        ["Tomás Andersson-5199"]
+    );
+    assert_eq!(
+        search("tomas%20andersson")
+            .await
+            .texts(".patients .name")
+            .len(),
+        11
+    );
+    let many = search("tomas").await;
+    assert_eq!(many.texts(".patients .name").len(), 20);
+    assert!(
+        many.text().contains("Showing 20 of 217 patients"),
+        "{}",
+        many.text()
+    );
 }

@@ -158,7 +158,7 @@ async fn a_patient_change_told_to_one_instance_reaches_every_instance_s_search()
         .hint
         .add_patient(&practice.id, "Zelda", "Quist", "1970-01-01", "female");
     let event = json!({"id": "evt-created", "type": "patient.created", "practice_id": practice.id,
-        "object": {"id": new_patient}})
+        "object": app.hint.patient_json(&new_patient).unwrap()})
     .to_string();
     // Told to this instance; searched on the other one.
     let told = app

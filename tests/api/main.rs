@@ -3,7 +3,7 @@
 mod at_rest;
 mod audit;
 mod connections;
-mod fault_figures;
+mod figures;
 mod going_live;
 mod haidy_visit;
 mod handshake;

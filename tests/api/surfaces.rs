@@ -185,13 +185,15 @@ async fn read_only_staff_see_visits_but_cannot_start_one() {
 async fn a_patient_name_with_script_is_escaped() {
     let app = spawn_app().await;
     let practice = app.new_practice("Escape Practice").await;
-    let evil = app.hint.add_patient(
-        &practice.id,
-        "<script>alert(1)</script>",
-        "O'Brien",
-        "1990-01-01",
-        "female",
-    );
+    let evil = app
+        .add_patient(
+            &practice.id,
+            "<script>alert(1)</script>",
+            "O'Brien",
+            "1990-01-01",
+            "female",
+        )
+        .await;
     let key = app.session(&practice.clinician, Some(&evil)).await;
     let chart = app.page("clinical_chart", &key).await;
     assert_eq!(
@@ -385,8 +387,8 @@ async fn search_finds_names_in_any_order_and_without_accents_and_leads_to_the_ch
     let app = spawn_app().await;
     let practice = app.new_practice("Search Practice").await;
     let other = app.new_practice("Other Search Practice").await;
-    app.hint
-        .add_patient(&practice.id, "Sofía", "Martínez", "1992-06-25", "female");
+    app.add_patient(&practice.id, "Sofía", "Martínez", "1992-06-25", "female")
+        .await;
     let key = app.session(&practice.clinician, None).await;
     let search = |q: &'static str| {
         let (app, key) = (&app, key.clone());

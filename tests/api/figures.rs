@@ -1,6 +1,7 @@
 //! Figures, not assertions: how long a visit takes to be signed in Hint while Hint fails and
-//! workers die, with the production timings (lease, back-off, in-place retries). Ignored in the
-//! suite; `bash benches/faults.sh` runs them in release and prints the figures.
+//! workers die, with the production timings (lease, back-off, in-place retries), and how fast
+//! patient search answers in a practice of 50,000. Ignored in the suite; `bash benches/faults.sh`
+//! and `bash benches/search.sh` run them in release and print the figures.
 
 use std::time::{Duration, Instant};
 
@@ -163,4 +164,71 @@ async fn figures_time_to_signed_after_a_kill_during_write_back() {
         assert!(held.iter().all(|i| i.status == "signed"));
     }
     print_figures("kill -9 during a write-back, then restart", took);
+}
+
+/// A practice of 50,000 patients: the first fill from Hint (paced to the practice's budget),
+/// the first search (the index read into memory), then keystroke after keystroke over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash benches/search.sh"]
+async fn figures_patient_search_at_50000_patients() {
+    let app = spawn_app_with(|_| {}).await;
+    let practice_id = app.hint.add_practice("Fifty Thousand");
+    app.hint.add_many_patients(&practice_id, 50_000);
+    let started = Instant::now();
+    assert_eq!(app.hint.install(&practice_id).await.unwrap(), 200);
+    app.run_jobs().await;
+    let filled = started.elapsed();
+    let indexed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_index")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(indexed, 50_000);
+
+    let clinician = app.hint.user_with_role(&practice_id, "clinician").unwrap();
+    let key = app.session(&clinician, None).await;
+    let search = |q: String| {
+        let (app, key) = (&app, &key);
+        async move {
+            let at = Instant::now();
+            let response = app
+                .htmx_get(&format!("/hint/patients/search?q={q}"), key)
+                .await;
+            assert_eq!(response.status(), 200);
+            let body = response.text().await.unwrap();
+            (at.elapsed(), body)
+        }
+    };
+    let (first, _) = search("av".into()).await;
+    let typed = [
+        "ava thompson-1",
+        "liam carter",
+        "sofia martinez-4",
+        "kenji tanaka-30",
+        "chloe dubois",
+        "omar haddad-2",
+        "ingrid larsen-1",
+        "hugo moreau-4",
+        "zoe novak-3",
+        "dmitri yilmaz-49",
+    ];
+    let mut took = Vec::new();
+    for name in typed {
+        for end in 2..=name.len() {
+            let (at, body) = search(name[..end].replace(' ', "%20")).await;
+            assert!(body.contains("id=\"patients\""));
+            took.push(at);
+        }
+    }
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    println!(
+        "patient search at 50,000 patients: filled from Hint in {:.1} s; first search (index read into memory) {:.0} ms; \
+         {} keystrokes over HTTP p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        filled.as_secs_f64(),
+        first.as_secs_f64() * 1000.0,
+        took.len(),
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0,
+        took.last().unwrap().as_secs_f64() * 1000.0,
+    );
 }
