@@ -234,3 +234,83 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowDown" && at + 1 < all.length) all[at + 1].focus();
   if (event.key === "ArrowUp") (at > 0 ? all[at - 1] : document.querySelector("input[data-results]"))?.focus();
 });
+
+// Hint's JS SDK, when Hint served it (the layout loads it; without it nothing here runs). It
+// sizes Hint's frame to the page by itself. A page for one patient (data-patient-id) follows
+// the patient Hint shows: when Hint shows another one (or none, after showing ours) without
+// opening the app again, the page locks at once: every control disabled, links and forms
+// stopped, htmx requests refused and the ones on their way aborted, so nothing more is sent
+// for the patient on this page. It unlocks if Hint shows this page's patient again.
+// (A page opened from the practice page, when Hint showed no patient, is not locked by that.)
+if (window.HintSDK) {
+  const bound = document.querySelector("[data-patient-id]")?.dataset.patientId;
+  let locked = false;
+  let sawOurPatient = false;
+  const inFlight = new Set();
+  document.addEventListener("htmx:beforeSend", (event) => inFlight.add(event.detail.elt));
+  document.addEventListener("htmx:afterRequest", (event) => inFlight.delete(event.detail.elt));
+
+  const disableAll = (root) => {
+    root.querySelectorAll("button, input, select, textarea, fieldset").forEach((control) => {
+      if (control.disabled) return;
+      control.disabled = true;
+      control.dataset.hintDisabled = "1";
+    });
+    root.querySelectorAll("a[href]:not([href^='#'])").forEach((link) => link.setAttribute("aria-disabled", "true"));
+  };
+  const lock = (shown) => {
+    let banner = document.getElementById("hint-patient-changed");
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.id = "hint-patient-changed";
+      banner.className = "notice";
+      banner.setAttribute("role", "alert");
+      banner.append(document.createElement("p"));
+      document.body.prepend(banner);
+    }
+    const name = shown?.name || "that patient";
+    banner.querySelector("p").textContent = shown
+      ? `Hint now shows another patient, ${name}. This page is locked so nothing is sent for the patient ` +
+        `it shows: reopen Chartbridge from ${name}'s chart to go on.`
+      : "Hint no longer shows this page's patient. This page is locked so nothing more is sent: " +
+        "reopen Chartbridge from the patient's chart in Hint.";
+    if (locked) return;
+    locked = true;
+    document.body.dataset.hintLocked = "1";
+    disableAll(document);
+    inFlight.forEach((elt) => window.htmx?.trigger(elt, "htmx:abort"));
+  };
+  const unlock = () => {
+    if (!locked) return;
+    locked = false;
+    delete document.body.dataset.hintLocked;
+    document.getElementById("hint-patient-changed")?.remove();
+    document.querySelectorAll("[data-hint-disabled]").forEach((control) => {
+      control.disabled = false;
+      delete control.dataset.hintDisabled;
+    });
+    document.querySelectorAll("a[aria-disabled=true]").forEach((link) => link.removeAttribute("aria-disabled"));
+  };
+  const follow = (patient) => {
+    if (!bound) return;
+    const id = patient?.id ?? null;
+    if (id === bound) {
+      sawOurPatient = true;
+      unlock();
+    } else if (id !== null || sawOurPatient || locked) {
+      lock(patient);
+    }
+  };
+
+  // While locked: no htmx request, no form sent, no link followed; content swapped in (an
+  // answer that was already on its way) is locked too.
+  document.addEventListener("htmx:beforeRequest", (event) => { if (locked) event.preventDefault(); });
+  document.addEventListener("submit", (event) => { if (locked) event.preventDefault(); }, true);
+  document.addEventListener("click", (event) => {
+    if (locked && event.target.closest("a[href]:not([href^='#'])")) event.preventDefault();
+  }, true);
+  window.htmx?.onLoad((root) => { if (locked) disableAll(root.querySelectorAll ? root : document); });
+
+  window.HintSDK.onCurrentPatientChanged(follow);
+  window.HintSDK.init((context) => follow(context.currentPatient));
+}

@@ -646,6 +646,7 @@ fn router(sandbox: SandboxHint) -> Router {
         .route("/", get(home))
         .route("/patients/{id}", get(chart))
         .route("/embed/{surface}", get(embed))
+        .route("/hint-sdk.js", get(sdk_js))
         .route("/install", post(install_button))
         .route("/api/oauth/tokens", post(oauth_tokens))
         .route(
@@ -1548,6 +1549,23 @@ struct FramePage {
     interactions: Vec<Interaction>,
     frame_src: Option<String>,
     error: Option<String>,
+    /// What the page's SDK host tells the frame (`HintSDK.init`): the user, the interaction,
+    /// and the practice's patients for the current-patient switcher.
+    user: User,
+    interaction_id: Option<String>,
+    patients: Vec<Patient>,
+}
+
+/// Hint's JS SDK as the sandbox serves it (`$HINT_API_URL/hint-sdk.js`); see hint_sdk.js.
+async fn sdk_js() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("hint_sdk.js"),
+    )
+        .into_response()
 }
 
 async fn chart(
@@ -1597,7 +1615,7 @@ async fn open_frame(
     patient_id: Option<String>,
     interaction_id: Option<String>,
 ) -> Response {
-    let (user, patient, interactions, app_url) = {
+    let (user, patient, interactions, app_url, patients) = {
         let world = sandbox.world();
         let Some((practice, user)) = acting(&world, who) else {
             return (StatusCode::NOT_FOUND, "No such user in the sandbox").into_response();
@@ -1620,7 +1638,13 @@ async fn open_frame(
                     .collect()
             })
             .unwrap_or_default();
-        (user, patient, interactions, world.app_url.clone())
+        let patients = world
+            .patients
+            .iter()
+            .filter(|p| p.practice_id == practice.id)
+            .cloned()
+            .collect();
+        (user, patient, interactions, world.app_url.clone(), patients)
     };
     let who = user.partner_roles.first().cloned().unwrap_or_default();
     let title = match (&patient, surface) {
@@ -1635,6 +1659,9 @@ async fn open_frame(
         interactions,
         frame_src: None,
         error: None,
+        user: user.clone(),
+        interaction_id: interaction_id.clone(),
+        patients,
     };
     match (
         app_url,

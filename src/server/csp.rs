@@ -3,6 +3,9 @@
 //! partners that open straight from a launch form (`PartnerTool::launch_origin`, on every
 //! page), and what one page adds for itself ([`FormTargets`], e.g. the practice's HCW@Home
 //! server behind the doctor's sign-in).
+//!
+//! Scripts come from ourselves, and from Hint one file: its JS SDK (`$HINT_API_URL/hint-sdk.js`),
+//! which the layout loads from [`hint_sdk_url`], the same URL the policy allows.
 
 use std::sync::Arc;
 
@@ -12,6 +15,19 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use url::Url;
+
+tokio::task_local! {
+    /// The Hint SDK's URL while a request is answered (see [`hint_sdk_url`]).
+    static HINT_SDK: Option<String>;
+}
+
+/// The URL of Hint's JS SDK for the page being rendered, when the policy allows it (in a
+/// request answered behind [`set`]; `None` elsewhere). The layout loads it; the app works
+/// without it.
+pub fn hint_sdk_url() -> Option<String> {
+    HINT_SDK.try_with(Clone::clone).ok().flatten()
+}
 
 /// Origins a form on this page posts to, or is redirected to after posting (a response
 /// extension; origins as `Url::origin().ascii_serialization()` writes them).
@@ -21,49 +37,80 @@ pub struct FormTargets(pub Vec<String>);
 /// The policy, before a page's own form targets.
 #[derive(Debug, Clone)]
 pub struct Csp {
-    /// Every directive but `form-action`.
+    /// `script-src`'s sources.
+    script_src: String,
+    /// Every directive after `script-src` but `form-action`.
     rest: String,
     /// `form-action`'s sources for every page.
     form_action: String,
+    /// Hint's JS SDK, also in `script_src`.
+    hint_sdk: Option<String>,
 }
 
 impl Csp {
     /// `frame_ancestors` are validated at start; `form_origins` are serialized origins.
     pub fn new(frame_ancestors: &str, form_origins: &[String]) -> Self {
         let rest = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
+            "style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+             frame-ancestors {frame_ancestors}"
         );
         let mut form_action = String::from("'self'");
-        for origin in form_origins.iter().filter(|o| is_origin(o)) {
+        for origin in form_origins.iter().filter(|o| is_source(o)) {
             form_action.push(' ');
             form_action.push_str(origin);
         }
-        Csp { rest, form_action }
+        Csp {
+            script_src: String::from("'self'"),
+            rest,
+            form_action,
+            hint_sdk: None,
+        }
+    }
+
+    /// Allows (and has pages load) Hint's JS SDK, `hint-sdk.js` under Hint's API URL. A URL the
+    /// policy could not hold as a source is left out: the pages then go without the SDK.
+    pub fn with_hint_sdk(mut self, hint_api_url: &Url) -> Self {
+        let mut url = hint_api_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        let path = format!("{}/hint-sdk.js", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        let url = String::from(url);
+        if is_source(&url) {
+            self.script_src = format!("'self' {url}");
+            self.hint_sdk = Some(url);
+        }
+        self
     }
 
     fn header(&self, extra: Option<&FormTargets>) -> HeaderValue {
         let mut form_action = self.form_action.clone();
-        for origin in extra.iter().flat_map(|t| &t.0).filter(|o| is_origin(o)) {
+        for origin in extra.iter().flat_map(|t| &t.0).filter(|o| is_source(o)) {
             form_action.push(' ');
             form_action.push_str(origin);
         }
-        HeaderValue::from_str(&format!("{}; form-action {form_action}", self.rest))
-            .expect("checked sources")
+        HeaderValue::from_str(&format!(
+            "default-src 'none'; script-src {}; {}; form-action {form_action}",
+            self.script_src, self.rest
+        ))
+        .expect("checked sources")
     }
 }
 
-/// `scheme://host[:port]` and nothing that could end a directive.
-fn is_origin(origin: &str) -> bool {
-    (origin.starts_with("https://") || origin.starts_with("http://"))
-        && !origin.bytes().any(|b| {
+/// An http(s) origin or URL, and nothing that could end a source or a directive.
+fn is_source(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.bytes().any(|b| {
             b.is_ascii_whitespace() || matches!(b, b';' | b',' | b'\'') || b.is_ascii_control()
         })
 }
 
-/// The middleware: sets the policy, with the page's own form targets.
+/// The middleware: sets the policy, with the page's own form targets. The request is answered
+/// with the SDK's URL at hand ([`hint_sdk_url`]).
 pub async fn set(State(csp): State<Arc<Csp>>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    let mut response = HINT_SDK
+        .scope(csp.hint_sdk.clone(), next.run(request))
+        .await;
     let value = csp.header(response.extensions().get::<FormTargets>());
     response
         .headers_mut()
@@ -94,5 +141,44 @@ mod tests {
                 .unwrap()
                 .ends_with("form-action 'self' https://app.tiep.ai https://hcw.clinic.example")
         );
+        assert!(plain.to_str().unwrap().contains("script-src 'self';"));
+        assert_eq!(hint_sdk_url(), None, "outside a request");
+    }
+
+    #[test]
+    fn scripts_come_from_ourselves_and_hints_sdk_file_only() {
+        let sdk = |api: &str| {
+            let csp =
+                Csp::new("https://app.hint.com", &[]).with_hint_sdk(&Url::parse(api).unwrap());
+            let header = csp.header(None).to_str().unwrap().to_owned();
+            (csp.hint_sdk, header)
+        };
+        let (url, header) = sdk("https://api.hint.com");
+        assert_eq!(url.as_deref(), Some("https://api.hint.com/hint-sdk.js"));
+        assert!(
+            header.starts_with(
+                "default-src 'none'; script-src 'self' https://api.hint.com/hint-sdk.js; style-src"
+            ),
+            "{header}"
+        );
+        let (url, _) = sdk("http://127.0.0.1:18280/sandbox/?x=1#y");
+        assert_eq!(
+            url.as_deref(),
+            Some("http://127.0.0.1:18280/sandbox/hint-sdk.js")
+        );
+        // A URL that could end the source: no SDK, and the policy as before.
+        let (url, header) = sdk("https://api.hint.com/a;b,c");
+        assert_eq!(url, None);
+        assert!(header.contains("script-src 'self';"), "{header}");
+    }
+
+    #[tokio::test]
+    async fn a_request_has_the_sdk_url_at_hand() {
+        let seen = HINT_SDK
+            .scope(Some("https://api.hint.com/hint-sdk.js".into()), async {
+                hint_sdk_url()
+            })
+            .await;
+        assert_eq!(seen.as_deref(), Some("https://api.hint.com/hint-sdk.js"));
     }
 }

@@ -47,7 +47,10 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         .iter()
         .filter_map(|p| p.launch_origin())
         .collect();
-    let csp = Arc::new(Csp::new(&state.settings.frame_ancestors, &launch_origins));
+    let csp = Arc::new(
+        Csp::new(&state.settings.frame_ancestors, &launch_origins)
+            .with_hint_sdk(&state.settings.hint.api_url),
+    );
     let own_origin = OwnOrigin(state.public_url.origin().ascii_serialization().into());
     let middleware = ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(

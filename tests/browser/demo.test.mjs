@@ -168,11 +168,10 @@ test("a settings save shows its progress, cannot be sent twice, and says what it
   await saved.waitFor();
   assert.equal((await saved.textContent()).trim(), "Saved. HCW@Home video visit accepted the settings.");
   assert.equal(posts, 1, "one save sent");
-  const inView = await saved.evaluate((el) => {
-    const box = el.getBoundingClientRect();
-    return box.top >= 0 && box.bottom <= window.innerHeight;
-  });
-  assert.ok(inView, "the outcome is in view");
+  // In view in Hint's page (the SDK sizes the frame to the page, so Hint's page scrolls).
+  const box = await saved.boundingBox();
+  const viewport = page.viewportSize();
+  assert.ok(box.y >= 0 && box.y + box.height <= viewport.height, "the outcome is in view");
 });
 
 test("credentials the partner refuses are not saved unasked, Test connection says so, and the status shows it", { timeout: 90000 }, async () => {
@@ -430,6 +429,103 @@ test("a clinician sends documents to Haidy, the doctor approves, the report come
     if (!signed) { await page.waitForTimeout(250); await page.reload(); }
   }
   assert.equal(signed, 1, "the Haidy visit is signed in the Hint chart");
+});
+
+// Polls `check` (which may throw) until it holds.
+async function eventually(check, what) {
+  let last;
+  for (let i = 0; i < 100; i++) {
+    try { if (await check()) return; } catch (e) { last = e; }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${what}${last ? ` (${last.message})` : ""}`);
+}
+
+test("with Hint's SDK the frame takes the page's height, and locks when Hint shows another patient", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  // Anything that would start a visit: a launch form's post, or opening a partner's launch form.
+  const launches = [];
+  page.on("request", (request) => {
+    if (/^\/hint\/(visits|partners\/)/.test(new URL(request.url()).pathname)) launches.push(request.url());
+  });
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Mia Nguyen" }).getByRole("link", { name: "Open chart" }).click();
+  const iframe = page.locator("iframe[title=Chartbridge]");
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("heading", { level: 1, name: "Mia Nguyen" }).waitFor();
+
+  // Hint's page sizes the frame from the SDK's reports: the app page's own height, not the
+  // frame's default 768 px.
+  const contentHeight = () => frame.locator("html").evaluate((html) => Math.ceil(html.getBoundingClientRect().height));
+  const frameHeight = () => iframe.evaluate((el) => el.clientHeight);
+  await eventually(async () => (await frameHeight()) === (await contentHeight()), "the frame takes the page's height");
+  const unlockedHeight = await frameHeight();
+  assert.notEqual(unlockedHeight, 768, "not the default height");
+
+  const start = frame.getByRole("button", { name: /^Start Tiep scribe/ });
+  const formLinks = frame.locator("a.launch");
+  assert.ok(await start.isEnabled());
+  assert.ok(await formLinks.count() >= 2, "HCW@Home and Haidy open a launch form");
+
+  // Hint shows another patient in place: the page locks at once.
+  await page.getByLabel("Patient Hint shows").selectOption({ label: "Chloé Dubois" });
+  await page.getByRole("button", { name: "Switch in place" }).click();
+  const banner = frame.getByRole("alert").filter({ hasText: "Hint now shows another patient" });
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /Chloé Dubois.*reopen Chartbridge from Chloé Dubois's chart/);
+  assert.ok(await start.isDisabled(), "the launch button is disabled");
+  assert.equal(await frame.locator("button:enabled, input:enabled, select:enabled, textarea:enabled").count(), 0,
+    "every control is disabled");
+  for (const link of await formLinks.all()) assert.equal(await link.getAttribute("aria-disabled"), "true");
+  // Tried anyway: nothing is sent, the page stays.
+  await start.click({ force: true }).catch(() => {});
+  await formLinks.first().dispatchEvent("click");
+  await page.waitForTimeout(500);
+  await frame.getByRole("heading", { level: 1, name: "Mia Nguyen" }).waitFor();
+  // The banner made the page taller: the frame follows.
+  await eventually(async () => (await frameHeight()) === (await contentHeight()) && (await frameHeight()) > unlockedHeight,
+    "the frame grows with the banner");
+
+  // Back to this page's patient: unlocked.
+  await page.getByLabel("Patient Hint shows").selectOption({ label: "Mia Nguyen" });
+  await page.getByRole("button", { name: "Switch in place" }).click();
+  await banner.waitFor({ state: "detached" });
+  assert.ok(await start.isEnabled(), "the launch button works again");
+  for (const link of await formLinks.all()) assert.equal(await link.getAttribute("aria-disabled"), null);
+  await eventually(async () => (await frameHeight()) === unlockedHeight, "the frame shrinks back");
+
+  // A remount (the app opened again, a new handshake) for another patient: that patient's page,
+  // following Hint, not locked.
+  await page.getByLabel("Patient Hint shows").selectOption({ label: "Chloé Dubois" });
+  await page.getByRole("button", { name: /remount/ }).click();
+  await frame.getByRole("heading", { level: 1, name: "Chloé Dubois" }).waitFor();
+  await eventually(async () => (await frameHeight()) === (await contentHeight()), "the new frame takes its page's height");
+  assert.ok(await start.isEnabled());
+  assert.equal(await frame.getByRole("alert").count(), 0, "not locked");
+  assert.deepEqual(launches, [], "nothing was launched");
+});
+
+test("without Hint's SDK the frame works as before", { timeout: 90000 }, async () => {
+  const page = await context.newPage();
+  // Hint serves no SDK.
+  expect(page, 404, /hint-sdk\.js/);
+  await page.route("**/hint-sdk.js", (route) => route.fulfill({ status: 404, body: "" }));
+  await page.goto(`${HINT}/?as=clinician`);
+  await page.locator("tr", { hasText: "Mia Nguyen" }).getByRole("link", { name: "Open chart" }).click();
+  const frame = page.frameLocator("iframe[title=Chartbridge]");
+  await frame.getByRole("heading", { level: 1, name: "Mia Nguyen" }).waitFor();
+  assert.equal(await frame.locator("html").evaluate(() => typeof window.HintSDK), "undefined");
+  assert.equal(await page.locator("iframe[title=Chartbridge]").evaluate((el) => el.clientHeight), 768,
+    "the frame keeps Hint's default height");
+  // Hint's page changes its patient: with no SDK the app is not told, and nothing changes.
+  await page.getByLabel("Patient Hint shows").selectOption({ label: "Chloé Dubois" });
+  await page.getByRole("button", { name: "Switch in place" }).click();
+  await page.waitForTimeout(300);
+  assert.equal(await frame.getByRole("alert").count(), 0);
+  assert.ok(await frame.getByRole("button", { name: /^Start Tiep scribe/ }).isEnabled());
+  // The app works: a launch form opens.
+  await frame.getByRole("link", { name: "Start HCW@Home video visit" }).click();
+  await frame.getByRole("heading", { level: 1, name: /HCW@Home video visit — Mia Nguyen/ }).waitFor();
 });
 
 test("no console errors or CSP violations on any page", { timeout: 90000 }, () => {
