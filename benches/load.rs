@@ -3,8 +3,9 @@
 //! session, signed Tiep webhooks, a visit's result page (each view an audit entry) and MediQuo
 //! consultations; then checks in the database that nothing was lost.
 //!
-//! Env: APP_URL, HINT_URL (sandbox Hint), DB (the demo's SQLite file), SECONDS (per phase),
-//! CONCURRENCY, WEBHOOKS (distinct visits to complete), CONSULTATIONS (MediQuo deliveries).
+//! Env: APP_URL, HINT_URL (sandbox Hint), DATABASE (the demo's database: `sqlite:…` or
+//! `postgres://…`), SECONDS (per phase), CONCURRENCY, WEBHOOKS (distinct visits to complete),
+//! CONSULTATIONS (MediQuo deliveries).
 
 use std::{
     sync::{
@@ -15,7 +16,7 @@ use std::{
 };
 
 use chartbridge::crypto::sign_hmac_sha256;
-use sqlx::{Row, sqlite::SqlitePoolOptions};
+use sqlx::{Row, any::AnyPoolOptions};
 
 const HINT_SECRET: &str = "sandbox-hint-webhook-secret-0001";
 const TIEP_SECRET: &str = chartbridge_sandbox::tiep::HOOK_SECRET;
@@ -114,7 +115,7 @@ where
 async fn main() -> anyhow::Result<()> {
     let app = env("APP_URL", "http://127.0.0.1:18081");
     let hint = env("HINT_URL", "http://127.0.0.1:18080");
-    let db_path = env("DB", "data/bench/demo.sqlite");
+    let database = env("DATABASE", "sqlite:data/bench/demo.sqlite");
     let seconds: u64 = env("SECONDS", "5").parse()?;
     let concurrency: usize = env("CONCURRENCY", "32").parse()?;
     let webhooks: usize = env("WEBHOOKS", "20000").parse()?;
@@ -165,9 +166,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 3. Signed Tiep webhooks, one per distinct open visit (the fixture writes the visits).
-    let pool = SqlitePoolOptions::new()
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
         .max_connections(1)
-        .connect(&format!("sqlite://{db_path}"))
+        .connect(&database)
         .await?;
     let practice: String = sqlx::query("SELECT id FROM practices WHERE id <> 'pra-bench' LIMIT 1")
         .fetch_one(&pool)

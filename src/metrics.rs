@@ -6,7 +6,7 @@
 //! ids (Hint's opaque ids, the budget's key), never a path, a query or anything about a patient.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
     sync::{Arc, Mutex},
     time::Duration,
@@ -27,8 +27,8 @@ pub struct Metrics(Arc<Mutex<Counters>>);
 
 #[derive(Default, Debug)]
 struct Counters {
-    /// (method, route, status) → durations.
-    http: BTreeMap<(String, String, u16), Histogram>,
+    /// route → (method, status) → durations (looked up by the route without allocating).
+    http: HashMap<String, BTreeMap<(String, u16), Histogram>>,
     /// (budget, outcome) → calls.
     hint_calls: BTreeMap<(String, &'static str), u64>,
     /// (source, outcome) → deliveries.
@@ -84,12 +84,20 @@ impl Metrics {
 
     pub fn observe_http(&self, method: &str, route: &str, status: u16, took: Duration) {
         let mut counters = self.counters();
-        let key = (method.to_string(), route.to_string(), status);
-        counters
-            .http
-            .entry(key)
-            .or_default()
-            .observe(took.as_secs_f64());
+        let by_route = match counters.http.get_mut(route) {
+            Some(by_route) => by_route,
+            None => counters.http.entry(route.to_string()).or_default(),
+        };
+        match by_route
+            .iter_mut()
+            .find(|((m, s), _)| m == method && *s == status)
+        {
+            Some((_, histogram)) => histogram.observe(took.as_secs_f64()),
+            None => by_route
+                .entry((method.to_string(), status))
+                .or_default()
+                .observe(took.as_secs_f64()),
+        }
         if let Some(source) = route.strip_prefix("/webhooks/") {
             let source = source.split('/').next().unwrap_or(source).to_string();
             let outcome = match status {
@@ -119,7 +127,13 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP chartbridge_http_request_duration_seconds Requests answered, by route and status.\n");
         out.push_str("# TYPE chartbridge_http_request_duration_seconds histogram\n");
-        for ((method, route, status), histogram) in &counters.http {
+        let mut routes: Vec<_> = counters.http.iter().collect();
+        routes.sort_by_key(|(route, _)| route.as_str());
+        let series = routes.into_iter().flat_map(|(route, by)| {
+            by.iter()
+                .map(move |((method, status), histogram)| (method, route, status, histogram))
+        });
+        for (method, route, status, histogram) in series {
             let labels = format!(
                 "method=\"{}\",route=\"{}\",status=\"{status}\"",
                 escape(method),

@@ -46,6 +46,10 @@ struct DemoArgs {
     /// `CHARTBRIDGE_RATE_LIMITS` takes them (the load benchmark raises them).
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
     rate_limits: String,
+    /// An empty PostgreSQL database to run on instead of the SQLite file (the load benchmark
+    /// runs both).
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// What to say when a demo port cannot be bound.
@@ -99,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
         metrics_token: Some(DEMO_METRICS_TOKEN.into()),
     };
     let mut settings = Settings::from_args(config)?;
-    settings.database = DatabaseSettings::Sqlite(database);
+    settings.database = match &args.database_url {
+        Some(url) => DatabaseSettings::Url(url.clone().into()),
+        None => DatabaseSettings::Sqlite(database),
+    };
+    settings.hint.shared_budget = args.database_url.is_some();
     let mut partner_settings =
         PartnerSettings::from_args(PartnerArgs::from_flags(partners.app_flags())?)?;
     // A demo should show the polling backstops within seconds, not minutes.

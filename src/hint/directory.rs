@@ -141,6 +141,8 @@ pub struct PatientDirectory {
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Practices whose index is complete (known here; an index never becomes incomplete).
     complete: Mutex<std::collections::HashSet<String>>,
+    /// Practices whose index is known to exist (its sync job was started).
+    started: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for PatientDirectory {
@@ -161,7 +163,32 @@ impl PatientDirectory {
             copies: Mutex::default(),
             loading: Mutex::default(),
             complete: Mutex::default(),
+            started: Mutex::default(),
         }
+    }
+
+    /// Whether this instance knows the practice's index to exist (no database read).
+    pub fn is_known_started(&self, practice_id: &PracticeId) -> bool {
+        self.started
+            .lock()
+            .expect("directory lock")
+            .contains(practice_id.as_str())
+    }
+
+    /// Remembers that the practice's index exists.
+    pub fn note_started(&self, practice_id: &PracticeId) {
+        self.started
+            .lock()
+            .expect("directory lock")
+            .insert(practice_id.to_string());
+    }
+
+    /// Whether the practice's copy is in memory here.
+    pub fn is_loaded(&self, practice_id: &PracticeId) -> bool {
+        self.copies
+            .lock()
+            .expect("directory lock")
+            .contains_key(practice_id.as_str())
     }
 
     /// Patients of the practice matching `query`, from the index (never from Hint).

@@ -114,10 +114,10 @@ impl InstallStatus {
     }
 }
 
-/// An SQL condition on a `jobs` row: its practice's install is not active, so its background
-/// work waits (the job runner passes over such jobs until Hint activates the practice again).
-pub const PRACTICE_NOT_ACTIVE: &str = "EXISTS (SELECT 1 FROM hint_installations i \
-     WHERE i.practice_id = jobs.practice_id AND i.status <> 'active')";
+/// The practices whose install is not active, so their background work waits (the job runner
+/// passes over their jobs until Hint activates them again).
+pub const PRACTICES_NOT_ACTIVE: &str =
+    "SELECT DISTINCT practice_id FROM hint_installations WHERE status <> 'active'";
 
 async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> {
     if !well_formed_code(code) {

@@ -36,9 +36,23 @@ pub use session::{PracticeSession, Role};
 
 /// What the Hint layer works with: configuration, the database, sealed secrets, the way out,
 /// and Hint's client, sessions and patient lists. The layers above hold it and lend it out
-/// (`AsRef<HintState>`), so handlers here run under any of their states.
+/// (`AsRef<HintState>`), so handlers here run under any of their states. One `Arc`: a clone
+/// per request (every extractor and middleware takes one) costs a reference count, not a copy
+/// of the settings.
 #[derive(Clone, Debug)]
-pub struct HintState {
+pub struct HintState(Arc<HintParts>);
+
+impl std::ops::Deref for HintState {
+    type Target = HintParts;
+
+    fn deref(&self) -> &HintParts {
+        &self.0
+    }
+}
+
+/// What a [`HintState`] holds (`state.db`, `state.hint`, … read through it).
+#[derive(Debug)]
+pub struct HintParts {
     pub settings: Arc<Settings>,
     /// Where Hint and the partners reach us.
     pub public_url: Url,
@@ -67,7 +81,7 @@ impl HintState {
             settings.outbound.lookup.clone(),
         )?;
         let metrics = crate::metrics::Metrics::default();
-        Ok(Self {
+        Ok(Self(Arc::new(HintParts {
             sessions: Arc::new(session::HintSessionStore::new(
                 db.clone(),
                 &settings.sessions,
@@ -89,7 +103,7 @@ impl HintState {
             settings: Arc::new(settings),
             public_url,
             db,
-        })
+        })))
     }
 }
 

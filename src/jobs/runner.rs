@@ -64,8 +64,8 @@ pub struct JobRunner<R> {
     /// the frame.
     per_practice: usize,
     status: RunnerStatus,
-    /// An SQL condition on a `jobs` row under which the job waits (its practice is paused).
-    paused_when: Option<&'static str>,
+    /// An SQL query answering the practices whose jobs wait (paused), asked before a claim.
+    paused: Option<&'static str>,
 }
 
 impl<R: RunJob> JobRunner<R> {
@@ -84,14 +84,15 @@ impl<R: RunJob> JobRunner<R> {
             worker_id: new_id("worker"),
             per_practice: per_practice.max(1),
             status: RunnerStatus::default(),
-            paused_when: None,
+            paused: None,
         }
     }
 
-    /// Passes over jobs for which `condition` (SQL on the `jobs` row) holds, until it no
-    /// longer does: a practice whose background work is paused.
-    pub fn passing_over(mut self, condition: &'static str) -> Self {
-        self.paused_when = Some(condition);
+    /// Passes over the jobs of the practices `query` (SQL answering `practice_id`s) names, as
+    /// long as it names them: practices whose background work is paused. Asked once per claim
+    /// (a short list), never per queued job.
+    pub fn passing_over(mut self, query: &'static str) -> Self {
+        self.paused = Some(query);
         self
     }
 
@@ -187,6 +188,14 @@ impl<R: RunJob> JobRunner<R> {
 
     /// Claims the next due job, passing over the practices in `skip`.
     async fn claim(&self, skip: &[String]) -> Result<Option<ClaimedJob>, sqlx::Error> {
+        let mut skip = skip.to_vec();
+        if let Some(query) = self.paused {
+            let paused: Vec<String> = sqlx::query_scalar(query)
+                .fetch_all(self.db.reader())
+                .await?;
+            skip.extend(paused);
+        }
+        let skip = skip.as_slice();
         let now = now_ms();
         let lease_until = now + self.settings.lease.as_millis() as i64;
         let lock = match self.db.backend() {
@@ -199,14 +208,10 @@ impl<R: RunJob> JobRunner<R> {
             let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 5)).collect();
             format!(" AND practice_id NOT IN ({})", list.join(", "))
         };
-        let paused = self
-            .paused_when
-            .map(|condition| format!(" AND NOT ({condition})"))
-            .unwrap_or_default();
         let sql = format!(
             "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
              WHERE id = (SELECT id FROM jobs WHERE state = $4 AND run_at <= $3 \
-                         AND (locked_until IS NULL OR locked_until < $3){skip_clause}{paused} ORDER BY run_at LIMIT 1{lock}) \
+                         AND (locked_until IS NULL OR locked_until < $3){skip_clause} ORDER BY run_at LIMIT 1{lock}) \
              AND state = $4 AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );

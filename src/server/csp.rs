@@ -45,6 +45,8 @@ pub struct Csp {
     form_action: String,
     /// Hint's JS SDK, also in `script_src`.
     hint_sdk: Option<String>,
+    /// The header of a page that adds no form target (made on first use).
+    plain: std::sync::OnceLock<HeaderValue>,
 }
 
 impl Csp {
@@ -64,6 +66,7 @@ impl Csp {
             rest,
             form_action,
             hint_sdk: None,
+            plain: std::sync::OnceLock::new(),
         }
     }
 
@@ -84,16 +87,25 @@ impl Csp {
     }
 
     fn header(&self, extra: Option<&FormTargets>) -> HeaderValue {
+        // Most answers add no form target: the same header every time, made once.
+        let plain = extra.is_none_or(|t| t.0.is_empty());
+        if plain && let Some(header) = self.plain.get() {
+            return header.clone();
+        }
         let mut form_action = self.form_action.clone();
         for origin in extra.iter().flat_map(|t| &t.0).filter(|o| is_source(o)) {
             form_action.push(' ');
             form_action.push_str(origin);
         }
-        HeaderValue::from_str(&format!(
+        let header = HeaderValue::from_str(&format!(
             "default-src 'none'; script-src {}; {}; form-action {form_action}",
             self.script_src, self.rest
         ))
-        .expect("checked sources")
+        .expect("checked sources");
+        if plain {
+            let _ = self.plain.set(header.clone());
+        }
+        header
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn page(
     let recent = visits::recent(&state, &session.practice_id, 25).await?;
     // Search is offered here: the index is started, and read into memory before a key is hit.
     start_patient_index(&state, &session.practice_id).await?;
-    {
+    if !state.patients.is_loaded(&session.practice_id) {
         let (hint_state, practice_id) = (state.hint_state.clone(), session.practice_id.clone());
         tokio::spawn(async move { hint_state.patients.warm(&hint_state, &practice_id).await });
     }
@@ -138,10 +138,11 @@ pub async fn start_patient_index(
     state: &AppState,
     practice_id: &PracticeId,
 ) -> Result<(), AppError> {
-    if state.patients.is_known_complete(practice_id) {
+    if state.patients.is_known_started(practice_id) {
         return Ok(());
     }
     if patient_index::state(state, practice_id).await?.is_some() {
+        state.patients.note_started(practice_id);
         return Ok(());
     }
     let mut tx = state.db.begin().await?;
@@ -156,6 +157,7 @@ pub async fn start_patient_index(
         jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, job).await?;
     }
     tx.commit().await?;
+    state.patients.note_started(practice_id);
     state.jobs.wake();
     Ok(())
 }
