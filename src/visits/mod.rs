@@ -464,7 +464,7 @@ pub async fn record_completed(
         "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
          partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12, $12, $12) \
-         ON CONFLICT (practice_id, partner, partner_ref) DO NOTHING",
+         ON CONFLICT (practice_id, partner, partner_ref) WHERE partner_ref IS NOT NULL DO NOTHING",
     )
     .bind(&id)
     .bind(practice_id)
