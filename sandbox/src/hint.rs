@@ -209,6 +209,27 @@ pub struct World {
 }
 
 impl World {
+    /// Uses up an Instant On code: the practice it was minted for and a new practice token,
+    /// the integration active or pending (its token refused until activated).
+    fn redeem(&mut self, code: &str, activate: bool) -> Option<(Practice, String)> {
+        let practice_id = self.oauth_codes.remove(code)?;
+        let practice = self
+            .practices
+            .iter()
+            .find(|p| p.id == practice_id)
+            .cloned()
+            .expect("code's practice exists");
+        let token = random_token();
+        self.practice_tokens
+            .insert(token.clone(), practice_id.clone());
+        if activate {
+            self.inactive_integrations.remove(&practice_id);
+        } else {
+            self.inactive_integrations.insert(practice_id);
+        }
+        Some((practice, token))
+    }
+
     fn next(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}-{:06}{}", self.next_id, &random_token()[..6])
@@ -1219,15 +1240,8 @@ async fn oauth_tokens(
     body: Option<Json<TokenRequest>>,
 ) -> Response {
     sandbox.world().code_exchanges += 1;
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(sandbox.config.partner_api_key.as_str()) {
-        return hint_error(
-            StatusCode::UNAUTHORIZED,
-            "The code exchange needs the partner API key",
-        );
+    if let Err(refused) = partner_key(&sandbox, &headers) {
+        return refused;
     }
     let Some(Json(request)) = body else {
         return hint_error(StatusCode::BAD_REQUEST, "Body must be JSON");
@@ -1241,25 +1255,13 @@ async fn oauth_tokens(
     if request.activate.is_none() {
         return hint_error(StatusCode::BAD_REQUEST, "activate is required");
     }
-    let mut world = sandbox.world();
-    let Some(practice_id) = request.code.and_then(|c| world.oauth_codes.remove(&c)) else {
+    let activate = request.activate != Some(false);
+    let redeemed = request
+        .code
+        .and_then(|code| sandbox.world().redeem(&code, activate));
+    let Some((practice, token)) = redeemed else {
         return hint_error(StatusCode::BAD_REQUEST, "Invalid or used code");
     };
-    let practice = world
-        .practices
-        .iter()
-        .find(|p| p.id == practice_id)
-        .cloned()
-        .expect("code's practice exists");
-    let token = random_token();
-    world
-        .practice_tokens
-        .insert(token.clone(), practice_id.clone());
-    if request.activate == Some(false) {
-        world.inactive_integrations.insert(practice_id);
-    } else {
-        world.inactive_integrations.remove(&practice_id);
-    }
     Json(json!({
         "id": practice.integration_id,
         "access_token": token,
@@ -1287,15 +1289,8 @@ async fn connect_installation(
         world.code_exchanges += 1;
         world.connect_calls += 1;
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(sandbox.config.partner_api_key.as_str()) {
-        return hint_error(
-            StatusCode::UNAUTHORIZED,
-            "Connecting an installation needs the partner API key",
-        );
+    if let Err(refused) = partner_key(&sandbox, &headers) {
+        return refused;
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -1313,24 +1308,9 @@ async fn connect_installation(
         }
     };
     let mut world = sandbox.world();
-    let Some(practice_id) = world.oauth_codes.remove(&request.code) else {
+    let Some((practice, token)) = world.redeem(&request.code, request.activate) else {
         return hint_error(StatusCode::BAD_REQUEST, "Invalid or used code");
     };
-    let practice = world
-        .practices
-        .iter()
-        .find(|p| p.id == practice_id)
-        .cloned()
-        .expect("code's practice exists");
-    let token = random_token();
-    world
-        .practice_tokens
-        .insert(token.clone(), practice_id.clone());
-    if request.activate {
-        world.inactive_integrations.remove(&practice_id);
-    } else {
-        world.inactive_integrations.insert(practice_id);
-    }
     let key_id = world.next("key");
     Json(json!({
         "id": practice.integration_id,

@@ -479,6 +479,30 @@ impl TestApp {
         id
     }
 
+    /// Waits (up to `limit`) until Hint holds every visit of `visits` (patient, visit id)
+    /// signed, then checks each is held exactly once: nothing lost, nothing doubled.
+    pub async fn wait_each_signed_once(&self, limit: Duration, visits: &[(String, String)]) {
+        let signed = |patient: &str, id: &str| {
+            self.hint
+                .interactions_for(patient)
+                .iter()
+                .any(|i| i.integration_record_id.as_deref() == Some(id) && i.status == "signed")
+        };
+        eventually(limit, "every visit signed in Hint", || async {
+            visits.iter().all(|(patient, id)| signed(patient, id))
+        })
+        .await;
+        for (patient, id) in visits {
+            let held = self
+                .hint
+                .interactions_for(patient)
+                .into_iter()
+                .filter(|i| i.integration_record_id.as_deref() == Some(id.as_str()))
+                .count();
+            assert_eq!(held, 1, "visit {id} is held once");
+        }
+    }
+
     /// A session key from a real signed handshake by sandbox Hint.
     pub async fn session(&self, user_id: &str, patient_id: Option<&str>) -> String {
         self.hint

@@ -99,25 +99,7 @@ async fn three_instances_share_hint_s_budget_and_survive_one_killed_mid_write_ba
     // Write-backs are under way on every instance: one dies.
     others[0].kill();
 
-    eventually(WAIT, "every visit signed in Hint", || async {
-        visits.iter().all(|(patient, id)| {
-            app.hint
-                .interactions_for(patient)
-                .iter()
-                .any(|i| i.integration_record_id.as_deref() == Some(id) && i.status == "signed")
-        })
-    })
-    .await;
-    for (patient, id) in &visits {
-        let held: Vec<_> = app
-            .hint
-            .interactions_for(patient)
-            .into_iter()
-            .filter(|i| i.integration_record_id.as_deref() == Some(id))
-            .collect();
-        assert_eq!(held.len(), 1, "visit {id} created once");
-        assert_eq!(held[0].status, "signed");
-    }
+    app.wait_each_signed_once(WAIT, &visits).await;
     assert_eq!(
         app.hint.world().rate_limited,
         0,

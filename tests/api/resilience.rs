@@ -544,24 +544,7 @@ async fn hint_failing_a_third_of_its_calls_still_signs_every_visit_once() {
             visits.push((patient.clone(), id));
         }
     }
-    eventually(WAIT, "every visit signed in Hint", || async {
-        visits.iter().all(|(patient, id)| {
-            app.hint
-                .interactions_for(patient)
-                .iter()
-                .any(|i| i.integration_record_id.as_deref() == Some(id) && i.status == "signed")
-        })
-    })
-    .await;
-    for (patient, id) in &visits {
-        let held: Vec<_> = app
-            .hint
-            .interactions_for(patient)
-            .into_iter()
-            .filter(|i| i.integration_record_id.as_deref() == Some(id))
-            .collect();
-        assert_eq!(held.len(), 1, "visit {id} is held once");
-    }
+    app.wait_each_signed_once(WAIT, &visits).await;
     eventually(WAIT, "no work left and none dead", || async {
         chartbridge::jobs::counts(&app.state.db).await.unwrap() == (0, 0)
     })
