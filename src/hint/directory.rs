@@ -69,6 +69,8 @@ impl Entry {
 struct Index {
     entries: Vec<Entry>,
     words: Vec<(String, u32)>,
+    /// Each patient's place in `entries`, by id.
+    by_id: HashMap<String, u32>,
 }
 
 impl Index {
@@ -80,11 +82,31 @@ impl Index {
             .flat_map(|(i, e)| e.words.iter().map(move |w| (w.clone(), i as u32)))
             .collect();
         words.sort_unstable();
-        Self { entries, words }
+        let by_id = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.patient.id.clone(), i as u32))
+            .collect();
+        Self {
+            entries,
+            words,
+            by_id,
+        }
+    }
+
+    fn get(&self, patient_id: &str) -> Option<&Entry> {
+        self.by_id
+            .get(patient_id)
+            .map(|i| &self.entries[*i as usize])
     }
 
     /// The patients matching, in name order: `each` is called for every one.
     fn find(&self, query: &str, typed: &[String], mut each: impl FnMut(&Entry)) {
+        // A Hint id as Hint writes it: looked up directly.
+        if let Some(entry) = self.get(query) {
+            each(entry);
+            return;
+        }
         // The longest word that is not a date narrows the search to the patients with a name
         // word starting with it; an id or dates alone are looked for in every patient.
         let key = typed
@@ -237,9 +259,7 @@ impl PatientDirectory {
         copies
             .get(practice_id.as_str())?
             .index
-            .entries
-            .iter()
-            .find(|e| e.patient.id == patient_id)
+            .get(patient_id)
             .map(|e| e.patient.clone())
     }
 
