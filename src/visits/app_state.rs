@@ -24,6 +24,8 @@ pub struct AppState {
     pub runner: RunnerStatus,
     /// Group-commits visit results.
     pub completions: Completions,
+    /// Group-commits visits that arrive finished (MediQuo).
+    pub recordings: super::recording::Recordings,
     /// Every partner, with its settings and client.
     pub partners: Partners,
     /// Recently opened partner secrets (webhook verification).
@@ -41,7 +43,9 @@ impl AppState {
             jobs.clone(),
             hint_state.settings.jobs.max_attempts,
         );
+        let recordings = super::recording::Recordings::spawn(hint_state.clone(), jobs.clone());
         Self {
+            recordings,
             connection_secrets: Arc::new(SecretsCache::new(hint_state.settings.secrets_cache_ttl)),
             health_recent: Arc::default(),
             hint_state,

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod page;
 pub mod partner;
 pub mod poll;
+pub mod recording;
 pub mod routes;
 pub mod write_back;
 
@@ -448,54 +449,20 @@ pub async fn start(
 }
 
 /// A visit that arrives finished from an inbound-only partner (MediQuo): stored completed with
-/// its result, and its signed interaction asked of Hint, in one transaction. `partner_ref` is
-/// the partner's own id for it: the same one twice is stored once (`None` the second time).
+/// its result, and its signed interaction asked of Hint, in one transaction (shared with the
+/// other deliveries arriving with it: `recording.rs`). `partner_ref` is the partner's own id for
+/// it: the same one twice is stored once (`None` the second time).
 pub async fn record_completed(
     state: &AppState,
     practice_id: &PracticeId,
     new: NewVisit<'_>,
     partner_ref: &str,
     result: &str,
-) -> Result<Option<VisitId>, sqlx::Error> {
-    let id = VisitId::generate();
-    let now = now_ms();
-    let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
-         partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12, $12, $12) \
-         ON CONFLICT (practice_id, partner, partner_ref) WHERE partner_ref IS NOT NULL DO NOTHING",
-    )
-    .bind(&id)
-    .bind(practice_id)
-    .bind(new.patient_id)
-    .bind(seal(state, "patient_name", practice_id, &id, new.patient_name))
-    .bind(new.user_id)
-    .bind(new.user_name)
-    .bind(new.partner.as_str())
-    .bind(VisitState::Completed)
-    .bind(partner_ref)
-    .bind(seal(state, "launch", practice_id, &id, &new.launch))
-    .bind(seal(state, "result", practice_id, &id, result))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    enqueue_sync(&mut tx, state, practice_id, &id).await?;
-    let arrived = Entry::new(Action::VisitFinished)
-        .patient(new.patient_id)
-        .visit(id.as_str())
-        .detail(new.partner.as_str());
-    let partner = Actor::partner(new.partner.as_str());
-    audit::record(&mut tx, practice_id, &partner, arrived).await?;
-    tx.commit().await?;
-    state.jobs.wake();
-    tracing::info!(%practice_id, visit_id = %id, partner = %new.partner, "inbound visit recorded");
-    Ok(Some(id))
+) -> Result<Option<VisitId>, AppError> {
+    state
+        .recordings
+        .record(practice_id, new, partner_ref, result)
+        .await
 }
 
 /// The partner accepted the launch: record its reference and the launch data, and look for
