@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{Config, TIEP_HOOK_SECRET, TestApp, TestPractice, spawn_app_with};
+use crate::helpers::{Config, TIEP_HOOK_SECRET, TestApp, spawn_app_with};
 
 /// What production runs with (`config.rs`), where the suite's helpers shorten it.
 fn production_timings(s: &mut Config) {
@@ -20,22 +20,6 @@ fn production_timings(s: &mut Config) {
     s.hint.rate_limit_backoff = Duration::from_millis(250);
     s.hint.failure_backoff = Duration::from_millis(300);
     s.http_timeout = Duration::from_secs(15);
-}
-
-async fn new_visit(app: &TestApp, practice: &TestPractice, key: &str, patient: &str) -> String {
-    let before: Vec<String> = app
-        .visits_of(&practice.id)
-        .await
-        .into_iter()
-        .map(|v| v.id.to_string())
-        .collect();
-    assert_eq!(app.start_visit(key, patient).await.status(), 303);
-    app.visits_of(&practice.id)
-        .await
-        .into_iter()
-        .map(|v| v.id.to_string())
-        .find(|id| !before.contains(id))
-        .expect("the new visit")
 }
 
 fn signed_in_hint(app: &TestApp, patient: &str, visit_id: &str) -> bool {
@@ -81,7 +65,7 @@ async fn figures_time_to_signed_at_thirty_percent_500s() {
     for n in 0..200 {
         tick.tick().await;
         let patient = practice.patients[n % practice.patients.len()].clone();
-        let visit_id = new_visit(&app, &practice, &key, &patient).await;
+        let visit_id = app.started_visit_id(&practice.id, &key, &patient).await;
         let response = app
             .post_tiep_webhook(&practice.id, &report(&visit_id), TIEP_HOOK_SECRET)
             .await;
@@ -136,7 +120,7 @@ async fn figures_time_to_signed_after_a_kill_during_write_back() {
             hang_after_write_for: Some(Duration::from_secs(3600)),
             ..Default::default()
         });
-        let visit_id = new_visit(&app, &practice, &key, &patient).await;
+        let visit_id = app.started_visit_id(&practice.id, &key, &patient).await;
         while !app
             .hint
             .interactions_for(&patient)

@@ -503,6 +503,31 @@ impl TestApp {
         }
     }
 
+    /// The ids of the practice's visits.
+    pub async fn visit_ids(&self, practice_id: &str) -> Vec<String> {
+        self.visits_of(practice_id)
+            .await
+            .into_iter()
+            .map(|v| v.id.to_string())
+            .collect()
+    }
+
+    /// The practice's visit that is not among `before` (the one just started).
+    pub async fn visit_since(&self, practice_id: &str, before: &[String]) -> String {
+        self.visit_ids(practice_id)
+            .await
+            .into_iter()
+            .find(|id| !before.contains(id))
+            .expect("the new visit")
+    }
+
+    /// Starts a Tiep visit for `patient` (303 expected) and answers its id.
+    pub async fn started_visit_id(&self, practice_id: &str, key: &str, patient: &str) -> String {
+        let before = self.visit_ids(practice_id).await;
+        assert_eq!(self.start_visit(key, patient).await.status(), 303);
+        self.visit_since(practice_id, &before).await
+    }
+
     /// A session key from a real signed handshake by sandbox Hint.
     pub async fn session(&self, user_id: &str, patient_id: Option<&str>) -> String {
         self.hint

@@ -79,14 +79,9 @@ async fn three_instances_share_hint_s_budget_and_survive_one_killed_mid_write_ba
     for n in 0..15 {
         let patient = &practice.patients[n % practice.patients.len()];
         let (address, key) = (&addresses[n % 3], &keys[(n + 1) % 3]);
+        let before = app.visit_ids(&practice.id).await;
         assert_eq!(start_visit_at(&app, address, key, patient).await, 303);
-        let id = app
-            .visits_of(&practice.id)
-            .await
-            .into_iter()
-            .map(|v| v.id.to_string())
-            .find(|id| visits.iter().all(|(_, known)| known != id))
-            .expect("the new visit");
+        let id = app.visit_since(&practice.id, &before).await;
         visits.push((patient.clone(), id));
     }
     for (n, (_, visit_id)) in visits.iter().enumerate() {
