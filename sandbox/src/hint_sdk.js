@@ -43,6 +43,10 @@
     if (height !== reported) { reported = height; send({ type: "hint-sdk:height", height }); }
   };
   if (framed) {
+    // Hint sizes the frame to the page, so the page never scrolls inside it. Without this, a
+    // page just taller than its frame shows a scrollbar, narrows, grows, loses the scrollbar,
+    // shrinks… and the frame resizes for ever (a click aimed meanwhile can miss its button).
+    document.documentElement.style.overflowY = "hidden";
     new ResizeObserver(reportHeight).observe(document.documentElement);
     reportHeight();
   }

@@ -160,6 +160,7 @@ test("a settings save shows its progress, cannot be sent twice, and says what it
   await page.goto(`${HINT}/embed/settings?as=admin`);
   const frame = page.frameLocator("iframe[title=Chartbridge]");
   const save = frame.getByRole("button", { name: "Save HCW@Home settings" });
+  await settled(page);
   await save.click();
   await frame.locator("#hcw-settings").getByText("Saving…").waitFor();
   assert.ok(await save.isDisabled(), "no second send while the first is on its way");
@@ -184,6 +185,7 @@ test("credentials the partner refuses are not saved unasked, Test connection say
   await password.waitFor();
   await page.waitForLoadState("networkidle");
   await password.fill("not-the-password");
+  await settled(page);
   await section.getByRole("button", { name: "Save HCW@Home settings" }).click();
   const refused = section.getByRole("alert");
   await refused.getByText("HCW@Home refused the service account's email or password").waitFor();
@@ -243,6 +245,7 @@ test("a session that ends in the frame says so, during a search and a settings s
   await page.waitForLoadState("networkidle");
   await endSession(frame);
   await queue.fill("Evening clinic");
+  await settled(page);
   await frame.getByRole("button", { name: "Save HCW@Home settings" }).click();
   await frame.getByRole("alert").filter({ hasText: "Your Chartbridge session has ended" }).waitFor();
   assert.equal(await queue.inputValue(), "Evening clinic", "what the admin typed is still there");
@@ -432,6 +435,19 @@ test("a clinician sends documents to Haidy, the doctor approves, the report come
 });
 
 // Polls `check` (which may throw) until it holds.
+// Hint's page sizes the frame to the app's page (the SDK's height reports): wait until the
+// size holds still for a moment, so a click is not aimed at a frame still being resized.
+async function settled(page) {
+  const height = () => page.evaluate(() => document.querySelector("iframe[title=Chartbridge]").getBoundingClientRect().height);
+  let last = await height();
+  for (let still = 0; still < 3;) {
+    await page.waitForTimeout(100);
+    const now = await height();
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+}
+
 async function eventually(check, what) {
   let last;
   for (let i = 0; i < 100; i++) {
