@@ -87,6 +87,10 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
+                    // No ping before each use: it doubled the round trips of every statement
+                    // (the session writer's among them). A connection that died with the
+                    // server fails its next statement once and is then dropped by the pool.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Db {
