@@ -32,7 +32,7 @@ use tower_sessions_core::{
     session_store,
 };
 
-use super::HintState;
+use super::{HintState, session_cap::SessionCap};
 use crate::{
     audit::Actor,
     config::SessionSettings,
@@ -136,6 +136,8 @@ pub struct HintSessionStore {
     idle_timeout_ms: i64,
     /// Writes new sessions, group-committed.
     openings: GroupCommit<Opening>,
+    /// Ends users' sessions beyond the cap, shortly after their new ones are committed.
+    cap: SessionCap,
     /// Practices' names as this instance last wrote or saw them: a handshake writes the
     /// practice row only when its name is new here.
     practice_names: Arc<Mutex<HashMap<String, (String, Instant)>>>,
@@ -160,7 +162,6 @@ const PRACTICE_NAME_FOR: Duration = Duration::from_secs(600);
 impl HintSessionStore {
     /// Starts the writer of new sessions (it needs the Tokio runtime).
     pub fn new(db: Db, settings: &SessionSettings) -> Self {
-        let keep = settings.max_per_user.max(1) as i64;
         let writer_db = db.clone();
         let openings = GroupCommit::spawn(
             "new sessions",
@@ -168,17 +169,15 @@ impl HintSessionStore {
             OPENINGS_QUEUE,
             move |batch: Vec<Opening>| {
                 let db = writer_db.clone();
-                async move {
-                    write_openings(&db, keep, &batch)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+                async move { write_openings(&db, &batch).await.map_err(|e| e.to_string()) }
             },
         );
+        let cap = SessionCap::spawn(db.clone(), settings.max_per_user);
         Self {
             db,
             idle_timeout_ms: settings.idle_timeout.as_millis() as i64,
             openings,
+            cap,
             practice_names: Arc::default(),
         }
     }
@@ -192,7 +191,7 @@ impl HintSessionStore {
             .expect("practice names")
             .get(&data.practice_id)
             .is_some_and(|(name, at)| name == practice_name && at.elapsed() < PRACTICE_NAME_FOR);
-        let practice_id = data.practice_id.clone();
+        let user = (data.practice_id.clone(), data.user_id.clone());
         let opening = Opening {
             key_hash: key_hash(id),
             data,
@@ -207,8 +206,9 @@ impl HintSessionStore {
             if names.len() >= MAX_PRACTICE_NAMES {
                 names.clear();
             }
-            names.insert(practice_id, (practice_name.to_string(), Instant::now()));
+            names.insert(user.0.clone(), (practice_name.to_string(), Instant::now()));
         }
+        self.cap.opened(user);
         Ok(())
     }
 
@@ -362,11 +362,10 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
 }
 
 /// One transaction for a burst of new sessions: the practice rows whose name is new (written
-/// only when it really changed), the sessions, and the per-user cap (a user's sessions beyond
-/// the newest `keep` end).
-async fn write_openings(db: &Db, keep: i64, batch: &[Opening]) -> Result<(), sqlx::Error> {
+/// only when it really changed, in id order so that overlapping writers never deadlock), then
+/// the sessions.
+async fn write_openings(db: &Db, batch: &[Opening]) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let mut tx = db.begin().await?;
     let mut practices: Vec<(&str, &str)> = Vec::new();
     for opening in batch {
         if let Some(name) = opening.practice_name.as_deref() {
@@ -377,52 +376,30 @@ async fn write_openings(db: &Db, keep: i64, batch: &[Opening]) -> Result<(), sql
             }
         }
     }
-    if !practices.is_empty() {
-        let at = practices.len() * 2 + 1;
-        let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
-        let sql = format!(
-            "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
-             WHERE practices.name <> excluded.name"
-        );
-        let mut query = sqlx::query(&sql);
-        for (id, name) in &practices {
-            query = query.bind(*id).bind(*name);
-        }
-        query.bind(now).execute(&mut *tx).await?;
-    }
-
+    practices.sort_unstable();
     let sessions: Vec<(String, &SessionData)> = batch
         .iter()
         .map(|o| (o.key_hash.clone(), &o.data))
         .collect();
-    insert_sessions(&mut *tx, &sessions).await?;
-
-    let mut users: Vec<(&str, &str)> = batch
-        .iter()
-        .map(|o| (o.data.practice_id.as_str(), o.data.user_id.as_str()))
-        .collect();
-    users.sort_unstable();
-    users.dedup();
-    let pairs = placeholders(users.len(), 2, |p| p);
+    if practices.is_empty() {
+        // One statement commits itself: no BEGIN and COMMIT to wait for.
+        return insert_sessions(db.writer(), &sessions).await;
+    }
+    let mut tx = db.begin().await?;
+    let at = practices.len() * 2 + 1;
+    let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
     let sql = format!(
-        "DELETE FROM hint_sessions WHERE key_hash IN (SELECT key_hash FROM (\
-           SELECT key_hash, ROW_NUMBER() OVER (PARTITION BY practice_id, user_id \
-             ORDER BY created_at DESC, key_hash) AS newest \
-           FROM hint_sessions WHERE (practice_id, user_id) IN (VALUES {pairs})) ranked \
-         WHERE newest > ${})",
-        users.len() * 2 + 1
+        "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+         WHERE practices.name <> excluded.name"
     );
     let mut query = sqlx::query(&sql);
-    for (practice_id, user_id) in &users {
-        query = query.bind(*practice_id).bind(*user_id);
+    for (id, name) in &practices {
+        query = query.bind(*id).bind(*name);
     }
-    let ended = query.bind(keep).execute(&mut *tx).await?.rows_affected();
-    tx.commit().await?;
-    if ended > 0 {
-        tracing::info!(ended, "oldest sessions ended: over the per-user cap");
-    }
-    Ok(())
+    query.bind(now).execute(&mut *tx).await?;
+    insert_sessions(&mut *tx, &sessions).await?;
+    tx.commit().await
 }
 
 /// Inserts sessions (key hash, data) with one statement.
