@@ -14,6 +14,9 @@ use sqlx::{
 
 use crate::config::DatabaseSettings;
 
+/// Prepared statements each PostgreSQL connection keeps.
+const STATEMENT_CACHE: usize = 2_000;
+
 /// A transaction on the writer.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -55,6 +58,16 @@ impl Db {
             Backend::Sqlite
         } else {
             Backend::Postgres
+        };
+        let url = match backend {
+            // Batched statements come in one text per batch size (sessions, results, the trail):
+            // with sqlx's default of 100 prepared statements per connection they pushed each
+            // other out, and PostgreSQL parsed and planned them again and again.
+            Backend::Postgres if !url.contains("statement-cache-capacity") => format!(
+                "{url}{}statement-cache-capacity={STATEMENT_CACHE}",
+                if url.contains('?') { '&' } else { '?' }
+            ),
+            _ => url,
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let db = match backend {
