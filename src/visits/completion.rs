@@ -194,7 +194,8 @@ async fn write(db: &Db, max_attempts: i64, batch: &[Request]) -> Result<HashSet<
             "DELETE FROM jobs WHERE locked_by IS NULL AND dedupe_key IN ({})",
             placeholders.join(", ")
         );
-        let mut delete = sqlx::query(&sql);
+        // Planned on each use (see the runner's claim): the queue's size changes fast.
+        let mut delete = sqlx::query(&sql).persistent(false);
         for c in &done {
             let poll = Job::PollPartner {
                 visit_id: c.visit_id.clone(),
