@@ -15,9 +15,10 @@
 //! answered only once that is committed.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     str::FromStr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -407,12 +408,7 @@ async fn insert_sessions(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
     sessions: &[(String, &SessionData)],
 ) -> Result<(), sqlx::Error> {
-    let rows = placeholders(sessions.len(), 13, |p| p);
-    let sql = format!(
-        "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
-         access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
-         VALUES {rows}"
-    );
+    let sql = insert_sessions_sql(sessions.len());
     let mut query = sqlx::query(&sql);
     for (key_hash, data) in sessions {
         query = query
@@ -432,6 +428,23 @@ async fn insert_sessions(
     }
     query.execute(executor).await?;
     Ok(())
+}
+
+/// The insert of `rows` sessions, written once per batch size (the writer sends one per batch).
+fn insert_sessions_sql(rows: usize) -> Cow<'static, str> {
+    static TEXTS: [OnceLock<String>; MAX_OPENINGS] = [const { OnceLock::new() }; MAX_OPENINGS];
+    let write = || {
+        format!(
+            "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
+             access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
+             VALUES {}",
+            placeholders(rows, 13, |p| p)
+        )
+    };
+    match TEXTS.get(rows.wrapping_sub(1)) {
+        Some(text) => Cow::Borrowed(text.get_or_init(write)),
+        None => Cow::Owned(write()),
+    }
 }
 
 /// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list

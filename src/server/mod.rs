@@ -37,6 +37,9 @@ use crate::visits::AppState;
 
 /// Largest request body accepted (Haidy's upload routes set their own).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Headers a response carries once every layer has added its own.
+const RESPONSE_HEADERS: usize = 12;
+
 /// Longest a request may take once its headers are in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -107,7 +110,12 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
-        ));
+        ))
+        // Room for the headers the layers above add: the map grew three times per response.
+        .map_response(|mut response: axum::response::Response| {
+            response.headers_mut().reserve(RESPONSE_HEADERS);
+            response
+        });
 
     let partner_routes = state
         .partners
