@@ -363,8 +363,8 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
 }
 
 /// One transaction for a burst of new sessions: the practice rows whose name is new (written
-/// only when it really changed, in id order so that overlapping writers never deadlock), then
-/// the sessions.
+/// only when it really changed, in id order so that instances writing at once never
+/// deadlock), then the sessions; one statement alone when no practice row needs writing.
 async fn write_openings(db: &Db, batch: &[Opening]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let mut practices: Vec<(&str, &str)> = Vec::new();
@@ -449,7 +449,7 @@ fn insert_sessions_sql(rows: usize) -> Cow<'static, str> {
 
 /// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list
 /// passed through `row` (to add shared parameters).
-fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {
     (0..rows)
         .map(|r| {
             let list = (1..=columns)

@@ -10,6 +10,7 @@ use std::{collections::HashSet, time::Duration};
 
 use tokio::sync::mpsc;
 
+use super::session::placeholders;
 use crate::db::Db;
 
 /// A user, by practice id and user id.
@@ -64,10 +65,7 @@ impl SessionCap {
 
 /// Ends the sessions of `users` beyond each one's newest `keep`, with one statement.
 async fn end_beyond_cap(db: &Db, keep: i64, users: &[UserKey]) -> Result<(), sqlx::Error> {
-    let pairs = (0..users.len())
-        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let pairs = placeholders(users.len(), 2, |p| p);
     let sql = format!(
         "DELETE FROM hint_sessions WHERE key_hash IN (SELECT key_hash FROM (\
            SELECT key_hash, ROW_NUMBER() OVER (PARTITION BY practice_id, user_id \
