@@ -234,3 +234,18 @@ pub struct UnknownValue {
     pub what: &'static str,
     pub value: String,
 }
+
+/// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list
+/// passed through `row` (to add shared parameters).
+pub fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let list = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({})", row(list))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

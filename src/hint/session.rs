@@ -38,7 +38,7 @@ use crate::{
     audit::Actor,
     config::SessionSettings,
     crypto::sha256_hex,
-    db::{Db, now_ms},
+    db::{Db, now_ms, placeholders},
     error::AppError,
     group_commit::GroupCommit,
     ids::ExternalId,
@@ -445,21 +445,6 @@ fn insert_sessions_sql(rows: usize) -> Cow<'static, str> {
         Some(text) => Cow::Borrowed(text.get_or_init(write)),
         None => Cow::Owned(write()),
     }
-}
-
-/// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list
-/// passed through `row` (to add shared parameters).
-pub(super) fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {
-    (0..rows)
-        .map(|r| {
-            let list = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({})", row(list))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Sweeps expired sessions every minute until `stop` turns true (`Application::run_until_stopped`

@@ -10,8 +10,7 @@ use std::{collections::HashSet, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::session::placeholders;
-use crate::db::Db;
+use crate::db::{Db, placeholders};
 
 /// A user, by practice id and user id.
 pub type UserKey = (String, String);

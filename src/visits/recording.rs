@@ -12,7 +12,7 @@ use super::{NewVisit, VisitId, VisitState};
 use crate::{
     audit::{self, Action, Actor, Entry, Pending},
     crypto::row_aad,
-    db::now_ms,
+    db::{now_ms, placeholders},
     error::AppError,
     hint::HintState,
     jobs::{self, Job, JobSignal, NewJob},
@@ -126,16 +126,9 @@ async fn write(
     let ids: Vec<VisitId> = batch.iter().map(|_| VisitId::generate()).collect();
     // Eleven values a visit, then the time they all share.
     let at = batch.len() * 11 + 1;
-    let rows = (0..batch.len())
-        .map(|i| {
-            let list = (1..=11)
-                .map(|c| format!("${}", i * 11 + c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({list}, NULL, NULL, NULL, ${at}, ${at}, ${at})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let rows = placeholders(batch.len(), 11, |list| {
+        format!("{list}, NULL, NULL, NULL, ${at}, ${at}, ${at}")
+    });
     let sql = format!(
         "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
          partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
