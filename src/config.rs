@@ -109,12 +109,44 @@ pub struct Settings {
     /// A visit still launching after this long (the app died mid-launch, or the partner never
     /// answered) fails with a reason instead of waiting forever.
     pub launch_timeout: Duration,
-    /// How long a practice's patient list is searched in memory before it is loaded again
-    /// (Hint's `patient.*` webhooks drop it sooner).
-
+    /// When partners' results are acknowledged from a receipt and filed after a burst.
+    pub results: ResultSettings,
     /// How long an instance reuses opened partner secrets; a secret rotated on another
     /// instance stops being accepted here after at most this long (the new one works at once).
     pub secrets_cache_ttl: Duration,
+}
+
+/// Partners' results under a burst (`visits/completion.rs`): a result is acknowledged once it
+/// is stored, and filing it (the visit completed, its write-back queued, its trail entry) costs
+/// several times more than storing it. In a burst, results are stored as receipts and filed
+/// once it passes; otherwise they are filed at once.
+#[derive(Debug, Clone)]
+pub struct ResultSettings {
+    /// A batch of at least this many results is a burst (1: every result goes through a
+    /// receipt).
+    pub receipts_from: usize,
+    /// Receipts are filed once no result has come for this long…
+    pub file_when_quiet: Duration,
+    /// …and, while a burst does not pause, a few at least this often.
+    pub file_at_least_every: Duration,
+    /// With this many receipts waiting, results are filed at once again: the burst then waits
+    /// on the database instead of growing the backlog.
+    pub max_waiting: usize,
+    /// How often an instance that knows of no receipt looks for some (another instance stored
+    /// them and died before filing them).
+    pub look_for_left: Duration,
+}
+
+impl Default for ResultSettings {
+    fn default() -> Self {
+        Self {
+            receipts_from: 8,
+            file_when_quiet: Duration::from_millis(5),
+            file_at_least_every: Duration::from_secs(1),
+            max_waiting: 100_000,
+            look_for_left: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +426,7 @@ impl Settings {
             rate_limits,
             secrets_cache_ttl: Duration::from_secs(5),
             launch_timeout: Duration::from_secs(10 * 60),
+            results: ResultSettings::default(),
         })
     }
 }

@@ -74,6 +74,8 @@ pub struct QueueFigures {
     pub jobs: Vec<(String, String, i64)>,
     /// Whether this instance's job runner is running and recently looked for work.
     pub runner_up: bool,
+    /// Partners' results acknowledged in a burst and not filed yet (all instances).
+    pub result_receipts: i64,
 }
 
 impl Metrics {
@@ -201,6 +203,9 @@ impl Metrics {
             "chartbridge_job_runner_up {}",
             u8::from(queue.runner_up)
         );
+        out.push_str("# HELP chartbridge_result_receipts Partners' results acknowledged in a burst and not filed yet (all instances).\n");
+        out.push_str("# TYPE chartbridge_result_receipts gauge\n");
+        let _ = writeln!(out, "chartbridge_result_receipts {}", queue.result_receipts);
         out
     }
 }
@@ -227,6 +232,7 @@ mod tests {
         let text = metrics.render(&QueueFigures {
             jobs: vec![("sync_interaction".into(), "dead".into(), 2)],
             runner_up: true,
+            result_receipts: 7,
         });
         for line in [
             "chartbridge_http_request_duration_seconds_bucket{method=\"GET\",route=\"/hint/{surface}\",status=\"200\",le=\"0.0025\"} 0",
@@ -237,6 +243,7 @@ mod tests {
             "chartbridge_hint_calls_total{budget=\"pra-\\\"x\\\"\",outcome=\"rate_limited\"} 1",
             "chartbridge_jobs{kind=\"sync_interaction\",state=\"dead\"} 2",
             "chartbridge_job_runner_up 1",
+            "chartbridge_result_receipts 7",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

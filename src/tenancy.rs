@@ -13,7 +13,9 @@
 //!   carries that practice's own secret;
 //! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice);
 //! - `hint/directory.rs`: a patient change announced by our own database (`NOTIFY`, sent by an
-//!   instance that had verified the practice).
+//!   instance that had verified the practice);
+//! - `visits/completion.rs`: a partner's result receipt read back to be filed (stored by the
+//!   delivery that proved its practice).
 
 use serde::Serialize;
 
@@ -21,8 +23,9 @@ use crate::{db::Db, ids::ExternalId};
 
 /// Every table holding a practice's data, by its `practice_id` column, in the order a purge
 /// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
-pub const PRACTICE_TABLES: [&str; 15] = [
+pub const PRACTICE_TABLES: [&str; 16] = [
     "jobs",
+    "result_receipts",
     "inbound_events",
     "unmatched_deliveries",
     "haidy_patient_contexts",
@@ -108,7 +111,7 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for PracticeId {
 #[cfg(test)]
 mod tests {
     /// The files that may call `PracticeId::verified` (see the module's documentation).
-    const VERIFIED_IN: [&str; 7] = [
+    const VERIFIED_IN: [&str; 8] = [
         "hint/session.rs",
         "hint/handshake.rs",
         "hint/webhooks.rs",
@@ -116,6 +119,7 @@ mod tests {
         "partners/connection.rs",
         "jobs/runner.rs",
         "hint/directory.rs",
+        "visits/completion.rs",
     ];
 
     fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -54,6 +54,12 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
             Vec::new()
         }),
         runner_up: state.runner.is_up(),
+        result_receipts: crate::visits::receipts_waiting(&state.db)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "counting result receipts for metrics failed");
+                0
+            }),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

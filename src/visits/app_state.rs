@@ -42,6 +42,7 @@ impl AppState {
             hint_state.db.clone(),
             jobs.clone(),
             hint_state.settings.jobs.max_attempts,
+            hint_state.settings.results.clone(),
         );
         let recordings = super::recording::Recordings::spawn(hint_state.clone(), jobs.clone());
         Self {

@@ -26,6 +26,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
 
 pub use app_state::AppState;
+pub use completion::receipts_waiting;
 pub use lifecycle::VisitState;
 pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Partners};
 

@@ -2,6 +2,7 @@
 
 mod at_rest;
 mod audit;
+mod bursts;
 mod connections;
 mod figures;
 mod going_live;

@@ -1,0 +1,164 @@
+//! Partners' results in a burst: answered once stored as receipts, filed afterwards, each once,
+//! by whichever instance is there to do it.
+
+use std::time::Duration;
+
+use chartbridge::{config::ResultSettings, visits::VisitState};
+use serde_json::json;
+
+use crate::helpers::{TIEP_HOOK_SECRET, TestApp, eventually, spawn_app_with, stored_result};
+
+async fn receipts_waiting(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM result_receipts")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
+async fn finished_entries(app: &TestApp, practice_id: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT visit_id, actor_id FROM audit_events WHERE practice_id = $1 AND action = 'visit_finished' ORDER BY seq",
+    )
+    .bind(practice_id)
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_is_answered_from_receipts_and_each_result_is_filed_once() {
+    // Every batch counts as a burst here.
+    let app = spawn_app_with(|s| s.results.receipts_from = 1).await;
+    let practice = app.new_practice("Receipts Practice").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    for patient in &practice.patients {
+        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    }
+    let visits = app.visits_of(&practice.id).await;
+    assert_eq!(visits.len(), 3);
+
+    // Every report five times, all at once, each round saying something else.
+    let mut sends = Vec::new();
+    for round in 0..5 {
+        for visit in &visits {
+            let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": format!("round {round}")}});
+            let (app, practice_id, visit_id) = (&app, practice.id.clone(), visit.id.to_string());
+            sends.push(async move {
+                let answer = app
+                    .post_tiep_webhook(&practice_id, &report, TIEP_HOOK_SECRET)
+                    .await;
+                (visit_id, round, answer)
+            });
+        }
+    }
+    let mut acknowledged = std::collections::HashMap::new();
+    for (visit_id, round, answer) in futures::future::join_all(sends).await {
+        assert_eq!(answer.status(), 200);
+        if answer.json::<serde_json::Value>().await.unwrap()["duplicate"] == false {
+            assert!(
+                acknowledged.insert(visit_id, round).is_none(),
+                "one result per visit"
+            );
+        }
+    }
+    assert_eq!(acknowledged.len(), 3, "each visit took exactly one result");
+    // One we cannot place is still kept for admins, never a receipt.
+    let unknown = json!({"context": {"visit_id": "vis_nope"}, "payload": {"reason": "x"}});
+    let kept = app
+        .post_tiep_webhook(&practice.id, &unknown, TIEP_HOOK_SECRET)
+        .await;
+    assert_eq!(kept.status(), 202);
+
+    // Filed: each visit completed with the result that was acknowledged, signed once in Hint.
+    for patient in &practice.patients {
+        app.wait_for_interaction(patient, "signed").await;
+        assert_eq!(app.hint.interactions_for(patient).len(), 1);
+    }
+    for visit in &visits {
+        let stored = app.visit(&practice.id, &visit.id).await;
+        assert_eq!(stored.state, VisitState::Completed);
+        let round = acknowledged[&visit.id.to_string()];
+        assert_eq!(
+            stored_result(&stored)["answers"]["reason"],
+            format!("round {round}"),
+            "the acknowledged result is the one filed"
+        );
+    }
+    assert_eq!(receipts_waiting(&app).await, 0);
+    let finished = finished_entries(&app, &practice.id).await;
+    assert_eq!(finished.len(), 3, "one trail entry per visit: {finished:?}");
+    assert!(finished.iter().all(|(_, actor)| actor == "partner:tiep"));
+    assert_eq!(app.unmatched_of(&practice.id).await.len(), 1);
+    let (status, output) = app.cli(&["audit", "verify"]).await;
+    assert_eq!(status, 0, "{output}");
+}
+
+#[tokio::test]
+async fn receipts_an_instance_leaves_behind_are_filed_by_another() {
+    // This instance stores receipts and never files them (as one killed mid-burst).
+    let never = Duration::from_secs(3600);
+    let app = spawn_app_with(|s| {
+        s.results.receipts_from = 1;
+        s.results.file_when_quiet = never;
+        s.results.file_at_least_every = never;
+        s.results.look_for_left = never;
+    })
+    .await;
+    let practice = app.new_practice("Left Receipts").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    for patient in &practice.patients {
+        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    }
+    let visits = app.visits_of(&practice.id).await;
+    for visit in &visits {
+        let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": "first"}});
+        let answer = app
+            .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.json::<serde_json::Value>().await.unwrap()["duplicate"],
+            false
+        );
+        // The same visit's next result finds the receipt: a duplicate, as on a completed visit.
+        let again = json!({"context": {"visit_id": visit.id}, "payload": {"reason": "second"}});
+        let answer = app
+            .post_tiep_webhook(&practice.id, &again, TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.json::<serde_json::Value>().await.unwrap()["duplicate"],
+            true
+        );
+    }
+    assert_eq!(receipts_waiting(&app).await, 3);
+    for visit in &visits {
+        let stored = app.visit(&practice.id, &visit.id).await;
+        assert_eq!(
+            stored.state,
+            VisitState::InProgress,
+            "stored, not filed yet"
+        );
+    }
+
+    // Another instance, as configured in production but looking often, files them.
+    let _other = app
+        .spawn_instance(|s| s.results = ResultSettings::default())
+        .await;
+    eventually(Duration::from_secs(10), "every receipt filed", || async {
+        receipts_waiting(&app).await == 0
+    })
+    .await;
+    for visit in &visits {
+        let stored = app.visit(&practice.id, &visit.id).await;
+        assert_eq!(stored.state, VisitState::Completed);
+        assert_eq!(stored_result(&stored)["answers"]["reason"], "first");
+    }
+    for patient in &practice.patients {
+        app.wait_for_interaction(patient, "signed").await;
+        assert_eq!(app.hint.interactions_for(patient).len(), 1);
+    }
+    assert_eq!(finished_entries(&app, &practice.id).await.len(), 3);
+}
