@@ -162,25 +162,34 @@ async fn place(
     let Ok(patient_id) = ExternalId::parse(code) else {
         return Ok(unplaceable("patient.code is not a Hint patient id.", None));
     };
-    if visits::find_by_partner_ref(state, practice_id, ID, &incoming.reference)
-        .await?
-        .is_some()
-    {
-        return Ok(Placed::Duplicate);
-    }
-    let patient_name = match patient_name(state, practice_id, &patient_id).await {
-        PatientLookup::Found(name) => name,
-        PatientLookup::Unknown => {
-            return Ok(unplaceable(
-                "MediQuo named a patient code that is not a patient of this practice in Hint.",
-                Some(&incoming.reference),
-            ));
-        }
-        // Not stored as this practice's visit on MediQuo's word alone.
-        PatientLookup::Unavailable => {
-            return Ok(Placed::Unconfirmed {
-                reference: incoming.reference,
-            });
+    // A patient from the practice's loaded list answers without a call (bursts stay under
+    // Hint's rate, and the insert below stores a reference once). One Hint must confirm is
+    // first looked for among the stored deliveries: a repeat needs no call.
+    let cached = state.patients.cached(practice_id, &patient_id);
+    let patient_name = match cached {
+        Some(patient) => clean_text(&patient.display_name(), 200),
+        None => {
+            if visits::find_by_partner_ref(state, practice_id, ID, &incoming.reference)
+                .await?
+                .is_some()
+            {
+                return Ok(Placed::Duplicate);
+            }
+            match patient_from_hint(state, practice_id, &patient_id).await {
+                PatientLookup::Found(name) => name,
+                PatientLookup::Unknown => {
+                    return Ok(unplaceable(
+                        "MediQuo named a patient code that is not a patient of this practice in Hint.",
+                        Some(&incoming.reference),
+                    ));
+                }
+                // Not stored as this practice's visit on MediQuo's word alone.
+                PatientLookup::Unavailable => {
+                    return Ok(Placed::Unconfirmed {
+                        reference: incoming.reference,
+                    });
+                }
+            }
         }
     };
     let professional = incoming
@@ -223,17 +232,12 @@ enum PatientLookup {
     Unavailable,
 }
 
-/// The patient MediQuo named: from the practice's loaded list, else asked of Hint with the
-/// practice's token.
-async fn patient_name(
+/// The patient MediQuo named, asked of Hint with the practice's token.
+async fn patient_from_hint(
     state: &AppState,
     practice_id: &PracticeId,
     patient_id: &str,
 ) -> PatientLookup {
-    // A list loaded for patient search answers without a call (bursts stay under Hint's rate).
-    if let Some(patient) = state.patients.cached(practice_id, patient_id) {
-        return PatientLookup::Found(clean_text(&patient.display_name(), 200));
-    }
     let token = match install::practice_token(state, practice_id).await {
         Ok(Some(token)) => token,
         _ => return PatientLookup::Unavailable,
