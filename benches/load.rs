@@ -209,12 +209,38 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     report.print();
-    let completed: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'",
+    // A burst is acknowledged from receipts and filed behind it: count the stored results at
+    // once, then wait until each is filed (its visit completed).
+    let ended = Instant::now();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(&pool)
+                .await?
+                .try_get::<i64, _>("n")
+        }
+    };
+    let stored = count(
+        "SELECT (SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed') \
+         + (SELECT COUNT(*) FROM result_receipts WHERE visit_id LIKE 'vis_bench_%') AS n",
     )
-    .fetch_one(&pool)
-    .await?
-    .try_get("n")?;
+    .await?;
+    anyhow::ensure!(
+        stored as usize == report.ok,
+        "a 200 was answered for a report that was not stored ({stored} stored)"
+    );
+    let completed_sql =
+        "SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'";
+    let mut completed = count(completed_sql).await?;
+    while (completed as usize) < report.ok && ended.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        completed = count(completed_sql).await?;
+    }
+    println!(
+        "webhook results filed {} ms after the run",
+        ended.elapsed().as_millis()
+    );
     let queued: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_bench_%'",
     )
@@ -226,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(
         completed as usize == report.ok,
-        "a 200 was answered for a report that was not stored"
+        "a result acknowledged was not filed within two minutes"
     );
 
     // 3b. A visit's page with its result: each opening is written to the audit trail, on its

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Signed partner deliveries/s beside their ceilings, in one run on loopback (wrk, 2 threads,
+# the release demo: the app with sandbox Hint and the sandbox partners):
+#   - signed Tiep reports, each for a distinct open visit (a fixture writes the visits);
+#   - MediQuo "consultation finished" deliveries, each a new consultation;
+#   - pgbench, one-row INSERT per transaction, the same clients (PostgreSQL's commit ceiling);
+#   - the demo's /healthz (the framework's ceiling).
+# Then the rows are counted: every 2xx must be a stored result (nothing lost), and the time
+# until every result is filed (visit completed, write-back queued, trail written) is printed.
+# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=150000 DATABASES="postgres sqlite")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLIENTS=${CLIENTS:-32}
+DURATION=${DURATION:-5}
+VISITS=${VISITS:-150000}
+DATABASES=${DATABASES:-postgres sqlite}
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+for tool in wrk pgbench sqlite3 python3; do
+  command -v "$tool" >/dev/null || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql-client sqlite3 python3 >/dev/null
+  }
+done
+cargo build --release --quiet --bin chartbridge-demo
+WORK=$(mktemp -d)
+DB=cbbench_$$
+PG_URL="${PG_ADMIN_URL%/*}/$DB"
+DEMO=
+cleanup() {
+  [ -n "$DEMO" ] && kill "$DEMO" 2>/dev/null || true
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+TIEP_SECRET=$(grep -o '"tiep-sandbox-hook-secret-[0-9]*"' sandbox/src/tiep.rs | tr -d '"')
+export MEDIQUO_SIGNATURE
+MEDIQUO_SIGNATURE=$(grep -o '"mediquo-sandbox-signature-[0-9]*"' sandbox/src/mediquo.rs | tr -d '"')
+
+# wrk's figures for one target: "requests req/s p99_ms non2xx".
+measure() {
+  local url=$1 script=${2:-}
+  local out
+  out=$(wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --latency ${script:+-s "$script"} "$url")
+  awk '
+    / requests in / {n = $1}
+    /Requests\/sec/ {rps = $2}
+    $1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v = v / 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v = v * 1000}; p99 = v}
+    /Non-2xx/ {bad = $NF}
+    END {printf "%d %d %.1f %d\n", n, rps, p99, bad}' <<<"$out"
+}
+
+# sql <statement>: runs it on the database under test.
+sql() {
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -qtAc "$1"; else sqlite3 "$WORK/demo/demo.sqlite" "$1"; fi
+}
+
+run() { # postgres | sqlite
+  KIND=$1
+  local flags=()
+  rm -rf "$WORK/demo"
+  if [ "$KIND" = postgres ]; then
+    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+    flags=(--database-url "$PG_URL")
+  fi
+  RUST_LOG=warn target/release/chartbridge-demo \
+    --rate-limits "handshake=1000000/100000, webhooks=1000000/100000, install=1000/100" \
+    --port 18480 --app-port 18481 --partners-port 18482 --data-dir "$WORK/demo" "${flags[@]}" \
+    >"$WORK/demo.log" 2>&1 &
+  DEMO=$!
+  until curl -sf http://127.0.0.1:18481/readyz >/dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
+  local practice
+  practice=$(sql "SELECT id FROM practices LIMIT 1")
+  # The fixture: open Tiep visits, each with its pending poll (as a launch leaves them).
+  local later=$(( ($(date +%s) + 3600) * 1000 ))
+  local series="generate_series(1, $VISITS) g"
+  local g=g
+  if [ "$KIND" = sqlite ]; then series="generate_series(1, $VISITS)"; g=value; fi
+  sql "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, launch, created_at, updated_at)
+       SELECT 'vis_wrk_' || $g, '$practice', 'pat-bench', 'Bench Patient', 'user-bench', 'Bench', 'tiep', 'in_progress', '{}', 0, 0 FROM $series;
+       INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at)
+       SELECT 'job_wrk_' || $g, '$practice', 'poll_partner', 'poll_partner:vis_wrk_' || $g, '{\"visit_id\":\"vis_wrk_' || $g || '\"}', 'queued', 0, 8, $later, 0, 0, 0 FROM $series;" >/dev/null
+  [ "$KIND" = postgres ] && psql "$PG_URL" -qc "VACUUM ANALYZE" >/dev/null
+  TIEP_SECRET=$TIEP_SECRET VISITS=$VISITS python3 - >"$WORK/reports" <<'PY'
+import hashlib, hmac, json, os
+secret = os.environ["TIEP_SECRET"].encode()
+for i in range(1, int(os.environ["VISITS"]) + 1):
+    body = json.dumps({"context": {"visit_id": f"vis_wrk_{i}"}, "payload": {"reason": "load test", "pain-level": 3}}, separators=(",", ":"))
+    print("sha256=" + hmac.new(secret, body.encode(), hashlib.sha256).hexdigest(), body)
+PY
+  # A clinician's search loads the practice's patients: no delivery waits on Hint for its name.
+  local key
+  key=$(curl -sf "http://127.0.0.1:18480/embed/core_page?as=clinician" | grep -o 'session_key=[^"&]*' | head -1 | cut -d= -f2)
+  export MEDIQUO_PATIENT
+  MEDIQUO_PATIENT=$(curl -sf -H "x-hint-session-key: $key" "http://127.0.0.1:18481/hint/patients/search?q=Ava" |
+    grep -o 'name="patient_id" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
+  [ -n "$MEDIQUO_PATIENT" ] || { echo "the search found no patient" >&2; exit 1; }
+
+  local hz tps=""
+  read -r _ hz _ _ < <(measure http://127.0.0.1:18481/healthz)
+  if [ "$KIND" = postgres ]; then
+    psql "$PG_URL" -qc "CREATE TABLE pgbench_one (id BIGSERIAL PRIMARY KEY, v TEXT)" >/dev/null
+    echo "INSERT INTO pgbench_one (v) VALUES ('x');" >"$WORK/insert.sql"
+    tps=$(pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG_URL" 2>/dev/null | awk '/^tps/ {printf "%d", $3}')
+    psql "$PG_URL" -qc "DROP TABLE pgbench_one" >/dev/null
+  fi
+  local t_n t_rps t_p99 t_bad m_n m_rps m_p99 m_bad
+  # MediQuo first: the Tiep run leaves results to file behind it.
+  read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$ measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
+  read -r t_n t_rps t_p99 t_bad < <(TIEP_REPORTS="$WORK/reports" measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/tiep.lua")
+  local t_done
+  t_done=$(date +%s%N)
+
+  echo
+  echo "== $KIND: ceiling /healthz $hz req/s${tps:+; pgbench one-row INSERT $tps tps ($CLIENTS clients)}"
+  printf '%-34s %10s %8s %10s %8s %s\n' "" "requests" "non-2xx" "per second" "p99 ms" "${tps:+÷ pgbench}"
+  for row in "signed Tiep reports:$t_n:$t_bad:$t_rps:$t_p99" "MediQuo deliveries:$m_n:$m_bad:$m_rps:$m_p99"; do
+    IFS=: read -r name n bad rps p99 <<<"$row"
+    printf '%-34s %10s %8s %10s %8s %s\n' "$name" "$n" "$bad" "$rps" "$p99" \
+      "$([ -n "$tps" ] && awk -v a="$rps" -v t="$tps" 'BEGIN {printf "%.2fx", a / t}')"
+  done
+  [ "$t_n" -le "$VISITS" ] || echo "warning: more Tiep reports sent ($t_n) than visits ($VISITS): some were repeats"
+
+  # Nothing lost: every 2xx is a stored result; then wait until each is filed.
+  local t_ok=$((t_n - t_bad)) m_ok=$((m_n - m_bad)) completed stored_mq
+  while :; do
+    completed=$(sql "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_%' AND state = 'completed'")
+    stored_mq=$(sql "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$-%'")
+    [ "$completed" -ge "$t_ok" ] && [ "$stored_mq" -ge "$m_ok" ] && break
+    [ $(( ($(date +%s%N) - t_done) / 1000000000 )) -gt 300 ] && break
+    sleep 0.2
+  done
+  local filed_ms=$(( ($(date +%s%N) - t_done) / 1000000 ))
+  local queued
+  queued=$(sql "SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_wrk_%'")
+  echo "Tiep: $t_ok answered 2xx, $completed visits completed, $queued write-backs queued"
+  echo "MediQuo: $m_ok answered 2xx, $stored_mq consultations stored"
+  echo "every answered result filed $((filed_ms)) ms after the Tiep run ended"
+  if [ "$completed" -lt "$t_ok" ] || [ "$stored_mq" -lt "$m_ok" ]; then
+    echo "LOST: a 2xx was answered for a delivery that was not stored" >&2
+    exit 1
+  fi
+  kill "$DEMO"; wait "$DEMO" 2>/dev/null || true; DEMO=
+}
+
+for database in $DATABASES; do run "$database"; done
