@@ -158,7 +158,11 @@ impl Writer {
                 };
                 match next {
                     Ok(Some(first)) => waiting.push(first),
-                    Ok(None) => return,
+                    Ok(None) => {
+                        // Every handle is gone: let the receipts being written finish.
+                        self.settle_all().await;
+                        return;
+                    }
                     Err(()) => {
                         self.in_burst = false;
                         self.file_receipts(FILE_BATCH).await;
