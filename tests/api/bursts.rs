@@ -9,8 +9,7 @@ use serde_json::json;
 use crate::helpers::{TIEP_HOOK_SECRET, TestApp, eventually, spawn_app_with, stored_result};
 
 async fn receipts_waiting(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM result_receipts")
-        .fetch_one(app.state.db.reader())
+    chartbridge::visits::receipts_waiting(&app.state.db)
         .await
         .unwrap()
 }

@@ -808,8 +808,17 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Runs every due job now, in the test's task; answers how many ran.
+    /// Runs every due job now, in the test's task; answers how many ran. Results a burst left
+    /// as receipts are filed first (the result writer does it in the background, within
+    /// moments: their write-backs are jobs only then).
     pub async fn run_jobs(&self) -> usize {
+        eventually(Duration::from_secs(10), "result receipts filed", || async {
+            chartbridge::visits::receipts_waiting(&self.state.db)
+                .await
+                .expect("receipts counted")
+                == 0
+        })
+        .await;
         self.state
             .job_runner()
             .run_until_empty()
