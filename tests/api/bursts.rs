@@ -28,14 +28,7 @@ async fn finished_entries(app: &TestApp, practice_id: &str) -> Vec<(String, Stri
 async fn a_burst_is_answered_from_receipts_and_each_result_is_filed_once() {
     // Every batch counts as a burst here.
     let app = spawn_app_with(|s| s.results.receipts_from = 1).await;
-    let practice = app.new_practice("Receipts Practice").await;
-    app.setup_tiep(&practice).await;
-    let key = app.session(&practice.clinician, None).await;
-    for patient in &practice.patients {
-        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
-    }
-    let visits = app.visits_of(&practice.id).await;
-    assert_eq!(visits.len(), 3);
+    let (practice, visits) = app.open_tiep_visit_per_patient("Receipts Practice").await;
 
     // Every report five times, all at once, each round saying something else.
     let mut sends = Vec::new();
@@ -104,13 +97,7 @@ async fn receipts_an_instance_leaves_behind_are_filed_by_another() {
         s.results.look_for_left = never;
     })
     .await;
-    let practice = app.new_practice("Left Receipts").await;
-    app.setup_tiep(&practice).await;
-    let key = app.session(&practice.clinician, None).await;
-    for patient in &practice.patients {
-        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
-    }
-    let visits = app.visits_of(&practice.id).await;
+    let (practice, visits) = app.open_tiep_visit_per_patient("Left Receipts").await;
     for visit in &visits {
         let report = json!({"context": {"visit_id": visit.id}, "payload": {"reason": "first"}});
         let answer = app

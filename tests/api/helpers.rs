@@ -696,6 +696,19 @@ impl TestApp {
         (practice, key, visit)
     }
 
+    /// A practice with Tiep set up and one open Tiep visit for each of its three patients.
+    pub async fn open_tiep_visit_per_patient(&self, name: &str) -> (TestPractice, Vec<Visit>) {
+        let practice = self.new_practice(name).await;
+        self.setup_tiep(&practice).await;
+        let key = self.session(&practice.clinician, None).await;
+        for patient in &practice.patients {
+            assert_eq!(self.start_visit(&key, patient).await.status(), 303);
+        }
+        let visits = self.visits_of(&practice.id).await;
+        assert_eq!(visits.len(), 3);
+        (practice, visits)
+    }
+
     /// Sends one file to Haidy for `patient` as the launch form does (the key in the header,
     /// as htmx sends it); answers the launch's response.
     pub async fn launch_haidy(

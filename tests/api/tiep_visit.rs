@@ -399,14 +399,7 @@ async fn sandbox_tiep_refuses_a_launch_without_context() {
 #[tokio::test]
 async fn concurrent_reports_and_their_duplicates_are_each_stored_once() {
     let app = spawn_app().await;
-    let practice = app.new_practice("Burst Practice").await;
-    app.setup_tiep(&practice).await;
-    let key = app.session(&practice.clinician, None).await;
-    for patient in &practice.patients {
-        assert_eq!(app.start_visit(&key, patient).await.status(), 303);
-    }
-    let visits = app.visits_of(&practice.id).await;
-    assert_eq!(visits.len(), 3);
+    let (practice, visits) = app.open_tiep_visit_per_patient("Burst Practice").await;
     // Every report five times, all at once.
     let mut sends = Vec::new();
     for round in 0..5 {
