@@ -116,10 +116,11 @@ pub struct Settings {
     pub secrets_cache_ttl: Duration,
 }
 
-/// Partners' results under a burst (`visits/completion.rs`): a result is acknowledged once it
-/// is stored, and filing it (the visit completed, its write-back queued, its trail entry) costs
-/// several times more than storing it. In a burst, results are stored as receipts and filed
-/// once it passes; otherwise they are filed at once.
+/// Partners' deliveries under a burst (`visits/burst.rs`: visit results and visits that arrive
+/// finished): a delivery is acknowledged once it is stored, and filing it (the visit completed
+/// or created, its write-back queued, its trail entry) costs several times more than storing
+/// it. In a burst, deliveries are stored as receipts and filed once it passes; otherwise they
+/// are filed at once.
 #[derive(Debug, Clone)]
 pub struct ResultSettings {
     /// A batch of at least this many results is a burst (1: every result goes through a

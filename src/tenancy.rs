@@ -14,8 +14,8 @@
 //! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice);
 //! - `hint/directory.rs`: a patient change announced by our own database (`NOTIFY`, sent by an
 //!   instance that had verified the practice);
-//! - `visits/completion.rs`: a partner's result receipt read back to be filed (stored by the
-//!   delivery that proved its practice).
+//! - `visits/burst.rs`: a partner's receipt read back to be filed (stored by the delivery that
+//!   proved its practice).
 
 use serde::Serialize;
 
@@ -23,9 +23,10 @@ use crate::{db::Db, ids::ExternalId};
 
 /// Every table holding a practice's data, by its `practice_id` column, in the order a purge
 /// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
-pub const PRACTICE_TABLES: [&str; 16] = [
+pub const PRACTICE_TABLES: [&str; 17] = [
     "jobs",
     "result_receipts",
+    "recording_receipts",
     "inbound_events",
     "unmatched_deliveries",
     "haidy_patient_contexts",
@@ -119,7 +120,7 @@ mod tests {
         "partners/connection.rs",
         "jobs/runner.rs",
         "hint/directory.rs",
-        "visits/completion.rs",
+        "visits/burst.rs",
     ];
 
     fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -22,9 +22,9 @@ pub struct AppState {
     pub jobs: JobSignal,
     /// Whether this instance's job runner runs (`/readyz`, metrics).
     pub runner: RunnerStatus,
-    /// Group-commits visit results.
+    /// Stores visit results (`burst.rs`).
     pub completions: Completions,
-    /// Group-commits visits that arrive finished (MediQuo).
+    /// Stores visits that arrive finished (MediQuo), the same way.
     pub recordings: super::recording::Recordings,
     /// Every partner, with its settings and client.
     pub partners: Partners,
@@ -44,7 +44,11 @@ impl AppState {
             hint_state.settings.jobs.max_attempts,
             hint_state.settings.results.clone(),
         );
-        let recordings = super::recording::Recordings::spawn(hint_state.clone(), jobs.clone());
+        let recordings = super::recording::Recordings::spawn(
+            hint_state.clone(),
+            jobs.clone(),
+            hint_state.settings.results.clone(),
+        );
         Self {
             recordings,
             connection_secrets: Arc::new(SecretsCache::new(hint_state.settings.secrets_cache_ttl)),

@@ -1,50 +1,30 @@
-//! Group commit of visit results, and receipts under a burst.
+//! Visit results (a partner's report for a visit it was launched for, or a clinician finishing
+//! one), stored by the burst writer (`burst.rs`).
 //!
-//! Results arrive in bursts (webhooks), and SQLite has one writer. Each result is handed to one
-//! writer task, which takes everything waiting (up to `MAX_BATCH`) and answers each caller only
-//! after its transaction commits, so a 200 to a partner always means the result is stored.
-//!
-//! Filing a result costs several writes: the visit completed, its write-back job queued, its
-//! pending poll dropped, its audit entry chained. A small batch is filed at once, in one
-//! transaction. A burst (a batch of `ResultSettings::receipts_from` or more) is stored as
-//! receipts instead, one narrow row each in `result_receipts` (the visit must be open for the
-//! result when it arrives, and its first result wins, as when filing), and answered; the
-//! receipts are filed in larger batches once no result has come for a moment, a few at least
-//! every second while the burst lasts, and at once again when too many wait. Any instance
-//! files any practice's receipts, so an instance that died leaves none behind.
-//! The same SQL runs on PostgreSQL.
+//! Filing a result: the visit completed (it must be open for the result and belong to the
+//! partner and patient the delivery names; its first result wins), its write-back job queued,
+//! its pending poll dropped, its trail entry chained, in four statements whatever the batch's
+//! size. A burst's receipt is one narrow row in `result_receipts`, stored only for a visit
+//! open for it and holding none yet; filing it later applies the same guards. The same SQL
+//! runs on PostgreSQL.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
-use tokio::{
-    sync::{mpsc, oneshot},
-    task::JoinSet,
-};
 
-use super::{PartnerId, VisitId, VisitState, lifecycle};
+use super::{
+    PartnerId, VisitId, VisitState,
+    burst::{Burst, BurstWriter, receipt_practice},
+    lifecycle,
+};
 use crate::{
     audit::{self, Action, Actor, Entry, Pending},
     config::ResultSettings,
     db::{Db, now_ms, placeholders},
     error::AppError,
-    ids::ExternalId,
     jobs::{self, Job, JobSignal, NewJob},
     tenancy::PracticeId,
 };
-
-const MAX_BATCH: usize = 64;
-const QUEUE: usize = 4096;
-/// Receipts filed in one transaction once the burst has passed, and while it lasts.
-const FILE_BATCH: usize = 256;
-const FILE_BATCH_IN_BURST: usize = 64;
-/// How long filing pauses after it failed (the database is down, or closing).
-const FILING_PAUSE_AFTER_ERROR: Duration = Duration::from_secs(1);
-/// Batches of receipts written at once.
-const RECEIPTS_IN_FLIGHT: usize = 2;
 
 /// A result to store.
 pub struct Completion {
@@ -60,226 +40,72 @@ pub struct Completion {
     pub result: String,
 }
 
-struct Request {
-    completion: Completion,
-    reply: oneshot::Sender<Result<bool, String>>,
-}
-
-/// Handle to the writer task.
+/// Handle to the writer (`burst.rs`).
 #[derive(Clone, Debug)]
-pub struct Completions {
-    sender: mpsc::Sender<Request>,
-}
+pub struct Completions(BurstWriter<Results>);
 
 impl Completions {
-    /// Starts the writer task (it ends when every handle is dropped).
+    /// Starts the writer and its filing task (they end when every handle is dropped).
     pub fn spawn(db: Db, jobs: JobSignal, max_attempts: i64, settings: ResultSettings) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        let writer = Writer {
+        let results = Results {
             db,
             jobs,
             max_attempts,
-            settings,
-            // Receipts may wait from before a restart: look at once.
-            receipts_waiting: Some(0),
-            last_filed: Instant::now(),
-            in_burst: false,
-            in_flight: JoinSet::new(),
-            filing_resumes: Instant::now(),
         };
-        tokio::spawn(writer.run(receiver));
-        Self { sender }
+        Self(BurstWriter::spawn(results, settings))
     }
 
     /// Stores the result; true when it completed the visit (or will: a receipt), false when the
     /// visit was not open for it (already completed or holding a result, cancelled, unknown,
     /// another partner's or patient's).
     pub async fn complete(&self, completion: Completion) -> Result<bool, AppError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Request { completion, reply })
+        self.0
+            .submit(completion)
             .await
-            .map_err(|_| {
-                AppError::Internal(anyhow::anyhow!("the completion writer has stopped"))
-            })?;
-        answer
-            .await
-            .map_err(|_| {
-                AppError::Internal(anyhow::anyhow!("the completion writer dropped a result"))
-            })?
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("storing a visit result: {e}")))
+            .map_err(|e| AppError::Internal(e.into()))
     }
 }
 
-struct Writer {
+/// Visit results, as the burst writer stores them.
+struct Results {
     db: Db,
     jobs: JobSignal,
     max_attempts: i64,
-    settings: ResultSettings,
-    /// Receipts this writer stored and has not filed, at least (`Some(0)`: there may be some
-    /// from elsewhere; `None`: none known).
-    receipts_waiting: Option<usize>,
-    last_filed: Instant,
-    /// Results came in a burst, and no quiet moment has come since.
-    in_burst: bool,
-    /// Batches of receipts being written (each answers its callers), with how many stored.
-    in_flight: JoinSet<usize>,
-    /// No filing before this (after a failed one).
-    filing_resumes: Instant,
 }
 
-impl Writer {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Request>) {
-        let mut waiting: Vec<Request> = Vec::new();
-        // Whether the last thing done was filing (the quiet has been waited for already).
-        let mut filing = false;
-        loop {
-            if waiting.is_empty() {
-                // Quiet: file receipts while no result arrives, else wait for the next one.
-                let quiet = match self.receipts_waiting {
-                    Some(_) if filing => Duration::ZERO,
-                    Some(_) => self.settings.file_when_quiet,
-                    None if self.in_burst => self.settings.file_when_quiet,
-                    None => self.settings.look_for_left,
-                }
-                .max(
-                    self.filing_resumes
-                        .saturating_duration_since(Instant::now()),
-                );
-                let next = match receiver.try_recv() {
-                    Ok(request) => Ok(Some(request)),
-                    Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
-                    Err(mpsc::error::TryRecvError::Empty) if quiet.is_zero() => Err(()),
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        tokio::time::timeout(quiet, receiver.recv())
-                            .await
-                            .map_err(|_| ())
-                    }
-                };
-                match next {
-                    Ok(Some(first)) => waiting.push(first),
-                    Ok(None) => {
-                        // Every handle is gone: let the receipts being written finish.
-                        self.settle_all().await;
-                        return;
-                    }
-                    Err(()) => {
-                        self.in_burst = false;
-                        self.file_receipts(FILE_BATCH).await;
-                        filing = true;
-                        continue;
-                    }
-                }
-            }
-            filing = false;
-            while waiting.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(request) => waiting.push(request),
-                    Err(_) => break,
-                }
-            }
-            // One row per visit in a batch; a second result for the same visit waits for the next.
-            let mut seen = HashSet::new();
-            let (batch, later): (Vec<Request>, Vec<Request>) = waiting
-                .drain(..)
-                .partition(|r| seen.insert(key(&r.completion)));
-            waiting = later;
-            // A burst lasts until a quiet moment: small batches within it (the receipts are
-            // quick to write) stay receipts.
-            if batch.len() + waiting.len() + receiver.len() >= self.settings.receipts_from {
-                self.in_burst = true;
-            }
-            let as_receipts =
-                self.in_burst && self.receipts_waiting.unwrap_or(0) < self.settings.max_waiting;
-            if as_receipts {
-                // The receipts of a burst do not wait on each other's commit: a few batches
-                // are in flight at once (a visit's second result finds the first's row).
-                if self.in_flight.len() >= RECEIPTS_IN_FLIGHT {
-                    self.settle_one().await;
-                }
-                self.receipts_waiting.get_or_insert(0);
-                let db = self.db.clone();
-                self.in_flight.spawn(async move {
-                    let outcome = store_receipts(&db, &batch).await;
-                    let stored = outcome.as_ref().map_or(0, HashSet::len);
-                    answer(batch, &outcome);
-                    stored
-                });
-            } else {
-                self.settle_all().await;
-                let outcome = file_now(&self.db, self.max_attempts, &batch).await;
-                if matches!(&outcome, Ok(applied) if !applied.is_empty()) {
-                    self.jobs.wake();
-                }
-                answer(batch, &outcome);
-            }
-            // A burst that does not pause still files a few every so often, and a busy
-            // instance still looks for receipts another left.
-            let due = match self.receipts_waiting {
-                Some(_) => self.settings.file_at_least_every,
-                None => self.settings.look_for_left,
-            };
-            if self.last_filed.elapsed() >= due && Instant::now() >= self.filing_resumes {
-                self.file_receipts(FILE_BATCH_IN_BURST).await;
-            }
-        }
+impl Burst for Results {
+    type Item = Completion;
+    type Outcome = bool;
+    type Key = Key;
+    const WHAT: &'static str = "a visit result";
+
+    fn key(item: &Completion) -> Key {
+        key(item)
     }
 
-    /// Waits for one batch of receipts in flight.
-    async fn settle_one(&mut self) {
-        if let Some(Ok(stored)) = self.in_flight.join_next().await {
-            *self.receipts_waiting.get_or_insert(0) += stored;
-        }
+    fn left_receipt(applied: &bool) -> bool {
+        *applied
     }
 
-    /// Waits for every batch of receipts in flight.
-    async fn settle_all(&mut self) {
-        while !self.in_flight.is_empty() {
-            self.settle_one().await;
-        }
+    async fn store_receipts(&self, items: &[Completion]) -> Result<Vec<bool>, sqlx::Error> {
+        let applied = store_receipts(&self.db, items).await?;
+        Ok(items.iter().map(|c| applied.contains(&key(c))).collect())
     }
 
-    /// Files up to `limit` waiting receipts (any instance's).
-    async fn file_receipts(&mut self, limit: usize) {
-        self.settle_all().await;
-        self.last_filed = Instant::now();
-        match file_receipts(&self.db, self.max_attempts, limit).await {
-            Ok(taken) => {
-                if taken > 0 {
-                    self.jobs.wake();
-                }
-                self.receipts_waiting = if taken < limit {
-                    None
-                } else {
-                    Some(self.receipts_waiting.unwrap_or(0).saturating_sub(taken))
-                };
-            }
-            Err(e) => {
-                // They stay stored; filing tries again after a pause (results are still
-                // taken meanwhile).
-                tracing::error!(error = %crate::error::error_chain(&e), "filing result receipts failed");
-                self.receipts_waiting.get_or_insert(0);
-                self.filing_resumes = Instant::now() + FILING_PAUSE_AFTER_ERROR;
-            }
+    async fn file_now(&self, items: &[Completion]) -> Result<Vec<bool>, sqlx::Error> {
+        let applied = file_now(&self.db, self.max_attempts, items).await?;
+        if !applied.is_empty() {
+            self.jobs.wake();
         }
+        Ok(items.iter().map(|c| applied.contains(&key(c))).collect())
     }
-}
 
-/// Results acknowledged in a burst and not filed yet, on every instance (metrics).
-pub async fn receipts_waiting(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM result_receipts")
-        .fetch_one(db.reader())
-        .await
-}
-
-/// Answers each caller of a batch: whether its result applied, or why none could be stored.
-fn answer(batch: Vec<Request>, outcome: &Result<HashSet<Key>, sqlx::Error>) {
-    for request in batch {
-        let answer = match outcome {
-            Ok(applied) => Ok(applied.contains(&key(&request.completion))),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = request.reply.send(answer);
+    async fn file_receipts(&self, limit: usize) -> Result<usize, sqlx::Error> {
+        let taken = file_receipts(&self.db, self.max_attempts, limit).await?;
+        if taken > 0 {
+            self.jobs.wake();
+        }
+        Ok(taken)
     }
 }
 
@@ -294,7 +120,7 @@ fn key(c: &Completion) -> Key {
 }
 
 /// Stores a burst's results as receipts, for visits open for them and holding none yet.
-async fn store_receipts(db: &Db, batch: &[Request]) -> Result<HashSet<Key>, sqlx::Error> {
+async fn store_receipts(db: &Db, batch: &[Completion]) -> Result<HashSet<Key>, sqlx::Error> {
     const WIDTH: usize = 9;
     let at = batch.len() * WIDTH + 1;
     let sql = format!(
@@ -310,8 +136,7 @@ async fn store_receipts(db: &Db, batch: &[Request]) -> Result<HashSet<Key>, sqlx
         guard = lifecycle::guard("visits", VisitState::Completed),
     );
     let mut query = sqlx::query(&sql);
-    for request in batch {
-        let c = &request.completion;
+    for c in batch {
         query = query
             .bind(&c.practice_id)
             .bind(&c.visit_id)
@@ -334,20 +159,17 @@ async fn store_receipts(db: &Db, batch: &[Request]) -> Result<HashSet<Key>, sqlx
 async fn file_now(
     db: &Db,
     max_attempts: i64,
-    batch: &[Request],
+    batch: &[Completion],
 ) -> Result<HashSet<Key>, sqlx::Error> {
     let filings: Vec<Filing<'_>> = batch
         .iter()
-        .map(|r| {
-            let c = &r.completion;
-            Filing {
-                practice_id: &c.practice_id,
-                visit_id: &c.visit_id,
-                partner: c.partner.as_str(),
-                patient_id: c.patient_id.as_deref().unwrap_or(""),
-                result: &c.result,
-                actor: &c.actor,
-            }
+        .map(|c| Filing {
+            practice_id: &c.practice_id,
+            visit_id: &c.visit_id,
+            partner: c.partner.as_str(),
+            patient_id: c.patient_id.as_deref().unwrap_or(""),
+            result: &c.result,
+            actor: &c.actor,
         })
         .collect();
     let mut tx = db.begin().await?;
@@ -383,12 +205,8 @@ async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize
     let receipts = rows
         .iter()
         .map(|row| {
-            let practice_id: String = row.try_get("practice_id")?;
-            let practice_id =
-                ExternalId::try_from(practice_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
             Ok(Receipt {
-                // Stored under a verified practice, by the delivery it came with.
-                practice_id: PracticeId::verified(practice_id),
+                practice_id: receipt_practice(row.try_get("practice_id")?)?,
                 visit_id: row.try_get("visit_id")?,
                 partner: row.try_get("partner")?,
                 result: row.try_get("result")?,

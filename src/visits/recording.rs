@@ -1,55 +1,67 @@
-//! Group commit for visits that arrive finished (MediQuo's consultations): each delivery was
-//! its own transaction, holding its practice's audit head (the hash chain's row) until it
-//! committed, so one practice's deliveries were written one at a time. One writer task takes
-//! every delivery waiting, stores them in one transaction (each insert decides on its own: a
-//! partner reference seen before is stored once) and answers each caller once it is committed.
+//! Visits that arrive finished (MediQuo's consultations), stored by the burst writer
+//! (`burst.rs`).
+//!
+//! Filing one: the visit created completed (a partner reference stored before, or twice in a
+//! batch, is stored once), its write-back job queued and its trail entry chained, in three
+//! statements whatever the batch's size (row by row, a batch of 32 took ~150 round trips). A
+//! burst's receipt is one row in `recording_receipts` holding the visit as it will be stored,
+//! its id chosen and its columns sealed, stored only for a reference no visit holds yet.
+//! Sealing is done by each caller before the writer sees the visit: the writer only writes.
 
 use std::collections::HashSet;
 
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{AnyConnection, Row};
 
-use super::{NewVisit, VisitId, VisitState};
+use super::{
+    NewVisit, VisitId, VisitState,
+    burst::{Burst, BurstWriter, receipt_practice},
+};
 use crate::{
     audit::{self, Action, Actor, Entry, Pending},
+    config::ResultSettings,
     crypto::row_aad,
-    db::{now_ms, placeholders},
+    db::{Db, now_ms, placeholders},
     error::AppError,
     hint::HintState,
     jobs::{self, Job, JobSignal, NewJob},
     tenancy::PracticeId,
 };
 
-/// Most deliveries written together, and how many may wait.
-const MAX_BATCH: usize = 128;
-const QUEUE: usize = 4096;
-
-/// A finished visit to store (owned: it crosses to the writer task).
-struct Record {
+/// A finished visit as it is stored, `patient_name`, `launch` and `result` sealed (owned: it
+/// crosses to the writer task, and is read back from a receipt).
+struct Finished {
     practice_id: PracticeId,
+    visit_id: VisitId,
     patient_id: String,
     patient_name: String,
     user_id: String,
     user_name: String,
     partner: String,
-    launch: String,
     partner_ref: String,
+    launch: String,
     result: String,
+    received_at: i64,
 }
 
-type Reply = oneshot::Sender<Result<Option<VisitId>, String>>;
-
-/// Handle to the writer task.
+/// Handle to the writer.
 #[derive(Clone, Debug)]
 pub struct Recordings {
-    sender: mpsc::Sender<(Record, Reply)>,
+    writer: BurstWriter<Recorder>,
+    state: HintState,
 }
 
 impl Recordings {
-    /// Starts the writer task (it ends when every handle is dropped).
-    pub fn spawn(state: HintState, jobs: JobSignal) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(state, jobs, receiver));
-        Self { sender }
+    /// Starts the writer and its filing task (they end when every handle is dropped).
+    pub fn spawn(state: HintState, jobs: JobSignal, settings: ResultSettings) -> Self {
+        let recorder = Recorder {
+            db: state.db.clone(),
+            jobs,
+            max_attempts: state.settings.jobs.max_attempts,
+        };
+        Self {
+            writer: BurstWriter::spawn(recorder, settings),
+            state,
+        }
     }
 
     /// Stores a finished visit with its result and its write-back job; `None` when the
@@ -61,145 +73,246 @@ impl Recordings {
         partner_ref: &str,
         result: &str,
     ) -> Result<Option<VisitId>, AppError> {
-        let record = Record {
+        let visit_id = VisitId::generate();
+        let seal = |column: &str, plain: &str| {
+            self.state.secrets.seal_text(
+                plain,
+                &row_aad("visits", column, practice_id.as_str(), visit_id.as_str()),
+            )
+        };
+        let finished = Finished {
             practice_id: practice_id.clone(),
             patient_id: new.patient_id.to_string(),
-            patient_name: new.patient_name.to_string(),
+            patient_name: seal("patient_name", new.patient_name),
             user_id: new.user_id.to_string(),
             user_name: new.user_name.to_string(),
             partner: new.partner.as_str().to_string(),
-            launch: new.launch,
             partner_ref: partner_ref.to_string(),
-            result: result.to_string(),
+            launch: seal("launch", &new.launch),
+            result: seal("result", result),
+            received_at: now_ms(),
+            visit_id,
         };
-        let stopped = || AppError::Internal(anyhow::anyhow!("the visit recorder has stopped"));
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send((record, reply))
+        self.writer
+            .submit(finished)
             .await
-            .map_err(|_| stopped())?;
-        answer
-            .await
-            .map_err(|_| stopped())?
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("storing a finished visit: {e}")))
+            .map_err(|e| AppError::Internal(e.into()))
     }
 }
 
-async fn run(state: HintState, jobs: JobSignal, mut receiver: mpsc::Receiver<(Record, Reply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = receiver.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+/// Finished visits, as the burst writer stores them.
+struct Recorder {
+    db: Db,
+    jobs: JobSignal,
+    max_attempts: i64,
+}
+
+/// (practice id, partner, partner reference): one visit each.
+type Key = (String, String, String);
+
+impl Burst for Recorder {
+    type Item = Finished;
+    type Outcome = Option<VisitId>;
+    type Key = Key;
+    const WHAT: &'static str = "a finished visit";
+
+    fn key(f: &Finished) -> Key {
+        (
+            f.practice_id.as_str().to_string(),
+            f.partner.clone(),
+            f.partner_ref.clone(),
+        )
+    }
+
+    fn left_receipt(stored: &Option<VisitId>) -> bool {
+        stored.is_some()
+    }
+
+    async fn store_receipts(
+        &self,
+        items: &[Finished],
+    ) -> Result<Vec<Option<VisitId>>, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO recording_receipts (practice_id, partner, partner_ref, visit_id, patient_id, \
+             patient_name, user_id, user_name, launch, result, received_at) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
+             v.column8, v.column9, v.column10, v.column11 \
+             FROM (VALUES {rows}) AS v \
+             WHERE NOT EXISTS (SELECT 1 FROM visits WHERE visits.practice_id = v.column1 \
+             AND visits.partner = v.column2 AND visits.partner_ref = v.column3) \
+             ON CONFLICT (practice_id, partner, partner_ref) DO NOTHING \
+             RETURNING visit_id",
+            rows = placeholders(items.len(), 11, |p| p),
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for f in items {
+            query = query
+                .bind(&f.practice_id)
+                .bind(&f.partner)
+                .bind(&f.partner_ref)
+                .bind(&f.visit_id)
+                .bind(&f.patient_id)
+                .bind(&f.patient_name)
+                .bind(&f.user_id)
+                .bind(&f.user_name)
+                .bind(&f.launch)
+                .bind(&f.result)
+                .bind(f.received_at);
         }
-        let written = write(&state, &batch).await;
-        if matches!(&written, Ok(ids) if ids.iter().any(Option::is_some)) {
-            jobs.wake();
+        // One statement commits itself: no BEGIN and COMMIT to wait for.
+        let stored: HashSet<String> = query
+            .fetch_all(self.db.writer())
+            .await?
+            .into_iter()
+            .collect();
+        Ok(outcomes(items, &stored))
+    }
+
+    async fn file_now(&self, items: &[Finished]) -> Result<Vec<Option<VisitId>>, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let stored = file(&mut tx, self.max_attempts, items).await?;
+        tx.commit().await?;
+        if !stored.is_empty() {
+            self.jobs.wake();
         }
-        match written {
-            Ok(ids) => {
-                for ((_, reply), id) in batch.drain(..).zip(ids) {
-                    let _ = reply.send(Ok(id));
-                }
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-            }
+        Ok(outcomes(items, &stored))
+    }
+
+    async fn file_receipts(&self, limit: usize) -> Result<usize, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let rows = sqlx::query(
+            "DELETE FROM recording_receipts WHERE (practice_id, partner, partner_ref) IN \
+             (SELECT practice_id, partner, partner_ref FROM recording_receipts LIMIT $1) \
+             RETURNING practice_id, partner, partner_ref, visit_id, patient_id, patient_name, \
+             user_id, user_name, launch, result, received_at",
+        )
+        .bind(limit as i64)
+        // Planned on each use: the receipts come and go in thousands.
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
         }
+        let receipts = rows
+            .iter()
+            .map(|row| {
+                Ok(Finished {
+                    practice_id: receipt_practice(row.try_get("practice_id")?)?,
+                    partner: row.try_get("partner")?,
+                    partner_ref: row.try_get("partner_ref")?,
+                    visit_id: row.try_get("visit_id")?,
+                    patient_id: row.try_get("patient_id")?,
+                    patient_name: row.try_get("patient_name")?,
+                    user_id: row.try_get("user_id")?,
+                    user_name: row.try_get("user_name")?,
+                    launch: row.try_get("launch")?,
+                    result: row.try_get("result")?,
+                    received_at: row.try_get("received_at")?,
+                })
+            })
+            .collect::<Result<Vec<Finished>, sqlx::Error>>()?;
+        let stored = file(&mut tx, self.max_attempts, &receipts).await?;
+        tx.commit().await?;
+        for f in receipts
+            .iter()
+            .filter(|f| !stored.contains(f.visit_id.as_str()))
+        {
+            // Its reference reached a visit between the receipt and now (a repeat that
+            // raced the filing of the first): stored once, as the visit's.
+            tracing::warn!(practice_id = %f.practice_id, visit_id = %f.visit_id, partner = %f.partner, "a repeated delivery's receipt was not filed: its reference is stored");
+        }
+        if !stored.is_empty() {
+            self.jobs.wake();
+        }
+        Ok(receipts.len())
     }
 }
 
-/// One transaction for the batch, three statements whatever its size: the visits (one insert;
-/// a partner reference already stored, or twice in the batch, is stored once), their
-/// write-back jobs and their audit entries. Row by row, a batch of 32 took ~150 round trips.
-async fn write(
-    state: &HintState,
-    batch: &[(Record, Reply)],
-) -> Result<Vec<Option<VisitId>>, sqlx::Error> {
+/// Each visit's id when it was stored (as a receipt or a visit), `None` for a repeat.
+fn outcomes(items: &[Finished], stored: &HashSet<String>) -> Vec<Option<VisitId>> {
+    items
+        .iter()
+        .map(|f| {
+            stored
+                .contains(f.visit_id.as_str())
+                .then(|| f.visit_id.clone())
+        })
+        .collect()
+}
+
+/// Creates the visits (a reference already stored is skipped), their write-back jobs and
+/// their trail entries on the caller's transaction; answers the ids created.
+async fn file(
+    tx: &mut AnyConnection,
+    max_attempts: i64,
+    batch: &[Finished],
+) -> Result<HashSet<String>, sqlx::Error> {
     let now = now_ms();
-    let ids: Vec<VisitId> = batch.iter().map(|_| VisitId::generate()).collect();
-    // Eleven values a visit, then the time they all share.
-    let at = batch.len() * 11 + 1;
-    let rows = placeholders(batch.len(), 11, |list| {
-        format!("{list}, NULL, NULL, NULL, ${at}, ${at}, ${at}")
+    // Thirteen values a visit, then the time they were filed.
+    let at = batch.len() * 13 + 1;
+    let rows = placeholders(batch.len(), 13, |list| {
+        format!("{list}, NULL, NULL, NULL, ${at}")
     });
     let sql = format!(
         "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
-         partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at) \
+         partner_ref, launch, result, created_at, completed_at, error_message, hint_interaction_id, hint_status, updated_at) \
          VALUES {rows} \
          ON CONFLICT (practice_id, partner, partner_ref) WHERE partner_ref IS NOT NULL DO NOTHING \
          RETURNING id"
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
-    for ((record, _), id) in batch.iter().zip(&ids) {
-        let practice = record.practice_id.as_str();
-        let seal = |column: &str, plain: &str| {
-            state
-                .secrets
-                .seal_text(plain, &row_aad("visits", column, practice, id.as_str()))
-        };
+    for f in batch {
         query = query
-            .bind(id)
-            .bind(&record.practice_id)
-            .bind(&record.patient_id)
-            .bind(seal("patient_name", &record.patient_name))
-            .bind(&record.user_id)
-            .bind(&record.user_name)
-            .bind(&record.partner)
+            .bind(&f.visit_id)
+            .bind(&f.practice_id)
+            .bind(&f.patient_id)
+            .bind(&f.patient_name)
+            .bind(&f.user_id)
+            .bind(&f.user_name)
+            .bind(&f.partner)
             .bind(VisitState::Completed)
-            .bind(&record.partner_ref)
-            .bind(seal("launch", &record.launch))
-            .bind(seal("result", &record.result));
+            .bind(&f.partner_ref)
+            .bind(&f.launch)
+            .bind(&f.result)
+            // Created and completed when the partner delivered it.
+            .bind(f.received_at)
+            .bind(f.received_at);
     }
-    let mut tx = state.db.begin().await?;
     let inserted: HashSet<String> = query
         .bind(now)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .collect();
-    let stored: Vec<(&Record, &VisitId)> = batch
+    let stored: Vec<&Finished> = batch
         .iter()
-        .zip(&ids)
-        .filter(|(_, id)| inserted.contains(id.as_str()))
-        .map(|((record, _), id)| (record, id))
+        .filter(|f| inserted.contains(f.visit_id.as_str()))
         .collect();
-    if !stored.is_empty() {
-        let new_jobs: Vec<NewJob<'_>> = stored
-            .iter()
-            .map(|(record, id)| NewJob {
-                practice_id: &record.practice_id,
-                job: Job::SyncInteraction {
-                    visit_id: (*id).clone(),
-                },
-                run_at: now,
-            })
-            .collect();
-        jobs::enqueue_many(&mut tx, state.settings.jobs.max_attempts, &new_jobs).await?;
-        let arrived: Vec<Pending> = stored
-            .iter()
-            .map(|(record, id)| {
-                let entry = Entry::new(Action::VisitFinished)
-                    .patient(&record.patient_id)
-                    .visit(id.as_str())
-                    .detail(&record.partner);
-                Pending::new(&record.practice_id, &Actor::partner(&record.partner), entry)
-            })
-            .collect();
-        audit::record_many(&mut tx, &arrived).await?;
+    if stored.is_empty() {
+        return Ok(inserted);
     }
-    tx.commit().await?;
-    for (record, id) in &stored {
-        tracing::info!(practice_id = %record.practice_id, visit_id = %id, partner = %record.partner, "inbound visit recorded");
-    }
-    Ok(ids
-        .into_iter()
-        .map(|id| inserted.contains(id.as_str()).then_some(id))
-        .collect())
+    let new_jobs: Vec<NewJob<'_>> = stored
+        .iter()
+        .map(|f| NewJob {
+            practice_id: &f.practice_id,
+            job: Job::SyncInteraction {
+                visit_id: f.visit_id.clone(),
+            },
+            run_at: now,
+        })
+        .collect();
+    jobs::enqueue_many(&mut *tx, max_attempts, &new_jobs).await?;
+    let arrived: Vec<Pending> = stored
+        .iter()
+        .map(|f| {
+            let entry = Entry::new(Action::VisitFinished)
+                .patient(&f.patient_id)
+                .visit(f.visit_id.as_str())
+                .detail(&f.partner);
+            Pending::new(&f.practice_id, &Actor::partner(&f.partner), entry)
+        })
+        .collect();
+    audit::record_many(&mut *tx, &arrived).await?;
+    Ok(inserted)
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use chartbridge::{config::ResultSettings, visits::VisitState};
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, TestApp, eventually, spawn_app_with, stored_result};
+use crate::helpers::{
+    MEDIQUO_SIGNATURE, TIEP_HOOK_SECRET, TestApp, eventually, spawn_app_with, stored_result,
+};
 
 async fn receipts_waiting(app: &TestApp) -> i64 {
     chartbridge::visits::receipts_waiting(&app.state.db)
@@ -119,7 +121,16 @@ async fn receipts_an_instance_leaves_behind_are_filed_by_another() {
             true
         );
     }
-    assert_eq!(receipts_waiting(&app).await, 3);
+    // A visit that arrives finished (MediQuo) is a receipt too, and its repeat a duplicate.
+    app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[0];
+    let (status, first) = deliver_consultation(&app, &practice.id, "left-1", patient).await;
+    assert_eq!(status, 200, "{first}");
+    let consultation_visit = first["visit_id"].as_str().unwrap().to_string();
+    let (status, again) = deliver_consultation(&app, &practice.id, "left-1", patient).await;
+    assert_eq!((status, &again["duplicate"]), (200, &json!(true)));
+
+    assert_eq!(receipts_waiting(&app).await, 4);
     for visit in &visits {
         let stored = app.visit(&practice.id, &visit.id).await;
         assert_eq!(
@@ -128,6 +139,11 @@ async fn receipts_an_instance_leaves_behind_are_filed_by_another() {
             "stored, not filed yet"
         );
     }
+    assert_eq!(
+        app.visits_of(&practice.id).await.len(),
+        3,
+        "not created yet"
+    );
 
     // Another instance, as configured in production but looking often, files them.
     let _other = app
@@ -142,9 +158,126 @@ async fn receipts_an_instance_leaves_behind_are_filed_by_another() {
         assert_eq!(stored.state, VisitState::Completed);
         assert_eq!(stored_result(&stored)["answers"]["reason"], "first");
     }
+    let consultation = app
+        .visits_of(&practice.id)
+        .await
+        .into_iter()
+        .find(|v| v.partner == "mediquo")
+        .expect("the consultation's visit, created by the other instance");
+    assert_eq!(consultation.id.as_str(), consultation_visit);
+    assert_eq!(consultation.state, VisitState::Completed);
     for patient in &practice.patients {
         app.wait_for_interaction(patient, "signed").await;
-        assert_eq!(app.hint.interactions_for(patient).len(), 1);
     }
-    assert_eq!(finished_entries(&app, &practice.id).await.len(), 3);
+    eventually(
+        Duration::from_secs(20),
+        "both of the patient's signed",
+        || async {
+            let interactions = app.hint.interactions_for(patient);
+            interactions.iter().filter(|i| i.status == "signed").count() == 2
+        },
+    )
+    .await;
+    for (i, patient) in practice.patients.iter().enumerate() {
+        let expected = if i == 0 { 2 } else { 1 };
+        assert_eq!(app.hint.interactions_for(patient).len(), expected);
+    }
+    assert_eq!(finished_entries(&app, &practice.id).await.len(), 4);
+}
+
+/// A MediQuo "consultation finished" delivery for `patient`, posted signed; answers the
+/// status and the JSON answer.
+async fn deliver_consultation(
+    app: &TestApp,
+    practice_id: &str,
+    consultation: &str,
+    patient: &str,
+) -> (u16, serde_json::Value) {
+    let body = json!({"type": "patient_consultation_finished", "occurred_on": 1704063600,
+        "payload": {"consultation": {"id": consultation, "type": "chat"},
+                    "reports": [{"id": "r-1", "type": "soap", "content": {"plan": "Rest"}}],
+                    "patient": {"code": patient}}});
+    let answer = app
+        .http
+        .post(format!("{}/webhooks/mediquo/{practice_id}", app.address))
+        .header("x-webhook-signature", MEDIQUO_SIGNATURE)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn finished_visits_in_a_burst_are_answered_from_receipts_and_each_created_once() {
+    let app = spawn_app_with(|s| s.results.receipts_from = 1).await;
+    let practice = app.new_practice("Recording Receipts").await;
+    app.setup_mediquo(&practice).await;
+    // The practice's patients loaded (a clinician searched): deliveries need no Hint call, so
+    // every copy goes to the writer at once.
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(
+        app.htmx_get("/hint/patients/search?q=a", &key)
+            .await
+            .status(),
+        200
+    );
+
+    // Four consultations, each delivered three times at once.
+    let mut sends = Vec::new();
+    for (i, patient) in practice.patients.iter().cycle().take(4).enumerate() {
+        for _ in 0..3 {
+            let consultation = format!("burst-{i}");
+            let (app, practice_id) = (&app, practice.id.clone());
+            sends.push(async move {
+                let answer = deliver_consultation(app, &practice_id, &consultation, patient).await;
+                (consultation, answer)
+            });
+        }
+    }
+    let mut answered = std::collections::HashMap::new();
+    for (consultation, (status, answer)) in futures::future::join_all(sends).await {
+        assert_eq!(status, 200, "{answer}");
+        if answer["duplicate"] == true {
+            continue;
+        }
+        let visit_id = answer["visit_id"].as_str().unwrap().to_string();
+        assert!(
+            answered.insert(consultation, visit_id).is_none(),
+            "one visit per consultation"
+        );
+    }
+    assert_eq!(answered.len(), 4, "each consultation stored once");
+
+    eventually(Duration::from_secs(10), "every receipt filed", || async {
+        receipts_waiting(&app).await == 0
+    })
+    .await;
+    let stored = app.visits_of(&practice.id).await;
+    assert_eq!(stored.len(), 4);
+    for (consultation, visit_id) in &answered {
+        let visit = stored
+            .iter()
+            .find(|v| v.partner_ref.as_deref() == Some(&*format!("consultation:{consultation}")))
+            .expect("the consultation's visit");
+        assert_eq!(
+            visit.id.as_str(),
+            visit_id,
+            "the answered id is the visit's"
+        );
+        assert_eq!(visit.state, VisitState::Completed);
+    }
+    let finished = finished_entries(&app, &practice.id).await;
+    assert_eq!(finished.len(), 4, "one trail entry per visit: {finished:?}");
+    assert!(finished.iter().all(|(_, actor)| actor == "partner:mediquo"));
+    app.run_jobs().await;
+    let signed: usize = practice
+        .patients
+        .iter()
+        .map(|p| app.hint.interactions_for(p).len())
+        .sum();
+    assert_eq!(signed, 4, "one interaction per consultation in Hint");
+    let (status, output) = app.cli(&["audit", "verify"]).await;
+    assert_eq!(status, 0, "{output}");
 }
