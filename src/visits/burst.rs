@@ -13,9 +13,9 @@
 //! the receipts in larger batches once the burst pauses, a few at least every
 //! `file_at_least_every` while it lasts, and all it can while `max_waiting` wait (the writer
 //! then files at once again: the burst waits on the database instead of growing the backlog).
-//! Taking a receipt is deleting it in the filing transaction: any instance files any
-//! practice's, never twice, so an instance that died leaves none behind, and one that knows of
-//! none looks every `look_for_left`.
+//! A receipt is taken under a row lock and deleted once its filing has committed
+//! ([`lock_taken`]): any instance files any practice's, so an instance that died leaves none
+//! behind, and one that knows of none looks every `look_for_left`.
 //!
 //! What is stored, and how, is a [`Burst`]: visit results (`completion.rs`) and visits that
 //! arrive finished (`recording.rs`).
@@ -32,12 +32,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sqlx::AnyConnection;
 use tokio::{
     sync::{Notify, mpsc, oneshot},
     task::JoinSet,
 };
 
-use crate::{config::ResultSettings, ids::ExternalId, tenancy::PracticeId};
+use crate::{
+    config::ResultSettings,
+    db::{Backend, Db, WriterConnection, placeholders},
+    ids::ExternalId,
+    tenancy::PracticeId,
+};
 
 /// Most deliveries taken into one batch, and how many may wait for the writer.
 const MAX_BATCH: usize = 64;
@@ -64,12 +70,17 @@ pub trait Burst: Send + Sync + 'static {
 
     fn key(item: &Self::Item) -> Self::Key;
 
+    /// The database it stores to.
+    fn db(&self) -> &Db;
+
     /// Whether storing a receipt gave this outcome (a receipt now waits to be filed).
     fn left_receipt(outcome: &Self::Outcome) -> bool;
 
-    /// Stores a burst's batch as receipts.
+    /// Stores a burst's batch as receipts, in one statement on `connection` (the writer's own
+    /// on PostgreSQL: see `Db::writer_connection`).
     fn store_receipts(
         &self,
+        connection: &mut AnyConnection,
         items: &[Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Outcome>, sqlx::Error>> + Send;
 
@@ -84,6 +95,44 @@ pub trait Burst: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<usize, sqlx::Error>> + Send;
+}
+
+/// How a filing transaction takes receipts: on PostgreSQL under a row lock, passing over those
+/// another instance is filing. A taken receipt is deleted only once its filing has committed
+/// ([`delete_receipts`]): a repeat delivery racing the filing then still finds the receipt (a
+/// duplicate), where deleting it in the filing transaction let the repeat in, unseen by a
+/// statement that began before the filing committed. A receipt filed twice (its instance died
+/// in between) finds its visit filed and changes nothing.
+pub(super) fn lock_taken(db: &Db) -> &'static str {
+    match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    }
+}
+
+/// Deletes filed receipts of `table`, each named by its `columns`' values.
+pub(super) async fn delete_receipts<const N: usize>(
+    db: &Db,
+    table: &str,
+    columns: [&str; N],
+    keys: &[[&str; N]],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM {table} WHERE ({}) IN (VALUES {})",
+        columns.join(", "),
+        placeholders(keys.len(), N, |p| p),
+    );
+    let mut query = sqlx::query(&sql);
+    for key in keys {
+        for value in key {
+            query = query.bind(*value);
+        }
+    }
+    query.execute(db.writer()).await?;
+    Ok(())
 }
 
 /// The practice of a receipt read back to be filed: stored by the delivery that proved it.
@@ -179,7 +228,9 @@ async fn write<B: Burst>(
     mut receiver: mpsc::Receiver<Request<B>>,
 ) {
     let mut waiting: Vec<Request<B>> = Vec::new();
-    let mut in_flight = JoinSet::new();
+    let mut in_flight: JoinSet<Option<WriterConnection>> = JoinSet::new();
+    // The writer's own connections between batches of receipts.
+    let mut spare: Vec<WriterConnection> = Vec::new();
     loop {
         if waiting.is_empty() {
             let next = if shared.in_burst.load(Ordering::Relaxed) {
@@ -221,12 +272,26 @@ async fn write<B: Burst>(
             // A burst's batches do not wait on each other's commit (a second delivery for the
             // same key finds the first's row).
             if in_flight.len() >= RECEIPTS_IN_FLIGHT {
-                in_flight.join_next().await;
+                settle(in_flight.join_next().await, &mut spare);
             }
             let (burst, shared) = (burst.clone(), shared.clone());
+            let kept = spare.pop();
             in_flight.spawn(async move {
                 let (items, replies) = split(batch);
-                let outcome = burst.store_receipts(&items).await;
+                let connection = match kept {
+                    Some(connection) => Ok(connection),
+                    None => burst.db().writer_connection().await,
+                };
+                let (outcome, keep) = match connection {
+                    Ok(mut connection) => {
+                        let outcome = burst.store_receipts(&mut connection, &items).await;
+                        // Kept for the next batch unless the statement failed (a connection
+                        // in doubt is closed).
+                        let keep = (outcome.is_ok() && connection.is_own()).then_some(connection);
+                        (outcome, keep)
+                    }
+                    Err(e) => (Err(e), None),
+                };
                 if let Ok(outcomes) = &outcome {
                     let stored = outcomes.iter().filter(|o| B::left_receipt(o)).count();
                     if stored > 0 {
@@ -235,11 +300,14 @@ async fn write<B: Burst>(
                     }
                 }
                 answer::<B>(replies, outcome);
+                keep
             });
         } else {
             // Filed at once: after the receipts in flight (a later delivery never overtakes
             // an earlier one's receipt).
-            while in_flight.join_next().await.is_some() {}
+            while let Some(done) = in_flight.join_next().await {
+                settle(Some(done), &mut spare);
+            }
             let (items, replies) = split(batch);
             let outcome = burst.file_now(&items).await;
             answer::<B>(replies, outcome);
@@ -250,6 +318,16 @@ async fn write<B: Burst>(
     while in_flight.join_next().await.is_some() {}
     shared.closed.store(true, Ordering::Relaxed);
     shared.wake.notify_one();
+}
+
+/// Keeps the connection a finished batch of receipts gives back.
+fn settle(
+    done: Option<Result<Option<WriterConnection>, tokio::task::JoinError>>,
+    spare: &mut Vec<WriterConnection>,
+) {
+    if let Some(Ok(Some(connection))) = done {
+        spare.push(connection);
+    }
 }
 
 type Replies<O> = Vec<oneshot::Sender<Result<O, Arc<str>>>>;

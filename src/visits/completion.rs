@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{
     PartnerId, VisitId, VisitState,
-    burst::{Burst, BurstWriter, receipt_practice},
+    burst::{self, Burst, BurstWriter, receipt_practice},
     lifecycle,
 };
 use crate::{
@@ -83,12 +83,20 @@ impl Burst for Results {
         key(item)
     }
 
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
     fn left_receipt(applied: &bool) -> bool {
         *applied
     }
 
-    async fn store_receipts(&self, items: &[Completion]) -> Result<Vec<bool>, sqlx::Error> {
-        let applied = store_receipts(&self.db, items).await?;
+    async fn store_receipts(
+        &self,
+        connection: &mut AnyConnection,
+        items: &[Completion],
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let applied = store_receipts(connection, items).await?;
         Ok(items.iter().map(|c| applied.contains(&key(c))).collect())
     }
 
@@ -120,7 +128,10 @@ fn key(c: &Completion) -> Key {
 }
 
 /// Stores a burst's results as receipts, for visits open for them and holding none yet.
-async fn store_receipts(db: &Db, batch: &[Completion]) -> Result<HashSet<Key>, sqlx::Error> {
+async fn store_receipts(
+    connection: &mut AnyConnection,
+    batch: &[Completion],
+) -> Result<HashSet<Key>, sqlx::Error> {
     const WIDTH: usize = 9;
     let at = batch.len() * WIDTH + 1;
     let sql = format!(
@@ -149,7 +160,7 @@ async fn store_receipts(db: &Db, batch: &[Completion]) -> Result<HashSet<Key>, s
             .bind(c.actor.request_id.as_deref());
     }
     // One statement commits itself: no BEGIN and COMMIT to wait for.
-    let rows = query.bind(now_ms()).fetch_all(db.writer()).await?;
+    let rows = query.bind(now_ms()).fetch_all(connection).await?;
     rows.iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
@@ -173,25 +184,25 @@ async fn file_now(
         })
         .collect();
     let mut tx = db.begin().await?;
-    let applied = file(&mut tx, max_attempts, &filings).await?;
+    let applied = file(&mut tx, max_attempts, &filings, Origin::Delivery).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
-/// Files up to `limit` receipts in one transaction (taking them is deleting them, so two
-/// instances never file the same one); answers how many it took.
+/// Files up to `limit` receipts (see `burst::take_receipts`); answers how many it took.
 async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let rows = sqlx::query(
-        "DELETE FROM result_receipts WHERE (practice_id, visit_id) IN \
-         (SELECT practice_id, visit_id FROM result_receipts LIMIT $1) \
-         RETURNING practice_id, visit_id, partner, result, actor_id, actor_roles, actor_support, request_id",
-    )
-    .bind(limit as i64)
-    // Planned on each use: the receipts come and go in thousands.
-    .persistent(false)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql = format!(
+        "SELECT practice_id, visit_id, partner, result, actor_id, actor_roles, actor_support, request_id \
+         FROM result_receipts LIMIT $1{lock}",
+        lock = burst::lock_taken(db),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(limit as i64)
+        // Planned on each use: the receipts come and go in thousands.
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -231,8 +242,13 @@ async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize
             actor: &r.actor,
         })
         .collect();
-    let applied = file(&mut tx, max_attempts, &filings).await?;
+    let applied = file(&mut tx, max_attempts, &filings, Origin::Receipt).await?;
     tx.commit().await?;
+    let keys: Vec<[&str; 2]> = receipts
+        .iter()
+        .map(|r| [r.practice_id.as_str(), r.visit_id.as_str()])
+        .collect();
+    burst::delete_receipts(db, "result_receipts", ["practice_id", "visit_id"], &keys).await?;
     for r in &receipts {
         let key = (
             r.practice_id.as_str().to_string(),
@@ -257,13 +273,24 @@ struct Filing<'a> {
     actor: &'a Actor,
 }
 
-/// Completes the visits open for these results (one per visit) and holding no receipt, queues
-/// their write-backs, drops their pending polls and chains their trail entries, on the
-/// caller's transaction: four statements whatever the batch's size.
+/// Where the results being filed come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Deliveries filed at once: a visit holding a receipt takes none of them (its receipt's
+    /// result came first).
+    Delivery,
+    /// The visits' own receipts.
+    Receipt,
+}
+
+/// Completes the visits open for these results (one per visit), queues their write-backs,
+/// drops their pending polls and chains their trail entries, on the caller's transaction: four
+/// statements whatever the batch's size.
 async fn file(
     tx: &mut AnyConnection,
     max_attempts: i64,
     filings: &[Filing<'_>],
+    origin: Origin,
 ) -> Result<HashSet<Key>, sqlx::Error> {
     let now = now_ms();
     let n = filings.len() * 5;
@@ -272,13 +299,18 @@ async fn file(
          FROM (VALUES {rows}) AS v \
          WHERE visits.id = v.column1 AND visits.practice_id = v.column2 AND visits.partner = v.column3 \
          AND (v.column4 = '' OR visits.patient_id = v.column4) \
-         AND {guard} \
-         AND NOT EXISTS (SELECT 1 FROM result_receipts r WHERE r.practice_id = visits.practice_id AND r.visit_id = visits.id) \
+         AND {guard}{no_receipt} \
          RETURNING visits.practice_id, visits.id, visits.patient_id",
         now = n + 1,
         completed = n + 2,
         rows = placeholders(filings.len(), 5, |p| p),
         guard = lifecycle::guard("visits", VisitState::Completed),
+        no_receipt = match origin {
+            Origin::Delivery =>
+                " AND NOT EXISTS (SELECT 1 FROM result_receipts r \
+                 WHERE r.practice_id = visits.practice_id AND r.visit_id = visits.id)",
+            Origin::Receipt => "",
+        },
     );
     let mut query = sqlx::query(&sql);
     for f in filings {

@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{
     NewVisit, VisitId, VisitState,
-    burst::{Burst, BurstWriter, receipt_practice},
+    burst::{self, Burst, BurstWriter, receipt_practice},
 };
 use crate::{
     audit::{self, Action, Actor, Entry, Pending},
@@ -124,12 +124,17 @@ impl Burst for Recorder {
         )
     }
 
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
     fn left_receipt(stored: &Option<VisitId>) -> bool {
         stored.is_some()
     }
 
     async fn store_receipts(
         &self,
+        connection: &mut AnyConnection,
         items: &[Finished],
     ) -> Result<Vec<Option<VisitId>>, sqlx::Error> {
         let sql = format!(
@@ -160,11 +165,7 @@ impl Burst for Recorder {
                 .bind(f.received_at);
         }
         // One statement commits itself: no BEGIN and COMMIT to wait for.
-        let stored: HashSet<String> = query
-            .fetch_all(self.db.writer())
-            .await?
-            .into_iter()
-            .collect();
+        let stored: HashSet<String> = query.fetch_all(connection).await?.into_iter().collect();
         Ok(outcomes(items, &stored))
     }
 
@@ -180,17 +181,17 @@ impl Burst for Recorder {
 
     async fn file_receipts(&self, limit: usize) -> Result<usize, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let rows = sqlx::query(
-            "DELETE FROM recording_receipts WHERE (practice_id, partner, partner_ref) IN \
-             (SELECT practice_id, partner, partner_ref FROM recording_receipts LIMIT $1) \
-             RETURNING practice_id, partner, partner_ref, visit_id, patient_id, patient_name, \
-             user_id, user_name, launch, result, received_at",
-        )
-        .bind(limit as i64)
-        // Planned on each use: the receipts come and go in thousands.
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+        let sql = format!(
+            "SELECT practice_id, partner, partner_ref, visit_id, patient_id, patient_name, \
+             user_id, user_name, launch, result, received_at FROM recording_receipts LIMIT $1{lock}",
+            lock = burst::lock_taken(&self.db),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit as i64)
+            // Planned on each use: the receipts come and go in thousands.
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -214,12 +215,18 @@ impl Burst for Recorder {
             .collect::<Result<Vec<Finished>, sqlx::Error>>()?;
         let stored = file(&mut tx, self.max_attempts, &receipts).await?;
         tx.commit().await?;
+        let keys: Vec<[&str; 3]> = receipts
+            .iter()
+            .map(|f| [f.practice_id.as_str(), &f.partner, &f.partner_ref])
+            .collect();
+        let columns = ["practice_id", "partner", "partner_ref"];
+        burst::delete_receipts(&self.db, "recording_receipts", columns, &keys).await?;
         for f in receipts
             .iter()
             .filter(|f| !stored.contains(f.visit_id.as_str()))
         {
-            // Its reference reached a visit between the receipt and now (a repeat that
-            // raced the filing of the first): stored once, as the visit's.
+            // Its reference is a visit's already (filed by an instance that died before
+            // deleting the receipt): stored once, as that visit.
             tracing::warn!(practice_id = %f.practice_id, visit_id = %f.visit_id, partner = %f.partner, "a repeated delivery's receipt was not filed: its reference is stored");
         }
         if !stored.is_empty() {

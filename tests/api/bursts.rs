@@ -224,13 +224,15 @@ async fn finished_visits_in_a_burst_are_answered_from_receipts_and_each_created_
         200
     );
 
-    // Four consultations, each delivered three times at once.
+    // Four consultations, each delivered three times at once and three times more a few
+    // milliseconds apart (repeats racing the filing of the first).
     let mut sends = Vec::new();
     for (i, patient) in practice.patients.iter().cycle().take(4).enumerate() {
-        for _ in 0..3 {
+        for copy in 0..6u64 {
             let consultation = format!("burst-{i}");
             let (app, practice_id) = (&app, practice.id.clone());
             sends.push(async move {
+                tokio::time::sleep(Duration::from_millis(copy.saturating_sub(2) * 3)).await;
                 let answer = deliver_consultation(app, &practice_id, &consultation, patient).await;
                 (consultation, answer)
             });
