@@ -209,38 +209,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     report.print();
-    // A burst is acknowledged from receipts and filed behind it: count the stored results at
-    // once, then wait until each is filed (its visit completed).
-    let ended = Instant::now();
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(sql)
-                .fetch_one(&pool)
-                .await?
-                .try_get::<i64, _>("n")
-        }
-    };
-    let stored = count(
+    let completed = stored_then_filed(
+        &pool,
+        report.ok,
         "SELECT (SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed') \
          + (SELECT COUNT(*) FROM result_receipts WHERE visit_id LIKE 'vis_bench_%') AS n",
+        "SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'",
     )
     .await?;
-    anyhow::ensure!(
-        stored as usize == report.ok,
-        "a 200 was answered for a report that was not stored ({stored} stored)"
-    );
-    let completed_sql =
-        "SELECT COUNT(*) AS n FROM visits WHERE id LIKE 'vis_bench_%' AND state = 'completed'";
-    let mut completed = count(completed_sql).await?;
-    while (completed as usize) < report.ok && ended.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        completed = count(completed_sql).await?;
-    }
-    println!(
-        "webhook results filed {} ms after the run",
-        ended.elapsed().as_millis()
-    );
     let queued: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_bench_%'",
     )
@@ -249,10 +225,6 @@ async fn main() -> anyhow::Result<()> {
     .try_get("n")?;
     println!(
         "webhook visits completed: {completed}/{webhooks}; write-back jobs queued for them: {queued}"
-    );
-    anyhow::ensure!(
-        completed as usize == report.ok,
-        "a result acknowledged was not filed within two minutes"
     );
 
     // 3b. A visit's page with its result: each opening is written to the audit trail, on its
@@ -332,18 +304,50 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     report.print();
-    let stored: i64 = sqlx::query(
+    let stored = stored_then_filed(
+        &pool,
+        report.ok,
+        "SELECT (SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:bench-%') \
+         + (SELECT COUNT(*) FROM recording_receipts WHERE partner_ref LIKE 'consultation:bench-%') AS n",
         "SELECT COUNT(*) AS n FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:bench-%'",
     )
-    .fetch_one(&pool)
-    .await?
-    .try_get("n")?;
+    .await?;
     println!("MediQuo visits stored: {stored}/{consultations}");
-    anyhow::ensure!(
-        stored as usize == report.ok,
-        "a 200 was answered for a consultation that was not stored"
-    );
     Ok(())
+}
+
+/// A burst is acknowledged from receipts and filed behind it: checks that each of the `ok`
+/// deliveries answered 200 is stored (as a receipt or filed: `stored_sql`) right after the run,
+/// then waits until each is filed (`filed_sql`); answers how many were filed.
+async fn stored_then_filed(
+    pool: &sqlx::AnyPool,
+    ok: usize,
+    stored_sql: &'static str,
+    filed_sql: &'static str,
+) -> anyhow::Result<i64> {
+    let ended = Instant::now();
+    let count = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>("n")
+    };
+    let stored = count(stored_sql).await?;
+    anyhow::ensure!(
+        stored as usize == ok,
+        "a 200 was answered for a delivery that was not stored ({stored} stored, {ok} answered)"
+    );
+    let mut filed = count(filed_sql).await?;
+    while (filed as usize) < ok && ended.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        filed = count(filed_sql).await?;
+    }
+    println!("filed {} ms after the run", ended.elapsed().as_millis());
+    anyhow::ensure!(
+        filed as usize == ok,
+        "a delivery acknowledged was not filed within two minutes"
+    );
+    Ok(filed)
 }
 
 /// A SIMPLE-type Tiep report for `visit_id`.
