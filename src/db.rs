@@ -143,7 +143,7 @@ impl Db {
     }
 
     /// A connection for a writer that sends one batched statement after another (the burst
-    /// writer's receipts, `visits/burst.rs`). On PostgreSQL it is the writer's own, out of the
+    /// writer's receipts, `visits/burst.rs`, and new sessions, `hint/session.rs`). On PostgreSQL it is the writer's own, out of the
     /// pool, kept between statements and planned once: every statement through the pool
     /// costs a second round trip (sqlx pings each connection it takes back), and PostgreSQL
     /// planned each batch anew with its parameters' values in hand, to the same plan every

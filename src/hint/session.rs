@@ -38,7 +38,7 @@ use crate::{
     audit::Actor,
     config::SessionSettings,
     crypto::sha256_hex,
-    db::{Db, now_ms, placeholders},
+    db::{Db, WriterConnection, now_ms, placeholders},
     error::AppError,
     group_commit::GroupCommit,
     ids::ExternalId,
@@ -164,13 +164,28 @@ impl HintSessionStore {
     /// Starts the writer of new sessions (it needs the Tokio runtime).
     pub fn new(db: Db, settings: &SessionSettings) -> Self {
         let writer_db = db.clone();
+        // The writer's own connection between batches on PostgreSQL (`Db::writer_connection`):
+        // batches are written one after another, so the lock is never waited for.
+        let kept = Arc::new(tokio::sync::Mutex::new(None::<WriterConnection>));
         let openings = GroupCommit::spawn(
             "new sessions",
             MAX_OPENINGS,
             OPENINGS_QUEUE,
             move |batch: Vec<Opening>| {
-                let db = writer_db.clone();
-                async move { write_openings(&db, &batch).await.map_err(|e| e.to_string()) }
+                let (db, kept) = (writer_db.clone(), kept.clone());
+                async move {
+                    let mut slot = kept.lock().await;
+                    let mut connection = match slot.take() {
+                        Some(connection) => connection,
+                        None => db.writer_connection().await.map_err(|e| e.to_string())?,
+                    };
+                    let written = write_openings(&mut connection, &batch).await;
+                    // Kept unless the batch failed (a connection in doubt is closed).
+                    if written.is_ok() && connection.is_own() {
+                        *slot = Some(connection);
+                    }
+                    written.map_err(|e| e.to_string())
+                }
             },
         );
         let cap = SessionCap::spawn(db.clone(), settings.max_per_user);
@@ -365,7 +380,10 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
 /// One transaction for a burst of new sessions: the practice rows whose name is new (written
 /// only when it really changed, in id order so that instances writing at once never
 /// deadlock), then the sessions; one statement alone when no practice row needs writing.
-async fn write_openings(db: &Db, batch: &[Opening]) -> Result<(), sqlx::Error> {
+async fn write_openings(
+    connection: &mut sqlx::AnyConnection,
+    batch: &[Opening],
+) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let mut practices: Vec<(&str, &str)> = Vec::new();
     for opening in batch {
@@ -384,9 +402,9 @@ async fn write_openings(db: &Db, batch: &[Opening]) -> Result<(), sqlx::Error> {
         .collect();
     if practices.is_empty() {
         // One statement commits itself: no BEGIN and COMMIT to wait for.
-        return insert_sessions(db.writer(), &sessions).await;
+        return insert_sessions(connection, &sessions).await;
     }
-    let mut tx = db.begin().await?;
+    let mut tx = sqlx::Connection::begin(connection).await?;
     let at = practices.len() * 2 + 1;
     let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
     let sql = format!(
