@@ -14,7 +14,7 @@
 //! `file_at_least_every` while it lasts, and all it can while `max_waiting` wait (the writer
 //! then files at once again: the burst waits on the database instead of growing the backlog).
 //! A receipt is taken under a row lock and deleted once its filing has committed
-//! ([`lock_taken`]): any instance files any practice's, so an instance that died leaves none
+//! ([`take_receipts`]): any instance files any practice's, so an instance that died leaves none
 //! behind, and one that knows of none looks every `look_for_left`.
 //!
 //! What is stored, and how, is a [`Burst`]: visit results (`completion.rs`) and visits that
@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, any::AnyRow};
 use tokio::{
     sync::{Notify, mpsc, oneshot},
     task::JoinSet,
@@ -97,17 +97,29 @@ pub trait Burst: Send + Sync + 'static {
     ) -> impl Future<Output = Result<usize, sqlx::Error>> + Send;
 }
 
-/// How a filing transaction takes receipts: on PostgreSQL under a row lock, passing over those
-/// another instance is filing. A taken receipt is deleted only once its filing has committed
+/// Takes up to `limit` receipts for a filing transaction on `tx`: `select` (columns and the
+/// table) with its limit and, on PostgreSQL, a row lock passing over those another instance is
+/// filing. A taken receipt is deleted only once its filing has committed
 /// ([`delete_receipts`]): a repeat delivery racing the filing then still finds the receipt (a
 /// duplicate), where deleting it in the filing transaction let the repeat in, unseen by a
 /// statement that began before the filing committed. A receipt filed twice (its instance died
 /// in between) finds its visit filed and changes nothing.
-pub(super) fn lock_taken(db: &Db) -> &'static str {
-    match db.backend() {
+pub(super) async fn take_receipts(
+    tx: &mut AnyConnection,
+    db: &Db,
+    select: &str,
+    limit: usize,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let lock = match db.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
-    }
+    };
+    sqlx::query(&format!("{select} LIMIT $1{lock}"))
+        .bind(limit as i64)
+        // Planned on each use: the receipts come and go in thousands.
+        .persistent(false)
+        .fetch_all(tx)
+        .await
 }
 
 /// Deletes filed receipts of `table`, each named by its `columns`' values.

@@ -192,17 +192,9 @@ async fn file_now(
 /// Files up to `limit` receipts (see `burst::take_receipts`); answers how many it took.
 async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let sql = format!(
-        "SELECT practice_id, visit_id, partner, result, actor_id, actor_roles, actor_support, request_id \
-         FROM result_receipts LIMIT $1{lock}",
-        lock = burst::lock_taken(db),
-    );
-    let rows = sqlx::query(&sql)
-        .bind(limit as i64)
-        // Planned on each use: the receipts come and go in thousands.
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+    let select = "SELECT practice_id, visit_id, partner, result, actor_id, actor_roles, \
+         actor_support, request_id FROM result_receipts";
+    let rows = burst::take_receipts(&mut tx, db, select, limit).await?;
     if rows.is_empty() {
         return Ok(0);
     }

@@ -181,17 +181,9 @@ impl Burst for Recorder {
 
     async fn file_receipts(&self, limit: usize) -> Result<usize, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let sql = format!(
-            "SELECT practice_id, partner, partner_ref, visit_id, patient_id, patient_name, \
-             user_id, user_name, launch, result, received_at FROM recording_receipts LIMIT $1{lock}",
-            lock = burst::lock_taken(&self.db),
-        );
-        let rows = sqlx::query(&sql)
-            .bind(limit as i64)
-            // Planned on each use: the receipts come and go in thousands.
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await?;
+        let select = "SELECT practice_id, partner, partner_ref, visit_id, patient_id, \
+             patient_name, user_id, user_name, launch, result, received_at FROM recording_receipts";
+        let rows = burst::take_receipts(&mut tx, &self.db, select, limit).await?;
         if rows.is_empty() {
             return Ok(0);
         }
