@@ -4,11 +4,14 @@
 //! SQLite allows one writer at a time, so writes go through a single-connection pool (no
 //! "database is locked" under load) while reads use several; on PostgreSQL both are one pool.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
@@ -16,6 +19,9 @@ use crate::config::DatabaseSettings;
 
 /// Prepared statements each PostgreSQL connection keeps.
 const STATEMENT_CACHE: usize = 2_000;
+
+/// How long a writer's own connection may sit unused before it is checked (see [`Db::reuse`]).
+pub const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// A transaction on the writer.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -157,9 +163,37 @@ impl Db {
                 let mut own = connection.detach();
                 own.execute("SET plan_cache_mode = force_generic_plan")
                     .await?;
-                WriterConnection::Own(own)
+                WriterConnection::Own {
+                    connection: own,
+                    last_used: Instant::now(),
+                }
             }
         })
+    }
+
+    /// The connection a writer kept (see [`Db::writer_connection`]), checked first when it has
+    /// been idle for [`IDLE_BEFORE_CHECK`] (the database may have closed it meanwhile: a
+    /// restart, or an idle timeout), or a new one when there is none or it does not answer.
+    /// Under load it is used as it is; after a pause one round trip makes sure the pause's
+    /// first batch does not fail on it.
+    pub async fn reuse(
+        &self,
+        kept: Option<WriterConnection>,
+    ) -> Result<WriterConnection, sqlx::Error> {
+        if let Some(WriterConnection::Own {
+            mut connection,
+            last_used,
+        }) = kept
+        {
+            if last_used.elapsed() < IDLE_BEFORE_CHECK || connection.ping().await.is_ok() {
+                return Ok(WriterConnection::Own {
+                    connection,
+                    last_used: Instant::now(),
+                });
+            }
+            tracing::info!("a writer's own connection was closed by the database; opening another");
+        }
+        self.writer_connection().await
     }
 
     /// Answers whether the database takes queries (for /readyz).
@@ -176,8 +210,12 @@ impl Db {
 /// See [`Db::writer_connection`]. Drop it after an error (a connection in doubt is closed).
 #[derive(Debug)]
 pub enum WriterConnection {
-    /// PostgreSQL: the writer's own (keep it for the next statement).
-    Own(sqlx::AnyConnection),
+    /// PostgreSQL: the writer's own (keep it for the next statement, and take it back with
+    /// [`Db::reuse`]).
+    Own {
+        connection: sqlx::AnyConnection,
+        last_used: Instant,
+    },
     /// SQLite: taken from the pool, and given back when dropped.
     Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
 }
@@ -185,7 +223,7 @@ pub enum WriterConnection {
 impl WriterConnection {
     /// Whether it is worth keeping for the next statement.
     pub fn is_own(&self) -> bool {
-        matches!(self, Self::Own(_))
+        matches!(self, Self::Own { .. })
     }
 }
 
@@ -194,7 +232,7 @@ impl std::ops::Deref for WriterConnection {
 
     fn deref(&self) -> &sqlx::AnyConnection {
         match self {
-            Self::Own(c) => c,
+            Self::Own { connection, .. } => connection,
             Self::Pooled(c) => c,
         }
     }
@@ -203,7 +241,7 @@ impl std::ops::Deref for WriterConnection {
 impl std::ops::DerefMut for WriterConnection {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
         match self {
-            Self::Own(c) => c,
+            Self::Own { connection, .. } => connection,
             Self::Pooled(c) => c,
         }
     }

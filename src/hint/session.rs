@@ -175,10 +175,7 @@ impl HintSessionStore {
                 let (db, kept) = (writer_db.clone(), kept.clone());
                 async move {
                     let mut slot = kept.lock().await;
-                    let mut connection = match slot.take() {
-                        Some(connection) => connection,
-                        None => db.writer_connection().await.map_err(|e| e.to_string())?,
-                    };
+                    let mut connection = db.reuse(slot.take()).await.map_err(|e| e.to_string())?;
                     let written = write_openings(&mut connection, &batch).await;
                     // Kept unless the batch failed (a connection in doubt is closed).
                     if written.is_ok() && connection.is_own() {

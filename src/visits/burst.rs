@@ -296,10 +296,7 @@ async fn write<B: Burst>(
             let kept = spare.pop();
             in_flight.spawn(async move {
                 let (items, replies) = split(batch);
-                let connection = match kept {
-                    Some(connection) => Ok(connection),
-                    None => burst.db().writer_connection().await,
-                };
+                let connection = burst.db().reuse(kept).await;
                 let (outcome, keep) = match connection {
                     Ok(mut connection) => {
                         let outcome = burst.store_receipts(&mut connection, &items).await;

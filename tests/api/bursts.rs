@@ -283,3 +283,54 @@ async fn finished_visits_in_a_burst_are_answered_from_receipts_and_each_created_
     let (status, output) = app.cli(&["audit", "verify"]).await;
     assert_eq!(status, 0, "{output}");
 }
+
+#[tokio::test]
+async fn a_writers_connection_the_database_closed_is_replaced_before_its_next_batch() {
+    let app = spawn_app_with(|s| s.results.receipts_from = 1).await;
+    let (practice, visits) = app
+        .open_tiep_visit_per_patient("Closed Connection Practice")
+        .await;
+    let report = |visit: usize| json!({"context": {"visit_id": visits[visit].id}, "payload": {"reason": "after a pause"}});
+    let first = app
+        .post_tiep_webhook(&practice.id, &report(0), TIEP_HOOK_SECRET)
+        .await;
+    assert_eq!(first.status(), 200);
+
+    // The database closes every connection but this one (a restart does the same to all),
+    // the writer's own included (on SQLite there is none of its own: the pool's is checked).
+    if app.state.db.backend() == chartbridge::db::Backend::Postgres {
+        let closed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut *app.state.db.writer().acquire().await.unwrap())
+        .await
+        .unwrap();
+        assert!(
+            closed.len() >= 2,
+            "the writer's own and the pool's were open"
+        );
+    }
+    tokio::time::sleep(chartbridge::db::IDLE_BEFORE_CHECK + Duration::from_millis(200)).await;
+
+    // The pause's first handshake opens a session (its writer keeps a connection too), and
+    // its first delivery is stored, neither refused for a connection closed under it.
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.surface("core_page", &key).await.status(), 200);
+    for visit in 1..visits.len() {
+        let answer = app
+            .post_tiep_webhook(&practice.id, &report(visit), TIEP_HOOK_SECRET)
+            .await;
+        assert_eq!(answer.status(), 200, "delivery {visit} after the pause");
+        assert_eq!(
+            answer.json::<serde_json::Value>().await.unwrap()["duplicate"],
+            false
+        );
+    }
+    for visit in &visits {
+        eventually(Duration::from_secs(20), "the visit completed", || async {
+            app.visit(&practice.id, &visit.id).await.state == VisitState::Completed
+        })
+        .await;
+    }
+}
