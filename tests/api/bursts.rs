@@ -313,6 +313,13 @@ async fn a_writers_connection_the_database_closed_is_replaced_before_its_next_ba
     }
     tokio::time::sleep(chartbridge::db::IDLE_BEFORE_CHECK + Duration::from_millis(200)).await;
 
+    // The pool's connections were closed too: each statement still gets an answer.
+    let pool = app.state.db.reader();
+    let statements = (0..pool.size() + 2).map(|_| sqlx::query("SELECT 1").execute(pool));
+    for answered in futures::future::join_all(statements).await {
+        answered.expect("the pool replaces a connection the database closed");
+    }
+
     // The pause's first handshake opens a session (its writer keeps a connection too), and
     // its first delivery is stored, neither refused for a connection closed under it.
     let key = app.session(&practice.clinician, None).await;
