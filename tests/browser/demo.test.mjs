@@ -439,6 +439,19 @@ test("a clinician sends documents to Haidy, the doctor approves, the report come
 // size holds still for a moment, so a click is not aimed at a frame still being resized.
 async function settled(page) {
   const height = () => page.evaluate(() => document.querySelector("iframe[title=Chartbridge]").getBoundingClientRect().height);
+  // First the frame's page has loaded and Hint has applied its height report (the frame is as
+  // tall as the page in it): on a slow machine the frame kept its first 768 px long enough to
+  // look still, and the report resized it under the click that followed (5 s at most: with no
+  // SDK there is no report).
+  const inner = async () => {
+    const frame = page.frames().find((f) => f.parentFrame() === page.mainFrame() && f.url().includes("/hint/"));
+    return frame?.evaluate(() => document.readyState === "complete" && Math.ceil(document.documentElement.getBoundingClientRect().height)).catch(() => false);
+  };
+  for (let i = 0; i < 50; i++) {
+    const [content, outer] = [await inner(), await height()];
+    if (content && Math.abs(Math.min(Math.max(content, 100), 20000) - outer) <= 1) break;
+    await page.waitForTimeout(100);
+  }
   let last = await height();
   for (let still = 0; still < 3;) {
     await page.waitForTimeout(100);
