@@ -40,6 +40,16 @@ pub const SSO_SECRET: &str = "hcw-sandbox-shared-sso-secret";
 /// The password of the service accounts `connect` makes.
 pub const SERVICE_PASSWORD: &str = "hcw-sandbox-scheduler-password";
 
+/// The practice's scheduler account: its id made a domain label (an id's `_` is not allowed
+/// after the `@`: the settings form's email field refused such an address, and the browser
+/// never sent the form).
+pub fn service_account(practice_id: &str) -> String {
+    format!(
+        "scheduler@{}.example",
+        practice_id.to_lowercase().replace('_', "-")
+    )
+}
+
 impl crate::FakePartner for SandboxHcw {
     fn id(&self) -> &'static str {
         "hcw"
@@ -56,7 +66,7 @@ impl crate::FakePartner for SandboxHcw {
     /// A scheduler service account for the practice and its users as doctors; invitations
     /// are routed to the clinician who starts the visit.
     fn connect(&self, practice: &crate::Practice<'_>) -> Vec<(&'static str, String)> {
-        let account = format!("scheduler@{}.example", practice.id.to_lowercase());
+        let account = service_account(practice.id);
         self.add_account(&account, SERVICE_PASSWORD, "scheduler");
         practice.user_emails.iter().for_each(|d| self.add_doctor(d));
         let sso_secret = self.world().sso_secret.clone();
@@ -870,4 +880,15 @@ async fn count_request<B>(
 ) -> axum::http::Request<B> {
     hcw.world().requests += 1;
     request
+}
+
+#[cfg(test)]
+mod service_account_tests {
+    #[test]
+    fn a_practice_ids_underscore_becomes_a_hyphen_in_the_domain() {
+        assert_eq!(
+            super::service_account("pra-000001w_H4hs"),
+            "scheduler@pra-000001w-h4hs.example"
+        );
+    }
 }

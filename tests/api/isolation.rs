@@ -316,7 +316,7 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
         settings
             .attr("#hcw-settings input[name=service_email]", "value")
             .unwrap(),
-        format!("scheduler@{}.example", b.id.to_lowercase())
+        chartbridge_sandbox::hcw::service_account(&b.id)
     );
     let source = settings.source();
     assert!(!source.contains(&a.id.to_lowercase()) && !source.contains(&a.id));
