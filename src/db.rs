@@ -155,7 +155,7 @@ impl Db {
     /// planned each batch anew with its parameters' values in hand, to the same plan every
     /// time (generic plans took 15–25 % more receipts a second, `benches/webhooks.sh`). On
     /// SQLite it is the pool's one writer connection.
-    pub async fn writer_connection(&self) -> Result<WriterConnection, sqlx::Error> {
+    async fn writer_connection(&self) -> Result<WriterConnection, sqlx::Error> {
         let connection = self.writer.acquire().await?;
         Ok(match self.backend {
             Backend::Sqlite => WriterConnection::Pooled(connection),
@@ -171,9 +171,10 @@ impl Db {
         })
     }
 
-    /// The connection a writer kept (see [`Db::writer_connection`]), checked first when it has
-    /// been idle for [`IDLE_BEFORE_CHECK`] (the database may have closed it meanwhile: a
-    /// restart, or an idle timeout), or a new one when there is none or it does not answer.
+    /// A writer's connection (see `Db::writer_connection`): the one it kept, checked first
+    /// when it has been idle for [`IDLE_BEFORE_CHECK`] (the database may have closed it
+    /// meanwhile: a restart, or an idle timeout), or a new one when there is none or it does
+    /// not answer.
     /// Under load it is used as it is; after a pause one round trip makes sure the pause's
     /// first batch does not fail on it.
     pub async fn reuse(
@@ -207,7 +208,8 @@ impl Db {
     }
 }
 
-/// See [`Db::writer_connection`]. Drop it after an error (a connection in doubt is closed).
+/// A writer's connection, taken with [`Db::reuse`] (see `Db::writer_connection`). Drop it
+/// after an error (a connection in doubt is closed).
 #[derive(Debug)]
 pub enum WriterConnection {
     /// PostgreSQL: the writer's own (keep it for the next statement, and take it back with
