@@ -170,23 +170,32 @@ pub struct Incoming {
 
 impl Incoming {
     /// Decodes the payload of an event that becomes a visit; `None` for other types.
-    pub fn from_envelope(envelope: Envelope, body_hash: &str) -> Result<Option<Self>, String> {
-        let decode_error =
-            |e: serde_json::Error| format!("malformed {} payload: {e}", envelope.kind);
-        match envelope.kind.as_str() {
+    /// `body_hash` is asked for only when the delivery has no id of its own.
+    pub fn from_envelope(
+        envelope: Envelope,
+        body_hash: impl FnOnce() -> String,
+    ) -> Result<Option<Self>, String> {
+        let Envelope {
+            kind,
+            occurred_on,
+            payload,
+        } = envelope;
+        let decode_error = |e: serde_json::Error| format!("malformed {kind} payload: {e}");
+        match kind.as_str() {
             CONSULTATION_FINISHED => {
+                // The payload is taken apart, not copied.
                 let p: ConsultationFinished =
-                    serde_json::from_value(envelope.payload.clone()).map_err(decode_error)?;
+                    serde_json::from_value(payload).map_err(decode_error)?;
                 let reference = match p.consultation.id.as_deref().filter(|id| !id.is_empty()) {
                     Some(id) => format!("consultation:{id}"),
-                    None => format!("report:{body_hash}"),
+                    None => format!("report:{}", body_hash()),
                 };
                 Ok(Some(Self {
                     patient_code: p.patient.code.clone(),
                     reference,
                     result: MediquoResult {
-                        event: envelope.kind.clone(),
-                        occurred_on: envelope.occurred_on,
+                        event: kind.clone(),
+                        occurred_on,
                         consultation: Some(p.consultation),
                         professional: p.professional,
                         reports: p.reports,
@@ -198,14 +207,13 @@ impl Incoming {
                 }))
             }
             REPORT_SENT => {
-                let p: ReportSent =
-                    serde_json::from_value(envelope.payload.clone()).map_err(decode_error)?;
+                let p: ReportSent = serde_json::from_value(payload).map_err(decode_error)?;
                 Ok(Some(Self {
                     patient_code: p.patient.code.clone(),
-                    reference: format!("report:{body_hash}"),
+                    reference: format!("report:{}", body_hash()),
                     result: MediquoResult {
-                        event: envelope.kind.clone(),
-                        occurred_on: envelope.occurred_on,
+                        event: kind.clone(),
+                        occurred_on,
                         reports: vec![Report {
                             id: None,
                             kind: p.kind,
@@ -240,7 +248,9 @@ mod tests {
             }
         }))
         .unwrap();
-        let incoming = Incoming::from_envelope(envelope, "hash").unwrap().unwrap();
+        let incoming = Incoming::from_envelope(envelope, || "hash".into())
+            .unwrap()
+            .unwrap();
         assert_eq!(incoming.reference, "consultation:42");
         assert_eq!(incoming.patient_code.as_deref(), Some("pat-1"));
         assert_eq!(
@@ -261,11 +271,17 @@ mod tests {
             "payload": {"type": "soap", "content": {"assessment": "A"}, "patient": {"code": "pat-2"}}
         }))
         .unwrap();
-        let incoming = Incoming::from_envelope(report, "abc").unwrap().unwrap();
+        let incoming = Incoming::from_envelope(report, || "abc".into())
+            .unwrap()
+            .unwrap();
         assert_eq!(incoming.reference, "report:abc");
         let other: Envelope =
             serde_json::from_value(json!({"type": "patient_consultation_created", "payload": {}}))
                 .unwrap();
-        assert!(Incoming::from_envelope(other, "x").unwrap().is_none());
+        assert!(
+            Incoming::from_envelope(other, || "x".into())
+                .unwrap()
+                .is_none()
+        );
     }
 }

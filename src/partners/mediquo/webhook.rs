@@ -50,7 +50,7 @@ pub async fn receive(
             }
         })
         .await?;
-    let kept = json!({"received": true, "matched": false});
+    let kept = || json!({"received": true, "matched": false});
     match place(state, &practice_id, &body).await? {
         Placed::Recorded(visit_id) => Ok((
             StatusCode::OK,
@@ -74,13 +74,13 @@ pub async fn receive(
                 &body,
             )
             .await?;
-            Ok((StatusCode::ACCEPTED, Json(kept)))
+            Ok((StatusCode::ACCEPTED, Json(kept())))
         }
         Placed::Unconfirmed { reference } => {
             let reference = Some(reference.as_str());
             unmatched::keep_to_retry(state, &practice_id, ID, UNCONFIRMED, reference, &body)
                 .await?;
-            Ok((StatusCode::ACCEPTED, Json(kept)))
+            Ok((StatusCode::ACCEPTED, Json(kept())))
         }
     }
 }
@@ -145,7 +145,7 @@ async fn place(
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
     let kind = clean_text(&envelope.kind, 80);
-    let incoming = match Incoming::from_envelope(envelope, &sha256_hex(body)) {
+    let incoming = match Incoming::from_envelope(envelope, || sha256_hex(body)) {
         Ok(Some(incoming)) => incoming,
         Ok(None) => {
             tracing::info!(%practice_id, event = %kind, "mediquo event ignored");
