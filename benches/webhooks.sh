@@ -8,13 +8,16 @@
 # After each run the rows are counted: every 2xx must be a stored result (nothing lost), and
 # the time until every result is filed (visit completed or created, write-back queued, trail
 # written) is printed; the next run starts only then.
-# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=150000 DATABASES="postgres sqlite")
+# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=150000 ROUNDS=1 DATABASES="postgres sqlite")
+# With ROUNDS > 1 each database runs that many rounds (VISITS Tiep visits each) and PostgreSQL's
+# ratios end with their median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-32}
 DURATION=${DURATION:-5}
 VISITS=${VISITS:-150000}
 DATABASES=${DATABASES:-postgres sqlite}
+ROUNDS=${ROUNDS:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 for tool in wrk pgbench sqlite3 python3; do
   command -v "$tool" >/dev/null || {
@@ -48,6 +51,17 @@ measure() {
     $1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v = v / 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v = v * 1000}; p99 = v}
     /Non-2xx/ {bad = $NF}
     END {printf "%d %d %.1f %d\n", n, rps, p99, bad}' <<<"$out"
+}
+
+# pgbench_tps: one-row INSERTs per second with the same clients (PostgreSQL's commit ceiling);
+# nothing on SQLite. The previous run's dead rows are vacuumed first: pgbench and the run after
+# it both start at rest, neither behind the autovacuum the previous run set off.
+pgbench_tps() {
+  [ "$KIND" = postgres ] || return 0
+  psql "$PG_URL" -qc "VACUUM ANALYZE" >/dev/null
+  psql "$PG_URL" -qc "CREATE TABLE pgbench_one (id BIGSERIAL PRIMARY KEY, v TEXT)" >/dev/null
+  pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG_URL" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+  psql "$PG_URL" -qc "DROP TABLE pgbench_one" >/dev/null
 }
 
 # sql <statement>: runs it on the database under test.
@@ -85,23 +99,26 @@ run() { # postgres | sqlite
   until curl -sf http://127.0.0.1:18481/readyz >/dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
   local practice
   practice=$(sql "SELECT id FROM practices LIMIT 1")
-  # The fixture: open Tiep visits, each with its pending poll (as a launch leaves them).
+  # The fixture: open Tiep visits, each with its pending poll (as a launch leaves them), a
+  # distinct set for each round.
   local later=$(( ($(date +%s) + 3600) * 1000 ))
   local series="generate_series(1, $VISITS) g"
-  local g=g
+  local g=g round
   if [ "$KIND" = sqlite ]; then series="generate_series(1, $VISITS)"; g=value; fi
-  sql "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, launch, created_at, updated_at)
-       SELECT 'vis_wrk_' || $g, '$practice', 'pat-bench', 'Bench Patient', 'user-bench', 'Bench', 'tiep', 'in_progress', '{}', 0, 0 FROM $series;
-       INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at)
-       SELECT 'job_wrk_' || $g, '$practice', 'poll_partner', 'poll_partner:vis_wrk_' || $g, '{\"visit_id\":\"vis_wrk_' || $g || '\"}', 'queued', 0, 8, $later, 0, 0, 0 FROM $series;" >/dev/null
-  [ "$KIND" = postgres ] && psql "$PG_URL" -qc "VACUUM ANALYZE" >/dev/null
-  TIEP_SECRET=$TIEP_SECRET VISITS=$VISITS python3 - >"$WORK/reports" <<'PY'
+  for round in $(seq 1 "$ROUNDS"); do
+    sql "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, launch, created_at, updated_at)
+         SELECT 'vis_wrk_${round}_' || $g, '$practice', 'pat-bench', 'Bench Patient', 'user-bench', 'Bench', 'tiep', 'in_progress', '{}', 0, 0 FROM $series;
+         INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at)
+         SELECT 'job_wrk_${round}_' || $g, '$practice', 'poll_partner', 'poll_partner:vis_wrk_${round}_' || $g, '{\"visit_id\":\"vis_wrk_${round}_' || $g || '\"}', 'queued', 0, 8, $later, 0, 0, 0 FROM $series;" >/dev/null
+    TIEP_SECRET=$TIEP_SECRET VISITS=$VISITS ROUND=$round python3 - >"$WORK/reports.$round" <<'PY'
 import hashlib, hmac, json, os
 secret = os.environ["TIEP_SECRET"].encode()
 for i in range(1, int(os.environ["VISITS"]) + 1):
-    body = json.dumps({"context": {"visit_id": f"vis_wrk_{i}"}, "payload": {"reason": "load test", "pain-level": 3}}, separators=(",", ":"))
+    body = json.dumps({"context": {"visit_id": f"vis_wrk_{os.environ['ROUND']}_{i}"}, "payload": {"reason": "load test", "pain-level": 3}}, separators=(",", ":"))
     print("sha256=" + hmac.new(secret, body.encode(), hashlib.sha256).hexdigest(), body)
 PY
+  done
+  [ "$KIND" = postgres ] && psql "$PG_URL" -qc "VACUUM ANALYZE" >/dev/null
   # A clinician's search loads the practice's patients: no delivery waits on Hint for its name.
   local key
   key=$(curl -sf "http://127.0.0.1:18480/embed/core_page?as=clinician" | grep -o 'session_key=[^"&]*' | head -1 | cut -d= -f2)
@@ -110,44 +127,55 @@ PY
     grep -o 'name="patient_id" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
   [ -n "$MEDIQUO_PATIENT" ] || { echo "the search found no patient" >&2; exit 1; }
 
-  local hz tps=""
+  local hz
   read -r _ hz _ _ < <(measure http://127.0.0.1:18481/healthz)
-  if [ "$KIND" = postgres ]; then
-    psql "$PG_URL" -qc "CREATE TABLE pgbench_one (id BIGSERIAL PRIMARY KEY, v TEXT)" >/dev/null
-    echo "INSERT INTO pgbench_one (v) VALUES ('x');" >"$WORK/insert.sql"
-    tps=$(pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG_URL" 2>/dev/null | awk '/^tps/ {printf "%d", $3}')
-    psql "$PG_URL" -qc "DROP TABLE pgbench_one" >/dev/null
-  fi
-  local t_n t_rps t_p99 t_bad m_n m_rps m_p99 m_bad
-  # Each run starts at rest: MediQuo's visits are all created (filed) before Tiep's run, whose
-  # own filing is timed after it.
-  read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$ measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
-  local m_ok=$((m_n - m_bad)) stored_mq m_filed_ms
-  m_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$-%'" "$m_ok")
-  stored_mq=$(sql "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$-%'")
-  read -r t_n t_rps t_p99 t_bad < <(TIEP_REPORTS="$WORK/reports" measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/tiep.lua")
-  local t_ok=$((t_n - t_bad)) completed queued t_filed_ms
-  t_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_%' AND state = 'completed'" "$t_ok")
-  completed=$(sql "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_%' AND state = 'completed'")
-  queued=$(sql "SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_wrk_%'")
-
   echo
-  echo "== $KIND: ceiling /healthz $hz req/s${tps:+; pgbench one-row INSERT $tps tps ($CLIENTS clients)}"
-  printf '%-34s %10s %8s %10s %8s %s\n' "" "requests" "non-2xx" "per second" "p99 ms" "${tps:+÷ pgbench}"
-  for row in "signed Tiep reports:$t_n:$t_bad:$t_rps:$t_p99" "MediQuo deliveries:$m_n:$m_bad:$m_rps:$m_p99"; do
-    IFS=: read -r name n bad rps p99 <<<"$row"
-    printf '%-34s %10s %8s %10s %8s %s\n' "$name" "$n" "$bad" "$rps" "$p99" \
-      "$([ -n "$tps" ] && awk -v a="$rps" -v t="$tps" 'BEGIN {printf "%.2fx", a / t}')"
-  done
-  [ "$t_n" -le "$VISITS" ] || echo "warning: more Tiep reports sent ($t_n) than visits ($VISITS): some were repeats"
+  echo "== $KIND: ceiling /healthz $hz req/s"
+  printf '%-26s %10s %8s %10s %8s %s\n' "" "requests" "non-2xx" "per second" "p99 ms" \
+    "$([ "$KIND" = postgres ] && echo "pgbench just before ($CLIENTS clients), ratio")"
+  [ "$KIND" = postgres ] && echo "INSERT INTO pgbench_one (v) VALUES ('x');" >"$WORK/insert.sql"
+  for round in $(seq 1 "$ROUNDS"); do
+    # Each run starts at rest (the previous run's results all filed), right after its own
+    # pgbench run: the machine's pace drifts, so each ratio compares neighbours.
+    local m_tps m_n m_rps m_p99 m_bad
+    m_tps=$(pgbench_tps)
+    read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$r$round measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
+    local m_ok=$((m_n - m_bad)) stored_mq m_filed_ms
+    m_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'" "$m_ok")
+    stored_mq=$(sql "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'")
 
-  # Nothing lost: every 2xx is a stored result, filed (a visit completed or created, its
-  # write-back queued) within the time printed.
-  echo "Tiep: $t_ok answered 2xx, $completed visits completed, $queued write-backs queued, all filed ${t_filed_ms} ms after the run"
-  echo "MediQuo: $m_ok answered 2xx, $stored_mq consultations stored, all filed ${m_filed_ms} ms after the run"
-  if [ "$completed" -lt "$t_ok" ] || [ "$stored_mq" -lt "$m_ok" ]; then
-    echo "LOST: a 2xx was answered for a delivery that was not stored" >&2
-    exit 1
+    local t_tps t_n t_rps t_p99 t_bad
+    t_tps=$(pgbench_tps)
+    read -r t_n t_rps t_p99 t_bad < <(TIEP_REPORTS="$WORK/reports.$round" measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/tiep.lua")
+    local t_ok=$((t_n - t_bad)) completed queued t_filed_ms
+    t_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'" "$t_ok")
+    completed=$(sql "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'")
+    queued=$(sql "SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'sync_interaction:vis_wrk_${round}_%'")
+
+    [ "$ROUNDS" -gt 1 ] && echo "round $round"
+    for row in "signed Tiep reports:$t_n:$t_bad:$t_rps:$t_p99:$t_tps" "MediQuo deliveries:$m_n:$m_bad:$m_rps:$m_p99:$m_tps"; do
+      IFS=: read -r name n bad rps p99 tps <<<"$row"
+      printf '%-26s %10s %8s %10s %8s %s\n' "$name" "$n" "$bad" "$rps" "$p99" \
+        "$([ -n "$tps" ] && awk -v a="$rps" -v t="$tps" 'BEGIN {printf "%d tps, %.2fx", t, a / t}')"
+      [ -n "$tps" ] && awk -v a="$rps" -v t="$tps" 'BEGIN {printf "%.4f\n", a / t}' >>"$WORK/ratios.${name%% *}"
+    done
+    [ "$t_n" -le "$VISITS" ] || echo "warning: more Tiep reports sent ($t_n) than visits ($VISITS): some were repeats"
+
+    # Nothing lost: every 2xx is a stored result, filed (a visit completed or created, its
+    # write-back queued) within the time printed.
+    echo "Tiep: $t_ok answered 2xx, $completed visits completed, $queued write-backs queued, all filed ${t_filed_ms} ms after the run"
+    echo "MediQuo: $m_ok answered 2xx, $stored_mq consultations stored, all filed ${m_filed_ms} ms after the run"
+    if [ "$completed" -lt "$t_ok" ] || [ "$stored_mq" -lt "$m_ok" ]; then
+      echo "LOST: a 2xx was answered for a delivery that was not stored" >&2
+      exit 1
+    fi
+  done
+  if [ "$KIND" = postgres ] && [ "$ROUNDS" -gt 1 ]; then
+    for name in signed MediQuo; do
+      sort -n "$WORK/ratios.$name" | awk -v name="$name" '{r[NR] = $1} END {
+        printf "%s: median %.2fx pgbench over %d rounds (%.2f-%.2fx)\n",
+          (name == "signed" ? "signed Tiep reports" : "MediQuo deliveries"), (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2), NR, r[1], r[NR]}'
+    done
   fi
   kill "$DEMO"; wait "$DEMO" 2>/dev/null || true; DEMO=
 }
