@@ -196,23 +196,38 @@ impl<R: RunJob> JobRunner<R> {
                 .await?;
             skip.extend(paused);
         }
-        let skip = skip.as_slice();
+        // Passing over some practices, the claim looks among the others only: found first by
+        // probing an index once per practice, not by reading the passed-over backlogs (which a
+        // `NOT IN` did, in `run_at` order, row by row).
         let now = now_ms();
+        let among = if skip.is_empty() {
+            Vec::new()
+        } else {
+            let others: Vec<String> = practices_due(&self.db, now)
+                .await?
+                .into_iter()
+                .filter(|p| !skip.contains(p))
+                .collect();
+            if others.is_empty() {
+                return Ok(None);
+            }
+            others
+        };
         let lease_until = now + self.settings.lease.as_millis() as i64;
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let skip_clause = if skip.is_empty() {
+        let among_clause = if among.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 5)).collect();
-            format!(" AND practice_id NOT IN ({})", list.join(", "))
+            let list: Vec<String> = (0..among.len()).map(|i| format!("${}", i + 5)).collect();
+            format!(" AND practice_id IN ({})", list.join(", "))
         };
         let sql = format!(
             "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, rerun = 0, updated_at = $3 \
              WHERE id = (SELECT id FROM jobs WHERE state = $4 AND run_at <= $3 \
-                         AND (locked_until IS NULL OR locked_until < $3){skip_clause} ORDER BY run_at LIMIT 1{lock}) \
+                         AND (locked_until IS NULL OR locked_until < $3){among_clause} ORDER BY run_at LIMIT 1{lock}) \
              AND state = $4 AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );
@@ -224,7 +239,7 @@ impl<R: RunJob> JobRunner<R> {
             .bind(lease_until)
             .bind(now)
             .bind(JobState::Queued);
-        for practice_id in skip {
+        for practice_id in &among {
             query = query.bind(practice_id);
         }
         let row = query.fetch_optional(self.db.writer()).await?;
@@ -395,6 +410,26 @@ impl Drop for AbortOnDrop {
 }
 
 /// Practices with `limit` jobs in flight here.
+/// The practices with jobs due at `now`, each found by probing the `jobs_by_practice`
+/// index from the previous one (its entries run in `run_at` order within a practice, so a
+/// probe stops at the practice's first due job, whatever its backlog).
+async fn practices_due(db: &Db, now: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE due(practice_id) AS ( \
+             SELECT MIN(practice_id) FROM jobs WHERE state = $1 AND run_at <= $2 \
+             UNION ALL \
+             SELECT (SELECT MIN(practice_id) FROM jobs \
+                     WHERE state = $1 AND run_at <= $2 AND practice_id > due.practice_id) \
+             FROM due WHERE due.practice_id IS NOT NULL \
+         ) \
+         SELECT practice_id FROM due WHERE practice_id IS NOT NULL",
+    )
+    .bind(JobState::Queued)
+    .bind(now)
+    .fetch_all(db.reader())
+    .await
+}
+
 fn saturated_practices(
     in_flight: &HashMap<tokio::task::Id, ClaimedJob>,
     limit: usize,

@@ -86,27 +86,45 @@ async fn install_status(app: &crate::helpers::TestApp) -> String {
         .unwrap()
 }
 
+async fn install_status_of(app: &crate::helpers::TestApp, practice_id: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM hint_installations WHERE practice_id = $1")
+        .bind(practice_id)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn deactivation_stops_background_work_and_keeps_the_data_until_reactivated() {
     let app = spawn_app().await;
     let practice = app.new_practice("Leaving").await;
     app.setup_tiep(&practice).await;
+    // Another practice's work, queued behind it, is not held up by the pause.
+    let staying = app.new_practice("Staying").await;
+    app.setup_tiep(&staying).await;
     let patient = &practice.patients[0];
     let key = app.session(&practice.clinician, None).await;
     assert_eq!(app.start_visit(&key, patient).await.status(), 303);
+    let staying_key = app.session(&staying.clinician, None).await;
+    assert_eq!(
+        app.start_visit(&staying_key, &staying.patients[0])
+            .await
+            .status(),
+        303
+    );
 
     assert_eq!(app.hint.deactivate(&practice.id).await.unwrap(), 200);
-    assert_eq!(install_status(&app).await, "deactivated");
-    assert_eq!(
-        app.run_jobs().await,
-        0,
-        "no background work while deactivated"
+    assert_eq!(install_status_of(&app, &practice.id).await, "deactivated");
+    assert!(
+        app.run_jobs().await >= 1,
+        "the other practice's write-back runs; none of the deactivated practice's"
     );
     assert!(app.hint.interactions_for(patient).is_empty());
+    assert_eq!(app.hint.interactions_for(&staying.patients[0]).len(), 1);
     // Kept: the install, the visit, the practice's settings.
     assert_eq!(
         count(&app, "SELECT COUNT(*) FROM hint_installations").await,
-        1
+        2
     );
     assert_eq!(app.visits_of(&practice.id).await.len(), 1);
     let admin = app.session(&practice.admin, None).await;
@@ -119,7 +137,7 @@ async fn deactivation_stops_background_work_and_keeps_the_data_until_reactivated
 
     // Reactivated in Hint: the work waiting runs.
     assert_eq!(app.hint.activate(&practice.id).await.unwrap(), 200);
-    assert_eq!(install_status(&app).await, "active");
+    assert_eq!(install_status_of(&app, &practice.id).await, "active");
     assert!(app.run_jobs().await >= 1);
     assert_eq!(app.hint.interactions_for(patient).len(), 1);
 }
