@@ -128,11 +128,12 @@ impl<R: RunJob> JobRunner<R> {
             self.status.clone(),
         )));
 
-        // A claim that passes over saturated practices may scan their whole backlog; after one
-        // finds nothing, the next waits `poll_interval`, whatever wakes the runner meanwhile
-        // (each stored webhook does, and each finished job: a busy practice finishing its jobs
-        // one by one had the runner scan its backlog ten times a second, PostgreSQL's largest
-        // cost under a burst of results). Another practice's job waits at most that long.
+        // A claim that passes over saturated practices first probes for the practices with due
+        // jobs (`claim`); after one finds nothing, the next waits `poll_interval`, whatever
+        // wakes the runner meanwhile (each stored webhook does, and each finished job: a busy
+        // practice finishing its jobs one by one would have the runner probe ten times a
+        // second; when the claim still read the passed-over backlog, that was PostgreSQL's
+        // largest cost under a burst of results). Another practice's job waits at most that long.
         let mut skip_scan_after = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             self.status.seen(settings.lease);
