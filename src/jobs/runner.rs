@@ -410,10 +410,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Practices with `limit` jobs in flight here.
-/// The practices with jobs due at `now`, each found by probing the `jobs_by_practice`
-/// index from the previous one (its entries run in `run_at` order within a practice, so a
-/// probe stops at the practice's first due job, whatever its backlog).
+/// The practices with jobs due at `now`, each found by probing the `jobs_by_practice` index
+/// from the previous one. Its entries run in `run_at` order within a practice, so a probe stops
+/// at the practice's first queued job when that one is due, whatever the backlog behind it; a
+/// practice whose queued jobs all wait for later is read through (index entries only).
 async fn practices_due(db: &Db, now: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH RECURSIVE due(practice_id) AS ( \
@@ -431,6 +431,7 @@ async fn practices_due(db: &Db, now: i64) -> Result<Vec<String>, sqlx::Error> {
     .await
 }
 
+/// Practices with `limit` jobs in flight here.
 fn saturated_practices(
     in_flight: &HashMap<tokio::task::Id, ClaimedJob>,
     limit: usize,
