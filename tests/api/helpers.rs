@@ -107,7 +107,7 @@ pub struct TestApp {
     server: JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The test's own database (SQLite file, or a fresh PostgreSQL database).
-    pub database: DatabaseSettings,
+    pub database: TestDatabase,
     /// What host names resolve to for the app's guarded calls.
     pub dns: Dns,
 }
@@ -225,9 +225,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         PartnerArgs::from_flags(fakes.app_flags()).expect("the sandbox's flags are Chartbridge's"),
     )
     .expect("test partner settings are valid");
-    settings.database = database.clone();
+    settings.database = database.settings.clone();
     // Several instances share PostgreSQL: count Hint's budget there (as production does).
-    settings.hint.shared_budget = matches!(database, DatabaseSettings::Url(_));
+    settings.hint.shared_budget = matches!(database.settings, DatabaseSettings::Url(_));
     settings.http_timeout = Duration::from_millis(1500);
     settings.jobs.poll_interval = Duration::from_millis(50);
     settings.jobs.base_backoff = Duration::from_millis(100);
@@ -259,7 +259,7 @@ async fn start(
     config: Config,
     hint: SandboxHint,
     partners: Partners,
-    database: DatabaseSettings,
+    database: TestDatabase,
     dns: Dns,
 ) -> TestApp {
     let app = Application::build(config.app.clone(), config.partners.clone())
@@ -295,11 +295,61 @@ async fn start(
     }
 }
 
-/// A fresh database for one test: an SQLite file, or, when `TEST_DATABASE_URL` names a
-/// PostgreSQL server, a new database on it.
-async fn test_database() -> DatabaseSettings {
+/// A test's own database: an SQLite file, or, when `TEST_DATABASE_URL` names a PostgreSQL
+/// server, a new database on it. Removed once the last handle to it is dropped (the test has
+/// ended), so a run of the suite leaves neither files nor databases behind.
+#[derive(Clone)]
+pub struct TestDatabase(Arc<OwnedDatabase>);
+
+pub struct OwnedDatabase {
+    pub settings: DatabaseSettings,
+    /// The server's URL it was created through (PostgreSQL), and its name there.
+    created_on: Option<(String, String)>,
+}
+
+impl Deref for TestDatabase {
+    type Target = OwnedDatabase;
+    fn deref(&self) -> &OwnedDatabase {
+        &self.0
+    }
+}
+
+impl Drop for OwnedDatabase {
+    fn drop(&mut self) {
+        match (&self.settings, self.created_on.take()) {
+            (DatabaseSettings::Sqlite(path), _) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            (DatabaseSettings::Url(_), Some((admin_url, name))) => {
+                // On a thread of its own: the test's runtime cannot wait for a future here. The
+                // app's connections are closed by the drop (FORCE).
+                let dropped = std::thread::spawn(move || {
+                    use sqlx::Connection;
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    runtime.block_on(async {
+                        if let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await {
+                            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                            let _ = sqlx::query(&drop).execute(&mut admin).await;
+                        }
+                    });
+                });
+                let _ = dropped.join();
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn test_database() -> TestDatabase {
     let name = chartbridge::db::new_id("cbtest");
-    match std::env::var("TEST_DATABASE_URL") {
+    let owned = match std::env::var("TEST_DATABASE_URL") {
         Ok(admin_url) if admin_url.starts_with("postgres") => {
             use sqlx::Connection;
             sqlx::any::install_default_drivers();
@@ -312,10 +362,17 @@ async fn test_database() -> DatabaseSettings {
                 .expect("create test database");
             let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&format!("/{name}"));
-            DatabaseSettings::Url(url.to_string().into())
+            OwnedDatabase {
+                settings: DatabaseSettings::Url(url.to_string().into()),
+                created_on: Some((admin_url, name)),
+            }
         }
-        _ => DatabaseSettings::Sqlite(std::env::temp_dir().join(format!("{name}.sqlite"))),
-    }
+        _ => OwnedDatabase {
+            settings: DatabaseSettings::Sqlite(std::env::temp_dir().join(format!("{name}.sqlite"))),
+            created_on: None,
+        },
+    };
+    TestDatabase(Arc::new(owned))
 }
 
 /// An instance started by [`TestApp::spawn_instance`].
@@ -348,7 +405,7 @@ impl TestApp {
     /// the app (which keeps serving meanwhile: the command may call it).
     pub async fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         use secrecy::ExposeSecret;
-        let url = match &self.database {
+        let url = match &self.database.settings {
             DatabaseSettings::Sqlite(path) => format!("sqlite:{}", path.display()),
             DatabaseSettings::Url(url) => url.expose_secret().to_string(),
         };

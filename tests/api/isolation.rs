@@ -353,7 +353,7 @@ async fn every_partner_s_rows_and_pages_stay_within_their_practice() {
 #[tokio::test]
 async fn every_table_holding_practice_data_has_a_practice_id() {
     let app = spawn_app().await;
-    let columns: Vec<(String, String)> = match &app.database {
+    let columns: Vec<(String, String)> = match &app.database.settings {
         chartbridge::config::DatabaseSettings::Sqlite(_) => sqlx::query_as(
             "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",

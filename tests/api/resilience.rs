@@ -261,7 +261,9 @@ async fn graceful_shutdown_finishes_the_job_in_flight() {
         1,
         "the job in flight finished"
     );
-    let db = chartbridge::db::Db::connect(&database).await.unwrap();
+    let db = chartbridge::db::Db::connect(&database.settings)
+        .await
+        .unwrap();
     let recorded: Option<String> =
         sqlx::query_scalar("SELECT hint_interaction_id FROM visits WHERE id = $1")
             .bind(&visit_id)
