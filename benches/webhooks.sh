@@ -8,14 +8,14 @@
 # After each run the rows are counted: every 2xx must be a stored result (nothing lost), and
 # the time until every result is filed (visit completed or created, write-back queued, trail
 # written) is printed; the next run starts only then.
-# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=150000 ROUNDS=1 DATABASES="postgres sqlite")
+# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=300000 ROUNDS=1 DATABASES="postgres sqlite")
 # With ROUNDS > 1 each database runs that many rounds (VISITS Tiep visits each) and PostgreSQL's
 # ratios end with their median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-32}
 DURATION=${DURATION:-5}
-VISITS=${VISITS:-150000}
+VISITS=${VISITS:-300000}
 DATABASES=${DATABASES:-postgres sqlite}
 ROUNDS=${ROUNDS:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
