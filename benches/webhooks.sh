@@ -139,7 +139,7 @@ PY
     # pgbench run: the machine's pace drifts, so each ratio compares neighbours.
     local m_tps m_n m_rps m_p99 m_bad
     m_tps=$(pgbench_tps)
-    read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$r$round measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
+    read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$r$round PREPARED=$((DURATION * 20000)) measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
     local m_ok=$((m_n - m_bad)) stored_mq m_filed_ms
     m_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'" "$m_ok")
     stored_mq=$(sql "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'")
