@@ -132,7 +132,7 @@ pub struct ResultSettings {
     pub file_at_least_every: Duration,
     /// With this many receipts waiting, results are filed at once again: the burst then waits
     /// on the database instead of growing the backlog. A million by default: on 2 cores,
-    /// about 40 s of a burst at full pace, filed in about a minute and a half once it pauses
+    /// about 40 s of a burst at full pace, filed in about two minutes once it pauses
     /// (their write-backs wait on Hint's 20 calls/s per practice far longer anyway). At
     /// 100,000, a burst of 8 s reached it and its last seconds were answered at the filing
     /// pace (about 10,000/s against 25,000).
