@@ -49,7 +49,8 @@ use crate::{
 /// Most deliveries taken into one batch, and how many may wait for the writer.
 const MAX_BATCH: usize = 64;
 const QUEUE: usize = 4096;
-/// Batches of receipts being written at once…
+/// Batches of receipts being written at once on PostgreSQL (SQLite writes one at a time:
+/// a second batch would only wait for the first's commit, and split the next)…
 const RECEIPTS_IN_FLIGHT: usize = 2;
 /// …the second only once this many deliveries wait: fewer wait for the batch in flight to
 /// commit and join the next, so batches are larger and each commit serves more deliveries.
@@ -250,6 +251,10 @@ async fn write<B: Burst>(
     let mut in_flight: JoinSet<Option<WriterConnection>> = JoinSet::new();
     // The writer's own connections between batches of receipts.
     let mut spare: Vec<WriterConnection> = Vec::new();
+    let most_in_flight = match burst.db().backend() {
+        Backend::Postgres => RECEIPTS_IN_FLIGHT,
+        Backend::Sqlite => 1,
+    };
     loop {
         if waiting.is_empty() {
             let next = if shared.in_burst.load(Ordering::Relaxed) {
@@ -280,7 +285,7 @@ async fn write<B: Burst>(
             // The batch is formed once it may be written: what arrives while a batch is being
             // written joins it (fewer commits, each flushed).
             while !in_flight.is_empty()
-                && (in_flight.len() >= RECEIPTS_IN_FLIGHT || waiting.len() < SECOND_BATCH_FROM)
+                && (in_flight.len() >= most_in_flight || waiting.len() < SECOND_BATCH_FROM)
             {
                 tokio::select! {
                     done = in_flight.join_next() => settle(done, &mut spare),
@@ -305,7 +310,7 @@ async fn write<B: Burst>(
         if as_receipts {
             // Written by a task of its own: the writer goes on taking deliveries meanwhile (a
             // second delivery for the same key, in a later batch, finds the first's row).
-            if in_flight.len() >= RECEIPTS_IN_FLIGHT {
+            if in_flight.len() >= most_in_flight {
                 settle(in_flight.join_next().await, &mut spare);
             }
             let (burst, shared) = (burst.clone(), shared.clone());
