@@ -116,19 +116,15 @@ pub struct Prescription {
     pub active_substances: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct PatientPart {
     #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(default, deserialize_with = "loose_list")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allergies: Vec<HistoryItem>,
     #[serde(default, deserialize_with = "loose_list")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diseases: Vec<HistoryItem>,
     #[serde(default, deserialize_with = "loose_list")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub medications: Vec<HistoryItem>,
 }
 
