@@ -29,6 +29,12 @@ pub enum CryptoError {
     Open,
 }
 
+impl From<CryptoError> for crate::error::AppError {
+    fn from(e: CryptoError) -> Self {
+        crate::error::AppError::Internal(anyhow::Error::new(e).context("sealed secret"))
+    }
+}
+
 /// What a sealed text column starts with (base64 never holds `:`).
 pub const SEALED_TEXT: &str = "sealed:v1:";
 

@@ -81,28 +81,9 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-/// A stored value this version cannot read (a state, a partner id): our fault, logged.
-impl From<crate::db::UnknownValue> for AppError {
-    fn from(e: crate::db::UnknownValue) -> Self {
-        AppError::Internal(anyhow::Error::new(e))
-    }
-}
-
-impl From<crate::audit::AuditError> for AppError {
-    fn from(e: crate::audit::AuditError) -> Self {
-        AppError::Internal(anyhow::Error::new(e))
-    }
-}
-
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         AppError::Internal(anyhow::Error::new(e).context("template"))
-    }
-}
-
-impl From<crate::crypto::CryptoError> for AppError {
-    fn from(e: crate::crypto::CryptoError) -> Self {
-        AppError::Internal(anyhow::Error::new(e).context("sealed secret"))
     }
 }
 

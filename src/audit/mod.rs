@@ -416,6 +416,12 @@ impl Recorder {
 #[error("{0}")]
 pub struct AuditError(String);
 
+impl From<AuditError> for crate::error::AppError {
+    fn from(e: AuditError) -> Self {
+        crate::error::AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 /// One entry as read back.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Event {

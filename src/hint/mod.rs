@@ -9,6 +9,7 @@ pub mod directory;
 pub mod frame;
 pub mod handshake;
 pub mod install;
+pub mod installations;
 pub mod patient_index;
 pub mod registration;
 pub mod review;
@@ -175,7 +176,7 @@ where
             return Ok(answer);
         }
     }
-    let Some(token) = install::practice_token(state, practice_id).await? else {
+    let Some(token) = installations::practice_token(state, practice_id).await? else {
         return Err(match user_token {
             Some(_) => ended(),
             None => AppError::upstream(

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{HintAuth, HintError, HintState, Patient, install};
+use super::{HintAuth, HintError, HintState, Patient, installations};
 use crate::{crypto::row_aad, db::now_ms, tenancy::PracticeId};
 
 /// Hint's largest page.
@@ -222,7 +222,7 @@ pub struct Synced {
 /// One run of the practice's sync job: the first fill (from where it stopped), else the
 /// changes since the last sync. Announces what changed to every instance.
 pub async fn sync(state: &HintState, practice_id: &PracticeId) -> Result<Synced, SyncError> {
-    let token = install::practice_token(state, practice_id)
+    let token = installations::practice_token(state, practice_id)
         .await?
         .ok_or(SyncError::NotInstalled)?;
     let auth = HintAuth {

@@ -4,7 +4,7 @@
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::{HintState, client::Patient, install, patient_index, verify_hint_signature};
+use super::{HintState, client::Patient, installations, patient_index, verify_hint_signature};
 use crate::{
     crypto::row_aad,
     db::now_ms,
@@ -60,12 +60,13 @@ pub async fn receive<S: AsRef<HintState>>(
         // purges it). Activation starts it again (and ends a pending install's wait).
         kind @ ("integration.deactivated" | "integration.activated") => {
             let status = if kind == "integration.activated" {
-                install::InstallStatus::Active
+                installations::InstallStatus::Active
             } else {
-                install::InstallStatus::Deactivated
+                installations::InstallStatus::Deactivated
             };
             let product_id = &state.settings.hint.product_id;
-            let known = install::set_status(&mut tx, product_id, &practice_id, status).await?;
+            let known =
+                installations::set_status(&mut tx, product_id, &practice_id, status).await?;
             tracing::info!(%practice_id, status = status.as_str(), known, "practice's install changed in Hint");
         }
         // The patient index follows Hint (search), and the names on our visit lists stay

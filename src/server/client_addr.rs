@@ -5,57 +5,28 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::config::TrustedProxies;
 use axum::{extract::ConnectInfo, http::Request};
-use ipnet::IpNet;
 
-/// The proxies whose `X-Forwarded-For` is believed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl std::str::FromStr for TrustedProxies {
-    type Err = String;
-
-    /// Comma- or space-separated addresses and ranges.
-    fn from_str(list: &str) -> Result<Self, String> {
-        list.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|e| !e.is_empty())
-            .map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .map(|net| net.trunc())
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{entry:?} is not an address or range"))
-            })
-            .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+/// The calling client of a request that arrived from `peer`.
+pub fn client_of<B>(proxies: &TrustedProxies, peer: IpAddr, request: &Request<B>) -> IpAddr {
+    if !proxies.trusts(peer) {
+        return peer;
     }
-}
-
-impl TrustedProxies {
-    pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-
-    /// The calling client of a request that arrived from `peer`.
-    pub fn client_of<B>(&self, peer: IpAddr, request: &Request<B>) -> IpAddr {
-        if !self.trusts(peer) {
-            return peer;
-        }
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        forwarded
-            .iter()
-            .rev()
-            .map_while(|entry| address_in(entry))
-            .find(|ip| !self.trusts(*ip))
-            .unwrap_or(peer)
-    }
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .map_while(|entry| address_in(entry))
+        .find(|ip| !proxies.trusts(*ip))
+        .unwrap_or(peer)
 }
 
 /// The address in an `X-Forwarded-For` entry: `a.b.c.d`, `a.b.c.d:port`, `v6`, `[v6]:port`.
@@ -121,30 +92,30 @@ mod tests {
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
         let spoofed = request(&["1.1.1.1, 203.0.113.9"]);
-        assert_eq!(proxies.client_of(stranger, &spoofed), stranger);
+        assert_eq!(client_of(&proxies, stranger, &spoofed), stranger);
         assert_eq!(
-            proxies.client_of(proxy, &spoofed),
+            client_of(&proxies, proxy, &spoofed),
             "203.0.113.9".parse::<IpAddr>().unwrap(),
             "the right-most entry the proxy added"
         );
         let chained = request(&["203.0.113.9", "10.9.9.9"]);
         assert_eq!(
-            proxies.client_of(proxy, &chained),
+            client_of(&proxies, proxy, &chained),
             "203.0.113.9".parse::<IpAddr>().unwrap(),
             "proxies in the chain are skipped"
         );
-        assert_eq!(proxies.client_of(proxy, &request(&["junk"])), proxy);
+        assert_eq!(client_of(&proxies, proxy, &request(&["junk"])), proxy);
         for (with_port, client) in [
             ("203.0.113.9:51234", "203.0.113.9"),
             ("[2001:db8::7]:443", "2001:db8::7"),
             ("[2001:db8::7]", "2001:db8::7"),
         ] {
             assert_eq!(
-                proxies.client_of(proxy, &request(&[with_port])),
+                client_of(&proxies, proxy, &request(&[with_port])),
                 client.parse::<IpAddr>().unwrap()
             );
         }
-        assert_eq!(proxies.client_of(proxy, &request(&[])), proxy);
+        assert_eq!(client_of(&proxies, proxy, &request(&[])), proxy);
         assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
     }
 

@@ -5,7 +5,7 @@
 //! server behind the doctor's sign-in).
 //!
 //! Scripts come from ourselves, and from Hint one file: its JS SDK (`$HINT_API_URL/hint-sdk.js`),
-//! which the layout loads from [`hint_sdk_url`], the same URL the policy allows.
+//! which the layout loads from `hint::frame::hint_sdk_url`, the same URL the policy allows.
 
 use std::sync::Arc;
 
@@ -17,22 +17,7 @@ use axum::{
 };
 use url::Url;
 
-tokio::task_local! {
-    /// The Hint SDK's URL while a request is answered (see [`hint_sdk_url`]).
-    static HINT_SDK: Option<String>;
-}
-
-/// The URL of Hint's JS SDK for the page being rendered, when the policy allows it (in a
-/// request answered behind [`set`]; `None` elsewhere). The layout loads it; the app works
-/// without it.
-pub fn hint_sdk_url() -> Option<String> {
-    HINT_SDK.try_with(Clone::clone).ok().flatten()
-}
-
-/// Origins a form on this page posts to, or is redirected to after posting (a response
-/// extension; origins as `Url::origin().ascii_serialization()` writes them).
-#[derive(Debug, Clone, Default)]
-pub struct FormTargets(pub Vec<String>);
+use crate::hint::frame::{self, FormTargets};
 
 /// The policy, before a page's own form targets.
 #[derive(Debug, Clone)]
@@ -118,11 +103,9 @@ fn is_source(url: &str) -> bool {
 }
 
 /// The middleware: sets the policy, with the page's own form targets. The request is answered
-/// with the SDK's URL at hand ([`hint_sdk_url`]).
+/// with the SDK's URL at hand (`hint::frame::hint_sdk_url`).
 pub async fn set(State(csp): State<Arc<Csp>>, request: Request, next: Next) -> Response {
-    let mut response = HINT_SDK
-        .scope(csp.hint_sdk.clone(), next.run(request))
-        .await;
+    let mut response = frame::with_hint_sdk(csp.hint_sdk.clone(), next.run(request)).await;
     let value = csp.header(response.extensions().get::<FormTargets>());
     response
         .headers_mut()
@@ -154,7 +137,7 @@ mod tests {
                 .ends_with("form-action 'self' https://app.tiep.ai https://hcw.clinic.example")
         );
         assert!(plain.to_str().unwrap().contains("script-src 'self';"));
-        assert_eq!(hint_sdk_url(), None, "outside a request");
+        assert_eq!(frame::hint_sdk_url(), None, "outside a request");
     }
 
     #[test]
@@ -186,11 +169,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_has_the_sdk_url_at_hand() {
-        let seen = HINT_SDK
-            .scope(Some("https://api.hint.com/hint-sdk.js".into()), async {
-                hint_sdk_url()
-            })
-            .await;
+        let seen = frame::with_hint_sdk(Some("https://api.hint.com/hint-sdk.js".into()), async {
+            frame::hint_sdk_url()
+        })
+        .await;
         assert_eq!(seen.as_deref(), Some("https://api.hint.com/hint-sdk.js"));
     }
 }

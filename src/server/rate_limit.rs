@@ -22,83 +22,13 @@ use governor::{
 };
 
 use super::client_addr::{ClientAddr, counted_as};
+pub use crate::config::{Budget, RateLimitSettings};
 
-/// A budget: `per_minute` on average, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    pub per_minute: u32,
-    pub burst: u32,
-}
-
-impl Budget {
-    fn quota(self) -> Quota {
-        let per_minute = NonZeroU32::new(self.per_minute.max(1)).expect("at least one");
-        let burst = NonZeroU32::new(self.burst.max(1)).expect("at least one");
-        Quota::per_minute(per_minute).allow_burst(burst)
-    }
-}
-
-/// Each door's budget per client address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitSettings {
-    /// `POST /hint/handshake`: a clinician opening Chartbridge (clinics share an address).
-    pub handshake: Budget,
-    /// `/hint/connect…`: a practice installing us; real installs are rare.
-    pub install: Budget,
-    /// `/webhooks/…`: Hint's and the partners' servers.
-    pub webhooks: Budget,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            handshake: Budget {
-                per_minute: 300,
-                burst: 60,
-            },
-            install: Budget {
-                per_minute: 20,
-                burst: 5,
-            },
-            webhooks: Budget {
-                per_minute: 1200,
-                burst: 300,
-            },
-        }
-    }
-}
-
-impl std::str::FromStr for RateLimitSettings {
-    type Err = String;
-
-    /// `door=per_minute/burst` entries, comma separated (`handshake=600/120, webhooks=3000/600`);
-    /// doors not named keep their default. Doors: `handshake`, `install`, `webhooks`.
-    fn from_str(list: &str) -> Result<Self, String> {
-        let mut settings = RateLimitSettings::default();
-        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad = || format!("{entry:?} is not door=per_minute/burst");
-            let (door, budget) = entry.split_once('=').ok_or_else(bad)?;
-            let (per_minute, burst) = budget.split_once('/').ok_or_else(bad)?;
-            let budget = Budget {
-                per_minute: per_minute.trim().parse().map_err(|_| bad())?,
-                burst: burst.trim().parse().map_err(|_| bad())?,
-            };
-            if budget.per_minute == 0 || budget.burst == 0 {
-                return Err(format!("{entry:?}: a budget must be at least 1/1"));
-            }
-            match door.trim() {
-                "handshake" => settings.handshake = budget,
-                "install" => settings.install = budget,
-                "webhooks" => settings.webhooks = budget,
-                other => {
-                    return Err(format!(
-                        "{other:?} is not a door (handshake, install, webhooks)"
-                    ));
-                }
-            }
-        }
-        Ok(settings)
-    }
+/// The GCRA quota of a budget.
+fn quota(budget: Budget) -> Quota {
+    let per_minute = NonZeroU32::new(budget.per_minute.max(1)).expect("at least one");
+    let burst = NonZeroU32::new(budget.burst.max(1)).expect("at least one");
+    Quota::per_minute(per_minute).allow_burst(burst)
 }
 
 /// The doors.
@@ -136,9 +66,9 @@ struct Limiters {
 impl RateLimits {
     pub fn new(settings: RateLimitSettings) -> Self {
         RateLimits(Arc::new(Limiters {
-            handshake: RateLimiter::keyed(settings.handshake.quota()),
-            install: RateLimiter::keyed(settings.install.quota()),
-            webhooks: RateLimiter::keyed(settings.webhooks.quota()),
+            handshake: RateLimiter::keyed(quota(settings.handshake)),
+            install: RateLimiter::keyed(quota(settings.install)),
+            webhooks: RateLimiter::keyed(quota(settings.webhooks)),
         }))
     }
 
@@ -212,39 +142,6 @@ mod tests {
         assert_eq!(Door::of("/webhooks/tiep/pra-1"), Some(Door::Webhooks));
         assert_eq!(Door::of("/hint/connections"), None);
         assert_eq!(Door::of("/hint/core_page"), None);
-    }
-
-    #[test]
-    fn budgets_are_configured_by_door() {
-        let set: RateLimitSettings = "webhooks=3000/600, handshake = 10/2".parse().unwrap();
-        assert_eq!(
-            set.webhooks,
-            Budget {
-                per_minute: 3000,
-                burst: 600
-            }
-        );
-        assert_eq!(
-            set.handshake,
-            Budget {
-                per_minute: 10,
-                burst: 2
-            }
-        );
-        assert_eq!(set.install, RateLimitSettings::default().install);
-        assert_eq!(
-            "".parse::<RateLimitSettings>().unwrap(),
-            RateLimitSettings::default()
-        );
-        for bad in [
-            "webhooks",
-            "doors=1/1",
-            "install=0/1",
-            "install=5",
-            "install=a/b",
-        ] {
-            assert!(bad.parse::<RateLimitSettings>().is_err(), "{bad}");
-        }
     }
 
     #[test]

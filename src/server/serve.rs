@@ -23,35 +23,8 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::ServiceExt as _;
 
-use super::client_addr::{ClientAddr, TrustedProxies, counted_as};
-
-/// How the server treats connections.
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    /// A connection whose request headers have not all arrived this long after it began
-    /// waiting for them (a new connection, or an idle kept-alive one) is closed.
-    pub header_read_timeout: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Connections from one client address at once (a trusted proxy is not limited).
-    pub max_connections_per_client: usize,
-    /// Proxies whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: TrustedProxies,
-    /// How long a stop waits for requests in flight.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-            max_connections_per_client: 64,
-            trusted_proxies: TrustedProxies::default(),
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
+use super::client_addr::{ClientAddr, client_of, counted_as};
+pub use crate::config::ServerSettings;
 
 /// Open connections per client address.
 #[derive(Default)]
@@ -173,7 +146,7 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone().map_request({
             let proxies = proxies.clone();
             move |mut request: Request<Incoming>| {
-                let client = proxies.client_of(peer.ip(), &request);
+                let client = client_of(&proxies, peer.ip(), &request);
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));

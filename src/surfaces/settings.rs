@@ -6,7 +6,7 @@ use axum::{extract::State, response::Html};
 use crate::{
     db::Moment,
     error::AppError,
-    hint::{Frame, PracticeSession, Role, install::InstallStatus},
+    hint::{Frame, PracticeSession, Role, installations::InstallStatus},
     partners::{
         connection,
         unmatched::{self, UnmatchedRow},
@@ -44,7 +44,7 @@ pub async fn page(
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Admin)?;
-    let install = match crate::hint::install::status(&state, &session.practice_id).await? {
+    let install = match crate::hint::installations::status(&state, &session.practice_id).await? {
         Some(InstallStatus::Active) => (
             "ok",
             "Installed: Chartbridge can write visits to this practice's charts.",

@@ -87,7 +87,7 @@ impl AppState {
             self.clone(),
         )
         .reporting_to(self.runner.clone())
-        .passing_over(crate::hint::install::PRACTICES_NOT_ACTIVE)
+        .passing_over(crate::hint::installations::PRACTICES_NOT_ACTIVE)
     }
 }
 

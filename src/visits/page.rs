@@ -16,10 +16,9 @@ use crate::{
     audit::{Action, Entry},
     db::{Moment, now_ms},
     error::AppError,
-    hint::{Frame, PracticeSession},
+    hint::{Frame, PracticeSession, frame::FormTargets},
     ids::ExternalId,
     jobs::{self, Job},
-    server::csp::FormTargets,
     tenancy::PracticeId,
     visits::AppState,
 };

@@ -13,7 +13,7 @@ use crate::{
     hint::{
         HintAuth, HintError,
         client::{InteractionStatus, PartnerInteraction, PartnerInteractionFields},
-        install,
+        installations,
     },
     jobs::{JobError, JobOutcome},
     tenancy::PracticeId,
@@ -76,7 +76,7 @@ pub async fn run(
     let Some(visit) = super::get_latest(state, practice_id, visit_id).await? else {
         return Err(JobError::permanent("the visit no longer exists"));
     };
-    let token = install::practice_token(state, practice_id)
+    let token = installations::practice_token(state, practice_id)
         .await?
         .ok_or_else(|| {
             JobError::transient(

@@ -1003,7 +1003,7 @@ impl TestApp {
         .await
         .unwrap();
         sealed.map(|sealed| {
-            let aad = chartbridge::hint::install::token_aad(PRODUCT_ID, practice_id);
+            let aad = chartbridge::hint::installations::token_aad(PRODUCT_ID, practice_id);
             let token = self.state.secrets.open_str(&sealed, &aad).unwrap();
             secrecy::ExposeSecret::expose_secret(&token).to_string()
         })

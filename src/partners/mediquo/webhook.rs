@@ -22,7 +22,7 @@ use super::{
 use crate::{
     crypto::{SignatureError, constant_time_eq, sha256_hex},
     error::{ApiError, AppError},
-    hint::{HintAuth, install},
+    hint::{HintAuth, installations},
     ids::{ExternalId, clean_text},
     jobs::{JobError, JobOutcome},
     partners::{connection, unmatched},
@@ -238,7 +238,7 @@ async fn patient_from_hint(
     practice_id: &PracticeId,
     patient_id: &str,
 ) -> PatientLookup {
-    let token = match install::practice_token(state, practice_id).await {
+    let token = match installations::practice_token(state, practice_id).await {
         Ok(Some(token)) => token,
         _ => return PatientLookup::Unavailable,
     };

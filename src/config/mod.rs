@@ -9,10 +9,11 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::{
-    server::{ServerSettings, rate_limit::RateLimitSettings},
-    upstream::{address::AddressPolicy, guarded::HostLookup},
-};
+mod server;
+
+pub use server::{Budget, RateLimitSettings, ServerSettings, TrustedProxies};
+
+use crate::upstream::{address::AddressPolicy, guarded::HostLookup};
 
 /// Raw configuration as read from the environment (or flags). Each partner reads its own
 /// (`partners::PartnerArgs`).
