@@ -115,8 +115,8 @@ impl Partners {
         })
     }
 
-    pub fn all(&self) -> [&dyn FakePartner; 4] {
-        [&self.tiep, &self.mediquo, &self.hcw, &self.haidy]
+    pub fn all(&self) -> Vec<&dyn FakePartner> {
+        vec![&self.tiep, &self.mediquo, &self.hcw, &self.haidy]
     }
 
     /// Every fake's flags for Chartbridge's partner configuration.
