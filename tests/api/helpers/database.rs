@@ -1,0 +1,214 @@
+//! The test's own database (`TestDatabase`, removed when the test ends) and the rows tests read
+//! from it: visits, deliveries kept for review, connections, a practice's token.
+
+use std::{ops::Deref, sync::Arc};
+
+use chartbridge::{
+    config::DatabaseSettings,
+    visits::{StoredVisit, VISIT_COLUMNS, Visit},
+};
+use serde_json::Value;
+
+use super::{PRODUCT_ID, TestApp};
+
+/// A test's own database: an SQLite file, or, when `TEST_DATABASE_URL` names a PostgreSQL
+/// server, a new database on it. Removed once the last handle to it is dropped (the test has
+/// ended), so a run of the suite leaves neither files nor databases behind.
+#[derive(Clone)]
+pub struct TestDatabase(Arc<OwnedDatabase>);
+
+pub struct OwnedDatabase {
+    pub settings: DatabaseSettings,
+    /// The server's URL it was created through (PostgreSQL), and its name there.
+    created_on: Option<(String, String)>,
+}
+
+impl Deref for TestDatabase {
+    type Target = OwnedDatabase;
+    fn deref(&self) -> &OwnedDatabase {
+        &self.0
+    }
+}
+
+impl Drop for OwnedDatabase {
+    fn drop(&mut self) {
+        match (&self.settings, self.created_on.take()) {
+            (DatabaseSettings::Sqlite(path), _) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            (DatabaseSettings::Url(_), Some((admin_url, name))) => {
+                // On a thread of its own: the test's runtime cannot wait for a future here. The
+                // app's connections are closed by the drop (FORCE).
+                let dropped = std::thread::spawn(move || {
+                    use sqlx::Connection;
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    runtime.block_on(async {
+                        if let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await {
+                            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                            let _ = sqlx::query(&drop).execute(&mut admin).await;
+                        }
+                    });
+                });
+                let _ = dropped.join();
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) async fn test_database() -> TestDatabase {
+    let name = chartbridge::db::new_id("cbtest");
+    let owned = match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if admin_url.starts_with("postgres") => {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&admin_url)
+                .await
+                .expect("the test PostgreSQL answers");
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            OwnedDatabase {
+                settings: DatabaseSettings::Url(url.to_string().into()),
+                created_on: Some((admin_url, name)),
+            }
+        }
+        _ => OwnedDatabase {
+            settings: DatabaseSettings::Sqlite(std::env::temp_dir().join(format!("{name}.sqlite"))),
+            created_on: None,
+        },
+    };
+    TestDatabase(Arc::new(owned))
+}
+
+/// A partner delivery kept for review, as stored.
+pub struct Kept {
+    pub id: String,
+    pub partner: String,
+    /// Why it matched nothing.
+    pub reason: String,
+}
+
+impl TestApp {
+    /// The ids of the practice's visits.
+    pub async fn visit_ids(&self, practice_id: &str) -> Vec<String> {
+        self.visits_of(practice_id)
+            .await
+            .into_iter()
+            .map(|v| v.id.to_string())
+            .collect()
+    }
+
+    /// The practice's visit that is not among `before` (the one just started).
+    pub async fn visit_since(&self, practice_id: &str, before: &[String]) -> String {
+        self.visit_ids(practice_id)
+            .await
+            .into_iter()
+            .find(|id| !before.contains(id))
+            .expect("the new visit")
+    }
+
+    /// One visit row as stored, by id (practice filter included).
+    pub async fn visit(&self, practice_id: &str, visit_id: &impl ToString) -> Visit {
+        sqlx::query_as::<_, StoredVisit>(&format!(
+            "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 AND id = $2"
+        ))
+        .bind(practice_id)
+        .bind(visit_id.to_string())
+        .fetch_optional(self.state.db.writer())
+        .await
+        .unwrap()
+        .expect("visit exists")
+        .open(&self.state.secrets, practice_id)
+        .expect("its patient data opens")
+    }
+
+    /// A practice's stored visits, newest first.
+    pub async fn visits_of(&self, practice_id: &str) -> Vec<Visit> {
+        sqlx::query_as::<_, StoredVisit>(&format!(
+            "SELECT {VISIT_COLUMNS} FROM visits WHERE practice_id = $1 ORDER BY created_at DESC"
+        ))
+        .bind(practice_id)
+        .fetch_all(self.state.db.writer())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            row.open(&self.state.secrets, practice_id)
+                .expect("its patient data opens")
+        })
+        .collect()
+    }
+
+    /// The only visit of a practice.
+    pub async fn only_visit(&self, practice_id: &str) -> Visit {
+        let visits = self.visits_of(practice_id).await;
+        assert_eq!(visits.len(), 1, "exactly one visit expected");
+        visits.into_iter().next().unwrap()
+    }
+
+    /// A practice's partner deliveries kept for review and not dismissed, newest first.
+    pub async fn unmatched_of(&self, practice_id: &str) -> Vec<Kept> {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT id, partner, reason FROM unmatched_deliveries \
+             WHERE practice_id = $1 AND dismissed_at IS NULL ORDER BY received_at DESC",
+        )
+        .bind(practice_id)
+        .fetch_all(self.state.db.reader())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, partner, reason)| Kept {
+            id,
+            partner,
+            reason,
+        })
+        .collect()
+    }
+
+    /// Whether a practice has a stored connection to `partner`.
+    pub async fn has_connection(&self, practice_id: &str, partner: &str) -> bool {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM partner_connections WHERE practice_id = $1 AND partner = $2",
+        )
+        .bind(practice_id)
+        .bind(partner)
+        .fetch_one(self.state.db.reader())
+        .await
+        .unwrap()
+            == 1
+    }
+
+    /// The practice's Instant On token, opened from its sealed row.
+    pub async fn practice_token(&self, practice_id: &str) -> Option<String> {
+        let sealed: Option<String> = sqlx::query_scalar(
+            "SELECT token_sealed FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+        )
+        .bind(PRODUCT_ID)
+        .bind(practice_id)
+        .fetch_optional(self.state.db.reader())
+        .await
+        .unwrap();
+        sealed.map(|sealed| {
+            let aad = chartbridge::hint::installations::token_aad(PRODUCT_ID, practice_id);
+            let token = self.state.secrets.open_str(&sealed, &aad).unwrap();
+            secrecy::ExposeSecret::expose_secret(&token).to_string()
+        })
+    }
+}
+
+/// A visit's stored result, as JSON.
+pub fn stored_result(visit: &Visit) -> Value {
+    serde_json::from_str(visit.result.as_deref().expect("the visit has a result"))
+        .expect("the result is JSON")
+}
