@@ -119,7 +119,7 @@ mod tests {
         "hint/install.rs",
         "partners/connection.rs",
         "jobs/runner.rs",
-        "hint/directory.rs",
+        "hint/directory/mod.rs",
         "visits/burst.rs",
     ];
 

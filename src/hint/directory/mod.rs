@@ -12,133 +12,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    HintState,
-    client::{Patient, dob_matches, fold},
-    patient_index,
-};
+mod index;
+
+use self::index::{Entry, Index, fold};
+use super::{HintState, client::Patient, patient_index};
 use crate::{db::Backend, tenancy::PracticeId};
 
 /// Practices whose copy is kept at once; the least recently searched goes first.
 const MAX_PRACTICES: usize = 50;
 
-/// A patient as search holds it: the name's words folded once.
-struct Entry {
-    patient: Patient,
-    words: Vec<String>,
-}
-
-impl Entry {
-    fn new(patient: Patient) -> Self {
-        let mut names = fold(&patient.display_name());
-        if let Some(name) = patient.name.as_deref() {
-            names.push(' ');
-            names.push_str(&fold(name));
-        }
-        let mut words: Vec<String> = names.split_whitespace().map(String::from).collect();
-        // A double name is found by either part ("mora" finds "Quist-Mora").
-        let parts: Vec<String> = words
-            .iter()
-            .filter(|w| w.contains('-'))
-            .flat_map(|w| w.split('-').filter(|p| !p.is_empty()).map(String::from))
-            .collect();
-        words.extend(parts);
-        words.sort();
-        words.dedup();
-        Self { patient, words }
-    }
-
-    /// As `Patient::matches`: every word typed starts a word of the name or is the date of
-    /// birth; or the query is the id.
-    fn matches(&self, query: &str, typed: &[String]) -> bool {
-        if self.patient.id.eq_ignore_ascii_case(query) {
-            return true;
-        }
-        let dob = self.patient.dob.as_deref().unwrap_or_default();
-        !typed.is_empty()
-            && typed.iter().all(|word| {
-                self.words.iter().any(|n| n.starts_with(word.as_str()))
-                    // Only a word that starts with a digit can be a date.
-                    || (word.as_bytes()[0].is_ascii_digit() && !dob.is_empty() && dob_matches(dob, word))
-            })
-    }
-}
-
-/// A practice's patients sorted by name, with every name word pointing back at its patient
-/// (sorted, so the patients whose words start with what was typed are found by bisection).
-struct Index {
-    entries: Vec<Entry>,
-    words: Vec<(String, u32)>,
-    /// Each patient's place in `entries`, by id.
-    by_id: HashMap<String, u32>,
-}
-
-impl Index {
-    fn new(mut entries: Vec<Entry>) -> Self {
-        entries.sort_by_cached_key(|e| fold(&e.patient.display_name()));
-        let mut words: Vec<(String, u32)> = entries
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| e.words.iter().map(move |w| (w.clone(), i as u32)))
-            .collect();
-        words.sort_unstable();
-        let by_id = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.patient.id.clone(), i as u32))
-            .collect();
-        Self {
-            entries,
-            words,
-            by_id,
-        }
-    }
-
-    fn get(&self, patient_id: &str) -> Option<&Entry> {
-        self.by_id
-            .get(patient_id)
-            .map(|i| &self.entries[*i as usize])
-    }
-
-    /// The patients matching, in name order: `each` is called for every one.
-    fn find(&self, query: &str, typed: &[String], mut each: impl FnMut(&Entry)) {
-        // A Hint id as Hint writes it: looked up directly.
-        if let Some(entry) = self.get(query) {
-            each(entry);
-            return;
-        }
-        // The longest word that is not a date narrows the search to the patients with a name
-        // word starting with it; an id or dates alone are looked for in every patient.
-        let key = typed
-            .iter()
-            .filter(|w| !w.as_bytes()[0].is_ascii_digit())
-            .max_by_key(|w| w.len());
-        let Some(key) = key.filter(|_| !query.starts_with("pat-")) else {
-            self.entries
-                .iter()
-                .filter(|e| e.matches(query, typed))
-                .for_each(each);
-            return;
-        };
-        let from = self
-            .words
-            .partition_point(|(w, _)| w.as_str() < key.as_str());
-        let mut candidates: Vec<u32> = self.words[from..]
-            .iter()
-            .take_while(|(w, _)| w.starts_with(key.as_str()))
-            .map(|(_, i)| *i)
-            .collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        for i in candidates {
-            let entry = &self.entries[i as usize];
-            if entry.matches(query, typed) {
-                each(entry);
-            }
-        }
-    }
-}
-
+/// A practice's copy, and when it was last searched.
 struct Copy {
     used: Instant,
     index: Arc<Index>,
@@ -525,55 +408,4 @@ pub async fn follow_announcements(
 /// Completes once `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn patient(id: &str, first: &str, last: &str, dob: &str) -> Entry {
-        Entry::new(Patient {
-            id: id.into(),
-            first_name: Some(first.into()),
-            last_name: Some(last.into()),
-            dob: Some(dob.into()),
-            ..Patient::default()
-        })
-    }
-
-    fn names(index: &Index, query: &str) -> Vec<String> {
-        let typed: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
-        let mut found = Vec::new();
-        index.find(query, &typed, |e| found.push(e.patient.display_name()));
-        found
-    }
-
-    #[test]
-    fn the_word_index_finds_what_a_full_scan_finds_in_name_order() {
-        let index = Index::new(vec![
-            patient("pat-3", "Zoë", "Quist-Mora", "1970-01-01"),
-            patient("pat-1", "Ava", "Thompson", "1984-03-12"),
-            patient("pat-2", "Avery", "Thomas", "1990-07-04"),
-            patient("pat-4", "Sofía", "Martínez", "1992-06-25"),
-        ]);
-        assert_eq!(names(&index, "av"), ["Ava Thompson", "Avery Thomas"]);
-        assert_eq!(names(&index, "thom av"), ["Ava Thompson", "Avery Thomas"]);
-        assert_eq!(names(&index, "thompson"), ["Ava Thompson"]);
-        assert_eq!(names(&index, "mora"), ["Zoë Quist-Mora"]);
-        assert_eq!(names(&index, "zoe quist-m"), ["Zoë Quist-Mora"]);
-        assert_eq!(names(&index, "sofia 1992"), ["Sofía Martínez"]);
-        assert_eq!(names(&index, "12/03/1984"), ["Ava Thompson"]);
-        assert_eq!(names(&index, "pat-4"), ["Sofía Martínez"]);
-        assert!(names(&index, "hompson").is_empty());
-        for query in ["a", "th", "1984", "quist", "martinez sof", "x"] {
-            let typed: Vec<String> = fold(query).split_whitespace().map(String::from).collect();
-            let scanned: Vec<String> = index
-                .entries
-                .iter()
-                .filter(|e| e.matches(query, &typed))
-                .map(|e| e.patient.display_name())
-                .collect();
-            assert_eq!(names(&index, query), scanned, "{query}");
-        }
-    }
 }
