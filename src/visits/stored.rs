@@ -1,0 +1,142 @@
+//! A visit as stored: its patient data sealed with the row's identity, opened as it is read;
+//! and the one-off sealing of rows written before sealing began.
+
+use super::{AppState, Visit, VisitId};
+use crate::{
+    crypto::{CryptoError, SecretBox, row_aad},
+    tenancy::PracticeId,
+};
+
+/// A visit as stored: `patient_name`, `launch`, `result` and `error_message` hold patient data
+/// and are sealed ([`SecretBox::seal_text`], the row's practice and id as associated data);
+/// [`StoredVisit::open`] reads them. Ids, states, times and the clinician's name stay plain:
+/// the queries sort and filter by them.
+#[derive(Debug, Clone)]
+pub struct StoredVisit(Visit);
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for StoredVisit {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Visit::from_row(row).map(StoredVisit)
+    }
+}
+
+impl StoredVisit {
+    /// Opens the sealed columns of a row of `practice_id`.
+    pub fn open(self, secrets: &SecretBox, practice_id: &str) -> Result<Visit, CryptoError> {
+        let mut visit = self.0;
+        let aad = |column: &str| row_aad("visits", column, practice_id, visit.id.as_str());
+        let (name, launch) = (aad("patient_name"), aad("launch"));
+        let (result, error) = (aad("result"), aad("error_message"));
+        visit.patient_name = secrets.open_text(&visit.patient_name, &name)?;
+        visit.launch = secrets.open_text(&visit.launch, &launch)?;
+        if let Some(r) = visit.result.take() {
+            visit.result = Some(secrets.open_text(&r, &result)?);
+        }
+        if let Some(m) = visit.error_message.take() {
+            visit.error_message = Some(secrets.open_text(&m, &error)?);
+        }
+        Ok(visit)
+    }
+}
+
+/// Seals a patient-data column of a visit for storing.
+pub(super) fn seal(
+    state: &AppState,
+    column: &str,
+    practice_id: &PracticeId,
+    visit_id: &VisitId,
+    plain: &str,
+) -> String {
+    seal_for(state, column, practice_id.as_str(), visit_id, plain)
+}
+
+fn seal_for(
+    state: &AppState,
+    column: &str,
+    practice: &str,
+    visit_id: &VisitId,
+    plain: &str,
+) -> String {
+    state.secrets.seal_text(
+        plain,
+        &row_aad("visits", column, practice, visit_id.as_str()),
+    )
+}
+
+/// The columns a query reads a [`StoredVisit`] from.
+pub const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
+    partner_ref, launch, result, error_message, hint_interaction_id, hint_status, created_at, updated_at, completed_at";
+
+/// Opens rows read for `practice_id`; a row that does not open is a row that does not decode.
+pub(super) fn open_rows(
+    state: &AppState,
+    practice_id: &PracticeId,
+    rows: Vec<StoredVisit>,
+) -> Result<Vec<Visit>, sqlx::Error> {
+    rows.into_iter()
+        .map(|row| {
+            row.open(&state.secrets, practice_id.as_str())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
+        .collect()
+}
+
+/// Seals the patient data of rows written before sealing began (run at start; a no-op once
+/// done). Answers how many rows it sealed.
+pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
+    let unsealed = format!(
+        "SELECT practice_id, {VISIT_COLUMNS} FROM visits WHERE patient_name NOT LIKE '{p}%' \
+         OR launch NOT LIKE '{p}%' OR (result IS NOT NULL AND result NOT LIKE '{p}%') \
+         OR (error_message IS NOT NULL AND error_message NOT LIKE '{p}%') LIMIT 500",
+        p = crate::crypto::SEALED_TEXT
+    );
+    let mut sealed = 0;
+    loop {
+        let rows = sqlx::query(&unsealed).fetch_all(state.db.writer()).await?;
+        if rows.is_empty() {
+            return Ok(sealed);
+        }
+        for row in rows {
+            use sqlx::{FromRow, Row};
+            // A maintenance pass over every practice's rows: each is sealed for its own.
+            let practice: String = row.try_get("practice_id")?;
+            let stored = StoredVisit::from_row(&row)?;
+            let read = stored.0.clone();
+            let visit = stored
+                .open(&state.secrets, &practice)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let id = &visit.id;
+            let p = practice.as_str();
+            // Only if the row is still as read: another instance may have written it since.
+            let done = sqlx::query(
+                "UPDATE visits SET patient_name = $1, launch = $2, result = $3, error_message = $4 \
+                 WHERE practice_id = $5 AND id = $6 AND patient_name = $7 AND launch = $8 \
+                 AND COALESCE(result, '') = $9 AND COALESCE(error_message, '') = $10",
+            )
+            .bind(seal_for(state, "patient_name", p, id, &visit.patient_name))
+            .bind(seal_for(state, "launch", p, id, &visit.launch))
+            .bind(
+                visit
+                    .result
+                    .as_deref()
+                    .map(|r| seal_for(state, "result", p, id, r)),
+            )
+            .bind(
+                visit
+                    .error_message
+                    .as_deref()
+                    .map(|m| seal_for(state, "error_message", p, id, m)),
+            )
+            .bind(p)
+            .bind(id)
+            .bind(&read.patient_name)
+            .bind(&read.launch)
+            .bind(read.result.as_deref().unwrap_or_default())
+            .bind(read.error_message.as_deref().unwrap_or_default())
+            .execute(state.db.writer())
+            .await?
+            .rows_affected();
+            sealed += done;
+        }
+    }
+}
