@@ -155,8 +155,8 @@ pub struct ReportSent {
 }
 
 /// What a visit stores and the interaction page shows. Absent fields and empty lists are left
-/// out when it is stored (every field reads back with its default): a MediQuo receipt's sealed
-/// result was most of the 1,252 bytes of WAL it wrote per delivery.
+/// out when it is stored (every field reads back with its default): the sealed result is most
+/// of what a delivery writes (docs/performance.md).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct MediquoResult {
     /// The event it came from.
