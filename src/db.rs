@@ -67,8 +67,8 @@ impl Db {
         };
         let url = match backend {
             // Batched statements come in one text per batch size (sessions, results, the trail):
-            // with sqlx's default of 100 prepared statements per connection they pushed each
-            // other out, and PostgreSQL parsed and planned them again and again.
+            // more than sqlx's default of 100 prepared statements per connection holds, and
+            // each one pushed out is parsed and planned again.
             Backend::Postgres if !url.contains("statement-cache-capacity") => format!(
                 "{url}{}statement-cache-capacity={STATEMENT_CACHE}",
                 if url.contains('?') { '&' } else { '?' }
@@ -106,9 +106,9 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
-                    // No ping before each use: it doubled the round trips of every statement
-                    // (the session writer's among them). A connection that died with the
-                    // server fails its next statement once and is then dropped by the pool.
+                    // No ping before each use: it would double every statement's round trips.
+                    // A connection that died with the server fails its next statement once and
+                    // is then dropped by the pool.
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
@@ -149,12 +149,11 @@ impl Db {
     }
 
     /// A connection for a writer that sends one batched statement after another (the burst
-    /// writer's receipts, `visits/burst.rs`, and new sessions, `hint/session.rs`). On PostgreSQL it is the writer's own, out of the
-    /// pool, kept between statements and planned once: every statement through the pool
-    /// costs a second round trip (sqlx pings each connection it takes back), and PostgreSQL
-    /// planned each batch anew with its parameters' values in hand, to the same plan every
-    /// time (generic plans took 15–25 % more receipts a second, `benches/webhooks.sh`). On
-    /// SQLite it is the pool's one writer connection.
+    /// writer's receipts, `visits/burst.rs`, and new sessions, `hint/session.rs`). On
+    /// PostgreSQL it is the writer's own, out of the pool, kept between statements and with
+    /// generic plans: every statement through the pool costs a second round trip (sqlx pings
+    /// each connection it takes back), and a custom plan, made anew for each batch's values,
+    /// comes out the same every time. On SQLite it is the pool's one writer connection.
     async fn writer_connection(&self) -> Result<WriterConnection, sqlx::Error> {
         let connection = self.writer.acquire().await?;
         Ok(match self.backend {

@@ -4,8 +4,9 @@
 //! load, one commit per request is the ceiling. A [`GroupCommit`] hands every item to one
 //! writer task, which takes everything waiting (up to its batch size), writes it with one
 //! transaction and answers each caller only once that transaction is committed, so an answer
-//! never runs ahead of what is stored. Used for handshake sessions and audit entries (visit
-//! results have their own writer, `visits::completion`, which also decides per item).
+//! never runs ahead of what is stored. Used for handshake sessions and audit entries (partners'
+//! deliveries have their own writer, `visits::burst`, which stores a burst as receipts and
+//! decides per item).
 
 use std::{future::Future, sync::Arc};
 

@@ -87,7 +87,7 @@ enum AuditCommand {
 }
 
 // Many small allocations per request (headers, JSON, SQL binds): mimalloc spends less on them
-// than glibc's malloc (`benches/webhooks.sh`).
+// than glibc's malloc (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

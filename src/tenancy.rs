@@ -2,7 +2,7 @@
 //!
 //! Every row of practice data carries `practice_id`, and every function that reads or writes
 //! such rows takes a [`PracticeId`] as its first argument after the state. A `PracticeId` is
-//! not made from any string: [`PracticeId::verified`] is called only where the practice has
+//! not made from any string: `PracticeId::verified` is called only where the practice has
 //! been proven, and a test below keeps that list closed:
 //!
 //! - `hint/session.rs`: the session of a request (opened by a signed handshake);

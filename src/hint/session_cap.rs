@@ -2,9 +2,9 @@
 //!
 //! A handshake is answered once its session is committed; the cap follows within a tenth of a
 //! second, for every user who opened a session in that tenth, with one statement. Applied per
-//! handshake (as it was), the cap's deletion cost PostgreSQL more than the sessions' insertion
-//! and halved the handshakes a second; a user's oldest session ending 100 ms later changes
-//! nothing a clinician sees.
+//! handshake, the cap's deletion costs the database more than the sessions' insertion
+//! (docs/performance.md); a user's oldest session ending 100 ms later changes nothing a
+//! clinician sees.
 
 use std::{collections::HashSet, time::Duration};
 

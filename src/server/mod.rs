@@ -1,5 +1,5 @@
 //! The HTTP surface as a whole: every route with the middleware in front of it
-//! ([`router`]), served by our own connection loop ([`serve`]: timeouts and caps). Requests
+//! ([`router`]), served by our own connection loop ([`serve()`]: timeouts and caps). Requests
 //! are traced by route, never by path (paths carry codes and ids a client chose), under a
 //! request id that is ours or checked ([`request_id`]).
 

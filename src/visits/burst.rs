@@ -19,7 +19,8 @@
 //! behind, and one that knows of none looks every `look_for_left`.
 //!
 //! What is stored, and how, is a [`Burst`]: visit results (`completion.rs`) and visits that
-//! arrive finished (`recording.rs`).
+//! arrive finished (`recording.rs`). What was measured to choose the constants below:
+//! docs/performance.md.
 
 use std::{
     collections::HashSet,
@@ -54,9 +55,6 @@ const QUEUE: usize = 4096;
 const RECEIPTS_IN_FLIGHT: usize = 2;
 /// …the second only once this many deliveries wait: fewer wait for the batch in flight to
 /// commit and join the next, so batches are larger and each commit serves more deliveries.
-/// In `benches/webhooks.sh` on PostgreSQL, against two at once: PostgreSQL's CPU per delivery
-/// ~22–24 µs against 27–28; against one at a time: deliveries per second 3–10 % higher (the
-/// cores idle less while a batch commits).
 const SECOND_BATCH_FROM: usize = 16;
 /// Receipts filed in one transaction once the burst has paused, and while it lasts.
 const FILE_BATCH: usize = 256;

@@ -3,7 +3,7 @@
 //!
 //! Filing one: the visit created completed (a partner reference stored before, or twice in a
 //! batch, is stored once), its write-back job queued and its trail entry chained, in three
-//! statements whatever the batch's size (row by row, a batch of 32 took ~150 round trips). A
+//! statements whatever the batch's size. A
 //! burst's receipt is one row in `recording_receipts` holding the visit as it will be stored,
 //! its id chosen and its columns sealed, stored only for a reference no visit holds yet.
 //! Sealing is done by each caller before the writer sees the visit: the writer only writes.

@@ -19,13 +19,22 @@ pub struct Envelope {
 pub const CONSULTATION_FINISHED: &str = "patient_consultation_finished";
 pub const REPORT_SENT: &str = "patient_report_sent";
 
-/// Text or a number, as text; anything else as absent.
-fn loose_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+/// Text or a number, read as text (anything else as absent); written as it is.
+mod loose_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    }
+
+    pub fn serialize<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        text.serialize(s)
+    }
 }
 
 /// A list, or nothing when null or missing.
@@ -34,156 +43,142 @@ fn loose_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Ve
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Consultation {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `appointment` or `chat`.
-    #[serde(rename = "type", default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "type",
+        with = "loose_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kind: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
-    #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speciality: Option<Named>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Named {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
 /// Subjective, objective, assessment, plan.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct SoapContent {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub subjective: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub objective: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub assessment: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Report {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "type", default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "type",
+        with = "loose_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kind: Option<String>,
-    #[serde(default)]
     pub content: SoapContent,
 }
 
 /// An allergy, disease or medication in the patient's history.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct HistoryItem {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub posology: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Prescription {
-    #[serde(default, deserialize_with = "loose_text")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "loose_text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "loose_list")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "loose_list", skip_serializing_if = "Vec::is_empty")]
     pub active_substances: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
 pub struct PatientPart {
-    #[serde(default, deserialize_with = "loose_text")]
+    #[serde(with = "loose_text")]
     pub code: Option<String>,
-    #[serde(default, deserialize_with = "loose_list")]
+    #[serde(deserialize_with = "loose_list")]
     pub allergies: Vec<HistoryItem>,
-    #[serde(default, deserialize_with = "loose_list")]
+    #[serde(deserialize_with = "loose_list")]
     pub diseases: Vec<HistoryItem>,
-    #[serde(default, deserialize_with = "loose_list")]
+    #[serde(deserialize_with = "loose_list")]
     pub medications: Vec<HistoryItem>,
 }
 
 /// `patient_consultation_finished`'s payload.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ConsultationFinished {
-    #[serde(default)]
     pub consultation: Consultation,
-    #[serde(default, deserialize_with = "loose_list")]
+    #[serde(deserialize_with = "loose_list")]
     pub reports: Vec<Report>,
-    #[serde(default)]
     pub patient: PatientPart,
-    #[serde(default)]
     pub professional: Option<Named>,
-    #[serde(default, deserialize_with = "loose_list")]
+    #[serde(deserialize_with = "loose_list")]
     pub prescriptions: Vec<Prescription>,
 }
 
 /// `patient_report_sent`'s payload: one report, no report id.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ReportSent {
-    #[serde(rename = "type", default, deserialize_with = "loose_text")]
+    #[serde(rename = "type", with = "loose_text")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub content: SoapContent,
-    #[serde(default)]
     pub patient: PatientPart,
 }
 
 /// What a visit stores and the interaction page shows. Absent fields and empty lists are left
-/// out when it is stored (every field reads back with its default): a MediQuo receipt's sealed
-/// result was most of the 1,252 bytes of WAL it wrote per delivery.
+/// out when it is stored and read back as their defaults (`event` alone is required, so the
+/// defaults are per field): the sealed result is most of what a delivery writes
+/// (docs/performance.md).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct MediquoResult {
     /// The event it came from.
     pub event: String,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_on: Option<i64>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consultation: Option<Consultation>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub professional: Option<Named>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<Report>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prescriptions: Vec<Prescription>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allergies: Vec<HistoryItem>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diseases: Vec<HistoryItem>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub medications: Vec<HistoryItem>,
 }
 
@@ -316,6 +311,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&read).unwrap(), stored);
         assert!(read.prescriptions.is_empty() && read.professional.is_none());
         assert_eq!(read.reports[0].content.plan.as_deref(), Some("rest"));
+        assert!(serde_json::from_str::<MediquoResult>(r#"{"reports":[]}"#).is_err());
     }
 
     #[test]
