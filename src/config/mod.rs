@@ -132,11 +132,9 @@ pub struct ResultSettings {
     /// …and, while a burst does not pause, a few at least this often.
     pub file_at_least_every: Duration,
     /// With this many receipts waiting, results are filed at once again: the burst then waits
-    /// on the database instead of growing the backlog. A million by default: on 2 cores,
-    /// about 40 s of a burst at full pace, filed in about two minutes once it pauses
-    /// (their write-backs wait on Hint's 20 calls/s per practice far longer anyway). At
-    /// 100,000, a burst of 8 s reached it and its last seconds were answered at the filing
-    /// pace (about 10,000/s against 25,000).
+    /// on the database instead of growing the backlog. High, so that a burst of tens of
+    /// seconds is still answered at the receipts' pace (their write-backs wait on Hint's
+    /// per-practice budget far longer anyway; docs/performance.md).
     pub max_waiting: usize,
     /// How often an instance that knows of no receipt looks for some (another instance stored
     /// them and died before filing them).

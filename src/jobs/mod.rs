@@ -427,7 +427,6 @@ pub async fn retry_dead(
     Ok(true)
 }
 
-/// Counts of queued and dead jobs, for tests and operators.
 /// Jobs by kind and state, over every practice (for operators' metrics).
 pub async fn census(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
     let rows = sqlx::query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")

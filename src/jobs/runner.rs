@@ -132,8 +132,7 @@ impl<R: RunJob> JobRunner<R> {
         // jobs (`claim`); after one finds nothing, the next waits `poll_interval`, whatever
         // wakes the runner meanwhile (each stored webhook does, and each finished job: a busy
         // practice finishing its jobs one by one would have the runner probe ten times a
-        // second; when the claim still read the passed-over backlog, that was PostgreSQL's
-        // largest cost under a burst of results). Another practice's job waits at most that long.
+        // second). Another practice's job waits at most that long.
         let mut skip_scan_after = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             self.status.seen(settings.lease);
@@ -198,8 +197,8 @@ impl<R: RunJob> JobRunner<R> {
             skip.extend(paused);
         }
         // Passing over some practices, the claim looks among the others only: found first by
-        // probing an index once per practice, not by reading the passed-over backlogs (which a
-        // `NOT IN` did, in `run_at` order, row by row).
+        // probing an index once per practice, not by reading the passed-over backlogs (a
+        // `NOT IN` reads them in `run_at` order, row by row).
         let now = now_ms();
         let among = if skip.is_empty() {
             Vec::new()
@@ -232,8 +231,8 @@ impl<R: RunJob> JobRunner<R> {
              AND state = $4 AND (locked_until IS NULL OR locked_until < $3) \
              RETURNING id, practice_id, kind, payload, attempts, max_attempts"
         );
-        // Planned on each use: a plan kept from when the queue was short scanned all of it
-        // once the queue had grown (10 ms a claim at 30,000 queued jobs).
+        // Planned on each use: a plan kept from when the queue was short would scan all of it
+        // once the queue has grown.
         let mut query = sqlx::query(&sql)
             .persistent(false)
             .bind(&self.worker_id)

@@ -5,7 +5,7 @@
 //! One settings flow serves every partner: a partner describes its connection by implementing
 //! [`Connection`] (what is stored, its form, how a form becomes a connection, a harmless real
 //! call that tests it, its section of the settings page) and mounts [`routes`]; [`save`],
-//! [`test`] and [`section`] do the rest. A save tests what was entered with the partner before
+//! [`test()`] and [`section`] do the rest. A save tests what was entered with the partner before
 //! storing it: credentials the partner refuses are not stored unless the admin says "Save
 //! anyway" (then they are, flagged). Every section shows the connection's health
 //! (`visits::health`): connected, failing since when and why, or never used.

@@ -48,7 +48,7 @@ fn address_in(entry: &str) -> Option<IpAddr> {
 pub struct ClientAddr(pub IpAddr);
 
 impl ClientAddr {
-    /// The client of `request`; `None` when it did not come through [`super::serve`].
+    /// The client of `request`; `None` when it did not come through [`super::serve()`].
     pub fn of<B>(request: &Request<B>) -> Option<IpAddr> {
         if let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>() {
             return Some(*ip);

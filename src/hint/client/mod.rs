@@ -4,7 +4,7 @@
 //! most `max_concurrency_per_practice` calls per practice are in flight, they are paced to
 //! `requests_per_second`, and a 429 ("Enhance your calm", no `Retry-After`) is retried in place
 //! with doubling back-off and jitter before the call gives up with the 429 (the job queue then
-//! retries later). A call that may be repeated safely ([`Repeat::Safe`]: reads, and patches to
+//! retries later). A call that may be repeated safely (`Repeat::Safe`: reads, and patches to
 //! the same fields) is also retried in place after a 5xx, a timeout or no connection, a few
 //! times with jitter; a create is not (its answer may be lost after Hint applied it: the write
 //! back looks for it before it creates again).

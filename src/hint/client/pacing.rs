@@ -144,7 +144,7 @@ pub(super) struct PracticeLimit {
 
 /// The calls sent in the last second: a call goes out only while fewer than the budget were
 /// sent in the second before it, so no one-second window ever holds more than the budget (a
-/// token bucket let a full bucket out after a pause and as many again within the second).
+/// token bucket would let a full bucket out after a pause and as many again within the second).
 #[derive(Default)]
 struct Pace {
     sent: VecDeque<Instant>,
@@ -191,7 +191,8 @@ mod tests {
         });
         let start = Instant::now();
         let mut sent = Vec::new();
-        // A burst of 60 calls, a pause, then another burst: the old bucket let 2× through.
+        // Two bursts of 30 calls 2.5 s apart: a token bucket would let the second through at
+        // up to twice the budget in one second.
         for burst in 0..2 {
             let calls: Vec<_> = (0..30)
                 .map(|_| {
