@@ -113,7 +113,7 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for PracticeId {
 mod tests {
     /// The files that may call `PracticeId::verified` (see the module's documentation).
     const VERIFIED_IN: [&str; 8] = [
-        "hint/session.rs",
+        "hint/session/extractor.rs",
         "hint/handshake.rs",
         "hint/webhooks.rs",
         "hint/install.rs",

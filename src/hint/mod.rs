@@ -14,7 +14,6 @@ pub mod patient_index;
 pub mod registration;
 pub mod review;
 pub mod session;
-pub mod session_cap;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -1,0 +1,353 @@
+//! Where sessions live: `tower_sessions` records kept in `hint_sessions` by the hash of their
+//! key; new sessions group-committed in bursts; expired ones swept.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use tower_sessions_core::{
+    SessionStore,
+    session::{Id, Record},
+    session_store,
+};
+
+use super::cap::SessionCap;
+use super::{DATA_KEY, SessionData};
+use crate::hint::HintState;
+use crate::{
+    config::SessionSettings,
+    crypto::sha256_hex,
+    db::{Db, WriterConnection, now_ms, placeholders},
+    error::AppError,
+    group_commit::GroupCommit,
+};
+
+/// Keeps `tower_sessions` records in `hint_sessions`, by the hash of their id.
+#[derive(Debug, Clone)]
+pub struct HintSessionStore {
+    db: Db,
+    idle_timeout_ms: i64,
+    /// Writes new sessions, group-committed.
+    openings: GroupCommit<Opening>,
+    /// Ends users' sessions beyond the cap, shortly after their new ones are committed.
+    cap: SessionCap,
+    /// Practices' names as this instance last wrote or saw them: a handshake writes the
+    /// practice row only when its name is new here.
+    practice_names: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+/// A session to open, with its practice's row when that needs writing.
+#[derive(Debug)]
+struct Opening {
+    key_hash: String,
+    data: SessionData,
+    practice_name: Option<String>,
+}
+
+/// Most sessions opened in one transaction, and how many may wait.
+const MAX_OPENINGS: usize = 128;
+const OPENINGS_QUEUE: usize = 4096;
+/// Most practice names remembered (beyond that the memory starts again), and for how long (a
+/// rename written by another instance is then written here too).
+const MAX_PRACTICE_NAMES: usize = 100_000;
+const PRACTICE_NAME_FOR: Duration = Duration::from_secs(600);
+
+impl HintSessionStore {
+    /// Starts the writer of new sessions (it needs the Tokio runtime).
+    pub fn new(db: Db, settings: &SessionSettings) -> Self {
+        let writer_db = db.clone();
+        // The writer's own connection between batches on PostgreSQL (`Db::writer_connection`):
+        // batches are written one after another, so the lock is never waited for.
+        let kept = Arc::new(tokio::sync::Mutex::new(None::<WriterConnection>));
+        let openings = GroupCommit::spawn(
+            "new sessions",
+            MAX_OPENINGS,
+            OPENINGS_QUEUE,
+            move |batch: Vec<Opening>| {
+                let (db, kept) = (writer_db.clone(), kept.clone());
+                async move {
+                    let mut slot = kept.lock().await;
+                    let mut connection = db.reuse(slot.take()).await.map_err(|e| e.to_string())?;
+                    let written = write_openings(&mut connection, &batch).await;
+                    // Kept unless the batch failed (a connection in doubt is closed).
+                    if written.is_ok() && connection.is_own() {
+                        *slot = Some(connection);
+                    }
+                    written.map_err(|e| e.to_string())
+                }
+            },
+        );
+        let cap = SessionCap::spawn(db.clone(), settings.max_per_user);
+        Self {
+            db,
+            idle_timeout_ms: settings.idle_timeout.as_millis() as i64,
+            openings,
+            cap,
+            practice_names: Arc::default(),
+        }
+    }
+
+    /// Opens a session under `id` (committed when this returns), writing its practice's row
+    /// when `practice_name` is new to this instance.
+    pub(super) async fn open(
+        &self,
+        id: &Id,
+        data: SessionData,
+        practice_name: &str,
+    ) -> Result<(), AppError> {
+        let known = self
+            .practice_names
+            .lock()
+            .expect("practice names")
+            .get(&data.practice_id)
+            .is_some_and(|(name, at)| name == practice_name && at.elapsed() < PRACTICE_NAME_FOR);
+        let user = (data.practice_id.clone(), data.user_id.clone());
+        let opening = Opening {
+            key_hash: key_hash(id),
+            data,
+            practice_name: (!known).then(|| practice_name.to_string()),
+        };
+        self.openings
+            .submit(opening)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+        if !known {
+            let mut names = self.practice_names.lock().expect("practice names");
+            if names.len() >= MAX_PRACTICE_NAMES {
+                names.clear();
+            }
+            names.insert(user.0.clone(), (practice_name.to_string(), Instant::now()));
+        }
+        self.cap.opened(user);
+        Ok(())
+    }
+
+    fn data(record: &Record) -> session_store::Result<SessionData> {
+        let value = record
+            .data
+            .get(DATA_KEY)
+            .cloned()
+            .ok_or_else(|| session_store::Error::Encode("a session without data".into()))?;
+        serde_json::from_value(value).map_err(|e| session_store::Error::Encode(e.to_string()))
+    }
+
+    async fn insert(&self, record: &Record, data: &SessionData) -> Result<(), sqlx::Error> {
+        let mut data = data.clone();
+        data.last_seen_at = now_ms();
+        insert_sessions(self.db.writer(), &[(key_hash(&record.id), &data)]).await
+    }
+}
+
+fn key_hash(id: &Id) -> String {
+    sha256_hex(id.to_string().as_bytes())
+}
+
+fn backend(e: sqlx::Error) -> session_store::Error {
+    // The store's errors end up in logs: the database error, never session data.
+    session_store::Error::Backend(format!("hint_sessions: {e}"))
+}
+
+#[async_trait::async_trait]
+impl SessionStore for HintSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = Self::data(record)?;
+        // 128 random bits collide essentially never; if they do, draw again.
+        for _ in 0..3 {
+            match self.insert(record, &data).await {
+                Ok(()) => return Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    record.id = Id::default()
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "could not draw a free session id".into(),
+        ))
+    }
+
+    /// Saving an existing session records that it was used (its data never changes).
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let updated = sqlx::query("UPDATE hint_sessions SET last_seen_at = $1 WHERE key_hash = $2")
+            .bind(now_ms())
+            .bind(key_hash(&record.id))
+            .execute(self.db.writer())
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if updated == 0 {
+            self.insert(record, &Self::data(record)?)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT s.practice_id, p.name AS practice_name, s.user_id, s.user_email, s.user_name, s.roles, \
+             s.access_context, s.patient_id, s.interaction_id, s.access_token_sealed, s.created_at, \
+             s.last_seen_at, s.expires_at \
+             FROM hint_sessions s LEFT JOIN practices p ON p.id = s.practice_id \
+             WHERE s.key_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
+        )
+        .bind(key_hash(id))
+        .bind(now)
+        .bind(now - self.idle_timeout_ms)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data =
+            SessionData::from_row(&row).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let last_seen = data.last_seen_at;
+        let expiry = (last_seen + self.idle_timeout_ms).min(data.expires_at);
+        let mut record = Record {
+            id: *id,
+            data: Default::default(),
+            expiry_date: OffsetDateTime::from_unix_timestamp_nanos(expiry as i128 * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?,
+        };
+        let value =
+            serde_json::to_value(&data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        record.data.insert(DATA_KEY.to_string(), value);
+        Ok(Some(record))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM hint_sessions WHERE key_hash = $1")
+            .bind(key_hash(id))
+            .execute(self.db.writer())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// One transaction for a burst of new sessions: the practice rows whose name is new (written
+/// only when it really changed, in id order so that instances writing at once never
+/// deadlock), then the sessions; one statement alone when no practice row needs writing.
+async fn write_openings(
+    connection: &mut sqlx::AnyConnection,
+    batch: &[Opening],
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let mut practices: Vec<(&str, &str)> = Vec::new();
+    for opening in batch {
+        if let Some(name) = opening.practice_name.as_deref() {
+            let id = opening.data.practice_id.as_str();
+            match practices.iter_mut().find(|(p, _)| *p == id) {
+                Some(entry) => entry.1 = name,
+                None => practices.push((id, name)),
+            }
+        }
+    }
+    practices.sort_unstable();
+    let sessions: Vec<(String, &SessionData)> = batch
+        .iter()
+        .map(|o| (o.key_hash.clone(), &o.data))
+        .collect();
+    if practices.is_empty() {
+        // One statement commits itself: no BEGIN and COMMIT to wait for.
+        return insert_sessions(connection, &sessions).await;
+    }
+    let mut tx = sqlx::Connection::begin(connection).await?;
+    let at = practices.len() * 2 + 1;
+    let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
+    let sql = format!(
+        "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+         WHERE practices.name <> excluded.name"
+    );
+    let mut query = sqlx::query(&sql);
+    for (id, name) in &practices {
+        query = query.bind(*id).bind(*name);
+    }
+    query.bind(now).execute(&mut *tx).await?;
+    insert_sessions(&mut *tx, &sessions).await?;
+    tx.commit().await
+}
+
+/// Inserts sessions (key hash, data) with one statement.
+async fn insert_sessions(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    sessions: &[(String, &SessionData)],
+) -> Result<(), sqlx::Error> {
+    let sql = insert_sessions_sql(sessions.len());
+    let mut query = sqlx::query(&sql);
+    for (key_hash, data) in sessions {
+        query = query
+            .bind(key_hash)
+            .bind(&data.practice_id)
+            .bind(&data.user_id)
+            .bind(&data.user_email)
+            .bind(&data.user_name)
+            .bind(&data.roles)
+            .bind(&data.access_context)
+            .bind(&data.patient_id)
+            .bind(&data.interaction_id)
+            .bind(&data.access_token_sealed)
+            .bind(data.created_at)
+            .bind(data.last_seen_at)
+            .bind(data.expires_at);
+    }
+    query.execute(executor).await?;
+    Ok(())
+}
+
+/// The insert of `rows` sessions, written once per batch size (the writer sends one per batch).
+fn insert_sessions_sql(rows: usize) -> Cow<'static, str> {
+    static TEXTS: [OnceLock<String>; MAX_OPENINGS] = [const { OnceLock::new() }; MAX_OPENINGS];
+    let write = || {
+        format!(
+            "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_email, user_name, roles, \
+             access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at) \
+             VALUES {}",
+            placeholders(rows, 13, |p| p)
+        )
+    };
+    match TEXTS.get(rows.wrapping_sub(1)) {
+        Some(text) => Cow::Borrowed(text.get_or_init(write)),
+        None => Cow::Owned(write()),
+    }
+}
+
+/// Sweeps expired sessions every minute until `stop` turns true (`Application::run_until_stopped`
+/// runs it beside the server).
+pub async fn sweep_periodically(state: HintState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = sweep_expired(&state).await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Deletes sessions past either timeout.
+pub async fn sweep_expired(state: &HintState) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
+    let done =
+        sqlx::query("DELETE FROM hint_sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(idle_cutoff)
+            .execute(state.db.writer())
+            .await?;
+    Ok(done.rows_affected())
+}
