@@ -117,7 +117,7 @@ mod tests {
         "hint/handshake.rs",
         "hint/webhooks.rs",
         "hint/install.rs",
-        "partners/connection.rs",
+        "partners/connection/delivery.rs",
         "jobs/runner.rs",
         "hint/directory/mod.rs",
         "visits/burst.rs",
