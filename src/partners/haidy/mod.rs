@@ -7,10 +7,11 @@
 //! polled, its report fetched (JSON, else text) and marked downloaded.
 
 pub mod client;
+pub mod connection;
 pub mod files;
 pub mod launch;
-pub mod settings;
-pub mod visit;
+pub mod page;
+pub mod poll;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,7 +24,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::connection;
+use super::connection as connections;
 use crate::{
     config::{ConfigError, parse_url},
     db::now_ms,
@@ -36,8 +37,8 @@ use crate::{
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
+pub use self::connection::HaidyConnection;
 pub use client::HaidyClient;
-pub use settings::HaidyConnection;
 
 /// Haidy's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("haidy");
@@ -127,7 +128,7 @@ impl PartnerTool for Haidy {
                 post(launch::add_files).layer(DefaultBodyLimit::max(files::BODY_LIMIT)),
             )
             .with_state(PartnerState::new(app.clone(), self.clone()))
-            .merge(connection::routes::<HaidyConnection>(self, app))
+            .merge(connections::routes::<HaidyConnection>(self, app))
     }
 
     async fn settings_section(
@@ -135,7 +136,7 @@ impl PartnerTool for Haidy {
         app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        connection::section::<HaidyConnection>(app, session).await
+        connections::section::<HaidyConnection>(app, session).await
     }
 
     async fn poll(
@@ -144,11 +145,11 @@ impl PartnerTool for Haidy {
         practice_id: &PracticeId,
         visit: &Visit,
     ) -> Result<JobOutcome, JobError> {
-        visit::poll(self, app, practice_id, visit).await
+        poll::poll(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
-        visit::render(visit, frame)
+        page::render(visit, frame)
     }
 }
 

@@ -17,14 +17,18 @@ use serde::Deserialize;
 use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
-use super::{HcwAtHome, HcwConnection, HcwLaunch, ID, InviteSummary, Routing, client::NewInvite};
+use super::{
+    HcwAtHome, HcwConnection, HcwLaunch, ID, InviteSummary, Routing, client::NewInvite,
+    connection::require_connection,
+};
 use crate::{
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
     partners::connection::{self, Refusal},
+    tenancy::PracticeId,
     visits::{
-        PartnerError, PartnerState,
+        AppState, PartnerError, PartnerState, Visit,
         launch::{self, LaunchError, Launched},
         page,
     },
@@ -333,5 +337,36 @@ fn names(patient: &Patient) -> (String, String) {
                 l.unwrap_or_else(|| "-".into()),
             )
         }
+    }
+}
+
+/// The partner side of cancelling: revoke the invite (already gone counts as revoked).
+pub async fn revoke(
+    hcw: &HcwAtHome,
+    app: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<(), PartnerError> {
+    let Some(invite_id) = visit.partner_ref.as_deref() else {
+        return Ok(());
+    };
+    let connection = require_connection(app, practice_id).await?;
+    match hcw
+        .client
+        .delete_invite(practice_id, &connection, invite_id)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_refused_request() && e.status() != Some(reqwest::StatusCode::FORBIDDEN) => {
+            Err(PartnerError::Refused {
+                message: format!(
+                    "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
+                    e.reason().unwrap_or_else(|| "refused".into())
+                ),
+                source: e.into(),
+            })
+        }
+        Err(e) => Err(e.into_partner_error()),
     }
 }

@@ -7,10 +7,11 @@
 //! Cancelling revokes the invite.
 
 pub mod client;
+pub mod connection;
 pub mod launch;
-pub mod settings;
+pub mod page;
+pub mod poll;
 pub mod sso;
-pub mod visit;
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,7 +23,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::connection;
+use super::connection as connections;
 use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
@@ -33,8 +34,8 @@ use crate::{
     visits::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
+pub use self::connection::{HcwConnection, Routing};
 pub use client::HcwClient;
-pub use settings::{HcwConnection, Routing};
 
 /// HCW@Home's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("hcw");
@@ -99,14 +100,14 @@ impl PartnerTool for HcwAtHome {
             )
             .route(
                 "/hint/partners/hcw/visits/{visit_id}/sign-in",
-                post(visit::sign_in),
+                post(page::sign_in),
             )
             .route(
                 "/hint/partners/hcw/visits/{visit_id}/finish",
-                post(visit::finish),
+                post(page::finish),
             )
             .with_state(PartnerState::new(app.clone(), self.clone()))
-            .merge(connection::routes::<HcwConnection>(self, app))
+            .merge(connections::routes::<HcwConnection>(self, app))
     }
 
     async fn settings_section(
@@ -114,7 +115,7 @@ impl PartnerTool for HcwAtHome {
         app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        connection::section::<HcwConnection>(app, session).await
+        connections::section::<HcwConnection>(app, session).await
     }
 
     async fn poll(
@@ -123,7 +124,7 @@ impl PartnerTool for HcwAtHome {
         practice_id: &PracticeId,
         visit: &Visit,
     ) -> Result<JobOutcome, JobError> {
-        visit::poll(self, app, practice_id, visit).await
+        poll::poll(self, app, practice_id, visit).await
     }
 
     /// The visit page shows where the call stands (patient waiting, in a call): at most five
@@ -138,11 +139,11 @@ impl PartnerTool for HcwAtHome {
         practice_id: &PracticeId,
         visit: &Visit,
     ) -> Result<(), PartnerError> {
-        visit::revoke(self, app, practice_id, visit).await
+        launch::revoke(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
-        visit::render(visit, frame)
+        page::render(visit, frame)
     }
 
     /// The doctor's sign-in posts to us and is sent on to the practice's HCW@Home server.
@@ -151,7 +152,7 @@ impl PartnerTool for HcwAtHome {
         app: &AppState,
         practice_id: &PracticeId,
     ) -> Result<Vec<String>, AppError> {
-        let connection = connection::load::<HcwConnection>(app, practice_id).await?;
+        let connection = connections::load::<HcwConnection>(app, practice_id).await?;
         Ok(connection
             .map(|c| c.base_url.origin().ascii_serialization())
             .into_iter()

@@ -3,9 +3,9 @@
 //! `x-webhook-signature`; each becomes a completed visit written to the chart as signed.
 //! `patient.code` is the Hint patient id.
 
+pub mod connection;
 pub mod event;
-pub mod result;
-pub mod settings;
+pub mod page;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use axum::{Router, routing::post};
 use serde::{Deserialize, Serialize};
 
-use super::connection;
+use super::connection as connections;
 use crate::{
     error::AppError,
     hint::{Frame, PracticeSession},
@@ -24,7 +24,7 @@ use crate::{
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
-pub use settings::MediquoConnection;
+pub use self::connection::MediquoConnection;
 
 /// MediQuo's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("mediquo");
@@ -50,7 +50,7 @@ impl PartnerTool for MediQuo {
         Router::new()
             .route("/webhooks/mediquo/{practice_id}", post(webhook::receive))
             .with_state(PartnerState::new(app.clone(), self.clone()))
-            .merge(connection::routes::<MediquoConnection>(self, app))
+            .merge(connections::routes::<MediquoConnection>(self, app))
     }
 
     async fn settings_section(
@@ -58,7 +58,7 @@ impl PartnerTool for MediQuo {
         app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        connection::section::<MediquoConnection>(app, session).await
+        connections::section::<MediquoConnection>(app, session).await
     }
 
     /// A MediQuo visit arrives finished: there is nothing open to cancel.
@@ -67,7 +67,7 @@ impl PartnerTool for MediQuo {
     }
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
-        result::render(visit)
+        page::render(visit)
     }
 
     /// A delivery whose patient Hint could not confirm then, tried again.

@@ -2,10 +2,10 @@
 //! `POST /webhooks/tiep/{practice_id}`, with polling of the session as a backstop.
 
 pub mod client;
+pub mod connection;
 pub mod launch;
+pub mod page;
 pub mod poll;
-pub mod result;
-pub mod settings;
 pub mod webhook;
 
 use std::{sync::Arc, time::Duration};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::connection;
+use super::connection as connections;
 use crate::{
     config::{ConfigError, parse_url},
     error::AppError,
@@ -28,8 +28,8 @@ use crate::{
     visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
 };
 
+pub use self::connection::TiepConnection;
 pub use client::TiepClient;
-pub use settings::TiepConnection;
 
 /// Tiep's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("tiep");
@@ -106,7 +106,7 @@ impl PartnerTool for Tiep {
         Router::new()
             .route("/webhooks/tiep/{practice_id}", post(webhook::receive))
             .with_state(PartnerState::new(app.clone(), self.clone()))
-            .merge(connection::routes::<TiepConnection>(self, app))
+            .merge(connections::routes::<TiepConnection>(self, app))
     }
 
     async fn settings_section(
@@ -114,7 +114,7 @@ impl PartnerTool for Tiep {
         app: &AppState,
         session: &PracticeSession,
     ) -> Result<String, AppError> {
-        connection::section::<TiepConnection>(app, session).await
+        connections::section::<TiepConnection>(app, session).await
     }
 
     async fn launch(
@@ -136,7 +136,7 @@ impl PartnerTool for Tiep {
     }
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
-        result::render(visit)
+        page::render(visit)
     }
 }
 

@@ -1,5 +1,5 @@
-//! An HCW@Home visit once the invite exists: its page (patient link, doctor sign-in, finish),
-//! the poll for a closed consultation, finishing it from our frame, and revoking the invite.
+//! An HCW@Home visit's page once the invite exists: the patient link, the doctor's sign-in
+//! (SSO), and finishing the visit from our frame (the consultation closed and stored).
 
 use askama::Template;
 use axum::{
@@ -8,19 +8,18 @@ use axum::{
 };
 
 use super::{
-    HcwAtHome, HcwConnection, HcwLaunch, HcwResult, ID,
+    HcwAtHome, HcwLaunch, HcwResult, ID,
     client::{Consultation, HcwError},
+    connection::require_connection,
+    poll::store,
     sso,
 };
 use crate::{
-    audit::{Action, Actor, Entry},
+    audit::{Action, Entry},
     db::{Moment, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
-    jobs::{JobError, JobOutcome},
-    partners::connection,
-    tenancy::PracticeId,
     visits::AppState,
     visits::{self, PartnerError, PartnerState, Visit, VisitId, page},
 };
@@ -126,20 +125,6 @@ async fn open_visit(
     Ok((visit, invite_id))
 }
 
-/// The practice's HCW@Home server, or words for the clinician that it is not set up.
-async fn require_connection(
-    app: &AppState,
-    practice_id: &PracticeId,
-) -> Result<HcwConnection, PartnerError> {
-    connection::load::<HcwConnection>(app, practice_id)
-        .await?
-        .ok_or_else(|| {
-            PartnerError::NotPossible(
-                "HCW@Home is not set up for this practice yet. Ask a practice admin to enter the HCW@Home server in Chartbridge settings.".into(),
-            )
-        })
-}
-
 /// `POST /hint/partners/hcw/visits/{visit_id}/sign-in` (clinicians; a form with
 /// `target="_blank"`): mints the SSO token now and sends the new tab to HCW.
 pub async fn sign_in(
@@ -212,114 +197,4 @@ async fn close(
     };
     store(hcw, practice_id, &visit, &consultation, &session.actor()).await?;
     Ok(())
-}
-
-/// Completes the visit with the closed consultation; `actor` closed it (the clinician
-/// finishing it, or HCW@Home, as polled).
-async fn store(
-    app: &AppState,
-    practice_id: &PracticeId,
-    visit: &Visit,
-    consultation: &Consultation,
-    actor: &Actor,
-) -> Result<bool, AppError> {
-    let result = HcwResult {
-        consultation: consultation.clone(),
-    };
-    visits::complete(app, practice_id, &visit.id, ID, None, &result, actor).await
-}
-
-/// The `PollPartner` job: a closed consultation completes the visit; none after
-/// `give_up_after` (from the launch or the scheduled time) fails it with a reason.
-pub async fn poll(
-    hcw: &HcwAtHome,
-    app: &AppState,
-    practice_id: &PracticeId,
-    visit: &Visit,
-) -> Result<JobOutcome, JobError> {
-    let settings = &hcw.settings;
-    let now = now_ms();
-    let mut launch: HcwLaunch = visit.launch_data().map_err(JobError::permanent)?;
-    let scheduled = launch
-        .scheduled_for
-        .as_deref()
-        .and_then(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or(0);
-    let deadline = visit.created_at.max(scheduled) + settings.give_up_after.as_millis() as i64;
-    let check_again = JobOutcome::CheckAgainAt(now + settings.poll_every.as_millis() as i64);
-    let Some(invite_id) = visit.partner_ref.as_deref() else {
-        return Ok(check_again);
-    };
-    let connection = connection::load::<HcwConnection>(app, practice_id)
-        .await?
-        .ok_or_else(|| JobError::transient("HCW@Home is no longer set up for this practice"))?;
-    let consultation = hcw
-        .client
-        .consultation(practice_id, &connection, invite_id)
-        .await;
-    match consultation {
-        Ok(Some(c)) if c.is_closed() => {
-            store(app, practice_id, visit, &c, &Actor::partner(ID.as_str())).await?;
-            tracing::info!(%practice_id, visit_id = %visit.id, "hcw consultation found closed by polling");
-            Ok(JobOutcome::Done)
-        }
-        Ok(_) if now > deadline => {
-            let hours = settings.give_up_after.as_secs() / 3600;
-            let reason = format!(
-                "No HCW@Home consultation was closed within {hours} hours. If it took place, close it in HCW@Home; the result is still collected."
-            );
-            visits::fail(app, practice_id, &visit.id, &reason).await?;
-            Ok(JobOutcome::Done)
-        }
-        Ok(found) => {
-            // Let the open visit page say where the call stands (patient waiting, in a call).
-            let status = found.and_then(|c| c.status);
-            if launch.consultation_status != status {
-                launch.consultation_status = status;
-                visits::update_launch(app, practice_id, &visit.id, &launch).await?;
-            }
-            Ok(check_again)
-        }
-        Err(e) if e.is_refused_address() => {
-            // Asking again would call the same address: the visit ends here, with the reason.
-            tracing::warn!(%practice_id, visit_id = %visit.id, "hcw address refused; polling stopped");
-            visits::fail(app, practice_id, &visit.id, &e.for_clinician()).await?;
-            Ok(JobOutcome::Done)
-        }
-        Err(e) => Err(JobError::transient(e)),
-    }
-}
-
-/// The partner side of cancelling: revoke the invite (already gone counts as revoked).
-pub async fn revoke(
-    hcw: &HcwAtHome,
-    app: &AppState,
-    practice_id: &PracticeId,
-    visit: &Visit,
-) -> Result<(), PartnerError> {
-    let Some(invite_id) = visit.partner_ref.as_deref() else {
-        return Ok(());
-    };
-    let connection = require_connection(app, practice_id).await?;
-    match hcw
-        .client
-        .delete_invite(practice_id, &connection, invite_id)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) if e.is_refused_request() && e.status() != Some(reqwest::StatusCode::FORBIDDEN) => {
-            Err(PartnerError::Refused {
-                message: format!(
-                    "HCW@Home cannot revoke the invitation ({}): the patient has probably already joined. Use Finish visit once the call is over.",
-                    e.reason().unwrap_or_else(|| "refused".into())
-                ),
-                source: e.into(),
-            })
-        }
-        Err(e) => Err(e.into_partner_error()),
-    }
 }

@@ -11,7 +11,7 @@ use crate::{
     error::AppError,
     partners::connection::{Connection, Panel, Refusal, SectionView, Tested, keep_blank},
     tenancy::PracticeId,
-    visits::{AppState, PartnerId},
+    visits::{AppState, PartnerError, PartnerId},
 };
 
 /// Shortest SSO secret accepted (it signs doctor sign-ins).
@@ -235,4 +235,18 @@ impl Connection for HcwConnection {
         }
         Ok(section.render()?)
     }
+}
+
+/// The practice's HCW@Home server, or words for the clinician that it is not set up.
+pub(super) async fn require_connection(
+    app: &AppState,
+    practice_id: &PracticeId,
+) -> Result<HcwConnection, PartnerError> {
+    crate::partners::connection::load::<HcwConnection>(app, practice_id)
+        .await?
+        .ok_or_else(|| {
+            PartnerError::NotPossible(
+                "HCW@Home is not set up for this practice yet. Ask a practice admin to enter the HCW@Home server in Chartbridge settings.".into(),
+            )
+        })
 }
