@@ -86,6 +86,10 @@ impl PracticeId {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    pub fn as_external(&self) -> &ExternalId {
+        &self.0
+    }
 }
 
 impl std::fmt::Display for PracticeId {

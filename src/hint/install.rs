@@ -19,7 +19,6 @@ use crate::{
     db::now_ms,
     error::{ApiError, AppError},
     ids::ExternalId,
-    jobs::{self, Job, NewJob},
     tenancy::PracticeId,
 };
 
@@ -147,16 +146,7 @@ async fn install(state: &HintState, code: &str) -> Result<PracticeId, AppError> 
     .execute(&mut *tx)
     .await?;
     // Search needs the practice's patients: the install starts reading them from Hint.
-    if super::patient_index::start(&mut tx, &practice_id).await? {
-        let job = NewJob {
-            practice_id: &practice_id,
-            job: Job::SyncPatients {
-                practice_id: ExternalId::parse(practice_id.as_str())?,
-            },
-            run_at: now,
-        };
-        jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, job).await?;
-    }
+    super::patient_index::start(&mut tx, &practice_id, state.settings.jobs.max_attempts).await?;
     tx.commit().await?;
     tracing::info!(%practice_id, status = status.as_str(), "practice installed via Instant On");
     Ok(practice_id)

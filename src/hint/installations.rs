@@ -11,7 +11,12 @@ use secrecy::SecretString;
 use sqlx::Row;
 
 use super::HintState;
-use crate::{db::now_ms, error::AppError, tenancy::PracticeId};
+use crate::{
+    db::{Db, now_ms},
+    error::AppError,
+    jobs::PausedPractices,
+    tenancy::PracticeId,
+};
 
 /// Associated data binding a sealed practice token to its row.
 pub fn token_aad(product_id: &str, practice_id: &(impl std::fmt::Display + ?Sized)) -> String {
@@ -52,8 +57,18 @@ impl InstallStatus {
 
 /// The practices whose install is not active, so their background work waits (the job runner
 /// passes over their jobs until Hint activates them again).
-pub const PRACTICES_NOT_ACTIVE: &str =
-    "SELECT DISTINCT practice_id FROM hint_installations WHERE status <> 'active'";
+pub struct NotActive;
+
+#[async_trait::async_trait]
+impl PausedPractices for NotActive {
+    async fn paused(&self, db: &Db) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT practice_id FROM hint_installations WHERE status <> 'active'",
+        )
+        .fetch_all(db.reader())
+        .await
+    }
+}
 
 /// Where the practice's install stands; `None`: never installed.
 pub async fn status(

@@ -17,7 +17,55 @@ use sqlx::{AnyConnection, Row};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{HintAuth, HintError, HintState, Patient, installations};
-use crate::{crypto::row_aad, db::now_ms, tenancy::PracticeId};
+use crate::{
+    crypto::row_aad,
+    db::now_ms,
+    ids::ExternalId,
+    jobs::{self, Job, JobError, JobOutcome, NewJob, RunJob},
+    tenancy::PracticeId,
+};
+
+/// Fill the practice's patient index from Hint's list, then keep it in step with Hint's
+/// changes (`updated_at[gt]`), again and again. `practice_id` is the job's own practice,
+/// repeated because the dedupe key (one such job per practice) is made from the job alone; a
+/// job whose two disagree dies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPatients {
+    pub practice_id: ExternalId,
+}
+
+impl SyncPatients {
+    pub fn of(practice_id: &PracticeId) -> Self {
+        Self {
+            practice_id: practice_id.as_external().clone(),
+        }
+    }
+}
+
+impl Job for SyncPatients {
+    const KIND: &'static str = "sync_patients";
+    const DESCRIPTION: &'static str = "Read the practice's patients from Hint for search";
+    const STANDING: bool = true;
+
+    fn subject(&self) -> String {
+        self.practice_id.to_string()
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: AsRef<HintState> + Send + Sync + 'static> RunJob<S> for SyncPatients {
+    async fn run(&self, state: &S, practice_id: &PracticeId) -> Result<JobOutcome, JobError> {
+        if self.practice_id.as_str() != practice_id.as_str() {
+            return Err(JobError::permanent("the job names another practice"));
+        }
+        match sync(state.as_ref(), practice_id).await {
+            Ok(_) => Ok(JobOutcome::CheckAgainAt(
+                now_ms() + SYNC_EVERY.as_millis() as i64,
+            )),
+            Err(e) => Err(JobError::transient(e)),
+        }
+    }
+}
 
 /// Hint's largest page.
 const PAGE: usize = 100;
@@ -80,19 +128,31 @@ pub async fn state(
     .transpose()
 }
 
-/// Starts a practice's index (its state row) on the caller's transaction; answers whether it
-/// was new (the caller then enqueues the sync job in the same transaction).
+/// Starts a practice's index on the caller's transaction: its state row and, when it is new,
+/// its standing [`SyncPatients`] job (wake the runner after the commit). Answers whether it was
+/// new.
 pub async fn start(
     conn: &mut AnyConnection,
     practice_id: &PracticeId,
+    max_attempts: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO patient_index_state (practice_id, fill_offset) VALUES ($1, 0) ON CONFLICT (practice_id) DO NOTHING",
     )
     .bind(practice_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let sync = SyncPatients::of(practice_id);
+    jobs::enqueue(
+        conn,
+        max_attempts,
+        NewJob::new(practice_id, &sync, now_ms()),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Writes patients into the index (new or changed), on the caller's transaction.

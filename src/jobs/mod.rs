@@ -8,111 +8,59 @@
 //!
 //! One live job per `dedupe_key`: enqueueing work for a job that is running sets `rerun`, so
 //! the job runs once more when it finishes instead of two copies racing each other.
+//!
+//! What a job does belongs to its owner: a job type implements [`Job`] (its stored kind, its
+//! payload, what one job is about, its words for people) and [`RunJob`] (how it runs, with the
+//! state it needs), and is registered once in a [`Registry`]. The queue stores kinds and
+//! payloads and knows nothing else of them.
 
+mod queue;
+mod registry;
 mod runner;
 
 use std::{sync::Arc, time::Duration};
 
-use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::Notify;
 
-pub use runner::{JobRunner, RunJob, RunnerStatus};
-
-use crate::{
-    audit::{self, Action, Actor, Entry},
-    db::{Db, new_id, now_ms},
-    error::AppError,
-    ids::{ExternalId, VisitId},
-    tenancy::PracticeId,
+pub use queue::{
+    NewJob, StuckJob, census, counts, enqueue, enqueue_many, hasten, retry_dead, stuck_for_practice,
 };
+pub use registry::Registry;
+pub use runner::{JobRunner, PausedPractices, RunnerStatus};
 
-/// The kind of the standing job (always queued again when it ends).
-const STANDING: &str = "sync_patients";
+use crate::{error::AppError, ids::VisitId, tenancy::PracticeId};
 
-/// A job: what to do and its data. Stored as `kind` (the variant's name) and `payload` (its
-/// fields as JSON), so the queue survives upgrades; a row this code cannot read fails loudly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
-pub enum Job {
-    /// Make Hint's partner interaction match the visit (create, then patch).
-    SyncInteraction { visit_id: VisitId },
-    /// Ask the partner whether a visit's result is ready (and fail a launch that never
-    /// completed).
-    PollPartner { visit_id: VisitId },
-    /// Try again to place a partner delivery kept because its patient could not be confirmed
-    /// (Hint was unreachable, or the practice's token missing).
-    RetryDelivery {
-        partner: String,
-        delivery_id: String,
-    },
-    /// Fill the practice's patient index from Hint's list, then keep it in step with Hint's
-    /// changes (`updated_at[gt]`), again and again. `practice_id` is the job's own practice,
-    /// repeated because the dedupe key (one such job per practice) is made from the job alone;
-    /// a job whose two disagree dies.
-    SyncPatients { practice_id: ExternalId },
+/// A kind of job: stored as its `KIND` and its fields as JSON (the payload), so the queue
+/// survives upgrades; a stored job this code cannot read dies with the reason, never silently.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The stored `kind`. Never change it once live: queued rows carry it.
+    const KIND: &'static str;
+    /// Words for the core page, where a job that needs a person is listed.
+    const DESCRIPTION: &'static str;
+    /// A standing job queues itself again whenever it ends (a practice's patient sync): it is
+    /// not work left to do ([`counts`]).
+    const STANDING: bool = false;
+
+    /// What one job of the kind is about (a visit, a delivery, a practice): one live job per
+    /// kind and subject.
+    fn subject(&self) -> String;
+
+    /// The stored `dedupe_key`: `{kind}:{subject}`.
+    fn dedupe_key(&self) -> String {
+        format!("{}:{}", Self::KIND, self.subject())
+    }
+
+    /// The visit the job is about, if it is about one (the core page links to it).
+    fn visit_id(&self) -> Option<&VisitId> {
+        None
+    }
 }
 
-impl Job {
-    /// The stored `kind`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Job::SyncInteraction { .. } => "sync_interaction",
-            Job::PollPartner { .. } => "poll_partner",
-            Job::RetryDelivery { .. } => "retry_delivery",
-            Job::SyncPatients { .. } => STANDING,
-        }
-    }
-
-    /// One live job per key: enqueueing the same work again reschedules it.
-    pub fn dedupe_key(&self) -> String {
-        match self {
-            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => {
-                format!("{}:{visit_id}", self.kind())
-            }
-            Job::RetryDelivery { delivery_id, .. } => format!("{}:{delivery_id}", self.kind()),
-            Job::SyncPatients { practice_id } => format!("{}:{practice_id}", self.kind()),
-        }
-    }
-
-    /// The visit the job is about, if it is about one.
-    pub fn visit_id(&self) -> Option<&VisitId> {
-        match self {
-            Job::SyncInteraction { visit_id } | Job::PollPartner { visit_id } => Some(visit_id),
-            Job::RetryDelivery { .. } | Job::SyncPatients { .. } => None,
-        }
-    }
-
-    /// Words for the core page.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Job::SyncInteraction { .. } => "Write the visit to the Hint chart",
-            Job::PollPartner { .. } => "Fetch the visit's result from the partner",
-            Job::RetryDelivery { .. } => "Place a kept partner delivery with its patient",
-            Job::SyncPatients { .. } => "Read the practice's patients from Hint for search",
-        }
-    }
-
-    /// The stored `payload`.
-    fn payload(&self) -> String {
-        let mut tagged = serde_json::to_value(self).expect("a job serialises");
-        tagged["payload"].take().to_string()
-    }
-
-    /// Reads a stored job back.
-    pub fn decode(kind: &str, payload: &str) -> Result<Job, JobDecodeError> {
-        let payload: serde_json::Value =
-            serde_json::from_str(payload).map_err(|source| JobDecodeError {
-                kind: kind.chars().take(40).collect(),
-                source,
-            })?;
-        serde_json::from_value(serde_json::json!({"kind": kind, "payload": payload})).map_err(
-            |source| JobDecodeError {
-                kind: kind.chars().take(40).collect(),
-                source,
-            },
-        )
-    }
+/// How a job runs, with the state `S` it needs, for the practice it was enqueued for.
+#[async_trait::async_trait]
+pub trait RunJob<S>: Job {
+    async fn run(&self, state: &S, practice_id: &PracticeId) -> Result<JobOutcome, JobError>;
 }
 
 /// A stored job of an unknown kind or with a payload its kind does not take.
@@ -121,7 +69,15 @@ impl Job {
 pub struct JobDecodeError {
     kind: String,
     #[source]
-    source: serde_json::Error,
+    source: Option<serde_json::Error>,
+}
+
+/// Reads a stored payload back as its job.
+pub fn decode<J: Job>(payload: &str) -> Result<J, JobDecodeError> {
+    serde_json::from_str(payload).map_err(|source| JobDecodeError {
+        kind: J::KIND.into(),
+        source: Some(source),
+    })
 }
 
 /// Where a job stands in the queue.
@@ -159,24 +115,15 @@ impl std::str::FromStr for JobState {
     }
 }
 
-/// A job to enqueue.
-pub struct NewJob<'a> {
-    pub practice_id: &'a PracticeId,
-    pub job: Job,
-    /// Unix ms; `now_ms()` for "as soon as possible".
-    pub run_at: i64,
-}
-
 /// A job a worker holds the lease on.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: String,
     /// The practice the job was enqueued for (verified when it was).
     pub practice_id: PracticeId,
-    /// The stored kind, for logs.
+    /// The stored kind and payload; the [`Registry`] reads them.
     pub kind: String,
-    /// The job, or why its row cannot be read (it then dies with that reason).
-    pub job: Result<Job, String>,
+    pub payload: String,
     pub attempts: i64,
     pub max_attempts: i64,
 }
@@ -241,259 +188,5 @@ impl JobSignal {
     }
     pub(crate) async fn wait(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.0.notified()).await;
-    }
-}
-
-/// Enqueues `job` on `conn` (pass the business transaction). Call `state.jobs.wake()` after
-/// the commit so a worker picks it up at once.
-pub async fn enqueue(
-    conn: &mut AnyConnection,
-    max_attempts: i64,
-    job: NewJob<'_>,
-) -> Result<(), sqlx::Error> {
-    enqueue_many(conn, max_attempts, std::slice::from_ref(&job)).await
-}
-
-/// Enqueues several jobs in one statement. Their dedupe keys must differ. A job already queued
-/// keeps the earlier of the two times; one running is asked to run once more; a dead one is
-/// revived.
-pub async fn enqueue_many(
-    conn: &mut AnyConnection,
-    max_attempts: i64,
-    jobs: &[NewJob<'_>],
-) -> Result<(), sqlx::Error> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let now = now_ms();
-    // Per row: id, practice, kind, dedupe key, payload, run_at; then shared values.
-    let n = jobs.len() * 6;
-    let (max_attempts_p, now_p, queued_p, dead_p) = (n + 1, n + 2, n + 3, n + 4);
-    let rows: Vec<String> = (0..jobs.len())
-        .map(|i| {
-            let p = i * 6;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${queued_p}, 0, ${max_attempts_p}, ${}, NULL, NULL, 0, NULL, ${now_p}, ${now_p})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, \
-         locked_by, locked_until, rerun, last_error, created_at, updated_at) VALUES {} \
-         ON CONFLICT (dedupe_key) DO UPDATE SET \
-           rerun = CASE WHEN jobs.locked_by IS NOT NULL THEN 1 ELSE jobs.rerun END, \
-           attempts = CASE WHEN jobs.state = ${dead_p} THEN 0 ELSE jobs.attempts END, \
-           state = ${queued_p}, \
-           run_at = CASE WHEN excluded.run_at < jobs.run_at OR jobs.state = ${dead_p} THEN excluded.run_at ELSE jobs.run_at END, \
-           payload = excluded.payload, \
-           updated_at = excluded.updated_at",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for new in jobs {
-        query = query
-            .bind(new_id("job"))
-            .bind(new.practice_id)
-            .bind(new.job.kind())
-            .bind(new.job.dedupe_key())
-            .bind(new.job.payload())
-            .bind(new.run_at);
-    }
-    query
-        .bind(max_attempts)
-        .bind(now)
-        .bind(JobState::Queued)
-        .bind(JobState::Dead)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Brings `job` forward to run now when it is queued for later than `not_after` (Unix ms),
-/// is not running and is not backing off after a failure. Answers whether it did; call
-/// `state.jobs.wake()` then.
-pub async fn hasten(
-    db: &Db,
-    practice_id: &PracticeId,
-    job: &Job,
-    not_after: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET run_at = $1, updated_at = $1 \
-         WHERE practice_id = $2 AND dedupe_key = $3 AND state = $4 AND attempts = 0 \
-         AND locked_by IS NULL AND run_at > $5",
-    )
-    .bind(now_ms())
-    .bind(practice_id)
-    .bind(job.dedupe_key())
-    .bind(JobState::Queued)
-    .bind(not_after)
-    .execute(db.writer())
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-/// A job that needs a person's attention: dead, or failing repeatedly.
-#[derive(Debug, Clone)]
-pub struct StuckJob {
-    pub id: String,
-    /// The job's kind as stored (`sync_interaction`, …).
-    pub kind: String,
-    pub description: String,
-    pub visit_id: Option<VisitId>,
-    pub state: JobState,
-    pub attempts: i64,
-    pub last_error: String,
-    pub updated_at: i64,
-}
-
-/// This practice's dead jobs and jobs that failed at least three times.
-pub async fn stuck_for_practice(
-    db: &Db,
-    practice_id: &PracticeId,
-) -> Result<Vec<StuckJob>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, kind, payload, state, attempts, last_error, updated_at FROM jobs \
-         WHERE practice_id = $1 AND (state = $2 OR (attempts >= 3 AND last_error IS NOT NULL)) \
-         ORDER BY updated_at DESC LIMIT 50",
-    )
-    .bind(practice_id)
-    .bind(JobState::Dead)
-    .fetch_all(db.reader())
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let kind: String = row.try_get("kind")?;
-            let payload: String = row.try_get("payload")?;
-            let job = Job::decode(&kind, &payload).ok();
-            Ok(StuckJob {
-                id: row.try_get("id")?,
-                kind: kind.clone(),
-                description: job
-                    .as_ref()
-                    .map(Job::describe)
-                    .unwrap_or("Work this version cannot read")
-                    .to_string(),
-                visit_id: job.and_then(|j| j.visit_id().cloned()),
-                state: row.try_get("state")?,
-                attempts: row.try_get("attempts")?,
-                last_error: row
-                    .try_get::<Option<String>, _>("last_error")?
-                    .unwrap_or_default(),
-                updated_at: row.try_get("updated_at")?,
-            })
-        })
-        .collect()
-}
-
-/// Puts a dead job of this practice back in the queue. False when there is none by that id.
-pub async fn retry_dead(
-    db: &Db,
-    signal: &JobSignal,
-    practice_id: &PracticeId,
-    job_id: &str,
-    actor: &Actor,
-) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = db.begin().await?;
-    let retried: Option<(String, String)> = sqlx::query_as(
-        "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state = $5 RETURNING kind, payload",
-    )
-    .bind(JobState::Queued)
-    .bind(now)
-    .bind(job_id)
-    .bind(practice_id)
-    .bind(JobState::Dead)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((kind, payload)) = retried else {
-        return Ok(false);
-    };
-    let job = Job::decode(&kind, &payload).ok();
-    let mut entry = Entry::new(Action::JobRetried).detail(&kind);
-    if let Some(visit_id) = job.as_ref().and_then(Job::visit_id) {
-        entry = entry.visit(visit_id.as_str());
-    }
-    audit::record(&mut tx, practice_id, actor, entry).await?;
-    tx.commit().await?;
-    signal.wake();
-    Ok(true)
-}
-
-/// Jobs by kind and state, over every practice (for operators' metrics).
-pub async fn census(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
-        .fetch_all(db.reader())
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("kind")?,
-                row.try_get("state")?,
-                row.try_get("n")?,
-            ))
-        })
-        .collect()
-}
-
-/// Work left to do, as (queued, dead) jobs: every job but the standing ones that reschedule
-/// themselves for ever (a practice's patient sync).
-pub async fn counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0) AS queued, \
-         COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS dead FROM jobs WHERE kind <> $3",
-    )
-    .bind(JobState::Queued)
-    .bind(JobState::Dead)
-    .bind(STANDING)
-    .fetch_one(db.reader())
-    .await?;
-    Ok((row.try_get("queued")?, row.try_get("dead")?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jobs_are_stored_as_kind_and_payload_and_read_back() {
-        for job in [
-            Job::SyncInteraction {
-                visit_id: "vis_1".parse().unwrap(),
-            },
-            Job::PollPartner {
-                visit_id: "vis_2".parse().unwrap(),
-            },
-            Job::RetryDelivery {
-                partner: "mediquo".into(),
-                delivery_id: "unm_3".into(),
-            },
-            Job::SyncPatients {
-                practice_id: ExternalId::parse("pra-4").unwrap(),
-            },
-        ] {
-            let (kind, payload) = (job.kind(), job.payload());
-            assert_eq!(Job::decode(kind, &payload).unwrap(), job);
-            assert!(job.dedupe_key().starts_with(&format!("{kind}:")));
-        }
-        assert_eq!(
-            Job::SyncInteraction {
-                visit_id: "vis_1".parse().unwrap()
-            }
-            .payload(),
-            r#"{"visit_id":"vis_1"}"#,
-            "the payload rows already in queues keep their shape"
-        );
-        assert!(Job::decode("send_fax", r#"{"visit_id":"vis_1"}"#).is_err());
-        assert!(Job::decode("poll_partner", r#"{"visit":"vis_1"}"#).is_err());
-        assert!(Job::decode("poll_partner", "not json").is_err());
-        assert!("queued".parse::<JobState>().is_ok() && "done".parse::<JobState>().is_err());
     }
 }

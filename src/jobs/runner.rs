@@ -1,7 +1,7 @@
 //! The worker loop: claims due jobs (a short lease each, renewed by a heartbeat while the job
 //! runs), runs up to `workers` at once, records the outcome, and on shutdown stops claiming and
-//! lets the jobs in flight finish. What a job does
-//! is not known here: the runner hands each claimed job to a [`RunJob`].
+//! lets the jobs in flight finish. What a job does is not known here: the runner hands each
+//! claimed job to the [`Registry`] it was given, with the state the jobs run with.
 
 use std::{
     collections::HashMap,
@@ -15,7 +15,7 @@ use std::{
 use sqlx::Row;
 use tokio::{sync::watch, task::JoinSet};
 
-use super::{ClaimedJob, Job, JobError, JobOutcome, JobSignal, JobState};
+use super::{ClaimedJob, JobError, JobOutcome, JobSignal, JobState, Registry};
 use crate::{
     backoff::jittered,
     config::JobSettings,
@@ -26,10 +26,11 @@ use crate::{
 
 type JobResult = Result<JobOutcome, JobError>;
 
-/// Does the work of a claimed job, for the practice it was enqueued for.
+/// The practices whose background work is paused (their jobs wait, passed over by every claim),
+/// as their owner knows them: asked once per claim (a short list), never per queued job.
 #[async_trait::async_trait]
-pub trait RunJob: Send + Sync + 'static {
-    async fn run(&self, practice_id: &PracticeId, job: &Job) -> JobResult;
+pub trait PausedPractices: Send + Sync + 'static {
+    async fn paused(&self, db: &Db) -> Result<Vec<String>, sqlx::Error>;
 }
 
 /// Whether a job runner is running here, for `/readyz` and the metrics: the loop and its
@@ -53,34 +54,38 @@ impl RunnerStatus {
     }
 }
 
-pub struct JobRunner<R> {
+pub struct JobRunner<S> {
     db: Db,
     settings: JobSettings,
     signal: JobSignal,
-    work: Arc<R>,
+    /// What the jobs run with, and the job types by kind.
+    state: Arc<S>,
+    registry: Arc<Registry<S>>,
     worker_id: String,
     /// Jobs of one practice run at once at most, so a practice's backlog neither holds every
     /// worker while other practices wait nor takes every Hint slot from a clinician waiting in
     /// the frame.
     per_practice: usize,
     status: RunnerStatus,
-    /// An SQL query answering the practices whose jobs wait (paused), asked before a claim.
-    paused: Option<&'static str>,
+    /// Which practices' jobs wait, asked before a claim.
+    paused: Option<Arc<dyn PausedPractices>>,
 }
 
-impl<R: RunJob> JobRunner<R> {
+impl<S: Send + Sync + 'static> JobRunner<S> {
     pub fn new(
         db: Db,
         settings: JobSettings,
         signal: JobSignal,
         per_practice: usize,
-        work: R,
+        state: S,
+        registry: Arc<Registry<S>>,
     ) -> Self {
         Self {
             db,
             settings,
             signal,
-            work: Arc::new(work),
+            state: Arc::new(state),
+            registry,
             worker_id: new_id("worker"),
             per_practice: per_practice.max(1),
             status: RunnerStatus::default(),
@@ -88,11 +93,9 @@ impl<R: RunJob> JobRunner<R> {
         }
     }
 
-    /// Passes over the jobs of the practices `query` (SQL answering `practice_id`s) names, as
-    /// long as it names them: practices whose background work is paused. Asked once per claim
-    /// (a short list), never per queued job.
-    pub fn passing_over(mut self, query: &'static str) -> Self {
-        self.paused = Some(query);
+    /// Passes over the jobs of the practices `paused` names, as long as it names them.
+    pub fn passing_over(mut self, paused: impl PausedPractices) -> Self {
+        self.paused = Some(Arc::new(paused));
         self
     }
 
@@ -107,11 +110,17 @@ impl<R: RunJob> JobRunner<R> {
     pub async fn run_until_empty(&self) -> Result<usize, sqlx::Error> {
         let mut ran = 0;
         while let Some(job) = self.claim(&[]).await? {
-            let result = dispatch(self.work.as_ref(), &job).await;
+            let result = self.dispatch(&job).await;
             self.record_outcome(&job, result).await?;
             ran += 1;
         }
         Ok(ran)
+    }
+
+    async fn dispatch(&self, job: &ClaimedJob) -> JobResult {
+        self.registry
+            .run(&self.state, &job.practice_id, &job.kind, &job.payload)
+            .await
     }
 
     /// Runs until `shutdown` turns true, then waits (bounded) for the jobs in flight.
@@ -143,10 +152,14 @@ impl<R: RunJob> JobRunner<R> {
                 }
                 match self.claim(&skip).await {
                     Ok(Some(job)) => {
-                        let work = self.work.clone();
+                        let (state, registry) = (self.state.clone(), self.registry.clone());
                         let for_task = job.clone();
-                        let handle =
-                            running.spawn(async move { dispatch(work.as_ref(), &for_task).await });
+                        let handle = running.spawn(async move {
+                            let job = &for_task;
+                            registry
+                                .run(&state, &job.practice_id, &job.kind, &job.payload)
+                                .await
+                        });
                         in_flight.insert(handle.id(), job);
                     }
                     Ok(None) => {
@@ -190,11 +203,8 @@ impl<R: RunJob> JobRunner<R> {
     /// Claims the next due job, passing over the practices in `skip`.
     async fn claim(&self, skip: &[String]) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let mut skip = skip.to_vec();
-        if let Some(query) = self.paused {
-            let paused: Vec<String> = sqlx::query_scalar(query)
-                .fetch_all(self.db.reader())
-                .await?;
-            skip.extend(paused);
+        if let Some(paused) = &self.paused {
+            skip.extend(paused.paused(&self.db).await?);
         }
         // Passing over some practices, the claim looks among the others only: found first by
         // probing an index once per practice, not by reading the passed-over backlogs (a
@@ -253,8 +263,8 @@ impl<R: RunJob> JobRunner<R> {
             id: row.try_get("id")?,
             // Enqueued under a verified practice, in the same transaction as its work.
             practice_id: PracticeId::verified(practice_id),
-            job: Job::decode(&kind, &payload).map_err(|e| crate::error::error_chain(&e)),
             kind,
+            payload,
             attempts: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
         }))
@@ -444,12 +454,4 @@ fn saturated_practices(
         .filter(|(_, n)| *n >= limit)
         .map(|(p, _)| p.to_string())
         .collect()
-}
-
-async fn dispatch<R: RunJob>(work: &R, claimed: &ClaimedJob) -> JobResult {
-    let job = claimed
-        .job
-        .as_ref()
-        .map_err(|why| JobError::permanent(why.clone()))?;
-    work.run(&claimed.practice_id, job).await
 }

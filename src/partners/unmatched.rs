@@ -16,10 +16,11 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
-    jobs::{self, Job, NewJob},
+    jobs::{self, NewJob},
     tenancy::PracticeId,
     visits::AppState,
     visits::PartnerId,
+    visits::partner::RetryDelivery,
 };
 
 fn aad(practice_id: &PracticeId, id: &str) -> String {
@@ -50,7 +51,7 @@ pub async fn keep(
 }
 
 /// Keeps a delivery whose patient cannot be confirmed yet, and asks the queue to try again
-/// (`Job::RetryDelivery`), in one transaction: it waits, unmatched, until it can be placed.
+/// (`RetryDelivery`), in one transaction: it waits, unmatched, until it can be placed.
 pub async fn keep_to_retry(
     state: &AppState,
     practice_id: &PracticeId,
@@ -70,15 +71,11 @@ pub async fn keep_to_retry(
         body,
     )
     .await?;
-    let job = Job::RetryDelivery {
+    let job = RetryDelivery {
         partner: partner.as_str().to_string(),
         delivery_id: id,
     };
-    let new = NewJob {
-        practice_id,
-        job,
-        run_at: now_ms(),
-    };
+    let new = NewJob::new(practice_id, &job, now_ms());
     jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, new).await?;
     tx.commit().await?;
     state.jobs.wake();

@@ -48,7 +48,7 @@ pub async fn for_practice(
     state: &AppState,
     practice_id: &PracticeId,
 ) -> Result<Vec<Attention>, AppError> {
-    let stuck = jobs::stuck_for_practice(&state.db, practice_id).await?;
+    let stuck = jobs::stuck_for_practice(&state.db, &state.job_kinds, practice_id).await?;
     let mut out = Vec::with_capacity(stuck.len());
     for job in stuck {
         let visit = match &job.visit_id {

@@ -15,11 +15,10 @@ use super::{
 };
 use crate::{
     audit::{Action, Entry},
-    db::now_ms,
     error::AppError,
     hint::{self, Frame, HintAuth, PracticeSession, Role, directory::Found, patient_index},
     ids::ExternalId,
-    jobs::{self, Job, NewJob},
+    jobs,
     partners::unmatched,
     tenancy::PracticeId,
     visits::AppState,
@@ -146,16 +145,7 @@ pub async fn start_patient_index(
         return Ok(());
     }
     let mut tx = state.db.begin().await?;
-    if patient_index::start(&mut tx, practice_id).await? {
-        let job = NewJob {
-            practice_id,
-            job: Job::SyncPatients {
-                practice_id: ExternalId::parse(practice_id.as_str())?,
-            },
-            run_at: now_ms(),
-        };
-        jobs::enqueue(&mut tx, state.settings.jobs.max_attempts, job).await?;
-    }
+    patient_index::start(&mut tx, practice_id, state.settings.jobs.max_attempts).await?;
     tx.commit().await?;
     state.patients.note_started(practice_id);
     state.jobs.wake();
@@ -261,6 +251,7 @@ pub async fn retry_job(
     if !jobs::retry_dead(
         &state.db,
         &state.jobs,
+        &state.job_kinds,
         &session.practice_id,
         &job_id,
         &actor,

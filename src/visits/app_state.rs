@@ -9,8 +9,8 @@ use super::{completion::Completions, partner::Partners};
 use crate::{
     crypto::SecretsCache,
     hint::HintState,
-    jobs::{Job, JobOutcome, JobRunner, JobSignal, RunJob, RunnerStatus},
-    tenancy::PracticeId,
+    hint::{installations::NotActive, patient_index::SyncPatients},
+    jobs::{JobRunner, JobSignal, Registry, RunnerStatus},
 };
 
 /// One pointer: a request clones its state (more than once, through the middleware), so the
@@ -28,6 +28,8 @@ pub struct AppParts {
     pub hint_state: HintState,
     /// Wakes the job runner after an enqueue.
     pub jobs: JobSignal,
+    /// The job types the runner runs with this state, by stored kind.
+    pub job_kinds: Arc<Registry<AppState>>,
     /// Whether this instance's job runner runs (`/readyz`, metrics).
     pub runner: RunnerStatus,
     /// Stores visit results (`burst.rs`).
@@ -63,6 +65,7 @@ impl AppState {
             health_recent: Arc::default(),
             hint_state,
             jobs,
+            job_kinds: Arc::new(job_kinds()),
             runner: RunnerStatus::default(),
             completions,
             partners,
@@ -85,9 +88,10 @@ impl AppState {
             self.jobs.clone(),
             per_practice,
             self.clone(),
+            self.job_kinds.clone(),
         )
         .reporting_to(self.runner.clone())
-        .passing_over(crate::hint::installations::PRACTICES_NOT_ACTIVE)
+        .passing_over(NotActive)
     }
 }
 
@@ -113,41 +117,66 @@ impl AsRef<HintState> for AppState {
     }
 }
 
-/// What the job queue runs for the lifecycle: Hint's write-back and the partner's poll.
-#[async_trait::async_trait]
-impl RunJob for AppState {
-    async fn run(
-        &self,
-        practice_id: &PracticeId,
-        job: &Job,
-    ) -> Result<JobOutcome, crate::jobs::JobError> {
-        match job {
-            Job::SyncInteraction { visit_id } => {
-                super::write_back::run(self, practice_id, visit_id).await
-            }
-            Job::PollPartner { visit_id } => super::poll::run(self, practice_id, visit_id).await,
-            Job::SyncPatients { practice_id: named } => {
-                use crate::{hint::patient_index, jobs::JobError};
-                if named.as_str() != practice_id.as_str() {
-                    return Err(JobError::permanent("the job names another practice"));
-                }
-                match patient_index::sync(self, practice_id).await {
-                    Ok(_) => Ok(JobOutcome::CheckAgainAt(
-                        crate::db::now_ms() + patient_index::SYNC_EVERY.as_millis() as i64,
-                    )),
-                    Err(e) => Err(JobError::transient(e)),
-                }
-            }
-            Job::RetryDelivery {
-                partner,
-                delivery_id,
-            } => {
-                let partner = self
-                    .partners
-                    .get(partner)
-                    .map_err(crate::jobs::JobError::permanent)?;
-                partner.retry_delivery(self, practice_id, delivery_id).await
-            }
-        }
+/// Every job type, each declared by its owner: Hint's write-back and the partner's poll (the
+/// lifecycle), a kept delivery placed again (the partners' seam), the patient index's sync
+/// (the Hint layer).
+fn job_kinds() -> Registry<AppState> {
+    Registry::new()
+        .register::<super::write_back::SyncInteraction>()
+        .register::<super::poll::PollPartner>()
+        .register::<super::partner::RetryDelivery>()
+        .register::<SyncPatients>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ids::{ExternalId, VisitId},
+        jobs::{self, Job},
+        visits::{partner::RetryDelivery, poll::PollPartner, write_back::SyncInteraction},
+    };
+
+    /// Stored as kind and payload (the shapes already in queues) and read back by kind.
+    fn stored<J: Job + PartialEq + std::fmt::Debug>(job: J, payload: &str) {
+        let registry = job_kinds();
+        let stored = serde_json::to_string(&job).unwrap();
+        assert_eq!(
+            stored,
+            payload,
+            "{}: the payloads in queues keep their shape",
+            J::KIND
+        );
+        assert_eq!(jobs::decode::<J>(&stored).unwrap(), job);
+        assert!(job.dedupe_key().starts_with(&format!("{}:", J::KIND)));
+        assert_eq!(registry.description(J::KIND), Some(J::DESCRIPTION));
+        assert_eq!(registry.visit_id(J::KIND, &stored).as_ref(), job.visit_id());
+    }
+
+    #[test]
+    fn every_job_type_is_registered_and_reads_back_what_queues_hold() {
+        let visit: VisitId = "vis_1".parse().unwrap();
+        stored(SyncInteraction::of(&visit), r#"{"visit_id":"vis_1"}"#);
+        stored(PollPartner::of(&visit), r#"{"visit_id":"vis_1"}"#);
+        stored(
+            RetryDelivery {
+                partner: "mediquo".into(),
+                delivery_id: "unm_3".into(),
+            },
+            r#"{"partner":"mediquo","delivery_id":"unm_3"}"#,
+        );
+        stored(
+            SyncPatients {
+                practice_id: ExternalId::parse("pra-4").unwrap(),
+            },
+            r#"{"practice_id":"pra-4"}"#,
+        );
+        let registry = job_kinds();
+        assert_eq!(registry.standing_kinds(), ["sync_patients"]);
+        assert_eq!(registry.description("send_fax"), None);
+        assert!(jobs::decode::<PollPartner>(r#"{"visit":"vis_1"}"#).is_err());
+        assert!(jobs::decode::<PollPartner>("not json").is_err());
+        assert!("queued".parse::<jobs::JobState>().is_ok());
+        assert!("done".parse::<jobs::JobState>().is_err());
     }
 }

@@ -24,6 +24,7 @@ use crate::{
     error::AppError,
     jobs::{self, Job, JobSignal, NewJob},
     tenancy::PracticeId,
+    visits::{poll::PollPartner, write_back::SyncInteraction},
 };
 
 /// A result to store.
@@ -342,13 +343,7 @@ async fn file(
     }
     let new_jobs: Vec<NewJob<'_>> = done
         .iter()
-        .map(|(f, _)| NewJob {
-            practice_id: f.practice_id,
-            job: Job::SyncInteraction {
-                visit_id: f.visit_id.clone(),
-            },
-            run_at: now,
-        })
+        .map(|(f, _)| NewJob::new(f.practice_id, &SyncInteraction::of(f.visit_id), now))
         .collect();
     jobs::enqueue_many(&mut *tx, max_attempts, &new_jobs).await?;
     let placeholders: Vec<String> = (1..=done.len()).map(|i| format!("${i}")).collect();
@@ -359,10 +354,7 @@ async fn file(
     // Planned on each use (see the runner's claim): the queue's size changes fast.
     let mut delete = sqlx::query(&sql).persistent(false);
     for (f, _) in &done {
-        let poll = Job::PollPartner {
-            visit_id: f.visit_id.clone(),
-        };
-        delete = delete.bind(poll.dedupe_key());
+        delete = delete.bind(PollPartner::of(f.visit_id).dedupe_key());
     }
     delete.execute(&mut *tx).await?;
     // The trail, on the same transaction: each completion by whoever completed it.

@@ -244,7 +244,7 @@ pub async fn load(
         health.failing_since = moment("failing_since")?;
         health.last_failure_reason = row.try_get("last_failure")?;
     }
-    // A poll job's key is `poll_partner:{visit id}` (jobs::Job::dedupe_key).
+    // A poll job's key is `poll_partner:{visit id}` (`PollPartner`).
     let row = sqlx::query(
         "SELECT \
            COALESCE(SUM(CASE WHEN j.state = 'queued' THEN 1 ELSE 0 END), 0) AS pending, \

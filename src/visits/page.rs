@@ -18,9 +18,10 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, frame::FormTargets},
     ids::ExternalId,
-    jobs::{self, Job},
+    jobs,
     tenancy::PracticeId,
     visits::AppState,
+    visits::poll::PollPartner,
 };
 
 #[derive(Template)]
@@ -96,9 +97,7 @@ async fn watched(
     let Some(every) = state.partners.of(visit)?.poll_while_watched() else {
         return Ok(());
     };
-    let poll = Job::PollPartner {
-        visit_id: visit.id.clone(),
-    };
+    let poll = PollPartner::of(&visit.id);
     if jobs::hasten(
         &state.db,
         practice_id,

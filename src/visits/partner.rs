@@ -9,6 +9,7 @@ use std::{ops::Deref, sync::Arc};
 
 use async_trait::async_trait;
 use axum::Router;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::Visit;
@@ -16,7 +17,7 @@ use crate::{
     db::UnknownValue,
     error::{AppError, BoxError},
     hint::{Frame, HintState, Patient, PracticeSession},
-    jobs::{JobError, JobOutcome},
+    jobs::{Job, JobError, JobOutcome, RunJob},
     tenancy::PracticeId,
     visits::AppState,
 };
@@ -213,7 +214,7 @@ pub trait PartnerTool: Send + Sync + 'static {
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError>;
 
     /// Tries again to place a delivery kept because its patient could not be confirmed then
-    /// (`jobs::Job::RetryDelivery`). Only partners that keep such deliveries have any.
+    /// ([`RetryDelivery`]). Only partners that keep such deliveries have any.
     async fn retry_delivery(
         &self,
         _app: &AppState,
@@ -287,6 +288,41 @@ impl Partners {
         self.get(id)
             .map(|p| p.name().to_string())
             .unwrap_or_else(|_| id.to_string())
+    }
+}
+
+/// Try again to place a partner delivery kept because its patient could not be confirmed
+/// (Hint was unreachable, or the practice's token missing): the partner's
+/// [`PartnerTool::retry_delivery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryDelivery {
+    pub partner: String,
+    pub delivery_id: String,
+}
+
+impl Job for RetryDelivery {
+    const KIND: &'static str = "retry_delivery";
+    const DESCRIPTION: &'static str = "Place a kept partner delivery with its patient";
+
+    fn subject(&self) -> String {
+        self.delivery_id.clone()
+    }
+}
+
+#[async_trait]
+impl RunJob<AppState> for RetryDelivery {
+    async fn run(
+        &self,
+        state: &AppState,
+        practice_id: &PracticeId,
+    ) -> Result<JobOutcome, JobError> {
+        let partner = state
+            .partners
+            .get(&self.partner)
+            .map_err(JobError::permanent)?;
+        partner
+            .retry_delivery(state, practice_id, &self.delivery_id)
+            .await
     }
 }
 

@@ -1,18 +1,59 @@
 //! The `PollPartner` job: fails a launch that never completed, else asks the visit's partner
 //! whether the result is ready.
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     VisitId, VisitState,
     health::{self, Observation},
 };
 use crate::{
     db::now_ms,
-    jobs::{JobError, JobOutcome},
+    jobs::{Job, JobError, JobOutcome, RunJob},
     tenancy::PracticeId,
     visits::AppState,
 };
 
-pub async fn run(
+/// Ask the partner whether a visit's result is ready (and fail a launch that never
+/// completed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollPartner {
+    pub visit_id: VisitId,
+}
+
+impl Job for PollPartner {
+    const KIND: &'static str = "poll_partner";
+    const DESCRIPTION: &'static str = "Fetch the visit's result from the partner";
+
+    fn subject(&self) -> String {
+        self.visit_id.to_string()
+    }
+
+    fn visit_id(&self) -> Option<&VisitId> {
+        Some(&self.visit_id)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunJob<AppState> for PollPartner {
+    async fn run(
+        &self,
+        state: &AppState,
+        practice_id: &PracticeId,
+    ) -> Result<JobOutcome, JobError> {
+        run(state, practice_id, &self.visit_id).await
+    }
+}
+
+impl PollPartner {
+    pub fn of(visit_id: &VisitId) -> Self {
+        Self {
+            visit_id: visit_id.clone(),
+        }
+    }
+}
+
+async fn run(
     state: &AppState,
     practice_id: &PracticeId,
     visit_id: &VisitId,

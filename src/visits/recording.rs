@@ -23,8 +23,9 @@ use crate::{
     db::{Db, now_ms, placeholders},
     error::AppError,
     hint::HintState,
-    jobs::{self, Job, JobSignal, NewJob},
+    jobs::{self, JobSignal, NewJob},
     tenancy::PracticeId,
+    visits::write_back::SyncInteraction,
 };
 
 /// A finished visit as it is stored, `patient_name`, `launch` and `result` sealed (owned: it
@@ -293,13 +294,7 @@ async fn file(
     }
     let new_jobs: Vec<NewJob<'_>> = stored
         .iter()
-        .map(|f| NewJob {
-            practice_id: &f.practice_id,
-            job: Job::SyncInteraction {
-                visit_id: f.visit_id.clone(),
-            },
-            run_at: now,
-        })
+        .map(|f| NewJob::new(&f.practice_id, &SyncInteraction::of(&f.visit_id), now))
         .collect();
     jobs::enqueue_many(&mut *tx, max_attempts, &new_jobs).await?;
     let arrived: Vec<Pending> = stored

@@ -16,6 +16,7 @@ use crate::{
     error::AppError,
     jobs::{self, Job, NewJob},
     tenancy::PracticeId,
+    visits::{poll::PollPartner, write_back::SyncInteraction},
 };
 
 /// Enqueues `job` for the practice on the caller's transaction.
@@ -23,14 +24,10 @@ pub(super) async fn enqueue(
     conn: &mut AnyConnection,
     state: &AppState,
     practice_id: &PracticeId,
-    job: Job,
+    job: &impl Job,
     run_at: i64,
 ) -> Result<(), sqlx::Error> {
-    let new = NewJob {
-        practice_id,
-        job,
-        run_at,
-    };
+    let new = NewJob::new(practice_id, job, run_at);
     jobs::enqueue(conn, state.settings.jobs.max_attempts, new).await
 }
 
@@ -41,10 +38,8 @@ pub(super) async fn enqueue_sync(
     practice_id: &PracticeId,
     visit_id: &VisitId,
 ) -> Result<(), sqlx::Error> {
-    let job = Job::SyncInteraction {
-        visit_id: visit_id.clone(),
-    };
-    enqueue(conn, state, practice_id, job, now_ms()).await
+    let job = SyncInteraction::of(visit_id);
+    enqueue(conn, state, practice_id, &job, now_ms()).await
 }
 
 /// Schedules a look at the partner for the visit's result at `run_at` (Unix ms).
@@ -55,10 +50,8 @@ pub(super) async fn schedule_poll(
     visit_id: &VisitId,
     run_at: i64,
 ) -> Result<(), sqlx::Error> {
-    let job = Job::PollPartner {
-        visit_id: visit_id.clone(),
-    };
-    enqueue(conn, state, practice_id, job, run_at).await
+    let job = PollPartner::of(visit_id);
+    enqueue(conn, state, practice_id, &job, run_at).await
 }
 
 /// Drops a pending poll for a visit that no longer needs one (one running now ends by itself).
@@ -66,11 +59,8 @@ pub(super) async fn cancel_poll(
     conn: &mut AnyConnection,
     visit_id: &VisitId,
 ) -> Result<(), sqlx::Error> {
-    let poll = Job::PollPartner {
-        visit_id: visit_id.clone(),
-    };
     sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND locked_by IS NULL")
-        .bind(poll.dedupe_key())
+        .bind(PollPartner::of(visit_id).dedupe_key())
         .execute(conn)
         .await?;
     Ok(())

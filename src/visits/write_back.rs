@@ -5,6 +5,7 @@
 //! current status, patches it when the status differs, and never reopens a signed one.
 
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use super::{Visit, VisitId};
 use crate::{
@@ -15,10 +16,48 @@ use crate::{
         client::{InteractionStatus, PartnerInteraction, PartnerInteractionFields},
         installations,
     },
-    jobs::{JobError, JobOutcome},
+    jobs::{Job, JobError, JobOutcome, RunJob},
     tenancy::PracticeId,
     visits::AppState,
 };
+
+/// Make Hint's partner interaction match the visit (create, then patch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncInteraction {
+    pub visit_id: VisitId,
+}
+
+impl SyncInteraction {
+    pub fn of(visit_id: &VisitId) -> Self {
+        Self {
+            visit_id: visit_id.clone(),
+        }
+    }
+}
+
+impl Job for SyncInteraction {
+    const KIND: &'static str = "sync_interaction";
+    const DESCRIPTION: &'static str = "Write the visit to the Hint chart";
+
+    fn subject(&self) -> String {
+        self.visit_id.to_string()
+    }
+
+    fn visit_id(&self) -> Option<&VisitId> {
+        Some(&self.visit_id)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunJob<AppState> for SyncInteraction {
+    async fn run(
+        &self,
+        state: &AppState,
+        practice_id: &PracticeId,
+    ) -> Result<JobOutcome, JobError> {
+        run(state, practice_id, &self.visit_id).await
+    }
+}
 
 /// The link in Hint that reopens our `clinical_interaction` surface on this visit.
 pub fn web_link(state: &AppState, visit_id: &VisitId) -> String {
@@ -68,7 +107,7 @@ fn job_error(e: HintError) -> JobError {
 }
 
 /// The `SyncInteraction` job for one visit of the practice that claimed it.
-pub async fn run(
+async fn run(
     state: &AppState,
     practice_id: &PracticeId,
     visit_id: &VisitId,

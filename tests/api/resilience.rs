@@ -111,7 +111,10 @@ async fn a_worker_killed_mid_job_loses_nothing_and_doubles_nothing() {
     );
     // (Hint holds the signed interaction a moment before the job that wrote it is done.)
     eventually(WAIT, "no work left behind", || async {
-        chartbridge::jobs::counts(&app.state.db).await.unwrap() == (0, 0)
+        chartbridge::jobs::counts(&app.state.db, &app.state.job_kinds)
+            .await
+            .unwrap()
+            == (0, 0)
     })
     .await;
 }
@@ -132,7 +135,11 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
         .products = vec!["ppro-other".into()];
     let visit_id = started_visit(&app, &practice, &patient).await;
     eventually(WAIT, "the job is dead", || async {
-        chartbridge::jobs::counts(&app.state.db).await.unwrap().1 == 1
+        chartbridge::jobs::counts(&app.state.db, &app.state.job_kinds)
+            .await
+            .unwrap()
+            .1
+            == 1
     })
     .await;
     let key = app.session(&practice.clinician, None).await;
@@ -192,7 +199,11 @@ async fn work_hint_refuses_is_shown_with_a_retry_button_and_retrying_completes_i
     })
     .await;
     eventually(WAIT, "nothing dead", || async {
-        chartbridge::jobs::counts(&app.state.db).await.unwrap().1 == 0
+        chartbridge::jobs::counts(&app.state.db, &app.state.job_kinds)
+            .await
+            .unwrap()
+            .1
+            == 0
     })
     .await;
     eventually(WAIT, "the visit knows its draft", || async {
@@ -231,7 +242,10 @@ async fn rate_limited_hint_gets_every_interaction_eventually() {
     })
     .await;
     assert_eq!(
-        chartbridge::jobs::counts(&app.state.db).await.unwrap().1,
+        chartbridge::jobs::counts(&app.state.db, &app.state.job_kinds)
+            .await
+            .unwrap()
+            .1,
         0,
         "nothing dead"
     );
@@ -541,7 +555,10 @@ async fn hint_failing_a_third_of_its_calls_still_signs_every_visit_once() {
     }
     app.wait_each_signed_once(WAIT, &visits).await;
     eventually(WAIT, "no work left and none dead", || async {
-        chartbridge::jobs::counts(&app.state.db).await.unwrap() == (0, 0)
+        chartbridge::jobs::counts(&app.state.db, &app.state.job_kinds)
+            .await
+            .unwrap()
+            == (0, 0)
     })
     .await;
 }

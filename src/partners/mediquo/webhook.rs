@@ -90,7 +90,7 @@ const UNCONFIRMED: &str = "Hint could not confirm the patient yet (Hint did not 
      Chartbridge has no Hint access for this practice). Chartbridge tries again by itself.";
 
 /// Tries again to place a delivery kept because its patient could not be confirmed
-/// (`Job::RetryDelivery`): placed, it leaves the list; still unconfirmed, the job retries.
+/// (`RetryDelivery`): placed, it leaves the list; still unconfirmed, the job retries.
 pub async fn retry(
     state: &AppState,
     practice_id: &PracticeId,
