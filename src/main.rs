@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
                     practice,
                     even_if_installed,
                 },
-        } => purge(&cli.config, &practice, even_if_installed).await,
+        } => purge(&cli.config, cli.partners, &practice, even_if_installed).await,
     }
 }
 
@@ -244,9 +244,19 @@ async fn check(config: &ConfigArgs, url: Option<String>) -> anyhow::Result<()> {
 }
 
 /// `chartbridge practice purge`.
-async fn purge(config: &ConfigArgs, practice: &str, even_if_installed: bool) -> anyhow::Result<()> {
+async fn purge(
+    config: &ConfigArgs,
+    partners: PartnerArgs,
+    practice: &str,
+    even_if_installed: bool,
+) -> anyhow::Result<()> {
     let practice_id = chartbridge::ids::ExternalId::parse(practice)
         .map_err(|e| anyhow::anyhow!("--practice: {e}"))?;
+    // Every table of practice data, the partners' own included, as the registry declares them.
+    let partners =
+        PartnerSettings::from_args(partners).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let upstream = chartbridge::upstream::Upstream::new(std::time::Duration::from_secs(1))?;
+    let tables = chartbridge::partners::registry(&partners, &upstream).practice_tables();
     let db = Db::connect(&database(config)).await?;
     let statuses: Vec<String> =
         sqlx::query_scalar("SELECT status FROM hint_installations WHERE practice_id = $1")
@@ -261,7 +271,7 @@ async fn purge(config: &ConfigArgs, practice: &str, even_if_installed: bool) -> 
              (or pass --even-if-installed)"
         );
     }
-    let deleted = chartbridge::tenancy::purge(&db, &practice_id).await?;
+    let deleted = chartbridge::tenancy::purge(&db, &practice_id, &tables).await?;
     for (table, rows) in &deleted {
         println!("{table}: {rows} row(s) deleted");
     }

@@ -5,14 +5,14 @@
 //! not made from any string: `PracticeId::verified` is called only where the practice has
 //! been proven, and a test below keeps that list closed:
 //!
-//! - `hint/session.rs`: the session of a request (opened by a signed handshake);
+//! - `hint/session/extractor.rs`: the session of a request (opened by a signed handshake);
 //! - `hint/handshake.rs`: the signed handshake itself;
 //! - `hint/webhooks.rs`: a signed Hint event;
 //! - `hint/install.rs`: Hint's answer to an Instant On code;
-//! - `partners/connection.rs`: a partner delivery to `/webhooks/{partner}/{practice}` that
+//! - `partners/connection/delivery.rs`: a partner delivery to `/webhooks/{partner}/{practice}` that
 //!   carries that practice's own secret;
 //! - `jobs/runner.rs`: a job claimed from the queue (enqueued under a verified practice);
-//! - `hint/directory.rs`: a patient change announced by our own database (`NOTIFY`, sent by an
+//! - `hint/directory/mod.rs`: a patient change announced by our own database (`NOTIFY`, sent by an
 //!   instance that had verified the practice);
 //! - `visits/burst.rs`: a partner's receipt read back to be filed (stored by the delivery that
 //!   proved its practice).
@@ -21,16 +21,15 @@ use serde::Serialize;
 
 use crate::{db::Db, ids::ExternalId};
 
-/// Every table holding a practice's data, by its `practice_id` column, in the order a purge
-/// deletes them; `practices` (keyed by `id`) goes last. A test keeps the list complete.
-pub const PRACTICE_TABLES: [&str; 17] = [
+/// Every core table holding a practice's data, by its `practice_id` column, in the order a
+/// purge deletes them; `practices` (keyed by `id`) goes last. Partners declare their own tables
+/// (`PartnerTool::practice_tables`), deleted first. A test keeps the lists complete.
+pub const PRACTICE_TABLES: &[&str] = &[
     "jobs",
     "result_receipts",
     "recording_receipts",
     "inbound_events",
     "unmatched_deliveries",
-    "haidy_patient_contexts",
-    "haidy_user_emails",
     "partner_health",
     "partner_connections",
     "visits",
@@ -48,15 +47,18 @@ pub const PRACTICE_TABLES: [&str; 17] = [
 /// years). It holds Hint's opaque ids, never a name or a result.
 pub const KEPT_ON_PURGE: [&str; 2] = ["audit_events", "audit_heads"];
 
-/// Deletes every row of a practice's data (an operator's decision, after Hint deactivated the
-/// practice: `chartbridge practice purge`), in one transaction. Answers the rows per table.
+/// Deletes every row of a practice's data in `tables` (every table of practice data:
+/// `Partners::practice_tables`) and its `practices` row (an operator's decision, after Hint
+/// deactivated the practice: `chartbridge practice purge`), in one transaction. Answers the
+/// rows per table.
 pub async fn purge(
     db: &Db,
     practice_id: &ExternalId,
+    tables: &[&'static str],
 ) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let mut deleted = Vec::new();
-    for table in PRACTICE_TABLES {
+    for &table in tables {
         let done = sqlx::query(&format!("DELETE FROM {table} WHERE practice_id = $1"))
             .bind(practice_id.as_str())
             .execute(&mut *tx)

@@ -3,7 +3,7 @@
 //! Instant On, and its admin connects each partner through the settings surface, as a real
 //! admin would. Prints the sandbox Hint URL to open.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -11,7 +11,7 @@ use clap::Parser;
 use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
-    partners::{PartnerArgs, PartnerSettings},
+    partners::{Pace, PartnerArgs, PartnerSettings},
     startup::shutdown_signal,
     telemetry,
 };
@@ -113,13 +113,10 @@ async fn main() -> anyhow::Result<()> {
         None => DatabaseSettings::Sqlite(database),
     };
     settings.hint.shared_budget = args.database_url.is_some();
-    let mut partner_settings =
-        PartnerSettings::from_args(PartnerArgs::from_flags(partners.app_flags())?)?;
     // A demo should show the polling backstops within seconds, not minutes.
-    partner_settings.tiep.poll_after = Duration::from_secs(30);
-    partner_settings.tiep.poll_every = Duration::from_secs(15);
-    partner_settings.hcw.poll_every = Duration::from_secs(10);
-    partner_settings.haidy.poll_every = Duration::from_secs(5);
+    let partner_settings =
+        PartnerSettings::from_args(PartnerArgs::from_flags(partners.app_flags())?)?
+            .paced(Pace::Demo);
     let app = Application::build(settings, partner_settings)
         .await
         .with_context(|| in_use(args.app_port, "--app-port"))?;

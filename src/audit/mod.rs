@@ -25,8 +25,7 @@ use crate::{
 };
 
 /// What was done. Stored as text (`as_str`); the list is the trail's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// The practice's recent visits (patients' names) were listed.
     VisitsListed,
@@ -38,16 +37,12 @@ pub enum Action {
     ResultViewed,
     /// A visit was started (a partner tool launched for the patient).
     VisitLaunched,
-    /// More documents were sent to the partner for an open visit.
-    DocumentsSent,
     /// A clinician cancelled an open visit.
     VisitCancelled,
     /// The visit's result came in (or a clinician finished it).
     VisitFinished,
     /// The visit could not complete.
     VisitFailed,
-    /// A clinician was signed in to HCW@Home by SSO for a visit.
-    SsoSignIn,
     /// An admin changed a partner's settings.
     SettingsChanged,
     /// An admin opened a partner delivery kept unmatched (it holds patient data).
@@ -58,20 +53,30 @@ pub enum Action {
     JobRetried,
     /// An admin exported the trail.
     AuditExported,
+    /// An action of one partner's own, declared by that partner
+    /// (`PartnerTool::audit_actions`).
+    Partner(PartnerAction),
+}
+
+/// An action a partner records of its own (a sign-in into its system, files sent to it): its
+/// stored code, never changed once live, and its words for the admin reading the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartnerAction {
+    pub code: &'static str,
+    pub label: &'static str,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    /// Chartbridge's own actions (partners declare theirs).
+    pub const ALL: [Action; 13] = [
         Action::VisitsListed,
         Action::PatientsSearched,
         Action::ChartViewed,
         Action::ResultViewed,
         Action::VisitLaunched,
-        Action::DocumentsSent,
         Action::VisitCancelled,
         Action::VisitFinished,
         Action::VisitFailed,
-        Action::SsoSignIn,
         Action::SettingsChanged,
         Action::UnmatchedViewed,
         Action::UnmatchedDismissed,
@@ -86,16 +91,15 @@ impl Action {
             Action::ChartViewed => "chart_viewed",
             Action::ResultViewed => "result_viewed",
             Action::VisitLaunched => "visit_launched",
-            Action::DocumentsSent => "documents_sent",
             Action::VisitCancelled => "visit_cancelled",
             Action::VisitFinished => "visit_finished",
             Action::VisitFailed => "visit_failed",
-            Action::SsoSignIn => "sso_sign_in",
             Action::SettingsChanged => "settings_changed",
             Action::UnmatchedViewed => "unmatched_viewed",
             Action::UnmatchedDismissed => "unmatched_dismissed",
             Action::JobRetried => "job_retried",
             Action::AuditExported => "audit_exported",
+            Action::Partner(action) => action.code,
         }
     }
 
@@ -107,19 +111,19 @@ impl Action {
             Action::ChartViewed => "Opened the patient's chart",
             Action::ResultViewed => "Opened a visit's result",
             Action::VisitLaunched => "Started a visit",
-            Action::DocumentsSent => "Sent documents to the partner",
             Action::VisitCancelled => "Cancelled a visit",
             Action::VisitFinished => "Visit finished",
             Action::VisitFailed => "Visit failed",
-            Action::SsoSignIn => "Signed in to HCW@Home (SSO)",
             Action::SettingsChanged => "Changed partner settings",
             Action::UnmatchedViewed => "Opened a kept delivery",
             Action::UnmatchedDismissed => "Dismissed a kept delivery",
             Action::JobRetried => "Retried failed work",
             Action::AuditExported => "Exported the audit trail",
+            Action::Partner(action) => action.label,
         }
     }
 
+    /// One of Chartbridge's own actions by its stored code.
     pub fn parse(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == s)
     }

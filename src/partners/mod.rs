@@ -47,6 +47,21 @@ impl PartnerArgs {
     }
 }
 
+/// How often partners are asked for results a person may be waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// As configured (production).
+    Live,
+    /// Within seconds: someone is watching the demo.
+    Demo,
+    /// Not within a test's time: jobs run when a test runs them.
+    WhenAsked,
+}
+
+fn secs(seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(seconds)
+}
+
 /// Every partner's validated settings.
 #[derive(Debug, Clone)]
 pub struct PartnerSettings {
@@ -63,6 +78,14 @@ impl PartnerSettings {
             hcw: hcw::HcwSettings::default(),
             haidy: haidy::HaidySettings::from_args(args.haidy)?,
         })
+    }
+
+    /// Every partner polling at `pace`, each with its own timings.
+    pub fn paced(mut self, pace: Pace) -> Self {
+        self.tiep.paced(pace);
+        self.hcw.paced(pace);
+        self.haidy.paced(pace);
+        self
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
-    visits::AppState,
+    visits::{AppState, Partners},
 };
 
 /// Entries per page, and most entries in one export.
@@ -103,7 +103,7 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(e: &Event) -> Self {
+    fn new(e: &Event, partners: &Partners) -> Self {
         Row {
             seq: e.seq,
             at: crate::db::Moment(e.at),
@@ -112,6 +112,7 @@ impl Row {
             roles: e.actor_roles.clone(),
             support: e.platform_support != 0,
             action: Action::parse(&e.action)
+                .or_else(|| partners.audit_action(&e.action).map(Action::Partner))
                 .map(|a| a.label().to_string())
                 .unwrap_or_else(|| e.action.clone()),
             patient_id: e.patient_id.clone().unwrap_or_default(),
@@ -152,7 +153,11 @@ pub async fn page(
     let filter = query.filter()?;
     let events = audit::search(&state.db, &session.practice_id, &filter, PAGE + 1).await?;
     let older = (events.len() as i64 > PAGE).then(|| events[PAGE as usize - 1].seq);
-    let rows = events.iter().take(PAGE as usize).map(Row::new).collect();
+    let rows = events
+        .iter()
+        .take(PAGE as usize)
+        .map(|e| Row::new(e, &state.partners))
+        .collect();
     let page = AuditPage {
         frame: Frame::new(&session, "audit"),
         params: query.params(),

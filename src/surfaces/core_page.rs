@@ -36,6 +36,21 @@ struct CorePage {
     unmatched: usize,
     /// Partners this practice has set up (none: the page says what to do first).
     partners_set_up: usize,
+    /// The partners a clinician launches, and those whose visits arrive by themselves, named
+    /// for the welcome (from the registry).
+    launched: String,
+    inbound: String,
+}
+
+/// The names of the partners launched in one way or the other, in the registry's order.
+fn partner_names(state: &AppState, inbound: bool) -> String {
+    let names: Vec<&str> = state
+        .partners
+        .iter()
+        .filter(|p| (p.launch_style() == LaunchStyle::InboundOnly) == inbound)
+        .map(|p| p.name())
+        .collect();
+    names.join(", ")
 }
 
 pub async fn page(
@@ -57,6 +72,8 @@ pub async fn page(
         .record(&session.practice_id, &session.actor(), listed)
         .await?;
     let page = CorePage {
+        launched: partner_names(&state, false),
+        inbound: partner_names(&state, true),
         frame: Frame::new(&session, "core_page"),
         visits: VisitRow::all(&recent, &state.partners),
         stuck,

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::Visit;
 use crate::{
+    audit::PartnerAction,
     db::UnknownValue,
     error::{AppError, BoxError},
     hint::{Frame, HintState, Patient, PracticeSession},
@@ -227,6 +228,18 @@ pub trait PartnerTool: Send + Sync + 'static {
         )))
     }
 
+    /// The trail's actions of this partner's own (a sign-in into its system, files sent to
+    /// it), so the audit page names them.
+    fn audit_actions(&self) -> &'static [PartnerAction] {
+        &[]
+    }
+
+    /// Tables of this partner's own holding practice data (each with `practice_id`): a purge
+    /// deletes them, and a test holds every table of the migrations to such a list.
+    fn practice_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Origins a form on this partner's visit page is redirected to (the doctor's sign-in
     /// into HCW@Home): the page's CSP lets forms go there.
     async fn visit_form_targets(
@@ -281,6 +294,24 @@ impl Partners {
     /// The partner a visit belongs to.
     pub fn of(&self, visit: &Visit) -> Result<&Arc<dyn PartnerTool>, UnknownValue> {
         self.get(&visit.partner)
+    }
+
+    /// A partner's own trail action by its stored code.
+    pub fn audit_action(&self, code: &str) -> Option<PartnerAction> {
+        self.iter()
+            .flat_map(|p| p.audit_actions())
+            .find(|a| a.code == code)
+            .copied()
+    }
+
+    /// Every table of practice data: the partners' own first (they may point at core rows),
+    /// then the core's (`tenancy::PRACTICE_TABLES`), in the order a purge deletes them.
+    pub fn practice_tables(&self) -> Vec<&'static str> {
+        self.iter()
+            .flat_map(|p| p.practice_tables())
+            .copied()
+            .chain(crate::tenancy::PRACTICE_TABLES.iter().copied())
+            .collect()
     }
 
     /// Name for people of a stored id (the id itself when no partner has it).

@@ -414,16 +414,14 @@ async fn rows_of(app: &TestApp, table: &str, practice_id: &str) -> i64 {
 #[tokio::test]
 async fn a_purge_knows_every_table_of_practice_data() {
     let app = spawn_app().await;
-    let mut listed: Vec<&str> = chartbridge::tenancy::PRACTICE_TABLES
-        .iter()
-        .chain(&chartbridge::tenancy::KEPT_ON_PURGE)
-        .copied()
-        .collect();
+    let mut listed: Vec<&str> = app.state.partners.practice_tables();
+    listed.extend(chartbridge::tenancy::KEPT_ON_PURGE);
     listed.sort();
     assert_eq!(
         tables_with_practice_id(&app).await,
         listed,
-        "a new table of practice data goes in tenancy::PRACTICE_TABLES (or KEPT_ON_PURGE, saying why)"
+        "a new table of practice data goes in tenancy::PRACTICE_TABLES, or its partner's \
+         PartnerTool::practice_tables (or KEPT_ON_PURGE, saying why)"
     );
 }
 
@@ -459,7 +457,7 @@ async fn an_operator_purges_a_deactivated_practice_and_nothing_else() {
         .await;
     assert_eq!(status, 0, "{said}");
     assert!(said.contains("visits: 1 row(s) deleted"), "{said}");
-    for table in chartbridge::tenancy::PRACTICE_TABLES {
+    for table in app.state.partners.practice_tables() {
         assert_eq!(rows_of(&app, table, &leaving.id).await, 0, "{table}");
     }
     let practices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM practices WHERE id = $1")
@@ -478,7 +476,7 @@ async fn an_operator_purges_a_deactivated_practice_and_nothing_else() {
 /// Rows of a practice in each table of practice data.
 async fn practice_rows(app: &TestApp, practice_id: &str) -> Vec<i64> {
     let mut counts = Vec::new();
-    for table in chartbridge::tenancy::PRACTICE_TABLES {
+    for table in app.state.partners.practice_tables() {
         counts.push(rows_of(app, table, practice_id).await);
     }
     counts

@@ -343,7 +343,7 @@ pub async fn add_files(
         let sent = format!("{} sent", outcomes.len() - failed);
         launch.uploads.extend(outcomes);
         visits::update_launch(&haidy, practice_id, &visit.id, &launch).await?;
-        let entry = Entry::new(Action::DocumentsSent)
+        let entry = Entry::new(Action::Partner(super::DOCUMENTS_SENT))
             .patient(&visit.patient_id)
             .visit(visit.id.as_str())
             .detail(&sent);

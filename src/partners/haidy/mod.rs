@@ -24,8 +24,9 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::connection as connections;
+use super::{Pace, connection as connections, secs};
 use crate::{
+    audit::PartnerAction,
     config::{ConfigError, parse_url},
     db::now_ms,
     error::AppError,
@@ -42,6 +43,12 @@ pub use client::HaidyClient;
 
 /// Haidy's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("haidy");
+
+/// The trail's entry when more documents are sent to Haidy for an open visit.
+pub const DOCUMENTS_SENT: PartnerAction = PartnerAction {
+    code: "documents_sent",
+    label: "Sent documents to the partner",
+};
 
 /// Haidy's endpoints, from the environment.
 #[derive(clap::Args, Debug, Clone)]
@@ -83,6 +90,15 @@ impl HaidySettings {
             max_file_bytes: 20 * 1024 * 1024,
             max_files: 10,
         })
+    }
+
+    /// Polls at `pace` (Haidy sends no webhooks: the poll is the way in).
+    pub fn paced(&mut self, pace: Pace) {
+        match pace {
+            Pace::Live => {}
+            Pace::Demo => self.poll_every = secs(5),
+            Pace::WhenAsked => self.poll_every = secs(3600),
+        }
     }
 }
 
@@ -150,6 +166,15 @@ impl PartnerTool for Haidy {
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         page::render(visit, frame)
+    }
+
+    fn audit_actions(&self) -> &'static [PartnerAction] {
+        &[DOCUMENTS_SENT]
+    }
+
+    /// The patient contexts created in Haidy, and each user's Haidy email.
+    fn practice_tables(&self) -> &'static [&'static str] {
+        &["haidy_patient_contexts", "haidy_user_emails"]
     }
 }
 

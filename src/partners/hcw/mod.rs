@@ -23,8 +23,9 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::connection as connections;
+use super::{Pace, connection as connections, secs};
 use crate::{
+    audit::PartnerAction,
     error::AppError,
     hint::{Frame, PracticeSession},
     jobs::{JobError, JobOutcome},
@@ -39,6 +40,12 @@ pub use client::HcwClient;
 
 /// HCW@Home's id in rows and URLs.
 pub const ID: PartnerId = PartnerId::new("hcw");
+
+/// The trail's entry when a clinician is signed in to HCW@Home by SSO for a visit.
+pub const SSO_SIGN_IN: PartnerAction = PartnerAction {
+    code: "sso_sign_in",
+    label: "Signed in to HCW@Home (SSO)",
+};
 
 /// HCW@Home sends no webhooks: visits are polled. Each practice enters its own server.
 #[derive(Debug, Clone)]
@@ -58,6 +65,17 @@ impl Default for HcwSettings {
             poll_every: Duration::from_secs(60),
             give_up_after: Duration::from_secs(24 * 3600),
             token_lifetime: Duration::from_secs(14 * 60),
+        }
+    }
+}
+
+impl HcwSettings {
+    /// Polls at `pace` (HCW@Home sends no webhooks: the poll is the way in).
+    pub fn paced(&mut self, pace: Pace) {
+        match pace {
+            Pace::Live => {}
+            Pace::Demo => self.poll_every = secs(10),
+            Pace::WhenAsked => self.poll_every = secs(3600),
         }
     }
 }
@@ -144,6 +162,10 @@ impl PartnerTool for HcwAtHome {
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         page::render(visit, frame)
+    }
+
+    fn audit_actions(&self) -> &'static [PartnerAction] {
+        &[SSO_SIGN_IN]
     }
 
     /// The doctor's sign-in posts to us and is sent on to the practice's HCW@Home server.

@@ -148,7 +148,7 @@ pub async fn sign_in(
         &connection.sso_secret,
         &sso::SsoClaims::new(email, &session.user_name, now),
     );
-    let signed_in = Entry::new(Action::SsoSignIn)
+    let signed_in = Entry::new(Action::Partner(super::SSO_SIGN_IN))
         .patient(&visit.patient_id)
         .visit(visit.id.as_str());
     hcw.audit

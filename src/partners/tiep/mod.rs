@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::connection as connections;
+use super::{Pace, connection as connections, secs};
 use crate::{
     config::{ConfigError, parse_url},
     error::AppError,
@@ -66,6 +66,15 @@ impl TiepSettings {
             poll_every: Duration::from_secs(60),
             give_up_after: Duration::from_secs(24 * 3600),
         })
+    }
+
+    /// Polls at `pace` (the webhook is the usual way in; the poll is its backstop).
+    pub fn paced(&mut self, pace: Pace) {
+        match pace {
+            Pace::Live => {}
+            Pace::Demo => (self.poll_after, self.poll_every) = (secs(30), secs(15)),
+            Pace::WhenAsked => (self.poll_after, self.poll_every) = (secs(3600), secs(3600)),
+        }
     }
 }
 

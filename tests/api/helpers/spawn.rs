@@ -14,7 +14,7 @@ use std::{
 use chartbridge::{
     Application, Settings,
     config::{ConfigArgs, DatabaseSettings, SecretKey},
-    partners::{PartnerArgs, PartnerSettings},
+    partners::{Pace, PartnerArgs, PartnerSettings},
     upstream::guarded::{HostLookup, LookupHost},
     visits::AppState,
 };
@@ -148,7 +148,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         metrics_token: Some(METRICS_TOKEN.into()),
     })
     .expect("test settings are valid");
-    let mut partners = PartnerSettings::from_args(
+    let partners = PartnerSettings::from_args(
         PartnerArgs::from_flags(fakes.app_flags()).expect("the sandbox's flags are Chartbridge's"),
     )
     .expect("test partner settings are valid");
@@ -171,9 +171,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // connection test of a save reaches nothing and no test ever calls a public address.
     dns.set("hcw.example.org", &["127.0.0.1"]);
     settings.outbound.lookup = HostLookup(Arc::new(dns.clone()));
-    partners.tiep.poll_after = Duration::from_secs(3600);
-    partners.hcw.poll_every = Duration::from_secs(3600);
-    partners.haidy.poll_every = Duration::from_secs(3600);
+    let partners = partners.paced(Pace::WhenAsked);
     let mut config = Config {
         app: settings,
         partners,
