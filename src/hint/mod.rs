@@ -14,9 +14,8 @@ pub mod patient_index;
 pub mod registration;
 pub mod review;
 pub mod session;
+mod state;
 pub mod webhooks;
-
-use std::sync::Arc;
 
 use axum::{
     Router,
@@ -24,95 +23,13 @@ use axum::{
     routing::{get, post},
 };
 use secrecy::{ExposeSecret, SecretString};
-use url::Url;
 
-use crate::{
-    config::Settings, crypto::SecretBox, crypto::verify_hmac_sha256, db::Db, error::AppError,
-    upstream::Upstream,
-};
+use crate::{crypto::verify_hmac_sha256, error::AppError};
 
 pub use client::{HintAuth, HintClient, HintError, Patient};
 pub use frame::Frame;
 pub use session::{PracticeSession, Role};
-
-/// What the Hint layer works with: configuration, the database, sealed secrets, the way out,
-/// and Hint's client, sessions and patient lists. The layers above hold it and lend it out
-/// (`AsRef<HintState>`), so handlers here run under any of their states. One `Arc`: a clone
-/// per request (every extractor and middleware takes one) costs a reference count, not a copy
-/// of the settings.
-#[derive(Clone, Debug)]
-pub struct HintState(Arc<HintParts>);
-
-impl std::ops::Deref for HintState {
-    type Target = HintParts;
-
-    fn deref(&self) -> &HintParts {
-        &self.0
-    }
-}
-
-/// What a [`HintState`] holds (`state.db`, `state.hint`, … read through it).
-#[derive(Debug)]
-pub struct HintParts {
-    pub settings: Arc<Settings>,
-    /// Where Hint and the partners reach us.
-    pub public_url: Url,
-    pub db: Db,
-    /// Seals and opens secrets at rest.
-    pub secrets: SecretBox,
-    /// Every outbound call goes through it.
-    pub upstream: Upstream,
-    pub hint: HintClient,
-    /// Where framed sessions live.
-    pub sessions: Arc<session::HintSessionStore>,
-    /// Practices' patient lists for search.
-    pub patients: Arc<directory::PatientDirectory>,
-    /// Writes audit entries that have no transaction of their own (group commit).
-    pub audit: crate::audit::Recorder,
-    /// What operators scrape (`/metrics`).
-    pub metrics: crate::metrics::Metrics,
-}
-
-impl HintState {
-    /// `public_url` is the configured one, or the address the server was bound to.
-    pub fn new(settings: Settings, db: Db, public_url: Url) -> anyhow::Result<Self> {
-        let upstream = Upstream::with_policy(
-            settings.http_timeout,
-            settings.outbound.allow.clone(),
-            settings.outbound.lookup.clone(),
-        )?;
-        let metrics = crate::metrics::Metrics::default();
-        Ok(Self(Arc::new(HintParts {
-            sessions: Arc::new(session::HintSessionStore::new(
-                db.clone(),
-                &settings.sessions,
-            )),
-            patients: Arc::new(directory::PatientDirectory::new()),
-            secrets: SecretBox::new(&settings.secret_key),
-            audit: crate::audit::Recorder::spawn(db.clone()),
-            hint: HintClient::new(
-                upstream.clone(),
-                settings.hint.clone(),
-                metrics.clone(),
-                settings.hint.shared_budget.then(|| {
-                    // Longer than any one call with its retries may hold a slot.
-                    budget::SharedBudget::new(db.clone(), settings.http_timeout * 4)
-                }),
-            ),
-            metrics,
-            upstream,
-            settings: Arc::new(settings),
-            public_url,
-            db,
-        })))
-    }
-}
-
-impl AsRef<HintState> for HintState {
-    fn as_ref(&self) -> &HintState {
-        self
-    }
-}
+pub use state::HintState;
 
 /// Routes Hint's servers call.
 pub fn router<S>() -> Router<S>

@@ -1,15 +1,19 @@
-//! The state of the visit lifecycle and everything built on it (partners, pages, the job
-//! queue's work): the Hint layer's state, the job queue's wake-up, the result writer, and the
-//! registry of partners (each holding its own settings and client). The Hint layer and the
-//! core never see this type.
+//! The app's state: the Hint layer's state ([`HintState`]: configuration, database, secrets,
+//! the way out, Hint's client, sessions, audit, metrics) with what the visit lifecycle adds on
+//! top: the job queue's wake-up and job types, the two burst writers (results, visits that
+//! arrive finished), and the registry of partners (each holding its own settings and client).
+//!
+//! It is defined here, with the lifecycle, because it holds the lifecycle's parts and every
+//! layer above (partners, surfaces, the server) runs on it; the Hint layer and the core never
+//! see it (Hint's handlers run on anything that lends them a `HintState`). One level of
+//! `Deref` reaches its parts, a second the Hint state's: `state.partners`, `state.db`.
 
 use std::{ops::Deref, sync::Arc};
 
 use super::{completion::Completions, partner::Partners};
 use crate::{
     crypto::SecretsCache,
-    hint::HintState,
-    hint::{installations::NotActive, patient_index::SyncPatients},
+    hint::{HintState, installations::NotActive, patient_index::SyncPatients},
     jobs::{JobRunner, JobSignal, Registry, RunnerStatus},
 };
 
@@ -45,7 +49,7 @@ pub struct AppParts {
 }
 
 impl AppState {
-    /// Starts the result writer; `partners` is the registry the partners module builds.
+    /// Starts the burst writers; `partners` is the registry the partners module builds.
     pub fn new(hint_state: HintState, partners: Partners) -> Self {
         let jobs = JobSignal::default();
         let completions = Completions::spawn(
