@@ -252,12 +252,18 @@ async fn forms_may_post_only_to_us_and_where_our_answer_sends_them() {
             .to_string()
     };
     let origin = |url: &url::Url| url.origin().ascii_serialization();
-    // Every page: ourselves, and Tiep's app (a Tiep launch redirects there from our form).
+    // Every page: ourselves, and the apps one-click partners open from our form: Tiep's (a
+    // Tiep launch redirects there), and any other partner's that declares one.
+    let launch_origins: Vec<String> = app
+        .state
+        .partners
+        .iter()
+        .filter_map(|p| p.launch_origin())
+        .collect();
+    assert!(launch_origins.contains(&origin(app.tiep.base_url())));
+    let every_page = format!("'self' {}", launch_origins.join(" "));
     let chart = app.surface("clinical_chart", &key).await;
-    assert_eq!(
-        form_action(&csp(&chart)),
-        format!("'self' {}", origin(app.tiep.base_url()))
-    );
+    assert_eq!(form_action(&csp(&chart)), every_page);
     // An HCW@Home visit's page adds the practice's HCW@Home server (the doctor's sign-in).
     let launched = app
         .post_form(
@@ -279,10 +285,6 @@ async fn forms_may_post_only_to_us_and_where_our_answer_sends_them() {
         .await;
     assert_eq!(
         form_action(&csp(&page)),
-        format!(
-            "'self' {} {}",
-            origin(app.tiep.base_url()),
-            origin(app.hcw.base_url())
-        )
+        format!("{every_page} {}", origin(app.hcw.base_url()))
     );
 }

@@ -136,18 +136,20 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         metrics_token: None,
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
-    let partners =
-        chartbridge::partners::PartnerSettings::from_args(chartbridge::partners::PartnerArgs {
-            tiep: chartbridge::partners::tiep::TiepArgs {
-                tiep_api_url: "http://127.0.0.1:9/".into(),
-                tiep_app_url: "http://127.0.0.1:9/".into(),
-            },
-            haidy: chartbridge::partners::haidy::HaidyArgs {
-                haidy_api_url: "http://127.0.0.1:9/".into(),
-                haidy_app_url: "http://127.0.0.1:9/".into(),
-            },
-        })
-        .unwrap();
+    // Read as `serve` reads its flags (a partner added later keeps its default address: the
+    // build is refused before any partner is called).
+    let flags = [
+        "--tiep-api-url",
+        "--tiep-app-url",
+        "--haidy-api-url",
+        "--haidy-app-url",
+    ]
+    .into_iter()
+    .flat_map(|flag| [flag.to_string(), "http://127.0.0.1:9/".to_string()]);
+    let partners = chartbridge::partners::PartnerSettings::from_args(
+        chartbridge::partners::PartnerArgs::from_flags(flags).unwrap(),
+    )
+    .unwrap();
     let refused = chartbridge::Application::build(settings, partners)
         .await
         .err()
