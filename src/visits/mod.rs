@@ -16,6 +16,7 @@
 
 mod app_state;
 mod burst;
+pub mod chart_note;
 pub mod completion;
 pub mod health;
 pub mod launch;
@@ -69,6 +70,8 @@ pub struct Visit {
     pub error_message: Option<String>,
     pub hint_interaction_id: Option<String>,
     pub hint_status: Option<String>,
+    /// The document interaction holding the result in the patient's chart, once written.
+    pub hint_document_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,

@@ -12,7 +12,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::Visit;
+use super::{Visit, chart_note::ChartNote};
 use crate::{
     audit::PartnerAction,
     db::UnknownValue,
@@ -226,6 +226,13 @@ pub trait PartnerTool: Send + Sync + 'static {
             "{} keeps no deliveries to retry ({delivery_id})",
             self.name()
         )))
+    }
+
+    /// What a signed visit leaves in the patient's chart: its result as a title and a Markdown
+    /// body (`chart_note::Markdown`: partner text escaped, the body capped). `None`: the
+    /// partner interaction alone.
+    fn chart_note(&self, _visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+        Ok(None)
     }
 
     /// The trail's actions of this partner's own (a sign-in into its system, files sent to

@@ -7,13 +7,16 @@
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Visit, VisitId};
+use super::{Visit, VisitId, VisitState};
 use crate::{
     backoff::jittered,
     db::now_ms,
     hint::{
         HintAuth, HintError,
-        client::{InteractionStatus, PartnerInteraction, PartnerInteractionFields},
+        client::{
+            DocumentInteractionFields, InteractionStatus, PartnerInteraction,
+            PartnerInteractionFields,
+        },
         installations,
     },
     jobs::{Job, JobError, JobOutcome, RunJob},
@@ -158,7 +161,71 @@ async fn run(
     } else if visit.hint_status.as_deref() != Some(current.status.as_str()) {
         record(state, practice_id, &visit, &current).await?;
     }
+    if visit.state() == VisitState::Completed && visit.hint_document_id.is_none() {
+        write_note(state, practice_id, &auth, &visit).await?;
+    }
     Ok(JobOutcome::Done)
+}
+
+/// Writes the signed visit's content into the chart as a document interaction, once: the
+/// document is looked for by our record id before it is created (a create whose answer was
+/// lost, or whose id we did not store before a crash, is found, never made twice), and its id
+/// is kept on the visit.
+async fn write_note(
+    state: &AppState,
+    practice_id: &PracticeId,
+    auth: &HintAuth<'_>,
+    visit: &Visit,
+) -> Result<(), JobError> {
+    let partner = state.partners.of(visit).map_err(JobError::permanent)?;
+    let Some(note) = partner.chart_note(visit).map_err(JobError::permanent)? else {
+        return Ok(());
+    };
+    let found = state
+        .hint
+        .find_document_interaction(auth, &visit.patient_id, visit.id.as_str())
+        .await
+        .map_err(job_error)?;
+    let document = match found {
+        Some(existing) => existing,
+        None => {
+            let fields = DocumentInteractionFields {
+                status: InteractionStatus::Signed,
+                title: note.title,
+                body: note.body,
+                attachments: Vec::new(),
+                event_timestamp: rfc3339(visit.created_at),
+                integration_record_id: visit.id.to_string(),
+                integration_web_link: web_link(state, &visit.id),
+            };
+            state
+                .hint
+                .create_document_interaction(auth, &visit.patient_id, &fields)
+                .await
+                .map_err(job_error)?
+        }
+    };
+    sqlx::query(
+        "UPDATE visits SET hint_document_id = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
+    )
+    .bind(&document.id)
+    .bind(now_ms())
+    .bind(practice_id)
+    .bind(&visit.id)
+    .execute(state.db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Unix milliseconds as RFC 3339 (UTC), as Hint takes `event_timestamp`.
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Our interaction for the visit, created when Hint holds none (`None`: none, and the visit

@@ -166,6 +166,35 @@ async fn a_clinician_sends_documents_and_the_approved_report_signs_the_chart() {
             .contains("Anaemia resolved; continue iron for a month.")
     );
 
+    // The approved report is in the chart, with each document sent and its outcome.
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the report in the chart",
+        || async { !app.hint.documents_for(patient).is_empty() },
+    )
+    .await;
+    let documents = app.hint.documents_for(patient);
+    assert_eq!(documents.len(), 1, "one document for the visit");
+    let note = &documents[0];
+    assert_eq!(note.title.as_deref(), Some("Haidy consultation report"));
+    assert!(
+        note.body
+            .contains("Anaemia resolved\\; continue iron for a month\\."),
+        "{}",
+        note.body
+    );
+    assert!(
+        note.body
+            .contains("### Documents sent to Haidy\n\n- lab\\.pdf\\: sent"),
+        "{}",
+        note.body
+    );
+    assert!(
+        note.body.contains("- letter\\.txt\\: sent \\(16 bytes\\)"),
+        "{}",
+        note.body
+    );
+
     // The Haidy email the clinician entered is remembered for next time.
     let form = launch_form(&app, &key, patient).await;
     assert_eq!(

@@ -180,6 +180,25 @@ async fn a_clinician_runs_a_video_visit_and_the_chart_ends_signed() {
     app.wait_for_interaction(patient, "signed").await;
     // One login served every call.
     assert_eq!(app.hcw.world().logins, 1);
+
+    // The visit's facts are in the chart: when, who, how long, how it ended.
+    let documents = app.hint.documents_for(patient);
+    assert_eq!(documents.len(), 1, "one document for the visit");
+    let note = &documents[0];
+    assert_eq!(note.title.as_deref(), Some("HCW@Home video visit"));
+    for expected in [
+        "**Scheduled:** At once",
+        "**Started:** ",
+        "**Ended:** ",
+        "**Took part:** Casey Clinician \\(doctor\\)\\, Ava Thompson \\(patient\\)",
+        "**Ended as:** Closed in HCW\\@Home",
+    ] {
+        assert!(
+            note.body.contains(expected),
+            "{expected:?} in {}",
+            note.body
+        );
+    }
 }
 
 #[tokio::test]

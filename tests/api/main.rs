@@ -3,6 +3,7 @@
 mod at_rest;
 mod audit;
 mod bursts;
+mod chart_record;
 mod connections;
 mod figures;
 mod going_live;

@@ -102,6 +102,34 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
         "a finished consultation cannot be cancelled"
     );
 
+    // The consultation itself is in the chart: one document with the SOAP report, the
+    // prescriptions and the history.
+    let documents = app.hint.documents_for(patient);
+    assert_eq!(documents.len(), 1, "one document for the consultation");
+    let note = &documents[0];
+    assert_eq!(note.title.as_deref(), Some("MediQuo consultation"));
+    assert_eq!(
+        note.integration_record_id.as_deref(),
+        Some(visit.id.as_str())
+    );
+    for expected in [
+        "### SOAP report",
+        "**Subjective:** ",
+        "sore throat and mild fever",
+        "Acute streptococcal pharyngitis likely",
+        "Amoxicillin 500 mg three times daily",
+        "### Prescriptions\n\n- amoxicillin",
+        "### Allergies\n\n- Penicillin",
+        "Salbutamol",
+        "2 puffs as needed",
+    ] {
+        assert!(
+            note.body.contains(expected),
+            "{expected:?} in {}",
+            note.body
+        );
+    }
+
     // A report sent on its own is a second visit, signed too.
     assert_eq!(
         app.mediquo.send_report(&integration, patient).await,
@@ -116,6 +144,17 @@ async fn a_finished_consultation_becomes_a_signed_interaction_showing_the_whole_
             .count(),
         2,
         "two signed MediQuo interactions"
+    );
+    assert_eq!(
+        app.hint.documents_for(patient).len(),
+        2,
+        "one document each"
+    );
+    assert!(
+        app.hint
+            .documents_for(patient)
+            .iter()
+            .any(|d| d.title.as_deref() == Some("MediQuo report"))
     );
     let chart = app
         .page(

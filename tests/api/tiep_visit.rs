@@ -137,6 +137,54 @@ async fn a_clinician_runs_a_tiep_visit_and_the_chart_ends_signed() {
             .unwrap()
             .starts_with(&format!("{}/hint/clinical_chart?session_key=", app.address))
     );
+
+    // The note itself is in the chart, readable in Hint: one document for the visit, the
+    // form's fields and answers in the form's order, and the page renders it.
+    let documents = app.hint.documents_for(patient);
+    assert_eq!(documents.len(), 1, "one document for the visit");
+    let note = &documents[0];
+    assert_eq!(note.status, "signed");
+    assert_eq!(note.title.as_deref(), Some("Visit note (Tiep)"));
+    assert_eq!(
+        note.integration_record_id.as_deref(),
+        Some(visit.id.as_str())
+    );
+    assert_eq!(note.integration_web_link.as_deref(), Some(link.as_str()));
+    assert_eq!(
+        note.body,
+        "**Reason for visit:** Shoulder pain after tennis\n\n**Pain level:** 6\n\n\
+         **Assessment:** —\n\n**Plan:** —"
+    );
+    assert_eq!(
+        app.visit(&practice.id, &visit.id)
+            .await
+            .hint_document_id
+            .as_deref(),
+        Some(note.id.as_str())
+    );
+    let (_, chart_page) = Page::of(
+        reqwest::get(
+            app.hint
+                .base_url()
+                .join(&format!("/patients/{patient}?as=clinician"))
+                .unwrap(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        chart_page.text_of(".document h4 small"),
+        "(signed, ".to_string() + &note.event_timestamp + ")"
+    );
+    assert!(
+        chart_page
+            .text_of(".document-body")
+            .contains("Reason for visit: Shoulder pain after tennis")
+    );
+    // Running the write-back again writes nothing more.
+    app.run_jobs().await;
+    assert_eq!(app.hint.documents_for(patient).len(), 1);
 }
 
 #[tokio::test]

@@ -105,6 +105,17 @@ test("a clinician runs a Tiep visit from the chart and reopens the signed result
   // The frame's visit list refreshes by itself (htmx polling with the session header).
   await frame.getByText("Completed").first().waitFor();
 
+  // The note itself is in the Hint chart, readable without opening Chartbridge.
+  let notes = 0;
+  for (let i = 0; i < 60 && notes === 0; i++) {
+    notes = await page.locator('article.document[data-document-status="signed"]').count();
+    if (!notes) { await page.waitForTimeout(250); await page.reload(); }
+  }
+  assert.equal(notes, 1, "one signed document in the Hint chart");
+  const note = page.locator("article.document .document-body");
+  assert.match(await note.textContent(), /Reason for visit: Shoulder pain after tennis/);
+  assert.match(await note.textContent(), /Pain level: 6/);
+
   await page.getByRole("link", { name: "Reopen in Chartbridge" }).click();
   const reopened = page.frameLocator("iframe[title=Chartbridge]");
   await reopened.getByText("Shoulder pain after tennis").waitFor();

@@ -6,6 +6,7 @@
 //! `status`, unknown fields refused, signed interactions final, 429 "Enhance your calm" when a
 //! key calls faster than its rate. Faults (500s, hangs) can be switched on for tests.
 
+mod documents;
 mod interactions;
 mod pages;
 mod partner_api;
@@ -28,7 +29,8 @@ use url::Url;
 
 use crate::{bind, serve};
 
-pub use world::{Faults, Interaction, Patient, Practice, User, World};
+pub use documents::render_markdown;
+pub use world::{Document, Faults, Interaction, Patient, Practice, User, World};
 
 /// How the sandbox is set up (what real Hint would know about our app).
 #[derive(Clone, Debug)]
@@ -122,6 +124,10 @@ fn router(sandbox: SandboxHint) -> Router {
         .route(
             "/api/provider/patients/{id}/interactions/partner",
             get(interactions::list_interactions).post(interactions::create_interaction),
+        )
+        .route(
+            "/api/provider/patients/{id}/interactions/document",
+            get(documents::list_documents).post(documents::create_document),
         )
         .route(
             "/api/provider/patients/{id}/interactions/partner/{interaction_id}",

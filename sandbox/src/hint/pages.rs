@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Interaction, Patient, Practice, SandboxHint, User, World};
+use super::{Document, Interaction, Patient, Practice, SandboxHint, User, World};
 
 #[derive(Deserialize, Default)]
 pub(super) struct AsUser {
@@ -71,6 +71,8 @@ struct FramePage {
     who: String,
     patient: Option<Patient>,
     interactions: Vec<Interaction>,
+    /// The patient's documents, their Markdown rendered as the chart shows it.
+    documents: Vec<DocumentView>,
     frame_src: Option<String>,
     error: Option<String>,
     /// What the page's SDK host tells the frame (`HintSDK.init`): the user, the interaction,
@@ -78,6 +80,38 @@ struct FramePage {
     user: User,
     interaction_id: Option<String>,
     patients: Vec<Patient>,
+}
+
+/// A document interaction on the chart page.
+struct DocumentView {
+    id: String,
+    title: String,
+    status: String,
+    when: String,
+    /// The body rendered from Markdown (raw HTML in it shown as text).
+    html: String,
+    /// Each attachment's name and size as Hint keeps it.
+    files: Vec<(String, usize)>,
+}
+
+impl DocumentView {
+    fn of(document: &Document) -> Self {
+        Self {
+            id: document.id.clone(),
+            title: document.title.clone().unwrap_or_default(),
+            status: document.status.clone(),
+            when: document.event_timestamp.clone(),
+            html: super::render_markdown(&document.body),
+            files: document
+                .attachments
+                .iter()
+                .map(|(url, bytes)| {
+                    let name = url.rsplit('/').next().unwrap_or(url).split('?').next();
+                    (name.unwrap_or_default().to_string(), bytes.len())
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Hint's JS SDK as the sandbox serves it (`$HINT_API_URL/hint-sdk.js`); see hint_sdk.js.
@@ -139,7 +173,7 @@ async fn open_frame(
     patient_id: Option<String>,
     interaction_id: Option<String>,
 ) -> Response {
-    let (user, patient, interactions, app_url, patients) = {
+    let (user, patient, interactions, documents, app_url, patients) = {
         let world = sandbox.world();
         let Some((practice, user)) = acting(&world, who) else {
             return (StatusCode::NOT_FOUND, "No such user in the sandbox").into_response();
@@ -162,13 +196,31 @@ async fn open_frame(
                     .collect()
             })
             .unwrap_or_default();
+        let documents = patient
+            .as_ref()
+            .map(|p| {
+                world
+                    .documents
+                    .iter()
+                    .filter(|d| d.patient_id == p.id)
+                    .map(DocumentView::of)
+                    .collect()
+            })
+            .unwrap_or_default();
         let patients = world
             .patients
             .iter()
             .filter(|p| p.practice_id == practice.id)
             .cloned()
             .collect();
-        (user, patient, interactions, world.app_url.clone(), patients)
+        (
+            user,
+            patient,
+            interactions,
+            documents,
+            world.app_url.clone(),
+            patients,
+        )
     };
     let who = user.partner_roles.first().cloned().unwrap_or_default();
     let title = match (&patient, surface) {
@@ -181,6 +233,7 @@ async fn open_frame(
         who,
         patient: patient.clone(),
         interactions,
+        documents,
         frame_src: None,
         error: None,
         user: user.clone(),

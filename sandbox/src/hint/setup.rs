@@ -3,7 +3,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Interaction, Patient, Practice, SandboxHint, User};
+use super::{Document, Interaction, Patient, Practice, SandboxHint, User};
 
 impl SandboxHint {
     /// Adds a practice with an admin and a clinician; answers the practice id.
@@ -210,6 +210,16 @@ impl SandboxHint {
         for (first, last, dob, sex) in NAMES {
             self.add_patient(practice_id, first, last, dob, sex);
         }
+    }
+
+    /// Document interactions held for a patient (tests assert on these).
+    pub fn documents_for(&self, patient_id: &str) -> Vec<Document> {
+        self.world()
+            .documents
+            .iter()
+            .filter(|d| d.patient_id == patient_id)
+            .cloned()
+            .collect()
     }
 
     /// Interactions held for a practice's patient (tests assert on these).

@@ -99,6 +99,39 @@ impl Interaction {
     }
 }
 
+/// A document interaction (a visit's content in the chart) as the sandbox holds it.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub id: String,
+    pub practice_id: String,
+    pub patient_id: String,
+    pub status: String,
+    pub title: Option<String>,
+    /// Markdown, as the partner wrote it.
+    pub body: String,
+    /// The attachments' URLs as given, and the bytes Hint downloaded from each.
+    pub attachments: Vec<(String, Vec<u8>)>,
+    pub event_timestamp: String,
+    pub integration_record_id: Option<String>,
+    pub integration_web_link: Option<String>,
+}
+
+impl Document {
+    pub(super) fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "type": "document",
+            "status": self.status,
+            "title": self.title,
+            "body": self.body,
+            "patient_id": self.patient_id,
+            "event_timestamp": self.event_timestamp,
+            "integration_record_id": self.integration_record_id,
+            "integration_web_link": self.integration_web_link,
+        })
+    }
+}
+
 /// Faults the tests switch on. They apply to the partner-interaction endpoints (the write-back
 /// path); patient reads stay healthy so a visit can start.
 #[derive(Clone, Debug, Default)]
@@ -149,6 +182,7 @@ pub struct World {
     pub users: Vec<User>,
     pub patients: Vec<Patient>,
     pub interactions: Vec<Interaction>,
+    pub documents: Vec<Document>,
     pub(super) practice_tokens: HashMap<String, String>,
     pub(super) access_tokens: HashMap<String, (String, Instant)>,
     pub(super) oauth_codes: HashMap<String, String>,

@@ -23,8 +23,8 @@ mod pacing;
 mod types;
 
 pub use types::{
-    GrantPractice, HintAuth, InstallGrant, InteractionStatus, PartnerInteraction,
-    PartnerInteractionFields, Patient, Phone,
+    DocumentInteraction, DocumentInteractionFields, GrantPractice, HintAuth, InstallGrant,
+    InteractionStatus, PartnerInteraction, PartnerInteractionFields, Patient, Phone,
 };
 
 use self::{
@@ -250,7 +250,7 @@ impl HintClient {
         auth: &HintAuth<'_>,
         method: Method,
         path: &[&str],
-        body: Option<&PartnerInteractionFields>,
+        body: Option<&(impl serde::Serialize + Sync)>,
     ) -> Result<T, HintError> {
         let repeat = if method == Method::POST {
             Repeat::Once
@@ -271,7 +271,7 @@ impl HintClient {
 
     pub async fn get_patient(&self, auth: &HintAuth<'_>, id: &str) -> Result<Patient, HintError> {
         let path = ["api", "provider", "patients", id];
-        self.call(auth, Method::GET, &path, None).await
+        self.call(auth, Method::GET, &path, None::<&()>).await
     }
 
     pub async fn create_partner_interaction(
@@ -280,7 +280,7 @@ impl HintClient {
         patient_id: &str,
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = interactions(patient_id);
+        let path = interactions(patient_id, PARTNER_KIND);
         self.call(auth, Method::POST, &path, Some(fields)).await
     }
 
@@ -290,8 +290,8 @@ impl HintClient {
         patient_id: &str,
         id: &str,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = interaction(patient_id, id);
-        self.call(auth, Method::GET, &path, None).await
+        let path = interaction(patient_id, PARTNER_KIND, id);
+        self.call(auth, Method::GET, &path, None::<&()>).await
     }
 
     pub async fn patch_partner_interaction(
@@ -301,7 +301,7 @@ impl HintClient {
         id: &str,
         fields: &PartnerInteractionFields,
     ) -> Result<PartnerInteraction, HintError> {
-        let path = interaction(patient_id, id);
+        let path = interaction(patient_id, PARTNER_KIND, id);
         self.call(auth, Method::PATCH, &path, Some(fields)).await
     }
 
@@ -313,7 +313,7 @@ impl HintClient {
         patient_id: &str,
         integration_record_id: &str,
     ) -> Result<Option<PartnerInteraction>, HintError> {
-        let path = interactions(patient_id);
+        let path = interactions(patient_id, PARTNER_KIND);
         let query = [
             ("integration_record_id", integration_record_id),
             ("limit", "100"),
@@ -331,29 +331,73 @@ impl HintClient {
             .filter(|i| i.integration_record_id.as_deref() == Some(integration_record_id))
             .min_by_key(|i| i.status == InteractionStatus::Deleted))
     }
+
+    /// Writes a visit's content into the chart as a document interaction. Hint downloads its
+    /// attachments while it handles the request. Never repeated in place: look for it first
+    /// ([`Self::find_document_interaction`]).
+    pub async fn create_document_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        fields: &DocumentInteractionFields,
+    ) -> Result<DocumentInteraction, HintError> {
+        let path = interactions(patient_id, DOCUMENT_KIND);
+        self.call(auth, Method::POST, &path, Some(fields)).await
+    }
+
+    /// Our document for `integration_record_id`, if one was created already (so a retried
+    /// create after a lost answer does not make a second one).
+    pub async fn find_document_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        integration_record_id: &str,
+    ) -> Result<Option<DocumentInteraction>, HintError> {
+        let path = interactions(patient_id, DOCUMENT_KIND);
+        let query = [
+            ("integration_record_id", integration_record_id),
+            ("limit", "100"),
+            ("offset", "0"),
+        ];
+        let response = self
+            .send(auth.practice_id.as_str(), Repeat::Safe, || {
+                self.provider(Method::GET, &path, auth).query(&query)
+            })
+            .await?;
+        let found: Vec<DocumentInteraction> = Self::json(response).await?;
+        Ok(found
+            .into_iter()
+            .filter(|d| d.integration_record_id.as_deref() == Some(integration_record_id))
+            .min_by_key(|d| d.status == InteractionStatus::Deleted))
+    }
 }
 
-/// `/api/provider/patients/{patient}/interactions/partner`.
-fn interactions(patient_id: &str) -> [&str; 6] {
+/// The interaction kinds we write: the partner interaction (the way back into our page) and
+/// the document interaction (the visit's content in the chart).
+const PARTNER_KIND: &str = "partner";
+const DOCUMENT_KIND: &str = "document";
+
+/// `/api/provider/patients/{patient}/interactions/{kind}`.
+fn interactions<'a>(patient_id: &'a str, kind: &'a str) -> [&'a str; 6] {
     [
         "api",
         "provider",
         "patients",
         patient_id,
         "interactions",
-        "partner",
+        kind,
     ]
 }
 
-/// `/api/provider/patients/{patient}/interactions/partner/{id}`.
-fn interaction<'a>(patient_id: &'a str, id: &'a str) -> [&'a str; 7] {
+/// `/api/provider/patients/{patient}/interactions/{kind}/{id}`.
+fn interaction<'a>(patient_id: &'a str, kind: &'a str, id: &'a str) -> [&'a str; 7] {
     [
         "api",
         "provider",
         "patients",
         patient_id,
         "interactions",
-        "partner",
+        kind,
         id,
     ]
 }

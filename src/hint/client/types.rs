@@ -111,6 +111,30 @@ pub struct PartnerInteraction {
     pub integration_error_message: Option<String>,
 }
 
+/// What we write into the chart for one visit: its content as Markdown, and the files Hint
+/// downloads while it handles the request (`attachments`: URLs that must answer 200 then).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DocumentInteractionFields {
+    pub status: InteractionStatus,
+    pub title: String,
+    pub body: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+    /// When the visit happened (RFC 3339).
+    pub event_timestamp: String,
+    pub integration_record_id: String,
+    pub integration_web_link: String,
+}
+
+/// A document interaction as Hint returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DocumentInteraction {
+    pub id: String,
+    pub status: InteractionStatus,
+    #[serde(default)]
+    pub integration_record_id: Option<String>,
+}
+
 /// What an Instant On code exchange gives: the practice, its token, and whether Hint made the
 /// integration active.
 #[derive(Debug)]

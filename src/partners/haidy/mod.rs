@@ -35,7 +35,7 @@ use crate::{
     tenancy::PracticeId,
     upstream::Upstream,
     visits::AppState,
-    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit, chart_note::ChartNote},
 };
 
 pub use self::connection::HaidyConnection;
@@ -166,6 +166,10 @@ impl PartnerTool for Haidy {
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         page::render(visit, frame)
+    }
+
+    fn chart_note(&self, visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+        page::chart_note(visit)
     }
 
     fn audit_actions(&self) -> &'static [PartnerAction] {

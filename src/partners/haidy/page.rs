@@ -5,7 +5,14 @@ use askama::Template;
 use serde_json::Value;
 
 use super::{HaidyLaunch, HaidyResult, StoredReport};
-use crate::{error::AppError, hint::Frame, visits::Visit};
+use crate::{
+    error::AppError,
+    hint::Frame,
+    visits::{
+        Visit,
+        chart_note::{ChartNote, Markdown},
+    },
+};
 
 #[derive(Template)]
 #[template(path = "partners/haidy_visit.html")]
@@ -80,4 +87,57 @@ pub fn render(visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         text,
     };
     Ok(view.render()?)
+}
+
+/// The approved consultation in the chart: its report's sections (or text), then each document
+/// sent to Haidy and its outcome.
+pub fn chart_note(visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+    let Some(result) = visit.result_data::<HaidyResult>()? else {
+        return Ok(None);
+    };
+    let launch: HaidyLaunch = visit.launch_data()?;
+    let mut body = Markdown::new();
+    if let Some(approved) = result.approved_at.as_deref() {
+        body.field("Approved", approved);
+    }
+    match &result.report {
+        StoredReport::Json(json) => {
+            for (title, text) in sections_of(json) {
+                if title.is_empty() {
+                    body.paragraph(&text);
+                } else {
+                    body.field(&title, &text);
+                }
+            }
+        }
+        StoredReport::Text(text) => {
+            body.paragraph(text);
+        }
+    }
+    if !launch.uploads.is_empty() {
+        body.heading("Documents sent to Haidy")
+            .list(
+                launch
+                    .uploads
+                    .iter()
+                    .map(|u| match (u.ok, &u.size, &u.reason) {
+                        (true, size, _) => format!(
+                            "{}: sent{}",
+                            u.filename,
+                            size.as_deref()
+                                .map(|s| format!(" ({s})"))
+                                .unwrap_or_default()
+                        ),
+                        (false, _, reason) => format!(
+                            "{}: not sent ({})",
+                            u.filename,
+                            reason.as_deref().unwrap_or("refused")
+                        ),
+                    }),
+            );
+    }
+    Ok(Some(ChartNote {
+        title: "Haidy consultation report".to_string(),
+        body: body.finish(),
+    }))
 }

@@ -32,7 +32,10 @@ use crate::{
     tenancy::PracticeId,
     upstream::Upstream,
     visits::AppState,
-    visits::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Visit},
+    visits::{
+        LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerTool, Visit,
+        chart_note::ChartNote,
+    },
 };
 
 pub use self::connection::{HcwConnection, Routing};
@@ -162,6 +165,10 @@ impl PartnerTool for HcwAtHome {
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {
         page::render(visit, frame)
+    }
+
+    fn chart_note(&self, visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+        page::chart_note(visit)
     }
 
     fn audit_actions(&self) -> &'static [PartnerAction] {

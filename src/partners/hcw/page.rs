@@ -21,7 +21,11 @@ use crate::{
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
     visits::AppState,
-    visits::{self, PartnerError, PartnerState, Visit, VisitId, page},
+    visits::{
+        self, PartnerError, PartnerState, Visit, VisitId,
+        chart_note::{ChartNote, Markdown},
+        page,
+    },
 };
 
 /// Where HCW sends the doctor after signing in (a relative path, as HCW requires).
@@ -197,4 +201,56 @@ async fn close(
     };
     store(hcw, practice_id, &visit, &consultation, &session.actor()).await?;
     Ok(())
+}
+
+/// The video visit in the chart: when it was planned, started and ended, who took part, how
+/// long it lasted, and what the doctor and the patient said of it.
+pub fn chart_note(visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+    let Some(result) = visit.result_data::<HcwResult>()? else {
+        return Ok(None);
+    };
+    let launch: HcwLaunch = visit.launch_data()?;
+    let c = ConsultationView::from(&result.consultation);
+    let when = |at: Option<Moment>| at.map(|m| m.to_string()).unwrap_or_default();
+    let mut body = Markdown::new();
+    body.field(
+        "Scheduled",
+        launch.scheduled_for.as_deref().unwrap_or("At once"),
+    )
+    .field("Started", &when(c.accepted))
+    .field("Ended", &when(c.closed))
+    .field(
+        "Duration",
+        &c.minutes.map(|m| format!("{m} min")).unwrap_or_default(),
+    )
+    .field(
+        "Took part",
+        &format!(
+            "{} (doctor), {} (patient)",
+            visit.user_name, visit.patient_name
+        ),
+    );
+    if let Some(routing) = launch.routing.as_deref().filter(|r| !r.is_empty()) {
+        body.field("Routed to", routing);
+    }
+    body.field(
+        "Ended as",
+        match result.consultation.status.as_deref() {
+            Some("closed") => "Closed in HCW@Home",
+            Some(other) => other,
+            None => "—",
+        },
+    );
+    if !c.doctor_comment.is_empty() || !c.doctor_rating.is_empty() {
+        body.field("Doctor's comment", &c.doctor_comment)
+            .field("Doctor's rating", &c.doctor_rating);
+    }
+    if !c.patient_comment.is_empty() || !c.patient_rating.is_empty() {
+        body.field("Patient's comment", &c.patient_comment)
+            .field("Patient's rating", &c.patient_rating);
+    }
+    Ok(Some(ChartNote {
+        title: "HCW@Home video visit".to_string(),
+        body: body.finish(),
+    }))
 }

@@ -21,7 +21,7 @@ use crate::{
     jobs::{JobError, JobOutcome},
     tenancy::PracticeId,
     visits::AppState,
-    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit, chart_note::ChartNote},
 };
 
 pub use self::connection::MediquoConnection;
@@ -68,6 +68,10 @@ impl PartnerTool for MediQuo {
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
         page::render(visit)
+    }
+
+    fn chart_note(&self, visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+        page::chart_note(visit)
     }
 
     /// A delivery whose patient Hint could not confirm then, tried again.

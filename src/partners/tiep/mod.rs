@@ -25,7 +25,7 @@ use crate::{
     tenancy::PracticeId,
     upstream::Upstream,
     visits::AppState,
-    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit},
+    visits::{LaunchStyle, PartnerId, PartnerState, PartnerTool, Visit, chart_note::ChartNote},
 };
 
 pub use self::connection::TiepConnection;
@@ -146,6 +146,10 @@ impl PartnerTool for Tiep {
 
     fn render_visit(&self, visit: &Visit, _frame: &Frame) -> Result<String, AppError> {
         page::render(visit)
+    }
+
+    fn chart_note(&self, visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+        page::chart_note(visit)
     }
 }
 

@@ -5,7 +5,13 @@ use askama::Template;
 use serde_json::Value;
 
 use super::{TiepLaunch, TiepResult};
-use crate::{error::AppError, visits::Visit};
+use crate::{
+    error::AppError,
+    visits::{
+        Visit,
+        chart_note::{ChartNote, Markdown},
+    },
+};
 
 #[derive(Template)]
 #[template(path = "partners/tiep_result.html")]
@@ -25,15 +31,29 @@ fn show(value: &Value) -> String {
     }
 }
 
-pub fn render(visit: &Visit) -> Result<String, AppError> {
+/// The report: the form's fields titled as the form titles them, in its order (then any
+/// answer the form did not ask), or a FHIR bundle as formatted JSON.
+struct Report {
+    title: String,
+    rows: Vec<(String, String)>,
+    bundle: Option<String>,
+}
+
+fn report(visit: &Visit) -> Result<Option<Report>, AppError> {
     let Some(result) = visit.result_data::<TiepResult>()? else {
-        return Ok(String::new());
+        return Ok(None);
     };
+    let launch: TiepLaunch = visit.launch_data()?;
+    let title = launch
+        .form
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or("Visit note")
+        .to_string();
     let mut rows = Vec::new();
     let mut bundle = None;
     match result {
         TiepResult::Simple { answers } => {
-            let launch: TiepLaunch = visit.launch_data()?;
             let properties = launch.form.get("properties").and_then(Value::as_object);
             if let Some(properties) = properties {
                 for (key, field) in properties {
@@ -54,5 +74,34 @@ pub fn render(visit: &Visit) -> Result<String, AppError> {
             bundle = Some(serde_json::to_string_pretty(&b).unwrap_or_default());
         }
     }
+    Ok(Some(Report {
+        title,
+        rows,
+        bundle,
+    }))
+}
+
+pub fn render(visit: &Visit) -> Result<String, AppError> {
+    let Some(Report { rows, bundle, .. }) = report(visit)? else {
+        return Ok(String::new());
+    };
     Ok(TiepResultView { rows, bundle }.render()?)
+}
+
+/// The report in the chart: each field of the form and its answer, in the form's order.
+pub fn chart_note(visit: &Visit) -> Result<Option<ChartNote>, AppError> {
+    let Some(report) = report(visit)? else {
+        return Ok(None);
+    };
+    let mut body = Markdown::new();
+    for (title, answer) in &report.rows {
+        body.field(title, answer);
+    }
+    if let Some(bundle) = &report.bundle {
+        body.heading("FHIR bundle").paragraph(bundle);
+    }
+    Ok(Some(ChartNote {
+        title: format!("{} (Tiep)", report.title),
+        body: body.finish(),
+    }))
 }

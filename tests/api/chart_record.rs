@@ -1,0 +1,129 @@
+//! The visit's record in the patient's chart: a document interaction with the result, written
+//! once whatever happens between Hint's answer and our commit.
+
+use serde_json::json;
+
+use crate::helpers::{TIEP_HOOK_SECRET, TestApp, spawn_app};
+
+/// A Tiep visit of a new practice, its report delivered and the write-back run: answers the
+/// practice id, the patient and the visit id.
+async fn signed_tiep_visit(app: &TestApp, name: &str) -> (String, String, String) {
+    let (practice, _, visit) = app.open_tiep_visit(name).await;
+    let patient = practice.patients[0].clone();
+    let report = json!({
+        "context": {"patient": {"resourceType": "Patient", "identifier": [{"value": patient}]}, "visit_id": visit.id},
+        "payload": {"reason": "Cough [see https://evil.example] <b>", "pain-level": 2}
+    });
+    let answered = app
+        .post_tiep_webhook(&practice.id, &report, TIEP_HOOK_SECRET)
+        .await;
+    assert_eq!(answered.status(), 200);
+    app.run_jobs().await;
+    (practice.id, patient, visit.id.to_string())
+}
+
+#[tokio::test]
+async fn a_document_hint_created_before_we_recorded_it_is_found_not_written_again() {
+    let app = spawn_app().await;
+    let (practice_id, patient, visit_id) = signed_tiep_visit(&app, "Crash Clinic").await;
+    let documents = app.hint.documents_for(&patient);
+    assert_eq!(documents.len(), 1);
+    let written = documents[0].id.clone();
+
+    // As after a `kill -9` between Hint's answer and our commit: our row does not know the
+    // document, and the write-back runs again.
+    sqlx::query("UPDATE visits SET hint_document_id = NULL WHERE id = $1")
+        .bind(&visit_id)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at) \
+         VALUES ('job_again', $1, 'sync_interaction', $2, $3, 'queued', 0, 8, 0, 0, 0, 0)",
+    )
+    .bind(&practice_id)
+    .bind(format!("sync_interaction:{visit_id}"))
+    .bind(json!({"visit_id": visit_id}).to_string())
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    assert_eq!(app.run_jobs().await, 1);
+
+    let documents = app.hint.documents_for(&patient);
+    assert_eq!(
+        documents.len(),
+        1,
+        "found by our record id, not written twice"
+    );
+    let stored = app.visit(&practice_id, &visit_id).await;
+    assert_eq!(stored.hint_document_id.as_deref(), Some(written.as_str()));
+}
+
+#[tokio::test]
+async fn partner_words_reach_the_chart_as_text_never_as_links_or_html() {
+    let app = spawn_app().await;
+    let (_, patient, _) = signed_tiep_visit(&app, "Escaping Clinic").await;
+    let note = &app.hint.documents_for(&patient)[0];
+    assert!(
+        note.body
+            .contains("**Reason for visit:** Cough \\[see https\\:\\/\\/evil\\.example\\] \\<b\\>"),
+        "{}",
+        note.body
+    );
+    // Rendered as the chart renders Markdown: the words, no link, no markup.
+    let html = chartbridge_sandbox::hint::render_markdown(&note.body);
+    assert!(!html.contains("<a "), "{html}");
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(
+        html.contains("Cough [see https://evil.example] &lt;b&gt;"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn sandbox_hint_refuses_a_document_it_would_not_take() {
+    let app = spawn_app().await;
+    let (practice, _, _) = app.open_tiep_visit("Strict Clinic").await;
+    let patient = &practice.patients[0];
+    let token = app.practice_token(&practice.id).await.expect("installed");
+    let url = app
+        .hint
+        .base_url()
+        .join(&format!(
+            "/api/provider/patients/{patient}/interactions/document"
+        ))
+        .unwrap();
+    let post = |body: serde_json::Value| {
+        app.http
+            .post(url.clone())
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    // An unknown field, no status, a time that is not RFC 3339, an attachment that does not
+    // answer: each refused, nothing kept.
+    assert_eq!(
+        post(json!({"status": "signed", "colour": "red"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(post(json!({"title": "x"})).await.unwrap().status(), 400);
+    assert_eq!(
+        post(json!({"status": "signed", "event_timestamp": "yesterday"}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    let nothing_there = format!("{}no-such-file.pdf", app.hint.base_url());
+    assert_eq!(
+        post(json!({"status": "signed", "attachments": [nothing_there]}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert!(app.hint.documents_for(patient).is_empty());
+}
