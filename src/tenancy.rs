@@ -32,6 +32,8 @@ pub const PRACTICE_TABLES: &[&str] = &[
     "unmatched_deliveries",
     "partner_health",
     "partner_connections",
+    "file_links",
+    "visit_files",
     "visits",
     "hint_sessions",
     "hint_installations",

@@ -129,6 +129,7 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         .route("/metrics", get(observe::scrape))
         .merge(crate::hint::router())
         .merge(crate::visits::routes::router())
+        .merge(crate::visits::files::router())
         .merge(crate::surfaces::router())
         .merge(partner_routes)
         .fallback(|| async { crate::error::AppError::NotFound })

@@ -114,6 +114,34 @@ pub async fn json<T: DeserializeOwned>(
         .map_err(|e| UpstreamError::from_reqwest(party, e))
 }
 
+/// Reads a file the party sends, refusing one over `max` bytes (before reading, when its
+/// length is announced, else as soon as it grows past it).
+pub async fn bytes(
+    party: &'static str,
+    mut response: Response,
+    max: usize,
+) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = || UpstreamError::Unexpected {
+        party,
+        detail: format!("a file over {max} bytes"),
+    };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| UpstreamError::from_reqwest(party, e))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads a text answer.
 pub async fn text(party: &'static str, response: Response) -> Result<String, UpstreamError> {
     response

@@ -18,6 +18,7 @@ mod app_state;
 mod burst;
 pub mod chart_note;
 pub mod completion;
+pub mod files;
 pub mod health;
 pub mod launch;
 pub mod lifecycle;

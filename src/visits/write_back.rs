@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Visit, VisitId, VisitState};
+use super::{Visit, VisitId, VisitState, files};
 use crate::{
     backoff::jittered,
     db::now_ms,
@@ -189,11 +189,17 @@ async fn write_note(
     let document = match found {
         Some(existing) => existing,
         None => {
+            // Each file the partner gave, through a link of its own that Hint downloads from
+            // while it handles the create.
+            let mut attachments = Vec::new();
+            for file in files::of_visit(state, practice_id, &visit.id).await? {
+                attachments.push(files::link(state, practice_id, &file).await?);
+            }
             let fields = DocumentInteractionFields {
                 status: InteractionStatus::Signed,
                 title: note.title,
                 body: note.body,
-                attachments: Vec::new(),
+                attachments,
                 event_timestamp: rfc3339(visit.created_at),
                 integration_record_id: visit.id.to_string(),
                 integration_web_link: web_link(state, &visit.id),

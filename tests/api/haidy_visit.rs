@@ -525,3 +525,92 @@ async fn the_launch_form_posts_by_htmx_and_its_text_fields_are_capped() {
         outcome(&page, "labs.pdf")
     );
 }
+
+/// A Haidy visit of a new practice launched with one file and approved, until its report is in
+/// the chart: answers the document Hint holds.
+async fn report_in_chart(app: &TestApp) -> chartbridge_sandbox::hint::Document {
+    let (practice, key) = practice_with_haidy(app).await;
+    let patient = &practice.patients[0];
+    page_of(
+        app,
+        launch(app, &key, patient, &[("lab.pdf", PDF, "application/pdf")]).await,
+    )
+    .await;
+    let context = app.haidy.context_for(patient).expect("a context");
+    app.haidy
+        .approve(&context.id, "Iron levels normal.")
+        .unwrap();
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the report in the chart",
+        || async { !app.hint.documents_for(patient).is_empty() },
+    )
+    .await;
+    app.hint.documents_for(patient).remove(0)
+}
+
+#[tokio::test]
+async fn the_report_pdf_reaches_the_chart_through_a_link_for_one_file_for_minutes() {
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.partners.haidy.poll_every = Duration::from_millis(200);
+    })
+    .await;
+    let document = report_in_chart(&app).await;
+    assert_eq!(document.attachments.len(), 1, "Haidy's report PDF");
+    let (url, bytes) = document.attachments[0].clone();
+    assert_eq!(
+        bytes, b"%PDF-1.4 sandbox",
+        "Hint downloaded the PDF Haidy rendered"
+    );
+    assert!(url.starts_with(&format!("{}/files/", app.address)), "{url}");
+    let get = |url: String| {
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+
+    // No session needed, a few downloads allowed, then it is used up.
+    for _ in 0..2 {
+        let again = get(url.clone()).await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(
+            again.headers()["content-type"].to_str().unwrap(),
+            "application/pdf"
+        );
+        assert_eq!(again.bytes().await.unwrap().as_ref(), b"%PDF-1.4 sandbox");
+    }
+    assert_eq!(get(url.clone()).await.status(), 404, "used up");
+
+    // Another practice's link: one byte changed, or its id with this link's signature, is
+    // refused; the link itself works until it expires.
+    let other = report_in_chart(&app).await;
+    let other_url = other.attachments[0].0.clone();
+    let mut changed = other_url.clone().into_bytes();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'0' { b'1' } else { b'0' };
+    assert_eq!(
+        get(String::from_utf8(changed).unwrap()).await.status(),
+        404,
+        "one byte changed"
+    );
+    let (link, _) = url.rsplit_once('/').unwrap().1.split_once('.').unwrap();
+    let (_, other_signature) = other_url
+        .rsplit_once('/')
+        .unwrap()
+        .1
+        .split_once('.')
+        .unwrap();
+    assert_eq!(
+        get(format!("{}/files/{link}.{other_signature}", app.address))
+            .await
+            .status(),
+        404,
+        "a signature is for its own link and practice"
+    );
+    assert_eq!(get(other_url.clone()).await.status(), 200);
+    sqlx::query("UPDATE file_links SET expires_at = 0")
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    assert_eq!(get(other_url).await.status(), 404, "expired");
+}

@@ -252,6 +252,19 @@ impl HaidyClient {
         Ok(Report::Text(upstream::text(HAIDY, response).await?))
     }
 
+    /// The report as the PDF Haidy renders, up to `max` bytes.
+    pub async fn report_pdf(
+        &self,
+        token: &SecretString,
+        consultation_id: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, HaidyError> {
+        let path = ["v2", "consultation", consultation_id, "report", "PDF"];
+        let request = self.call(Method::GET, &path, token);
+        let response = self.upstream.send(HAIDY, request).await?;
+        upstream::bytes(HAIDY, response, max).await
+    }
+
     pub async fn mark_downloaded(
         &self,
         token: &SecretString,

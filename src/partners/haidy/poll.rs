@@ -13,7 +13,7 @@ use crate::{
     partners::connection,
     tenancy::PracticeId,
     visits::AppState,
-    visits::{self, Visit},
+    visits::{self, Visit, files},
 };
 
 fn approved_ms(c: &ConsultationSummary) -> Option<i64> {
@@ -69,6 +69,31 @@ pub async fn poll(
             Ok(Report::Text(text)) => StoredReport::Text(text),
             Err(e) => return Err(job_error(e)),
         };
+        // The report as Haidy renders it on paper, for the chart's copy; a report Haidy gives
+        // no PDF of (4xx) is recorded by its text alone.
+        match haidy
+            .client
+            .report_pdf(&connection.api_token, &consultation.id, files::MAX_FILE)
+            .await
+        {
+            Ok(pdf) => {
+                let name = format!("haidy-report-{}.pdf", consultation.id);
+                files::keep(
+                    app,
+                    practice_id,
+                    &visit.id,
+                    "report_pdf",
+                    &name,
+                    "application/pdf",
+                    &pdf,
+                )
+                .await?;
+            }
+            Err(e) if e.is_refusal() => {
+                tracing::info!(%practice_id, visit_id = %visit.id, "haidy gave no report PDF");
+            }
+            Err(e) => return Err(job_error(e)),
+        }
         haidy
             .client
             .mark_downloaded(&connection.api_token, &consultation.id)
