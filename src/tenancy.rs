@@ -34,6 +34,7 @@ pub const PRACTICE_TABLES: &[&str] = &[
     "partner_connections",
     "file_links",
     "visit_files",
+    "visit_versions",
     "visits",
     "hint_sessions",
     "hint_installations",

@@ -41,6 +41,8 @@ pub enum Action {
     VisitCancelled,
     /// The visit's result came in (or a clinician finished it).
     VisitFinished,
+    /// A partner corrected a signed visit's result (the earlier one kept).
+    VisitAddended,
     /// The visit could not complete.
     VisitFailed,
     /// An admin changed a partner's settings.
@@ -68,7 +70,7 @@ pub struct PartnerAction {
 
 impl Action {
     /// Chartbridge's own actions (partners declare theirs).
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::VisitsListed,
         Action::PatientsSearched,
         Action::ChartViewed,
@@ -76,6 +78,7 @@ impl Action {
         Action::VisitLaunched,
         Action::VisitCancelled,
         Action::VisitFinished,
+        Action::VisitAddended,
         Action::VisitFailed,
         Action::SettingsChanged,
         Action::UnmatchedViewed,
@@ -93,6 +96,7 @@ impl Action {
             Action::VisitLaunched => "visit_launched",
             Action::VisitCancelled => "visit_cancelled",
             Action::VisitFinished => "visit_finished",
+            Action::VisitAddended => "visit_addended",
             Action::VisitFailed => "visit_failed",
             Action::SettingsChanged => "settings_changed",
             Action::UnmatchedViewed => "unmatched_viewed",
@@ -113,6 +117,7 @@ impl Action {
             Action::VisitLaunched => "Started a visit",
             Action::VisitCancelled => "Cancelled a visit",
             Action::VisitFinished => "Visit finished",
+            Action::VisitAddended => "Visit result corrected",
             Action::VisitFailed => "Visit failed",
             Action::SettingsChanged => "Changed partner settings",
             Action::UnmatchedViewed => "Opened a kept delivery",

@@ -77,17 +77,78 @@ impl Markdown {
 
     /// The body, cut to [`MAX_BODY`] at a line's end with [`SHORTENED`] when longer.
     pub fn finish(self) -> String {
-        if self.out.len() <= MAX_BODY {
-            return self.out;
+        capped(self.out)
+    }
+}
+
+/// `body` cut to [`MAX_BODY`] at a line's end with [`SHORTENED`] when longer.
+fn capped(body: String) -> String {
+    if body.len() <= MAX_BODY {
+        return body;
+    }
+    let mut cut = MAX_BODY - SHORTENED.len() - 2;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let kept = &body[..cut];
+    let kept = kept.rfind('\n').map_or(kept, |at| &kept[..at]).trim_end();
+    format!("{kept}\n\n{SHORTENED}")
+}
+
+/// An earlier result of a corrected visit, as the chart shows it.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    /// When a correction replaced it (Unix ms).
+    pub replaced_at: i64,
+    /// What the correction changed (field names, Markdown).
+    pub what_changed: String,
+    pub note: ChartNote,
+}
+
+/// The body of a corrected visit's document: the latest result, then for each correction
+/// (newest first) when it came and what it changed, followed by the version it replaced.
+pub fn with_corrections(latest: &ChartNote, earlier: &[Earlier]) -> String {
+    let mut body = latest.body.clone();
+    for version in earlier.iter().rev() {
+        let when = crate::db::format_ms(version.replaced_at);
+        body.push_str(&format!(
+            "\n\n---\n\n**Corrected {}:** {} changed\\. The version before it:\n\n{}",
+            escape(&when),
+            version.what_changed,
+            version.note.body
+        ));
+    }
+    capped(body)
+}
+
+/// What a correction changed, as the names of the fields (and sections) whose text differs
+/// between two bodies; "the text" when nothing named changed.
+pub fn what_changed(before: &str, after: &str) -> String {
+    let fields = |body: &str| -> Vec<(String, String)> {
+        body.split("\n\n")
+            .filter_map(|block| {
+                let rest = block.strip_prefix("**")?;
+                let (label, value) = rest.split_once(":** ")?;
+                Some((label.to_string(), value.to_string()))
+            })
+            .collect()
+    };
+    let (old, new) = (fields(before), fields(after));
+    let mut changed: Vec<String> = Vec::new();
+    for (label, value) in &new {
+        if !old.iter().any(|(l, v)| l == label && v == value) && !changed.contains(label) {
+            changed.push(label.clone());
         }
-        let room = MAX_BODY - SHORTENED.len() - 2;
-        let mut cut = room;
-        while !self.out.is_char_boundary(cut) {
-            cut -= 1;
+    }
+    for (label, _) in &old {
+        if !new.iter().any(|(l, _)| l == label) && !changed.contains(label) {
+            changed.push(label.clone());
         }
-        let kept = &self.out[..cut];
-        let kept = kept.rfind('\n').map_or(kept, |at| &kept[..at]).trim_end();
-        format!("{kept}\n\n{SHORTENED}")
+    }
+    if changed.is_empty() {
+        "The text".to_string()
+    } else {
+        changed.join(", ")
     }
 }
 
@@ -149,6 +210,32 @@ mod tests {
             escape("Dose: 5 mg.\nTwice a day"),
             "Dose\\: 5 mg\\.  \nTwice a day"
         );
+    }
+
+    #[test]
+    fn a_correction_names_what_changed_and_keeps_the_version_before() {
+        let before = "**Reason:** Cough\n\n**Plan:** Rest\n\n**Dose:** 5 mg";
+        let after = "**Reason:** Cough\n\n**Plan:** Antibiotics\n\n**Allergy:** None";
+        assert_eq!(what_changed(before, after), "Plan, Allergy, Dose");
+        assert_eq!(what_changed(before, before), "The text");
+        let latest = ChartNote {
+            title: "Visit note".into(),
+            body: after.into(),
+        };
+        let earlier = Earlier {
+            replaced_at: 0,
+            what_changed: what_changed(before, after),
+            note: ChartNote {
+                title: "Visit note".into(),
+                body: before.into(),
+            },
+        };
+        let body = with_corrections(&latest, &[earlier]);
+        assert!(body.starts_with(after), "{body}");
+        assert!(
+            body.contains("**Corrected 1970\\-01\\-01 00\\:00 UTC:** Plan, Allergy, Dose changed")
+        );
+        assert!(body.ends_with(before), "{body}");
     }
 
     #[test]

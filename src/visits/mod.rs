@@ -30,6 +30,7 @@ pub mod recording;
 pub mod routes;
 mod stored;
 mod transitions;
+pub mod versions;
 pub mod write_back;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -49,7 +50,7 @@ pub use transitions::{
     update_launch,
 };
 
-use crate::error::AppError;
+use crate::{error::AppError, hint::client::InteractionStatus};
 
 /// A visit. Read from the database only through [`StoredVisit`], which opens its sealed
 /// columns.
@@ -73,6 +74,10 @@ pub struct Visit {
     pub hint_status: Option<String>,
     /// The document interaction holding the result in the patient's chart, once written.
     pub hint_document_id: Option<String>,
+    /// Corrections a partner made to the signed result (each earlier result kept sealed).
+    pub addenda: i64,
+    /// How many of them the chart's document shows.
+    pub document_addenda: i64,
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
@@ -131,9 +136,19 @@ impl Visit {
         crate::db::format_ms(self.created_at)
     }
 
+    /// What Hint's interaction should say: the state's status, `addended` once a partner
+    /// corrected the signed result.
+    pub fn interaction_status(&self) -> InteractionStatus {
+        if self.state == VisitState::Completed && self.addenda > 0 {
+            InteractionStatus::Addended
+        } else {
+            self.state.interaction_status()
+        }
+    }
+
     /// Whether Hint's chart, as Hint last confirmed it, says what the visit says.
     pub fn in_hint_as_here(&self) -> bool {
-        self.hint_status.as_deref() == Some(self.state.interaction_status().as_str())
+        self.hint_status.as_deref() == Some(self.interaction_status().as_str())
     }
 
     /// The Hint chart's status as last confirmed by Hint, or "not yet in Hint".

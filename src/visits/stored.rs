@@ -65,7 +65,7 @@ fn seal_for(
 
 /// The columns a query reads a [`StoredVisit`] from.
 pub const VISIT_COLUMNS: &str = "id, patient_id, patient_name, user_id, user_name, partner, state, \
-    partner_ref, launch, result, error_message, hint_interaction_id, hint_status, hint_document_id, created_at, updated_at, completed_at";
+    partner_ref, launch, result, error_message, hint_interaction_id, hint_status, hint_document_id, addenda, document_addenda, created_at, updated_at, completed_at";
 
 /// Opens rows read for `practice_id`; a row that does not open is a row that does not decode.
 pub(super) fn open_rows(

@@ -14,8 +14,8 @@ use crate::{
     hint::{
         HintAuth, HintError,
         client::{
-            DocumentInteractionFields, InteractionStatus, PartnerInteraction,
-            PartnerInteractionFields,
+            DocumentInteractionFields, DocumentInteractionPatch, InteractionStatus,
+            PartnerInteraction, PartnerInteractionFields,
         },
         installations,
     },
@@ -74,7 +74,7 @@ pub fn web_link(state: &AppState, visit_id: &VisitId) -> String {
 pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFields {
     let visit_state = visit.state();
     PartnerInteractionFields {
-        status: visit_state.interaction_status(),
+        status: visit.interaction_status(),
         title: format!(
             "{} ({})",
             state.partners.name_of(&visit.partner),
@@ -82,7 +82,7 @@ pub fn desired_fields(state: &AppState, visit: &Visit) -> PartnerInteractionFiel
         ),
         integration_record_id: visit.id.to_string(),
         integration_web_link: web_link(state, &visit.id),
-        integration_error_message: match visit_state.interaction_status() {
+        integration_error_message: match visit.interaction_status() {
             InteractionStatus::Failed => Some(
                 visit
                     .error_message
@@ -150,8 +150,10 @@ async fn run(
     let needs_patch = current.status != desired.status
         || (desired.integration_error_message.is_some()
             && current.integration_error_message != desired.integration_error_message);
-    // Signed is final in Hint: nothing we learn later reopens it.
-    if needs_patch && current.status != InteractionStatus::Signed {
+    // Signed is final in Hint: nothing we learn later reopens it; a correction addends it.
+    let may_patch = current.status != InteractionStatus::Signed
+        || desired.status == InteractionStatus::Addended;
+    if needs_patch && may_patch {
         let patched = state
             .hint
             .patch_partner_interaction(&auth, &visit.patient_id, &current.id, &desired)
@@ -161,8 +163,14 @@ async fn run(
     } else if visit.hint_status.as_deref() != Some(current.status.as_str()) {
         record(state, practice_id, &visit, &current).await?;
     }
-    if visit.state() == VisitState::Completed && visit.hint_document_id.is_none() {
-        write_note(state, practice_id, &auth, &visit).await?;
+    if visit.state() == VisitState::Completed {
+        match visit.hint_document_id.as_deref() {
+            None => write_note(state, practice_id, &auth, &visit).await?,
+            Some(id) if visit.document_addenda < visit.addenda => {
+                addend_note(state, practice_id, &auth, &visit, id).await?
+            }
+            Some(_) => {}
+        }
     }
     Ok(JobOutcome::Done)
 }
@@ -215,6 +223,54 @@ async fn write_note(
         "UPDATE visits SET hint_document_id = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
     )
     .bind(&document.id)
+    .bind(now_ms())
+    .bind(practice_id)
+    .bind(&visit.id)
+    .execute(state.db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Rewrites the chart's document of a corrected visit: the latest result first, then what
+/// changed and when, then every earlier version, under `addended`.
+async fn addend_note(
+    state: &AppState,
+    practice_id: &PracticeId,
+    auth: &HintAuth<'_>,
+    visit: &Visit,
+    document_id: &str,
+) -> Result<(), JobError> {
+    let partner = state.partners.of(visit).map_err(JobError::permanent)?;
+    let Some(latest) = partner.chart_note(visit).map_err(JobError::permanent)? else {
+        return Ok(());
+    };
+    let mut earlier = Vec::new();
+    for version in super::versions::of_visit(state, practice_id, visit).await? {
+        let mut then = visit.clone();
+        then.result = Some(version.result.clone());
+        if let Some(note) = partner.chart_note(&then).map_err(JobError::permanent)? {
+            earlier.push(super::chart_note::Earlier {
+                replaced_at: version.replaced_at,
+                what_changed: version.what_changed,
+                note,
+            });
+        }
+    }
+    let body = super::chart_note::with_corrections(&latest, &earlier);
+    let fields = DocumentInteractionPatch {
+        status: InteractionStatus::Addended,
+        title: latest.title,
+        body,
+    };
+    state
+        .hint
+        .patch_document_interaction(auth, &visit.patient_id, document_id, &fields)
+        .await
+        .map_err(job_error)?;
+    sqlx::query(
+        "UPDATE visits SET document_addenda = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
+    )
+    .bind(visit.addenda)
     .bind(now_ms())
     .bind(practice_id)
     .bind(&visit.id)

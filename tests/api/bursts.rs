@@ -47,9 +47,15 @@ async fn a_burst_is_answered_from_receipts_and_each_result_is_filed_once() {
         }
     }
     let mut acknowledged = std::collections::HashMap::new();
+    let mut corrected: std::collections::HashMap<String, Vec<usize>> = Default::default();
     for (visit_id, round, answer) in futures::future::join_all(sends).await {
         assert_eq!(answer.status(), 200);
-        if answer.json::<serde_json::Value>().await.unwrap()["duplicate"] == false {
+        // A different report that came once the visit was filed is a correction, not a
+        // second result.
+        let answer = answer.json::<serde_json::Value>().await.unwrap();
+        if answer["corrected"] == true {
+            corrected.entry(visit_id).or_default().push(round);
+        } else if answer["duplicate"] == false {
             assert!(
                 acknowledged.insert(visit_id, round).is_none(),
                 "one result per visit"
@@ -64,20 +70,42 @@ async fn a_burst_is_answered_from_receipts_and_each_result_is_filed_once() {
         .await;
     assert_eq!(kept.status(), 202);
 
-    // Filed: each visit completed with the result that was acknowledged, signed once in Hint.
+    // Filed: each visit completed with the result that was acknowledged, signed once in Hint
+    // (addended where a later different report corrected it).
+    app.run_jobs().await;
     for patient in &practice.patients {
-        app.wait_for_interaction(patient, "signed").await;
-        assert_eq!(app.hint.interactions_for(patient).len(), 1);
+        let interactions = app.hint.interactions_for(patient);
+        assert_eq!(interactions.len(), 1);
+        assert!(
+            ["signed", "addended"].contains(&interactions[0].status.as_str()),
+            "{:?}",
+            interactions[0].status
+        );
     }
     for visit in &visits {
         let stored = app.visit(&practice.id, &visit.id).await;
         assert_eq!(stored.state, VisitState::Completed);
         let round = acknowledged[&visit.id.to_string()];
-        assert_eq!(
-            stored_result(&stored)["answers"]["reason"],
-            format!("round {round}"),
-            "the acknowledged result is the one filed"
-        );
+        // The acknowledged result is the one filed, unless a later different one (answered
+        // once it was filed) corrected it.
+        let corrections = corrected
+            .get(&visit.id.to_string())
+            .cloned()
+            .unwrap_or_default();
+        let filed = stored_result(&stored)["answers"]["reason"].clone();
+        if corrections.is_empty() {
+            assert_eq!(
+                filed,
+                format!("round {round}"),
+                "the acknowledged result is filed"
+            );
+        } else {
+            assert_eq!(stored.addenda, corrections.len() as i64);
+            assert!(
+                corrections.iter().any(|r| filed == format!("round {r}")),
+                "{filed} is one of the corrections {corrections:?}"
+            );
+        }
     }
     assert_eq!(receipts_waiting(&app).await, 0);
     let finished = finished_entries(&app, &practice.id).await;

@@ -127,3 +127,92 @@ async fn sandbox_hint_refuses_a_document_it_would_not_take() {
     );
     assert!(app.hint.documents_for(patient).is_empty());
 }
+
+#[tokio::test]
+async fn a_corrected_tiep_report_addends_the_visit_with_both_versions_in_the_chart_and_the_trail() {
+    let app = spawn_app().await;
+    let (practice, _, visit) = app.open_tiep_visit("Correcting Clinic").await;
+    let patient = practice.patients[0].clone();
+    let report = |reason: &str| {
+        json!({
+            "context": {"patient": {"resourceType": "Patient", "identifier": [{"value": patient}]}, "visit_id": visit.id},
+            "payload": {"reason": reason, "pain-level": 2}
+        })
+    };
+    let send = |body: serde_json::Value| {
+        let (app, practice_id) = (&app, practice.id.clone());
+        async move {
+            let answer = app
+                .post_tiep_webhook(&practice_id, &body, TIEP_HOOK_SECRET)
+                .await;
+            assert_eq!(answer.status(), 200);
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let versions = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM visit_versions WHERE visit_id = $1")
+            .bind(visit.id.as_str())
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+    };
+    send(report("Cough")).await;
+    app.run_jobs().await;
+
+    // The same report again changes nothing.
+    let again = send(report("Cough")).await;
+    assert_eq!(
+        (&again["duplicate"], &again["corrected"]),
+        (&json!(true), &json!(false))
+    );
+    app.run_jobs().await;
+    assert_eq!(app.visit(&practice.id, &visit.id).await.addenda, 0);
+    assert_eq!(versions().await, 0);
+    assert_eq!(app.hint.documents_for(&patient)[0].status, "signed");
+
+    // A different one is a correction: the visit and Hint's interaction addended, the chart's
+    // document rewritten with the new report, what changed and when, and the report before.
+    let corrected = send(report("Cough and fever")).await;
+    assert_eq!(corrected["corrected"], json!(true));
+    app.run_jobs().await;
+    let stored = app.visit(&practice.id, &visit.id).await;
+    assert_eq!((stored.state.as_str(), stored.addenda), ("completed", 1));
+    assert_eq!(stored.document_addenda, 1);
+    assert_eq!(stored.hint_status.as_deref(), Some("addended"));
+    let interactions = app.hint.interactions_for(&patient);
+    assert_eq!(interactions.len(), 1);
+    assert_eq!(interactions[0].status, "addended");
+    let documents = app.hint.documents_for(&patient);
+    assert_eq!(documents.len(), 1, "the same document, corrected");
+    let body = &documents[0].body;
+    assert_eq!(documents[0].status, "addended");
+    assert!(
+        body.starts_with("**Reason for visit:** Cough and fever\n\n**Pain level:** 2"),
+        "{body}"
+    );
+    assert!(body.contains("\n\n---\n\n**Corrected "), "{body}");
+    assert!(
+        body.contains(":** Reason for visit changed\\. The version before it:\n\n**Reason for visit:** Cough\n\n"),
+        "{body}"
+    );
+    assert_eq!(versions().await, 1, "the earlier report is kept");
+
+    // The trail says who corrected what.
+    let trail: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, detail FROM audit_events WHERE practice_id = $1 AND visit_id = $2 ORDER BY seq",
+    )
+    .bind(&practice.id)
+    .bind(visit.id.as_str())
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap();
+    assert!(
+        trail.contains(&("visit_addended".into(), "tiep: Reason for visit".into())),
+        "{trail:?}"
+    );
+
+    // The correction sent twice is one correction.
+    let repeat = send(report("Cough and fever")).await;
+    assert_eq!(repeat["corrected"], json!(false));
+    assert_eq!(versions().await, 1);
+}

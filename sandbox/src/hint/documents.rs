@@ -224,6 +224,86 @@ pub(super) async fn list_documents(
     Ok(page_response(all, limit, offset))
 }
 
+/// A correction: status, title and body rewritten; once signed, a document may only become
+/// `addended` or `deleted`.
+pub(super) async fn patch_document(
+    State(sandbox): State<SandboxHint>,
+    headers: HeaderMap,
+    Path((patient_id, document_id)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<Response, Response> {
+    let (practice_id, after_write) = provider_gate(
+        &sandbox,
+        &headers,
+        "PATCH /api/provider/patients/{id}/interactions/document/{id}".into(),
+        true,
+    )
+    .await?;
+    let Some(Json(body)) = body else {
+        return Err(hint_error(StatusCode::BAD_REQUEST, "Body must be JSON"));
+    };
+    let obj = body
+        .as_object()
+        .ok_or_else(|| hint_error(StatusCode::BAD_REQUEST, "Body must be a JSON object"))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["status", "title", "body"].contains(&k.as_str()))
+    {
+        return Err(hint_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Attribute {k} cannot be changed"),
+        ));
+    }
+    let status = match obj.get("status") {
+        None => None,
+        Some(Value::String(s)) if STATUSES.contains(&s.as_str()) => Some(s.clone()),
+        Some(_) => {
+            return Err(hint_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "status must be one of draft, signed, addended, deleted, failed",
+            ));
+        }
+    };
+    for field in ["title", "body"] {
+        if obj.get(field).is_some_and(|v| !v.is_string()) {
+            return Err(hint_error(
+                StatusCode::BAD_REQUEST,
+                &format!("{field} must be a string"),
+            ));
+        }
+    }
+    let patched = {
+        let mut world = sandbox.world();
+        let document = world
+            .documents
+            .iter_mut()
+            .find(|d| {
+                d.id == document_id && d.patient_id == patient_id && d.practice_id == practice_id
+            })
+            .ok_or_else(|| hint_error(StatusCode::NOT_FOUND, "Interaction not found"))?;
+        if let Some(to) = &status {
+            let settled = matches!(document.status.as_str(), "signed" | "addended");
+            if settled && !matches!(to.as_str(), "addended" | "deleted") {
+                return Err(hint_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "A signed document may only be addended or deleted",
+                ));
+            }
+            document.status = to.clone();
+        }
+        if let Some(title) = obj.get("title").and_then(Value::as_str) {
+            document.title = Some(title.to_string());
+        }
+        if let Some(text) = obj.get("body").and_then(Value::as_str) {
+            document.body = text.to_string();
+        }
+        document.clone()
+    };
+    Ok(after_write
+        .answer(Json(patched.to_json()).into_response())
+        .await)
+}
+
 /// A document's Markdown as the chart shows it: raw HTML in it is shown as text, never run.
 pub fn render_markdown(markdown: &str) -> String {
     use pulldown_cmark::{Event, Parser, html};

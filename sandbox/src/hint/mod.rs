@@ -130,6 +130,10 @@ fn router(sandbox: SandboxHint) -> Router {
             get(documents::list_documents).post(documents::create_document),
         )
         .route(
+            "/api/provider/patients/{id}/interactions/document/{document_id}",
+            axum::routing::patch(documents::patch_document),
+        )
+        .route(
             "/api/provider/patients/{id}/interactions/partner/{interaction_id}",
             get(interactions::get_interaction).patch(interactions::patch_interaction),
         )

@@ -23,8 +23,9 @@ mod pacing;
 mod types;
 
 pub use types::{
-    DocumentInteraction, DocumentInteractionFields, GrantPractice, HintAuth, InstallGrant,
-    InteractionStatus, PartnerInteraction, PartnerInteractionFields, Patient, Phone,
+    DocumentInteraction, DocumentInteractionFields, DocumentInteractionPatch, GrantPractice,
+    HintAuth, InstallGrant, InteractionStatus, PartnerInteraction, PartnerInteractionFields,
+    Patient, Phone,
 };
 
 use self::{
@@ -343,6 +344,18 @@ impl HintClient {
     ) -> Result<DocumentInteraction, HintError> {
         let path = interactions(patient_id, DOCUMENT_KIND);
         self.call(auth, Method::POST, &path, Some(fields)).await
+    }
+
+    /// Rewrites a document interaction (a correction: the same fields every time).
+    pub async fn patch_document_interaction(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        id: &str,
+        fields: &DocumentInteractionPatch,
+    ) -> Result<DocumentInteraction, HintError> {
+        let path = interaction(patient_id, DOCUMENT_KIND, id);
+        self.call(auth, Method::PATCH, &path, Some(fields)).await
     }
 
     /// Our document for `integration_record_id`, if one was created already (so a retried

@@ -126,6 +126,14 @@ pub struct DocumentInteractionFields {
     pub integration_web_link: String,
 }
 
+/// What a correction changes of a document interaction.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DocumentInteractionPatch {
+    pub status: InteractionStatus,
+    pub title: String,
+    pub body: String,
+}
+
 /// A document interaction as Hint returns it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DocumentInteraction {

@@ -18,6 +18,7 @@ use crate::{
     error::{ApiError, AppError},
     ids::ExternalId,
     partners::{connection, unmatched},
+    visits::versions::Correction,
     visits::{self, PartnerState, VisitId},
 };
 
@@ -126,9 +127,27 @@ pub async fn receive(
             ));
         }
     }
-    tracing::info!(%practice_id, %visit_id, applied, "tiep report received");
+    // Saved again for a signed visit: the same report changes nothing; a different one is a
+    // correction (the visit addended, the earlier report kept).
+    let corrected = !applied
+        && visits::versions::correct(
+            app,
+            &practice_id,
+            &visit_id,
+            ID,
+            patient_id.as_deref(),
+            &result,
+            &Actor::partner(ID.as_str()),
+        )
+        .await?
+            == Correction::Addended;
+    tracing::info!(%practice_id, %visit_id, applied, corrected, "tiep report received");
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({"received": true, "duplicate": !applied})),
+        Json(serde_json::json!({
+            "received": true,
+            "duplicate": !applied && !corrected,
+            "corrected": corrected,
+        })),
     ))
 }
