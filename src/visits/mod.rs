@@ -151,9 +151,20 @@ impl Visit {
         self.hint_status.as_deref() == Some(self.interaction_status().as_str())
     }
 
-    /// The Hint chart's status as last confirmed by Hint, or "not yet in Hint".
+    /// Whether the result is in the patient's chart as a document with every correction (a
+    /// visit that did not complete has none to write).
+    pub fn note_in_chart(&self) -> bool {
+        self.state != VisitState::Completed
+            || (self.hint_document_id.is_some() && self.document_addenda >= self.addenda)
+    }
+
+    /// The Hint chart's status as last confirmed by Hint, or "not yet in Hint"; a completed
+    /// visit whose result is not written into the chart yet says so.
     pub fn hint_label(&self) -> String {
         match (&self.hint_interaction_id, &self.hint_status) {
+            (Some(_), Some(status)) if !self.note_in_chart() => {
+                format!("In Hint as {status}; the result is not in the chart yet")
+            }
             (Some(_), Some(status)) => format!("In Hint as {status}"),
             _ => "Not yet in Hint".into(),
         }

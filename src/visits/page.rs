@@ -190,7 +190,7 @@ fn render(
     let partner = state.partners.of(&visit)?;
     let partner_html = partner.render_visit(&visit, &frame)?;
     let page = ClinicalInteraction {
-        refreshing: visit.state().is_open() || !visit.in_hint_as_here(),
+        refreshing: visit.state().is_open() || !visit.in_hint_as_here() || !visit.note_in_chart(),
         cancellable: visit.state().is_open() && frame.is_clinician && partner.cancellable(),
         partner_name: partner.name().to_string(),
         frame,

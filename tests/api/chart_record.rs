@@ -216,3 +216,65 @@ async fn a_corrected_tiep_report_addends_the_visit_with_both_versions_in_the_cha
     assert_eq!(repeat["corrected"], json!(false));
     assert_eq!(versions().await, 1);
 }
+
+#[tokio::test]
+async fn a_result_hint_will_not_take_as_a_document_is_said_on_the_visit_page_and_core_page() {
+    let app = spawn_app().await;
+    app.hint.set_faults(chartbridge_sandbox::hint::Faults {
+        refuse_documents: true,
+        ..Default::default()
+    });
+    let (practice_id, patient, visit_id) = signed_tiep_visit(&app, "Refused Clinic").await;
+    assert!(app.hint.documents_for(&patient).is_empty());
+    let stored = app.visit(&practice_id, &visit_id).await;
+    assert_eq!(stored.hint_status.as_deref(), Some("signed"));
+    assert_eq!(stored.hint_document_id, None);
+
+    // The clinician reading the visit, and the practice's core page, are told.
+    let clinician = app
+        .hint
+        .world()
+        .users
+        .iter()
+        .find(|u| {
+            u.practice_id == practice_id && u.partner_roles.iter().any(|r| r.contains("linician"))
+        })
+        .map(|u| u.id.clone())
+        .expect("the practice's clinician");
+    let key = app.session(&clinician, Some(&patient)).await;
+    let page = app
+        .page(
+            "clinical_interaction",
+            &format!("{key}&visit_id={visit_id}"),
+        )
+        .await;
+    assert_eq!(
+        page.text_of(".meta dd:last-of-type"),
+        "In Hint as signed; the result is not in the chart yet"
+    );
+    let core = app.page("core_page", &key).await;
+    let attention = core.text_of(".attention li");
+    assert!(
+        attention.contains("Ava Thompson — Tiep scribe visit: write the visit to the hint chart")
+            && attention.contains("Hint answered HTTP 422"),
+        "the failed write is listed: {attention}"
+    );
+
+    // Once Hint takes it, a retry writes it and the page says so no more.
+    app.hint
+        .set_faults(chartbridge_sandbox::hint::Faults::default());
+    sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, run_at = 0 WHERE dedupe_key = $1")
+        .bind(format!("sync_interaction:{visit_id}"))
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    app.run_jobs().await;
+    assert_eq!(app.hint.documents_for(&patient).len(), 1);
+    let page = app
+        .page(
+            "clinical_interaction",
+            &format!("{key}&visit_id={visit_id}"),
+        )
+        .await;
+    assert_eq!(page.text_of(".meta dd:last-of-type"), "In Hint as signed");
+}

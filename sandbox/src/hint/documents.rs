@@ -150,6 +150,12 @@ pub(super) async fn create_document(
     };
     let fields = document_body(&body)?;
     find_patient(&sandbox.world(), &practice_id, &patient_id)?;
+    if sandbox.world().faults.refuse_documents {
+        return Err(hint_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The document could not be saved",
+        ));
+    }
     let mut attachments = Vec::new();
     for url in fields
         .get("attachments")

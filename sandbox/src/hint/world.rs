@@ -152,6 +152,8 @@ pub struct Faults {
     pub fail_ratio: f64,
     /// Interaction writes are applied, then answered 502 at this rate: the answer is lost.
     pub lose_answer_ratio: f64,
+    /// Document creates are refused (422), as Hint refuses one it will not keep.
+    pub refuse_documents: bool,
 }
 
 /// What happens to a write's answer once the write is applied.
