@@ -55,6 +55,8 @@ pub enum Action {
     JobRetried,
     /// An admin exported the trail.
     AuditExported,
+    /// Hint destroyed a patient: their data was erased from Chartbridge.
+    PatientErased,
     /// An action of one partner's own, declared by that partner
     /// (`PartnerTool::audit_actions`).
     Partner(PartnerAction),
@@ -70,7 +72,7 @@ pub struct PartnerAction {
 
 impl Action {
     /// Chartbridge's own actions (partners declare theirs).
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::VisitsListed,
         Action::PatientsSearched,
         Action::ChartViewed,
@@ -85,6 +87,7 @@ impl Action {
         Action::UnmatchedDismissed,
         Action::JobRetried,
         Action::AuditExported,
+        Action::PatientErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +106,7 @@ impl Action {
             Action::UnmatchedDismissed => "unmatched_dismissed",
             Action::JobRetried => "job_retried",
             Action::AuditExported => "audit_exported",
+            Action::PatientErased => "patient_erased",
             Action::Partner(action) => action.code,
         }
     }
@@ -124,6 +128,7 @@ impl Action {
             Action::UnmatchedDismissed => "Dismissed a kept delivery",
             Action::JobRetried => "Retried failed work",
             Action::AuditExported => "Exported the audit trail",
+            Action::PatientErased => "Erased a patient Hint removed",
             Action::Partner(action) => action.label,
         }
     }

@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod client;
 pub mod directory;
+pub mod erase;
 pub mod frame;
 pub mod handshake;
 pub mod install;

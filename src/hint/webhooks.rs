@@ -4,7 +4,9 @@
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::{HintState, client::Patient, installations, patient_index, verify_hint_signature};
+use super::{
+    HintState, client::Patient, erase, installations, patient_index, verify_hint_signature,
+};
 use crate::{
     crypto::row_aad,
     db::now_ms,
@@ -55,6 +57,7 @@ pub async fn receive<S: AsRef<HintState>>(
     }
     let mut event = event;
     let mut changed: Option<String> = None;
+    let mut erased = false;
     match event.kind.as_str() {
         // Background work stops while deactivated; the practice's data stays (an operator
         // purges it). Activation starts it again (and ends a pending install's wait).
@@ -80,9 +83,15 @@ pub async fn receive<S: AsRef<HintState>>(
                 changed = Some(patient.id);
             }
         }
-        "patient.destroyed" | "patient.inactive" => {
+        // An inactive patient leaves search; a destroyed one leaves Chartbridge: their
+        // visits keep ids and states only, every sealed value of theirs gone.
+        kind @ ("patient.destroyed" | "patient.inactive") => {
             if let Some(patient) = patient_of(event.object.take()) {
                 patient_index::remove(&mut tx, &practice_id, &patient.id).await?;
+                if kind == "patient.destroyed" {
+                    erase::patient(&mut tx, state, &practice_id, &patient.id).await?;
+                    erased = true;
+                }
                 changed = Some(patient.id);
             }
         }
@@ -94,6 +103,9 @@ pub async fn receive<S: AsRef<HintState>>(
         super::directory::announce_change(&mut tx, &practice_id, patient_id).await?;
     }
     tx.commit().await?;
+    if erased {
+        erase::settle(state).await;
+    }
     if let Some(patient_id) = &changed {
         // Search sees the change at once (created, renamed, removed), here and, by the
         // announcement, on every other instance.

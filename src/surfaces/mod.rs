@@ -84,7 +84,11 @@ impl VisitRow {
     pub fn new(v: &Visit, partners: &Partners) -> Self {
         Self {
             id: v.id.to_string(),
-            patient_name: v.patient_name.clone(),
+            patient_name: if v.is_erased() {
+                crate::visits::page::ERASED.to_string()
+            } else {
+                v.patient_name.clone()
+            },
             partner_name: partners.name_of(&v.partner),
             state: v.state().as_str(),
             state_label: v.state().label(),

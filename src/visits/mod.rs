@@ -151,10 +151,17 @@ impl Visit {
         self.hint_status.as_deref() == Some(self.interaction_status().as_str())
     }
 
+    /// Whether Hint destroyed the patient and their data was erased (`hint::erase`): the visit
+    /// keeps its ids, state and times only.
+    pub fn is_erased(&self) -> bool {
+        self.launch.is_empty()
+    }
+
     /// Whether the result is in the patient's chart as a document with every correction (a
     /// visit that did not complete has none to write).
     pub fn note_in_chart(&self) -> bool {
         self.state != VisitState::Completed
+            || self.is_erased()
             || (self.hint_document_id.is_some() && self.document_addenda >= self.addenda)
     }
 

@@ -24,6 +24,9 @@ use crate::{
     visits::poll::PollPartner,
 };
 
+/// What stands for the name of a patient Hint destroyed.
+pub const ERASED: &str = "(patient removed from Hint)";
+
 #[derive(Template)]
 #[template(path = "surfaces/clinical_interaction.html")]
 struct ClinicalInteraction {
@@ -188,7 +191,13 @@ fn render(
 ) -> Result<String, AppError> {
     let frame = Frame::new(session, "clinical_interaction");
     let partner = state.partners.of(&visit)?;
-    let partner_html = partner.render_visit(&visit, &frame)?;
+    let mut visit = visit;
+    let partner_html = if visit.is_erased() {
+        visit.patient_name = ERASED.to_string();
+        String::new()
+    } else {
+        partner.render_visit(&visit, &frame)?
+    };
     let page = ClinicalInteraction {
         refreshing: visit.state().is_open() || !visit.in_hint_as_here() || !visit.note_in_chart(),
         cancellable: visit.state().is_open() && frame.is_clinician && partner.cancellable(),

@@ -163,7 +163,7 @@ async fn run(
     } else if visit.hint_status.as_deref() != Some(current.status.as_str()) {
         record(state, practice_id, &visit, &current).await?;
     }
-    if visit.state() == VisitState::Completed {
+    if visit.state() == VisitState::Completed && !visit.is_erased() {
         match visit.hint_document_id.as_deref() {
             None => write_note(state, practice_id, &auth, &visit).await?,
             Some(id) if visit.document_addenda < visit.addenda => {

@@ -84,7 +84,7 @@ async fn nothing_about_patients_is_readable_in_the_database() {
 
 /// Everything the database holds, as text: the SQLite file and its log byte for byte, or on
 /// PostgreSQL every row of every table.
-async fn database_as_text(app: &crate::helpers::TestApp) -> String {
+pub(crate) async fn database_as_text(app: &crate::helpers::TestApp) -> String {
     match &app.database.settings {
         chartbridge::config::DatabaseSettings::Sqlite(path) => {
             let mut bytes = std::fs::read(path).unwrap();

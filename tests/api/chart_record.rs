@@ -278,3 +278,118 @@ async fn a_result_hint_will_not_take_as_a_document_is_said_on_the_visit_page_and
         .await;
     assert_eq!(page.text_of(".meta dd:last-of-type"), "In Hint as signed");
 }
+
+#[tokio::test]
+async fn a_patient_hint_destroyed_leaves_no_sealed_value_of_theirs_in_the_database() {
+    let app = spawn_app().await;
+    let (practice, _, visit) = app.open_tiep_visit("Forgetting Clinic").await;
+    let (gone, staying) = (practice.patients[0].clone(), practice.patients[1].clone());
+    let deliver = |patient: &str, visit_id: &str, reason: &str| {
+        json!({
+            "context": {"patient": {"resourceType": "Patient", "identifier": [{"value": patient}]}, "visit_id": visit_id},
+            "payload": {"reason": reason, "pain-level": 3}
+        })
+    };
+    // A signed and corrected visit for the patient who goes, one for the patient who stays.
+    for reason in ["Migraine", "Migraine with aura"] {
+        let sent = app
+            .post_tiep_webhook(
+                &practice.id,
+                &deliver(&gone, visit.id.as_str(), reason),
+                TIEP_HOOK_SECRET,
+            )
+            .await;
+        assert_eq!(sent.status(), 200);
+    }
+    let key = app.session(&practice.clinician, None).await;
+    assert_eq!(app.start_visit(&key, &staying).await.status(), 303);
+    let other = app
+        .visits_of(&practice.id)
+        .await
+        .into_iter()
+        .find(|v| v.patient_id == staying)
+        .unwrap();
+    app.post_tiep_webhook(
+        &practice.id,
+        &deliver(&staying, other.id.as_str(), "Back pain"),
+        TIEP_HOOK_SECRET,
+    )
+    .await;
+    app.run_jobs().await;
+
+    // Every sealed value the database holds of theirs.
+    let mut sealed: Vec<String> = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT patient_name, launch, result FROM visits WHERE patient_id = $1",
+    )
+    .bind(&gone)
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap()
+    .into_iter()
+    .flat_map(|(a, b, c)| [a, b, c])
+    .collect();
+    sealed.extend(
+        sqlx::query_scalar::<_, String>("SELECT result_sealed FROM visit_versions")
+            .fetch_all(app.state.db.reader())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(sealed.len(), 4);
+    assert!(sealed.iter().all(|s| s.len() > 40), "{sealed:?}");
+
+    let event = json!({"id": "evt-destroyed", "type": "patient.destroyed", "practice_id": practice.id,
+        "object": {"id": gone}});
+    let body = event.to_string();
+    let answered = app
+        .http
+        .post(format!("{}/webhooks/hint", app.address))
+        .header("content-type", "application/json")
+        .header("x-hint-signature", crate::helpers::sign(body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+
+    // The visit keeps its ids and state; nothing sealed of the patient's is left anywhere in
+    // the database (the SQLite file and its log byte for byte).
+    let kept = app.visit(&practice.id, &visit.id).await;
+    assert_eq!(kept.state.as_str(), "completed");
+    assert_eq!((kept.patient_name.as_str(), kept.launch.as_str()), ("", ""));
+    let dump = crate::at_rest::database_as_text(&app).await;
+    for value in &sealed {
+        let cipher = value.trim_start_matches("sealed:v1:");
+        assert!(
+            !dump.contains(&cipher[..40]),
+            "a sealed value of the patient's is left"
+        );
+    }
+    // The trail says what went and why; the other patient's visit is untouched.
+    let trail: Vec<String> = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE practice_id = $1 AND action = 'patient_erased' AND patient_id = $2",
+    )
+    .bind(&practice.id)
+    .bind(&gone)
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(
+        trail,
+        ["patient.destroyed in Hint: 1 visit(s) emptied; removed 1 visit_versions"]
+    );
+    let untouched = app.visit(&practice.id, &other.id).await;
+    assert!(untouched.result.unwrap().contains("Back pain"));
+
+    // The visit's page says what happened instead of failing.
+    let page = app
+        .page(
+            "clinical_interaction",
+            &format!("{key}&visit_id={}", visit.id),
+        )
+        .await;
+    assert!(
+        page.text().contains("Hint removed this patient"),
+        "{}",
+        page.text()
+    );
+}
