@@ -18,6 +18,7 @@ pub mod ids;
 pub mod jobs;
 pub mod metrics;
 pub mod partners;
+pub mod retention;
 pub mod server;
 pub mod startup;
 pub mod surfaces;

@@ -104,6 +104,7 @@ impl Application {
             }
         };
         let forgetter = every_minute(stop_rx.clone(), move || limits.forget_idle());
+        let purger = crate::retention::purge_periodically(self.state.clone(), stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let server = crate::server::serve(
             self.listener,
@@ -119,7 +120,15 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         tracing::info!(port = self.port, "chartbridge listening");
-        tokio::join!(server, runner, sweeper, announcements, forgetter, signal);
+        tokio::join!(
+            server,
+            runner,
+            sweeper,
+            announcements,
+            forgetter,
+            purger,
+            signal
+        );
         self.state.db.close().await;
         Ok(())
     }

@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
         rate_limits: args.rate_limits.clone(),
+        purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(DEMO_METRICS_TOKEN.into()),
     };

@@ -77,6 +77,10 @@ pub struct ConfigArgs {
     /// Bearer token that reads `/metrics` (Prometheus). Unset: `/metrics` does not exist.
     #[arg(long, env = "CHARTBRIDGE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Days a practice's data is kept after Hint deactivates Chartbridge for it, before it is
+    /// purged (the audit trail is kept). Reactivation within them keeps everything.
+    #[arg(long, env = "CHARTBRIDGE_PURGE_AFTER_DAYS", default_value_t = 30)]
+    pub purge_after_days: u64,
     /// Per-client budgets of the unauthenticated doors, `door=per_minute/burst` (doors:
     /// handshake, install, webhooks); unnamed doors keep their defaults (300/60, 20/5, 1200/300).
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
@@ -112,6 +116,8 @@ pub struct Settings {
     pub launch_timeout: Duration,
     /// When partners' results are acknowledged from a receipt and filed after a burst.
     pub results: ResultSettings,
+    /// How long a deactivated practice's data is kept before it is purged.
+    pub purge_grace: Duration,
     /// How long an instance reuses opened partner secrets; a secret rotated on another
     /// instance stops being accepted here after at most this long (the new one works at once).
     pub secrets_cache_ttl: Duration,
@@ -429,6 +435,7 @@ impl Settings {
             },
             rate_limits,
             secrets_cache_ttl: Duration::from_secs(5),
+            purge_grace: Duration::from_secs(args.purge_after_days * 86_400),
             launch_timeout: Duration::from_secs(10 * 60),
             results: ResultSettings::default(),
         })

@@ -85,6 +85,20 @@ pub async fn status(
     Ok(stored.as_deref().map(InstallStatus::parse).transpose()?)
 }
 
+/// When the practice's install last changed (its deactivation, for a deactivated one).
+pub async fn changed_at(
+    state: &HintState,
+    practice_id: &PracticeId,
+) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT updated_at FROM hint_installations WHERE product_id = $1 AND practice_id = $2",
+    )
+    .bind(&state.settings.hint.product_id)
+    .bind(practice_id)
+    .fetch_optional(state.db.reader())
+    .await?)
+}
+
 /// The stored practice token for background work, if the practice's install is active.
 pub async fn practice_token(
     state: &HintState,

@@ -35,7 +35,7 @@ struct SettingsPage {
     /// Each partner's section, its name and where its connection stands.
     contents: Vec<Contents>,
     /// Where the practice's install stands, in words, and whether that is well (`ok`/`error`).
-    install: (&'static str, &'static str),
+    install: (&'static str, String),
     unmatched: Vec<UnmatchedRow>,
 }
 
@@ -47,19 +47,27 @@ pub async fn page(
     let install = match crate::hint::installations::status(&state, &session.practice_id).await? {
         Some(InstallStatus::Active) => (
             "ok",
-            "Installed: Chartbridge can write visits to this practice's charts.",
+            "Installed: Chartbridge can write visits to this practice's charts.".to_string(),
         ),
         Some(InstallStatus::Pending) => (
             "error",
-            "Installed, waiting for activation in Hint: visits are kept and written to Hint charts once Hint activates Chartbridge for this practice.",
+            "Installed, waiting for activation in Hint: visits are kept and written to Hint charts once Hint activates Chartbridge for this practice.".to_string(),
         ),
-        Some(InstallStatus::Deactivated) => (
-            "error",
-            "Deactivated in Hint: nothing is written to Hint charts and no partner is polled. This practice's visits are kept; reactivate Chartbridge in Hint to resume.",
-        ),
+        Some(InstallStatus::Deactivated) => {
+            let since = crate::hint::installations::changed_at(&state, &session.practice_id)
+                .await?
+                .unwrap_or_else(crate::db::now_ms);
+            let purge = crate::db::format_ms(crate::retention::purge_due(&state, since));
+            (
+                "error",
+                format!(
+                    "Deactivated in Hint: nothing is written to Hint charts and no partner is polled. This practice's data is kept until {purge}, then deleted (the audit trail is kept); reactivate Chartbridge in Hint before then to keep everything."
+                ),
+            )
+        }
         None => (
             "error",
-            "Not installed yet: visits cannot be written to Hint charts until a practice admin installs Chartbridge from the Hint marketplace (Instant On).",
+            "Not installed yet: visits cannot be written to Hint charts until a practice admin installs Chartbridge from the Hint marketplace (Instant On).".to_string(),
         ),
     };
     let mut partner_sections = Vec::new();

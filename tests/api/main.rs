@@ -23,6 +23,7 @@ mod partner_health;
 mod refusals;
 mod registry;
 mod resilience;
+mod retention;
 mod surfaces;
 mod tiep_visit;
 mod upstream;

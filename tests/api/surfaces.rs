@@ -132,6 +132,7 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         outbound_allow: String::new(),
         trusted_proxies: String::new(),
         rate_limits: String::new(),
+        purge_after_days: 30,
         activate_on_install: true,
         metrics_token: None,
     })

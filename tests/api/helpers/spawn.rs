@@ -144,6 +144,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         outbound_allow: "127.0.0.0/8, ::1".into(),
         trusted_proxies: String::new(),
         rate_limits: String::new(),
+        purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(METRICS_TOKEN.into()),
     })

@@ -1,0 +1,77 @@
+//! A practice's data after Hint deactivates Chartbridge: kept through a grace the admin sees,
+//! then purged (the audit trail kept); reactivated within it, kept whole.
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn visits(app: &TestApp, practice_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM visits WHERE practice_id = $1")
+        .bind(practice_id)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deactivated_practice_is_kept_through_its_grace_then_purged_unless_reactivated() {
+    let app = spawn_app().await;
+    let (leaving, _, _) = app.open_tiep_visit("Leaving Clinic").await;
+    let (returning, _, _) = app.open_tiep_visit("Returning Clinic").await;
+    let (staying, _, _) = app.open_tiep_visit("Staying Clinic").await;
+    for practice in [&leaving, &returning] {
+        assert_eq!(app.hint.deactivate(&practice.id).await.unwrap(), 200);
+    }
+
+    // Within the grace: kept, and the admin is told until when.
+    assert!(
+        chartbridge::retention::purge_expired(&app.state)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(visits(&app, &leaving.id).await, 1);
+    let admin = app.session(&leaving.admin, None).await;
+    let status = app
+        .page("settings", &admin)
+        .await
+        .text_of("#install-status");
+    assert!(
+        status.contains("This practice's data is kept until ")
+            && status.contains("then deleted (the audit trail is kept)"),
+        "{status}"
+    );
+
+    // One is reactivated within the grace; then the grace passes for both.
+    assert_eq!(app.hint.activate(&returning.id).await.unwrap(), 200);
+    sqlx::query("UPDATE hint_installations SET updated_at = updated_at - $1")
+        .bind(31_i64 * 86_400_000)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    let purged = chartbridge::retention::purge_expired(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(purged, [leaving.id.clone()]);
+    assert_eq!(visits(&app, &leaving.id).await, 0);
+    for table in app.state.partners.practice_tables() {
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE practice_id = $1"
+        ))
+        .bind(&leaving.id)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    let trail: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE practice_id = $1")
+        .bind(&leaving.id)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert!(trail > 0, "the audit trail stays");
+    assert_eq!(visits(&app, &returning.id).await, 1, "reactivated: kept");
+    assert_eq!(
+        visits(&app, &staying.id).await,
+        1,
+        "never deactivated: kept"
+    );
+}
