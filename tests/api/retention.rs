@@ -50,7 +50,7 @@ async fn a_deactivated_practice_is_kept_through_its_grace_then_purged_unless_rea
     let purged = chartbridge::retention::purge_expired(&app.state)
         .await
         .unwrap();
-    assert_eq!(purged, [leaving.id.clone()]);
+    assert_eq!(purged, std::slice::from_ref(&leaving.id));
     assert_eq!(visits(&app, &leaving.id).await, 0);
     for table in app.state.partners.practice_tables() {
         let left: i64 = sqlx::query_scalar(&format!(
