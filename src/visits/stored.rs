@@ -1,9 +1,13 @@
 //! A visit as stored: its patient data sealed with the row's identity, opened as it is read;
-//! and the one-off sealing of rows written before sealing began.
+//! the one-off sealing of rows written before sealing began; and a corrected visit's earlier
+//! results, sealed the same way.
+
+use sqlx::Row;
 
 use super::{AppState, Visit, VisitId};
 use crate::{
     crypto::{CryptoError, SecretBox, row_aad},
+    error::AppError,
     tenancy::PracticeId,
 };
 
@@ -139,4 +143,48 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
             sealed += done;
         }
     }
+}
+
+/// An earlier result of a visit.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The partner's result as it was (its own serde struct, as JSON).
+    pub result: String,
+    pub replaced_at: i64,
+    /// What the correction that replaced it changed (field names, Markdown).
+    pub what_changed: String,
+}
+
+pub(super) fn version_aad(practice_id: &str, id: &str) -> String {
+    row_aad("visit_versions", "result_sealed", practice_id, id)
+}
+
+/// A visit's earlier results, oldest first.
+pub async fn versions_of(
+    state: &AppState,
+    practice_id: &PracticeId,
+    visit: &Visit,
+) -> Result<Vec<Version>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id, result_sealed, replaced_at, what_changed FROM visit_versions \
+         WHERE practice_id = $1 AND visit_id = $2 ORDER BY version",
+    )
+    .bind(practice_id)
+    .bind(&visit.id)
+    .fetch_all(state.db.reader())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("id")?;
+            let sealed: String = row.try_get("result_sealed")?;
+            let result = state
+                .secrets
+                .open(&sealed, &version_aad(practice_id.as_str(), &id))?;
+            Ok(Version {
+                result: String::from_utf8(result).map_err(|_| crate::crypto::CryptoError::Open)?,
+                replaced_at: row.try_get("replaced_at")?,
+                what_changed: row.try_get("what_changed")?,
+            })
+        })
+        .collect()
 }

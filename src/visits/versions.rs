@@ -1,37 +1,21 @@
 //! Corrections: a partner that sends a different result for a signed visit addends it. The
-//! visit keeps the latest result; each earlier one is kept here, sealed, with when it was
-//! replaced and what the correction changed.
+//! visit keeps the latest result; each earlier one is kept sealed (`stored.rs` reads them back)
+//! with when it was replaced and what the correction changed.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{
-    AppState, PartnerId, Visit, VisitId, VisitState, chart_note, get_latest, stored::seal, to_json,
+    AppState, PartnerId, VisitId, VisitState, chart_note, get_latest,
+    stored::{seal, version_aad},
+    to_json,
     transitions::enqueue_sync,
 };
 use crate::{
     audit::{self, Action, Actor, Entry},
-    crypto::row_aad,
     db::{new_id, now_ms},
     error::AppError,
     tenancy::PracticeId,
 };
-
-/// An earlier result of a visit.
-#[derive(Debug, Clone)]
-pub struct Version {
-    /// 1 for the first result, 2 for the first correction's, …
-    pub version: i64,
-    /// The partner's result as it was (its own serde struct, as JSON).
-    pub result: String,
-    pub replaced_at: i64,
-    /// What the correction that replaced it changed (field names, Markdown).
-    pub what_changed: String,
-}
-
-fn aad(practice_id: &str, id: &str) -> String {
-    row_aad("visit_versions", "result_sealed", practice_id, id)
-}
 
 /// How a later result for a signed visit was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +93,7 @@ pub async fn correct(
     .bind(
         state
             .secrets
-            .seal(before.as_bytes(), &aad(practice_id.as_str(), &version_id)),
+            .seal(before.as_bytes(), &version_aad(practice_id.as_str(), &version_id)),
     )
     .bind(now)
     .bind(&what_changed)
@@ -125,35 +109,4 @@ pub async fn correct(
     tx.commit().await?;
     state.jobs.wake();
     Ok(Correction::Addended)
-}
-
-/// A visit's earlier results, oldest first.
-pub async fn of_visit(
-    state: &AppState,
-    practice_id: &PracticeId,
-    visit: &Visit,
-) -> Result<Vec<Version>, AppError> {
-    let rows = sqlx::query(
-        "SELECT id, version, result_sealed, replaced_at, what_changed FROM visit_versions \
-         WHERE practice_id = $1 AND visit_id = $2 ORDER BY version",
-    )
-    .bind(practice_id)
-    .bind(&visit.id)
-    .fetch_all(state.db.reader())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let id: String = row.try_get("id")?;
-            let sealed: String = row.try_get("result_sealed")?;
-            let result = state
-                .secrets
-                .open(&sealed, &aad(practice_id.as_str(), &id))?;
-            Ok(Version {
-                version: row.try_get("version")?,
-                result: String::from_utf8(result).map_err(|_| crate::crypto::CryptoError::Open)?,
-                replaced_at: row.try_get("replaced_at")?,
-                what_changed: row.try_get("what_changed")?,
-            })
-        })
-        .collect()
 }

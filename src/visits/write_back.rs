@@ -245,7 +245,7 @@ async fn addend_note(
         return Ok(());
     };
     let mut earlier = Vec::new();
-    for version in super::versions::of_visit(state, practice_id, visit).await? {
+    for version in super::stored::versions_of(state, practice_id, visit).await? {
         let mut then = visit.clone();
         then.result = Some(version.result.clone());
         if let Some(note) = partner.chart_note(&then).map_err(JobError::permanent)? {
