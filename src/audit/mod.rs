@@ -57,6 +57,8 @@ pub enum Action {
     AuditExported,
     /// Hint destroyed a patient: their data was erased from Chartbridge.
     PatientErased,
+    /// An admin downloaded the practice's archive.
+    PracticeExported,
     /// An action of one partner's own, declared by that partner
     /// (`PartnerTool::audit_actions`).
     Partner(PartnerAction),
@@ -72,7 +74,7 @@ pub struct PartnerAction {
 
 impl Action {
     /// Chartbridge's own actions (partners declare theirs).
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::VisitsListed,
         Action::PatientsSearched,
         Action::ChartViewed,
@@ -88,6 +90,7 @@ impl Action {
         Action::JobRetried,
         Action::AuditExported,
         Action::PatientErased,
+        Action::PracticeExported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +110,7 @@ impl Action {
             Action::JobRetried => "job_retried",
             Action::AuditExported => "audit_exported",
             Action::PatientErased => "patient_erased",
+            Action::PracticeExported => "practice_exported",
             Action::Partner(action) => action.code,
         }
     }
@@ -129,6 +133,7 @@ impl Action {
             Action::JobRetried => "Retried failed work",
             Action::AuditExported => "Exported the audit trail",
             Action::PatientErased => "Erased a patient Hint removed",
+            Action::PracticeExported => "Downloaded the practice's archive",
             Action::Partner(action) => action.label,
         }
     }

@@ -189,26 +189,9 @@ pub async fn export(
         .audit
         .record(&session.practice_id, &session.actor(), exported)
         .await?;
-    let mut csv = String::from(
-        "time_utc,user_id,roles,platform_support,action,patient_id,visit_id,detail,request_id,seq,hash\r\n",
-    );
+    let mut csv = String::from(CSV_HEADER);
     for e in &events {
-        let fields = [
-            timestamp(e.at),
-            e.actor_id.clone(),
-            e.actor_roles.clone(),
-            (e.platform_support != 0).to_string(),
-            e.action.clone(),
-            e.patient_id.clone().unwrap_or_default(),
-            e.visit_id.clone().unwrap_or_default(),
-            e.detail.clone(),
-            e.request_id.clone().unwrap_or_default(),
-            e.seq.to_string(),
-            e.hash.clone(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        csv.push_str(&line.join(","));
-        csv.push_str("\r\n");
+        csv.push_str(&csv_line(e));
     }
     let filename = format!(
         "chartbridge-audit-{}.csv",
@@ -225,6 +208,28 @@ pub async fn export(
         csv,
     )
         .into_response())
+}
+
+/// The trail's CSV columns.
+pub const CSV_HEADER: &str = "time_utc,user_id,roles,platform_support,action,patient_id,visit_id,detail,request_id,seq,hash\r\n";
+
+/// One entry as a CSV line (with its line end).
+pub fn csv_line(e: &Event) -> String {
+    let fields = [
+        timestamp(e.at),
+        e.actor_id.clone(),
+        e.actor_roles.clone(),
+        (e.platform_support != 0).to_string(),
+        e.action.clone(),
+        e.patient_id.clone().unwrap_or_default(),
+        e.visit_id.clone().unwrap_or_default(),
+        e.detail.clone(),
+        e.request_id.clone().unwrap_or_default(),
+        e.seq.to_string(),
+        e.hash.clone(),
+    ];
+    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    format!("{}\r\n", line.join(","))
 }
 
 /// A CSV field, quoted; one a spreadsheet would run as a formula is prefixed with `'`.

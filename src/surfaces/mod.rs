@@ -9,6 +9,7 @@ mod attention;
 mod audit;
 mod clinical_chart;
 mod core_page;
+mod export;
 mod settings;
 pub mod static_files;
 
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/hint/self_audit", post(settings::self_audit))
         .route("/hint/audit", get(audit::page))
         .route("/hint/audit.csv", get(audit::export))
+        .route("/hint/export.tar", get(export::archive))
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", get(core_page::visit_rows))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))

@@ -100,6 +100,27 @@ pub async fn of_visit(
         .collect()
 }
 
+/// A kept file's name and bytes, opened.
+pub async fn read(
+    state: &AppState,
+    practice_id: &PracticeId,
+    file_id: &str,
+) -> Result<Option<(String, Vec<u8>)>, AppError> {
+    let row = sqlx::query(
+        "SELECT name, bytes_sealed FROM visit_files WHERE practice_id = $1 AND id = $2",
+    )
+    .bind(practice_id)
+    .bind(file_id)
+    .fetch_optional(state.db.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: String = row.try_get("bytes_sealed")?;
+    let bytes = state
+        .secrets
+        .open(&sealed, &aad(practice_id.as_str(), file_id))?;
+    Ok(Some((row.try_get("name")?, bytes)))
+}
+
 /// The key that signs links, derived from the operator's secret key for this use alone.
 fn link_key(state: &AppState) -> [u8; 32] {
     let mut digest = Sha256::new();

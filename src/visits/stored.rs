@@ -25,6 +25,11 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for StoredVisit {
 }
 
 impl StoredVisit {
+    /// Its place in the practice's visits, oldest first (created, then id): for paging.
+    pub fn key(&self) -> (i64, String) {
+        (self.0.created_at, self.0.id.to_string())
+    }
+
     /// Opens the sealed columns of a row of `practice_id`.
     pub fn open(self, secrets: &SecretBox, practice_id: &str) -> Result<Visit, CryptoError> {
         let mut visit = self.0;

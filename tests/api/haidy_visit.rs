@@ -614,3 +614,110 @@ async fn the_report_pdf_reaches_the_chart_through_a_link_for_one_file_for_minute
         .unwrap();
     assert_eq!(get(other_url).await.status(), 404, "expired");
 }
+
+/// The entries of a tar archive: (name, bytes).
+fn tar_entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at + 512 <= archive.len() && archive[at] != 0 {
+        let header = &archive[at..at + 512];
+        let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+        let name = String::from_utf8(header[..name_end].to_vec()).unwrap();
+        let size_text = String::from_utf8(header[124..135].to_vec()).unwrap();
+        let size = usize::from_str_radix(size_text.trim_matches(char::from(0)).trim(), 8).unwrap();
+        let start = at + 512;
+        entries.push((name, archive[start..start + size].to_vec()));
+        at = start + size.div_ceil(512) * 512;
+    }
+    assert_eq!(
+        &archive[at..],
+        &[0u8; 1024][..],
+        "the archive ends with its two empty blocks"
+    );
+    entries
+}
+
+#[tokio::test]
+async fn an_admin_downloads_the_practices_archive_with_every_visit_and_its_files() {
+    let app = spawn_app_with(|s| {
+        s.jobs.run_in_background = true;
+        s.partners.haidy.poll_every = Duration::from_millis(200);
+    })
+    .await;
+    let (practice, key) = practice_with_haidy(&app).await;
+    let patient = &practice.patients[0];
+    page_of(
+        &app,
+        launch(&app, &key, patient, &[("lab.pdf", PDF, "application/pdf")]).await,
+    )
+    .await;
+    let context = app.haidy.context_for(patient).expect("a context");
+    app.haidy
+        .approve(&context.id, "Iron levels normal.")
+        .unwrap();
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the report in the chart",
+        || async { !app.hint.documents_for(patient).is_empty() },
+    )
+    .await;
+    app.setup_tiep(&practice).await;
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[1]).await.status(),
+        303
+    );
+    let visits = app.visits_of(&practice.id).await;
+    assert_eq!(visits.len(), 2);
+
+    // Only an admin may download it.
+    let refused = app
+        .get(&format!("/hint/export.tar?session_key={key}"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    let admin = app.session(&practice.admin, None).await;
+    let answer = app
+        .get(&format!("/hint/export.tar?session_key={admin}"))
+        .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["content-type"].to_str().unwrap(),
+        "application/x-tar"
+    );
+    let entries = tar_entries(&answer.bytes().await.unwrap());
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    let haidy = visits.iter().find(|v| v.partner == "haidy").unwrap();
+    let tiep = visits.iter().find(|v| v.partner == "tiep").unwrap();
+    for visit in [haidy, tiep] {
+        let json = &entries
+            .iter()
+            .find(|(n, _)| *n == format!("visits/{}.json", visit.id))
+            .unwrap_or_else(|| panic!("{} in {names:?}", visit.id))
+            .1;
+        let record: serde_json::Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(record["patient_id"], visit.patient_id.as_str());
+    }
+    let markdown = &entries
+        .iter()
+        .find(|(n, _)| *n == format!("visits/{}.md", haidy.id))
+        .expect("the Haidy visit's note")
+        .1;
+    assert!(String::from_utf8_lossy(markdown).contains("Iron levels normal"));
+    let pdf = entries
+        .iter()
+        .find(|(n, _)| n.starts_with(&format!("files/{}/haidy-report-", haidy.id)))
+        .expect("the report PDF");
+    assert_eq!(pdf.1, b"%PDF-1.4 sandbox");
+    let trail = &entries.iter().find(|(n, _)| n == "audit.csv").unwrap().1;
+    assert!(String::from_utf8_lossy(trail).starts_with("time_utc,user_id,"));
+    assert!(String::from_utf8_lossy(trail).contains("\"visit_launched\""));
+
+    // The download is in the trail.
+    let exported: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND action = 'practice_exported'",
+    )
+    .bind(&practice.id)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(exported, 1);
+}
