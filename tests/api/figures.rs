@@ -216,3 +216,103 @@ async fn figures_patient_search_at_50000_patients() {
         took.last().unwrap().as_secs_f64() * 1000.0,
     );
 }
+
+/// The practice's archive at 100,000 visits (signed Tiep reports, sealed by the product's own
+/// code): how long it takes, how many bytes, and how much the process's memory grows while it
+/// streams. `EXPORT_VISITS` sets another size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash benches/export.sh"]
+async fn figures_practice_export_at_100000_visits() {
+    use chartbridge::crypto::row_aad;
+    let visits: usize = std::env::var("EXPORT_VISITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let app = spawn_app_with(|_| {}).await;
+    let practice = app.new_practice("Exporting").await;
+    let launch = json!({"form": chartbridge::partners::tiep::default_form()}).to_string();
+    let seeded = Instant::now();
+    let db = app.state.db.writer();
+    for chunk in (0..visits).collect::<Vec<_>>().chunks(500) {
+        let mut tx = db.begin().await.unwrap();
+        for i in chunk {
+            let id = format!("vis_bench{i:07}");
+            let seal = |column: &str, plain: &str| {
+                app.state
+                    .secrets
+                    .seal_text(plain, &row_aad("visits", column, &practice.id, &id))
+            };
+            let result = json!({"kind": "simple", "answers": {
+                "reason": format!("Follow-up visit {i}: shoulder pain after tennis, improving"),
+                "pain-level": i % 10, "assessment": "Rotator cuff strain", "plan": "Physiotherapy twice a week"}})
+            .to_string();
+            let at = 1_760_000_000_000_i64 + *i as i64 * 1000;
+            sqlx::query(
+                "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
+                 launch, result, created_at, updated_at, completed_at) \
+                 VALUES ($1, $2, $3, $4, 'usr-1', 'Casey Clinician', 'tiep', 'completed', $5, $6, $7, $7, $7)",
+            )
+            .bind(&id)
+            .bind(&practice.id)
+            .bind(&practice.patients[i % practice.patients.len()])
+            .bind(seal("patient_name", "Ava Thompson"))
+            .bind(seal("launch", &launch))
+            .bind(seal("result", &result))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let seeded = seeded.elapsed();
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let admin = app.session(&practice.admin, None).await;
+    let started = Instant::now();
+    let mut answer = app
+        .get(&format!("/hint/export.tar?session_key={admin}"))
+        .await;
+    assert_eq!(answer.status(), 200);
+    let mut bytes = 0usize;
+    while let Some(chunk) = answer.chunk().await.unwrap() {
+        bytes += chunk.len();
+    }
+    let took = started.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "practice export at {visits} visits: seeded in {:.1} s; archive {:.1} MB in {:.2} s \
+         ({:.0} visits/s, {:.1} MB/s); process RSS {:.0} MiB before, peak {:.0} MiB while streaming (+{:.0} MiB)",
+        seeded.as_secs_f64(),
+        bytes as f64 / 1e6,
+        took.as_secs_f64(),
+        visits as f64 / took.as_secs_f64(),
+        bytes as f64 / 1e6 / took.as_secs_f64(),
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        (peak.saturating_sub(before)) as f64 / 1024.0
+    );
+    assert!(bytes > visits * 1024, "every visit is in the archive");
+}
