@@ -486,3 +486,65 @@ async fn a_patient_list_loaded_for_search_names_the_patient_without_asking_hint(
     );
     assert_eq!(lookups(), before + 1);
 }
+
+#[tokio::test]
+async fn the_consultation_sent_again_with_changes_addends_the_visit_and_unchanged_changes_nothing()
+{
+    let app = spawn_app().await;
+    let practice = app.new_practice("MediQuo Corrections").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[0];
+    let consultation = |plan: &str| {
+        json!({
+            "type": "patient_consultation_finished",
+            "occurred_on": 1_765_000_000,
+            "payload": {
+                "consultation": {"id": "cons-fixed-1", "type": "chat",
+                    "start_date": "2026-12-06T10:00:00+01:00", "end_date": "2026-12-06T10:20:00+01:00"},
+                "reports": [{"id": "report-1", "type": "soap", "content": {
+                    "subjective": "Cough for a week", "objective": "Clear chest",
+                    "assessment": "Viral bronchitis", "plan": plan}}],
+                "patient": {"code": patient},
+                "professional": {"id": "pro-1", "name": "Dra. Laura Martín"},
+            }
+        })
+    };
+    assert_eq!(
+        app.mediquo
+            .send(&integration, &consultation("Rest and fluids"))
+            .await,
+        Some(200)
+    );
+    app.run_jobs().await;
+    // The same consultation again: nothing changes.
+    assert_eq!(
+        app.mediquo
+            .send(&integration, &consultation("Rest and fluids"))
+            .await,
+        Some(200)
+    );
+    app.run_jobs().await;
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.addenda, 0);
+    // Sent again corrected: the visit is addended, both versions in the chart.
+    assert_eq!(
+        app.mediquo
+            .send(
+                &integration,
+                &consultation("Rest, fluids, and a chest X-ray if no better")
+            )
+            .await,
+        Some(200)
+    );
+    app.run_jobs().await;
+    let visit = app.only_visit(&practice.id).await;
+    assert_eq!(visit.addenda, 1);
+    assert_eq!(app.hint.interactions_for(patient)[0].status, "addended");
+    let documents = app.hint.documents_for(patient);
+    assert_eq!(documents.len(), 1);
+    assert_eq!(documents[0].status, "addended");
+    let body = &documents[0].body;
+    assert!(body.contains("chest X\\-ray if no better"), "{body}");
+    assert!(body.contains(":** Plan changed\\."), "{body}");
+    assert!(body.contains("**Plan:** Rest and fluids"), "{body}");
+}

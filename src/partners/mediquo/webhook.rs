@@ -20,6 +20,7 @@ use super::{
     event::{Envelope, Incoming},
 };
 use crate::{
+    audit::Actor,
     crypto::{SignatureError, constant_time_eq, sha256_hex},
     error::{ApiError, AppError},
     hint::{HintAuth, installations},
@@ -28,6 +29,7 @@ use crate::{
     partners::{connection, unmatched},
     tenancy::PracticeId,
     visits::AppState,
+    visits::versions::Correction,
     visits::{self, NewVisit, PartnerState, VisitId},
 };
 
@@ -59,6 +61,10 @@ pub async fn receive(
         Placed::Duplicate => Ok((
             StatusCode::OK,
             Json(json!({"received": true, "duplicate": true})),
+        )),
+        Placed::Corrected(visit_id) => Ok((
+            StatusCode::OK,
+            Json(json!({"received": true, "corrected": true, "visit_id": visit_id})),
         )),
         Placed::Ignored => Ok((
             StatusCode::OK,
@@ -101,7 +107,7 @@ pub async fn retry(
         return Ok(JobOutcome::Done);
     };
     match place(state, practice_id, &body).await? {
-        Placed::Recorded(_) | Placed::Duplicate | Placed::Ignored => {
+        Placed::Recorded(_) | Placed::Corrected(_) | Placed::Duplicate | Placed::Ignored => {
             unmatched::placed(state, practice_id, delivery_id).await?;
             tracing::info!(%practice_id, delivery_id, "a kept mediquo delivery was placed");
             Ok(JobOutcome::Done)
@@ -119,6 +125,8 @@ pub async fn retry(
 /// Where a verified delivery ends up.
 enum Placed {
     Recorded(VisitId),
+    /// The consultation again, with changes: the visit is addended.
+    Corrected(VisitId),
     Duplicate,
     Ignored,
     /// It cannot be placed: kept for admins, with the reason.
@@ -173,7 +181,7 @@ async fn place(
                 .await?
                 .is_some()
             {
-                return Ok(Placed::Duplicate);
+                return again(state, practice_id, &patient_id, &incoming).await;
             }
             match patient_from_hint(state, practice_id, &patient_id).await {
                 PatientLookup::Found(name) => name,
@@ -222,7 +230,37 @@ async fn place(
             tracing::info!(%practice_id, %visit_id, event = %kind, "mediquo consultation recorded");
             Placed::Recorded(visit_id)
         }
-        None => Placed::Duplicate,
+        None => again(state, practice_id, &patient_id, &incoming).await?,
+    })
+}
+
+/// A consultation already recorded, delivered again: the same changes nothing; with changes
+/// (MediQuo sent it again corrected) it addends the visit.
+async fn again(
+    state: &AppState,
+    practice_id: &PracticeId,
+    patient_id: &str,
+    incoming: &Incoming,
+) -> Result<Placed, AppError> {
+    let Some(visit) =
+        visits::find_by_partner_ref(state, practice_id, ID, &incoming.reference).await?
+    else {
+        // Stored as a receipt a moment ago and not filed yet: the first one stands.
+        return Ok(Placed::Duplicate);
+    };
+    let correction = visits::versions::correct(
+        state,
+        practice_id,
+        &visit.id,
+        ID,
+        Some(patient_id),
+        &incoming.result,
+        &Actor::partner(ID.as_str()),
+    )
+    .await?;
+    Ok(match correction {
+        Correction::Addended => Placed::Corrected(visit.id),
+        Correction::Identical | Correction::NotCorrectable => Placed::Duplicate,
     })
 }
 
