@@ -314,7 +314,20 @@ impl HintClient {
         patient_id: &str,
         integration_record_id: &str,
     ) -> Result<Option<PartnerInteraction>, HintError> {
-        let path = interactions(patient_id, PARTNER_KIND);
+        self.find_by_record(auth, patient_id, PARTNER_KIND, integration_record_id)
+            .await
+    }
+
+    /// Ours of `kind` for `integration_record_id`, preferring one that is not deleted (in case
+    /// a practice deleted an earlier copy).
+    async fn find_by_record<T: DeserializeOwned + types::Recorded>(
+        &self,
+        auth: &HintAuth<'_>,
+        patient_id: &str,
+        kind: &str,
+        integration_record_id: &str,
+    ) -> Result<Option<T>, HintError> {
+        let path = interactions(patient_id, kind);
         let query = [
             ("integration_record_id", integration_record_id),
             ("limit", "100"),
@@ -325,12 +338,11 @@ impl HintClient {
                 self.provider(Method::GET, &path, auth).query(&query)
             })
             .await?;
-        let found: Vec<PartnerInteraction> = Self::json(response).await?;
-        // Prefer one that is not deleted, in case a practice deleted an earlier copy.
+        let found: Vec<T> = Self::json(response).await?;
         Ok(found
             .into_iter()
-            .filter(|i| i.integration_record_id.as_deref() == Some(integration_record_id))
-            .min_by_key(|i| i.status == InteractionStatus::Deleted))
+            .filter(|i| i.record_id() == Some(integration_record_id))
+            .min_by_key(|i| i.status() == InteractionStatus::Deleted))
     }
 
     /// Writes a visit's content into the chart as a document interaction. Hint downloads its
@@ -366,22 +378,8 @@ impl HintClient {
         patient_id: &str,
         integration_record_id: &str,
     ) -> Result<Option<DocumentInteraction>, HintError> {
-        let path = interactions(patient_id, DOCUMENT_KIND);
-        let query = [
-            ("integration_record_id", integration_record_id),
-            ("limit", "100"),
-            ("offset", "0"),
-        ];
-        let response = self
-            .send(auth.practice_id.as_str(), Repeat::Safe, || {
-                self.provider(Method::GET, &path, auth).query(&query)
-            })
-            .await?;
-        let found: Vec<DocumentInteraction> = Self::json(response).await?;
-        Ok(found
-            .into_iter()
-            .filter(|d| d.integration_record_id.as_deref() == Some(integration_record_id))
-            .min_by_key(|d| d.status == InteractionStatus::Deleted))
+        self.find_by_record(auth, patient_id, DOCUMENT_KIND, integration_record_id)
+            .await
     }
 }
 

@@ -185,3 +185,29 @@ pub(super) struct OAuthAnswer {
     pub(super) access_token: String,
     pub(super) practice: GrantPractice,
 }
+
+/// An interaction of ours as Hint lists it: the record id we gave it, and its status.
+pub(super) trait Recorded {
+    fn record_id(&self) -> Option<&str>;
+    fn status(&self) -> InteractionStatus;
+}
+
+impl Recorded for PartnerInteraction {
+    fn record_id(&self) -> Option<&str> {
+        self.integration_record_id.as_deref()
+    }
+
+    fn status(&self) -> InteractionStatus {
+        self.status
+    }
+}
+
+impl Recorded for DocumentInteraction {
+    fn record_id(&self) -> Option<&str> {
+        self.integration_record_id.as_deref()
+    }
+
+    fn status(&self) -> InteractionStatus {
+        self.status
+    }
+}
