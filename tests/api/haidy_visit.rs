@@ -529,6 +529,13 @@ async fn the_launch_form_posts_by_htmx_and_its_text_fields_are_capped() {
 /// A Haidy visit of a new practice launched with one file and approved, until its report is in
 /// the chart: answers the document Hint holds.
 async fn report_in_chart(app: &TestApp) -> chartbridge_sandbox::hint::Document {
+    practice_with_report(app).await.2
+}
+
+/// As [`report_in_chart`], answering the practice and its clinician's key too.
+async fn practice_with_report(
+    app: &TestApp,
+) -> (TestPractice, String, chartbridge_sandbox::hint::Document) {
     let (practice, key) = practice_with_haidy(app).await;
     let patient = &practice.patients[0];
     page_of(
@@ -546,7 +553,8 @@ async fn report_in_chart(app: &TestApp) -> chartbridge_sandbox::hint::Document {
         || async { !app.hint.documents_for(patient).is_empty() },
     )
     .await;
-    app.hint.documents_for(patient).remove(0)
+    let document = app.hint.documents_for(patient).remove(0);
+    (practice, key, document)
 }
 
 #[tokio::test]
@@ -644,23 +652,7 @@ async fn an_admin_downloads_the_practices_archive_with_every_visit_and_its_files
         s.partners.haidy.poll_every = Duration::from_millis(200);
     })
     .await;
-    let (practice, key) = practice_with_haidy(&app).await;
-    let patient = &practice.patients[0];
-    page_of(
-        &app,
-        launch(&app, &key, patient, &[("lab.pdf", PDF, "application/pdf")]).await,
-    )
-    .await;
-    let context = app.haidy.context_for(patient).expect("a context");
-    app.haidy
-        .approve(&context.id, "Iron levels normal.")
-        .unwrap();
-    crate::helpers::eventually(
-        Duration::from_secs(10),
-        "the report in the chart",
-        || async { !app.hint.documents_for(patient).is_empty() },
-    )
-    .await;
+    let (practice, key, _) = practice_with_report(&app).await;
     app.setup_tiep(&practice).await;
     assert_eq!(
         app.start_visit(&key, &practice.patients[1]).await.status(),
