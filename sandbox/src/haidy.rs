@@ -52,6 +52,8 @@ pub struct Consultation {
     pub approved_at: String,
     pub summary: String,
     pub downloaded: bool,
+    /// How many times the doctor approved it again after changing it (0: approved once).
+    pub revision: u32,
 }
 
 /// One opening of the deep link.
@@ -212,8 +214,31 @@ impl SandboxHaidy {
                 .unwrap_or_default(),
             summary: summary.into(),
             downloaded: false,
+            revision: 0,
         });
         Some(id)
+    }
+
+    /// The doctor reopens an approved consultation, changes its summary and approves it again:
+    /// a new approval time, its report to be collected again.
+    pub fn reapprove(&self, consultation_id: &str, summary: &str) -> bool {
+        let mut world = self.world();
+        let Some(c) = world
+            .consultations
+            .iter_mut()
+            .find(|c| c.id == consultation_id)
+        else {
+            return false;
+        };
+        // Approval times are whole seconds apart at least, as Haidy's are.
+        let now = OffsetDateTime::now_utc();
+        let before = OffsetDateTime::parse(&c.approved_at, &Rfc3339).unwrap_or(now);
+        let at = now.max(before + time::Duration::seconds(1));
+        c.approved_at = at.format(&Rfc3339).unwrap_or_default();
+        c.summary = summary.into();
+        c.downloaded = false;
+        c.revision += 1;
+        true
     }
 }
 
@@ -472,7 +497,10 @@ async fn report(
             .into_response(),
         _ => (
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            b"%PDF-1.4 sandbox".to_vec(),
+            match c.revision {
+                0 => b"%PDF-1.4 sandbox".to_vec(),
+                n => format!("%PDF-1.4 sandbox revision {n}").into_bytes(),
+            },
         )
             .into_response(),
     }

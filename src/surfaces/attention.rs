@@ -106,6 +106,11 @@ pub fn advice(reason: &str) -> &'static str {
         || reason.contains("Hint answered HTTP 429")
     {
         "Hint did not answer. Chartbridge tries again by itself; press Retry if this has stopped."
+    } else if reason.contains("did not take the visit's files") {
+        "Hint could not collect the visit's files (the partner's report) from Chartbridge, so the \
+         result is not in the chart yet. Chartbridge tries again by itself. If this stays, \
+         Chartbridge's address may not be reachable from Hint: contact support with the details \
+         below."
     } else if reason.contains("Hint answered HTTP 4") {
         "Hint refused to take this for the chart. A practice admin checks that Chartbridge is \
          installed and active for this practice in Hint; then press Retry. If Hint refuses again, \
@@ -134,6 +139,10 @@ mod tests {
                 "not installed",
             ),
             ("Hint answered HTTP 401", "refused Chartbridge's access"),
+            (
+                "Hint did not take the visit's files for the chart: Hint answered HTTP 422",
+                "could not collect the visit's files",
+            ),
             (
                 "could not reach Hint: error sending request",
                 "Hint did not answer",

@@ -39,6 +39,8 @@ pub struct VisitFile {
     pub name: String,
     pub content_type: String,
     pub size: i64,
+    /// Attached to the visit's document in Hint.
+    pub in_chart: bool,
 }
 
 fn aad(practice_id: &str, file_id: &str) -> String {
@@ -81,8 +83,8 @@ pub async fn of_visit(
     visit_id: &VisitId,
 ) -> Result<Vec<VisitFile>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, name, content_type, size FROM visit_files WHERE practice_id = $1 AND visit_id = $2 \
-         ORDER BY created_at, id",
+        "SELECT id, name, content_type, size, in_chart FROM visit_files \
+         WHERE practice_id = $1 AND visit_id = $2 ORDER BY created_at, id",
     )
     .bind(practice_id)
     .bind(visit_id)
@@ -95,9 +97,26 @@ pub async fn of_visit(
                 name: row.try_get("name")?,
                 content_type: row.try_get("content_type")?,
                 size: row.try_get("size")?,
+                in_chart: row.try_get::<i32, _>("in_chart")? != 0,
             })
         })
         .collect()
+}
+
+/// Notes that these files of the visit are attached to its document in Hint.
+pub async fn mark_in_chart(
+    state: &AppState,
+    practice_id: &PracticeId,
+    file_ids: &[String],
+) -> Result<(), sqlx::Error> {
+    for id in file_ids {
+        sqlx::query("UPDATE visit_files SET in_chart = 1 WHERE practice_id = $1 AND id = $2")
+            .bind(practice_id)
+            .bind(id)
+            .execute(state.db.writer())
+            .await?;
+    }
+    Ok(())
 }
 
 /// A kept file's name and bytes, opened.

@@ -187,6 +187,19 @@ pub trait PartnerTool: Send + Sync + 'static {
         Ok(JobOutcome::Done)
     }
 
+    /// The `PollPartner` job for a signed visit, for partners that correct a result without
+    /// telling us (a Haidy doctor approving a consultation again): looks for a changed result
+    /// and hands it to `versions::correct`. Answers when to look again; `Done` once the
+    /// partner no longer may. Partners whose corrections arrive by webhook keep the default.
+    async fn recheck(
+        &self,
+        _app: &AppState,
+        _practice_id: &PracticeId,
+        _visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        Ok(JobOutcome::Done)
+    }
+
     /// The partner's side of a clinician cancelling an open visit (e.g. revoking an invite).
     /// An error is shown to the clinician and the visit stays open.
     async fn cancel(

@@ -1,5 +1,5 @@
 //! The `PollPartner` job: fails a launch that never completed, else asks the visit's partner
-//! whether the result is ready.
+//! whether the result is ready (or, once signed, whether the partner changed it).
 
 use serde::{Deserialize, Serialize};
 
@@ -61,10 +61,13 @@ async fn run(
     let Some(visit) = super::get_latest(state, practice_id, visit_id).await? else {
         return Ok(JobOutcome::Done);
     };
+    let partner = state.partners.of(&visit).map_err(JobError::permanent)?;
+    if visit.state() == VisitState::Completed && !visit.is_erased() {
+        return partner.recheck(state, practice_id, &visit).await;
+    }
     if !visit.state().is_open() {
         return Ok(JobOutcome::Done);
     }
-    let partner = state.partners.of(&visit).map_err(JobError::permanent)?;
     if visit.state() == VisitState::Launching {
         let deadline = visit.created_at + state.settings.launch_timeout.as_millis() as i64;
         if now_ms() < deadline {

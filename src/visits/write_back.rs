@@ -109,6 +109,45 @@ fn job_error(e: HintError) -> JobError {
     }
 }
 
+/// Hint refused a document that carried files: most likely it could not download one from
+/// our links (our public address not reachable from Hint, a link that did not answer in
+/// time). That can pass, so it is tried again, with new links, over the job's attempts, and
+/// shown in *Needs attention* meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("Hint did not take the visit's files for the chart")]
+pub struct FilesNotTaken(#[source] HintError);
+
+fn document_error(e: HintError, attachments: usize) -> JobError {
+    let refused = e.is_refusal()
+        && !matches!(
+            e.status(),
+            Some(
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+                    | StatusCode::PRECONDITION_REQUIRED
+                    | StatusCode::TOO_MANY_REQUESTS
+            )
+        );
+    if attachments > 0 && refused {
+        JobError::transient(FilesNotTaken(e))
+    } else {
+        job_error(e)
+    }
+}
+
+/// A link of its own for each file (`files::link`).
+async fn links(
+    state: &AppState,
+    practice_id: &PracticeId,
+    kept: &[files::VisitFile],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut out = Vec::with_capacity(kept.len());
+    for file in kept {
+        out.push(files::link(state, practice_id, file).await?);
+    }
+    Ok(out)
+}
+
 /// The `SyncInteraction` job for one visit of the practice that claimed it.
 async fn run(
     state: &AppState,
@@ -194,15 +233,14 @@ async fn write_note(
         .find_document_interaction(auth, &visit.patient_id, visit.id.as_str())
         .await
         .map_err(job_error)?;
+    let kept = files::of_visit(state, practice_id, &visit.id).await?;
     let document = match found {
         Some(existing) => existing,
         None => {
             // Each file the partner gave, through a link of its own that Hint downloads from
             // while it handles the create.
-            let mut attachments = Vec::new();
-            for file in files::of_visit(state, practice_id, &visit.id).await? {
-                attachments.push(files::link(state, practice_id, &file).await?);
-            }
+            let attachments = links(state, practice_id, &kept).await?;
+            let sent = attachments.len();
             let fields = DocumentInteractionFields {
                 status: InteractionStatus::Signed,
                 title: note.title,
@@ -216,9 +254,11 @@ async fn write_note(
                 .hint
                 .create_document_interaction(auth, &visit.patient_id, &fields)
                 .await
-                .map_err(job_error)?
+                .map_err(|e| document_error(e, sent))?
         }
     };
+    let ids: Vec<String> = kept.into_iter().map(|f| f.id).collect();
+    files::mark_in_chart(state, practice_id, &ids).await?;
     sqlx::query(
         "UPDATE visits SET hint_document_id = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
     )
@@ -257,16 +297,27 @@ async fn addend_note(
         }
     }
     let body = super::chart_note::with_corrections(&latest, &earlier);
+    // Files the correction brought (a report approved again) join the document.
+    let added: Vec<_> = files::of_visit(state, practice_id, &visit.id)
+        .await?
+        .into_iter()
+        .filter(|f| !f.in_chart)
+        .collect();
+    let attachments = links(state, practice_id, &added).await?;
+    let sent = attachments.len();
     let fields = DocumentInteractionPatch {
         status: InteractionStatus::Addended,
         title: latest.title,
         body,
+        attachments,
     };
     state
         .hint
         .patch_document_interaction(auth, &visit.patient_id, document_id, &fields)
         .await
-        .map_err(job_error)?;
+        .map_err(|e| document_error(e, sent))?;
+    let ids: Vec<String> = added.into_iter().map(|f| f.id).collect();
+    files::mark_in_chart(state, practice_id, &ids).await?;
     sqlx::query(
         "UPDATE visits SET document_addenda = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
     )

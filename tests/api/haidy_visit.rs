@@ -7,7 +7,7 @@ use reqwest::multipart::{Form, Part};
 
 use crate::helpers::{Page, TestApp, TestPractice, spawn_app, spawn_app_with};
 
-const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
+pub(crate) const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
 
 /// Posts a multipart form as the browser would: fields, then files under `files`.
 async fn post_multipart(
@@ -37,7 +37,7 @@ async fn post_multipart(
         .unwrap()
 }
 
-async fn launch(
+pub(crate) async fn launch(
     app: &TestApp,
     key: &str,
     patient: &str,
@@ -56,7 +56,7 @@ async fn launch(
     .await
 }
 
-async fn page_of(app: &TestApp, response: reqwest::Response) -> Page {
+pub(crate) async fn page_of(app: &TestApp, response: reqwest::Response) -> Page {
     assert_eq!(response.status(), 303, "the launch opens the visit page");
     let location = response.headers()["location"].to_str().unwrap().to_string();
     Page::of(app.get(&location).await).await.1
@@ -76,7 +76,7 @@ async fn launch_form(app: &TestApp, key: &str, patient: &str) -> Page {
     Page::of(app.get(&path).await).await.1
 }
 
-async fn practice_with_haidy(app: &TestApp) -> (TestPractice, String) {
+pub(crate) async fn practice_with_haidy(app: &TestApp) -> (TestPractice, String) {
     let practice = app.new_practice("Document Clinic").await;
     app.setup_haidy(&practice).await;
     let key = app.session(&practice.clinician, None).await;
@@ -524,192 +524,4 @@ async fn the_launch_form_posts_by_htmx_and_its_text_fields_are_capped() {
         "{}",
         outcome(&page, "labs.pdf")
     );
-}
-
-/// A Haidy visit of a new practice launched with one file and approved, until its report is in
-/// the chart: answers the document Hint holds.
-async fn report_in_chart(app: &TestApp) -> chartbridge_sandbox::hint::Document {
-    practice_with_report(app).await.2
-}
-
-/// As [`report_in_chart`], answering the practice and its clinician's key too.
-async fn practice_with_report(
-    app: &TestApp,
-) -> (TestPractice, String, chartbridge_sandbox::hint::Document) {
-    let (practice, key) = practice_with_haidy(app).await;
-    let patient = &practice.patients[0];
-    page_of(
-        app,
-        launch(app, &key, patient, &[("lab.pdf", PDF, "application/pdf")]).await,
-    )
-    .await;
-    let context = app.haidy.context_for(patient).expect("a context");
-    app.haidy
-        .approve(&context.id, "Iron levels normal.")
-        .unwrap();
-    crate::helpers::eventually(
-        Duration::from_secs(10),
-        "the report in the chart",
-        || async { !app.hint.documents_for(patient).is_empty() },
-    )
-    .await;
-    let document = app.hint.documents_for(patient).remove(0);
-    (practice, key, document)
-}
-
-#[tokio::test]
-async fn the_report_pdf_reaches_the_chart_through_a_link_for_one_file_for_minutes() {
-    let app = spawn_app_with(|s| {
-        s.jobs.run_in_background = true;
-        s.partners.haidy.poll_every = Duration::from_millis(200);
-    })
-    .await;
-    let document = report_in_chart(&app).await;
-    assert_eq!(document.attachments.len(), 1, "Haidy's report PDF");
-    let (url, bytes) = document.attachments[0].clone();
-    assert_eq!(
-        bytes, b"%PDF-1.4 sandbox",
-        "Hint downloaded the PDF Haidy rendered"
-    );
-    assert!(url.starts_with(&format!("{}/files/", app.address)), "{url}");
-    let get = |url: String| {
-        let http = app.http.clone();
-        async move { http.get(url).send().await.unwrap() }
-    };
-
-    // No session needed, a few downloads allowed, then it is used up.
-    for _ in 0..2 {
-        let again = get(url.clone()).await;
-        assert_eq!(again.status(), 200);
-        assert_eq!(
-            again.headers()["content-type"].to_str().unwrap(),
-            "application/pdf"
-        );
-        assert_eq!(again.bytes().await.unwrap().as_ref(), b"%PDF-1.4 sandbox");
-    }
-    assert_eq!(get(url.clone()).await.status(), 404, "used up");
-
-    // Another practice's link: one byte changed, or its id with this link's signature, is
-    // refused; the link itself works until it expires.
-    let other = report_in_chart(&app).await;
-    let other_url = other.attachments[0].0.clone();
-    let mut changed = other_url.clone().into_bytes();
-    let last = changed.len() - 1;
-    changed[last] = if changed[last] == b'0' { b'1' } else { b'0' };
-    assert_eq!(
-        get(String::from_utf8(changed).unwrap()).await.status(),
-        404,
-        "one byte changed"
-    );
-    let (link, _) = url.rsplit_once('/').unwrap().1.split_once('.').unwrap();
-    let (_, other_signature) = other_url
-        .rsplit_once('/')
-        .unwrap()
-        .1
-        .split_once('.')
-        .unwrap();
-    assert_eq!(
-        get(format!("{}/files/{link}.{other_signature}", app.address))
-            .await
-            .status(),
-        404,
-        "a signature is for its own link and practice"
-    );
-    assert_eq!(get(other_url.clone()).await.status(), 200);
-    sqlx::query("UPDATE file_links SET expires_at = 0")
-        .execute(app.state.db.writer())
-        .await
-        .unwrap();
-    assert_eq!(get(other_url).await.status(), 404, "expired");
-}
-
-/// The entries of a tar archive: (name, bytes).
-fn tar_entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while at + 512 <= archive.len() && archive[at] != 0 {
-        let header = &archive[at..at + 512];
-        let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
-        let name = String::from_utf8(header[..name_end].to_vec()).unwrap();
-        let size_text = String::from_utf8(header[124..135].to_vec()).unwrap();
-        let size = usize::from_str_radix(size_text.trim_matches(char::from(0)).trim(), 8).unwrap();
-        let start = at + 512;
-        entries.push((name, archive[start..start + size].to_vec()));
-        at = start + size.div_ceil(512) * 512;
-    }
-    assert_eq!(
-        &archive[at..],
-        &[0u8; 1024][..],
-        "the archive ends with its two empty blocks"
-    );
-    entries
-}
-
-#[tokio::test]
-async fn an_admin_downloads_the_practices_archive_with_every_visit_and_its_files() {
-    let app = spawn_app_with(|s| {
-        s.jobs.run_in_background = true;
-        s.partners.haidy.poll_every = Duration::from_millis(200);
-    })
-    .await;
-    let (practice, key, _) = practice_with_report(&app).await;
-    app.setup_tiep(&practice).await;
-    assert_eq!(
-        app.start_visit(&key, &practice.patients[1]).await.status(),
-        303
-    );
-    let visits = app.visits_of(&practice.id).await;
-    assert_eq!(visits.len(), 2);
-
-    // Only an admin may download it.
-    let refused = app
-        .get(&format!("/hint/export.tar?session_key={key}"))
-        .await;
-    assert_eq!(refused.status(), 403);
-    let admin = app.session(&practice.admin, None).await;
-    let answer = app
-        .get(&format!("/hint/export.tar?session_key={admin}"))
-        .await;
-    assert_eq!(answer.status(), 200);
-    assert_eq!(
-        answer.headers()["content-type"].to_str().unwrap(),
-        "application/x-tar"
-    );
-    let entries = tar_entries(&answer.bytes().await.unwrap());
-    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    let haidy = visits.iter().find(|v| v.partner == "haidy").unwrap();
-    let tiep = visits.iter().find(|v| v.partner == "tiep").unwrap();
-    for visit in [haidy, tiep] {
-        let json = &entries
-            .iter()
-            .find(|(n, _)| *n == format!("visits/{}.json", visit.id))
-            .unwrap_or_else(|| panic!("{} in {names:?}", visit.id))
-            .1;
-        let record: serde_json::Value = serde_json::from_slice(json).unwrap();
-        assert_eq!(record["patient_id"], visit.patient_id.as_str());
-    }
-    let markdown = &entries
-        .iter()
-        .find(|(n, _)| *n == format!("visits/{}.md", haidy.id))
-        .expect("the Haidy visit's note")
-        .1;
-    assert!(String::from_utf8_lossy(markdown).contains("Iron levels normal"));
-    let pdf = entries
-        .iter()
-        .find(|(n, _)| n.starts_with(&format!("files/{}/haidy-report-", haidy.id)))
-        .expect("the report PDF");
-    assert_eq!(pdf.1, b"%PDF-1.4 sandbox");
-    let trail = &entries.iter().find(|(n, _)| n == "audit.csv").unwrap().1;
-    assert!(String::from_utf8_lossy(trail).starts_with("time_utc,user_id,"));
-    assert!(String::from_utf8_lossy(trail).contains("\"visit_launched\""));
-
-    // The download is in the trail.
-    let exported: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND action = 'practice_exported'",
-    )
-    .bind(&practice.id)
-    .fetch_one(app.state.db.reader())
-    .await
-    .unwrap();
-    assert_eq!(exported, 1);
 }

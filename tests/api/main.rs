@@ -7,6 +7,7 @@ mod chart_record;
 mod connections;
 mod figures;
 mod going_live;
+mod haidy_chart;
 mod haidy_visit;
 mod handshake;
 mod hcw_visit;

@@ -82,22 +82,53 @@ fn document_body(body: &Value) -> Result<Map<String, Value>, Response> {
             ));
         }
     }
-    match obj.get("attachments") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(urls)) => {
-            for url in urls {
-                let ok = url
-                    .as_str()
-                    .and_then(|u| Url::parse(u).ok())
-                    .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
-                if !ok {
-                    return Err(unprocessable("attachments must be absolute http(s) URLs"));
-                }
-            }
-        }
-        Some(_) => return Err(bad("attachments must be an array of URLs")),
-    }
+    attachment_urls(obj)?;
     Ok(obj.clone())
+}
+
+/// The `attachments` of a body: absolute http(s) URLs, or none.
+fn attachment_urls(obj: &Map<String, Value>) -> Result<Vec<String>, Response> {
+    match obj.get("attachments") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(urls)) => urls
+            .iter()
+            .map(|url| {
+                url.as_str()
+                    .filter(|u| Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
+                    .map(String::from)
+                    .ok_or_else(|| {
+                        hint_error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "attachments must be absolute http(s) URLs",
+                        )
+                    })
+            })
+            .collect(),
+        Some(_) => Err(hint_error(
+            StatusCode::BAD_REQUEST,
+            "attachments must be an array of URLs",
+        )),
+    }
+}
+
+/// Downloads every attachment of a body while the request is handled: one that does not
+/// answer fails the request (422), and nothing is kept.
+async fn download_all(
+    sandbox: &SandboxHint,
+    obj: &Map<String, Value>,
+) -> Result<Vec<(String, Vec<u8>)>, Response> {
+    let unreachable = sandbox.world().faults.attachments_unreachable;
+    let mut attachments = Vec::new();
+    for url in attachment_urls(obj)? {
+        let bytes = if unreachable {
+            Err(format!("attachment {url} could not be downloaded"))
+        } else {
+            download(&url).await
+        };
+        let bytes = bytes.map_err(|why| hint_error(StatusCode::UNPROCESSABLE_ENTITY, &why))?;
+        attachments.push((url, bytes));
+    }
+    Ok(attachments)
 }
 
 fn text(obj: &Map<String, Value>, field: &str) -> Option<String> {
@@ -156,19 +187,7 @@ pub(super) async fn create_document(
             "The document could not be saved",
         ));
     }
-    let mut attachments = Vec::new();
-    for url in fields
-        .get("attachments")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        let bytes = download(url)
-            .await
-            .map_err(|why| hint_error(StatusCode::UNPROCESSABLE_ENTITY, &why))?;
-        attachments.push((url.to_string(), bytes));
-    }
+    let attachments = download_all(&sandbox, &fields).await?;
     let created = {
         let mut world = sandbox.world();
         let document = Document {
@@ -230,8 +249,8 @@ pub(super) async fn list_documents(
     Ok(page_response(all, limit, offset))
 }
 
-/// A correction: status, title and body rewritten; once signed, a document may only become
-/// `addended` or `deleted`.
+/// A correction: status, title and body rewritten, attachments added (downloaded as a
+/// create's); once signed, a document may only become `addended` or `deleted`.
 pub(super) async fn patch_document(
     State(sandbox): State<SandboxHint>,
     headers: HeaderMap,
@@ -253,7 +272,7 @@ pub(super) async fn patch_document(
         .ok_or_else(|| hint_error(StatusCode::BAD_REQUEST, "Body must be a JSON object"))?;
     if let Some(k) = obj
         .keys()
-        .find(|k| !["status", "title", "body"].contains(&k.as_str()))
+        .find(|k| !["status", "title", "body", "attachments"].contains(&k.as_str()))
     {
         return Err(hint_error(
             StatusCode::BAD_REQUEST,
@@ -278,6 +297,8 @@ pub(super) async fn patch_document(
             ));
         }
     }
+    // Files added by the correction, downloaded as a create's are.
+    let added = download_all(&sandbox, obj).await?;
     let patched = {
         let mut world = sandbox.world();
         let document = world
@@ -303,6 +324,7 @@ pub(super) async fn patch_document(
         if let Some(text) = obj.get("body").and_then(Value::as_str) {
             document.body = text.to_string();
         }
+        document.attachments.extend(added);
         document.clone()
     };
     Ok(after_write

@@ -154,6 +154,9 @@ pub struct Faults {
     pub lose_answer_ratio: f64,
     /// Document creates are refused (422), as Hint refuses one it will not keep.
     pub refuse_documents: bool,
+    /// Document attachments cannot be downloaded (our public address not reachable from
+    /// Hint): each document that carries one is refused (422).
+    pub attachments_unreachable: bool,
 }
 
 /// What happens to a write's answer once the write is applied.

@@ -132,6 +132,9 @@ pub struct DocumentInteractionPatch {
     pub status: InteractionStatus,
     pub title: String,
     pub body: String,
+    /// Files to add to the document (Hint downloads each during the request).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// A document interaction as Hint returns it.

@@ -96,6 +96,9 @@ pub struct ConsultationSummary {
     pub external_id: Option<String>,
     #[serde(default)]
     pub approved_at: Option<String>,
+    /// Whether its report was marked downloaded since it was last approved.
+    #[serde(default)]
+    pub downloaded: bool,
 }
 
 /// A report: JSON when Haidy gives it, else its text.

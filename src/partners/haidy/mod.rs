@@ -74,6 +74,11 @@ pub struct HaidySettings {
     pub poll_every: Duration,
     /// After this long without an approved consultation the visit fails with a reason.
     pub give_up_after: Duration,
+    /// How long after its last approval a signed visit's consultation is watched for a doctor
+    /// approving it again with changes (a correction: the visit is addended).
+    pub corrections_for: Duration,
+    /// Interval between those looks.
+    pub recheck_every: Duration,
     /// Largest file a clinician may upload (Haidy publishes no limit).
     pub max_file_bytes: usize,
     /// Most files in one upload.
@@ -87,6 +92,8 @@ impl HaidySettings {
             app_url: parse_url(&args.haidy_app_url, "HAIDY_APP_URL")?,
             poll_every: Duration::from_secs(120),
             give_up_after: Duration::from_secs(7 * 24 * 3600),
+            corrections_for: Duration::from_secs(14 * 24 * 3600),
+            recheck_every: Duration::from_secs(30 * 60),
             max_file_bytes: 20 * 1024 * 1024,
             max_files: 10,
         })
@@ -96,8 +103,8 @@ impl HaidySettings {
     pub fn paced(&mut self, pace: Pace) {
         match pace {
             Pace::Live => {}
-            Pace::Demo => self.poll_every = secs(5),
-            Pace::WhenAsked => self.poll_every = secs(3600),
+            Pace::Demo => (self.poll_every, self.recheck_every) = (secs(5), secs(10)),
+            Pace::WhenAsked => (self.poll_every, self.recheck_every) = (secs(3600), secs(3600)),
         }
     }
 }
@@ -162,6 +169,15 @@ impl PartnerTool for Haidy {
         visit: &Visit,
     ) -> Result<JobOutcome, JobError> {
         poll::poll(self, app, practice_id, visit).await
+    }
+
+    async fn recheck(
+        &self,
+        app: &AppState,
+        practice_id: &PracticeId,
+        visit: &Visit,
+    ) -> Result<JobOutcome, JobError> {
+        poll::recheck(self, app, practice_id, visit).await
     }
 
     fn render_visit(&self, visit: &Visit, frame: &Frame) -> Result<String, AppError> {

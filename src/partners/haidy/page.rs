@@ -98,7 +98,12 @@ pub fn chart_note(visit: &Visit) -> Result<Option<ChartNote>, AppError> {
     let launch: HaidyLaunch = visit.launch_data()?;
     let mut body = Markdown::new();
     if let Some(approved) = result.approved_at.as_deref() {
-        body.field("Approved", approved);
+        // As people read a time (minutes, UTC); as Haidy gave it if it does not parse.
+        let readable =
+            time::OffsetDateTime::parse(approved, &time::format_description::well_known::Rfc3339)
+                .map(|at| crate::db::format_ms((at.unix_timestamp_nanos() / 1_000_000) as i64))
+                .unwrap_or_else(|_| approved.to_string());
+        body.field("Approved", &readable);
     }
     match &result.report {
         StoredReport::Json(json) => {
