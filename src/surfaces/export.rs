@@ -103,9 +103,14 @@ async fn write(state: &AppState, practice_id: &PracticeId, out: &mut Tar) -> Res
             break;
         };
         after = last;
+        // The page's files are looked up once, not per visit (most visits have none).
+        let keys: Vec<(i64, String)> = rows.iter().map(StoredVisit::key).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+        let with_files = files::visits_with_files(state, practice_id, &ids).await?;
         for stored in rows {
             let visit = stored.open(&state.secrets, practice_id.as_str())?;
-            write_visit(state, practice_id, &visit, out).await?;
+            let has_files = with_files.contains(visit.id.as_str());
+            write_visit(state, practice_id, &visit, has_files, out).await?;
         }
     }
     // Deliveries kept unmatched.
@@ -179,6 +184,7 @@ async fn write_visit(
     state: &AppState,
     practice_id: &PracticeId,
     visit: &Visit,
+    has_files: bool,
     out: &mut Tar,
 ) -> Result<(), BoxError> {
     let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
@@ -213,6 +219,9 @@ async fn write_visit(
         let markdown = format!("# {}\n\n{}\n", note.title, note.body);
         out.file(&format!("visits/{id}.md"), markdown.as_bytes())
             .await?;
+    }
+    if !has_files {
+        return Ok(());
     }
     for file in files::of_visit(state, practice_id, &visit.id).await? {
         if let Some((name, bytes)) = files::read(state, practice_id, &file.id).await? {

@@ -103,6 +103,33 @@ pub async fn of_visit(
         .collect()
 }
 
+/// Which of these visits of the practice have files kept (one query for a page of visits).
+pub async fn visits_with_files(
+    state: &AppState,
+    practice_id: &PracticeId,
+    visit_ids: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if visit_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = (2..visit_ids.len() + 2)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT DISTINCT visit_id FROM visit_files WHERE practice_id = $1 AND visit_id IN ({list})"
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(practice_id);
+    for id in visit_ids {
+        query = query.bind(*id);
+    }
+    Ok(query
+        .fetch_all(state.db.reader())
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Notes that these files of the visit are attached to its document in Hint.
 pub async fn mark_in_chart(
     state: &AppState,
