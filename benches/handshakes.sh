@@ -14,10 +14,10 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PEER=../shared/bench/node-peer
-for tool in wrk pgbench node; do
+for tool in wrk pgbench node python3; do
   command -v "$tool" >/dev/null || {
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql-client nodejs npm >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql-client nodejs npm python3 >/dev/null
   }
 done
 cargo build --release --quiet --bin chartbridge
@@ -35,10 +35,26 @@ trap cleanup EXIT
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
 
 SECRET=0123456789abcdef0123456789abcdef
-export HS_BODY
+# Signed handshakes of one user, each body once (a body is accepted once: a replay is 401),
+# timestamped now, as many as a run can send (HANDSHAKES_PER_RUN): "<signature> <body>" lines.
+HANDSHAKES_PER_RUN=${HANDSHAKES_PER_RUN:-400000}
+sign_handshakes() { # file
+  SECRET=$SECRET COUNT=$HANDSHAKES_PER_RUN python3 - >"$1" <<'PY'
+import datetime, hashlib, hmac, os
+secret = os.environ["SECRET"].encode()
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+for i in range(int(os.environ["COUNT"])):
+    body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench","email":"b@example.org","name":"Bench",'
+            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}') % (stamp, i)
+    mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+    print("sha256=%s %s" % (mac, body))
+PY
+}
+# The node peer takes the shared script's one body (it keeps no memory of bodies).
+export HS_BODY HS_SIG
 HS_BODY=$(printf '{"timestamp":"%s","user":{"id":"usr-bench","email":"b@example.org","name":"Bench","partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)")
-export HS_SIG="sha256=$(printf '%s' "$HS_BODY" | openssl dgst -sha256 -hmac "$SECRET" | awk '{print $NF}')"
+HS_SIG="sha256=$(printf '%s' "$HS_BODY" | openssl dgst -sha256 -hmac "$SECRET" | awk '{print $NF}')"
 
 # wrk's figures for one target: "req/s p99_ms non2xx".
 measure() {
@@ -78,9 +94,11 @@ count_sessions() { psql "$PG_URL" -qtAc "SELECT COUNT(*) FROM hint_sessions"; }
 printf '%-44s %10s %10s %8s\n' "" "per second" "p99 ms" "non-2xx"
 for round in $(seq 1 "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "round $round"
-  read -r pg_rps pg_p99 pg_bad < <(measure http://127.0.0.1:18392/hint/handshake "$PWD/../shared/bench/handshake.lua")
+  sign_handshakes "$WORK/handshakes.$round"
+  export HANDSHAKES="$WORK/handshakes.$round"
+  read -r pg_rps pg_p99 pg_bad < <(measure http://127.0.0.1:18392/hint/handshake "$PWD/benches/wrk/handshake.lua")
   read -r peer_rps peer_p99 peer_bad < <(measure http://127.0.0.1:18391/hint/handshake "$PWD/../shared/bench/handshake.lua")
-  read -r sq_rps sq_p99 sq_bad < <(measure http://127.0.0.1:18393/hint/handshake "$PWD/../shared/bench/handshake.lua")
+  read -r sq_rps sq_p99 sq_bad < <(measure http://127.0.0.1:18393/hint/handshake "$PWD/benches/wrk/handshake.lua")
   read -r hz_rps hz_p99 _ < <(measure http://127.0.0.1:18392/healthz)
   tps=$(pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG_URL" 2>/dev/null |
     awk '/^tps/ {printf "%d", $3}')

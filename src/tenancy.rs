@@ -37,6 +37,7 @@ pub const PRACTICE_TABLES: &[&str] = &[
     "visit_versions",
     "visits",
     "hint_sessions",
+    "handshake_signatures",
     "hint_installations",
     "hint_budget_calls",
     "hint_budget_slots",

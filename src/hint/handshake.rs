@@ -2,7 +2,8 @@
 //! clinical surfaces) the patient and interaction; we verify it and answer a session key.
 //!
 //! The signature is checked on the raw bytes before anything is parsed. Decoding is permissive
-//! (only `user.id` and `practice.id` are certain); a signed `timestamp` that is stale is refused.
+//! (only `user.id` and `practice.id` are certain). The signed `timestamp` is required and must
+//! be fresh, and a body is accepted once: its replay, on any instance, is a 401.
 
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::{Deserialize, Serialize};
@@ -90,9 +91,13 @@ pub async fn handshake<S: AsRef<HintState>>(
     verify_hint_signature(state, &headers, &body)?;
     let payload: HandshakePayload = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed handshake body: {e}")))?;
-    if let Some(timestamp) = payload.timestamp.as_deref() {
-        check_fresh(timestamp, state.settings.sessions.handshake_max_age)?;
-    }
+    // Hint always signs a time: without one a signed body could be replayed forever; with
+    // one, the body is remembered for the window (`session::open` refuses it a second time).
+    let timestamp = payload
+        .timestamp
+        .as_deref()
+        .ok_or_else(|| AppError::Unauthorized("handshake without a timestamp".into()))?;
+    check_fresh(timestamp, state.settings.sessions.handshake_max_age)?;
 
     let access_context = match payload.access_context.as_deref() {
         Some("platform_support") => AccessContext::PlatformSupport,
@@ -148,6 +153,7 @@ pub async fn handshake<S: AsRef<HintState>>(
             patient_id: payload.patient.as_ref().map(|p| p.id.as_str()),
             interaction_id: payload.interaction.as_ref().map(|i| i.id.as_str()),
             access_token_sealed,
+            handshake_hash: crate::crypto::sha256_hex(&body),
             practice_name: &practice_name,
         },
     )

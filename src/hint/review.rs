@@ -183,6 +183,13 @@ struct Probe<'a> {
     secret: &'a SecretString,
 }
 
+/// Now as Hint signs it in a handshake (RFC 3339, to the nanosecond: each body differs).
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 impl Probe<'_> {
     fn url(&self, path: &str) -> Url {
         self.app_url.join(path).expect("a path joins")
@@ -211,6 +218,7 @@ impl Probe<'_> {
     /// A session key from a signed handshake of the probe's practice `practice`.
     async fn session(&self, practice: &str, role: &str, patient: Option<&str>) -> Option<String> {
         let mut body = json!({
+            "timestamp": now(),
             "user": {"id": format!("user-chartbridge-check-{role}"), "email": "check@chartbridge.invalid",
                      "partner_roles": [role]},
             "practice": {"id": practice, "name": "Chartbridge self-check"},
@@ -233,10 +241,10 @@ impl Probe<'_> {
     }
 
     async fn handshakes(&self) -> Vec<Finding> {
-        let minimal =
-            json!({"user": {"id": "user-chartbridge-check", "email": "check@chartbridge.invalid"},
+        let minimal = json!({"timestamp": now(),
+                             "user": {"id": "user-chartbridge-check", "email": "check@chartbridge.invalid"},
                              "practice": {"id": PROBE_A, "name": "Chartbridge self-check"}})
-            .to_string();
+        .to_string();
         let status = |r: Option<reqwest::Response>| r.map(|r| r.status().as_u16());
         let unsigned = status(self.post_handshake(&minimal, None).await);
         let forged = status(
@@ -255,6 +263,11 @@ impl Probe<'_> {
                 .and_then(|v| v["session_key"].as_str().map(String::from)),
             _ => None,
         };
+        // The same signed body again, as whoever recorded it would send it.
+        let replayed = status(
+            self.post_handshake(&minimal, Some(self.sign(&minimal)))
+                .await,
+        );
         let said = |s: Option<u16>| s.map_or("no answer".to_string(), |s| format!("HTTP {s}"));
         vec![
             Finding::expect(
@@ -278,6 +291,14 @@ impl Probe<'_> {
                     } else {
                         ", without a session key"
                     }
+                ),
+            ),
+            Finding::expect(
+                "replayed handshake refused",
+                replayed == Some(401),
+                format!(
+                    "the same signed body again: {} (401 expected)",
+                    said(replayed)
                 ),
             ),
         ]

@@ -101,6 +101,7 @@ async fn hint_check_passes_on_the_app_and_fails_on_what_is_not_it() {
         "PASS unsigned handshake refused",
         "PASS forged handshake refused",
         "PASS signed handshake accepted",
+        "PASS replayed handshake refused",
         "PASS surfaces reachable",
         "PASS framable by Hint only",
         "PASS two-practice tenancy probe",
@@ -132,7 +133,7 @@ async fn admins_run_the_same_audit_from_the_settings_page() {
     let (status, results) = Page::of(app.htmx_post("/hint/self_audit", &admin).await).await;
     assert_eq!(status, 200);
     let rows = results.texts("table.self-audit tbody tr");
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(rows.len(), 9, "{rows:?}");
     assert!(
         rows.iter()
             .all(|r| r.starts_with("PASS") || r.starts_with("WARN")),

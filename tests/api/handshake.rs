@@ -2,11 +2,17 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Page, TestApp, eventually, sign, spawn_app, spawn_app_with};
+use crate::helpers::{Page, TestApp, eventually, now_rfc3339, sign, spawn_app, spawn_app_with};
 use sqlx::Row;
 
-const MINIMAL: &[u8] =
-    br#"{"user":{"id":"u-1","email":"a@b.c"},"practice":{"id":"p-1","name":"P"}}"#;
+/// The least a signed handshake holds: a fresh time, a user and a practice.
+fn minimal() -> Vec<u8> {
+    format!(
+        r#"{{"timestamp":"{}","user":{{"id":"u-1","email":"a@b.c"}},"practice":{{"id":"p-1","name":"P"}}}}"#,
+        now_rfc3339()
+    )
+    .into_bytes()
+}
 
 async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
     sqlx::query("SELECT COUNT(*) AS n FROM hint_sessions")
@@ -20,7 +26,7 @@ async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
 #[tokio::test]
 async fn unsigned_is_refused() {
     let app = spawn_app().await;
-    let response = app.handshake_raw(MINIMAL, None).await;
+    let response = app.handshake_raw(&minimal(), None).await;
     assert_eq!(response.status(), 401);
     assert_eq!(session_rows(&app).await, 0);
 }
@@ -29,16 +35,21 @@ async fn unsigned_is_refused() {
 async fn sixty_four_zeros_is_refused() {
     let app = spawn_app().await;
     let zeros = format!("sha256={}", "0".repeat(64));
-    assert_eq!(app.handshake_raw(MINIMAL, Some(&zeros)).await.status(), 401);
+    assert_eq!(
+        app.handshake_raw(&minimal(), Some(&zeros)).await.status(),
+        401
+    );
     assert_eq!(session_rows(&app).await, 0);
 }
 
 #[tokio::test]
 async fn empty_signature_is_refused() {
     let app = spawn_app().await;
-    assert_eq!(app.handshake_raw(MINIMAL, Some("")).await.status(), 401);
+    assert_eq!(app.handshake_raw(&minimal(), Some("")).await.status(), 401);
     assert_eq!(
-        app.handshake_raw(MINIMAL, Some("sha256=")).await.status(),
+        app.handshake_raw(&minimal(), Some("sha256="))
+            .await
+            .status(),
         401
     );
 }
@@ -46,7 +57,8 @@ async fn empty_signature_is_refused() {
 #[tokio::test]
 async fn signed_minimal_body_gets_a_session_key_that_opens_nothing_without_roles() {
     let app = spawn_app().await;
-    let response = app.handshake_raw(MINIMAL, Some(&sign(MINIMAL))).await;
+    let minimal = minimal();
+    let response = app.handshake_raw(&minimal, Some(&sign(&minimal))).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     let key = body["session_key"].as_str().expect("a session key");
@@ -69,8 +81,9 @@ async fn signed_minimal_body_gets_a_session_key_that_opens_nothing_without_roles
 #[tokio::test]
 async fn a_flipped_body_byte_is_refused() {
     let app = spawn_app().await;
-    let signature = sign(MINIMAL);
-    let mut tampered = MINIMAL.to_vec();
+    let minimal = minimal();
+    let signature = sign(&minimal);
+    let mut tampered = minimal.clone();
     let at = tampered.iter().position(|b| *b == b'u').unwrap();
     tampered[at] = b'v';
     assert_eq!(
@@ -191,7 +204,8 @@ async fn live_sessions(app: &TestApp, practice_id: &str, user: &str) -> i64 {
 /// A signed handshake for `user` of practice `p-burst` named `name`.
 async fn handshake_as(app: &TestApp, user: &str, name: &str) -> reqwest::Response {
     let body = format!(
-        r#"{{"user":{{"id":"{user}","partner_roles":["clinician"]}},"practice":{{"id":"p-burst","name":"{name}"}}}}"#
+        r#"{{"timestamp":"{}","user":{{"id":"{user}","partner_roles":["clinician"]}},"practice":{{"id":"p-burst","name":"{name}"}}}}"#,
+        now_rfc3339()
     );
     app.handshake_raw(body.as_bytes(), Some(&sign(body.as_bytes())))
         .await
@@ -265,4 +279,106 @@ async fn a_practice_row_is_written_when_its_name_changes_and_not_otherwise() {
     let renamed = updated_at().await;
     assert_eq!(renamed.0, "New Name");
     assert!(renamed.1 > first.1);
+}
+
+#[tokio::test]
+async fn a_handshake_without_a_timestamp_is_refused_though_signed() {
+    let app = spawn_app().await;
+    let undated = br#"{"user":{"id":"u-1","partner_roles":["admin"]},"practice":{"id":"p-1"}}"#;
+    assert_eq!(
+        app.handshake_raw(undated, Some(&sign(undated)))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(session_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_replayed_handshake_is_refused_on_every_instance_and_mints_no_session() {
+    let app = spawn_app().await;
+    let other = app.another_instance().await;
+    let body = format!(
+        r#"{{"timestamp":"{}","user":{{"id":"u-1","partner_roles":["admin"]}},"practice":{{"id":"p-1","name":"P"}}}}"#,
+        now_rfc3339()
+    );
+    let (body, signature) = (body.as_bytes(), sign(body.as_bytes()));
+    let post = |address: String| {
+        let http = app.http.clone();
+        let (body, signature) = (body.to_vec(), signature.clone());
+        async move {
+            http.post(format!("{address}/hint/handshake"))
+                .header("content-type", "application/json")
+                .header("x-hint-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(app.address.clone()).await, 200);
+    assert_eq!(session_rows(&app).await, 1);
+    // The same signed body, recorded and sent again, here or to another instance, at once or
+    // several at a time: each is refused and none opens a session.
+    assert_eq!(post(app.address.clone()).await, 401);
+    assert_eq!(post(other.clone()).await, 401);
+    let together = futures::future::join_all((0..8).map(|i| {
+        post(if i % 2 == 0 {
+            app.address.clone()
+        } else {
+            other.clone()
+        })
+    }))
+    .await;
+    assert!(together.iter().all(|s| *s == 401), "{together:?}");
+    assert_eq!(session_rows(&app).await, 1);
+
+    // Two new bodies sent together both work (each is its own handshake).
+    let fresh = || {
+        format!(
+            r#"{{"timestamp":"{}","user":{{"id":"u-2","partner_roles":["clinician"]}},"practice":{{"id":"p-1","name":"P"}}}}"#,
+            now_rfc3339()
+        )
+    };
+    let (a, b) = (fresh(), fresh());
+    assert_ne!(a, b);
+    let (sa, sb) = (sign(a.as_bytes()), sign(b.as_bytes()));
+    let (ra, rb) = tokio::join!(
+        app.handshake_raw(a.as_bytes(), Some(&sa)),
+        app.handshake_raw(b.as_bytes(), Some(&sb))
+    );
+    assert_eq!((ra.status().as_u16(), rb.status().as_u16()), (200, 200));
+    assert_eq!(session_rows(&app).await, 3);
+}
+
+#[tokio::test]
+async fn remembered_handshakes_are_swept_once_past_their_window() {
+    let app = spawn_app().await;
+    let minimal = minimal();
+    assert_eq!(
+        app.handshake_raw(&minimal, Some(&sign(&minimal)))
+            .await
+            .status(),
+        200
+    );
+    let remembered = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM handshake_signatures")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+    };
+    assert_eq!(remembered().await, 1);
+    chartbridge::hint::session::sweep_expired(app.state.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(remembered().await, 1, "still within the window");
+    sqlx::query("UPDATE handshake_signatures SET seen_at = seen_at - 600001")
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    chartbridge::hint::session::sweep_expired(app.state.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(remembered().await, 0, "past twice the five-minute window");
 }

@@ -344,12 +344,18 @@ async fn ids_with_control_characters_are_refused_even_when_signed() {
     let app = spawn_app().await;
     let practice = app.new_practice("Nul Practice").await;
     app.setup_tiep(&practice).await;
-    let handshake = br#"{"user":{"id":"u-\u0000"},"practice":{"id":"p-1"}}"#;
+    let now = crate::helpers::now_rfc3339();
+    let handshake =
+        format!(r#"{{"timestamp":"{now}","user":{{"id":"u-\u0000"}},"practice":{{"id":"p-1"}}}}"#);
+    let handshake = handshake.as_bytes();
     let response = app
         .handshake_raw(handshake, Some(&crate::helpers::sign(handshake)))
         .await;
     assert_eq!(response.status(), 400);
-    let named = br#"{"user":{"id":"u-1","name":"Dr \u0000 Who","partner_roles":["clinician"]},"practice":{"id":"p-1","name":"P\u0000"}}"#;
+    let named = format!(
+        r#"{{"timestamp":"{now}","user":{{"id":"u-1","name":"Dr \u0000 Who","partner_roles":["clinician"]}},"practice":{{"id":"p-1","name":"P\u0000"}}}}"#
+    );
+    let named = named.as_bytes();
     assert_eq!(
         app.handshake_raw(named, Some(&crate::helpers::sign(named)))
             .await

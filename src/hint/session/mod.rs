@@ -85,6 +85,8 @@ pub struct NewSession<'a> {
     pub access_token_sealed: Option<String>,
     /// The practice's name as the handshake gave it.
     pub practice_name: &'a str,
+    /// The hash of the signed handshake body: a body accepted once is refused after.
+    pub handshake_hash: String,
 }
 
 /// The key a session's data lives under in the `tower_sessions` record.
@@ -154,6 +156,9 @@ pub async fn open(state: &HintState, new: NewSession<'_>) -> Result<String, AppE
     };
     // 128 random bits, as tower-sessions draws them.
     let id = Id::default();
-    state.sessions.open(&id, data, new.practice_name).await?;
+    state
+        .sessions
+        .open(&id, data, new.practice_name, new.handshake_hash)
+        .await?;
     Ok(id.to_string())
 }

@@ -3,8 +3,11 @@
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -47,6 +50,10 @@ struct Opening {
     key_hash: String,
     data: SessionData,
     practice_name: Option<String>,
+    /// The signed handshake body's hash (`handshake_signatures`).
+    handshake_hash: String,
+    /// Set by the writer when that body was accepted before: no session is written.
+    replayed: Arc<AtomicBool>,
 }
 
 /// Most sessions opened in one transaction, and how many may wait.
@@ -99,6 +106,7 @@ impl HintSessionStore {
         id: &Id,
         data: SessionData,
         practice_name: &str,
+        handshake_hash: String,
     ) -> Result<(), AppError> {
         let known = self
             .practice_names
@@ -107,15 +115,21 @@ impl HintSessionStore {
             .get(&data.practice_id)
             .is_some_and(|(name, at)| name == practice_name && at.elapsed() < PRACTICE_NAME_FOR);
         let user = (data.practice_id.clone(), data.user_id.clone());
+        let replayed = Arc::new(AtomicBool::new(false));
         let opening = Opening {
             key_hash: key_hash(id),
             data,
             practice_name: (!known).then(|| practice_name.to_string()),
+            handshake_hash,
+            replayed: replayed.clone(),
         };
         self.openings
             .submit(opening)
             .await
             .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+        if replayed.load(Ordering::Acquire) {
+            return Err(AppError::Unauthorized("handshake already used".into()));
+        }
         if !known {
             let mut names = self.practice_names.lock().expect("practice names");
             if names.len() >= MAX_PRACTICE_NAMES {
@@ -249,29 +263,59 @@ async fn write_openings(
         }
     }
     practices.sort_unstable();
+    let mut tx = sqlx::Connection::begin(connection).await?;
+    // Each handshake body once: those new here are remembered and get their session; the
+    // others (accepted before, or twice in this batch) are replays.
+    let mut fresh = remember_handshakes(&mut tx, batch, now).await?;
     let sessions: Vec<(String, &SessionData)> = batch
         .iter()
+        .filter(|o| {
+            let first = fresh.remove(o.handshake_hash.as_str());
+            o.replayed.store(!first, Ordering::Release);
+            first
+        })
         .map(|o| (o.key_hash.clone(), &o.data))
         .collect();
-    if practices.is_empty() {
-        // One statement commits itself: no BEGIN and COMMIT to wait for.
-        return insert_sessions(connection, &sessions).await;
+    if !practices.is_empty() {
+        let at = practices.len() * 2 + 1;
+        let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
+        let sql = format!(
+            "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+             WHERE practices.name <> excluded.name"
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, name) in &practices {
+            query = query.bind(*id).bind(*name);
+        }
+        query.bind(now).execute(&mut *tx).await?;
     }
-    let mut tx = sqlx::Connection::begin(connection).await?;
-    let at = practices.len() * 2 + 1;
-    let rows = placeholders(practices.len(), 2, |p| format!("{p}, ${at}, ${at}"));
-    let sql = format!(
-        "INSERT INTO practices (id, name, created_at, updated_at) VALUES {rows} \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
-         WHERE practices.name <> excluded.name"
-    );
-    let mut query = sqlx::query(&sql);
-    for (id, name) in &practices {
-        query = query.bind(*id).bind(*name);
+    if !sessions.is_empty() {
+        insert_sessions(&mut *tx, &sessions).await?;
     }
-    query.bind(now).execute(&mut *tx).await?;
-    insert_sessions(&mut *tx, &sessions).await?;
     tx.commit().await
+}
+
+/// Records the batch's handshake bodies; answers the hashes that were new.
+async fn remember_handshakes(
+    tx: &mut sqlx::AnyConnection,
+    batch: &[Opening],
+    now: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let at = batch.len() * 2 + 1;
+    let rows = placeholders(batch.len(), 2, |p| format!("{p}, ${at}"));
+    let sql = format!(
+        "INSERT INTO handshake_signatures (body_hash, practice_id, seen_at) VALUES {rows} \
+         ON CONFLICT (body_hash) DO NOTHING RETURNING body_hash"
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for opening in batch {
+        query = query
+            .bind(&opening.handshake_hash)
+            .bind(&opening.data.practice_id);
+    }
+    let fresh = query.bind(now).fetch_all(&mut *tx).await?;
+    Ok(fresh.into_iter().collect())
 }
 
 /// Inserts sessions (key hash, data) with one statement.
@@ -339,9 +383,24 @@ pub async fn sweep_periodically(state: HintState, mut stop: tokio::sync::watch::
     }
 }
 
-/// Deletes sessions past either timeout.
+/// Deletes sessions past either timeout, and handshake bodies past the window in which they
+/// could be replayed (a stale one is refused by its time).
 pub async fn sweep_expired(state: &HintState) -> Result<u64, sqlx::Error> {
     let now = now_ms();
+    let window = 2 * state.settings.sessions.handshake_max_age.as_millis() as i64;
+    loop {
+        // In small batches: the table takes every handshake, and this runs beside them.
+        let done = sqlx::query(
+            "DELETE FROM handshake_signatures WHERE body_hash IN \
+             (SELECT body_hash FROM handshake_signatures WHERE seen_at < $1 LIMIT 5000)",
+        )
+        .bind(now - window)
+        .execute(state.db.writer())
+        .await?;
+        if done.rows_affected() < 5000 {
+            break;
+        }
+    }
     let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
     let done =
         sqlx::query("DELETE FROM hint_sessions WHERE expires_at <= $1 OR last_seen_at <= $2")

@@ -21,7 +21,7 @@ pub use database::stored_result;
 pub use http::{Page, client_from};
 pub use jobs::eventually;
 pub use logs::{CAPTURED, CAPTURING};
-pub use practice::{TestPractice, sign};
+pub use practice::{TestPractice, now_rfc3339, sign};
 pub use spawn::{Config, Dns, TestApp, spawn_app, spawn_app_with};
 
 /// Reads `/metrics` of a test app.

@@ -82,6 +82,13 @@ impl TestApp {
 }
 
 /// A signed minimal handshake body.
+/// Now as Hint puts it in a handshake (RFC 3339, to the nanosecond).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 pub fn sign(body: &[u8]) -> String {
     sign_hmac_sha256(WEBHOOK_SECRET.as_bytes(), body)
 }
