@@ -89,32 +89,55 @@ impl Upstream {
     }
 }
 
+/// Most bytes read of a JSON or text answer: a party answering more (a self-hosted server
+/// gone wrong, or one set up to harm) is refused before its body fills the memory every
+/// practice shares. Far above any answer the contracts describe (a page of patients).
+pub const MAX_ANSWER: usize = 4 * 1024 * 1024;
+/// Most bytes of an error answer read for its messages (the rest is not read).
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
 /// Fails a non-2xx answer with its status and messages.
 pub async fn check(party: &'static str, response: Response) -> Result<Response, UpstreamError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
+    let body = first_bytes(response, MAX_ERROR_BODY).await;
     Err(UpstreamError::Status {
         party,
         status,
-        messages: messages(&body),
+        messages: messages(&String::from_utf8_lossy(&body)),
     })
 }
 
-/// Reads a JSON answer.
+/// Up to `max` bytes of a body, what could be read of it (an error body: its start is enough).
+async fn first_bytes(mut response: Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < max {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    body
+}
+
+/// Reads a JSON answer of at most [`MAX_ANSWER`] bytes.
 pub async fn json<T: DeserializeOwned>(
     party: &'static str,
     response: Response,
 ) -> Result<T, UpstreamError> {
-    response
-        .json()
-        .await
-        .map_err(|e| UpstreamError::from_reqwest(party, e))
+    let body = bytes(party, response, MAX_ANSWER).await?;
+    serde_json::from_slice(&body).map_err(|e| UpstreamError::Unexpected {
+        party,
+        detail: where_json_stopped(&e),
+    })
 }
 
-/// Reads a file the party sends, refusing one over `max` bytes (before reading, when its
+/// Reads a body the party sends, refusing one over `max` bytes (before reading, when its
 /// length is announced, else as soon as it grows past it).
 pub async fn bytes(
     party: &'static str,
@@ -123,7 +146,7 @@ pub async fn bytes(
 ) -> Result<Vec<u8>, UpstreamError> {
     let too_large = || UpstreamError::Unexpected {
         party,
-        detail: format!("a file over {max} bytes"),
+        detail: format!("an answer over {max} bytes"),
     };
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(too_large());
@@ -142,12 +165,11 @@ pub async fn bytes(
     Ok(body)
 }
 
-/// Reads a text answer.
+/// Reads a text answer of at most [`MAX_ANSWER`] bytes (UTF-8; anything else replaced).
 pub async fn text(party: &'static str, response: Response) -> Result<String, UpstreamError> {
-    response
-        .text()
-        .await
-        .map_err(|e| UpstreamError::from_reqwest(party, e))
+    let body = bytes(party, response, MAX_ANSWER).await?;
+    Ok(String::from_utf8(body)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// `base` with `segments` appended to its path, each percent-encoded (`/` inside a segment
@@ -292,17 +314,22 @@ fn where_decoding_stopped(error: &reqwest::Error) -> String {
     let mut cause = std::error::Error::source(error);
     while let Some(e) = cause {
         if let Some(json) = e.downcast_ref::<serde_json::Error>() {
-            let kind = match json.classify() {
-                serde_json::error::Category::Io => "cut short",
-                serde_json::error::Category::Syntax => "not JSON",
-                serde_json::error::Category::Data => "not the shape expected",
-                serde_json::error::Category::Eof => "cut short",
-            };
-            return format!("{kind} at line {}, column {}", json.line(), json.column());
+            return where_json_stopped(json);
         }
         cause = e.source();
     }
     "the body could not be read".into()
+}
+
+/// Where a JSON answer stopped reading, never what it said (it can name a patient).
+fn where_json_stopped(json: &serde_json::Error) -> String {
+    let kind = match json.classify() {
+        serde_json::error::Category::Io => "cut short",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "not the shape expected",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!("{kind} at line {}, column {}", json.line(), json.column())
 }
 
 /// Every message in an error body, in the shapes partners answer with: `{"message"}`,
@@ -396,5 +423,97 @@ mod tests {
             endpoint(&with_query, &["v2", "consultations"]).as_str(),
             "http://127.0.0.1:9/base/v2/consultations"
         );
+    }
+
+    /// A party on loopback answering `head` then `body_bytes` of `x` (or until we hang up);
+    /// answers the address and, at the end, how many body bytes it got to write
+    /// ([`written`]).
+    fn answering(
+        head: &'static str,
+        body_bytes: usize,
+    ) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}/", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request);
+            socket.write_all(head.as_bytes()).unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut written = 0;
+            while written < body_bytes {
+                if socket.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len();
+            }
+            written
+        });
+        (address, server)
+    }
+
+    const GIB: usize = 1024 * 1024 * 1024;
+
+    /// Waits for the party to stop writing, off the runtime (which closes our side).
+    async fn written(server: std::thread::JoinHandle<usize>) -> usize {
+        tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_announced_oversized_answer_is_refused_before_it_is_read() {
+        let (url, server) = answering(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n",
+            GIB,
+        );
+        let response = reqwest::get(url).await.unwrap();
+        let refused = json::<Value>("HCW@Home", response).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("unexpected answer from HCW@Home"),
+            "{refused}"
+        );
+        assert!(
+            format!("{refused:?}").contains("an answer over"),
+            "{refused:?}"
+        );
+        assert!(written(server).await < 64 * 1024 * 1024, "not read whole");
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_off_at_the_cap_whatever_its_kind() {
+        for kind in ["json", "text"] {
+            let (url, server) = answering(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n40000000\r\n",
+                GIB,
+            );
+            // Chunked framing: one chunk of a GiB, never finished.
+            let response = reqwest::get(url).await.unwrap();
+            let refused = match kind {
+                "json" => json::<Value>("HCW@Home", response).await.map(|_| ()),
+                _ => text("HCW@Home", response).await.map(|_| ()),
+            };
+            assert!(refused.is_err(), "{kind}");
+            assert!(
+                written(server).await < 64 * 1024 * 1024,
+                "{kind}: not read whole"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_read_only_as_far_as_its_messages() {
+        let (url, server) = answering(
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: 1073741824\r\n\r\n",
+            GIB,
+        );
+        let response = reqwest::get(url).await.unwrap();
+        let failed = check("HCW@Home", response).await.unwrap_err();
+        assert_eq!(failed.status(), Some(StatusCode::BAD_GATEWAY));
+        assert!(failed.messages()[0].len() <= MAX_MESSAGE_CHARS);
+        assert!(written(server).await < 64 * 1024 * 1024, "not read whole");
     }
 }
