@@ -12,6 +12,7 @@
 //! changed, inserted or deleted entry. Entries hold ids, never names or report text.
 
 pub mod verify;
+mod views;
 
 use crate::group_commit::GroupCommit;
 use serde::Serialize;
@@ -27,7 +28,7 @@ use crate::{
 /// What was done. Stored as text (`as_str`); the list is the trail's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// The practice's recent visits (patients' names) were listed.
+    /// Visits were listed (patients' names): the practice's recent ones, or one patient's.
     VisitsListed,
     /// Patients were searched (the query is not kept: it is a name).
     PatientsSearched,
@@ -59,6 +60,9 @@ pub enum Action {
     PatientErased,
     /// An admin downloaded the practice's archive.
     PracticeExported,
+    /// A form showing the patient's contact details (name, email, phone from Hint) was
+    /// opened: a launch form of a partner that needs them.
+    ContactDetailsViewed,
     /// An action of one partner's own, declared by that partner
     /// (`PartnerTool::audit_actions`).
     Partner(PartnerAction),
@@ -74,7 +78,7 @@ pub struct PartnerAction {
 
 impl Action {
     /// Chartbridge's own actions (partners declare theirs).
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::VisitsListed,
         Action::PatientsSearched,
         Action::ChartViewed,
@@ -91,6 +95,7 @@ impl Action {
         Action::AuditExported,
         Action::PatientErased,
         Action::PracticeExported,
+        Action::ContactDetailsViewed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +116,7 @@ impl Action {
             Action::AuditExported => "audit_exported",
             Action::PatientErased => "patient_erased",
             Action::PracticeExported => "practice_exported",
+            Action::ContactDetailsViewed => "contact_details_viewed",
             Action::Partner(action) => action.code,
         }
     }
@@ -118,7 +124,7 @@ impl Action {
     /// Words for the admin reading the trail.
     pub fn label(self) -> &'static str {
         match self {
-            Action::VisitsListed => "Listed recent visits",
+            Action::VisitsListed => "Listed visits",
             Action::PatientsSearched => "Searched patients",
             Action::ChartViewed => "Opened the patient's chart",
             Action::ResultViewed => "Opened a visit's result",
@@ -134,6 +140,7 @@ impl Action {
             Action::AuditExported => "Exported the audit trail",
             Action::PatientErased => "Erased a patient Hint removed",
             Action::PracticeExported => "Downloaded the practice's archive",
+            Action::ContactDetailsViewed => "Opened the patient's contact details",
             Action::Partner(action) => action.label,
         }
     }
@@ -390,7 +397,12 @@ async fn append(
 /// group commit: requests arriving together share one transaction, and each caller waits until
 /// its entry is committed, so a page is never answered with its entry unwritten.
 #[derive(Clone, Debug)]
-pub struct Recorder(GroupCommit<Pending>);
+pub struct Recorder {
+    writer: GroupCommit<Pending>,
+    /// Views recorded lately, so that a page polled or reopened is recorded once a while
+    /// (`views.rs`).
+    recent_views: views::RecentViews,
+}
 
 /// Most entries committed together, and how many may wait.
 const MAX_BATCH: usize = 256;
@@ -399,7 +411,7 @@ const QUEUE: usize = 4096;
 impl Recorder {
     /// Starts the writer task (it ends when every handle is dropped).
     pub fn spawn(db: Db) -> Self {
-        Recorder(GroupCommit::spawn(
+        let writer = GroupCommit::spawn(
             "the audit trail",
             MAX_BATCH,
             QUEUE,
@@ -413,7 +425,11 @@ impl Recorder {
                     tx.commit().await.map_err(|e| e.to_string())
                 }
             },
-        ))
+        );
+        Recorder {
+            writer,
+            recent_views: views::RecentViews::default(),
+        }
     }
 
     /// Appends an entry and waits until it is committed.
@@ -423,7 +439,7 @@ impl Recorder {
         actor: &Actor,
         entry: Entry<'_>,
     ) -> Result<(), AuditError> {
-        self.0
+        self.writer
             .submit(Pending::new(practice_id, actor, entry))
             .await
             .map_err(|e| AuditError(e.to_string()))

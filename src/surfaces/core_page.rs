@@ -243,7 +243,13 @@ pub async fn visit_rows(
     let rows = if patient_filter.is_empty() {
         visits::recent(&state, &session.practice_id, 25).await?
     } else {
-        visits::for_patient(&state, &session.practice_id, &patient_filter).await?
+        let rows = visits::for_patient(&state, &session.practice_id, &patient_filter).await?;
+        let listed = Entry::new(Action::VisitsListed).patient(&patient_filter);
+        state
+            .audit
+            .record_view(&session.practice_id, &session.actor(), &session.key, listed)
+            .await?;
+        rows
     };
     let fragment = VisitRows {
         frame: Frame::new(&session, "core_page"),

@@ -487,3 +487,62 @@ async fn entries_committed_together_still_form_one_chain_per_practice() {
             .all(|e| a.patients.contains(e.patient_id.as_ref().unwrap()))
     );
 }
+
+#[tokio::test]
+async fn patient_data_shown_in_lists_and_launch_forms_is_recorded_once_a_while_per_session() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Viewing Clinic").await;
+    app.setup_hcw(&practice, None).await;
+    app.setup_haidy(&practice).await;
+    let (patient, other) = (&practice.patients[0], &practice.patients[1]);
+    let key = app.session(&practice.clinician, None).await;
+    let app = &app;
+    let get = |path: String| async move {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 200, "{path}");
+    };
+
+    // A patient's visit list polled by htmx, both launch forms opened twice: one entry each.
+    for _ in 0..3 {
+        get(format!(
+            "/hint/visits?patient_id={patient}&session_key={key}"
+        ))
+        .await;
+    }
+    for _ in 0..2 {
+        get(format!(
+            "/hint/partners/hcw/launch?patient_id={patient}&session_key={key}"
+        ))
+        .await;
+        get(format!(
+            "/hint/partners/haidy/launch?patient_id={patient}&session_key={key}"
+        ))
+        .await;
+    }
+    // The practice's recent visits (no patient) are not this entry.
+    get(format!("/hint/visits?session_key={key}")).await;
+    let stored = trail(app, &practice.id).await;
+    let listed = entries(&stored, "visits_listed");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].patient_id.as_deref(), Some(patient.as_str()));
+    assert_eq!(listed[0].actor_id, practice.clinician);
+    let details = entries(&stored, "contact_details_viewed");
+    let mut forms: Vec<&str> = details.iter().map(|e| e.detail.as_str()).collect();
+    forms.sort_unstable();
+    assert_eq!(forms, ["HCW@Home launch form", "Haidy launch form"]);
+    assert!(
+        details
+            .iter()
+            .all(|e| e.patient_id.as_deref() == Some(patient.as_str()))
+    );
+
+    // Another patient, or another session of the same user, is another view.
+    get(format!("/hint/visits?patient_id={other}&session_key={key}")).await;
+    let again = app.session(&practice.clinician, None).await;
+    get(format!(
+        "/hint/visits?patient_id={patient}&session_key={again}"
+    ))
+    .await;
+    let stored = trail(app, &practice.id).await;
+    assert_eq!(entries(&stored, "visits_listed").len(), 3);
+}

@@ -85,6 +85,14 @@ pub async fn form(
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Clinician)?;
     let patient = hint::patient_for(&haidy, &session, &query.patient_id).await?;
+    // The form shows the patient's name and sends their details to Haidy.
+    let viewed = Entry::new(Action::ContactDetailsViewed)
+        .patient(&patient.id)
+        .detail("Haidy launch form");
+    haidy
+        .audit
+        .record_view(&session.practice_id, &session.actor(), &session.key, viewed)
+        .await?;
     Ok(Html(
         page(&haidy, &session, &patient, None, None)
             .await?

@@ -22,6 +22,7 @@ use super::{
     connection::require_connection,
 };
 use crate::{
+    audit::{Action, Entry},
     error::AppError,
     hint::{self, Frame, Patient, PracticeSession, Role},
     ids::{ExternalId, clean_text},
@@ -174,6 +175,13 @@ pub async fn form(
 ) -> Result<Html<String>, AppError> {
     session.require(Role::Clinician)?;
     let patient = hint::patient_for(&hcw, &session, &query.patient_id).await?;
+    // The form shows the patient's email and phone from Hint.
+    let viewed = Entry::new(Action::ContactDetailsViewed)
+        .patient(&patient.id)
+        .detail("HCW@Home launch form");
+    hcw.audit
+        .record_view(&session.practice_id, &session.actor(), &session.key, viewed)
+        .await?;
     let input = LaunchForm {
         language: "en".into(),
         send_invite: Some("on".into()),
