@@ -1,6 +1,6 @@
 //! The audit trail for practice admins: `GET /hint/audit` (filter by patient, user and dates,
-//! newest first, a page at a time) and `GET /hint/audit.csv` (the same, as a file). Exporting
-//! is itself an entry of the trail.
+//! newest first, a page at a time) and `GET /hint/audit.csv` (the same, as a file: every entry,
+//! streamed). Exporting is itself an entry of the trail.
 
 use askama::Template;
 use axum::{
@@ -10,17 +10,19 @@ use axum::{
 };
 use serde::Deserialize;
 
+use super::streamed::{self, BoxError};
 use crate::{
     audit::{self, Action, Entry, Event, Filter},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
+    tenancy::PracticeId,
     visits::{AppState, Partners},
 };
 
-/// Entries per page, and most entries in one export.
+/// Entries per page, and per page read for an export.
 const PAGE: i64 = 100;
-const MAX_EXPORT: i64 = 100_000;
+const EXPORT_PAGE: i64 = 2_000;
 
 /// The filters as the form sends them (blank means any).
 #[derive(Debug, Default, Deserialize)]
@@ -168,18 +170,16 @@ pub async fn page(
     Ok(Html(page.render()?))
 }
 
-/// `GET /hint/audit.csv` (admins): the filtered trail as a file, newest first.
+/// `GET /hint/audit.csv` (admins): the filtered trail as a file, newest first: every entry
+/// the filters select, however many, written a page at a time while it is sent (memory stays
+/// flat). Entries recorded while it is written are left to the next export.
 pub async fn export(
     State(state): State<AppState>,
     session: PracticeSession,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
     session.require(Role::Admin)?;
-    let filter = Filter {
-        before: None,
-        ..query.filter()?
-    };
-    let events = audit::search(&state.db, &session.practice_id, &filter, MAX_EXPORT).await?;
+    let filter = query.filter()?;
     let summary = match query.params() {
         p if p.is_empty() => "everything".to_string(),
         p => p,
@@ -189,10 +189,14 @@ pub async fn export(
         .audit
         .record(&session.practice_id, &session.actor(), exported)
         .await?;
-    let mut csv = String::from(CSV_HEADER);
-    for e in &events {
-        csv.push_str(&csv_line(e));
-    }
+    let (out, body) = streamed::channel();
+    let practice_id = session.practice_id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = write_csv(&state, &practice_id, filter, &out).await {
+            tracing::warn!(%practice_id, error = %crate::error::error_chain(e.as_ref()), "the audit export stopped");
+            out.fail(e).await;
+        }
+    });
     let filename = format!(
         "chartbridge-audit-{}.csv",
         session.practice_id.as_str().to_lowercase()
@@ -205,9 +209,42 @@ pub async fn export(
                 format!("attachment; filename=\"{filename}\""),
             ),
         ],
-        csv,
+        body,
     )
         .into_response())
+}
+
+/// The trail under `filter`, newest first, from the newest entry when the export began: a page
+/// of [`EXPORT_PAGE`] entries read by sequence number (the index's order), then sent.
+async fn write_csv(
+    state: &AppState,
+    practice_id: &PracticeId,
+    mut filter: Filter,
+    out: &streamed::Sender,
+) -> Result<(), BoxError> {
+    out.send(CSV_HEADER).await?;
+    filter.before = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(seq) FROM audit_events WHERE practice_id = $1",
+    )
+    .bind(practice_id)
+    .fetch_one(state.db.reader())
+    .await?
+    .map(|newest| newest + 1);
+    if filter.before.is_none() {
+        return Ok(());
+    }
+    loop {
+        let events = audit::search(&state.db, practice_id, &filter, EXPORT_PAGE).await?;
+        let Some(oldest) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let mut chunk = String::with_capacity(events.len() * 200);
+        for e in &events {
+            chunk.push_str(&csv_line(e));
+        }
+        out.send(chunk).await?;
+        filter.before = Some(oldest);
+    }
 }
 
 /// The trail's CSV columns.

@@ -4,23 +4,17 @@
 //! trail as CSV. Written page by page into the answer while it is sent (a tar stream), so the
 //! memory it takes does not grow with the practice. The export itself is in the trail.
 
-use std::{
-    convert::Infallible,
-    pin::Pin,
-    task::{Context, Poll},
-};
-
 use axum::{
-    body::{Body, Bytes},
     extract::State,
     http::header,
     response::{IntoResponse, Response},
 };
-use http_body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
-use super::audit::{CSV_HEADER, csv_line};
+use super::{
+    audit::{CSV_HEADER, csv_line},
+    streamed::{self, BoxError},
+};
 use crate::{
     audit::{self, Action, Entry, Filter},
     db::now_ms,
@@ -47,16 +41,18 @@ pub async fn archive(
             Entry::new(Action::PracticeExported).detail("the practice's archive"),
         )
         .await?;
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let (out, body) = streamed::channel();
     let practice_id = session.practice_id.clone();
     tokio::spawn(async move {
-        let mut out = Tar { tx };
-        if let Err(e) = write(&state, &practice_id, &mut out).await {
-            // The archive ends without its closing blocks: a reader sees it is cut short.
-            tracing::warn!(%practice_id, error = %crate::error::error_chain(e.as_ref()), "the practice's export stopped");
-            return;
+        let mut tar = Tar { out };
+        match write(&state, &practice_id, &mut tar).await {
+            Ok(()) => tar.finish().await,
+            Err(e) => {
+                // The transfer is cut off (and the archive lacks its closing blocks).
+                tracing::warn!(%practice_id, error = %crate::error::error_chain(e.as_ref()), "the practice's export stopped");
+                tar.out.fail(e).await;
+            }
         }
-        out.finish().await;
     });
     let filename = format!(
         "chartbridge-{}.tar",
@@ -70,12 +66,10 @@ pub async fn archive(
                 format!("attachment; filename=\"{filename}\""),
             ),
         ],
-        Body::new(Stream(rx)),
+        body,
     )
         .into_response())
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn write(state: &AppState, practice_id: &PracticeId, out: &mut Tar) -> Result<(), BoxError> {
     out.file(
@@ -248,15 +242,12 @@ fn safe_name(name: &str) -> String {
 
 /// A tar (ustar) stream written into the answer.
 struct Tar {
-    tx: mpsc::Sender<Bytes>,
+    out: streamed::Sender,
 }
 
 impl Tar {
     async fn send(&self, bytes: Vec<u8>) -> Result<(), BoxError> {
-        self.tx
-            .send(Bytes::from(bytes))
-            .await
-            .map_err(|_| "the download was closed".into())
+        Ok(self.out.send(bytes).await?)
     }
 
     /// One file: its header, its bytes, padding to the next 512-byte block.
@@ -308,21 +299,4 @@ fn header(name: &str, size: u64) -> Vec<u8> {
     let sum: u32 = h.iter().map(|b| *b as u32).sum();
     put(&mut h, 148, format!("{sum:06o}\0 ").as_bytes());
     h
-}
-
-/// The answer's body: what the writer sends, as it comes.
-struct Stream(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Stream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
 }

@@ -12,6 +12,7 @@ mod core_page;
 mod export;
 mod settings;
 pub mod static_files;
+mod streamed;
 
 use axum::{
     Router,

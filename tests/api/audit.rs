@@ -546,3 +546,65 @@ async fn patient_data_shown_in_lists_and_launch_forms_is_recorded_once_a_while_p
     let stored = trail(app, &practice.id).await;
     assert_eq!(entries(&stored, "visits_listed").len(), 3);
 }
+
+#[tokio::test]
+async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Long Trail Clinic").await;
+    let admin = app.session(&practice.admin, None).await;
+    // 4,500 older entries beneath the trail (more than two pages of the export), written with
+    // SQL: the export reads them, it does not check their chain.
+    sqlx::query(
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500) \
+         SELECT $1, -i, 1000, 'usr-old', 'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, 'x', 'x' FROM n",
+    )
+    .bind(&practice.id)
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    let before: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE practice_id = $1")
+            .bind(&practice.id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+
+    let csv = app
+        .get(&format!("/hint/audit.csv?session_key={admin}"))
+        .await;
+    assert_eq!(csv.status(), 200);
+    let text = csv.text().await.unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("time_utc,user_id"));
+    let seqs: Vec<i64> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split("\",\"").collect();
+            // A negative number is written '-1 (a spreadsheet would read -1 as a formula).
+            fields[9]
+                .trim_matches('"')
+                .trim_start_matches('\'')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    // Every entry (the export's own one too), once each, newest first.
+    assert_eq!(seqs.len() as i64, before + 1);
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    assert_eq!(*seqs.last().unwrap(), -4500);
+
+    // A filter narrows it; the export is still whole for it.
+    let csv = app
+        .get(&format!(
+            "/hint/audit.csv?patient=pat-old&session_key={admin}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4500);
+}
