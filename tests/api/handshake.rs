@@ -382,3 +382,38 @@ async fn remembered_handshakes_are_swept_once_past_their_window() {
         .unwrap();
     assert_eq!(remembered().await, 0, "past twice the five-minute window");
 }
+
+#[tokio::test]
+async fn an_ended_session_is_not_brought_back_by_saving_it() {
+    use std::str::FromStr;
+    use tower_sessions_core::{
+        SessionStore,
+        session::{Id, Record},
+    };
+
+    let app = spawn_app().await;
+    let minimal = minimal();
+    let answer: serde_json::Value = app
+        .handshake_raw(&minimal, Some(&sign(&minimal)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = Id::from_str(answer["session_key"].as_str().unwrap()).unwrap();
+    let hint: &chartbridge::hint::HintState = app.state.as_ref();
+    assert!(hint.sessions.touch(&id).await.unwrap(), "live: used now");
+
+    // The cap or the sweeper ends it while a request holds it: saving it fails.
+    sqlx::query("DELETE FROM hint_sessions")
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    let record = Record {
+        id,
+        data: Default::default(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    assert!(hint.sessions.save(&record).await.is_err());
+    assert!(!hint.sessions.touch(&id).await.unwrap());
+    assert_eq!(session_rows(&app).await, 0, "not re-created");
+}

@@ -175,8 +175,11 @@ where
             .await
             .map_err(store_error)?
             .ok_or_else(|| AppError::Unauthorized("unknown or expired session".into()))?;
-        if now_ms() - data.last_seen_at > TOUCH_EVERY_MS {
-            session.save().await.map_err(store_error)?;
+        // Used now; a session ended meanwhile (the cap, the sweeper) stays ended.
+        if now_ms() - data.last_seen_at > TOUCH_EVERY_MS
+            && !state.sessions.touch(&id).await.map_err(AppError::from)?
+        {
+            return Err(AppError::Unauthorized("the session has ended".into()));
         }
         let roles: Vec<Role> = data
             .roles

@@ -141,6 +141,17 @@ impl HintSessionStore {
         Ok(())
     }
 
+    /// Records that the session `id` was used; `false` when it has ended (never re-created).
+    pub async fn touch(&self, id: &Id) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query("UPDATE hint_sessions SET last_seen_at = $1 WHERE key_hash = $2")
+            .bind(now_ms())
+            .bind(key_hash(id))
+            .execute(self.db.writer())
+            .await?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
     fn data(record: &Record) -> session_store::Result<SessionData> {
         let value = record
             .data
@@ -185,21 +196,15 @@ impl SessionStore for HintSessionStore {
         ))
     }
 
-    /// Saving an existing session records that it was used (its data never changes).
+    /// Saving an existing session records that it was used (its data never changes). A session
+    /// that has ended (the per-user cap, the sweeper) is not brought back: an error.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let updated = sqlx::query("UPDATE hint_sessions SET last_seen_at = $1 WHERE key_hash = $2")
-            .bind(now_ms())
-            .bind(key_hash(&record.id))
-            .execute(self.db.writer())
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if updated == 0 {
-            self.insert(record, &Self::data(record)?)
-                .await
-                .map_err(backend)?;
+        match self.touch(&record.id).await.map_err(backend)? {
+            true => Ok(()),
+            false => Err(session_store::Error::Backend(
+                "hint_sessions: the session has ended".into(),
+            )),
         }
-        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
