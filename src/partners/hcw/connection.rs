@@ -11,6 +11,7 @@ use crate::{
     error::AppError,
     partners::connection::{Connection, Panel, Refusal, SectionView, Tested, keep_blank},
     tenancy::PracticeId,
+    upstream::address::AddressRefused,
     visits::{AppState, PartnerError, PartnerId},
 };
 
@@ -184,7 +185,13 @@ impl Connection for HcwConnection {
             .check(&self.base_url)
             .await
             .map_err(|refused| {
-                Refusal::at("base_url", format!("Chartbridge cannot use this HCW@Home address: {refused}. Enter your HCW@Home server's public https address."))
+                // One wording whether the name is unknown or names a private machine: the
+                // difference would let whoever types names map the network we run in.
+                let why = match refused {
+                    AddressRefused::NotHttps => refused.to_string(),
+                    _ => "it is not a public address Chartbridge can reach".to_string(),
+                };
+                Refusal::at("base_url", format!("Chartbridge cannot use this HCW@Home address: {why}. Enter your HCW@Home server's public https address."))
             })
     }
 
