@@ -111,6 +111,8 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(max_connections));
     let per_client = Arc::new(PerClient::default());
     let proxies = Arc::new(settings.trusted_proxies.clone());
+    // Whether the log has said that a proxy seems to be in front without being trusted.
+    let proxy_warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
@@ -144,9 +146,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().map_request({
-            let proxies = proxies.clone();
+            let (proxies, proxy_warned) = (proxies.clone(), proxy_warned.clone());
             move |mut request: Request<Incoming>| {
                 let client = client_of(&proxies, peer.ip(), &request);
+                if client == peer.ip()
+                    && request.headers().contains_key("x-forwarded-for")
+                    && !proxies.trusts(peer.ip())
+                    && !proxy_warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "requests arrive with X-Forwarded-For from a peer that is not a trusted \
+                         proxy: if Chartbridge runs behind a proxy, every user shares one client \
+                         budget and the proxy gets the per-client connection cap; set \
+                         CHARTBRIDGE_TRUSTED_PROXIES to its addresses (said once)"
+                    );
+                }
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));

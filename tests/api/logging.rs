@@ -112,12 +112,30 @@ async fn a_whole_visit_logs_no_patient_data_and_no_secrets() {
             .contains("queue Nocturnal Ward doesn")
     );
 
+    // Requests that look proxied while no proxy is trusted: the log says so, once.
+    for _ in 0..3 {
+        let proxied = app
+            .http
+            .get(format!("{}/healthz", app.address))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(proxied.status(), 200);
+    }
+
     let token = app.practice_token(&practice.id).await.unwrap();
     CAPTURING.store(false, Ordering::SeqCst);
     let logs = String::from_utf8(CAPTURED.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("visit completed"), "the capture works");
     assert!(logs.contains("\"caller_request_id\":\"hint-support-4242\""));
     assert!(logs.contains(&practice.id), "ids are logged");
+    assert_eq!(
+        logs.matches("X-Forwarded-For from a peer that is not a trusted proxy")
+            .count(),
+        1,
+        "said once"
+    );
     for secret in [
         "Ava",
         "Thompson",
