@@ -76,7 +76,7 @@ serve() { # database URL, port
   HINT_API_KEY=k HINT_PRODUCT_ID=ppro-bench HINT_WEBHOOK_SECRET=$SECRET \
     CHARTBRIDGE_SECRET_KEY=$(head -c32 /dev/urandom | base64) \
     CHARTBRIDGE_PUBLIC_URL=http://127.0.0.1:$2 DATABASE_URL=$1 PORT=$2 CHARTBRIDGE_BIND=127.0.0.1 \
-    CHARTBRIDGE_RATE_LIMITS="handshake=100000000/1000000" RUST_LOG=warn \
+    RUST_LOG=warn \
     $BIN serve >"$WORK/serve-$2.log" 2>&1 &
   until curl -sf "http://127.0.0.1:$2/readyz" >/dev/null; do sleep 0.05; done
 }

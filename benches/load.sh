@@ -40,7 +40,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; psql "$PG_ADMIN_URL" -qc "DROP DATABA
 demo() { # label, database URL for the load generator, demo's extra flags…
   local label=$1 database=$2
   shift 2
-  RUST_LOG=warn target/release/chartbridge-demo --rate-limits "handshake=1000000/100000, webhooks=1000000/100000, install=1000/100" \
+  RUST_LOG=warn target/release/chartbridge-demo \
     --port 18080 --app-port 18081 --partners-port 18082 --data-dir "$WORK/demo" "$@" > "$WORK/demo.log" 2>&1 &
   local pid=$!
   until curl -sf http://127.0.0.1:18081/readyz > /dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done

@@ -92,7 +92,6 @@ run() { # postgres | sqlite
     flags=(--database-url "$PG_URL")
   fi
   RUST_LOG=warn target/release/chartbridge-demo \
-    --rate-limits "handshake=1000000/100000, webhooks=1000000/100000, install=1000/100" \
     --port 18480 --app-port 18481 --partners-port 18482 --data-dir "$WORK/demo" "${flags[@]}" \
     >"$WORK/demo.log" 2>&1 &
   DEMO=$!

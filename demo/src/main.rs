@@ -43,7 +43,7 @@ struct DemoArgs {
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
     /// Per-client budgets of the handshake, Instant On and the webhooks, as
-    /// `CHARTBRIDGE_RATE_LIMITS` takes them (the load benchmark raises them).
+    /// `CHARTBRIDGE_RATE_LIMITS` takes them.
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
     rate_limits: String,
     /// An empty PostgreSQL database to run on instead of the SQLite file (the load benchmark

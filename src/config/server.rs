@@ -70,14 +70,16 @@ pub struct Budget {
     pub burst: u32,
 }
 
-/// Each door's budget per client address.
+/// Each door's budget per client address: at the handshake and the webhooks it is spent by
+/// refused requests only (signed traffic from Hint's and the partners' servers is never
+/// limited by address); at Instant On by every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
-    /// `POST /hint/handshake`: a clinician opening Chartbridge (clinics share an address).
+    /// `POST /hint/handshake`: refused handshakes (unsigned, forged, stale, replayed).
     pub handshake: Budget,
     /// `/hint/connect…`: a practice installing us; real installs are rare.
     pub install: Budget,
-    /// `/webhooks/…`: Hint's and the partners' servers.
+    /// `/webhooks/…`: refused deliveries (unsigned, forged, unknown practice).
     pub webhooks: Budget,
 }
 

@@ -288,3 +288,85 @@ async fn forms_may_post_only_to_us_and_where_our_answer_sends_them() {
         format!("{every_page} {}", origin(app.hcw.base_url()))
     );
 }
+
+#[tokio::test]
+async fn signed_traffic_from_one_address_is_never_limited_only_refusals_are() {
+    use chartbridge::server::rate_limit::Budget;
+    let tight = Budget {
+        per_minute: 60,
+        burst: 3,
+    };
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.app.rate_limits.handshake = tight;
+        c.app.rate_limits.webhooks = tight;
+    })
+    .await;
+    // Hint's servers post every practice's handshakes and events from one address: forty of
+    // each, for two practices, far over a budget of three, are all taken.
+    let hint = "127.0.0.8";
+    let post = |path: &'static str, body: String| {
+        let url = format!("{}{path}", app.address);
+        async move {
+            client_from(hint)
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-hint-signature", crate::helpers::sign(body.as_bytes()))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..40 {
+        let practice = ["p-one", "p-two"][i % 2];
+        let handshake = format!(
+            r#"{{"timestamp":"{}","user":{{"id":"u-{i}","partner_roles":["clinician"]}},"practice":{{"id":"{practice}","name":"P"}}}}"#,
+            crate::helpers::now_rfc3339()
+        );
+        assert_eq!(
+            post("/hint/handshake", handshake).await,
+            200,
+            "handshake {i}"
+        );
+        let event = serde_json::json!({"id": format!("evt-{i}"), "type": "practitioner.updated",
+            "practice_id": practice, "created_at": "2026-12-07T00:00:00Z", "object": {}})
+        .to_string();
+        assert_eq!(post("/webhooks/hint", event).await, 200, "event {i}");
+    }
+
+    // Refusals from that address do spend it: the fourth forged handshake is 429, and then
+    // the address waits at that door, signed or not; the webhooks' door is still open.
+    for _ in 0..3 {
+        assert_eq!(
+            client_from(hint)
+                .post(format!("{}/hint/handshake", app.address))
+                .header("x-hint-signature", format!("sha256={}", "0".repeat(64)))
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    let forged = client_from(hint)
+        .post(format!("{}/hint/handshake", app.address))
+        .header("x-hint-signature", format!("sha256={}", "0".repeat(64)))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 429);
+    assert!(forged.headers().contains_key("retry-after"));
+    let handshake = format!(
+        r#"{{"timestamp":"{}","user":{{"id":"u-x"}},"practice":{{"id":"p-one"}}}}"#,
+        crate::helpers::now_rfc3339()
+    );
+    assert_eq!(post("/hint/handshake", handshake).await, 429);
+    let event = serde_json::json!({"id": "evt-after", "type": "practitioner.updated",
+        "practice_id": "p-one", "created_at": "2026-12-07T00:00:00Z", "object": {}})
+    .to_string();
+    assert_eq!(post("/webhooks/hint", event).await, 200);
+}
