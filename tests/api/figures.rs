@@ -217,6 +217,61 @@ async fn figures_patient_search_at_50000_patients() {
     );
 }
 
+/// The process's resident memory (KiB) now, and its peak while a sampler runs.
+struct PeakRss {
+    before: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampling: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn now() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Starts sampling every 20 ms.
+    fn sample() -> Self {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        };
+        let before = Self::now();
+        let peak = Arc::new(AtomicU64::new(before));
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let (peak, sampling) = (peak.clone(), sampling.clone());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    peak.fetch_max(Self::now(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        PeakRss {
+            before,
+            peak,
+            sampling,
+            sampler,
+        }
+    }
+
+    /// Stops sampling: (before, peak) in KiB.
+    fn stop(self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        self.sampling.store(false, Ordering::Relaxed);
+        self.sampler.join().unwrap();
+        (self.before, self.peak.load(Ordering::Relaxed))
+    }
+}
+
 /// The practice's archive at 100,000 visits (signed Tiep reports, sealed by the product's own
 /// code): how long it takes, how many bytes, and how much the process's memory grows while it
 /// streams. `EXPORT_VISITS` sets another size.
@@ -266,28 +321,7 @@ async fn figures_practice_export_at_100000_visits() {
         tx.commit().await.unwrap();
     }
     let seeded = seeded.elapsed();
-    let rss = || {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-    };
-    let before = rss();
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(rss(), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let memory = PeakRss::sample();
     let admin = app.session(&practice.admin, None).await;
     let started = Instant::now();
     let mut answer = app
@@ -299,9 +333,7 @@ async fn figures_practice_export_at_100000_visits() {
         bytes += chunk.len();
     }
     let took = started.elapsed();
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let (before, peak) = memory.stop();
     println!(
         "practice export at {visits} visits: seeded in {:.1} s; archive {:.1} MB in {:.2} s \
          ({:.0} visits/s, {:.1} MB/s); process RSS {:.0} MiB before, peak {:.0} MiB while streaming (+{:.0} MiB)",
@@ -315,4 +347,61 @@ async fn figures_practice_export_at_100000_visits() {
         (peak.saturating_sub(before)) as f64 / 1024.0
     );
     assert!(bytes > visits * 1024, "every visit is in the archive");
+}
+
+/// The audit CSV export of a practice holding 1,000,000 entries (written with SQL beneath its
+/// trail): rows a second and the process's memory while it streams. `AUDIT_ENTRIES` sets
+/// another size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bash benches/audit_export.sh"]
+async fn figures_audit_csv_export_at_1000000_entries() {
+    let entries: i64 = std::env::var("AUDIT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let app = spawn_app_with(|_| {}).await;
+    let practice = app.new_practice("Long Trail").await;
+    let seeded = Instant::now();
+    sqlx::query(
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+         SELECT $1, -i, 1760000000000 + i, 'usr-clinician-7', 'clinician', 0, 'chart_viewed', \
+         'pat-' || (i % 5000), NULL, '', 'req-0123456789abcdef', \
+         'a3f1c2d4e5b6a7980f1e2d3c4b5a69788f7e6d5c4b3a29180f1e2d3c4b5a6978', \
+         'b3f1c2d4e5b6a7980f1e2d3c4b5a69788f7e6d5c4b3a29180f1e2d3c4b5a6978' FROM n",
+    )
+    .bind(&practice.id)
+    .bind(entries)
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    let seeded = seeded.elapsed();
+    let admin = app.session(&practice.admin, None).await;
+    let memory = PeakRss::sample();
+    let started = Instant::now();
+    let mut answer = app
+        .get(&format!("/hint/audit.csv?session_key={admin}"))
+        .await;
+    assert_eq!(answer.status(), 200);
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = answer.chunk().await.unwrap() {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let took = started.elapsed();
+    let (before, peak) = memory.stop();
+    let rows = lines - 1;
+    println!(
+        "audit CSV export at {entries} entries: seeded in {:.1} s; {rows} rows, {:.1} MB in {:.2} s \
+         ({:.0} rows/s); process RSS {:.0} MiB before, peak {:.0} MiB while streaming (+{:.0} MiB)",
+        seeded.as_secs_f64(),
+        bytes as f64 / 1e6,
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64(),
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        (peak.saturating_sub(before)) as f64 / 1024.0
+    );
+    assert!(rows as i64 > entries, "every entry is in the file");
 }
