@@ -3,6 +3,9 @@
 //! default: the admin sees until when), then purged with the operator's purge (every table of
 //! practice data, the partners' own included; the audit trail kept). Hint activating it again
 //! within the grace keeps everything.
+//!
+//! The same hourly look forgets Hint's event ids past its 72-hour retry window
+//! (`hint::webhooks::forget_old_events`): they only ever served to refuse a redelivery.
 
 use std::time::Duration;
 
@@ -52,6 +55,11 @@ pub async fn purge_periodically(state: AppState, mut stop: watch::Receiver<bool>
             _ = every.tick() => {
                 if let Err(e) = purge_expired(&state).await {
                     tracing::warn!(error = %e, "purging deactivated practices failed");
+                }
+                match crate::hint::webhooks::forget_old_events(&state.db).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "Hint event ids past the retry window forgotten"),
+                    Err(e) => tracing::warn!(error = %e, "forgetting old Hint event ids failed"),
                 }
             }
             changed = stop.changed() => {

@@ -149,3 +149,30 @@ async fn rename_on_visits(
     }
     Ok(())
 }
+
+/// How long Hint's event ids are remembered to refuse a redelivery: Hint retries a delivery
+/// for 72 hours; a day more for its clock and ours.
+pub const REMEMBER_EVENTS_FOR: std::time::Duration = std::time::Duration::from_secs(4 * 24 * 3600);
+
+/// Forgets event ids past [`REMEMBER_EVENTS_FOR`], 5,000 at a time (short statements beside
+/// the deliveries arriving); answers how many.
+pub async fn forget_old_events(db: &crate::db::Db) -> Result<u64, sqlx::Error> {
+    const BATCH: u64 = 5_000;
+    let before = now_ms() - REMEMBER_EVENTS_FOR.as_millis() as i64;
+    let mut forgotten = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM inbound_events WHERE (practice_id, source, event_key) IN \
+             (SELECT practice_id, source, event_key FROM inbound_events WHERE received_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(BATCH as i64)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+        forgotten += done;
+        if done < BATCH {
+            return Ok(forgotten);
+        }
+    }
+}

@@ -75,3 +75,54 @@ async fn a_deactivated_practice_is_kept_through_its_grace_then_purged_unless_rea
         "never deactivated: kept"
     );
 }
+
+#[tokio::test]
+async fn hint_event_ids_are_forgotten_once_past_hint_s_retry_window_and_not_before() {
+    let app = spawn_app().await;
+    let post = |id: &str| {
+        let body =
+            serde_json::json!({"id": id, "type": "practitioner.updated", "practice_id": "p-1",
+            "created_at": "2026-12-07T00:00:00Z", "object": {}})
+            .to_string();
+        let (http, url) = (app.http.clone(), format!("{}/webhooks/hint", app.address));
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .header("x-hint-signature", crate::helpers::sign(body.as_bytes()))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for id in ["evt-old", "evt-recent"] {
+        assert_eq!(post(id).await["duplicate"], serde_json::Value::Null);
+    }
+    // One was received five days ago (past Hint's 72 hours and our day of margin), one three
+    // days ago (Hint may still redeliver it).
+    let day = 24 * 3600 * 1000_i64;
+    for (id, age) in [("evt-old", 5 * day), ("evt-recent", 3 * day)] {
+        sqlx::query(
+            "UPDATE inbound_events SET received_at = received_at - $1 WHERE event_key = $2",
+        )
+        .bind(age)
+        .bind(id)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    }
+    let forgotten = chartbridge::hint::webhooks::forget_old_events(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+    let kept: Vec<String> = sqlx::query_scalar("SELECT event_key FROM inbound_events")
+        .fetch_all(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(kept, ["evt-recent"]);
+    // A redelivery within the window is still refused as a duplicate.
+    assert_eq!(post("evt-recent").await["duplicate"], true);
+}
