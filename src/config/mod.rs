@@ -194,6 +194,9 @@ pub struct HintSettings {
     /// Longest a call waits for one of the practice's in-flight slots before it gives up
     /// ("Hint is busy"): a clinician is answered, never left to the request timeout.
     pub slot_wait: Duration,
+    /// Longest a person waits on Hint within one request, every try and both tokens together:
+    /// past it they are told Hint is slow, well before the 30 s request timeout.
+    pub user_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -407,6 +410,7 @@ impl Settings {
                 activate_on_install: args.activate_on_install,
                 shared_budget,
                 slot_wait: Duration::from_secs(10),
+                user_wait: Duration::from_secs(20),
             },
             jobs: JobSettings {
                 workers: args.workers,

@@ -72,8 +72,31 @@ pub fn verify_hint_signature(
 /// Hint no longer takes it (401: it is short-lived, and the frame stays open), once more with
 /// the practice's Instant On token. When Hint takes neither, the user's access has ended: a
 /// 401 that tells them to reopen Chartbridge from Hint (the frame shows it in place), never a
-/// 5xx.
+/// 5xx. All of it within `user_wait`: a Hint slower than that is said to be slow (502, in the
+/// frame), never left to the request timeout's blank 504.
 pub async fn as_user<T, F, Fut>(
+    state: &HintState,
+    session: &PracticeSession,
+    call: F,
+) -> Result<Result<T, HintError>, AppError>
+where
+    F: Fn(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, HintError>>,
+{
+    let slow = || {
+        AppError::upstream(
+            "Hint is slow to answer right now, so Chartbridge could not finish this. Try again in a moment.",
+        )
+    };
+    tokio::time::timeout(
+        state.settings.hint.user_wait,
+        as_user_within(state, session, call),
+    )
+    .await
+    .unwrap_or_else(|_| Err(slow()))
+}
+
+async fn as_user_within<T, F, Fut>(
     state: &HintState,
     session: &PracticeSession,
     call: F,

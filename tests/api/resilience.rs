@@ -485,6 +485,38 @@ async fn a_clinician_waiting_for_a_busy_hint_is_answered_that_it_is_busy() {
 }
 
 #[tokio::test]
+async fn a_clinician_waiting_on_a_slow_hint_is_told_in_the_frame_before_the_request_times_out() {
+    // Hint answers later than the client waits, every try: the tries and the second token
+    // would add up past the request timeout; the clinician is told at `user_wait` (only that
+    // says Hint is slow: the tries running out say it did not answer).
+    let app = spawn_app_with(|s| {
+        s.hint.user_wait = Duration::from_millis(800);
+        s.hint.failure_retries = 3;
+        s.http_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let practice = app.new_practice("Slow Hint Answers").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    let patient = practice.patients[0].clone();
+    app.hint.set_faults(Faults {
+        patients_hang_for: Some(Duration::from_secs(5)),
+        ..Default::default()
+    });
+    let (status, page) = crate::helpers::Page::of(app.start_visit(&key, &patient).await).await;
+    assert_eq!(status, 502);
+    assert!(
+        page.text_of("main").contains("Hint is slow to answer"),
+        "{}",
+        page.text_of("main")
+    );
+    assert!(
+        app.visits_of(&practice.id).await.is_empty(),
+        "nothing started"
+    );
+}
+
+#[tokio::test]
 async fn a_job_that_outlives_its_lease_is_not_taken_over_while_it_runs() {
     let app = spawn_app_with(|s| s.jobs.lease = Duration::from_millis(600)).await;
     let practice = app.new_practice("Slow Hint").await;
