@@ -95,10 +95,10 @@ printf '%-44s %10s %10s %8s\n' "" "per second" "p99 ms" "non-2xx"
 for round in $(seq 1 "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "round $round"
   sign_handshakes "$WORK/handshakes.$round"
-  export HANDSHAKES="$WORK/handshakes.$round"
-  read -r pg_rps pg_p99 pg_bad < <(measure http://127.0.0.1:18392/hint/handshake "$PWD/benches/wrk/handshake.lua")
+  export SIGNED="$WORK/handshakes.$round" SIGNATURE_HEADER=X-Hint-Signature
+  read -r pg_rps pg_p99 pg_bad < <(measure http://127.0.0.1:18392/hint/handshake "$PWD/benches/wrk/signed.lua")
   read -r peer_rps peer_p99 peer_bad < <(measure http://127.0.0.1:18391/hint/handshake "$PWD/../shared/bench/handshake.lua")
-  read -r sq_rps sq_p99 sq_bad < <(measure http://127.0.0.1:18393/hint/handshake "$PWD/benches/wrk/handshake.lua")
+  read -r sq_rps sq_p99 sq_bad < <(measure http://127.0.0.1:18393/hint/handshake "$PWD/benches/wrk/signed.lua")
   read -r hz_rps hz_p99 _ < <(measure http://127.0.0.1:18392/healthz)
   tps=$(pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG_URL" 2>/dev/null |
     awk '/^tps/ {printf "%d", $3}')

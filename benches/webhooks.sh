@@ -145,7 +145,7 @@ PY
 
     local t_tps t_n t_rps t_p99 t_bad
     t_tps=$(pgbench_tps)
-    read -r t_n t_rps t_p99 t_bad < <(TIEP_REPORTS="$WORK/reports.$round" measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/tiep.lua")
+    read -r t_n t_rps t_p99 t_bad < <(SIGNED="$WORK/reports.$round" SIGNATURE_HEADER=X-Signature-256 measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/signed.lua")
     local t_ok=$((t_n - t_bad)) completed queued t_filed_ms
     t_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'" "$t_ok")
     completed=$(sql "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'")

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use tower_sessions_core::{
     SessionStore,
@@ -25,7 +25,7 @@ use crate::hint::HintState;
 use crate::{
     config::SessionSettings,
     crypto::sha256_hex,
-    db::{Db, WriterConnection, now_ms, placeholders},
+    db::{Backend, Db, WriterConnection, now_ms, placeholders},
     error::AppError,
     group_commit::GroupCommit,
 };
@@ -80,7 +80,7 @@ impl HintSessionStore {
                 async move {
                     let mut slot = kept.lock().await;
                     let mut connection = db.reuse(slot.take()).await.map_err(|e| e.to_string())?;
-                    let written = write_openings(&mut connection, &batch).await;
+                    let written = write_openings(&mut connection, db.backend(), &batch).await;
                     // Kept unless the batch failed (a connection in doubt is closed).
                     if written.is_ok() && connection.is_own() {
                         *slot = Some(connection);
@@ -254,6 +254,7 @@ impl SessionStore for HintSessionStore {
 /// deadlock), then the sessions; one statement alone when no practice row needs writing.
 async fn write_openings(
     connection: &mut sqlx::AnyConnection,
+    backend: Backend,
     batch: &[Opening],
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
@@ -268,6 +269,10 @@ async fn write_openings(
         }
     }
     practices.sort_unstable();
+    if practices.is_empty() && backend == Backend::Postgres {
+        // The usual batch: one statement, which commits itself (no BEGIN and COMMIT).
+        return open_unless_replayed(connection, batch).await;
+    }
     let mut tx = sqlx::Connection::begin(connection).await?;
     // Each handshake body once: those new here are remembered and get their session; the
     // others (accepted before, or twice in this batch) are replays.
@@ -301,6 +306,55 @@ async fn write_openings(
     tx.commit().await
 }
 
+/// On PostgreSQL, in one statement: remembers the batch's handshake bodies and inserts the
+/// sessions of those that were new (the first of a body twice in the batch); marks the others
+/// replayed.
+async fn open_unless_replayed(
+    connection: &mut sqlx::AnyConnection,
+    batch: &[Opening],
+) -> Result<(), sqlx::Error> {
+    const COLUMNS: &str = "key_hash, practice_id, user_id, user_email, user_name, roles, \
+        access_context, patient_id, interaction_id, access_token_sealed, created_at, last_seen_at, expires_at";
+    let rows = (0..batch.len())
+        .map(|r| {
+            let p = |c: usize| format!("${}", r * 14 + c);
+            let texts = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+            format!(
+                "({r}, {texts}, {}::bigint, {}::bigint, {}::bigint)",
+                p(12),
+                p(13),
+                p(14)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH batch (n, body_hash, {COLUMNS}) AS (VALUES {rows}), \
+         fresh AS (INSERT INTO handshake_signatures (body_hash, practice_id, seen_at) \
+           SELECT body_hash, practice_id, created_at FROM batch \
+           ON CONFLICT (body_hash) DO NOTHING RETURNING body_hash) \
+         INSERT INTO hint_sessions ({COLUMNS}) \
+         SELECT DISTINCT ON (body_hash) {COLUMNS} FROM batch JOIN fresh USING (body_hash) \
+         ORDER BY body_hash, n \
+         RETURNING key_hash"
+    );
+    let mut query = sqlx::query(&sql);
+    for o in batch {
+        query = bind_session(query.bind(&o.handshake_hash), &o.key_hash, &o.data);
+    }
+    let opened = query
+        .fetch_all(connection)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>("key_hash"))
+        .collect::<Result<HashSet<String>, _>>()?;
+    for o in batch {
+        o.replayed
+            .store(!opened.contains(&o.key_hash), Ordering::Release);
+    }
+    Ok(())
+}
+
 /// Records the batch's handshake bodies; answers the hashes that were new.
 async fn remember_handshakes(
     tx: &mut sqlx::AnyConnection,
@@ -331,23 +385,32 @@ async fn insert_sessions(
     let sql = insert_sessions_sql(sessions.len());
     let mut query = sqlx::query(&sql);
     for (key_hash, data) in sessions {
-        query = query
-            .bind(key_hash)
-            .bind(&data.practice_id)
-            .bind(&data.user_id)
-            .bind(&data.user_email)
-            .bind(&data.user_name)
-            .bind(&data.roles)
-            .bind(&data.access_context)
-            .bind(&data.patient_id)
-            .bind(&data.interaction_id)
-            .bind(&data.access_token_sealed)
-            .bind(data.created_at)
-            .bind(data.last_seen_at)
-            .bind(data.expires_at);
+        query = bind_session(query, key_hash, data);
     }
     query.execute(executor).await?;
     Ok(())
+}
+
+/// Binds a session's thirteen columns, in the order of the inserts above.
+fn bind_session<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    key_hash: &'q str,
+    data: &'q SessionData,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(key_hash)
+        .bind(&data.practice_id)
+        .bind(&data.user_id)
+        .bind(&data.user_email)
+        .bind(&data.user_name)
+        .bind(&data.roles)
+        .bind(&data.access_context)
+        .bind(&data.patient_id)
+        .bind(&data.interaction_id)
+        .bind(&data.access_token_sealed)
+        .bind(data.created_at)
+        .bind(data.last_seen_at)
+        .bind(data.expires_at)
 }
 
 /// The insert of `rows` sessions, written once per batch size (the writer sends one per batch).

@@ -1,10 +1,13 @@
--- wrk script: POST signed Tiep reports, each for a distinct open visit.
--- TIEP_REPORTS names a file of lines "<X-Signature-256 value> <body>" (benches/webhooks.sh
--- writes it); each of wrk's threads takes every THREADS-th line, so no report is sent twice
--- while the file lasts. Count the rows afterwards: a 200 must be a stored result.
+-- wrk script: POST signed requests, each body once (a Tiep report for a distinct open visit, a
+-- Hint handshake that would be refused as a replay if sent twice). SIGNED names a file of lines
+-- "<signature header value> <body>" (benches/webhooks.sh and benches/handshakes.sh write them),
+-- SIGNATURE_HEADER the header it goes in; each of wrk's threads takes every THREADS-th line, so
+-- no body is sent twice while the file lasts (past its end they come round again). Count the
+-- rows afterwards: a 200 must be a stored result.
 -- The requests are formatted once, before the run: wrk shares the two cores with the server,
 -- and formatting each request as it is sent cost wrk ~20 µs of CPU per request.
 local threads = tonumber(os.getenv("THREADS") or "2")
+local header = os.getenv("SIGNATURE_HEADER")
 local counter = 0
 
 function setup(thread)
@@ -15,12 +18,12 @@ end
 function init(args)
   requests = {}
   local n = 0
-  for line in io.lines(os.getenv("TIEP_REPORTS")) do
+  for line in io.lines(os.getenv("SIGNED")) do
     if n % threads == index then
       local signature, body = line:match("^(%S+) (.*)$")
       requests[#requests + 1] = wrk.format("POST", nil, {
         ["Content-Type"] = "application/json",
-        ["X-Signature-256"] = signature,
+        [header] = signature,
       }, body)
     end
     n = n + 1
