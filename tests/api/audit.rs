@@ -552,12 +552,12 @@ async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
     let app = spawn_app().await;
     let practice = app.new_practice("Long Trail Clinic").await;
     let admin = app.session(&practice.admin, None).await;
-    // 4,500 older entries beneath the trail (more than two pages of the export), written with
+    // 12,000 older entries beneath the trail (more than two pages of the export), written with
     // SQL: the export reads them, it does not check their chain.
     sqlx::query(
         "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
          action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
          SELECT $1, -i, 1000, 'usr-old', 'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, 'x', 'x' FROM n",
     )
     .bind(&practice.id)
@@ -595,7 +595,7 @@ async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
         seqs.windows(2).all(|w| w[0] > w[1]),
         "newest first, no repeats"
     );
-    assert_eq!(*seqs.last().unwrap(), -4500);
+    assert_eq!(*seqs.last().unwrap(), -12000);
 
     // A filter narrows it; the export is still whole for it.
     let csv = app
@@ -606,5 +606,5 @@ async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
         .text()
         .await
         .unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4500);
+    assert_eq!(csv.lines().count(), 1 + 12000);
 }
