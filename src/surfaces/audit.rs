@@ -233,35 +233,18 @@ async fn write_csv(
     if filter.before.is_none() {
         return Ok(());
     }
-    // The next page is read while this one is written and sent (one page ahead at most).
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
-    let (db, practice) = (state.db.clone(), practice_id.clone());
-    tokio::spawn(async move {
-        loop {
-            let page = audit::search(&db, &practice, &filter, EXPORT_PAGE).await;
-            let oldest = page.as_ref().ok().and_then(|e| e.last().map(|e| e.seq));
-            // Stops when the writer has stopped (the download closed) or the trail is done.
-            if pages_tx.send(page).await.is_err() {
-                return;
-            }
-            match oldest {
-                Some(seq) => filter.before = Some(seq),
-                None => return,
-            }
-        }
-    });
-    while let Some(page) = pages.recv().await {
-        let events: Vec<Event> = page?;
-        if events.is_empty() {
-            break;
-        }
+    loop {
+        let events = audit::search(&state.db, practice_id, &filter, EXPORT_PAGE).await?;
+        let Some(oldest) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
         let mut chunk = String::with_capacity(events.len() * 220);
         for e in &events {
             push_csv_line(&mut chunk, e);
         }
         out.send(chunk).await?;
+        filter.before = Some(oldest);
     }
-    Ok(())
 }
 
 /// The trail's CSV columns.
