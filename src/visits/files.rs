@@ -134,12 +134,12 @@ pub async fn visits_with_files(
 pub async fn mark_in_chart(
     state: &AppState,
     practice_id: &PracticeId,
-    file_ids: &[String],
+    files: &[VisitFile],
 ) -> Result<(), sqlx::Error> {
-    for id in file_ids {
+    for file in files.iter().filter(|f| !f.in_chart) {
         sqlx::query("UPDATE visit_files SET in_chart = 1 WHERE practice_id = $1 AND id = $2")
             .bind(practice_id)
-            .bind(id)
+            .bind(&file.id)
             .execute(state.db.writer())
             .await?;
     }

@@ -257,8 +257,7 @@ async fn write_note(
                 .map_err(|e| document_error(e, sent))?
         }
     };
-    let ids: Vec<String> = kept.into_iter().map(|f| f.id).collect();
-    files::mark_in_chart(state, practice_id, &ids).await?;
+    files::mark_in_chart(state, practice_id, &kept).await?;
     sqlx::query(
         "UPDATE visits SET hint_document_id = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
     )
@@ -316,8 +315,7 @@ async fn addend_note(
         .patch_document_interaction(auth, &visit.patient_id, document_id, &fields)
         .await
         .map_err(|e| document_error(e, sent))?;
-    let ids: Vec<String> = added.into_iter().map(|f| f.id).collect();
-    files::mark_in_chart(state, practice_id, &ids).await?;
+    files::mark_in_chart(state, practice_id, &added).await?;
     sqlx::query(
         "UPDATE visits SET document_addenda = $1, updated_at = $2 WHERE practice_id = $3 AND id = $4",
     )

@@ -217,8 +217,9 @@ pub async fn recheck(
         mark_downloaded(haidy, &connection, &consultation.id).await?;
         return Ok(again);
     }
-    // Kept and corrected before Haidy hears it was downloaded: a crash in between finds it
-    // again, and then the same report changes nothing.
+    // Kept and corrected before Haidy hears it was downloaded: a crash before the correction
+    // commits finds the approval again next time; one after it leaves Haidy unaware that the
+    // report was collected, which changes nothing here.
     let pdf_key = format!("report_pdf_{}", approved_ms(&consultation).unwrap_or(now));
     keep_pdf(app, practice_id, visit, &consultation.id, &pdf_key, pdf).await?;
     let correction = visits::versions::correct(
