@@ -50,6 +50,9 @@ pub async fn purge_expired(state: &AppState) -> Result<Vec<String>, sqlx::Error>
 /// Looks for practices past their grace every hour until `stop` turns true.
 pub async fn purge_periodically(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(LOOK_EVERY);
+    // The first look an hour after start, not at it: what is due waits an hour at most either
+    // way, and nothing races what a starting instance (or a test) does in its first moments.
+    every.tick().await;
     loop {
         tokio::select! {
             _ = every.tick() => {
