@@ -149,13 +149,7 @@ async fn a_corrected_tiep_report_addends_the_visit_with_both_versions_in_the_cha
             answer.json::<serde_json::Value>().await.unwrap()
         }
     };
-    let versions = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM visit_versions WHERE visit_id = $1")
-            .bind(visit.id.as_str())
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap()
-    };
+    let versions = || app.versions_of(visit.id.as_str());
     send(report("Cough")).await;
     app.run_jobs().await;
 
@@ -198,14 +192,7 @@ async fn a_corrected_tiep_report_addends_the_visit_with_both_versions_in_the_cha
     assert_eq!(versions().await, 1, "the earlier report is kept");
 
     // The trail says who corrected what.
-    let trail: Vec<(String, String)> = sqlx::query_as(
-        "SELECT action, detail FROM audit_events WHERE practice_id = $1 AND visit_id = $2 ORDER BY seq",
-    )
-    .bind(&practice.id)
-    .bind(visit.id.as_str())
-    .fetch_all(app.state.db.reader())
-    .await
-    .unwrap();
+    let trail = app.visit_trail(&practice.id, visit.id.as_str()).await;
     assert!(
         trail.contains(&("visit_addended".into(), "tiep: Reason for visit".into())),
         "{trail:?}"

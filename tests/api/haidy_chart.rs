@@ -196,18 +196,6 @@ async fn an_admin_downloads_the_practices_archive_with_every_visit_and_its_files
     assert_eq!(exported, 1);
 }
 
-/// The visit's trail: (action, detail), oldest first.
-async fn trail(app: &TestApp, practice_id: &str, visit_id: &str) -> Vec<(String, String)> {
-    sqlx::query_as(
-        "SELECT action, detail FROM audit_events WHERE practice_id = $1 AND visit_id = $2 ORDER BY seq",
-    )
-    .bind(practice_id)
-    .bind(visit_id)
-    .fetch_all(app.state.db.reader())
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_consultation_approved_again_with_changes_addends_the_visit_and_its_chart_document() {
     let app = spawn_app_with(|s| {
@@ -255,15 +243,10 @@ async fn a_consultation_approved_again_with_changes_addends_the_visit_and_its_ch
     );
     let stored = app.visit(&practice.id, &visit.id).await;
     assert_eq!((stored.addenda, stored.document_addenda), (1, 1));
-    let versions = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM visit_versions WHERE visit_id = $1")
-            .bind(visit.id.as_str())
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap()
-    };
+    let versions = || app.versions_of(visit.id.as_str());
     assert_eq!(versions().await, 1, "the earlier report kept");
-    let addended: Vec<_> = trail(&app, &practice.id, visit.id.as_str())
+    let addended: Vec<_> = app
+        .visit_trail(&practice.id, visit.id.as_str())
         .await
         .into_iter()
         .filter(|(action, _)| action == "visit_addended")

@@ -100,6 +100,27 @@ pub struct Kept {
 }
 
 impl TestApp {
+    /// A visit's trail: (action, detail), oldest first.
+    pub async fn visit_trail(&self, practice_id: &str, visit_id: &str) -> Vec<(String, String)> {
+        sqlx::query_as(
+            "SELECT action, detail FROM audit_events WHERE practice_id = $1 AND visit_id = $2 ORDER BY seq",
+        )
+        .bind(practice_id)
+        .bind(visit_id)
+        .fetch_all(self.state.db.reader())
+        .await
+        .unwrap()
+    }
+
+    /// How many earlier results of a visit are kept (`visit_versions`).
+    pub async fn versions_of(&self, visit_id: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM visit_versions WHERE visit_id = $1")
+            .bind(visit_id)
+            .fetch_one(self.state.db.reader())
+            .await
+            .unwrap()
+    }
+
     /// The ids of the practice's visits.
     pub async fn visit_ids(&self, practice_id: &str) -> Vec<String> {
         self.visits_of(practice_id)
