@@ -123,9 +123,30 @@ impl Db {
         Ok(db)
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. When none is pending (every one applied, as written), it
+    /// touches nothing: an instance may then run under a role that can change no table's
+    /// shape and only insert into the audit trail (README, `docs/postgresql-roles.sql`), while
+    /// `chartbridge migrate` runs under the owner's.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        sqlx::migrate!("./migrations").run(&self.writer).await?;
+        let migrator = sqlx::migrate!("./migrations");
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.writer)
+                .await
+                .unwrap_or_default();
+        let applied: std::collections::HashMap<i64, Vec<u8>> = applied.into_iter().collect();
+        let pending = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .any(|m| applied.get(&m.version).map(Vec::as_slice) != Some(&*m.checksum));
+        if pending {
+            migrator.run(&self.writer).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "migrations could not be applied ({e}); if this role may not change the \
+                     schema, run `chartbridge migrate` as the database's owner first"
+                )
+            })?;
+        }
         Ok(())
     }
 

@@ -79,11 +79,20 @@ enum PracticeCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check every practice's chain of entries (or one practice's); exits 1 when one is broken.
+    /// Needs the keys the trail was chained under (CHARTBRIDGE_SECRET_KEY, or
+    /// CHARTBRIDGE_AUDIT_KEY, and the older ones).
     Verify {
         /// Only this practice.
         #[arg(long)]
         practice: Option<String>,
+        /// Published checkpoints (a checkpoint file or a shipped JSON log; repeatable): every
+        /// entry they vouch for must still be there as it was.
+        #[arg(long = "checkpoints")]
+        checkpoints: Vec<std::path::PathBuf>,
     },
+    /// Publish every practice's chain head as a signed checkpoint now (logged, and appended
+    /// to CHARTBRIDGE_AUDIT_CHECKPOINTS when set): before a backup, or to close a period.
+    Checkpoint,
 }
 
 // Many small allocations per request (headers, JSON, SQL binds): mimalloc spends less on them
@@ -110,26 +119,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { practice },
+            command:
+                AuditCommand::Verify {
+                    practice,
+                    checkpoints,
+                },
+        } => verify(&cli.config, practice.as_deref(), &checkpoints).await,
+        Command::Audit {
+            command: AuditCommand::Checkpoint,
         } => {
+            let keys = chain_keys(&cli.config)?;
             let db = Db::connect(&database(&cli.config)).await?;
-            let report = chartbridge::audit::verify::verify(&db, practice.as_deref()).await?;
-            for broken in &report.broken {
-                println!(
-                    "BROKEN practice {} at entry {}: {}",
-                    broken.practice_id, broken.seq, broken.problem
-                );
-            }
-            println!(
-                "{} practice(s), {} entr{} checked, {} broken chain(s)",
-                report.practices,
-                report.entries,
-                if report.entries == 1 { "y" } else { "ies" },
-                report.broken.len()
+            let publisher = chartbridge::audit::checkpoints::Publisher::new(
+                db,
+                keys.current().clone(),
+                cli.config.audit_checkpoints.clone(),
             );
-            if !report.broken.is_empty() {
-                std::process::exit(1);
-            }
+            let published = publisher.publish().await?;
+            println!("{published} checkpoint(s) published");
             Ok(())
         }
         Command::Hint {
@@ -146,6 +153,61 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => purge(&cli.config, cli.partners, &practice, even_if_installed).await,
     }
+}
+
+/// The keys the trail is chained under (only the key settings are needed).
+fn chain_keys(config: &ConfigArgs) -> anyhow::Result<chartbridge::audit::ChainKeys> {
+    let keys = chartbridge::config::KeySettings::from_args(config.secret_key.clone(), &config.keys)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    Ok(chartbridge::audit::ChainKeys::from_settings(&keys))
+}
+
+/// `chartbridge audit verify`.
+async fn verify(
+    config: &ConfigArgs,
+    practice: Option<&str>,
+    checkpoints: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    use chartbridge::audit::checkpoints::Published;
+    let keys = chain_keys(config)?;
+    let published = Published::read(checkpoints, &keys)
+        .map_err(|e| anyhow::anyhow!("the checkpoints could not be read: {e}"))?;
+    let db = Db::connect(&database(config)).await?;
+    let report = chartbridge::audit::verify::verify(&db, &keys, practice, &published).await?;
+    for refused in &published.refused {
+        println!("REFUSED checkpoint {refused}");
+    }
+    for broken in &report.broken {
+        println!(
+            "BROKEN practice {} at entry {}: {}",
+            broken.practice_id, broken.seq, broken.problem
+        );
+    }
+    if report.unkeyed > 0 {
+        println!(
+            "{} entr{} chained before the chain was keyed",
+            report.unkeyed,
+            if report.unkeyed == 1 {
+                "y was"
+            } else {
+                "ies were"
+            }
+        );
+    }
+    if !checkpoints.is_empty() {
+        println!("{} checkpoint(s) held against the chains", published.count);
+    }
+    println!(
+        "{} practice(s), {} entr{} checked, {} broken chain(s)",
+        report.practices,
+        report.entries,
+        if report.entries == 1 { "y" } else { "ies" },
+        report.broken.len()
+    );
+    if !report.broken.is_empty() || !published.refused.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// `chartbridge hint register`.

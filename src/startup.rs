@@ -105,6 +105,15 @@ impl Application {
         };
         let forgetter = every_minute(stop_rx.clone(), move || limits.forget_idle());
         let purger = crate::retention::purge_periodically(self.state.clone(), stop_rx.clone());
+        let publisher = crate::audit::checkpoints::Publisher::new(
+            self.state.db.clone(),
+            crate::audit::ChainKeys::from_settings(&self.state.settings.keys)
+                .current()
+                .clone(),
+            self.state.settings.audit.checkpoints.clone(),
+        );
+        let checkpoints =
+            publisher.run(self.state.settings.audit.checkpoint_every, stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let server = crate::server::serve(
             self.listener,
@@ -127,8 +136,13 @@ impl Application {
             announcements,
             forgetter,
             purger,
+            checkpoints,
             signal
         );
+        // The heads as the last request and job left them.
+        if let Err(e) = publisher.publish().await {
+            tracing::error!(error = %e, "the audit checkpoints could not be published at shutdown");
+        }
         self.state.db.close().await;
         Ok(())
     }

@@ -107,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(DEMO_METRICS_TOKEN.into()),
+        audit_checkpoints: Some(args.data_dir.join("audit-checkpoints.jsonl")),
+        keys: Default::default(),
     };
     let mut settings = Settings::from_args(config)?;
     settings.database = match &args.database_url {

@@ -7,13 +7,20 @@
 //! Entries are written on the action's own transaction where it has one ([`record`]), else by
 //! the [`Recorder`] (group commit) before the action's answer: an action that happened is
 //! never missing from the trail. They
-//! form one chain per practice: each entry's hash covers its fields and the previous entry's
-//! hash, and `audit_heads` keeps the last sequence number and hash, so [`verify`] finds any
-//! changed, inserted or deleted entry. Entries hold ids, never names or report text.
+//! form one chain per practice: each entry's hash is a MAC, under a key that is not in the
+//! database ([`key`]), of its fields and the previous entry's hash, and `audit_heads` keeps the
+//! last sequence number and hash, so [`verify`] finds any changed, inserted or deleted entry.
+//! What a chain cannot show by itself (its last entries cut off, or a practice's trail
+//! deleted whole) the signed [`checkpoints`] published outside the database show. Entries hold
+//! ids, never names or report text.
 
+pub mod checkpoints;
+pub mod key;
 mod search;
 pub mod verify;
 mod views;
+
+pub use key::{ChainKey, ChainKeys};
 
 pub use search::{Event, Filter, search};
 
@@ -242,9 +249,18 @@ struct Hashed<'a> {
     prev_hash: &'a str,
 }
 
+/// What a keyed entry's MAC is made for (no other signature of the key is made over it).
+const ENTRY_DOMAIN: &str = "chartbridge audit entry v1";
+
 impl Hashed<'_> {
-    fn hash(&self) -> String {
-        sha256_hex(&serde_json::to_vec(self).expect("an entry serialises"))
+    /// The entry's hash: the MAC of its fields under `key`; without a key, the plain SHA-256
+    /// entries were chained with before the chain was keyed (read by `verify` only).
+    fn hash(&self, key: Option<&ChainKey>) -> String {
+        let fields = serde_json::to_vec(self).expect("an entry serialises");
+        match key {
+            Some(key) => key.sign(ENTRY_DOMAIN, &[&fields]),
+            None => sha256_hex(&fields),
+        }
     }
 }
 
@@ -272,21 +288,14 @@ impl Pending {
     }
 }
 
-/// Appends an entry to the practice's chain on the caller's transaction (the action's own):
-/// both commit, or neither.
-pub async fn record(
-    conn: &mut AnyConnection,
-    practice_id: &PracticeId,
-    actor: &Actor,
-    entry: Entry<'_>,
-) -> Result<(), sqlx::Error> {
-    record_many(conn, &[Pending::new(practice_id, actor, entry)]).await
-}
-
 /// Appends entries, in order, on the caller's transaction. Per practice: one statement moves
 /// its head on by the number of entries (concurrent writers of a practice take turns on that
 /// row), one inserts them all, one stores the new last hash.
-pub async fn record_many(conn: &mut AnyConnection, pending: &[Pending]) -> Result<(), sqlx::Error> {
+async fn record_many(
+    conn: &mut AnyConnection,
+    key: &ChainKey,
+    pending: &[Pending],
+) -> Result<(), sqlx::Error> {
     // Heads are taken in one order by every writer (no two batches wait on each other).
     let mut practices: Vec<&PracticeId> = pending.iter().map(|p| &p.practice_id).collect();
     practices.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -297,17 +306,18 @@ pub async fn record_many(conn: &mut AnyConnection, pending: &[Pending]) -> Resul
             .filter(|p| &p.practice_id == practice_id)
             .collect();
         for chunk in entries.chunks(MAX_ROWS) {
-            append(conn, practice_id, chunk).await?;
+            append(conn, key, practice_id, chunk).await?;
         }
     }
     Ok(())
 }
 
-/// Most entries in one insert (13 values each, well within both databases' limits).
+/// Most entries in one insert (14 values each, well within both databases' limits).
 const MAX_ROWS: usize = 500;
 
 async fn append(
     conn: &mut AnyConnection,
+    key: &ChainKey,
     practice_id: &PracticeId,
     entries: &[&Pending],
 ) -> Result<(), sqlx::Error> {
@@ -355,19 +365,19 @@ async fn append(
             request_id: p.actor.request_id.as_deref(),
             prev_hash: &prev_hash,
         }
-        .hash();
+        .hash(Some(key));
         rows.push((seq, std::mem::replace(&mut prev_hash, hash.clone()), hash));
     }
     let values: Vec<String> = (0..entries.len())
         .map(|i| {
-            let b = i * 13;
-            let slots: Vec<String> = (1..=13).map(|k| format!("${}", b + k)).collect();
+            let b = i * 14;
+            let slots: Vec<String> = (1..=14).map(|k| format!("${}", b + k)).collect();
             format!("({})", slots.join(", "))
         })
         .collect();
     let sql = format!(
         "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
-         action, patient_id, visit_id, detail, request_id, prev_hash, hash) VALUES {}",
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash, key_id) VALUES {}",
         values.join(", ")
     );
     let mut insert = sqlx::query(&sql);
@@ -385,7 +395,8 @@ async fn append(
             .bind(&p.detail)
             .bind(p.actor.request_id.as_deref())
             .bind(prev)
-            .bind(hash);
+            .bind(hash)
+            .bind(key.id());
     }
     insert.execute(&mut *conn).await?;
     sqlx::query("UPDATE audit_heads SET hash = $1 WHERE practice_id = $2")
@@ -402,6 +413,8 @@ async fn append(
 #[derive(Clone, Debug)]
 pub struct Recorder {
     writer: GroupCommit<Pending>,
+    /// The key entries are chained under.
+    key: ChainKey,
     /// Views recorded lately, so that a page polled or reopened is recorded once a while
     /// (`views.rs`).
     recent_views: views::RecentViews,
@@ -413,16 +426,18 @@ const QUEUE: usize = 4096;
 
 impl Recorder {
     /// Starts the writer task (it ends when every handle is dropped).
-    pub fn spawn(db: Db) -> Self {
+    pub fn spawn(db: Db, key: ChainKey) -> Self {
+        let chain = key.clone();
         let writer = GroupCommit::spawn(
             "the audit trail",
             MAX_BATCH,
             QUEUE,
             move |pending: Vec<Pending>| {
                 let db = db.clone();
+                let key = chain.clone();
                 async move {
                     let mut tx = db.begin().await.map_err(|e| e.to_string())?;
-                    record_many(&mut tx, &pending)
+                    record_many(&mut tx, &key, &pending)
                         .await
                         .map_err(|e| e.to_string())?;
                     tx.commit().await.map_err(|e| e.to_string())
@@ -431,8 +446,30 @@ impl Recorder {
         );
         Recorder {
             writer,
+            key,
             recent_views: views::RecentViews::default(),
         }
+    }
+
+    /// Appends an entry to the practice's chain on the caller's transaction (the action's
+    /// own): both commit, or neither.
+    pub async fn record_in(
+        &self,
+        conn: &mut AnyConnection,
+        practice_id: &PracticeId,
+        actor: &Actor,
+        entry: Entry<'_>,
+    ) -> Result<(), sqlx::Error> {
+        record_many(conn, &self.key, &[Pending::new(practice_id, actor, entry)]).await
+    }
+
+    /// Appends entries, in order, on the caller's transaction.
+    pub async fn record_all_in(
+        &self,
+        conn: &mut AnyConnection,
+        pending: &[Pending],
+    ) -> Result<(), sqlx::Error> {
+        record_many(conn, &self.key, pending).await
     }
 
     /// Appends an entry and waits until it is committed.
@@ -484,7 +521,12 @@ mod tests {
             request_id: Some("abc"),
             prev_hash: "",
         };
-        let hash = base.hash();
+        let key = ChainKey::new(&crate::config::SecretKey([7; 32]));
+        let hash = base.hash(Some(&key));
+        // Keyed: neither the plain hash nor another key's MAC matches.
+        assert_ne!(base.hash(None), hash);
+        let other_key = ChainKey::new(&crate::config::SecretKey([8; 32]));
+        assert_ne!(base.hash(Some(&other_key)), hash);
         let changed = [
             Hashed {
                 practice_id: "pra-2",
@@ -530,7 +572,7 @@ mod tests {
             },
         ];
         for other in changed {
-            assert_ne!(other.hash(), hash);
+            assert_ne!(other.hash(Some(&key)), hash);
         }
     }
 }

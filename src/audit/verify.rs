@@ -1,11 +1,18 @@
 //! `chartbridge audit verify`: walks each practice's chain from its first entry and checks
-//! that the sequence has no gap, that every entry's hash is the hash of its fields and of the
-//! entry before, and that the chain ends where `audit_heads` says. A row changed, inserted or
-//! deleted anywhere (the last included) is reported with the practice and sequence number.
+//! that the sequence has no gap, that every entry's hash is the MAC of its fields and of the
+//! entry before under the key it names, and that the chain ends where `audit_heads` says. A row
+//! changed, inserted or deleted anywhere is reported with the practice and sequence number.
+//!
+//! With published checkpoints (`checkpoints.rs`), also that every entry a checkpoint vouched
+//! for is still there as it was: a chain cut short with its head moved back, or a practice
+//! whose trail was deleted whole, is found too.
 
 use sqlx::Row;
 
-use super::{Event, Hashed};
+use super::{
+    ChainKeys, Event, Hashed,
+    checkpoints::{Published, when},
+};
 use crate::db::Db;
 
 /// Entries read per query while walking a chain.
@@ -24,61 +31,94 @@ pub struct Broken {
 pub struct Report {
     pub practices: usize,
     pub entries: u64,
+    /// Entries chained before the chain was keyed (plain SHA-256): a chain holding some is
+    /// broken unless a checkpoint made since vouches for them.
+    pub unkeyed: u64,
     pub broken: Vec<Broken>,
 }
 
-/// Verifies every practice's chain, or only `practice`'s.
-pub async fn verify(db: &Db, practice: Option<&str>) -> Result<Report, sqlx::Error> {
-    let practices: Vec<String> = sqlx::query_scalar(
+/// Verifies every practice's chain, or only `practice`'s, under `keys`, against the
+/// checkpoints `published` (none: the chains alone).
+pub async fn verify(
+    db: &Db,
+    keys: &ChainKeys,
+    practice: Option<&str>,
+    published: &Published,
+) -> Result<Report, sqlx::Error> {
+    let mut practices: Vec<String> = sqlx::query_scalar(
         "SELECT practice_id FROM audit_heads UNION SELECT practice_id FROM audit_events \
          ORDER BY 1",
     )
     .fetch_all(db.reader())
     .await?;
+    // A practice known only to the checkpoints: its trail was deleted.
+    practices.extend(published.by_practice.keys().cloned());
+    practices.sort();
+    practices.dedup();
     let mut report = Report::default();
     for practice_id in practices
         .iter()
         .filter(|p| practice.is_none_or(|only| only == p.as_str()))
     {
         report.practices += 1;
-        if let Some(broken) = verify_practice(db, practice_id, &mut report.entries).await? {
+        let walk = Walk {
+            db,
+            keys,
+            practice_id,
+            published,
+        };
+        if let Some(broken) = walk.run(&mut report).await? {
             report.broken.push(broken);
         }
     }
     Ok(report)
 }
 
-async fn verify_practice(
-    db: &Db,
-    practice_id: &str,
-    entries: &mut u64,
-) -> Result<Option<Broken>, sqlx::Error> {
-    let broken = |seq: i64, problem: &str| {
-        Some(Broken {
-            practice_id: practice_id.to_string(),
-            seq,
-            problem: problem.to_string(),
-        })
-    };
-    // The chain is walked up to the head as read first; entries written meanwhile are walked
-    // up to the head as read again, until it stands still.
-    let read_head = || async {
-        sqlx::query_as::<_, (i64, String)>(
-            "SELECT seq, hash FROM audit_heads WHERE practice_id = $1",
-        )
-        .bind(practice_id)
-        .fetch_optional(db.reader())
-        .await
-    };
-    let mut head = read_head().await?;
-    let mut expected_seq = 1;
-    let mut prev_hash = String::new();
-    for _round in 0..5 {
-        let until = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
-        loop {
-            let rows = sqlx::query(
+/// One practice's chain being walked.
+struct Walk<'a> {
+    db: &'a Db,
+    keys: &'a ChainKeys,
+    practice_id: &'a str,
+    published: &'a Published,
+}
+
+impl Walk<'_> {
+    async fn run(&self, report: &mut Report) -> Result<Option<Broken>, sqlx::Error> {
+        let Walk {
+            db,
+            keys,
+            practice_id,
+            published,
+        } = *self;
+        let checkpoints = published.of(practice_id);
+        let mut keyed = false;
+        let mut last_unkeyed = 0;
+        let broken = |seq: i64, problem: &str| {
+            Some(Broken {
+                practice_id: practice_id.to_string(),
+                seq,
+                problem: problem.to_string(),
+            })
+        };
+        // The chain is walked up to the head as read first; entries written meanwhile are walked
+        // up to the head as read again, until it stands still.
+        let read_head = || async {
+            sqlx::query_as::<_, (i64, String)>(
+                "SELECT seq, hash FROM audit_heads WHERE practice_id = $1",
+            )
+            .bind(practice_id)
+            .fetch_optional(db.reader())
+            .await
+        };
+        let mut head = read_head().await?;
+        let mut expected_seq = 1;
+        let mut prev_hash = String::new();
+        for _round in 0..5 {
+            let until = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
+            loop {
+                let rows = sqlx::query(
                 "SELECT seq, at, actor_id, actor_roles, platform_support, action, patient_id, visit_id, \
-                 detail, request_id, hash, prev_hash FROM audit_events \
+                 detail, request_id, hash, prev_hash, key_id FROM audit_events \
                  WHERE practice_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
             )
             .bind(practice_id)
@@ -87,64 +127,123 @@ async fn verify_practice(
             .bind(PAGE)
             .fetch_all(db.reader())
             .await?;
-            if rows.is_empty() {
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    let event = <Event as sqlx::FromRow<_>>::from_row(&row)?;
+                    let stored_prev: String = row.try_get("prev_hash")?;
+                    let key_id: String = row.try_get("key_id")?;
+                    if event.seq != expected_seq {
+                        return Ok(broken(expected_seq, "an entry is missing"));
+                    }
+                    if stored_prev != prev_hash {
+                        return Ok(broken(event.seq, "it does not follow the entry before"));
+                    }
+                    let hashed = Hashed {
+                        practice_id,
+                        seq: event.seq,
+                        at: event.at,
+                        actor_id: &event.actor_id,
+                        actor_roles: &event.actor_roles,
+                        platform_support: event.platform_support != 0,
+                        action: &event.action,
+                        patient_id: event.patient_id.as_deref(),
+                        visit_id: event.visit_id.as_deref(),
+                        detail: &event.detail,
+                        request_id: event.request_id.as_deref(),
+                        prev_hash: &stored_prev,
+                    };
+                    let key = if key_id.is_empty() {
+                        if keyed {
+                            return Ok(broken(event.seq, "an unkeyed entry follows keyed ones"));
+                        }
+                        report.unkeyed += 1;
+                        last_unkeyed = event.seq;
+                        None
+                    } else {
+                        keyed = true;
+                        match keys.by_id(&key_id) {
+                            Some(key) => Some(key),
+                            None => {
+                                let problem = format!(
+                                    "it was chained under key {key_id}, which is not configured here \
+                                 (CHARTBRIDGE_OLD_AUDIT_KEYS, CHARTBRIDGE_OLD_SECRET_KEYS)"
+                                );
+                                return Ok(broken(event.seq, &problem));
+                            }
+                        }
+                    };
+                    if hashed.hash(key) != event.hash {
+                        return Ok(broken(event.seq, "the entry was changed"));
+                    }
+                    let mut vouched = checkpoints
+                        .and_then(|c| c.get(&event.seq))
+                        .into_iter()
+                        .flatten();
+                    if let Some(c) = vouched.find(|c| c.head != event.hash) {
+                        let problem = format!(
+                            "it is not the entry the checkpoint of {} recorded (the trail was rewritten)",
+                            when(c.at)
+                        );
+                        return Ok(broken(event.seq, &problem));
+                    }
+                    prev_hash = event.hash;
+                    expected_seq += 1;
+                    report.entries += 1;
+                }
+            }
+            let again = read_head().await?;
+            let moved = matches!((&head, &again), (Some((a, _)), Some((b, _))) if b > a);
+            head = again;
+            if !moved {
                 break;
             }
-            for row in rows {
-                let event = <Event as sqlx::FromRow<_>>::from_row(&row)?;
-                let stored_prev: String = row.try_get("prev_hash")?;
-                if event.seq != expected_seq {
-                    return Ok(broken(expected_seq, "an entry is missing"));
-                }
-                if stored_prev != prev_hash {
-                    return Ok(broken(event.seq, "it does not follow the entry before"));
-                }
-                let hashed = Hashed {
-                    practice_id,
-                    seq: event.seq,
-                    at: event.at,
-                    actor_id: &event.actor_id,
-                    actor_roles: &event.actor_roles,
-                    platform_support: event.platform_support != 0,
-                    action: &event.action,
-                    patient_id: event.patient_id.as_deref(),
-                    visit_id: event.visit_id.as_deref(),
-                    detail: &event.detail,
-                    request_id: event.request_id.as_deref(),
-                    prev_hash: &stored_prev,
-                };
-                if hashed.hash() != event.hash {
-                    return Ok(broken(event.seq, "the entry was changed"));
-                }
-                prev_hash = event.hash;
-                expected_seq += 1;
-                *entries += 1;
-            }
         }
-        let again = read_head().await?;
-        let moved = matches!((&head, &again), (Some((a, _)), Some((b, _))) if b > a);
-        head = again;
-        if !moved {
-            break;
-        }
-    }
-    let last = expected_seq - 1;
-    match head {
-        None => Ok(broken(last, "the chain's head is missing")),
-        Some((seq, _)) if seq != last => Ok(broken(last + 1, "entries after this one are missing")),
-        Some((_, hash)) if hash != prev_hash => Ok(broken(last, "the last entry was changed")),
-        Some(_) => {
-            let beyond: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND seq > $2",
-            )
-            .bind(practice_id)
-            .bind(last)
-            .fetch_one(db.reader())
-            .await?;
-            if beyond > 0 {
-                Ok(broken(last + 1, "an entry was added outside the chain"))
+        let last = expected_seq - 1;
+        let vouched_last = checkpoints
+            .and_then(|c| c.last_key_value())
+            .and_then(|(_, c)| c.first());
+        if let Some(c) = vouched_last.filter(|c| c.seq > last) {
+            let problem = if last == 0 && head.is_none() {
+                format!(
+                    "the practice's trail is gone: the checkpoint of {} recorded {} entries",
+                    when(c.at),
+                    c.seq
+                )
             } else {
-                Ok(None)
+                format!(
+                    "the trail was cut short: the checkpoint of {} recorded entries up to {}",
+                    when(c.at),
+                    c.seq
+                )
+            };
+            return Ok(broken(last + 1, &problem));
+        }
+        if last_unkeyed > 0 && vouched_last.is_none_or(|c| c.seq < last_unkeyed) {
+            let problem = "entries up to this one were chained before the chain was keyed, and no \
+                       checkpoint vouches for them (verify with --checkpoints)";
+            return Ok(broken(last_unkeyed, problem));
+        }
+        match head {
+            None => Ok(broken(last, "the chain's head is missing")),
+            Some((seq, _)) if seq != last => {
+                Ok(broken(last + 1, "entries after this one are missing"))
+            }
+            Some((_, hash)) if hash != prev_hash => Ok(broken(last, "the last entry was changed")),
+            Some(_) => {
+                let beyond: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND seq > $2",
+                )
+                .bind(practice_id)
+                .bind(last)
+                .fetch_one(db.reader())
+                .await?;
+                if beyond > 0 {
+                    Ok(broken(last + 1, "an entry was added outside the chain"))
+                } else {
+                    Ok(None)
+                }
             }
         }
     }

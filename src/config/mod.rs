@@ -9,8 +9,10 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+mod keys;
 mod server;
 
+pub use keys::{KeyArgs, KeySettings};
 pub use server::{Budget, RateLimitSettings, ServerSettings, TrustedProxies};
 
 use crate::upstream::{address::AddressPolicy, guarded::HostLookup};
@@ -85,6 +87,13 @@ pub struct ConfigArgs {
     /// handshake, install, webhooks); unnamed doors keep their defaults (300/60, 20/5, 1200/300).
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// A file the audit trail's signed checkpoints are appended to (they are logged too); ship
+    /// it, or the log, to append-only storage: `chartbridge audit verify --checkpoints` reads
+    /// either.
+    #[arg(long, env = "CHARTBRIDGE_AUDIT_CHECKPOINTS")]
+    pub audit_checkpoints: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// Validated settings the application runs on.
@@ -96,7 +105,10 @@ pub struct Settings {
     /// Where Hint and the partners reach us; `None`: the address the server is bound to
     /// (allowed on loopback only, see `Application::build`).
     pub public_url: Option<Url>,
-    pub secret_key: SecretKey,
+    /// What seals data at rest and chains the audit trail.
+    pub keys: KeySettings,
+    /// The audit trail's checkpoints.
+    pub audit: AuditSettings,
     pub frame_ancestors: String,
     /// Who may read `/metrics`; `None`: nobody (the route answers 404).
     pub metrics_token: Option<SecretString>,
@@ -237,6 +249,15 @@ pub struct SessionSettings {
     pub max_per_user: usize,
 }
 
+/// Where and how often the audit trail's heads are published as signed checkpoints.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The file they are appended to (they are logged either way).
+    pub checkpoints: Option<PathBuf>,
+    /// How often the heads that moved are published (and once more at shutdown).
+    pub checkpoint_every: Duration,
+}
+
 /// The 32-byte key that seals secrets at rest. `Debug` never prints it.
 #[derive(Clone)]
 pub struct SecretKey(pub [u8; 32]);
@@ -322,11 +343,7 @@ impl Settings {
             Some(url) => Some(parse_url(&url, "CHARTBRIDGE_PUBLIC_URL")?),
             None => None,
         };
-        let secret_key = SecretKey::parse(&required(args.secret_key, "CHARTBRIDGE_SECRET_KEY")?)
-            .map_err(|problem| ConfigError {
-                variable: "CHARTBRIDGE_SECRET_KEY",
-                problem: format!("{problem} (generate one with `openssl rand -base64 32`)"),
-            })?;
+        let keys = KeySettings::from_args(args.secret_key, &args.keys)?;
         let bind = args.bind.parse().map_err(|_| ConfigError {
             variable: "CHARTBRIDGE_BIND",
             problem: "is not an IP address".into(),
@@ -393,7 +410,11 @@ impl Settings {
             port: args.port,
             database,
             public_url,
-            secret_key,
+            keys,
+            audit: AuditSettings {
+                checkpoints: args.audit_checkpoints,
+                checkpoint_every: Duration::from_secs(3600),
+            },
             frame_ancestors,
             metrics_token,
             hint: HintSettings {

@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 
 use super::HintState;
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{Action, Actor, Entry},
     db::Backend,
     tenancy::PracticeId,
 };
@@ -87,15 +87,17 @@ pub async fn patient(
         id: "hint".into(),
         ..Actor::chartbridge()
     };
-    audit::record(
-        &mut *tx,
-        practice_id,
-        &hint,
-        Entry::new(Action::PatientErased)
-            .patient(patient_id)
-            .detail(&detail),
-    )
-    .await?;
+    state
+        .audit
+        .record_in(
+            &mut *tx,
+            practice_id,
+            &hint,
+            Entry::new(Action::PatientErased)
+                .patient(patient_id)
+                .detail(&detail),
+        )
+        .await?;
     if sqlite {
         sqlx::query("PRAGMA secure_delete = OFF")
             .execute(&mut *tx)

@@ -49,8 +49,13 @@ impl HintState {
                 &settings.sessions,
             )),
             patients: Arc::new(directory::PatientDirectory::new()),
-            secrets: SecretBox::new(&settings.secret_key),
-            audit: crate::audit::Recorder::spawn(db.clone()),
+            secrets: SecretBox::new(&settings.keys.secret),
+            audit: crate::audit::Recorder::spawn(
+                db.clone(),
+                crate::audit::ChainKeys::from_settings(&settings.keys)
+                    .current()
+                    .clone(),
+            ),
             hint: HintClient::new(
                 upstream.clone(),
                 settings.hint.clone(),

@@ -185,6 +185,7 @@ pub async fn stuck_for_practice<S>(
 /// Puts a dead job of this practice back in the queue. False when there is none by that id.
 pub async fn retry_dead<S>(
     db: &Db,
+    trail: &audit::Recorder,
     signal: &JobSignal,
     registry: &Registry<S>,
     practice_id: &PracticeId,
@@ -212,7 +213,7 @@ pub async fn retry_dead<S>(
     if let Some(visit_id) = &visit_id {
         entry = entry.visit(visit_id.as_str());
     }
-    audit::record(&mut tx, practice_id, actor, entry).await?;
+    trail.record_in(&mut tx, practice_id, actor, entry).await?;
     tx.commit().await?;
     signal.wake();
     Ok(true)

@@ -10,7 +10,7 @@ use axum::{
 use sqlx::{Row, any::AnyRow};
 
 use crate::{
-    audit::{self, Action, Entry},
+    audit::{Action, Entry},
     crypto::sha256_hex,
     db::{Moment, new_id, now_ms},
     error::AppError,
@@ -289,7 +289,10 @@ pub async fn dismiss(
         return Err(AppError::NotFound);
     }
     let dismissed = Entry::new(Action::UnmatchedDismissed).detail(id.as_str());
-    audit::record(&mut tx, &session.practice_id, &session.actor(), dismissed).await?;
+    state
+        .audit
+        .record_in(&mut tx, &session.practice_id, &session.actor(), dismissed)
+        .await?;
     tx.commit().await?;
     Ok(Html("<span class=\"ok\">Dismissed.</span>"))
 }

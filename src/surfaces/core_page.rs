@@ -273,6 +273,7 @@ pub async fn retry_job(
     let actor = session.actor();
     if !jobs::retry_dead(
         &state.db,
+        &state.audit,
         &state.jobs,
         &state.job_kinds,
         &session.practice_id,

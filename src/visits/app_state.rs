@@ -54,6 +54,7 @@ impl AppState {
         let jobs = JobSignal::default();
         let completions = Completions::spawn(
             hint_state.db.clone(),
+            hint_state.audit.clone(),
             jobs.clone(),
             hint_state.settings.jobs.max_attempts,
             hint_state.settings.results.clone(),

@@ -47,9 +47,16 @@ pub struct Completions(BurstWriter<Results>);
 
 impl Completions {
     /// Starts the writer and its filing task (they end when every handle is dropped).
-    pub fn spawn(db: Db, jobs: JobSignal, max_attempts: i64, settings: ResultSettings) -> Self {
+    pub fn spawn(
+        db: Db,
+        trail: audit::Recorder,
+        jobs: JobSignal,
+        max_attempts: i64,
+        settings: ResultSettings,
+    ) -> Self {
         let results = Results {
             db,
+            trail,
             jobs,
             max_attempts,
         };
@@ -70,6 +77,8 @@ impl Completions {
 /// Visit results, as the burst writer stores them.
 struct Results {
     db: Db,
+    /// Chains the filings' trail entries.
+    trail: audit::Recorder,
     jobs: JobSignal,
     max_attempts: i64,
 }
@@ -102,7 +111,7 @@ impl Burst for Results {
     }
 
     async fn file_now(&self, items: &[Completion]) -> Result<Vec<bool>, sqlx::Error> {
-        let applied = file_now(&self.db, self.max_attempts, items).await?;
+        let applied = file_now(self, items).await?;
         if !applied.is_empty() {
             self.jobs.wake();
         }
@@ -110,7 +119,7 @@ impl Burst for Results {
     }
 
     async fn file_receipts(&self, limit: usize) -> Result<usize, sqlx::Error> {
-        let taken = file_receipts(&self.db, self.max_attempts, limit).await?;
+        let taken = file_receipts(self, limit).await?;
         if taken > 0 {
             self.jobs.wake();
         }
@@ -168,11 +177,7 @@ async fn store_receipts(
 }
 
 /// Files a batch of results in one transaction.
-async fn file_now(
-    db: &Db,
-    max_attempts: i64,
-    batch: &[Completion],
-) -> Result<HashSet<Key>, sqlx::Error> {
+async fn file_now(results: &Results, batch: &[Completion]) -> Result<HashSet<Key>, sqlx::Error> {
     let filings: Vec<Filing<'_>> = batch
         .iter()
         .map(|c| Filing {
@@ -184,14 +189,15 @@ async fn file_now(
             actor: &c.actor,
         })
         .collect();
-    let mut tx = db.begin().await?;
-    let applied = file(&mut tx, max_attempts, &filings, Origin::Delivery).await?;
+    let mut tx = results.db.begin().await?;
+    let applied = file(&mut tx, results, &filings, Origin::Delivery).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
 /// Files up to `limit` receipts (see `burst::take_receipts`); answers how many it took.
-async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize, sqlx::Error> {
+async fn file_receipts(results: &Results, limit: usize) -> Result<usize, sqlx::Error> {
+    let db = &results.db;
     let mut tx = db.begin().await?;
     let select = "SELECT practice_id, visit_id, partner, result, actor_id, actor_roles, \
          actor_support, request_id FROM result_receipts";
@@ -235,7 +241,7 @@ async fn file_receipts(db: &Db, max_attempts: i64, limit: usize) -> Result<usize
             actor: &r.actor,
         })
         .collect();
-    let applied = file(&mut tx, max_attempts, &filings, Origin::Receipt).await?;
+    let applied = file(&mut tx, results, &filings, Origin::Receipt).await?;
     tx.commit().await?;
     let keys: Vec<[&str; 2]> = receipts
         .iter()
@@ -281,7 +287,7 @@ enum Origin {
 /// statements whatever the batch's size.
 async fn file(
     tx: &mut AnyConnection,
-    max_attempts: i64,
+    results: &Results,
     filings: &[Filing<'_>],
     origin: Origin,
 ) -> Result<HashSet<Key>, sqlx::Error> {
@@ -345,7 +351,7 @@ async fn file(
         .iter()
         .map(|(f, _)| NewJob::new(f.practice_id, &SyncInteraction::of(f.visit_id), now))
         .collect();
-    jobs::enqueue_many(&mut *tx, max_attempts, &new_jobs).await?;
+    jobs::enqueue_many(&mut *tx, results.max_attempts, &new_jobs).await?;
     let placeholders: Vec<String> = (1..=done.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "DELETE FROM jobs WHERE locked_by IS NULL AND dedupe_key IN ({})",
@@ -368,6 +374,6 @@ async fn file(
             Pending::new(f.practice_id, f.actor, entry)
         })
         .collect();
-    audit::record_many(&mut *tx, &finished).await?;
+    results.trail.record_all_in(&mut *tx, &finished).await?;
     Ok(applied)
 }

@@ -171,7 +171,7 @@ pub async fn read(
 fn link_key(state: &AppState) -> [u8; 32] {
     let mut digest = Sha256::new();
     digest.update(b"chartbridge visit file links v1\0");
-    digest.update(state.settings.secret_key.0);
+    digest.update(state.settings.keys.secret.0);
     digest.finalize().into()
 }
 

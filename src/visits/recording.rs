@@ -56,6 +56,7 @@ impl Recordings {
     pub fn spawn(state: HintState, jobs: JobSignal, settings: ResultSettings) -> Self {
         let recorder = Recorder {
             db: state.db.clone(),
+            trail: state.audit.clone(),
             jobs,
             max_attempts: state.settings.jobs.max_attempts,
         };
@@ -104,6 +105,8 @@ impl Recordings {
 /// Finished visits, as the burst writer stores them.
 struct Recorder {
     db: Db,
+    /// Chains the visits' trail entries.
+    trail: audit::Recorder,
     jobs: JobSignal,
     max_attempts: i64,
 }
@@ -172,7 +175,7 @@ impl Burst for Recorder {
 
     async fn file_now(&self, items: &[Finished]) -> Result<Vec<Option<VisitId>>, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let stored = file(&mut tx, self.max_attempts, items).await?;
+        let stored = file(&mut tx, self, items).await?;
         tx.commit().await?;
         if !stored.is_empty() {
             self.jobs.wake();
@@ -206,7 +209,7 @@ impl Burst for Recorder {
                 })
             })
             .collect::<Result<Vec<Finished>, sqlx::Error>>()?;
-        let stored = file(&mut tx, self.max_attempts, &receipts).await?;
+        let stored = file(&mut tx, self, &receipts).await?;
         tx.commit().await?;
         let keys: Vec<[&str; 3]> = receipts
             .iter()
@@ -245,7 +248,7 @@ fn outcomes(items: &[Finished], stored: &HashSet<String>) -> Vec<Option<VisitId>
 /// their trail entries on the caller's transaction; answers the ids created.
 async fn file(
     tx: &mut AnyConnection,
-    max_attempts: i64,
+    recorder: &Recorder,
     batch: &[Finished],
 ) -> Result<HashSet<String>, sqlx::Error> {
     let now = now_ms();
@@ -296,7 +299,7 @@ async fn file(
         .iter()
         .map(|f| NewJob::new(&f.practice_id, &SyncInteraction::of(&f.visit_id), now))
         .collect();
-    jobs::enqueue_many(&mut *tx, max_attempts, &new_jobs).await?;
+    jobs::enqueue_many(&mut *tx, recorder.max_attempts, &new_jobs).await?;
     let arrived: Vec<Pending> = stored
         .iter()
         .map(|f| {
@@ -307,6 +310,6 @@ async fn file(
             Pending::new(&f.practice_id, &Actor::partner(&f.partner), entry)
         })
         .collect();
-    audit::record_many(&mut *tx, &arrived).await?;
+    recorder.trail.record_all_in(&mut *tx, &arrived).await?;
     Ok(inserted)
 }

@@ -11,7 +11,7 @@ use super::{
     to_json,
 };
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{Action, Actor, Entry},
     db::now_ms,
     error::AppError,
     jobs::{self, Job, NewJob},
@@ -168,7 +168,10 @@ pub async fn start(
         .patient(new.patient_id)
         .visit(id.as_str())
         .detail(new.partner.as_str());
-    audit::record(&mut tx, practice_id, actor, launched).await?;
+    state
+        .audit
+        .record_in(&mut tx, practice_id, actor, launched)
+        .await?;
     let launch_deadline = now + state.settings.launch_timeout.as_millis() as i64;
     schedule_poll(&mut tx, state, practice_id, &id, launch_deadline).await?;
     tx.commit().await?;
@@ -336,7 +339,10 @@ pub async fn fail(
         let failed = Entry::new(Action::VisitFailed)
             .patient(patient)
             .visit(visit_id.as_str());
-        audit::record(&mut tx, practice_id, &Actor::chartbridge(), failed).await?;
+        state
+            .audit
+            .record_in(&mut tx, practice_id, &Actor::chartbridge(), failed)
+            .await?;
     }
     let moved = patient.is_some();
     tx.commit().await?;
@@ -360,7 +366,10 @@ pub async fn cancel(
         let cancelled = Entry::new(Action::VisitCancelled)
             .patient(patient)
             .visit(visit_id.as_str());
-        audit::record(&mut tx, practice_id, actor, cancelled).await?;
+        state
+            .audit
+            .record_in(&mut tx, practice_id, actor, cancelled)
+            .await?;
     }
     let moved = patient.is_some();
     tx.commit().await?;

@@ -11,7 +11,7 @@ use super::{
     transitions::enqueue_sync,
 };
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{Action, Actor, Entry},
     db::{new_id, now_ms},
     error::AppError,
     tenancy::PracticeId,
@@ -104,7 +104,10 @@ pub async fn correct(
         .patient(&visit.patient_id)
         .visit(visit_id.as_str())
         .detail(&detail);
-    audit::record(&mut tx, practice_id, actor, entry).await?;
+    state
+        .audit
+        .record_in(&mut tx, practice_id, actor, entry)
+        .await?;
     enqueue_sync(&mut tx, state, practice_id, visit_id).await?;
     tx.commit().await?;
     state.jobs.wake();

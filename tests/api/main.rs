@@ -2,6 +2,7 @@
 
 mod at_rest;
 mod audit;
+mod audit_checkpoints;
 mod bursts;
 mod chart_record;
 mod connections;

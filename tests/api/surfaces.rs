@@ -135,6 +135,8 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: None,
+        audit_checkpoints: None,
+        keys: Default::default(),
     })
     .expect("HINT_PARTNER_ID and CHARTBRIDGE_PUBLIC_URL are optional");
     // Read as `serve` reads its flags (a partner added later keeps its default address: the

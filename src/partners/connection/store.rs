@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::Connection;
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{Action, Actor, Entry},
     db::now_ms,
     error::AppError,
     tenancy::PracticeId,
@@ -67,7 +67,9 @@ pub(super) async fn store<C: Connection>(
     .execute(&mut *tx)
     .await?;
     let changed = Entry::new(Action::SettingsChanged).detail(C::PARTNER.as_str());
-    audit::record(&mut tx, practice_id, actor, changed).await?;
+    app.audit
+        .record_in(&mut tx, practice_id, actor, changed)
+        .await?;
     tx.commit().await?;
     app.connection_secrets
         .forget(practice_id.as_str(), C::PARTNER.as_str());

@@ -18,10 +18,17 @@ use super::{PRODUCT_ID, TestApp};
 pub struct TestDatabase(Arc<OwnedDatabase>);
 
 pub struct OwnedDatabase {
+    /// What the app connects with: on PostgreSQL, as the app's role, which may only insert
+    /// into and read the audit trail (`docs/postgresql-roles.sql`).
     pub settings: DatabaseSettings,
     /// The server's URL it was created through (PostgreSQL), and its name there.
     created_on: Option<(String, String)>,
+    /// The database as its owner (PostgreSQL): what tests that tamper with it use.
+    owner_url: Option<String>,
 }
+
+/// The role the app serves under in the PostgreSQL pass.
+const APP_ROLE: &str = "chartbridge_app";
 
 impl Deref for TestDatabase {
     type Target = OwnedDatabase;
@@ -78,17 +85,73 @@ pub(super) async fn test_database() -> TestDatabase {
                 .expect("create test database");
             let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&format!("/{name}"));
+            let owner_url = url.to_string();
+            // The owner applies the migrations and the grants; the app serves as its role.
+            let owner =
+                chartbridge::db::Db::connect(&DatabaseSettings::Url(owner_url.clone().into()))
+                    .await
+                    .expect("migrations apply");
+            grant_app_role(&mut admin, owner.writer(), &name).await;
+            owner.close().await;
+            url.set_username(APP_ROLE).expect("a user name");
+            url.set_password(None).expect("no password");
             OwnedDatabase {
                 settings: DatabaseSettings::Url(url.to_string().into()),
                 created_on: Some((admin_url, name)),
+                owner_url: Some(owner_url),
             }
         }
         _ => OwnedDatabase {
             settings: DatabaseSettings::Sqlite(std::env::temp_dir().join(format!("{name}.sqlite"))),
             created_on: None,
+            owner_url: None,
         },
     };
     TestDatabase(Arc::new(owned))
+}
+
+/// Creates the app's role once per server and grants it, on database `name`, what
+/// `docs/postgresql-roles.sql` grants.
+async fn grant_app_role(admin: &mut sqlx::AnyConnection, owner: &sqlx::AnyPool, name: &str) {
+    sqlx::query(&format!(
+        "DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    ))
+    .execute(&mut *admin)
+    .await
+    .expect("the app's role exists");
+    sqlx::query(&format!(
+        "GRANT CONNECT ON DATABASE \"{name}\" TO {APP_ROLE}"
+    ))
+    .execute(&mut *admin)
+    .await
+    .expect("the app's role may connect");
+    let script = include_str!("../../../docs/postgresql-roles.sql");
+    let sql: String = script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(":\"app_role\"", APP_ROLE);
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(statement)
+            .execute(owner)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+impl TestApp {
+    /// The database as its owner: for tests that do what the app's role may not (tampering
+    /// with the trail). On SQLite, the app's own pool.
+    pub async fn owner_db(&self) -> sqlx::AnyPool {
+        match &self.database.owner_url {
+            Some(url) => sqlx::AnyPool::connect(url)
+                .await
+                .expect("the owner connects"),
+            None => self.state.db.writer().clone(),
+        }
+    }
 }
 
 /// A partner delivery kept for review, as stored.

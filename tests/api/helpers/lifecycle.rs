@@ -41,9 +41,13 @@ impl TestApp {
             DatabaseSettings::Sqlite(path) => format!("sqlite:{}", path.display()),
             DatabaseSettings::Url(url) => url.expose_secret().to_string(),
         };
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode(self.config.keys.secret.0);
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chartbridge"))
             .args(args)
             .env("DATABASE_URL", url)
+            // The app's own key (the trail is chained under it); `env` may name others.
+            .env("CHARTBRIDGE_SECRET_KEY", key)
             .env("RUST_LOG", "error")
             .envs(env.iter().copied())
             .output()

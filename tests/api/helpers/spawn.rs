@@ -147,6 +147,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(METRICS_TOKEN.into()),
+        audit_checkpoints: None,
+        keys: Default::default(),
     })
     .expect("test settings are valid");
     let partners = PartnerSettings::from_args(
