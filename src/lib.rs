@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod partners;
 pub mod retention;
+pub mod rotation;
 pub mod server;
 pub mod startup;
 pub mod surfaces;

@@ -44,6 +44,23 @@ enum Command {
         #[command(subcommand)]
         command: PracticeCommand,
     },
+    /// The keys that seal data at rest.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Seal every sealed value again under CHARTBRIDGE_SECRET_KEY, opening each under whichever
+    /// key sealed it (CHARTBRIDGE_OLD_SECRET_KEYS). Online, in batches; run it again to resume.
+    /// Exits 1 when a value opens under no key held. Then remove the old key everywhere.
+    Rotate {
+        /// Rows per batch (each its own transaction).
+        #[arg(long, default_value_t = chartbridge::rotation::BATCH)]
+        batch: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Hint {
             command: HintCommand::Check { url },
         } => check(&cli.config, url).await,
+        Command::Keys {
+            command: KeysCommand::Rotate { batch },
+        } => rotate(&cli.config, batch).await,
         Command::Practice {
             command:
                 PracticeCommand::Purge {
@@ -160,6 +180,34 @@ fn chain_keys(config: &ConfigArgs) -> anyhow::Result<chartbridge::audit::ChainKe
     let keys = chartbridge::config::KeySettings::from_args(config.secret_key.clone(), &config.keys)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     Ok(chartbridge::audit::ChainKeys::from_settings(&keys))
+}
+
+/// `chartbridge keys rotate`.
+async fn rotate(config: &ConfigArgs, batch: i64) -> anyhow::Result<()> {
+    let keys = chartbridge::config::KeySettings::from_args(config.secret_key.clone(), &config.keys)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let secrets = chartbridge::crypto::SecretBox::from_settings(&keys);
+    let db = Db::connect(&database(config)).await?;
+    let report = chartbridge::rotation::rotate(&db, &secrets, batch.max(1)).await?;
+    let mut unopened = 0;
+    for r in &report {
+        unopened += r.unopened;
+        if r.resealed + r.raced + r.unopened > 0 {
+            println!(
+                "{}.{}: {} sealed again, {} written meanwhile, {} open under no key held",
+                r.table, r.column, r.resealed, r.raced, r.unopened
+            );
+        }
+    }
+    let resealed: u64 = report.iter().map(|r| r.resealed).sum();
+    println!(
+        "{resealed} value(s) now sealed under key {}; {unopened} left as they were",
+        secrets.key_id()
+    );
+    if unopened > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// `chartbridge audit verify`.

@@ -49,7 +49,7 @@ impl HintState {
                 &settings.sessions,
             )),
             patients: Arc::new(directory::PatientDirectory::new()),
-            secrets: SecretBox::new(&settings.keys.secret),
+            secrets: SecretBox::from_settings(&settings.keys),
             audit: crate::audit::Recorder::spawn(
                 db.clone(),
                 crate::audit::ChainKeys::from_settings(&settings.keys)

@@ -93,11 +93,14 @@ pub(super) fn open_rows(
 /// Seals the patient data of rows written before sealing began (run at start; a no-op once
 /// done). Answers how many rows it sealed.
 pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
+    // Written before sealing: neither empty (an erased patient's) nor in a sealed form.
     let unsealed = format!(
-        "SELECT practice_id, {VISIT_COLUMNS} FROM visits WHERE patient_name NOT LIKE '{p}%' \
-         OR launch NOT LIKE '{p}%' OR (result IS NOT NULL AND result NOT LIKE '{p}%') \
-         OR (error_message IS NOT NULL AND error_message NOT LIKE '{p}%') LIMIT 500",
-        p = crate::crypto::SEALED_TEXT
+        "SELECT practice_id, {VISIT_COLUMNS} FROM visits WHERE \
+         (patient_name <> '' AND patient_name NOT LIKE '{p}%') \
+         OR (launch <> '' AND launch NOT LIKE '{p}%') \
+         OR (result IS NOT NULL AND result <> '' AND result NOT LIKE '{p}%') \
+         OR (error_message IS NOT NULL AND error_message <> '' AND error_message NOT LIKE '{p}%') LIMIT 500",
+        p = crate::crypto::SEALED
     );
     let mut sealed = 0;
     loop {
@@ -109,10 +112,8 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
             use sqlx::{FromRow, Row};
             // A maintenance pass over every practice's rows: each is sealed for its own.
             let practice: String = row.try_get("practice_id")?;
-            let stored = StoredVisit::from_row(&row)?;
-            let read = stored.0.clone();
-            let visit = stored
-                .open(&state.secrets, &practice)
+            let read = StoredVisit::from_row(&row)?.0;
+            let visit = open_plain_or_sealed(&state.secrets, &practice, read.clone())
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             let id = &visit.id;
             let p = practice.as_str();
@@ -148,6 +149,30 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
             sealed += done;
         }
     }
+}
+
+/// A row of `seal_stored`: each column plain (written before sealing) or already sealed.
+fn open_plain_or_sealed(
+    secrets: &SecretBox,
+    practice_id: &str,
+    mut visit: Visit,
+) -> Result<Visit, CryptoError> {
+    let id = visit.id.clone();
+    let open = |column: &str, value: String| {
+        if value.starts_with(crate::crypto::SEALED) {
+            secrets.open_text(&value, &row_aad("visits", column, practice_id, id.as_str()))
+        } else {
+            Ok(value)
+        }
+    };
+    visit.patient_name = open("patient_name", visit.patient_name)?;
+    visit.launch = open("launch", visit.launch)?;
+    visit.result = visit.result.map(|r| open("result", r)).transpose()?;
+    visit.error_message = visit
+        .error_message
+        .map(|m| open("error_message", m))
+        .transpose()?;
+    Ok(visit)
 }
 
 /// An earlier result of a visit.

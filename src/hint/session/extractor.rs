@@ -93,7 +93,7 @@ impl PracticeSession {
 }
 
 /// Associated data binding a sealed access token to its practice and user.
-pub fn access_token_aad(practice_id: &PracticeId, user_id: &str) -> String {
+pub fn access_token_aad(practice_id: &(impl std::fmt::Display + ?Sized), user_id: &str) -> String {
     format!("hint_sessions.access_token|{practice_id}|{user_id}")
 }
 

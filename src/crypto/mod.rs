@@ -1,8 +1,13 @@
 //! Secrets at rest and signatures on the wire.
 //!
-//! `SecretBox` seals secrets with XChaCha20-Poly1305; the row's identity is the associated data,
-//! so a ciphertext copied to another row (another practice) does not open.
-//! `verify_hmac_sha256` checks `sha256=<hex>` signatures in constant time on raw bytes.
+//! [`SecretBox`] (`sealing.rs`) seals secrets with XChaCha20-Poly1305 under a key it names; the
+//! row's identity is the associated data, so a ciphertext copied to another row (another
+//! practice) does not open. `verify_hmac_sha256` checks `sha256=<hex>` signatures in constant
+//! time on raw bytes.
+
+mod sealing;
+
+pub use sealing::{CryptoError, SEALED, SEALED_TEXT, SecretBox, row_aad};
 
 use std::{
     collections::HashMap,
@@ -10,123 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use chacha20poly1305::{
-    XChaCha20Poly1305, XNonce,
-    aead::{Aead, KeyInit, Payload},
-};
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::config::SecretKey;
-
 type HmacSha256 = Hmac<Sha256>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
-    #[error("sealed value is malformed or was sealed for another row")]
-    Open,
-}
-
-impl From<CryptoError> for crate::error::AppError {
-    fn from(e: CryptoError) -> Self {
-        crate::error::AppError::Internal(anyhow::Error::new(e).context("sealed secret"))
-    }
-}
-
-/// What a sealed text column starts with (base64 never holds `:`).
-pub const SEALED_TEXT: &str = "sealed:v1:";
-
-/// The associated data of a sealed column: the table, the column, and the row's practice and
-/// id. A sealed value moved to another column, row or practice does not open.
-pub fn row_aad(table: &str, column: &str, practice_id: &str, row_id: &str) -> String {
-    format!("{table}.{column}|{practice_id}|{row_id}")
-}
-
-/// Seals and opens secrets stored in the database.
-#[derive(Clone)]
-pub struct SecretBox {
-    cipher: XChaCha20Poly1305,
-}
-
-impl std::fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretBox([redacted])")
-    }
-}
-
-impl SecretBox {
-    pub fn new(key: &SecretKey) -> Self {
-        Self {
-            cipher: XChaCha20Poly1305::new((&key.0).into()),
-        }
-    }
-
-    /// Encrypts `plaintext` bound to `aad` (the row's identity); returns base64(nonce || ct).
-    pub fn seal(&self, plaintext: &[u8], aad: &str) -> String {
-        let nonce_bytes: [u8; 24] = rand::random();
-        let nonce = XNonce::from_slice(&nonce_bytes);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&ciphertext);
-        STANDARD.encode(out)
-    }
-
-    /// Opens a value sealed by `seal` with the same `aad`.
-    pub fn open(&self, sealed: &str, aad: &str) -> Result<Vec<u8>, CryptoError> {
-        let raw = STANDARD.decode(sealed).map_err(|_| CryptoError::Open)?;
-        if raw.len() < 24 + 16 {
-            return Err(CryptoError::Open);
-        }
-        let (nonce, ciphertext) = raw.split_at(24);
-        self.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| CryptoError::Open)
-    }
-
-    /// Seals a text column holding patient data: `sealed:v1:` + [`SecretBox::seal`].
-    pub fn seal_text(&self, plaintext: &str, aad: &str) -> String {
-        format!("{SEALED_TEXT}{}", self.seal(plaintext.as_bytes(), aad))
-    }
-
-    /// Opens what [`SecretBox::seal_text`] wrote. A value without the prefix was stored before
-    /// sealing began and is answered as it is (startup seals such rows: `visits::seal_stored`).
-    pub fn open_text(&self, stored: &str, aad: &str) -> Result<String, CryptoError> {
-        match stored.strip_prefix(SEALED_TEXT) {
-            Some(sealed) => {
-                String::from_utf8(self.open(sealed, aad)?).map_err(|_| CryptoError::Open)
-            }
-            None => Ok(stored.to_string()),
-        }
-    }
-
-    pub fn seal_str(&self, plaintext: &SecretString, aad: &str) -> String {
-        self.seal(plaintext.expose_secret().as_bytes(), aad)
-    }
-
-    pub fn open_str(&self, sealed: &str, aad: &str) -> Result<SecretString, CryptoError> {
-        let bytes = self.open(sealed, aad)?;
-        String::from_utf8(bytes)
-            .map(SecretString::from)
-            .map_err(|_| CryptoError::Open)
-    }
-}
 
 /// (practice id, partner id).
 type CacheKey = (String, &'static str);
@@ -258,28 +151,6 @@ mod tests {
     const SECRET: &[u8] = b"whsec_test_secret_0123456789";
 
     #[test]
-    fn sealed_text_opens_only_for_its_row() {
-        let (key, _) = SecretKey::generate();
-        let secrets = SecretBox::new(&key);
-        let aad = row_aad("visits", "patient_name", "pra-1", "vis-1");
-        let sealed = secrets.seal_text("Ava Thompson", &aad);
-        assert!(sealed.starts_with(SEALED_TEXT) && !sealed.contains("Ava"));
-        assert_eq!(secrets.open_text(&sealed, &aad).unwrap(), "Ava Thompson");
-        for other in [
-            row_aad("visits", "patient_name", "pra-2", "vis-1"),
-            row_aad("visits", "patient_name", "pra-1", "vis-2"),
-            row_aad("visits", "result", "pra-1", "vis-1"),
-        ] {
-            assert!(secrets.open_text(&sealed, &other).is_err(), "{other}");
-        }
-        assert_eq!(
-            secrets.open_text("written before sealing", &aad).unwrap(),
-            "written before sealing"
-        );
-        assert!(secrets.open_text("sealed:v1:not-base64!", &aad).is_err());
-    }
-
-    #[test]
     fn accepts_a_correct_signature() {
         let body = br#"{"a":1}"#;
         let header = sign_hmac_sha256(SECRET, body);
@@ -332,24 +203,6 @@ mod tests {
         assert_eq!(
             verify_hmac_sha256(b"", Some(&good), body),
             Err(SignatureError::NoSecret)
-        );
-    }
-
-    #[test]
-    fn sealed_values_open_only_with_their_row_identity() {
-        let (key, _) = SecretKey::generate();
-        let sealed_box = SecretBox::new(&key);
-        let sealed = sealed_box.seal(b"practice-token", "practice|pra-1");
-        assert_eq!(
-            sealed_box.open(&sealed, "practice|pra-1").unwrap(),
-            b"practice-token"
-        );
-        assert!(sealed_box.open(&sealed, "practice|pra-2").is_err());
-        let (other, _) = SecretKey::generate();
-        assert!(
-            SecretBox::new(&other)
-                .open(&sealed, "practice|pra-1")
-                .is_err()
         );
     }
 
