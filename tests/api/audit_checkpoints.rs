@@ -22,14 +22,14 @@ async fn practice_with_entries(app: &TestApp, name: &str, views: usize) -> Strin
 }
 
 /// A file for the test's checkpoints.
-fn checkpoint_file() -> PathBuf {
+pub(crate) fn checkpoint_file() -> PathBuf {
     let dir = std::env::temp_dir().join(chartbridge::db::new_id("checkpoints"));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("audit-checkpoints.jsonl")
 }
 
 /// `chartbridge audit checkpoint` into `file`.
-async fn publish(app: &TestApp, file: &std::path::Path) -> String {
+pub(crate) async fn publish(app: &TestApp, file: &std::path::Path) -> String {
     let file = file.display().to_string();
     let (status, said) = app
         .cli_with(

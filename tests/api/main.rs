@@ -25,6 +25,7 @@ mod partner_health;
 mod refusals;
 mod registry;
 mod resilience;
+mod restore;
 mod retention;
 mod surfaces;
 mod tiep_visit;

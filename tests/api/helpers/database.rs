@@ -141,6 +141,71 @@ async fn grant_app_role(admin: &mut sqlx::AnyConnection, owner: &sqlx::AnyPool, 
     }
 }
 
+/// A backup of `source` restored into a new database, as an operator's restore drill does it:
+/// on PostgreSQL `pg_dump` (custom format) then `pg_restore` into a new, empty database and the
+/// app's role granted again; on SQLite `VACUUM INTO` a new file (a consistent copy of a live
+/// database).
+pub async fn restored_copy(source: &TestDatabase) -> TestDatabase {
+    let name = chartbridge::db::new_id("cbtest");
+    match (&source.settings, &source.owner_url, &source.created_on) {
+        (DatabaseSettings::Sqlite(path), _, _) => {
+            let copy = std::env::temp_dir().join(format!("{name}.sqlite"));
+            let db = sqlx::AnyPool::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(&format!("VACUUM INTO '{}'", copy.display()))
+                .execute(&db)
+                .await
+                .expect("the backup is written");
+            db.close().await;
+            TestDatabase(Arc::new(OwnedDatabase {
+                settings: DatabaseSettings::Sqlite(copy),
+                created_on: None,
+                owner_url: None,
+            }))
+        }
+        (DatabaseSettings::Url(_), Some(owner_url), Some((admin_url, _))) => {
+            use sqlx::Connection;
+            let dump = std::env::temp_dir().join(format!("{name}.dump"));
+            let ran = tokio::process::Command::new("pg_dump")
+                .args(["--format=custom", "--file"])
+                .arg(&dump)
+                .arg(owner_url)
+                .status()
+                .await
+                .expect("pg_dump runs");
+            assert!(ran.success(), "pg_dump");
+            let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(admin_url).unwrap();
+            url.set_path(&format!("/{name}"));
+            let restored_owner = url.to_string();
+            let ran = tokio::process::Command::new("pg_restore")
+                .args(["--exit-on-error", "--no-owner", "--dbname"])
+                .arg(&restored_owner)
+                .arg(&dump)
+                .status()
+                .await
+                .expect("pg_restore runs");
+            assert!(ran.success(), "pg_restore");
+            let _ = std::fs::remove_file(&dump);
+            let owner = sqlx::AnyPool::connect(&restored_owner).await.unwrap();
+            grant_app_role(&mut admin, &owner, &name).await;
+            owner.close().await;
+            url.set_username(APP_ROLE).unwrap();
+            TestDatabase(Arc::new(OwnedDatabase {
+                settings: DatabaseSettings::Url(url.to_string().into()),
+                created_on: Some((admin_url.clone(), name)),
+                owner_url: Some(restored_owner),
+            }))
+        }
+        _ => panic!("a test database"),
+    }
+}
+
 impl TestApp {
     /// The database as its owner: for tests that do what the app's role may not (tampering
     /// with the trail). On SQLite, the app's own pool.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chartbridge::{Application, config::DatabaseSettings, visits::AppState};
 
-use super::{Config, TestApp, spawn::start};
+use super::{Config, TestApp, TestDatabase, spawn::start};
 
 /// An instance started by [`TestApp::spawn_instance`].
 pub struct Instance {
@@ -84,6 +84,15 @@ impl TestApp {
             self.dns,
         )
         .await
+    }
+
+    /// Stops this instance (as a crash would) and starts one on `database` instead (a
+    /// restored backup), with the same settings, keys and sandboxes.
+    pub async fn restart_on(mut self, database: TestDatabase) -> TestApp {
+        self.database = database;
+        let settings = self.database.settings.clone();
+        self.restart_with(move |config| config.app.database = settings)
+            .await
     }
 
     /// A second instance on the same database (as several instances share PostgreSQL);

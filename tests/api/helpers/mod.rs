@@ -17,7 +17,7 @@ mod partners;
 mod practice;
 mod spawn;
 
-pub use database::stored_result;
+pub use database::{TestDatabase, restored_copy, stored_result};
 pub use http::{Page, client_from};
 pub use jobs::eventually;
 pub use logs::{CAPTURED, CAPTURING};
