@@ -298,7 +298,7 @@ mod tests {
         .line();
         let text = format!("not json\n{logged}\n{forged}\n{{\"checkpoint\":\"{MARK}\"\n");
         std::fs::write(&path, text).unwrap();
-        let read = Published::read(&[path.clone()], &keys).unwrap();
+        let read = Published::read(std::slice::from_ref(&path), &keys).unwrap();
         assert_eq!(read.count, 1);
         assert_eq!(read.of("pra-1").unwrap()[&3], vec![c]);
         assert_eq!(read.refused.len(), 2, "{:?}", read.refused);

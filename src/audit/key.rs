@@ -157,7 +157,7 @@ mod tests {
         let new = SecretKey([2; 32]);
         let own = SecretKey([3; 32]);
         let before = ChainKeys::new(&old, None, &[], &[]);
-        let rotated = ChainKeys::new(&new, None, &[old.clone()], &[]);
+        let rotated = ChainKeys::new(&new, None, std::slice::from_ref(&old), &[]);
         assert!(rotated.by_id(before.current().id()).is_some());
         assert_ne!(rotated.current().id(), before.current().id());
         let own_key = ChainKeys::new(&new, Some(&own), &[old], &[]);
