@@ -4,7 +4,7 @@
 //! Chartbridge itself), did what ([`Action`]), for which patient and visit, when, under which
 //! request id.
 //!
-//! Entries are written on the action's own transaction where it has one ([`record`]), else by
+//! Entries are written on the action's own transaction where it has one ([`Recorder::record_in`]), else by
 //! the [`Recorder`] (group commit) before the action's answer: an action that happened is
 //! never missing from the trail. They
 //! form one chain per practice: each entry's hash is a MAC, under a key that is not in the
