@@ -52,21 +52,16 @@ impl ChainKey {
 
     /// Hex of the keyed MAC of `parts`, each length-prefixed (no two lists of parts collide).
     pub fn sign<P: AsRef<[u8]>>(&self, domain: &str, parts: &[P]) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(domain.as_bytes());
-        for part in parts {
-            let part = part.as_ref();
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(self.mac_of(domain, parts).finalize().into_bytes())
     }
 
     /// Whether `signature` is [`ChainKey::sign`] of the same parts (constant time).
     pub fn verifies<P: AsRef<[u8]>>(&self, domain: &str, parts: &[P], signature: &str) -> bool {
-        let Ok(expected) = hex::decode(signature) else {
-            return false;
-        };
+        hex::decode(signature)
+            .is_ok_and(|expected| self.mac_of(domain, parts).verify_slice(&expected).is_ok())
+    }
+
+    fn mac_of<P: AsRef<[u8]>>(&self, domain: &str, parts: &[P]) -> HmacSha256 {
         let mut mac = self.mac.clone();
         mac.update(domain.as_bytes());
         for part in parts {
@@ -74,7 +69,7 @@ impl ChainKey {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
-        mac.verify_slice(&expected).is_ok()
+        mac
     }
 }
 
