@@ -269,6 +269,34 @@ impl std::ops::DerefMut for WriterConnection {
     }
 }
 
+/// Whether `e` says the database is away for a moment rather than that a statement is wrong:
+/// the connection broke or could not be made (a restart, a failover, the pool closing at
+/// shutdown), or the server is shutting down, starting up or out of connections. Such a
+/// request is answered 503 with `Retry-After`, never 500 (`error.rs`).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        // What the driver reads on a connection the server closed mid-conversation.
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting
+            // up), 08xxx connection exceptions, 53300 too many connections.
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+/// A database away for a moment, told through a layer that carries errors as text (the
+/// session store's trait): its cause is in its words only.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct DatabaseAway(pub String);
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
@@ -371,4 +399,66 @@ pub fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String)
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_is_away_is_told_apart_from_a_wrong_statement() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        for away in [
+            sqlx::Error::Io(io()),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+        ] {
+            assert!(is_unavailable(&away), "{away}");
+        }
+        for code in ["57P01", "57P02", "57P03", "08006", "08001", "53300"] {
+            assert!(is_unavailable(&sqlstate(code)), "{code}");
+        }
+        for wrong in [
+            sqlstate("23505"),
+            sqlstate("22021"),
+            sqlstate("40001"),
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Configuration("bad url".into()),
+        ] {
+            assert!(!is_unavailable(&wrong), "{wrong}");
+        }
+    }
+
+    /// A database's refusal with its SQLSTATE, as the driver reports it.
+    fn sqlstate(code: &'static str) -> sqlx::Error {
+        #[derive(Debug, thiserror::Error)]
+        #[error("SQLSTATE {0}")]
+        struct Refusal(&'static str);
+
+        impl sqlx::error::DatabaseError for Refusal {
+            fn message(&self) -> &str {
+                "refused"
+            }
+            fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+                Some(self.0.into())
+            }
+            fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+                self
+            }
+            fn kind(&self) -> sqlx::error::ErrorKind {
+                sqlx::error::ErrorKind::Other
+            }
+        }
+
+        sqlx::Error::Database(Box::new(Refusal(code)))
+    }
 }

@@ -2,13 +2,14 @@
 //!
 //! `AppError` renders as an HTML page (the surfaces); `ApiError` wraps it as JSON for the
 //! machine endpoints (handshake, Instant On, webhooks). Client errors keep their exact status
-//! and a message meant for people; anything unexpected is logged with its cause chain and
-//! answered with a bare 500.
+//! and a message meant for people; a database that is away for a moment (a restart, a
+//! failover, this instance stopping) is a 503 with `Retry-After`, whichever error carried it;
+//! anything else unexpected is logged with its cause chain and answered with a bare 500.
 
 use askama::Template;
 use axum::{
     Json,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
@@ -41,9 +42,15 @@ pub enum AppError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The database is away for a moment: the request may be sent again in a second.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
+
+/// Seconds a client is asked to wait before sending again a request the database was away for.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// A cause of any kind, kept with its chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -77,7 +84,16 @@ impl From<sqlx::Error> for AppError {
                 );
             }
         }
+        if crate::db::is_unavailable(&e) {
+            return AppError::Unavailable(Box::new(e));
+        }
         AppError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Internal(e).settled()
     }
 }
 
@@ -88,6 +104,15 @@ impl From<askama::Error> for AppError {
 }
 
 impl AppError {
+    /// An unexpected error whose cause is a database away for a moment (however deep in the
+    /// chain: a batch writer's error, a session store's) becomes [`AppError::Unavailable`].
+    fn settled(self) -> Self {
+        match self {
+            AppError::Internal(e) if database_away(&e) => AppError::Unavailable(e.into()),
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -97,6 +122,7 @@ impl AppError {
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +149,11 @@ impl AppError {
                  belongs to another practice. Go back, or reopen Chartbridge from Hint."
                     .into()
             }
+            AppError::Unavailable(_) => {
+                "Chartbridge cannot reach its database for a moment. Please try again in a few \
+                 seconds."
+                    .into()
+            }
             AppError::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()
             }
@@ -132,6 +163,9 @@ impl AppError {
     fn log(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            AppError::Unavailable(e) => {
+                tracing::warn!(cause = %error_chain(e.as_ref()), "database unavailable; answered 503")
+            }
             // A message over a cause may quote the party: the cause (the party and its status)
             // is logged instead. Without a cause the message is our own words.
             AppError::Upstream { message, source } => {
@@ -156,9 +190,39 @@ struct ErrorPage {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        self.log();
+        let this = self.settled();
+        this.log();
+        let mut response = this.page();
+        retry_after(&this, &mut response);
+        response
+    }
+}
+
+/// A 503 says when to come back.
+fn retry_after(error: &AppError, response: &mut Response) {
+    if matches!(error, AppError::Unavailable(_)) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+}
+
+/// Whether a database error that means "away for a moment" is in `e`'s cause chain.
+fn database_away(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(crate::db::is_unavailable)
+            || cause.is::<crate::db::DatabaseAway>()
+    })
+}
+
+impl AppError {
+    /// The error page (in the frame's chrome) with the error's status.
+    fn page(&self) -> Response {
         let status = self.status();
-        let title = match &self {
+        let title = match self {
             AppError::Unauthorized(_) => "Session expired",
             AppError::Forbidden(_) => "Not allowed",
             AppError::NoRole => "Ask a practice admin",
@@ -166,6 +230,7 @@ impl IntoResponse for AppError {
             AppError::BadRequest(_) | AppError::Unprocessable(_) => "Please check your input",
             AppError::Conflict(_) => "This visit moved on",
             AppError::Upstream { .. } => "A partner service did not answer as expected",
+            AppError::Unavailable(_) => "Briefly unavailable",
             AppError::Internal(_) => "Something went wrong",
         };
         let page = ErrorPage {
@@ -191,16 +256,20 @@ impl<E: Into<AppError>> From<E> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.0.log();
-        let message = match &self.0 {
+        let error = self.0.settled();
+        error.log();
+        let message = match &error {
             AppError::Unauthorized(_) => "invalid or missing signature".to_string(),
+            AppError::Unavailable(_) => "database briefly unavailable; try again".to_string(),
             other => other.public_message(),
         };
-        (
-            self.0.status(),
+        let mut response = (
+            error.status(),
             Json(serde_json::json!({ "error": message })),
         )
-            .into_response()
+            .into_response();
+        retry_after(&error, &mut response);
+        response
     }
 }
 

@@ -12,7 +12,7 @@ use std::{future::Future, sync::Arc};
 
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<(), Arc<str>>>;
+type Reply = oneshot::Sender<Result<(), Arc<sqlx::Error>>>;
 
 /// Handle to a writer task for items of type `T`.
 #[derive(Debug)]
@@ -31,11 +31,37 @@ impl<T> Clone for GroupCommit<T> {
 }
 
 /// An item could not be written (the database error, never the item).
-#[derive(Debug, thiserror::Error)]
-#[error("writing {what}: {reason}")]
+#[derive(Debug)]
 pub struct GroupCommitError {
     what: &'static str,
-    reason: Arc<str>,
+    failure: Failure,
+}
+
+#[derive(Debug)]
+enum Failure {
+    /// The batch's transaction failed: the database's error, shared by the batch's callers.
+    Database(Arc<sqlx::Error>),
+    /// The writer is gone (the app is stopping).
+    Writer(&'static str),
+}
+
+impl std::fmt::Display for GroupCommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            Failure::Database(e) => write!(f, "writing {}: {e}", self.what),
+            Failure::Writer(reason) => write!(f, "writing {}: {reason}", self.what),
+        }
+    }
+}
+
+impl std::error::Error for GroupCommitError {
+    /// The database's error itself, so that a database away is told apart (`error.rs`).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.failure {
+            Failure::Database(e) => Some(e.as_ref()),
+            Failure::Writer(_) => None,
+        }
+    }
 }
 
 impl<T: Send + 'static> GroupCommit<T> {
@@ -45,7 +71,7 @@ impl<T: Send + 'static> GroupCommit<T> {
     pub fn spawn<W, F>(what: &'static str, max_batch: usize, queue: usize, mut write: W) -> Self
     where
         W: FnMut(Vec<T>) -> F + Send + 'static,
-        F: Future<Output = Result<(), String>> + Send,
+        F: Future<Output = Result<(), sqlx::Error>> + Send,
     {
         let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(queue);
         tokio::spawn(async move {
@@ -63,9 +89,7 @@ impl<T: Send + 'static> GroupCommit<T> {
                         Err(_) => break,
                     }
                 }
-                let written = write(std::mem::take(&mut items))
-                    .await
-                    .map_err(Arc::<str>::from);
+                let written = write(std::mem::take(&mut items)).await.map_err(Arc::new);
                 for reply in replies.drain(..) {
                     let _ = reply.send(written.clone());
                 }
@@ -77,9 +101,9 @@ impl<T: Send + 'static> GroupCommit<T> {
     /// Hands `item` to the writer and waits until its batch is committed.
     pub async fn submit(&self, item: T) -> Result<(), GroupCommitError> {
         let (reply, done) = oneshot::channel();
-        let failed = |reason: &str| GroupCommitError {
+        let failed = |reason: &'static str| GroupCommitError {
             what: self.what,
-            reason: reason.into(),
+            failure: Failure::Writer(reason),
         };
         self.sender
             .send((item, reply))
@@ -87,9 +111,9 @@ impl<T: Send + 'static> GroupCommit<T> {
             .map_err(|_| failed("the writer has stopped"))?;
         done.await
             .map_err(|_| failed("the writer dropped the item"))?
-            .map_err(|reason| GroupCommitError {
+            .map_err(|e| GroupCommitError {
                 what: self.what,
-                reason,
+                failure: Failure::Database(e),
             })
     }
 }
@@ -109,7 +133,11 @@ mod tests {
             async move {
                 let fail = items.contains(&13);
                 seen.lock().unwrap().push(items);
-                if fail { Err("unlucky".into()) } else { Ok(()) }
+                if fail {
+                    Err(sqlx::Error::Protocol("unlucky".into()))
+                } else {
+                    Ok(())
+                }
             }
         });
         let answers =
@@ -129,7 +157,12 @@ mod tests {
             .sum();
         assert_eq!(answers.iter().filter(|a| a.is_err()).count(), failed);
         let error = answers.iter().find_map(|a| a.as_ref().err()).unwrap();
-        assert_eq!(error.to_string(), "writing numbers: unlucky");
+        assert_eq!(
+            error.to_string(),
+            "writing numbers: encountered unexpected or invalid data: unlucky"
+        );
+        let cause = std::error::Error::source(error).and_then(|e| e.downcast_ref::<sqlx::Error>());
+        assert!(cause.is_some(), "the database's error is the cause");
     }
 
     impl<T: Send + 'static> GroupCommit<T> {

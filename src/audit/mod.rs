@@ -436,11 +436,9 @@ impl Recorder {
                 let db = db.clone();
                 let key = chain.clone();
                 async move {
-                    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
-                    record_many(&mut tx, &key, &pending)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tx.commit().await.map_err(|e| e.to_string())
+                    let mut tx = db.begin().await?;
+                    record_many(&mut tx, &key, &pending).await?;
+                    tx.commit().await
                 }
             },
         );
@@ -482,18 +480,18 @@ impl Recorder {
         self.writer
             .submit(Pending::new(practice_id, actor, entry))
             .await
-            .map_err(|e| AuditError(e.to_string()))
+            .map_err(AuditError)
     }
 }
 
 /// An entry could not be written (the action it records must not go ahead unrecorded).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AuditError(String);
+#[error(transparent)]
+pub struct AuditError(crate::group_commit::GroupCommitError);
 
 impl From<AuditError> for crate::error::AppError {
     fn from(e: AuditError) -> Self {
-        crate::error::AppError::Internal(anyhow::Error::new(e))
+        crate::error::AppError::from(anyhow::Error::new(e))
     }
 }
 

@@ -160,16 +160,42 @@ pub(super) fn receipt_practice(stored: String) -> Result<PracticeId, sqlx::Error
 }
 
 /// A delivery could not be stored (the database's error, never the delivery).
-#[derive(Debug, thiserror::Error)]
-#[error("storing {what}: {reason}")]
+#[derive(Debug)]
 pub struct BurstError {
     what: &'static str,
-    reason: Arc<str>,
+    failure: Failure,
+}
+
+#[derive(Debug)]
+enum Failure {
+    /// The batch's statement or transaction failed: the database's error, shared by the batch.
+    Database(Arc<sqlx::Error>),
+    /// The writer is gone (the app is stopping).
+    Writer(&'static str),
+}
+
+impl fmt::Display for BurstError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.failure {
+            Failure::Database(e) => write!(f, "storing {}: {e}", self.what),
+            Failure::Writer(reason) => write!(f, "storing {}: {reason}", self.what),
+        }
+    }
+}
+
+impl std::error::Error for BurstError {
+    /// The database's error itself, so that a database away is told apart (`error.rs`).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.failure {
+            Failure::Database(e) => Some(e.as_ref()),
+            Failure::Writer(_) => None,
+        }
+    }
 }
 
 struct Request<B: Burst> {
     item: B::Item,
-    reply: oneshot::Sender<Result<B::Outcome, Arc<str>>>,
+    reply: oneshot::Sender<Result<B::Outcome, Arc<sqlx::Error>>>,
 }
 
 /// Handle to a writer task and its filing task.
@@ -219,9 +245,9 @@ impl<B: Burst> BurstWriter<B> {
 
     /// Hands `item` to the writer and waits until it is stored.
     pub async fn submit(&self, item: B::Item) -> Result<B::Outcome, BurstError> {
-        let failed = |reason: &str| BurstError {
+        let failed = |reason: &'static str| BurstError {
             what: B::WHAT,
-            reason: reason.into(),
+            failure: Failure::Writer(reason),
         };
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -231,9 +257,9 @@ impl<B: Burst> BurstWriter<B> {
         answer
             .await
             .map_err(|_| failed("the writer dropped it"))?
-            .map_err(|reason| BurstError {
+            .map_err(|e| BurstError {
                 what: B::WHAT,
-                reason,
+                failure: Failure::Database(e),
             })
     }
 }
@@ -364,7 +390,7 @@ fn settle(
     }
 }
 
-type Replies<O> = Vec<oneshot::Sender<Result<O, Arc<str>>>>;
+type Replies<O> = Vec<oneshot::Sender<Result<O, Arc<sqlx::Error>>>>;
 
 fn split<B: Burst>(batch: Vec<Request<B>>) -> (Vec<B::Item>, Replies<B::Outcome>) {
     batch.into_iter().map(|r| (r.item, r.reply)).unzip()
@@ -380,9 +406,9 @@ fn answer<B: Burst>(replies: Replies<B::Outcome>, outcome: Result<Vec<B::Outcome
             }
         }
         Err(e) => {
-            let reason = Arc::<str>::from(e.to_string());
+            let e = Arc::new(e);
             for reply in replies {
-                let _ = reply.send(Err(reason.clone()));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -70,7 +70,7 @@ impl Completions {
         self.0
             .submit(completion)
             .await
-            .map_err(|e| AppError::Internal(e.into()))
+            .map_err(|e| AppError::from(anyhow::Error::new(e)))
     }
 }
 

@@ -98,7 +98,7 @@ impl Recordings {
         self.writer
             .submit(finished)
             .await
-            .map_err(|e| AppError::Internal(e.into()))
+            .map_err(|e| AppError::from(anyhow::Error::new(e)))
     }
 }
 

@@ -25,6 +25,7 @@ mod partner_health;
 mod refusals;
 mod registry;
 mod resilience;
+mod restarts;
 mod restore;
 mod retention;
 mod surfaces;

@@ -121,6 +121,13 @@ fn idle_expiry(state: &HintState) -> Option<Expiry> {
 }
 
 fn store_error(e: tower_sessions_core::session::Error) -> AppError {
+    use tower_sessions_core::{session::Error, session_store};
+    // The store's trait carries its errors as text: a database away is told by its words.
+    if let Error::Store(session_store::Error::Backend(message)) = &e {
+        if message.starts_with(store::AWAY) {
+            return AppError::Unavailable(Box::new(crate::db::DatabaseAway(message.clone())));
+        }
+    }
     AppError::Internal(anyhow::Error::new(e).context("session store"))
 }
 

@@ -79,13 +79,34 @@ impl HintSessionStore {
                 let (db, kept) = (writer_db.clone(), kept.clone());
                 async move {
                     let mut slot = kept.lock().await;
-                    let mut connection = db.reuse(slot.take()).await.map_err(|e| e.to_string())?;
-                    let written = write_openings(&mut connection, db.backend(), &batch).await;
-                    // Kept unless the batch failed (a connection in doubt is closed).
-                    if written.is_ok() && connection.is_own() {
-                        *slot = Some(connection);
+                    let written = match db.reuse(slot.take()).await {
+                        Ok(mut connection) => {
+                            let written =
+                                write_openings(&mut connection, db.backend(), &batch).await;
+                            // Kept unless the batch failed (a connection in doubt is closed).
+                            if written.is_ok() && connection.is_own() {
+                                *slot = Some(connection);
+                            }
+                            written
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match written {
+                        Err(e) if crate::db::is_unavailable(&e) => {
+                            // The database went away (a restart): the batch is held and written
+                            // once more on a new connection, which the pool waits for (up to its
+                            // acquire timeout, well within a request's 30 s).
+                            tracing::warn!(error = %e, "writing new sessions: the database is away; holding the batch");
+                            let mut connection = db.reuse(None).await?;
+                            write_openings(&mut connection, db.backend(), &batch).await?;
+                            opened_before(&mut connection, &batch).await?;
+                            if connection.is_own() {
+                                *slot = Some(connection);
+                            }
+                            Ok(())
+                        }
+                        other => other,
                     }
-                    written.map_err(|e| e.to_string())
                 }
             },
         );
@@ -126,7 +147,7 @@ impl HintSessionStore {
         self.openings
             .submit(opening)
             .await
-            .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+            .map_err(|e| AppError::from(anyhow::Error::new(e)))?;
         if replayed.load(Ordering::Acquire) {
             return Err(AppError::Unauthorized("handshake already used".into()));
         }
@@ -172,7 +193,13 @@ fn key_hash(id: &Id) -> String {
     sha256_hex(id.to_string().as_bytes())
 }
 
+/// How a backend error whose database was away begins (see [`super::store_error`]).
+pub(super) const AWAY: &str = "database away: ";
+
 fn backend(e: sqlx::Error) -> session_store::Error {
+    if crate::db::is_unavailable(&e) {
+        return session_store::Error::Backend(format!("{AWAY}hint_sessions: {e}"));
+    }
     // The store's errors end up in logs: the database error, never session data.
     session_store::Error::Backend(format!("hint_sessions: {e}"))
 }
@@ -351,6 +378,35 @@ async fn open_unless_replayed(
     for o in batch {
         o.replayed
             .store(!opened.contains(&o.key_hash), Ordering::Release);
+    }
+    Ok(())
+}
+
+/// After a batch written again: a session the first try committed (its answer lost with the
+/// connection) finds its body already remembered, so it is marked replayed; it was opened, by
+/// that try, under the key this caller holds.
+async fn opened_before(
+    connection: &mut sqlx::AnyConnection,
+    batch: &[Opening],
+) -> Result<(), sqlx::Error> {
+    let replayed: Vec<&Opening> = batch
+        .iter()
+        .filter(|o| o.replayed.load(Ordering::Acquire))
+        .collect();
+    if replayed.is_empty() {
+        return Ok(());
+    }
+    let list = placeholders(replayed.len(), 1, |p| p);
+    let sql = format!("SELECT key_hash FROM hint_sessions WHERE key_hash IN ({list})");
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for o in &replayed {
+        query = query.bind(&o.key_hash);
+    }
+    let opened: HashSet<String> = query.fetch_all(connection).await?.into_iter().collect();
+    for o in replayed {
+        if opened.contains(&o.key_hash) {
+            o.replayed.store(false, Ordering::Release);
+        }
     }
     Ok(())
 }

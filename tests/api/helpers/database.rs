@@ -228,6 +228,24 @@ pub struct Kept {
 }
 
 impl TestApp {
+    /// Cuts the app off its database, as a restart of the database server would for a moment:
+    /// its pool closes and, on PostgreSQL, every connection to the test's database is ended by
+    /// the server (the writers' own ones too).
+    pub async fn cut_off_database(&self) {
+        self.state.db.close().await;
+        if let Some((admin_url, name)) = &self.database.created_on {
+            use sqlx::Connection;
+            let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+            sqlx::query(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        }
+    }
+
     /// A visit's trail: (action, detail), oldest first.
     pub async fn visit_trail(&self, practice_id: &str, visit_id: &str) -> Vec<(String, String)> {
         sqlx::query_as(
