@@ -11,7 +11,7 @@ use crate::{
     db::Db,
     hint::{HintState, session},
     partners::{self, PartnerSettings},
-    server::{rate_limit::RateLimits, router},
+    server::{Draining, rate_limit::RateLimits, router},
     visits::AppState,
 };
 
@@ -70,15 +70,17 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves and runs jobs until `shutdown` completes; then stops accepting, finishes
-    /// requests and jobs in flight, and returns.
+    /// Serves and runs jobs until `shutdown` completes; then drains (`/readyz` 503, every
+    /// answer closing its connection) for the drain delay, stops accepting, finishes requests
+    /// and jobs in flight, hands back the jobs it had to stop, and returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let limits = RateLimits::new(self.state.settings.rate_limits);
-        let router = router(self.state.clone(), limits.clone());
+        let draining = Draining::default();
+        let router = router(self.state.clone(), limits.clone(), draining.clone());
         let runner = {
             let (state, stop) = (self.state.clone(), stop_rx.clone());
             async move {
@@ -119,12 +121,22 @@ impl Application {
             self.listener,
             router,
             self.state.settings.server.clone(),
+            draining.clone(),
             async move {
                 let _ = server_stop.wait_for(|stop| *stop).await;
             },
         );
+        let drain_delay = self.state.settings.server.drain_delay;
         let signal = async move {
             shutdown.await;
+            // Not ready from now on; still serving, each answer closing its connection, while
+            // a load balancer takes this instance out.
+            draining.begin();
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "draining: not ready, closing each connection after its answer"
+            );
+            tokio::time::sleep(drain_delay).await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         };

@@ -107,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(DEMO_METRICS_TOKEN.into()),
+        // No balancer in front of the demo: Ctrl-C stops it at once.
+        drain_delay: 0,
         audit_checkpoints: Some(args.data_dir.join("audit-checkpoints.jsonl")),
         keys: Default::default(),
     };

@@ -87,6 +87,11 @@ pub struct ConfigArgs {
     /// handshake, install, webhooks); unnamed doors keep their defaults (300/60, 20/5, 1200/300).
     #[arg(long, env = "CHARTBRIDGE_RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// Seconds an instance told to stop (SIGTERM, Ctrl-C) keeps serving with `/readyz` at 503
+    /// and `Connection: close` on every answer, before it stops accepting: the time a load
+    /// balancer needs to stop sending it work. 0: stop at once.
+    #[arg(long, env = "CHARTBRIDGE_DRAIN_DELAY", default_value_t = 5)]
+    pub drain_delay: u64,
     /// A file the audit trail's signed checkpoints are appended to (they are logged too); ship
     /// it, or the log, to append-only storage: `chartbridge audit verify --checkpoints` reads
     /// either.
@@ -456,6 +461,7 @@ impl Settings {
             },
             server: ServerSettings {
                 trusted_proxies,
+                drain_delay: Duration::from_secs(args.drain_delay),
                 ..ServerSettings::default()
             },
             rate_limits,

@@ -20,6 +20,9 @@ pub struct ServerSettings {
     pub trusted_proxies: TrustedProxies,
     /// How long a stop waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long an instance told to stop keeps serving, not ready and closing each
+    /// connection after its answer, before it stops accepting.
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerSettings {
@@ -30,6 +33,7 @@ impl Default for ServerSettings {
             max_connections_per_client: 64,
             trusted_proxies: TrustedProxies::default(),
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
         }
     }
 }

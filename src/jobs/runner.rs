@@ -1,7 +1,9 @@
 //! The worker loop: claims due jobs (a short lease each, renewed by a heartbeat while the job
-//! runs), runs up to `workers` at once, records the outcome, and on shutdown stops claiming and
-//! lets the jobs in flight finish. What a job does is not known here: the runner hands each
-//! claimed job to the [`Registry`] it was given, with the state the jobs run with.
+//! runs), runs up to `workers` at once, records the outcome, and on shutdown stops claiming,
+//! lets the jobs in flight finish within a grace, then stops those still running and hands
+//! them back (claimable at once by any instance). What a job does is not known here: the
+//! runner hands each claimed job to the [`Registry`] it was given, with the state the jobs run
+//! with.
 
 use std::{
     collections::HashMap,
@@ -194,10 +196,48 @@ impl<S: Send + Sync + 'static> JobRunner<S> {
             .await
             .is_err()
         {
-            // Leases run out and another worker takes these over; nothing is lost.
-            tracing::warn!("jobs still running at shutdown were left to their leases");
+            self.stop_and_hand_back(running, in_flight).await;
         }
         tracing::info!("job runner stopped");
+    }
+
+    /// At the end of the shutdown grace: aborts the jobs still running and, for each that has
+    /// really stopped (its task ended: none of its code runs again), releases its lease so that
+    /// any instance may claim it at once. A job is never released while it may still run (it
+    /// could run twice): one that does not stop within [`STOP_WAIT`] (busy without yielding)
+    /// keeps its lease, which runs out once this process has gone. What an aborted job did
+    /// before it stopped is as after a crash: a job looks for what a lost answer may have
+    /// created before it creates it again.
+    async fn stop_and_hand_back(
+        &self,
+        mut running: JoinSet<JobResult>,
+        mut in_flight: HashMap<tokio::task::Id, ClaimedJob>,
+    ) {
+        running.abort_all();
+        let mut stopped = Vec::new();
+        let ended = async {
+            while let Some(done) = running.join_next_with_id().await {
+                match done {
+                    Err(e) if e.is_cancelled() => {
+                        if let Some(job) = in_flight.remove(&e.id()) {
+                            stopped.push(job.id);
+                        }
+                    }
+                    // It finished (or panicked) before the abort reached it.
+                    done => self.record(done, &mut in_flight).await,
+                }
+            }
+        };
+        if tokio::time::timeout(STOP_WAIT, ended).await.is_err() {
+            tracing::warn!("jobs that did not stop are left to their leases");
+        }
+        match release(&self.db, &self.worker_id, &stopped).await {
+            Ok(released) => {
+                tracing::info!(released, "jobs stopped at shutdown were handed back")
+            }
+            // Their leases run out and another worker takes them over; nothing is lost.
+            Err(e) => tracing::warn!(error = %e, "handing back stopped jobs failed"),
+        }
     }
 
     /// Claims the next due job, passing over the practices in `skip`.
@@ -408,6 +448,28 @@ async fn renew_leases(db: Db, worker_id: String, lease: Duration, status: Runner
             }
         }
     }
+}
+
+/// How long aborted jobs are given to end at shutdown.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Makes the jobs `ids`, held by `worker_id` and stopped, claimable now: no lease, due now (the
+/// attempt counts, as a crash's would). Answers how many it released.
+async fn release(db: &Db, worker_id: &str, ids: &[String]) -> Result<u64, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE jobs SET locked_by = NULL, locked_until = NULL, rerun = 0, run_at = $1, updated_at = $1 \
+         WHERE locked_by = $2 AND id IN ({})",
+        list.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(now_ms()).bind(worker_id);
+    for id in ids {
+        query = query.bind(id);
+    }
+    Ok(query.execute(db.writer()).await?.rows_affected())
 }
 
 /// Aborts its task when dropped.

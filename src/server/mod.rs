@@ -11,7 +11,7 @@ pub mod request_id;
 pub mod same_origin;
 pub mod serve;
 
-pub use serve::{ServerSettings, serve};
+pub use serve::{Draining, ServerSettings, serve};
 
 use std::time::Duration;
 
@@ -43,8 +43,9 @@ const RESPONSE_HEADERS: usize = 12;
 /// Longest a request may take once its headers are in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The whole HTTP surface with its middleware; `limits` are the unauthenticated doors'.
-pub fn router(state: AppState, limits: RateLimits) -> Router {
+/// The whole HTTP surface with its middleware; `limits` are the unauthenticated doors';
+/// `draining` turns `/readyz` to 503 once the instance is told to stop.
+pub fn router(state: AppState, limits: RateLimits, draining: Draining) -> Router {
     let launch_origins: Vec<String> = state
         .partners
         .iter()
@@ -125,7 +126,10 @@ pub fn router(state: AppState, limits: RateLimits) -> Router {
         });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(observe::readyz))
+        .route(
+            "/readyz",
+            get(move |state| observe::readyz(state, draining.clone())),
+        )
         .route("/metrics", get(observe::scrape))
         .merge(crate::hint::router())
         .merge(crate::visits::routes::router())

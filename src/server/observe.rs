@@ -9,6 +9,7 @@ use axum::{
 };
 use secrecy::ExposeSecret;
 
+use super::Draining;
 use crate::{metrics::QueueFigures, visits::AppState};
 
 /// Middleware: times every request and counts it by its route template and status.
@@ -69,8 +70,16 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
 }
 
 /// `GET /readyz`: 200 while the database answers and, where this instance runs jobs, its job
-/// runner runs; 503 saying which is not (a load balancer stops sending work here).
-pub async fn readyz(State(state): State<AppState>) -> Response {
+/// runner runs; 503 saying which is not (a load balancer stops sending work here), and 503 at
+/// once when the instance is told to stop (it drains: `serve.rs`).
+pub async fn readyz(State(state): State<AppState>, draining: Draining) -> Response {
+    if draining.is_on() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: this instance is stopping",
+        )
+            .into_response();
+    }
     if !state.db.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
     }

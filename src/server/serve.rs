@@ -2,18 +2,28 @@
 //! a header-read timeout that also ends idle keep-alive connections, at most
 //! `max_connections` open at once (lowered to leave the rest of the app its file descriptors;
 //! the rest wait in the kernel's queue instead of taking descriptors), at most `max_connections_per_client` from one address (more are closed at
-//! once, so one client cannot hold the others out), and a graceful stop: no new connections,
+//! once, so one client cannot hold the others out), and a graceful stop: first a drain (every
+//! answer says `Connection: close`, so no kept-alive connection is left for a proxy to race
+//! its close), then no new connections (those the kernel has already taken are served),
 //! requests in flight finish, idle connections close.
 
 use std::{
     collections::HashMap,
     future::Future,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use axum::{Router, extract::ConnectInfo, http::Request};
+use axum::{
+    Router,
+    extract::ConnectInfo,
+    http::{HeaderValue, Request, header},
+    response::Response,
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -25,6 +35,23 @@ use tower::ServiceExt as _;
 
 use super::client_addr::{ClientAddr, client_of, counted_as};
 pub use crate::config::ServerSettings;
+
+/// Whether the instance has been told to stop and is draining: `/readyz` answers 503, and
+/// every answer closes its connection (HTTP/1.1 `Connection: close`: hyper closes it once the
+/// answer is written).
+#[derive(Clone, Default, Debug)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// From now on, for good.
+    pub fn begin(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Open connections per client address.
 #[derive(Default)]
@@ -95,11 +122,16 @@ fn within_descriptors(max_connections: usize) -> usize {
     }
 }
 
-/// Serves `router` on `listener` until `stop` completes.
+/// Most connections taken from the kernel's queue once stopped (under load they keep coming).
+const SWEPT_AT_STOP: usize = 1024;
+
+/// Serves `router` on `listener` until `stop` completes, closing each connection after its
+/// answer once `draining` is on.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ServerSettings,
+    draining: Draining,
     stop: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -114,22 +146,50 @@ pub async fn serve(
     // Whether the log has said that a proxy seems to be in front without being trusted.
     let proxy_warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(stop);
+    // Once stopped: how many more connections the kernel had already completed are taken.
+    let mut sweeping: Option<usize> = None;
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut stop => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait for connections to close.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+        let (slot, (stream, peer)) = match &mut sweeping {
+            None => {
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    () = &mut stop => {
+                        sweeping = Some(SWEPT_AT_STOP);
+                        continue;
+                    }
+                };
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => (slot, accepted),
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait for connections to close.
+                            tracing::error!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                    () = &mut stop => {
+                        sweeping = Some(SWEPT_AT_STOP);
+                        continue;
+                    }
                 }
-            },
-            () = &mut stop => break,
+            }
+            // Connections the kernel has completed are served before the listener closes:
+            // closing it resets them, and a proxy that has sent a request on one may not send
+            // that request elsewhere (a POST).
+            Some(0) => break,
+            Some(left) => {
+                *left -= 1;
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                match std::future::poll_fn(|cx| std::task::Poll::Ready(listener.poll_accept(cx)))
+                    .await
+                {
+                    std::task::Poll::Ready(Ok(accepted)) => (slot, accepted),
+                    _ => break,
+                }
+            }
         };
         let counted = if proxies.trusts(peer.ip()) {
             None
@@ -145,7 +205,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone().map_request({
+        let closing = draining.clone();
+        let service = router.clone().map_request({
             let (proxies, proxy_warned) = (proxies.clone(), proxy_warned.clone());
             move |mut request: Request<Incoming>| {
                 let client = client_of(&proxies, peer.ip(), &request);
@@ -167,7 +228,16 @@ pub async fn serve(
                 request.extensions_mut().insert(ClientAddr(client));
                 request
             }
-        }));
+        });
+        let service =
+            TowerToHyperService::new(service.map_response(move |mut response: Response| {
+                if closing.is_on() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A client that goes away or sends garbage ends its own connection; nothing to log.

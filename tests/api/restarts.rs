@@ -1,9 +1,116 @@
-//! Restarts that nobody notices: a database that is away for a moment is a 503 with
-//! `Retry-After`, never a 500.
+//! Restarts that nobody notices: an instance told to stop drains (not ready at once, still
+//! serving, each connection closed after its answer) and hands back the jobs it had to stop;
+//! a database that is away for a moment is a 503 with `Retry-After`, never a 500.
 
+use std::time::{Duration, Instant};
+
+use chartbridge_sandbox::hint::Faults;
 use serde_json::json;
 
-use crate::helpers::{TIEP_HOOK_SECRET, sign, spawn_app};
+use crate::helpers::{TIEP_HOOK_SECRET, eventually, sign, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn told_to_stop_it_is_not_ready_at_once_and_serves_the_drain_closing_each_connection() {
+    let drain = Duration::from_millis(1500);
+    let mut app = spawn_app_with(|c| c.server.drain_delay = drain).await;
+    let practice = app.new_practice("Draining").await;
+    let before = app.get("/healthz").await;
+    assert_eq!(before.status(), 200);
+    assert!(before.headers().get("connection").is_none(), "kept alive");
+
+    let told = Instant::now();
+    app.tell_to_stop();
+    eventually(Duration::from_millis(300), "readyz 503", || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("draining"));
+
+    // Still served meanwhile, reads and writes, each answer closing its connection.
+    let healthz = app.get("/healthz").await;
+    assert_eq!(healthz.status(), 200);
+    assert_eq!(healthz.headers()["connection"], "close");
+    let key = app.session(&practice.clinician, None).await;
+    let page = app.surface("core_page", &key).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["connection"], "close");
+    assert!(told.elapsed() < drain, "all of it within the drain");
+
+    app.stopped().await;
+    assert!(told.elapsed() >= drain, "it stopped only after the drain");
+    assert!(
+        app.http
+            .get(format!("{}/healthz", app.address))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn a_job_running_at_shutdown_is_handed_back_and_claimable_at_once() {
+    let mut app = spawn_app_with(|c| {
+        c.jobs.run_in_background = true;
+        // Far longer than the test: only a hand-back makes the job claimable again.
+        c.jobs.lease = Duration::from_secs(120);
+        c.jobs.shutdown_grace = Duration::from_millis(300);
+        c.http_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let practice = app.new_practice("Stopping Mid Job").await;
+    app.setup_tiep(&practice).await;
+    let key = app.session(&practice.clinician, None).await;
+    // Hint stops answering: the write-back's call hangs.
+    app.hint.set_faults(Faults {
+        hang_for: Some(Duration::from_secs(60)),
+        ..Default::default()
+    });
+    assert_eq!(
+        app.start_visit(&key, &practice.patients[0]).await.status(),
+        303
+    );
+    let held =
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'sync_interaction' AND locked_by IS NOT NULL";
+    eventually(
+        Duration::from_secs(10),
+        "the write-back running",
+        || async {
+            sqlx::query_scalar::<_, i64>(held)
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap()
+                == 1
+        },
+    )
+    .await;
+    let other = app.another_state().await;
+
+    let told = Instant::now();
+    app.tell_to_stop();
+    app.stopped().await;
+    assert!(
+        told.elapsed() < Duration::from_secs(5),
+        "stopped within the grace"
+    );
+    let (locked, due): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(locked_by), COUNT(*) FROM jobs WHERE kind = 'sync_interaction' AND run_at <= $1",
+    )
+    .bind(chartbridge::db::now_ms())
+    .fetch_one(other.db.reader())
+    .await
+    .unwrap();
+    assert_eq!((locked, due), (0, 1), "handed back: no lease, due now");
+
+    // Another instance takes it at once, and Hint holds the visit's interaction once.
+    app.hint.set_faults(Faults::default());
+    let ran = other.job_runner().run_until_empty().await.unwrap();
+    assert!(ran >= 1, "the other runner ran it");
+    let held = app.hint.interactions_for(&practice.patients[0]);
+    assert_eq!(held.len(), 1, "created once");
+}
 
 #[tokio::test]
 async fn a_database_that_is_away_is_a_503_with_retry_after_never_a_500() {

@@ -135,6 +135,7 @@ async fn a_server_on_every_interface_needs_its_public_url() {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: None,
+        drain_delay: 0,
         audit_checkpoints: None,
         keys: Default::default(),
     })

@@ -128,11 +128,33 @@ impl TestApp {
 
     /// Asks the app to shut down gracefully and waits until it has.
     pub async fn stop_gracefully(mut self) -> AppState {
+        self.tell_to_stop();
+        self.stopped().await;
+        self.state
+    }
+
+    /// Tells the app to stop, as SIGTERM does, without waiting: it drains, then stops.
+    pub fn tell_to_stop(&mut self) {
         let _ = self.stop.take().expect("running").send(());
-        self.server
+    }
+
+    /// Waits until the app told to stop has stopped (its pool closed; the sandboxes still run).
+    pub async fn stopped(&mut self) {
+        (&mut self.server)
             .await
             .expect("server task")
             .expect("clean shutdown");
-        self.state
+    }
+
+    /// Another app on this app's database, built but not serving: its state (its queue run by
+    /// the test, `state.job_runner()`).
+    pub async fn another_state(&self) -> AppState {
+        let mut config = self.config.clone();
+        config.port = 0;
+        config.public_url = Some(url::Url::parse(&self.address).unwrap());
+        Application::build(config.app, config.partners)
+            .await
+            .expect("the other app builds")
+            .state()
     }
 }

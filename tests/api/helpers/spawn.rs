@@ -147,6 +147,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         purge_after_days: 30,
         activate_on_install: true,
         metrics_token: Some(METRICS_TOKEN.into()),
+        // A test that stops the app stops it at once, unless it tests the drain.
+        drain_delay: 0,
         audit_checkpoints: None,
         keys: Default::default(),
     })
