@@ -14,14 +14,13 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PEER=../shared/bench/node-peer
-for tool in wrk pgbench node python3; do
-  command -v "$tool" >/dev/null || {
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql-client nodejs npm python3 >/dev/null
-  }
-done
+. benches/common.sh
+need wrk wrk
+need pgbench postgresql-client
+need node nodejs
+need npm npm
+need python3 python3
 cargo build --release --quiet --bin chartbridge
-BIN=target/release/chartbridge
 WORK=$(mktemp -d)
 DB=cbbench_$$
 PG_URL="${PG_ADMIN_URL%/*}/$DB"
@@ -34,22 +33,8 @@ cleanup() {
 trap cleanup EXIT
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
 
-SECRET=0123456789abcdef0123456789abcdef
-# Signed handshakes of one user, each body once (a body is accepted once: a replay is 401),
-# timestamped now, as many as a run can send (HANDSHAKES_PER_RUN): "<signature> <body>" lines.
+# Signed handshakes, as many as a run can send.
 HANDSHAKES_PER_RUN=${HANDSHAKES_PER_RUN:-400000}
-sign_handshakes() { # file
-  SECRET=$SECRET COUNT=$HANDSHAKES_PER_RUN python3 - >"$1" <<'PY'
-import datetime, hashlib, hmac, os
-secret = os.environ["SECRET"].encode()
-stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-for i in range(int(os.environ["COUNT"])):
-    body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench","email":"b@example.org","name":"Bench",'
-            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}') % (stamp, i)
-    mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
-    print("sha256=%s %s" % (mac, body))
-PY
-}
 # The node peer takes the shared script's one body (it keeps no memory of bodies).
 export HS_BODY HS_SIG
 HS_BODY=$(printf '{"timestamp":"%s","user":{"id":"usr-bench","email":"b@example.org","name":"Bench","partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}' \
@@ -73,12 +58,7 @@ measure() {
 }
 
 serve() { # database URL, port
-  HINT_API_KEY=k HINT_PRODUCT_ID=ppro-bench HINT_WEBHOOK_SECRET=$SECRET \
-    CHARTBRIDGE_SECRET_KEY=$(head -c32 /dev/urandom | base64) \
-    CHARTBRIDGE_PUBLIC_URL=http://127.0.0.1:$2 DATABASE_URL=$1 PORT=$2 CHARTBRIDGE_BIND=127.0.0.1 \
-    RUST_LOG=warn \
-    $BIN serve >"$WORK/serve-$2.log" 2>&1 &
-  until curl -sf "http://127.0.0.1:$2/readyz" >/dev/null; do sleep 0.05; done
+  start_serve "$1" "$2" "$WORK/serve-$2.log"
 }
 
 (cd "$PEER" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
@@ -94,7 +74,7 @@ count_sessions() { psql "$PG_URL" -qtAc "SELECT COUNT(*) FROM hint_sessions"; }
 printf '%-44s %10s %10s %8s\n' "" "per second" "p99 ms" "non-2xx"
 for round in $(seq 1 "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "round $round"
-  sign_handshakes "$WORK/handshakes.$round"
+  sign_handshakes "$WORK/handshakes.$round" "$HANDSHAKES_PER_RUN"
   export SIGNED="$WORK/handshakes.$round" SIGNATURE_HEADER=X-Hint-Signature
   read -r pg_rps pg_p99 pg_bad < <(measure http://127.0.0.1:18392/hint/handshake "$PWD/benches/wrk/signed.lua")
   read -r peer_rps peer_p99 peer_bad < <(measure http://127.0.0.1:18391/hint/handshake "$PWD/../shared/bench/handshake.lua")

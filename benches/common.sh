@@ -1,0 +1,54 @@
+# Pieces the benchmarks share (sourced, from the repository's root): tools installed when
+# missing, signed handshakes for wrk, and `chartbridge serve` started on a port.
+
+SECRET=${SECRET:-0123456789abcdef0123456789abcdef}
+# One key for every instance a script starts (they share a database, so they seal alike).
+CHARTBRIDGE_SECRET_KEY=${CHARTBRIDGE_SECRET_KEY:-$(head -c32 /dev/urandom | base64)}
+BIN=target/release/chartbridge
+
+# `need TOOL PACKAGE`: installs PACKAGE with apt-get when TOOL is not on the PATH.
+need() {
+  command -v "$1" >/dev/null && return
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+# Signed handshakes of one user, each body once (a body is accepted once: a replay is 401),
+# timestamped now: `sign_handshakes FILE COUNT` writes "<signature> <body>" lines for
+# benches/wrk/signed.lua.
+sign_handshakes() {
+  SECRET=$SECRET COUNT=$2 python3 - >"$1" <<'PY'
+import datetime, hashlib, hmac, os
+secret = os.environ["SECRET"].encode()
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+for i in range(int(os.environ["COUNT"])):
+    body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench","email":"b@example.org","name":"Bench",'
+            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}') % (stamp, i)
+    mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+    print("sha256=%s %s" % (mac, body))
+PY
+}
+
+# `start_serve DATABASE_URL PORT LOG [VAR=value…]`: `chartbridge serve` in the background (its
+# pid in $SERVE_PID), waited for until /readyz answers 200.
+start_serve() {
+  local url=$1 port=$2 log=$3
+  shift 3
+  env HINT_API_KEY=k HINT_PRODUCT_ID=ppro-bench HINT_WEBHOOK_SECRET=$SECRET \
+    CHARTBRIDGE_SECRET_KEY=$CHARTBRIDGE_SECRET_KEY \
+    CHARTBRIDGE_PUBLIC_URL=http://127.0.0.1:$port DATABASE_URL=$url PORT=$port CHARTBRIDGE_BIND=127.0.0.1 \
+    RUST_LOG=${RUST_LOG:-warn} "$@" \
+    $BIN serve >>"$log" 2>&1 &
+  SERVE_PID=$!
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
+}
+
+# `print_statuses WRK_OUTPUT`: what benches/wrk/statuses.lua counted — 2xx, each other status,
+# wrk's socket errors and its rate.
+print_statuses() {
+  awk '$1 == "status" && $2 >= 200 && $2 < 300 { n += $3 } END { printf "2xx: %d\n", n }' "$1"
+  awk '$1 == "status" && ($2 < 200 || $2 >= 300) { printf "status %s: %s\n", $2, $3; bad += $3 }
+       END { if (!bad) print "non-2xx: 0" }' "$1"
+  grep -o 'Socket errors:.*' "$1" || echo "socket errors: 0"
+  grep -E 'Requests/sec' "$1" || true
+}
