@@ -113,6 +113,34 @@ async fn a_job_running_at_shutdown_is_handed_back_and_claimable_at_once() {
 }
 
 #[tokio::test]
+async fn a_handshake_rides_over_its_connection_ended_by_the_database() {
+    let app = spawn_app().await;
+    if app.state.db.backend() != chartbridge::db::Backend::Postgres {
+        // Nothing ends an SQLite connection; the PostgreSQL pass runs this test.
+        return;
+    }
+    let practice = app.new_practice("Restarted Database").await;
+    app.session(&practice.clinician, None).await;
+    // The sessions' writer keeps its connection between batches: the server ends it.
+    app.end_database_connections().await;
+    let body = json!({"timestamp": crate::helpers::now_rfc3339(),
+        "user": {"id": practice.clinician, "partner_roles": ["clinician"]},
+        "practice": {"id": practice.id}})
+    .to_string();
+    let handshake = app
+        .handshake_raw(body.as_bytes(), Some(&sign(body.as_bytes())))
+        .await;
+    assert_eq!(
+        handshake.status(),
+        200,
+        "held and written on a new connection"
+    );
+    let answer: serde_json::Value = handshake.json().await.unwrap();
+    let key = answer["session_key"].as_str().unwrap();
+    assert_eq!(app.surface("core_page", key).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_database_that_is_away_is_a_503_with_retry_after_never_a_500() {
     let app = spawn_app().await;
     let practice = app.new_practice("Database Away").await;

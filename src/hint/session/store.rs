@@ -63,6 +63,10 @@ const OPENINGS_QUEUE: usize = 4096;
 /// rename written by another instance is then written here too).
 const MAX_PRACTICE_NAMES: usize = 100_000;
 const PRACTICE_NAME_FOR: Duration = Duration::from_secs(600);
+/// How long a batch of new sessions is held while the database is away (a restart), well
+/// within a request's 30 s, and the pause between two tries.
+const HOLD_FOR: Duration = Duration::from_secs(10);
+const HOLD_PAUSE: Duration = Duration::from_millis(100);
 
 impl HintSessionStore {
     /// Starts the writer of new sessions (it needs the Tokio runtime).
@@ -79,33 +83,42 @@ impl HintSessionStore {
                 let (db, kept) = (writer_db.clone(), kept.clone());
                 async move {
                     let mut slot = kept.lock().await;
-                    let written = match db.reuse(slot.take()).await {
-                        Ok(mut connection) => {
-                            let written =
-                                write_openings(&mut connection, db.backend(), &batch).await;
-                            // Kept unless the batch failed (a connection in doubt is closed).
-                            if written.is_ok() && connection.is_own() {
-                                *slot = Some(connection);
+                    let held = Instant::now();
+                    let mut again = false;
+                    loop {
+                        let written = match db.reuse(if again { None } else { slot.take() }).await {
+                            Ok(mut connection) => {
+                                let mut written =
+                                    write_openings(&mut connection, db.backend(), &batch).await;
+                                if written.is_ok() && again {
+                                    written = opened_before(&mut connection, &batch).await;
+                                }
+                                // Kept unless the batch failed (a connection in doubt is closed).
+                                if written.is_ok() && connection.is_own() {
+                                    *slot = Some(connection);
+                                }
+                                written
                             }
-                            written
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match written {
-                        Err(e) if crate::db::is_unavailable(&e) => {
+                            Err(e) => Err(e),
+                        };
+                        match written {
                             // The database went away (a restart): the batch is held and written
-                            // once more on a new connection, which the pool waits for (up to its
-                            // acquire timeout, well within a request's 30 s).
-                            tracing::warn!(error = %e, "writing new sessions: the database is away; holding the batch");
-                            let mut connection = db.reuse(None).await?;
-                            write_openings(&mut connection, db.backend(), &batch).await?;
-                            opened_before(&mut connection, &batch).await?;
-                            if connection.is_own() {
-                                *slot = Some(connection);
+                            // again on a new connection (a dead one the pool hands out fails
+                            // and is dropped), within a request's time; not once the pool is
+                            // closed (the instance is stopping).
+                            Err(e)
+                                if crate::db::is_unavailable(&e)
+                                    && !matches!(e, sqlx::Error::PoolClosed)
+                                    && held.elapsed() < HOLD_FOR =>
+                            {
+                                if !again {
+                                    tracing::warn!(error = %e, "writing new sessions: the database is away; holding the batch");
+                                }
+                                again = true;
+                                tokio::time::sleep(HOLD_PAUSE).await;
                             }
-                            Ok(())
+                            written => return written,
                         }
-                        other => other,
                     }
                 }
             },

@@ -233,6 +233,12 @@ impl TestApp {
     /// the server (the writers' own ones too).
     pub async fn cut_off_database(&self) {
         self.state.db.close().await;
+        self.end_database_connections().await;
+    }
+
+    /// On PostgreSQL, has the server end every connection to the test's database, as a
+    /// restart does (the app's pool stays open; its connections are dead). On SQLite, nothing.
+    pub async fn end_database_connections(&self) {
         if let Some((admin_url, name)) = &self.database.created_on {
             use sqlx::Connection;
             let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
