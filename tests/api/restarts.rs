@@ -51,6 +51,61 @@ async fn told_to_stop_it_is_not_ready_at_once_and_serves_the_drain_closing_each_
 }
 
 #[tokio::test]
+async fn results_in_flight_when_told_to_stop_are_answered_and_each_acknowledged_one_is_stored() {
+    let mut app = spawn_app_with(|c| {
+        // Every batch a burst's: answered once stored as a receipt.
+        c.results.receipts_from = 1;
+        c.server.drain_delay = Duration::from_millis(200);
+    })
+    .await;
+    let (practice, visits) = app.open_tiep_visit_per_patient("Stopping Mid Burst").await;
+    let stop = app.stop_signal();
+    let sends: Vec<_> = visits
+        .iter()
+        .map(|visit| {
+            let report =
+                json!({"context": {"visit_id": visit.id}, "payload": {"reason": "In flight"}});
+            let (app, practice_id) = (&app, practice.id.clone());
+            async move {
+                app.post_tiep_webhook(&practice_id, &report, TIEP_HOOK_SECRET)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    // Told to stop while the results are on their way.
+    let (answers, ()) = tokio::join!(futures::future::join_all(sends), async {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let _ = stop.send(());
+    });
+    app.stopped().await;
+    assert!(
+        answers.iter().all(|s| [200, 503].contains(s)),
+        "stored or refused for a retry: {answers:?}"
+    );
+
+    // Whatever was acknowledged is filed by the next instance.
+    let next = app.another_state().await;
+    for (visit, answer) in visits.iter().zip(&answers) {
+        if *answer != 200 {
+            continue;
+        }
+        eventually(Duration::from_secs(10), "the result filed", || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM visits WHERE id = $1 AND result IS NOT NULL",
+            )
+            .bind(visit.id.to_string())
+            .fetch_one(next.db.reader())
+            .await
+            .unwrap()
+                == 1
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn a_job_running_at_shutdown_is_handed_back_and_claimable_at_once() {
     let mut app = spawn_app_with(|c| {
         c.jobs.run_in_background = true;

@@ -135,7 +135,13 @@ impl TestApp {
 
     /// Tells the app to stop, as SIGTERM does, without waiting: it drains, then stops.
     pub fn tell_to_stop(&mut self) {
-        let _ = self.stop.take().expect("running").send(());
+        let _ = self.stop_signal().send(());
+    }
+
+    /// What [`TestApp::tell_to_stop`] sends, for a test that stops the app while its
+    /// requests are under way.
+    pub fn stop_signal(&mut self) -> tokio::sync::oneshot::Sender<()> {
+        self.stop.take().expect("running")
     }
 
     /// Waits until the app told to stop has stopped (its pool closed; the sandboxes still run).
