@@ -284,3 +284,37 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer's error that carries the database's as its cause (as the batch writers do).
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing a batch")]
+    struct Batch(#[source] sqlx::Error);
+
+    #[test]
+    fn a_database_away_is_a_503_with_retry_after_wherever_it_came_from() {
+        let away = [
+            AppError::from(sqlx::Error::PoolTimedOut),
+            AppError::from(anyhow::Error::new(Batch(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionReset.into(),
+            )))),
+            AppError::Internal(anyhow::Error::new(Batch(sqlx::Error::PoolClosed))),
+            AppError::Internal(anyhow::Error::new(crate::db::DatabaseAway("gone".into()))),
+        ];
+        for error in away {
+            let page = error.into_response();
+            assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(page.headers()[header::RETRY_AFTER], "1");
+        }
+        let api = ApiError(AppError::from(sqlx::Error::PoolTimedOut)).into_response();
+        assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.headers()[header::RETRY_AFTER], "1");
+
+        let wrong = AppError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(wrong.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(wrong.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
