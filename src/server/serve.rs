@@ -5,7 +5,8 @@
 //! once, so one client cannot hold the others out), and a graceful stop: first a drain (every
 //! answer says `Connection: close`, so no kept-alive connection is left for a proxy to race
 //! its close), then no new connections (those the kernel has already taken are served),
-//! requests in flight finish, idle connections close.
+//! requests in flight finish, idle connections close, new ones once they have sent their
+//! request.
 
 use std::{
     collections::HashMap,
@@ -27,10 +28,13 @@ use axum::{
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+    server::graceful::GracefulConnection,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 use tower::ServiceExt as _;
 
 use super::client_addr::{ClientAddr, client_of, counted_as};
@@ -122,6 +126,9 @@ fn within_descriptors(max_connections: usize) -> usize {
     }
 }
 
+/// How long a connection that has sent no request yet is waited for once the server stops.
+const FIRST_REQUEST_AT_STOP: Duration = Duration::from_secs(1);
+
 /// Most connections taken from the kernel's queue once stopped (under load they keep coming).
 const SWEPT_AT_STOP: usize = 1024;
 
@@ -138,7 +145,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    let (stopped_tx, stopped_rx) = watch::channel(false);
     let max_connections = within_descriptors(settings.max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
     let per_client = Arc::new(PerClient::default());
@@ -206,9 +213,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let closing = draining.clone();
+        let served = Arc::new(AtomicBool::new(false));
         let service = router.clone().map_request({
-            let (proxies, proxy_warned) = (proxies.clone(), proxy_warned.clone());
+            let (proxies, proxy_warned, served) =
+                (proxies.clone(), proxy_warned.clone(), served.clone());
             move |mut request: Request<Incoming>| {
+                served.store(true, Ordering::Relaxed);
                 let client = client_of(&proxies, peer.ip(), &request);
                 if client == peer.ip()
                     && request.headers().contains_key("x-forwarded-for")
@@ -238,18 +248,48 @@ pub async fn serve(
                 }
                 response
             }));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let stopped = stopped_rx.clone();
         tokio::spawn(async move {
-            // A client that goes away or sends garbage ends its own connection; nothing to log.
-            let _ = connection.await;
+            serve_until_stopped(connection, served, stopped).await;
             drop((slot, counted));
         });
     }
     drop(listener);
-    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+    let _ = stopped_tx.send(true);
+    // Every connection gives its slot back once it has ended.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(settings.shutdown_grace, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("connections still open at the end of the grace period were dropped");
     }
+}
+
+/// Serves one connection and, once the server has stopped, ends it gracefully: one that has
+/// served requests as soon as it is idle (hyper closes it then), a new one only after its first
+/// request or [`FIRST_REQUEST_AT_STOP`] without one. Hyper would close a new connection it has
+/// read nothing from yet, and a proxy may have sent a request on it already (accepted as the
+/// server stopped), a request it may not send elsewhere.
+async fn serve_until_stopped<C: GracefulConnection>(
+    connection: C,
+    served: Arc<AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connection = std::pin::pin!(connection);
+    // A client that goes away or sends garbage ends its own connection; nothing to log.
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopped.wait_for(|stopped| *stopped) => {}
+    }
+    if !served.load(Ordering::Relaxed) {
+        // Its answer says `Connection: close` (the drain): it ends by itself once answered.
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = tokio::time::sleep(FIRST_REQUEST_AT_STOP) => {}
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
