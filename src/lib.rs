@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod caller;
 pub mod config;
 pub mod crypto;
 pub mod db;

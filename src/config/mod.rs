@@ -13,7 +13,7 @@ mod keys;
 mod server;
 
 pub use keys::{KeyArgs, KeySettings};
-pub use server::{Budget, RateLimitSettings, ServerSettings, TrustedProxies};
+pub use server::{AddressList, Budget, RateLimitSettings, ServerSettings, TrustedProxies};
 
 use crate::upstream::{address::AddressPolicy, guarded::HostLookup};
 

@@ -65,7 +65,15 @@ impl TrustedProxies {
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
+
+/// A list of addresses and ranges (`10.2.0.0/16, 203.0.113.7`), as typed: who may send a
+/// partner's deliveries, for one.
+pub type AddressList = TrustedProxies;
 
 /// A budget: `per_minute` on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,6 +83,8 @@ pub enum SignatureError {
     Malformed,
     #[error("signature does not match")]
     Mismatch,
+    #[error("sent from an address the practice does not allow")]
+    Source,
     #[error("no secret configured")]
     NoSecret,
 }

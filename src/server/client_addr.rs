@@ -5,8 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::caller::ClientAddr;
 pub use crate::config::TrustedProxies;
-use axum::{extract::ConnectInfo, http::Request};
+use axum::http::Request;
 
 /// The calling client of a request that arrived from `peer`.
 pub fn client_of<B>(proxies: &TrustedProxies, peer: IpAddr, request: &Request<B>) -> IpAddr {
@@ -41,23 +42,6 @@ fn address_in(entry: &str) -> Option<IpAddr> {
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
         .and_then(|v6| v6.parse().ok())
-}
-
-/// The client's address, as the server put it on the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-impl ClientAddr {
-    /// The client of `request`; `None` when it did not come through [`super::serve()`].
-    pub fn of<B>(request: &Request<B>) -> Option<IpAddr> {
-        if let Some(ClientAddr(ip)) = request.extensions().get::<ClientAddr>() {
-            return Some(*ip);
-        }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-    }
 }
 
 /// A (v6) client is counted by its /64: one host holds a whole /64.

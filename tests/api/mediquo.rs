@@ -548,3 +548,126 @@ async fn the_consultation_sent_again_with_changes_addends_the_visit_and_unchange
     assert!(body.contains(":** Plan changed\\."), "{body}");
     assert!(body.contains("**Plan:** Rest and fluids"), "{body}");
 }
+
+#[tokio::test]
+async fn a_new_signature_value_keeps_the_old_one_valid_until_the_admin_retires_it() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Rotating Clinic").await;
+    app.setup_mediquo(&practice).await;
+    let admin = app.session(&practice.admin, None).await;
+    let report = |n: usize| {
+        json!({"type": "patient_report_sent", "occurred_on": n,
+            "payload": {"type": "soap", "content": {"plan": format!("plan {n}")},
+            "patient": {"code": practice.patients[0]}}})
+        .to_string()
+    };
+    const NEW: &str = "mediquo-rotated-value-0003";
+    let saved = app
+        .post_form("/hint/settings/mediquo", &admin, &[("signature", NEW)])
+        .await;
+    let (status, section) = Page::of(saved).await;
+    assert_eq!(status, 200);
+    assert!(
+        section
+            .text_of("#mediquo-previous")
+            .contains("still accepted")
+    );
+    // Both values open the door while MediQuo switches; a third does not.
+    for (n, value) in [(1, MEDIQUO_SIGNATURE), (2, NEW)] {
+        let answer = post_event(&app, &practice.id, &report(n), Some(value)).await;
+        assert_eq!(answer.status(), 200, "value {n}");
+    }
+    let third = post_event(
+        &app,
+        &practice.id,
+        &report(3),
+        Some("mediquo-some-other-value"),
+    )
+    .await;
+    assert_eq!(third.status(), 401);
+    // Saved again with the new value unchanged (the sources edited alone): nothing moves.
+    let saved = app
+        .post_form("/hint/settings/mediquo", &admin, &[("signature", "")])
+        .await;
+    assert_eq!(saved.status(), 200);
+    let old = post_event(&app, &practice.id, &report(4), Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(old.status(), 200, "still valid until retired");
+
+    // Retired: only the new value.
+    let saved = app
+        .post_form(
+            "/hint/settings/mediquo",
+            &admin,
+            &[("signature", ""), ("retire_previous", "on")],
+        )
+        .await;
+    let (status, section) = Page::of(saved).await;
+    assert_eq!(status, 200);
+    assert!(!section.has("#mediquo-previous"));
+    let old = post_event(&app, &practice.id, &report(5), Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(old.status(), 401);
+    let new = post_event(&app, &practice.id, &report(6), Some(NEW)).await;
+    assert_eq!(new.status(), 200);
+    assert_eq!(visits_of(&app, &practice.id).await.len(), 4);
+}
+
+#[tokio::test]
+async fn deliveries_from_an_address_mediquo_does_not_send_from_are_refused() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Listed Clinic").await;
+    app.setup_mediquo(&practice).await;
+    let admin = app.session(&practice.admin, None).await;
+    let body = json!({"type": "patient_report_sent", "occurred_on": 1,
+        "payload": {"type": "soap", "content": {"plan": "x"}, "patient": {"code": practice.patients[0]}}})
+    .to_string();
+    // A list that does not parse is refused, and changes nothing.
+    let refused = app
+        .post_form(
+            "/hint/settings/mediquo",
+            &admin,
+            &[("signature", ""), ("sources", "203.0.113.0/24, mediquo")],
+        )
+        .await;
+    let (status, section) = Page::of(refused).await;
+    assert_eq!(status, 422);
+    assert!(
+        section
+            .text_of("#mediquo-settings [role=alert]")
+            .contains("addresses or ranges")
+    );
+    assert_eq!(
+        post_event(&app, &practice.id, &body, Some(MEDIQUO_SIGNATURE))
+            .await
+            .status(),
+        200
+    );
+    // MediQuo named elsewhere: this test's deliveries (from loopback) are refused, even with
+    // the value.
+    let saved = app
+        .post_form(
+            "/hint/settings/mediquo",
+            &admin,
+            &[("signature", ""), ("sources", "203.0.113.0/24")],
+        )
+        .await;
+    let (status, section) = Page::of(saved).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        section.attr("#mediquo-settings input[name=sources]", "value"),
+        Some("203.0.113.0/24".to_string())
+    );
+    let refused = post_event(&app, &practice.id, &body, Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(refused.status(), 401);
+    // Listed: admitted.
+    let saved = app
+        .post_form(
+            "/hint/settings/mediquo",
+            &admin,
+            &[("signature", ""), ("sources", "203.0.113.0/24, 127.0.0.1")],
+        )
+        .await;
+    assert_eq!(saved.status(), 200);
+    let admitted = post_event(&app, &practice.id, &body, Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(admitted.status(), 200);
+    assert_eq!(visits_of(&app, &practice.id).await.len(), 1);
+}

@@ -82,7 +82,8 @@ pub async fn verify_delivery<C: Connection>(
         .ok_or_else(not_connected)?;
     match check(&cached) {
         Ok(()) => {}
-        Err(SignatureError::Mismatch) => {
+        // Changed on another instance meanwhile? The stored copy decides.
+        Err(SignatureError::Mismatch | SignatureError::Source) => {
             let stored = secrets::<C>(app, &practice_id, true)
                 .await?
                 .ok_or_else(not_connected)?;

@@ -8,7 +8,7 @@
 //! kept, and the queue places it once Hint confirms (`retry`).
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
@@ -21,7 +21,8 @@ use super::{
 };
 use crate::{
     audit::Actor,
-    crypto::{SignatureError, constant_time_eq, sha256_hex},
+    caller::ClientAddr,
+    crypto::{SignatureError, sha256_hex},
     error::{ApiError, AppError},
     hint::{HintAuth, installations},
     ids::{ExternalId, clean_text},
@@ -38,17 +39,20 @@ type Answer = (StatusCode, Json<Value>);
 pub async fn receive(
     State(mediquo): State<PartnerState<MediQuo>>,
     Path(practice_id): Path<ExternalId>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
     let state = &mediquo.app;
     let presented = headers.get("x-webhook-signature").map(|v| v.as_bytes());
+    let client = client.map(|Extension(ClientAddr(ip))| ip);
     let practice_id =
         connection::verify_delivery::<MediquoConnection>(state, practice_id, |secrets| {
             match presented {
                 None | Some(b"") => Err(SignatureError::Missing),
-                Some(value) if constant_time_eq(secrets.signature.as_bytes(), value) => Ok(()),
-                Some(_) => Err(SignatureError::Mismatch),
+                Some(value) if !secrets.accepts(value) => Err(SignatureError::Mismatch),
+                Some(_) if !secrets.admits(client) => Err(SignatureError::Source),
+                Some(_) => Ok(()),
             }
         })
         .await?;
