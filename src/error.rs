@@ -45,6 +45,10 @@ pub enum AppError {
     /// The database is away for a moment: the request may be sent again in a second.
     #[error("the database is unavailable")]
     Unavailable(#[source] BoxError),
+    /// A practice's signed traffic is over its budget (`practice_limits.rs`): sent again after
+    /// the wait, it is taken.
+    #[error("over the practice's budget")]
+    TooMany { wait: std::time::Duration },
     #[error(transparent)]
     Internal(anyhow::Error),
 }
@@ -123,6 +127,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,6 +159,10 @@ impl AppError {
                  seconds."
                     .into()
             }
+            AppError::TooMany { wait } => format!(
+                "Too many requests for this practice right now; try again in {} s.",
+                wait_seconds(*wait)
+            ),
             AppError::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()
             }
@@ -198,14 +207,22 @@ impl IntoResponse for AppError {
     }
 }
 
-/// A 503 says when to come back.
+/// A 503 and a 429 say when to come back.
 fn retry_after(error: &AppError, response: &mut Response) {
-    if matches!(error, AppError::Unavailable(_)) {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECONDS),
-        );
-    }
+    let seconds = match error {
+        AppError::Unavailable(_) => RETRY_AFTER_SECONDS.to_string(),
+        AppError::TooMany { wait } => wait_seconds(*wait).to_string(),
+        _ => return,
+    };
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&seconds).expect("digits"),
+    );
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn wait_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// Whether a database error that means "away for a moment" is in `e`'s cause chain.
@@ -231,6 +248,7 @@ impl AppError {
             AppError::Conflict(_) => "This visit moved on",
             AppError::Upstream { .. } => "A partner service did not answer as expected",
             AppError::Unavailable(_) => "Briefly unavailable",
+            AppError::TooMany { .. } => "Too many requests",
             AppError::Internal(_) => "Something went wrong",
         };
         let page = ErrorPage {

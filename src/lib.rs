@@ -19,6 +19,7 @@ pub mod ids;
 pub mod jobs;
 pub mod metrics;
 pub mod partners;
+pub mod practice_limits;
 pub mod retention;
 pub mod rotation;
 pub mod server;

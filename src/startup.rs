@@ -105,7 +105,11 @@ impl Application {
                 }
             }
         };
-        let forgetter = every_minute(stop_rx.clone(), move || limits.forget_idle());
+        let practice_limits = self.state.practice_limits.clone();
+        let forgetter = every_minute(stop_rx.clone(), move || {
+            limits.forget_idle();
+            practice_limits.forget_idle();
+        });
         let purger = crate::retention::purge_periodically(self.state.clone(), stop_rx.clone());
         let publisher = crate::audit::checkpoints::Publisher::new(
             self.state.db.clone(),

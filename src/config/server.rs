@@ -93,6 +93,11 @@ pub struct RateLimitSettings {
     pub install: Budget,
     /// `/webhooks/…`: refused deliveries (unsigned, forged, unknown practice).
     pub webhooks: Budget,
+    /// Valid signed handshakes of one practice (per instance), far above any practice's own
+    /// rate: what a leaked secret or a looping sender can send for it.
+    pub practice_handshake: Budget,
+    /// Valid signed deliveries for one practice (every sender, per instance).
+    pub practice_webhooks: Budget,
 }
 
 impl Default for RateLimitSettings {
@@ -110,6 +115,18 @@ impl Default for RateLimitSettings {
                 per_minute: 1200,
                 burst: 300,
             },
+            // 100 handshakes a second for hours, 3,000 at once: a practice of a hundred
+            // clinicians opening a page every second stays far below.
+            practice_handshake: Budget {
+                per_minute: 6_000,
+                burst: 3_000,
+            },
+            // 200 deliveries a second, 6,000 at once: a practice's partners send a few a
+            // minute.
+            practice_webhooks: Budget {
+                per_minute: 12_000,
+                burst: 6_000,
+            },
         }
     }
 }
@@ -118,7 +135,8 @@ impl std::str::FromStr for RateLimitSettings {
     type Err = String;
 
     /// `door=per_minute/burst` entries, comma separated (`handshake=600/120, webhooks=3000/600`);
-    /// doors not named keep their default. Doors: `handshake`, `install`, `webhooks`.
+    /// doors not named keep their default. Doors: `handshake`, `install`, `webhooks` (per client
+    /// address), `practice-handshake`, `practice-webhooks` (per practice).
     fn from_str(list: &str) -> Result<Self, String> {
         let mut settings = RateLimitSettings::default();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -136,9 +154,12 @@ impl std::str::FromStr for RateLimitSettings {
                 "handshake" => settings.handshake = budget,
                 "install" => settings.install = budget,
                 "webhooks" => settings.webhooks = budget,
+                "practice-handshake" => settings.practice_handshake = budget,
+                "practice-webhooks" => settings.practice_webhooks = budget,
                 other => {
                     return Err(format!(
-                        "{other:?} is not a door (handshake, install, webhooks)"
+                        "{other:?} is not a door (handshake, install, webhooks, \
+                         practice-handshake, practice-webhooks)"
                     ));
                 }
             }

@@ -17,6 +17,7 @@ use super::{
 use crate::{
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
+    practice_limits::Signed,
     tenancy::PracticeId,
 };
 
@@ -117,8 +118,11 @@ pub async fn handshake<S: AsRef<HintState>>(
             roles
         }
     };
-    // Signed by Hint: the practice it names is verified.
+    // Signed by Hint: the practice it names is verified, and spends its own budget.
     let practice_id = PracticeId::verified(payload.practice.id.clone());
+    state
+        .practice_limits
+        .spend(Signed::Handshake, practice_id.as_str())?;
     let user_id = payload.user.id.as_str();
     let access_token_sealed = payload
         .access_token

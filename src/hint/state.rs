@@ -32,6 +32,8 @@ pub struct HintState {
     pub audit: crate::audit::Recorder,
     /// What operators scrape (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Each practice's budget of valid signed traffic.
+    pub practice_limits: crate::practice_limits::PracticeLimits,
 }
 
 impl HintState {
@@ -66,6 +68,7 @@ impl HintState {
                 }),
             ),
             metrics,
+            practice_limits: crate::practice_limits::PracticeLimits::new(&settings.rate_limits),
             upstream,
             settings: Arc::new(settings),
             public_url,

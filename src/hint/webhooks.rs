@@ -12,6 +12,7 @@ use crate::{
     db::now_ms,
     error::{ApiError, AppError},
     ids::{ExternalId, clean_text},
+    practice_limits::Signed,
     tenancy::PracticeId,
 };
 
@@ -35,8 +36,11 @@ pub async fn receive<S: AsRef<HintState>>(
     verify_hint_signature(state, &headers, &body)?;
     let event: HintEvent = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed event: {e}")))?;
-    // Signed by Hint: the practice it names is verified.
+    // Signed by Hint: the practice it names is verified, and spends its own budget.
     let practice_id = PracticeId::verified(event.practice_id.clone());
+    state
+        .practice_limits
+        .spend(Signed::Webhooks, practice_id.as_str())?;
     // Recording the event and applying it commit together: a failure leaves neither, so
     // Hint's retry is processed instead of being taken for a duplicate.
     let mut tx = state.db.begin().await?;

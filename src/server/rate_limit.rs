@@ -18,7 +18,6 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -31,19 +30,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    DefaultKeyedRateLimiter, RateLimiter,
     clock::{Clock, DefaultClock},
 };
 
 use super::client_addr::{ClientAddr, counted_as};
 pub use crate::config::{Budget, RateLimitSettings};
-
-/// The GCRA quota of a budget.
-fn quota(budget: Budget) -> Quota {
-    let per_minute = NonZeroU32::new(budget.per_minute.max(1)).expect("at least one");
-    let burst = NonZeroU32::new(budget.burst.max(1)).expect("at least one");
-    Quota::per_minute(per_minute).allow_burst(burst)
-}
+use crate::practice_limits::quota;
 
 /// The doors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -370,3 +370,83 @@ async fn signed_traffic_from_one_address_is_never_limited_only_refusals_are() {
     .to_string();
     assert_eq!(post("/webhooks/hint", event).await, 200);
 }
+
+#[tokio::test]
+async fn one_practice_s_signed_traffic_far_over_its_budget_is_held_back_and_no_other_practice_s() {
+    use chartbridge::server::rate_limit::Budget;
+    let tight = Budget {
+        per_minute: 60,
+        burst: 3,
+    };
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.app.rate_limits.practice_handshake = tight;
+        c.app.rate_limits.practice_webhooks = tight;
+    })
+    .await;
+    let flooded = app.new_practice("Flooded Clinic").await;
+    let calm = app.new_practice("Calm Clinic").await;
+    let handshake = |practice: &str, i: usize| {
+        let body = format!(
+            r#"{{"timestamp":"{}","user":{{"id":"u-{i}","partner_roles":["clinician"]}},"practice":{{"id":"{practice}","name":"P"}}}}"#,
+            crate::helpers::now_rfc3339()
+        );
+        let url = format!("{}/hint/handshake", app.address);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-hint-signature", crate::helpers::sign(body.as_bytes()))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Each admin's set-up opens one session of the three.
+    let integration = app.setup_mediquo(&flooded).await;
+    let calm_integration = app.setup_mediquo(&calm).await;
+    // A leaked secret (or a sender in a loop) sends one practice's handshakes: its budget is
+    // spent, and it is answered 429 with the wait.
+    for i in 0..2 {
+        assert_eq!(
+            handshake(&flooded.id, i).await.status(),
+            200,
+            "handshake {i}"
+        );
+    }
+    let held = handshake(&flooded.id, 3).await;
+    assert_eq!(held.status(), 429);
+    let wait: u64 = held.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Every other practice goes on, handshakes and deliveries.
+    for i in 0..2 {
+        assert_eq!(handshake(&calm.id, 10 + i).await.status(), 200);
+    }
+    // The deliveries' budget is its own: MediQuo's consultations for the flooded practice are
+    // taken up to it, then held back.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            app.mediquo
+                .send_consultation_finished(&integration, &flooded.patients[0])
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(
+        app.visits_of(&flooded.id).await.len(),
+        3,
+        "the held one stored nothing"
+    );
+    assert_eq!(
+        app.mediquo
+            .send_consultation_finished(&calm_integration, &calm.patients[0])
+            .await,
+        Some(200)
+    );
+}

@@ -8,6 +8,7 @@ use crate::{
     crypto::SignatureError,
     error::AppError,
     ids::ExternalId,
+    practice_limits::Signed,
     tenancy::PracticeId,
     visits::{
         AppState, PartnerId,
@@ -94,6 +95,8 @@ pub async fn verify_delivery<C: Connection>(
     // The delivery carries this practice's own secret: the practice is verified, and the
     // partner reaches us.
     let practice_id = PracticeId::verified(practice_id);
+    app.practice_limits
+        .spend(Signed::Webhooks, practice_id.as_str())?;
     health::record_delivery(app, &practice_id, C::PARTNER).await;
     Ok(practice_id)
 }
