@@ -135,11 +135,18 @@ impl Db {
                 .await
                 .unwrap_or_default();
         let applied: std::collections::HashMap<i64, Vec<u8>> = applied.into_iter().collect();
-        let pending = migrator
+        let known: Vec<_> = migrator
             .iter()
             .filter(|m| !m.migration_type.is_down_migration())
+            .collect();
+        let pending = known
+            .iter()
             .any(|m| applied.get(&m.version).map(Vec::as_slice) != Some(&*m.checksum));
-        if pending {
+        // A database migrated by a newer release: the migrator says so and stops.
+        let newer = applied
+            .keys()
+            .any(|v| !known.iter().any(|m| m.version == *v));
+        if pending || newer {
             migrator.run(&self.writer).await.map_err(|e| {
                 anyhow::anyhow!(
                     "migrations could not be applied ({e}); if this role may not change the \

@@ -109,7 +109,12 @@ enum AuditCommand {
     },
     /// Publish every practice's chain head as a signed checkpoint now (logged, and appended
     /// to CHARTBRIDGE_AUDIT_CHECKPOINTS when set): before a backup, or to close a period.
-    Checkpoint,
+    Checkpoint {
+        /// Vouch for heads chained before the chain was keyed too: once, right after upgrading
+        /// to the keyed chain, before anyone else could write to the database.
+        #[arg(long)]
+        legacy: bool,
+    },
 }
 
 // Many small allocations per request (headers, JSON, SQL binds): mimalloc spends less on them
@@ -143,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => verify(&cli.config, practice.as_deref(), &checkpoints).await,
         Command::Audit {
-            command: AuditCommand::Checkpoint,
+            command: AuditCommand::Checkpoint { legacy },
         } => {
             let keys = chain_keys(&cli.config)?;
             let db = Db::connect(&database(&cli.config)).await?;
@@ -152,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
                 keys.current().clone(),
                 cli.config.audit_checkpoints.clone(),
             );
-            let published = publisher.publish().await?;
+            let published = publisher.publish(legacy).await?;
             println!("{published} checkpoint(s) published");
             Ok(())
         }
@@ -189,22 +194,22 @@ async fn rotate(config: &ConfigArgs, batch: i64) -> anyhow::Result<()> {
     let secrets = chartbridge::crypto::SecretBox::from_settings(&keys);
     let db = Db::connect(&database(config)).await?;
     let report = chartbridge::rotation::rotate(&db, &secrets, batch.max(1)).await?;
-    let mut unopened = 0;
+    let mut remaining = 0;
     for r in &report {
-        unopened += r.unopened;
-        if r.resealed + r.raced + r.unopened > 0 {
+        remaining += r.remaining;
+        if r.resealed + r.raced + r.unopened + r.remaining > 0 {
             println!(
-                "{}.{}: {} sealed again, {} written meanwhile, {} open under no key held",
-                r.table, r.column, r.resealed, r.raced, r.unopened
+                "{}.{}: {} sealed again, {} written meanwhile, {} open under no key held, {} still not under the current key",
+                r.table, r.column, r.resealed, r.raced, r.unopened, r.remaining
             );
         }
     }
     let resealed: u64 = report.iter().map(|r| r.resealed).sum();
     println!(
-        "{resealed} value(s) now sealed under key {}; {unopened} left as they were",
+        "{resealed} value(s) now sealed under key {}; {remaining} not under it",
         secrets.key_id()
     );
-    if unopened > 0 {
+    if remaining > 0 {
         std::process::exit(1);
     }
     Ok(())

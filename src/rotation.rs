@@ -21,6 +21,8 @@ struct SealedColumn {
     column: &'static str,
     keys: &'static [&'static str],
     aad: fn(&[String]) -> String,
+    /// Most rows read at once (a file's column holds up to 25 MB a row).
+    most: i64,
 }
 
 /// A visit's patient-data column (the visit's row, its receipts).
@@ -42,48 +44,56 @@ fn sealed_columns() -> Vec<SealedColumn> {
             column: "token_sealed",
             keys: &["product_id", "practice_id"],
             aad: |k| token_aad(&k[0], &k[1]),
+            most: BATCH,
         },
         SealedColumn {
             table: "hint_sessions",
             column: "access_token_sealed",
             keys: &["key_hash", "practice_id", "user_id"],
             aad: |k| access_token_aad(&k[1], &k[2]),
+            most: BATCH,
         },
         SealedColumn {
             table: "partner_connections",
             column: "secrets_sealed",
             keys: &["practice_id", "partner"],
             aad: |k| format!("partner_connections|{}|{}", k[0], k[1]),
+            most: BATCH,
         },
         SealedColumn {
             table: "unmatched_deliveries",
             column: "body_sealed",
             keys: &["practice_id", "id"],
             aad: |k| format!("unmatched_deliveries|{}|{}", k[0], k[1]),
+            most: BATCH,
         },
         SealedColumn {
             table: "patient_index",
             column: "sealed",
             keys: &["practice_id", "patient_id"],
             aad: |k| row_aad("patient_index", "sealed", &k[0], &k[1]),
+            most: BATCH,
         },
         SealedColumn {
             table: "visit_files",
             column: "bytes_sealed",
             keys: &["practice_id", "id"],
             aad: |k| row_aad("visit_files", "bytes_sealed", &k[0], &k[1]),
+            most: 4,
         },
         SealedColumn {
             table: "visit_versions",
             column: "result_sealed",
             keys: &["practice_id", "id"],
             aad: |k| row_aad("visit_versions", "result_sealed", &k[0], &k[1]),
+            most: BATCH,
         },
         SealedColumn {
             table: "result_receipts",
             column: "result",
             keys: &["practice_id", "visit_id"],
             aad: visit_column("result"),
+            most: BATCH,
         },
     ];
     for column in ["patient_name", "launch", "result", "error_message"] {
@@ -92,6 +102,7 @@ fn sealed_columns() -> Vec<SealedColumn> {
             column,
             keys: &["practice_id", "id"],
             aad: visit_column(column),
+            most: BATCH,
         });
     }
     for column in ["patient_name", "launch", "result"] {
@@ -100,6 +111,7 @@ fn sealed_columns() -> Vec<SealedColumn> {
             column,
             keys: &["practice_id", "visit_id"],
             aad: visit_column(column),
+            most: BATCH,
         });
     }
     columns
@@ -124,6 +136,9 @@ pub struct Rotated {
     pub raced: u64,
     /// Open under no key held: left as they are.
     pub unopened: u64,
+    /// Not under the current key after the pass (unopened ones, and values an instance
+    /// still on the old key wrote behind it): run it again once every instance has the new key.
+    pub remaining: u64,
 }
 
 /// Rows read per batch.
@@ -183,10 +198,20 @@ async fn rotate_column(
         }
         let rows = query
             .bind(format!("{}%", secrets.current_prefix()))
-            .bind(batch)
+            .bind(batch.min(c.most))
             .fetch_all(db.writer())
             .await?;
         if rows.is_empty() {
+            let remaining: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE {col} IS NOT NULL AND {col} <> '' \
+                 AND {col} NOT LIKE $1",
+                table = c.table,
+                col = c.column,
+            ))
+            .bind(format!("{}%", secrets.current_prefix()))
+            .fetch_one(db.writer())
+            .await?;
+            done.remaining = remaining.max(0) as u64;
             return Ok(done);
         }
         let mut tx = db.begin().await?;

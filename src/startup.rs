@@ -156,7 +156,7 @@ impl Application {
             signal
         );
         // The heads as the last request and job left them.
-        if let Err(e) = publisher.publish().await {
+        if let Err(e) = publisher.publish(false).await {
             tracing::error!(error = %e, "the audit checkpoints could not be published at shutdown");
         }
         self.state.db.close().await;

@@ -38,20 +38,31 @@ pub struct Checkpoint {
     pub head: String,
     /// When it was read (Unix ms).
     pub at: i64,
+    /// Published with `--legacy` at the upgrade: it also vouches for entries chained before
+    /// the chain was keyed (a plain checkpoint never does: anyone can write such entries).
+    #[serde(default)]
+    pub legacy: bool,
     /// The chain key it is signed under.
     pub key_id: String,
     pub sig: String,
 }
 
 impl Checkpoint {
-    pub fn signed(key: &ChainKey, practice_id: &str, seq: i64, head: &str, at: i64) -> Self {
-        let sig = key.sign(DOMAIN, &parts(practice_id, seq, head, at));
+    pub fn signed(
+        key: &ChainKey,
+        practice_id: &str,
+        (seq, head): (i64, &str),
+        at: i64,
+        legacy: bool,
+    ) -> Self {
+        let sig = key.sign(DOMAIN, &parts(practice_id, seq, head, at, legacy));
         Checkpoint {
             checkpoint: MARK.to_string(),
             practice_id: practice_id.to_string(),
             seq,
             head: head.to_string(),
             at,
+            legacy,
             key_id: key.id().to_string(),
             sig,
         }
@@ -60,7 +71,13 @@ impl Checkpoint {
     /// Whether a key held here signed exactly this.
     pub fn holds(&self, keys: &ChainKeys) -> bool {
         keys.by_id(&self.key_id).is_some_and(|key| {
-            let parts = parts(&self.practice_id, self.seq, &self.head, self.at);
+            let parts = parts(
+                &self.practice_id,
+                self.seq,
+                &self.head,
+                self.at,
+                self.legacy,
+            );
             key.verifies(DOMAIN, &parts, &self.sig)
         })
     }
@@ -71,12 +88,13 @@ impl Checkpoint {
     }
 }
 
-fn parts<'a>(practice_id: &'a str, seq: i64, head: &'a str, at: i64) -> [Vec<u8>; 4] {
+fn parts(practice_id: &str, seq: i64, head: &str, at: i64, legacy: bool) -> [Vec<u8>; 5] {
     [
         practice_id.as_bytes().to_vec(),
         seq.to_be_bytes().to_vec(),
         head.as_bytes().to_vec(),
         at.to_be_bytes().to_vec(),
+        vec![u8::from(legacy)],
     ]
 }
 
@@ -99,13 +117,31 @@ impl Publisher {
         }
     }
 
-    /// Reads every head and publishes those that moved; answers how many it published.
-    pub async fn publish(&self) -> anyhow::Result<usize> {
-        let heads: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT practice_id, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY practice_id",
+    /// Reads every head and publishes those that moved; answers how many it published. A
+    /// head on an entry from before the chain was keyed is not vouched for (anyone can write
+    /// such a chain) unless `legacy` (`audit checkpoint --legacy`, once, at the upgrade).
+    pub async fn publish(&self, legacy: bool) -> anyhow::Result<usize> {
+        let heads: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT h.practice_id, h.seq, h.hash, e.key_id FROM audit_heads h \
+             JOIN audit_events e ON e.practice_id = h.practice_id AND e.seq = h.seq \
+             WHERE h.seq > 0 ORDER BY h.practice_id",
         )
         .fetch_all(self.db.writer())
         .await?;
+        let (heads, unkeyed): (Vec<_>, Vec<_>) = heads
+            .into_iter()
+            .partition(|(_, _, _, key_id)| legacy || !key_id.is_empty());
+        if !unkeyed.is_empty() {
+            tracing::warn!(
+                practices = unkeyed.len(),
+                "chain heads from before the chain was keyed are not vouched for; run \
+                 `chartbridge audit checkpoint --legacy` once after the upgrade"
+            );
+        }
+        let heads: Vec<(String, i64, String)> = heads
+            .into_iter()
+            .map(|(p, seq, hash, _)| (p, seq, hash))
+            .collect();
         let at = now_ms();
         let moved: Vec<Checkpoint> = {
             let published = self.published.lock().expect("not poisoned");
@@ -113,7 +149,7 @@ impl Publisher {
                 .iter()
                 .filter(|(practice, seq, _)| published.get(practice) != Some(seq))
                 .map(|(practice, seq, hash)| {
-                    Checkpoint::signed(&self.key, practice, *seq, hash, at)
+                    Checkpoint::signed(&self.key, practice, (*seq, hash), at, legacy)
                 })
                 .collect()
         };
@@ -129,6 +165,7 @@ impl Publisher {
                 seq = c.seq,
                 head = %c.head,
                 at = c.at,
+                legacy = c.legacy,
                 key_id = %c.key_id,
                 sig = %c.sig,
                 "audit checkpoint"
@@ -155,7 +192,7 @@ impl Publisher {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    if let Err(e) = self.publish().await {
+                    if let Err(e) = self.publish(false).await {
                         tracing::error!(error = %e, "the audit checkpoints could not be published");
                     }
                 }
@@ -252,7 +289,7 @@ mod tests {
     #[test]
     fn a_checkpoint_holds_only_as_signed_and_only_under_a_key_held() {
         let keys = ChainKeys::new(&SecretKey([1; 32]), None, &[], &[]);
-        let c = Checkpoint::signed(keys.current(), "pra-1", 7, "abc", 1_000);
+        let c = Checkpoint::signed(keys.current(), "pra-1", (7, "abc"), 1_000, false);
         let read: Checkpoint = serde_json::from_str(&c.line()).unwrap();
         assert!(read.holds(&keys));
         for changed in [
@@ -282,7 +319,7 @@ mod tests {
     #[test]
     fn checkpoints_are_read_from_a_shipped_log_and_damaged_lines_are_named() {
         let keys = ChainKeys::new(&SecretKey([1; 32]), None, &[], &[]);
-        let c = Checkpoint::signed(keys.current(), "pra-1", 3, "h3", 5);
+        let c = Checkpoint::signed(keys.current(), "pra-1", (3, "h3"), 5, false);
         let dir = std::env::temp_dir().join(crate::db::new_id("cp"));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.jsonl");

@@ -220,9 +220,19 @@ impl Walk<'_> {
             };
             return Ok(broken(last + 1, &problem));
         }
-        if last_unkeyed > 0 && vouched_last.is_none_or(|c| c.seq < last_unkeyed) {
-            let problem = "entries up to this one were chained before the chain was keyed, and no \
-                       checkpoint vouches for them (verify with --checkpoints)";
+        // Entries from before the chain was keyed are what anyone can write: only a checkpoint
+        // the operator published with `--legacy` at the upgrade vouches for them (a keyed
+        // entry after them does not: the app chains onto whatever head it finds).
+        let vouched_legacy = checkpoints
+            .into_iter()
+            .flat_map(|c| c.values().flatten())
+            .filter(|c| c.legacy)
+            .map(|c| c.seq)
+            .max();
+        if last_unkeyed > 0 && vouched_legacy.is_none_or(|seq| seq < last_unkeyed) {
+            let problem = "entries up to this one were chained before the chain was keyed, and \
+                           no checkpoint published at the upgrade (`audit checkpoint --legacy`) \
+                           vouches for them";
             return Ok(broken(last_unkeyed, problem));
         }
         match head {
@@ -233,7 +243,7 @@ impl Walk<'_> {
             Some((_, hash)) if hash != prev_hash => Ok(broken(last, "the last entry was changed")),
             Some(_) => {
                 let beyond: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND seq > $2",
+                    "SELECT COUNT(*) FROM audit_events WHERE practice_id = $1 AND (seq > $2 OR seq < 1)",
                 )
                 .bind(practice_id)
                 .bind(last)

@@ -250,7 +250,7 @@ async fn a_trail_passed_off_as_unkeyed_is_refused_and_the_checkpoint_names_the_r
     assert!(
         said.contains(&format!(
             "BROKEN practice {practice} at entry 3: entries up to this one were chained before \
-             the chain was keyed, and no checkpoint vouches for them"
+             the chain was keyed, and no checkpoint published at the upgrade"
         )),
         "{said}"
     );
@@ -363,4 +363,82 @@ async fn every_instance_publishes_its_heads_at_start_on_schedule_and_at_shutdown
     assert_eq!(lines[1]["seq"], 3);
     // What was published verifies against the trail.
     drop(database);
+}
+
+#[tokio::test]
+async fn entries_rewritten_as_unkeyed_are_vouched_for_only_by_a_checkpoint_taken_at_the_upgrade() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Rewritten First Clinic").await;
+    let view = |patient: usize| {
+        let (app, practice) = (&app, &practice);
+        async move {
+            let key = app
+                .session(&practice.clinician, Some(&practice.patients[patient]))
+                .await;
+            assert_eq!(app.surface("clinical_chart", &key).await.status(), 200);
+        }
+    };
+    view(0).await;
+    view(1).await;
+    // Rewritten before any checkpoint: the next publication does not vouch for its head.
+    rewrite(&app, &practice.id, Some("")).await;
+    let file = checkpoint_file();
+    assert!(
+        publish(&app, &file)
+            .await
+            .contains("0 checkpoint(s) published")
+    );
+    // The app chains its next (keyed) entry onto what it finds, and that head is published:
+    // still, nothing vouches for the entries before it.
+    view(2).await;
+    assert!(
+        publish(&app, &file)
+            .await
+            .contains("1 checkpoint(s) published")
+    );
+    let (status, said) = verify(&app, Some(&file)).await;
+    assert_eq!(status, 1, "{said}");
+    assert!(
+        said.contains(&format!(
+            "BROKEN practice {} at entry 2: entries up to this one were chained before the chain \
+             was keyed, and no checkpoint published at the upgrade",
+            practice.id
+        )),
+        "{said}"
+    );
+    // Only the operator's deliberate `--legacy` (once, at the upgrade) vouches for them.
+    let (status, said) = app
+        .cli_with(
+            &["audit", "checkpoint", "--legacy"],
+            &[("CHARTBRIDGE_AUDIT_CHECKPOINTS", &file.display().to_string())],
+        )
+        .await;
+    assert_eq!(status, 0, "{said}");
+    let (status, said) = verify(&app, Some(&file)).await;
+    assert_eq!(status, 0, "{said}");
+    assert!(
+        said.contains("2 entries were chained before the chain was keyed"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_slipped_in_before_the_first_is_found() {
+    let app = spawn_app().await;
+    let practice = practice_with_entries(&app, "Slipped Clinic", 1).await;
+    run(
+        &app,
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         SELECT practice_id, 0, at, actor_id, actor_roles, platform_support, action, 'pat-other', \
+         visit_id, detail, request_id, '', hash FROM audit_events WHERE practice_id = $1 AND seq = 1",
+        &practice,
+    )
+    .await;
+    let (status, said) = verify(&app, None).await;
+    assert_eq!(status, 1, "{said}");
+    assert!(
+        said.contains("an entry was added outside the chain"),
+        "{said}"
+    );
 }

@@ -671,3 +671,45 @@ async fn deliveries_from_an_address_mediquo_does_not_send_from_are_refused() {
     assert_eq!(admitted.status(), 200);
     assert_eq!(visits_of(&app, &practice.id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_value_saved_by_mistake_and_corrected_keeps_the_one_mediquo_still_sends() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Typo Clinic").await;
+    app.setup_mediquo(&practice).await;
+    let admin = app.session(&practice.admin, None).await;
+    for value in [
+        "mediquo-value-with-a-typo-01",
+        "mediquo-value-as-agreed-0002",
+    ] {
+        let saved = app
+            .post_form("/hint/settings/mediquo", &admin, &[("signature", value)])
+            .await;
+        assert_eq!(saved.status(), 200);
+    }
+    let body = |n: usize| {
+        json!({"type": "patient_report_sent", "occurred_on": n,
+            "payload": {"type": "soap", "content": {"plan": format!("plan {n}")},
+            "patient": {"code": practice.patients[0]}}})
+        .to_string()
+    };
+    // The value MediQuo sent all along still opens the door; the mistaken one does not.
+    let live = post_event(&app, &practice.id, &body(1), Some(MEDIQUO_SIGNATURE)).await;
+    assert_eq!(live.status(), 200);
+    let typo = post_event(
+        &app,
+        &practice.id,
+        &body(2),
+        Some("mediquo-value-with-a-typo-01"),
+    )
+    .await;
+    assert_eq!(typo.status(), 401);
+    let agreed = post_event(
+        &app,
+        &practice.id,
+        &body(3),
+        Some("mediquo-value-as-agreed-0002"),
+    )
+    .await;
+    assert_eq!(agreed.status(), 200);
+}

@@ -63,7 +63,7 @@ impl StoredSecrets {
     pub(super) fn admits(&self, client: Option<IpAddr>) -> bool {
         match self.sources.parse::<AddressList>() {
             Ok(list) if list.is_empty() => true,
-            Ok(list) => client.is_some_and(|ip| list.trusts(ip)),
+            Ok(list) => client.is_some_and(|ip| list.trusts(ip.to_canonical())),
             // Checked when saved; a list that no longer parses admits nobody.
             Err(_) => false,
         }
@@ -155,10 +155,13 @@ impl Connection for MediquoConnection {
         }
         // The value that was in use stays valid beside the new one (MediQuo switches between
         // the two saves); saved again unchanged, nothing moves.
+        // While a value before it is still pending, that one (the one MediQuo may still send)
+        // stays: a value saved by mistake and corrected loses nothing.
         let previous = match stored {
-            Some(stored) if stored.signature.expose_secret() != signature => {
-                Some(stored.signature.clone())
-            }
+            Some(stored) if stored.signature.expose_secret() != signature => stored
+                .previous
+                .clone()
+                .or_else(|| Some(stored.signature.clone())),
             Some(stored) => stored.previous.clone(),
             None => None,
         };
