@@ -13,17 +13,21 @@ need() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
-# Signed handshakes of one user, each body once (a body is accepted once: a replay is 401),
-# timestamped now: `sign_handshakes FILE COUNT` writes "<signature> <body>" lines for
-# benches/wrk/signed.lua.
+# Signed handshakes, each body once (a body is accepted once: a replay is 401), timestamped
+# now, spread over PRACTICES practices (500; one user each), as Hint's servers send every
+# practice's: each practice stays within its own budget of signed traffic, as real ones do.
+# `sign_handshakes FILE COUNT` writes "<signature> <body>" lines for benches/wrk/signed.lua.
+PRACTICES=${PRACTICES:-500}
 sign_handshakes() {
-  SECRET=$SECRET COUNT=$2 python3 - >"$1" <<'PY'
+  SECRET=$SECRET COUNT=$2 PRACTICES=$PRACTICES python3 - >"$1" <<'PY'
 import datetime, hashlib, hmac, os
 secret = os.environ["SECRET"].encode()
+practices = int(os.environ["PRACTICES"])
 stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 for i in range(int(os.environ["COUNT"])):
-    body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench","email":"b@example.org","name":"Bench",'
-            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench","name":"Bench Clinic"}}') % (stamp, i)
+    p = i % practices
+    body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench-%d","email":"b@example.org","name":"Bench",'
+            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench-%d","name":"Bench Clinic"}}') % (stamp, i, p, p)
     mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
     print("sha256=%s %s" % (mac, body))
 PY

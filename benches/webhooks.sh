@@ -8,7 +8,10 @@
 # After each run the rows are counted: every 2xx must be a stored result (nothing lost), and
 # the time until every result is filed (visit completed or created, write-back queued, trail
 # written) is printed; the next run starts only then.
-# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=300000 ROUNDS=1 DATABASES="postgres sqlite")
+# The deliveries are spread over PRACTICES practices (the demo's own and its bench practices,
+# each with every partner connected), as the partners' servers send every practice's: each
+# stays within its own budget of signed traffic, with the default configuration.
+# Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=300000 ROUNDS=1 PRACTICES=100 DATABASES="postgres sqlite")
 # With ROUNDS > 1 each database runs that many rounds (VISITS Tiep visits each) and PostgreSQL's
 # ratios end with their median.
 set -euo pipefail
@@ -18,6 +21,7 @@ DURATION=${DURATION:-5}
 VISITS=${VISITS:-300000}
 DATABASES=${DATABASES:-postgres sqlite}
 ROUNDS=${ROUNDS:-1}
+PRACTICES=${PRACTICES:-100}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 for tool in wrk pgbench sqlite3 python3; do
   command -v "$tool" >/dev/null || {
@@ -93,39 +97,43 @@ run() { # postgres | sqlite
   fi
   RUST_LOG=warn target/release/chartbridge-demo \
     --port 18480 --app-port 18481 --partners-port 18482 --data-dir "$WORK/demo" "${flags[@]}" \
+    --bench-practices $((PRACTICES - 1)) \
     >"$WORK/demo.log" 2>&1 &
   DEMO=$!
   until curl -sf http://127.0.0.1:18481/readyz >/dev/null && grep -q "demo is running" "$WORK/demo.log"; do sleep 0.1; done
-  local practice
-  practice=$(sql "SELECT id FROM practices LIMIT 1")
+  # The practices, numbered from 0, and one patient of each (its list loaded by a search).
+  sql "SELECT practice_id FROM partner_connections WHERE partner = 'tiep' ORDER BY practice_id" >"$WORK/practices"
+  local n_practices
+  n_practices=$(wc -l <"$WORK/practices")
+  sql "CREATE TABLE bench_practices (n INTEGER PRIMARY KEY, id TEXT NOT NULL)"
+  awk -v q="'" '{printf "INSERT INTO bench_practices VALUES (%d, %s%s%s);\n", NR - 1, q, $1, q}' "$WORK/practices" >"$WORK/practices.sql"
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -q -f "$WORK/practices.sql"; else sqlite3 "$WORK/demo/demo.sqlite" <"$WORK/practices.sql"; fi
+  sql "SELECT practice_id, MIN(patient_id) FROM patient_index GROUP BY practice_id ORDER BY practice_id" |
+    tr '|' ' ' >"$WORK/mediquo.targets"
+  [ "$(wc -l <"$WORK/mediquo.targets")" -eq "$n_practices" ] || { echo "a practice has no patient list" >&2; exit 1; }
   # The fixture: open Tiep visits, each with its pending poll (as a launch leaves them), a
-  # distinct set for each round.
+  # distinct set for each round, practice by practice in turn.
   local later=$(( ($(date +%s) + 3600) * 1000 ))
   local series="generate_series(1, $VISITS) g"
   local g=g round
   if [ "$KIND" = sqlite ]; then series="generate_series(1, $VISITS)"; g=value; fi
+  local practice_of="(SELECT id FROM bench_practices WHERE n = $g % $n_practices)"
   for round in $(seq 1 "$ROUNDS"); do
     sql "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, launch, created_at, updated_at)
-         SELECT 'vis_wrk_${round}_' || $g, '$practice', 'pat-bench', 'Bench Patient', 'user-bench', 'Bench', 'tiep', 'in_progress', '{}', 0, 0 FROM $series;
+         SELECT 'vis_wrk_${round}_' || $g, $practice_of, 'pat-bench', 'Bench Patient', 'user-bench', 'Bench', 'tiep', 'in_progress', '{}', 0, 0 FROM $series;
          INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, run_at, rerun, created_at, updated_at)
-         SELECT 'job_wrk_${round}_' || $g, '$practice', 'poll_partner', 'poll_partner:vis_wrk_${round}_' || $g, '{\"visit_id\":\"vis_wrk_${round}_' || $g || '\"}', 'queued', 0, 8, $later, 0, 0, 0 FROM $series;" >/dev/null
-    TIEP_SECRET=$TIEP_SECRET VISITS=$VISITS ROUND=$round python3 - >"$WORK/reports.$round" <<'PY'
+         SELECT 'job_wrk_${round}_' || $g, $practice_of, 'poll_partner', 'poll_partner:vis_wrk_${round}_' || $g, '{\"visit_id\":\"vis_wrk_${round}_' || $g || '\"}', 'queued', 0, 8, $later, 0, 0, 0 FROM $series;" >/dev/null
+    TIEP_SECRET=$TIEP_SECRET VISITS=$VISITS ROUND=$round PRACTICES_FILE="$WORK/practices" python3 - >"$WORK/reports.$round" <<'PY'
 import hashlib, hmac, json, os
 secret = os.environ["TIEP_SECRET"].encode()
+practices = open(os.environ["PRACTICES_FILE"]).read().split()
 for i in range(1, int(os.environ["VISITS"]) + 1):
     body = json.dumps({"context": {"visit_id": f"vis_wrk_{os.environ['ROUND']}_{i}"}, "payload": {"reason": "load test", "pain-level": 3}}, separators=(",", ":"))
-    print("sha256=" + hmac.new(secret, body.encode(), hashlib.sha256).hexdigest(), body)
+    path = "/webhooks/tiep/" + practices[i % len(practices)]
+    print("sha256=" + hmac.new(secret, body.encode(), hashlib.sha256).hexdigest(), path, body)
 PY
   done
   [ "$KIND" = postgres ] && psql "$PG_URL" -qc "VACUUM ANALYZE" >/dev/null
-  # A clinician's search loads the practice's patients: no delivery waits on Hint for its name.
-  local key
-  key=$(curl -sf "http://127.0.0.1:18480/embed/core_page?as=clinician" | grep -o 'session_key=[^"&]*' | head -1 | cut -d= -f2)
-  export MEDIQUO_PATIENT
-  MEDIQUO_PATIENT=$(curl -sf -H "x-hint-session-key: $key" "http://127.0.0.1:18481/hint/patients/search?q=Ava" |
-    grep -o 'name="patient_id" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
-  [ -n "$MEDIQUO_PATIENT" ] || { echo "the search found no patient" >&2; exit 1; }
-
   local hz
   read -r _ hz _ _ < <(measure http://127.0.0.1:18481/healthz)
   echo
@@ -138,14 +146,14 @@ PY
     # pgbench run: the machine's pace drifts, so each ratio compares neighbours.
     local m_tps m_n m_rps m_p99 m_bad
     m_tps=$(pgbench_tps)
-    read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$r$round PREPARED=$((DURATION * 20000)) measure "http://127.0.0.1:18481/webhooks/mediquo/$practice" "$PWD/benches/wrk/mediquo.lua")
+    read -r m_n m_rps m_p99 m_bad < <(RUN_TAG=wrk$$r$round PREPARED=$((DURATION * 20000)) MEDIQUO_TARGETS="$WORK/mediquo.targets" measure "http://127.0.0.1:18481/" "$PWD/benches/wrk/mediquo.lua")
     local m_ok=$((m_n - m_bad)) stored_mq m_filed_ms
     m_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'" "$m_ok")
     stored_mq=$(sql "SELECT COUNT(*) FROM visits WHERE partner = 'mediquo' AND partner_ref LIKE 'consultation:wrk$$r$round-%'")
 
     local t_tps t_n t_rps t_p99 t_bad
     t_tps=$(pgbench_tps)
-    read -r t_n t_rps t_p99 t_bad < <(SIGNED="$WORK/reports.$round" SIGNATURE_HEADER=X-Signature-256 measure "http://127.0.0.1:18481/webhooks/tiep/$practice" "$PWD/benches/wrk/signed.lua")
+    read -r t_n t_rps t_p99 t_bad < <(SIGNED="$WORK/reports.$round" SIGNATURE_HEADER=X-Signature-256 measure "http://127.0.0.1:18481/" "$PWD/benches/wrk/signed.lua")
     local t_ok=$((t_n - t_bad)) completed queued t_filed_ms
     t_filed_ms=$(until_filed "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'" "$t_ok")
     completed=$(sql "SELECT COUNT(*) FROM visits WHERE id LIKE 'vis_wrk_${round}_%' AND state = 'completed'")

@@ -1,6 +1,7 @@
 -- wrk script: POST signed requests, each body once (a Tiep report for a distinct open visit, a
 -- Hint handshake that would be refused as a replay if sent twice). SIGNED names a file of lines
--- "<signature header value> <body>" (benches/webhooks.sh and benches/handshakes.sh write them),
+-- "<signature header value> <body>", or "<signature> <path> <body>" where each request has a
+-- path of its own (a practice's webhook; benches/webhooks.sh and benches/handshakes.sh write them),
 -- SIGNATURE_HEADER the header it goes in; each of wrk's threads takes every THREADS-th line, so
 -- no body is sent twice while the file lasts (past its end they come round again). Count the
 -- rows afterwards: a 200 must be a stored result.
@@ -20,8 +21,11 @@ function init(args)
   local n = 0
   for line in io.lines(os.getenv("SIGNED")) do
     if n % threads == index then
-      local signature, body = line:match("^(%S+) (.*)$")
-      requests[#requests + 1] = wrk.format("POST", nil, {
+      local signature, path, body = line:match("^(%S+) (/%S+) (.*)$")
+      if not signature then
+        signature, body = line:match("^(%S+) (.*)$")
+      end
+      requests[#requests + 1] = wrk.format("POST", path, {
         ["Content-Type"] = "application/json",
         [header] = signature,
       }, body)

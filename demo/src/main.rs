@@ -50,6 +50,11 @@ struct DemoArgs {
     /// runs both).
     #[arg(long)]
     database_url: Option<String>,
+    /// More practices set up the same way ("Bench Practice 1"…), each with every partner
+    /// connected and its patient list loaded: a benchmark spreads its traffic over them, as
+    /// Hint's and the partners' servers carry every practice's.
+    #[arg(long, default_value_t = 0)]
+    bench_practices: usize,
 }
 
 /// What to say when a demo port cannot be bound.
@@ -130,7 +135,50 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
 
     // The practice installs Chartbridge (Instant On), then its admin connects every partner.
-    let name = "Riverside Family Medicine";
+    let mut note = Vec::new();
+    set_up_practice(&hint, &partners, &app_url, "Riverside Family Medicine", &mut note).await?;
+    for n in 1..=args.bench_practices {
+        let name = format!("Bench Practice {n}");
+        set_up_practice(&hint, &partners, &app_url, &name, &mut Vec::new()).await?;
+    }
+    {
+        let mut world = hint.world();
+        world.demo_note = note.join("\n");
+        world.demo_links = partners
+            .all()
+            .iter()
+            .filter_map(|p| p.console())
+            .map(|(label, url)| (label.to_string(), url.to_string()))
+            .collect();
+    }
+
+    println!();
+    println!("  Chartbridge demo is running.");
+    println!("  Open the sandbox Hint:  {}", hint.base_url());
+    let sandboxes: Vec<String> = partners
+        .all()
+        .iter()
+        .map(|p| format!("{} {}", p.name(), p.base_url()))
+        .collect();
+    println!(
+        "  (Chartbridge {app_url}; sandboxes: {}; Ctrl-C stops)",
+        sandboxes.join(", ")
+    );
+    println!("  Metrics: curl -H 'Authorization: Bearer {DEMO_METRICS_TOKEN}' {app_url}metrics");
+    println!();
+    server.await??;
+    Ok(())
+}
+
+/// A practice installs Chartbridge (Instant On), its admin connects every partner, and a
+/// clinician's search loads its patients; `note` gets a line per partner.
+async fn set_up_practice(
+    hint: &SandboxHint,
+    partners: &Partners,
+    app_url: &url::Url,
+    name: &str,
+    note: &mut Vec<String>,
+) -> anyhow::Result<String> {
     let practice_id = hint.add_practice(name);
     hint.seed_patients(&practice_id);
     let installed = hint.install(&practice_id).await?;
@@ -165,11 +213,10 @@ async fn main() -> anyhow::Result<()> {
     let practice = Practice {
         id: &practice_id,
         name,
-        app_url: &app_url,
+        app_url,
         user_emails: &user_emails,
         patients: &patients,
     };
-    let mut note = Vec::new();
     for partner in partners.all() {
         let fields = partner.connect(&practice);
         admin.save(partner.id(), &fields).await?;
@@ -179,33 +226,20 @@ async fn main() -> anyhow::Result<()> {
             partner.base_url()
         ));
     }
-    {
-        let mut world = hint.world();
-        world.demo_note = note.join("\n");
-        world.demo_links = partners
-            .all()
-            .iter()
-            .filter_map(|p| p.console())
-            .map(|(label, url)| (label.to_string(), url.to_string()))
-            .collect();
-    }
-
-    println!();
-    println!("  Chartbridge demo is running.");
-    println!("  Open the sandbox Hint:  {}", hint.base_url());
-    let sandboxes: Vec<String> = partners
-        .all()
-        .iter()
-        .map(|p| format!("{} {}", p.name(), p.base_url()))
-        .collect();
-    println!(
-        "  (Chartbridge {app_url}; sandboxes: {}; Ctrl-C stops)",
-        sandboxes.join(", ")
+    // A search loads the practice's patients: a partner's delivery need not wait on Hint for
+    // the patient's name.
+    let searched = admin
+        .http
+        .get(app_url.join("hint/patients/search?q=a")?)
+        .header("x-hint-session-key", &admin.session_key)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        searched.status().is_success(),
+        "the patient search failed with HTTP {}",
+        searched.status()
     );
-    println!("  Metrics: curl -H 'Authorization: Bearer {DEMO_METRICS_TOKEN}' {app_url}metrics");
-    println!();
-    server.await??;
-    Ok(())
+    Ok(practice_id)
 }
 
 /// The practice admin in the settings surface, with a session from a signed handshake.
