@@ -70,7 +70,7 @@ pgbench_tps() {
 
 # sql <statement>: runs it on the database under test.
 sql() {
-  if [ "$KIND" = postgres ]; then psql "$PG_URL" -qtAc "$1"; else sqlite3 "$WORK/demo/demo.sqlite" "$1"; fi
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -qtAc "$1"; else sqlite3 -cmd ".timeout 30000" "$WORK/demo/demo.sqlite" "$1"; fi
 }
 
 # until_filed <count query> <expected>: waits (5 minutes at most) until the query counts the
@@ -107,7 +107,7 @@ run() { # postgres | sqlite
   n_practices=$(wc -l <"$WORK/practices")
   sql "CREATE TABLE bench_practices (n INTEGER PRIMARY KEY, id TEXT NOT NULL)"
   awk -v q="'" '{printf "INSERT INTO bench_practices VALUES (%d, %s%s%s);\n", NR - 1, q, $1, q}' "$WORK/practices" >"$WORK/practices.sql"
-  if [ "$KIND" = postgres ]; then psql "$PG_URL" -q -f "$WORK/practices.sql"; else sqlite3 "$WORK/demo/demo.sqlite" <"$WORK/practices.sql"; fi
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -q -f "$WORK/practices.sql"; else sqlite3 -cmd ".timeout 30000" "$WORK/demo/demo.sqlite" <"$WORK/practices.sql"; fi
   sql "SELECT practice_id, MIN(patient_id) FROM patient_index GROUP BY practice_id ORDER BY practice_id" |
     tr '|' ' ' >"$WORK/mediquo.targets"
   [ "$(wc -l <"$WORK/mediquo.targets")" -eq "$n_practices" ] || { echo "a practice has no patient list" >&2; exit 1; }

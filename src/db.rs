@@ -386,13 +386,6 @@ pub struct UnknownValue {
     pub value: String,
 }
 
-/// Our fault, not the client's: logged, answered with a bare 500.
-impl From<UnknownValue> for crate::error::AppError {
-    fn from(e: UnknownValue) -> Self {
-        crate::error::AppError::Internal(anyhow::Error::new(e))
-    }
-}
-
 /// `($1, $2), ($3, $4), …` for `rows` rows of `columns` parameters each, each row's list
 /// passed through `row` (to add shared parameters).
 pub fn placeholders(rows: usize, columns: usize, row: impl Fn(String) -> String) -> String {

@@ -262,6 +262,14 @@ impl AppError {
     }
 }
 
+/// A stored value the code does not know: our fault, not the client's: logged, answered with a
+/// bare 500.
+impl From<crate::db::UnknownValue> for AppError {
+    fn from(e: crate::db::UnknownValue) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 /// `AppError` answered as JSON `{"error": "..."}` for machine endpoints.
 #[derive(Debug)]
 pub struct ApiError(pub AppError);

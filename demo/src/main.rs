@@ -136,10 +136,21 @@ async fn main() -> anyhow::Result<()> {
 
     // The practice installs Chartbridge (Instant On), then its admin connects every partner.
     let mut note = Vec::new();
-    set_up_practice(&hint, &partners, &app_url, "Riverside Family Medicine", &mut note).await?;
+    let riverside = "Riverside Family Medicine";
+    set_up_practice(&hint, &partners, &app_url, riverside, None, &mut note).await?;
     for n in 1..=args.bench_practices {
         let name = format!("Bench Practice {n}");
-        set_up_practice(&hint, &partners, &app_url, &name, &mut Vec::new()).await?;
+        // Each admin installs from a machine of their own (127.1.x.y).
+        let from = std::net::Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250 + 1) as u8);
+        set_up_practice(
+            &hint,
+            &partners,
+            &app_url,
+            &name,
+            Some(from.into()),
+            &mut Vec::new(),
+        )
+        .await?;
     }
     {
         let mut world = hint.world();
@@ -177,11 +188,15 @@ async fn set_up_practice(
     partners: &Partners,
     app_url: &url::Url,
     name: &str,
+    from: Option<std::net::IpAddr>,
     note: &mut Vec<String>,
 ) -> anyhow::Result<String> {
     let practice_id = hint.add_practice(name);
     hint.seed_patients(&practice_id);
-    let installed = hint.install(&practice_id).await?;
+    let installed = match from {
+        Some(from) => hint.install_from(&practice_id, from).await?,
+        None => hint.install(&practice_id).await?,
+    };
     anyhow::ensure!(
         installed.is_success(),
         "Instant On failed with HTTP {installed}"

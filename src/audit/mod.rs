@@ -25,6 +25,8 @@ pub use key::{ChainKey, ChainKeys};
 pub use search::{Event, Filter, search};
 
 use crate::group_commit::GroupCommit;
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Serialize;
 use sqlx::AnyConnection;
 
@@ -288,72 +290,59 @@ impl Pending {
     }
 }
 
-/// Appends entries, in order, on the caller's transaction. Per practice: one statement moves
-/// its head on by the number of entries (concurrent writers of a practice take turns on that
-/// row), one inserts them all, one stores the new last hash.
+/// Appends entries, in order, on the caller's transaction, whatever the number of practices
+/// they span in a few statements: the practices' heads locked in one order (concurrent
+/// writers take turns on those rows and never wait on each other in a circle) and moved on by
+/// their entries' count, the entries inserted, the new last hashes stored.
 async fn record_many(
     conn: &mut AnyConnection,
     key: &ChainKey,
     pending: &[Pending],
 ) -> Result<(), sqlx::Error> {
-    // Heads are taken in one order by every writer (no two batches wait on each other).
-    let mut practices: Vec<&PracticeId> = pending.iter().map(|p| &p.practice_id).collect();
-    practices.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    practices.dedup();
-    for practice_id in practices {
-        let entries: Vec<&Pending> = pending
-            .iter()
-            .filter(|p| &p.practice_id == practice_id)
-            .collect();
-        for chunk in entries.chunks(MAX_ROWS) {
-            append(conn, key, practice_id, chunk).await?;
-        }
+    if pending.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Most entries in one insert (14 values each, well within both databases' limits).
-const MAX_ROWS: usize = 500;
-
-async fn append(
-    conn: &mut AnyConnection,
-    key: &ChainKey,
-    practice_id: &PracticeId,
-    entries: &[&Pending],
-) -> Result<(), sqlx::Error> {
-    let n = entries.len() as i64;
-    let next = "UPDATE audit_heads SET seq = seq + $2 WHERE practice_id = $1 RETURNING seq, hash";
-    let head: Option<(i64, String)> = sqlx::query_as(next)
-        .bind(practice_id)
-        .bind(n)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (last_seq, head_hash) = match head {
-        Some(head) => head,
-        None => {
-            // The practice's first entries: its head starts the chain.
-            sqlx::query(
-                "INSERT INTO audit_heads (practice_id, seq, hash) VALUES ($1, 0, '') \
-                 ON CONFLICT (practice_id) DO NOTHING",
-            )
-            .bind(practice_id)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query_as(next)
-                .bind(practice_id)
-                .bind(n)
-                .fetch_one(&mut *conn)
-                .await?
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for p in pending {
+        *counts.entry(p.practice_id.as_str()).or_default() += 1;
+    }
+    let mut heads = move_heads(conn, &counts).await?;
+    if heads.len() < counts.len() {
+        // Practices' first entries: their heads start the chain.
+        let missing: Vec<&str> = counts
+            .keys()
+            .filter(|p| !heads.contains_key(**p))
+            .copied()
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_heads (practice_id, seq, hash) VALUES {} ON CONFLICT (practice_id) DO NOTHING",
+            crate::db::placeholders(missing.len(), 1, |p| format!("{p}, 0, ''"))
+        );
+        let mut insert = sqlx::query(&sql);
+        for practice in &missing {
+            insert = insert.bind(*practice);
         }
-    };
+        insert.execute(&mut *conn).await?;
+        let first: BTreeMap<&str, i64> = missing.iter().map(|p| (*p, counts[p])).collect();
+        heads.extend(move_heads(conn, &first).await?);
+    }
+    // Each practice's entries follow its head, in the order given.
     let at = now_ms();
-    let mut prev_hash = head_hash;
-    let mut rows = Vec::with_capacity(entries.len());
-    for (i, p) in entries.iter().enumerate() {
-        let seq = last_seq - n + 1 + i as i64;
+    let mut next: HashMap<String, (i64, String)> = heads
+        .into_iter()
+        .map(|(practice, (last, hash))| {
+            let first = last - counts[practice.as_str()] + 1;
+            (practice, (first, hash))
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(pending.len());
+    for p in pending {
+        let (seq, prev_hash) = next
+            .get_mut(p.practice_id.as_str())
+            .expect("every practice's head was moved");
         let hash = Hashed {
-            practice_id: practice_id.as_str(),
-            seq,
+            practice_id: p.practice_id.as_str(),
+            seq: *seq,
             at,
             actor_id: &p.actor.id,
             actor_roles: &p.actor.roles,
@@ -363,48 +352,90 @@ async fn append(
             visit_id: p.visit_id.as_deref(),
             detail: &p.detail,
             request_id: p.actor.request_id.as_deref(),
-            prev_hash: &prev_hash,
+            prev_hash,
         }
         .hash(Some(key));
-        rows.push((seq, std::mem::replace(&mut prev_hash, hash.clone()), hash));
+        rows.push((p, *seq, std::mem::replace(prev_hash, hash.clone()), hash));
+        *seq += 1;
     }
-    let values: Vec<String> = (0..entries.len())
-        .map(|i| {
-            let b = i * 14;
-            let slots: Vec<String> = (1..=14).map(|k| format!("${}", b + k)).collect();
-            format!("({})", slots.join(", "))
-        })
-        .collect();
+    for chunk in rows.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+             action, patient_id, visit_id, detail, request_id, prev_hash, hash, key_id) VALUES {}",
+            crate::db::placeholders(chunk.len(), 14, |list| list)
+        );
+        let mut insert = sqlx::query(&sql);
+        for (p, seq, prev, hash) in chunk {
+            insert = insert
+                .bind(&p.practice_id)
+                .bind(*seq)
+                .bind(at)
+                .bind(&p.actor.id)
+                .bind(&p.actor.roles)
+                .bind(i64::from(p.actor.platform_support))
+                .bind(p.action.as_str())
+                .bind(p.patient_id.as_deref())
+                .bind(p.visit_id.as_deref())
+                .bind(&p.detail)
+                .bind(p.actor.request_id.as_deref())
+                .bind(prev)
+                .bind(hash)
+                .bind(key.id());
+        }
+        insert.execute(&mut *conn).await?;
+    }
     let sql = format!(
-        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
-         action, patient_id, visit_id, detail, request_id, prev_hash, hash, key_id) VALUES {}",
-        values.join(", ")
+        "UPDATE audit_heads SET hash = v.column2 FROM (VALUES {}) AS v \
+         WHERE audit_heads.practice_id = v.column1",
+        crate::db::placeholders(next.len(), 2, |list| list)
     );
-    let mut insert = sqlx::query(&sql);
-    for (p, (seq, prev, hash)) in entries.iter().zip(&rows) {
-        insert = insert
-            .bind(practice_id)
-            .bind(*seq)
-            .bind(at)
-            .bind(&p.actor.id)
-            .bind(&p.actor.roles)
-            .bind(i64::from(p.actor.platform_support))
-            .bind(p.action.as_str())
-            .bind(p.patient_id.as_deref())
-            .bind(p.visit_id.as_deref())
-            .bind(&p.detail)
-            .bind(p.actor.request_id.as_deref())
-            .bind(prev)
-            .bind(hash)
-            .bind(key.id());
+    let mut update = sqlx::query(&sql);
+    for (practice, (_, hash)) in &next {
+        update = update.bind(practice).bind(hash);
     }
-    insert.execute(&mut *conn).await?;
-    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE practice_id = $2")
-        .bind(&prev_hash)
-        .bind(practice_id)
-        .execute(&mut *conn)
-        .await?;
+    update.execute(&mut *conn).await?;
     Ok(())
+}
+
+/// Most entries in one insert (14 values each, well within both databases' limits).
+const MAX_ROWS: usize = 500;
+
+/// Moves the heads of these practices on by their counts, locked in the practices' order;
+/// answers each moved head's new last sequence number and its hash before the move (a
+/// practice without a head is left out).
+async fn move_heads(
+    conn: &mut AnyConnection,
+    counts: &BTreeMap<&str, i64>,
+) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
+    let practices = crate::db::placeholders(counts.len(), 1, |p| p);
+    if conn.backend_name() == "PostgreSQL" {
+        let lock = format!(
+            "SELECT practice_id FROM audit_heads WHERE practice_id IN ({}) \
+             ORDER BY practice_id FOR UPDATE",
+            practices.replace(['(', ')'], "")
+        );
+        let mut query = sqlx::query(&lock);
+        for practice in counts.keys() {
+            query = query.bind(*practice);
+        }
+        query.fetch_all(&mut *conn).await?;
+    }
+    let sql = format!(
+        "UPDATE audit_heads SET seq = audit_heads.seq + CAST(v.column2 AS BIGINT) \
+         FROM (VALUES {}) AS v WHERE audit_heads.practice_id = v.column1 \
+         RETURNING audit_heads.practice_id, audit_heads.seq, audit_heads.hash",
+        crate::db::placeholders(counts.len(), 2, |list| list)
+    );
+    let mut query = sqlx::query_as::<_, (String, i64, String)>(&sql);
+    for (practice, n) in counts {
+        query = query.bind(*practice).bind(*n);
+    }
+    Ok(query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(practice, seq, hash)| (practice, (seq, hash)))
+        .collect())
 }
 
 /// Writes entries for actions that write nothing else (a page opened, a sign-in minted), with

@@ -351,6 +351,14 @@ async fn a_consultation_hint_cannot_confirm_waits_unmatched_until_it_can() {
     let practice = app.new_practice("Patient Clinic").await;
     let integration = app.setup_mediquo(&practice).await;
     let patient = &practice.patients[2];
+    // A patient the practice's stored list does not hold yet (added in Hint since): only Hint
+    // can confirm them.
+    sqlx::query("DELETE FROM patient_index WHERE practice_id = $1 AND patient_id = $2")
+        .bind(&practice.id)
+        .bind(patient)
+        .execute(&app.owner_db().await)
+        .await
+        .unwrap();
     app.hint.set_faults(Faults {
         patients_down: true,
         ..Faults::default()
@@ -712,4 +720,35 @@ async fn a_value_saved_by_mistake_and_corrected_keeps_the_one_mediquo_still_send
     )
     .await;
     assert_eq!(agreed.status(), 200);
+}
+
+#[tokio::test]
+async fn a_patient_of_the_practice_s_stored_list_is_placed_without_asking_hint() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Listed Patients Clinic").await;
+    let integration = app.setup_mediquo(&practice).await;
+    let patient = &practice.patients[1];
+    let indexed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM patient_index WHERE practice_id = $1 AND patient_id = $2",
+    )
+    .bind(&practice.id)
+    .bind(patient)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(indexed, 1, "the practice's list is stored");
+    // Hint down, and this instance holds no copy of the list in memory: the stored list names
+    // the patient (a burst across many practices never waits on Hint for names).
+    app.hint.set_faults(Faults {
+        patients_down: true,
+        ..Faults::default()
+    });
+    let status = app
+        .mediquo
+        .send_consultation_finished(&integration, patient)
+        .await;
+    assert_eq!(status, Some(200));
+    let visits = visits_of(&app, &practice.id).await;
+    assert_eq!(visits.len(), 1);
+    assert_eq!(visits[0].patient_name, "Liam Carter");
 }

@@ -31,6 +31,27 @@ impl SandboxHint {
         Ok(self.http.post(url).send().await?.status())
     }
 
+    /// Like [`SandboxHint::install`], from the admin's browser at `from` (a loopback address of
+    /// its own: each practice's admin installs from their own machine).
+    pub async fn install_from(
+        &self,
+        practice_id: &str,
+        from: std::net::IpAddr,
+    ) -> anyhow::Result<reqwest::StatusCode> {
+        let code = self.new_install_code(practice_id);
+        let app_url = self
+            .world()
+            .app_url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("app URL not set"))?;
+        let url = app_url.join(&format!("/hint/connect/{code}"))?;
+        let browser = reqwest::Client::builder()
+            .local_address(from)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(browser.post(url).send().await?.status())
+    }
+
     /// Signs and posts an event to the app's `/webhooks/hint` as Hint does; answers the status.
     pub async fn send_event(
         &self,

@@ -24,7 +24,7 @@ use crate::{
     caller::ClientAddr,
     crypto::{SignatureError, sha256_hex},
     error::{ApiError, AppError},
-    hint::{HintAuth, installations},
+    hint::{HintAuth, installations, patient_index},
     ids::{ExternalId, clean_text},
     jobs::{JobError, JobOutcome},
     partners::{connection, unmatched},
@@ -177,7 +177,12 @@ async fn place(
     // A patient from the practice's loaded list answers without a call (bursts stay under
     // Hint's rate, and the insert below stores a reference once). One Hint must confirm is
     // first looked for among the stored deliveries: a repeat needs no call.
-    let cached = state.patients.cached(practice_id, &patient_id);
+    // Not in this instance's memory (it keeps a few dozen practices' lists): the practice's
+    // stored index, one row, before Hint.
+    let cached = match state.patients.cached(practice_id, &patient_id) {
+        Some(patient) => Some(patient),
+        None => patient_index::load_one(state, practice_id, patient_id.as_str()).await?,
+    };
     let patient_name = match cached {
         Some(patient) => clean_text(&patient.display_name(), 200),
         None => {
