@@ -241,8 +241,16 @@ async fn a_consultation_approved_again_with_changes_addends_the_visit_and_its_ch
         attachments[1].1, b"%PDF-1.4 sandbox revision 1",
         "Hint downloaded the PDF of the new approval"
     );
-    let stored = app.visit(&practice.id, &visit.id).await;
-    assert_eq!((stored.addenda, stored.document_addenda), (1, 1));
+    // The job records what Hint took a moment after Hint holds it.
+    eventually(
+        Duration::from_secs(10),
+        "the visit records its addended document",
+        || async {
+            let stored = app.visit(&practice.id, &visit.id).await;
+            (stored.addenda, stored.document_addenda) == (1, 1)
+        },
+    )
+    .await;
     let versions = || app.versions_of(visit.id.as_str());
     assert_eq!(versions().await, 1, "the earlier report kept");
     let addended: Vec<_> = app
