@@ -56,3 +56,19 @@ print_statuses() {
   grep -o 'Socket errors:.*' "$1" || echo "socket errors: 0"
   grep -E 'Requests/sec' "$1" || true
 }
+
+# `bench_database PREFIX`: a work folder ($WORK) and a new PostgreSQL database ($DB, $PG_URL on
+# $PG_ADMIN_URL), both removed on exit with every background job this script started.
+bench_database() {
+  WORK=$(mktemp -d)
+  DB=${1}_$$
+  PG_URL="${PG_ADMIN_URL%/*}/$DB"
+  trap bench_cleanup EXIT
+  psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+}
+bench_cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}

@@ -21,17 +21,7 @@ need node nodejs
 need npm npm
 need python3 python3
 cargo build --release --quiet --bin chartbridge
-WORK=$(mktemp -d)
-DB=cbbench_$$
-PG_URL="${PG_ADMIN_URL%/*}/$DB"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+bench_database cbbench
 
 # Signed handshakes, as many as a run can send.
 HANDSHAKES_PER_RUN=${HANDSHAKES_PER_RUN:-400000}

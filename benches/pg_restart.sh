@@ -20,17 +20,7 @@ need wrk wrk
 need psql postgresql-client
 need python3 python3
 cargo build --release --quiet --bin chartbridge
-WORK=$(mktemp -d)
-DB=cbpgrestart_$$
-PG_URL="${PG_ADMIN_URL%/*}/$DB"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+bench_database cbpgrestart
 RUST_LOG=info start_serve "$PG_URL" "$PORT" "$WORK/serve.log"
 
 sign_handshakes "$WORK/handshakes" "$HANDSHAKES"

@@ -28,19 +28,9 @@ need psql postgresql-client
 need python3 python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --quiet --bin chartbridge
-WORK=$(mktemp -d)
+bench_database cbrolling
 chmod 755 "$WORK"
-DB=cbrolling_$$
-PG_URL="${PG_ADMIN_URL%/*}/$DB"
 declare -A PIDS
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
 
 instance() { # index
   local port=${PORTS[$1]}
