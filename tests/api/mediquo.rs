@@ -22,6 +22,14 @@ async fn post_event(
     request.send().await.unwrap()
 }
 
+/// A signed SOAP report MediQuo sends for `patient`, the `n`-th (each its own body).
+fn report_sent(patient: &str, n: usize) -> String {
+    json!({"type": "patient_report_sent", "occurred_on": n,
+        "payload": {"type": "soap", "content": {"plan": format!("plan {n}")},
+        "patient": {"code": patient}}})
+    .to_string()
+}
+
 async fn visits_of(app: &TestApp, practice_id: &str) -> Vec<chartbridge::visits::Visit> {
     app.visits_of(practice_id).await
 }
@@ -563,12 +571,7 @@ async fn a_new_signature_value_keeps_the_old_one_valid_until_the_admin_retires_i
     let practice = app.new_practice("Rotating Clinic").await;
     app.setup_mediquo(&practice).await;
     let admin = app.session(&practice.admin, None).await;
-    let report = |n: usize| {
-        json!({"type": "patient_report_sent", "occurred_on": n,
-            "payload": {"type": "soap", "content": {"plan": format!("plan {n}")},
-            "patient": {"code": practice.patients[0]}}})
-        .to_string()
-    };
+    let report = |n: usize| report_sent(&practice.patients[0], n);
     const NEW: &str = "mediquo-rotated-value-0003";
     let saved = app
         .post_form("/hint/settings/mediquo", &admin, &[("signature", NEW)])
@@ -695,12 +698,7 @@ async fn a_value_saved_by_mistake_and_corrected_keeps_the_one_mediquo_still_send
             .await;
         assert_eq!(saved.status(), 200);
     }
-    let body = |n: usize| {
-        json!({"type": "patient_report_sent", "occurred_on": n,
-            "payload": {"type": "soap", "content": {"plan": format!("plan {n}")},
-            "patient": {"code": practice.patients[0]}}})
-        .to_string()
-    };
+    let body = |n: usize| report_sent(&practice.patients[0], n);
     // The value MediQuo sent all along still opens the door; the mistaken one does not.
     let live = post_event(&app, &practice.id, &body(1), Some(MEDIQUO_SIGNATURE)).await;
     assert_eq!(live.status(), 200);
