@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::streamed::{self, BoxError};
 use crate::{
-    audit::{self, Action, Entry, Event, Filter},
+    audit::{self, Action, Before, Entry, Event, Filter},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
@@ -37,9 +37,9 @@ pub struct AuditQuery {
     /// `YYYY-MM-DD`, UTC, inclusive.
     #[serde(default)]
     to: String,
-    /// Page back from this sequence number.
+    /// Page back from this entry (`<at>.<seq>`, `audit::Before`).
     #[serde(default)]
-    before: Option<i64>,
+    before: Option<String>,
 }
 
 impl AuditQuery {
@@ -68,7 +68,13 @@ impl AuditQuery {
             actor_id: id(&self.user, "The user")?,
             from: day(&self.from, "From")?,
             until: day(&self.to, "To")?.map(|ms| ms + 86_400_000),
-            before: self.before,
+            before: match self.before.as_deref().filter(|b| !b.is_empty()) {
+                Some(raw) => Some(Before::parse(raw).ok_or_else(|| {
+                    AppError::BadRequest("That page of the trail does not exist.".into())
+                })?),
+                None => None,
+            },
+            through_seq: None,
         })
     }
 
@@ -142,7 +148,7 @@ struct AuditPage {
     query: AuditQuery,
     rows: Vec<Row>,
     params: String,
-    older: Option<i64>,
+    older: Option<Before>,
 }
 
 /// `GET /hint/audit` (admins).
@@ -154,7 +160,7 @@ pub async fn page(
     session.require(Role::Admin)?;
     let filter = query.filter()?;
     let events = audit::search(&state.db, &session.practice_id, &filter, PAGE + 1).await?;
-    let older = (events.len() as i64 > PAGE).then(|| events[PAGE as usize - 1].seq);
+    let older = (events.len() as i64 > PAGE).then(|| Before::of(&events[PAGE as usize - 1]));
     let rows = events
         .iter()
         .take(PAGE as usize)
@@ -223,19 +229,18 @@ async fn write_csv(
     out: &streamed::Sender,
 ) -> Result<(), BoxError> {
     out.send(CSV_HEADER).await?;
-    filter.before = sqlx::query_scalar::<_, Option<i64>>(
+    filter.through_seq = sqlx::query_scalar::<_, Option<i64>>(
         "SELECT MAX(seq) FROM audit_events WHERE practice_id = $1",
     )
     .bind(practice_id)
     .fetch_one(state.db.reader())
-    .await?
-    .map(|newest| newest + 1);
-    if filter.before.is_none() {
+    .await?;
+    if filter.through_seq.is_none() {
         return Ok(());
     }
     loop {
         let events = audit::search(&state.db, practice_id, &filter, EXPORT_PAGE).await?;
-        let Some(oldest) = events.last().map(|e| e.seq) else {
+        let Some(oldest) = events.last().map(Before::of) else {
             return Ok(());
         };
         let mut chunk = String::with_capacity(events.len() * 220);

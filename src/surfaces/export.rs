@@ -127,9 +127,8 @@ async fn write(state: &AppState, practice_id: &PracticeId, out: &mut Tar) -> Res
             .bind(practice_id)
             .fetch_one(state.db.reader())
             .await?;
-    let from = newest.map(|seq| seq + 1);
     let mut size = CSV_HEADER.len() as u64;
-    trail_pages(state, practice_id, from, |lines| {
+    trail_pages(state, practice_id, newest, |lines| {
         size += lines.len() as u64;
         async { Ok(()) }
     })
@@ -137,7 +136,7 @@ async fn write(state: &AppState, practice_id: &PracticeId, out: &mut Tar) -> Res
     out.begin("audit.csv", size).await?;
     out.send(CSV_HEADER.as_bytes().to_vec()).await?;
     let mut sent = CSV_HEADER.len() as u64;
-    trail_pages(state, practice_id, from, |lines| {
+    trail_pages(state, practice_id, newest, |lines| {
         sent += lines.len() as u64;
         out.send(lines.into_bytes())
     })
@@ -148,25 +147,28 @@ async fn write(state: &AppState, practice_id: &PracticeId, out: &mut Tar) -> Res
     out.pad(size).await
 }
 
-/// The practice's trail before `before` (a sequence number), newest first, as CSV lines a
-/// page at a time.
+/// The practice's trail through the entry numbered `newest`, newest first, as CSV lines a page
+/// at a time (nothing when there is no entry).
 async fn trail_pages<F, Fut>(
     state: &AppState,
     practice_id: &PracticeId,
-    before: Option<i64>,
+    newest: Option<i64>,
     mut each: F,
 ) -> Result<(), BoxError>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), BoxError>>,
 {
+    if newest.is_none() {
+        return Ok(());
+    }
     let mut filter = Filter {
-        before,
+        through_seq: newest,
         ..Filter::default()
     };
     loop {
         let events = audit::search(&state.db, practice_id, &filter, 1000).await?;
-        let Some(oldest) = events.last().map(|e| e.seq) else {
+        let Some(oldest) = events.last().map(audit::Before::of) else {
             return Ok(());
         };
         each(events.iter().map(csv_line).collect()).await?;

@@ -610,3 +610,53 @@ async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
         .unwrap();
     assert_eq!(csv.lines().count(), 1 + 12000);
 }
+
+#[tokio::test]
+async fn the_audit_page_pages_through_a_user_s_entries_once_each_newest_first() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Paged Trail Clinic").await;
+    let admin = app.session(&practice.admin, None).await;
+    // 250 entries of one user, five to a millisecond (entries recorded together share their
+    // time), beside 250 of another user, written with SQL beneath the trail.
+    sqlx::query(
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
+         SELECT $1, -i, 1000000 - i / 10, CASE WHEN i % 2 = 0 THEN 'usr-paged' ELSE 'usr-else' END, \
+         'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, 'x', 'x' FROM n",
+    )
+    .bind(&practice.id)
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    let mut path = format!("/hint/audit?user=usr-paged&session_key={admin}");
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = app.get(&path).await;
+        assert_eq!(page.status(), 200, "{path}");
+        let html = page.text().await.unwrap();
+        seqs.extend(
+            html.split("data-seq=\"")
+                .skip(1)
+                .map(|rest| rest.split('"').next().unwrap().parse::<i64>().unwrap()),
+        );
+        pages += 1;
+        let Some(link) = html
+            .split("<a href=\"")
+            .find(|rest| rest.contains(">Older entries</a>"))
+        else {
+            break;
+        };
+        path = link.split('"').next().unwrap().replace("&amp;", "&");
+    }
+    let mut expected: Vec<i64> = (1..=500).filter(|i| i % 2 == 0).map(|i| -i).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seqs, expected, "every entry of the user once, newest first");
+    assert!(pages > 2, "{pages} pages");
+    // A cursor that is not one is refused.
+    let answer = app
+        .get(&format!("/hint/audit?before=yesterday&session_key={admin}"))
+        .await;
+    assert_eq!(answer.status(), 400);
+}
