@@ -218,7 +218,7 @@ fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// What a verification holds against the chains: each practice's checkpoints by sequence
 /// number, and the lines that claimed to be checkpoints but are not signed by a key held here.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Published {
     pub by_practice: BTreeMap<String, BTreeMap<i64, Vec<Checkpoint>>>,
     /// "file:line: why".

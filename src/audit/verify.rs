@@ -7,16 +7,23 @@
 //! for is still there as it was: a chain cut short with its head moved back, or a practice
 //! whose trail was deleted whole, is found too.
 
-use sqlx::Row;
+use std::sync::Arc;
+
+use sqlx::{Row, any::AnyRow};
+use tokio::task::JoinSet;
 
 use super::{
     ChainKeys, Event, Hashed,
     checkpoints::{Published, when},
+    search::EVENT_COLUMNS,
 };
 use crate::db::Db;
 
 /// Entries read per query while walking a chain.
 const PAGE: i64 = 5_000;
+/// Chains walked at once: each is a sequence, but practices are independent, and the work is
+/// the hashing (every core) as much as the reading.
+const AT_ONCE: usize = 4;
 
 /// Where a chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,41 +63,85 @@ pub async fn verify(
     practices.sort();
     practices.dedup();
     let mut report = Report::default();
+    let keys = Arc::new(keys.clone());
+    let published = Arc::new(published.clone());
+    let mut walks = JoinSet::new();
+    let mut found = Vec::new();
     for practice_id in practices
-        .iter()
+        .into_iter()
         .filter(|p| practice.is_none_or(|only| only == p.as_str()))
     {
         report.practices += 1;
-        let walk = Walk {
-            db,
-            keys,
-            practice_id,
-            published,
-        };
-        if let Some(broken) = walk.run(&mut report).await? {
-            report.broken.push(broken);
+        if walks.len() >= AT_ONCE {
+            found.push(walks.join_next().await.expect("a walk is running"));
         }
+        let walk = Walk {
+            db: db.clone(),
+            keys: keys.clone(),
+            practice_id,
+            published: published.clone(),
+        };
+        walks.spawn(walk.run());
     }
+    found.extend(walks.join_all().await.into_iter().map(Ok));
+    for walked in found {
+        let walked = walked.map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+        report.entries += walked.entries;
+        report.unkeyed += walked.unkeyed;
+        report.broken.extend(walked.broken);
+    }
+    // In the practices' order, whatever order the walks ended in.
+    report
+        .broken
+        .sort_by(|a, b| a.practice_id.cmp(&b.practice_id));
     Ok(report)
 }
 
-/// One practice's chain being walked.
-struct Walk<'a> {
-    db: &'a Db,
-    keys: &'a ChainKeys,
-    practice_id: &'a str,
-    published: &'a Published,
+/// An entry as a walk reads it, decoded by column position (by name, each column of each row
+/// was a lookup in the row's map of names).
+struct Stored {
+    event: Event,
+    prev_hash: String,
+    key_id: String,
 }
 
-impl Walk<'_> {
-    async fn run(&self, report: &mut Report) -> Result<Option<Broken>, sqlx::Error> {
-        let Walk {
-            db,
-            keys,
-            practice_id,
-            published,
-        } = *self;
-        let checkpoints = published.of(practice_id);
+/// [`super::search::EVENT_COLUMNS`], then these two.
+impl sqlx::FromRow<'_, AnyRow> for Stored {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Stored {
+            event: Event::from_row(row)?,
+            prev_hash: row.try_get(11)?,
+            key_id: row.try_get(12)?,
+        })
+    }
+}
+
+/// One practice's chain to walk.
+struct Walk {
+    db: Db,
+    keys: Arc<ChainKeys>,
+    practice_id: String,
+    published: Arc<Published>,
+}
+
+/// What one walk found.
+#[derive(Default)]
+struct Walked {
+    entries: u64,
+    unkeyed: u64,
+    broken: Option<Broken>,
+}
+
+impl Walk {
+    async fn run(self) -> Result<Walked, sqlx::Error> {
+        let mut walked = Walked::default();
+        walked.broken = self.check(&mut walked).await?;
+        Ok(walked)
+    }
+
+    async fn check(&self, report: &mut Walked) -> Result<Option<Broken>, sqlx::Error> {
+        let (db, keys, practice_id) = (&self.db, &*self.keys, self.practice_id.as_str());
+        let checkpoints = self.published.of(practice_id);
         let mut keyed = false;
         let mut last_unkeyed = 0;
         let broken = |seq: i64, problem: &str| {
@@ -116,24 +167,25 @@ impl Walk<'_> {
         for _round in 0..5 {
             let until = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
             loop {
-                let rows = sqlx::query(
-                "SELECT seq, at, actor_id, actor_roles, platform_support, action, patient_id, visit_id, \
-                 detail, request_id, hash, prev_hash, key_id FROM audit_events \
-                 WHERE practice_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
-            )
-            .bind(practice_id)
-            .bind(expected_seq)
-            .bind(until)
-            .bind(PAGE)
-            .fetch_all(db.reader())
-            .await?;
+                let rows = sqlx::query_as::<_, Stored>(&format!(
+                    "SELECT {EVENT_COLUMNS}, prev_hash, key_id FROM audit_events \
+                     WHERE practice_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+                ))
+                .bind(practice_id)
+                .bind(expected_seq)
+                .bind(until)
+                .bind(PAGE)
+                .fetch_all(db.reader())
+                .await?;
                 if rows.is_empty() {
                     break;
                 }
-                for row in rows {
-                    let event = <Event as sqlx::FromRow<_>>::from_row(&row)?;
-                    let stored_prev: String = row.try_get("prev_hash")?;
-                    let key_id: String = row.try_get("key_id")?;
+                for Stored {
+                    event,
+                    prev_hash: stored_prev,
+                    key_id,
+                } in rows
+                {
                     if event.seq != expected_seq {
                         return Ok(broken(expected_seq, "an entry is missing"));
                     }
