@@ -15,9 +15,6 @@ pub struct Attention {
     pub id: String,
     /// "Ava Thompson — Tiep scribe visit", or what it is when no visit is concerned.
     pub about: String,
-    pub patient_id: Option<String>,
-    /// Writing to Hint's chart is what fails.
-    pub writes_to_hint: bool,
     pub visit_id: Option<String>,
     /// What Chartbridge was doing.
     pub doing: String,
@@ -36,11 +33,8 @@ pub async fn hint_writes_failing_for(
     practice_id: &PracticeId,
     patient_id: &str,
 ) -> Result<Option<&'static str>, AppError> {
-    Ok(for_practice(state, practice_id)
-        .await?
-        .into_iter()
-        .find(|a| a.writes_to_hint && a.patient_id.as_deref() == Some(patient_id))
-        .map(|a| a.advice))
+    let stuck = visits::write_back::stuck_for_patient(state, practice_id, patient_id).await?;
+    Ok(stuck.map(|last_error| advice(last_error.as_deref().unwrap_or_default())))
 }
 
 /// This practice's stuck work, named by patient and partner.
@@ -49,19 +43,24 @@ pub async fn for_practice(
     practice_id: &PracticeId,
 ) -> Result<Vec<Attention>, AppError> {
     let stuck = jobs::stuck_for_practice(&state.db, &state.job_kinds, practice_id).await?;
-    let mut out = Vec::with_capacity(stuck.len());
-    for job in stuck {
-        let visit = match &job.visit_id {
-            Some(id) => visits::get(state, practice_id, id).await?,
-            None => None,
-        };
-        out.push(Attention::new(job, visit.as_ref(), state));
-    }
-    Ok(out)
+    // Their visits named in one read (up to 50 jobs: a whole visit read and opened for each
+    // was 50 round trips and 50 results decrypted a page).
+    let ids: Vec<&visits::VisitId> = stuck.iter().filter_map(|j| j.visit_id.as_ref()).collect();
+    let found = visits::labels(state, practice_id, &ids).await?;
+    Ok(stuck
+        .into_iter()
+        .map(|job| {
+            let visit = job
+                .visit_id
+                .as_ref()
+                .and_then(|id| found.iter().find(|v| &v.id == id));
+            Attention::new(job, visit, state)
+        })
+        .collect())
 }
 
 impl Attention {
-    fn new(job: StuckJob, visit: Option<&visits::Visit>, state: &AppState) -> Self {
+    fn new(job: StuckJob, visit: Option<&visits::VisitLabel>, state: &AppState) -> Self {
         let about = match visit {
             Some(v) => format!(
                 "{} — {} visit",
@@ -74,8 +73,6 @@ impl Attention {
             advice: advice(&job.last_error),
             id: job.id,
             about,
-            patient_id: visit.map(|v| v.patient_id.clone()),
-            writes_to_hint: job.kind == "sync_interaction",
             visit_id: job.visit_id.map(|v| v.to_string()),
             doing: job.description,
             dead: job.state == JobState::Dead,

@@ -27,6 +27,8 @@ struct ClinicalChart {
     patient_error: Option<String>,
     buttons: Vec<LaunchButton>,
     visits: Vec<VisitRow>,
+    older: Option<String>,
+    paged: bool,
     patient_filter: String,
     /// Why writing this patient's visits to Hint is failing, if it is.
     hint_failing: Option<&'static str>,
@@ -63,7 +65,14 @@ pub async fn page(
             Err(AppError::NotFound) => return Err(AppError::NotFound),
             Err(e) => (patient_id.clone(), String::new(), Some(e.public_message())),
         };
-    let rows = visits::for_patient(&state, &session.practice_id, &patient_id).await?;
+    let rows = visits::for_patient(
+        &state,
+        &session.practice_id,
+        &patient_id,
+        None,
+        super::core_page::PATIENT_VISITS_PAGE,
+    )
+    .await?;
     let viewed = Entry::new(Action::ChartViewed).patient(&patient_id);
     state
         .audit
@@ -78,6 +87,8 @@ pub async fn page(
         patient_dob,
         patient_error,
         buttons: launch_buttons(&state, &session.practice_id).await?,
+        older: super::core_page::older_than(&rows, super::core_page::PATIENT_VISITS_PAGE),
+        paged: false,
         visits: VisitRow::all(&rows, &state.partners),
         hint_failing: super::attention::hint_writes_failing_for(
             &state,

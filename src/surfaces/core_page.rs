@@ -30,6 +30,10 @@ use crate::{
 struct CorePage {
     frame: Frame,
     visits: Vec<VisitRow>,
+    /// The next page's cursor, when this one is full.
+    older: Option<String>,
+    /// A page of older visits (not refreshed), rather than the newest.
+    paged: bool,
     stuck: Vec<Attention>,
     patient_filter: String,
     /// Admins are told when partner deliveries wait for review in settings.
@@ -57,7 +61,7 @@ pub async fn page(
     State(state): State<AppState>,
     session: PracticeSession,
 ) -> Result<Html<String>, AppError> {
-    let recent = visits::recent(&state, &session.practice_id, 25).await?;
+    let recent = visits::recent(&state, &session.practice_id, None, VISITS_PAGE).await?;
     // Search is offered here: the index is started, and read into memory before a key is hit.
     start_patient_index(&state, &session.practice_id).await?;
     if !state.patients.is_loaded(&session.practice_id) {
@@ -75,6 +79,8 @@ pub async fn page(
         launched: partner_names(&state, false),
         inbound: partner_names(&state, true),
         frame: Frame::new(&session, "core_page"),
+        older: older_than(&recent, VISITS_PAGE),
+        paged: false,
         visits: VisitRow::all(&recent, &state.partners),
         stuck,
         patient_filter: String::new(),
@@ -224,26 +230,62 @@ pub async fn search(
 struct VisitRows {
     frame: Frame,
     visits: Vec<VisitRow>,
+    older: Option<String>,
+    paged: bool,
     patient_filter: String,
+}
+
+/// Visits a page of the practice's list shows.
+pub const VISITS_PAGE: i64 = 25;
+/// Visits a page of one patient's list shows.
+pub const PATIENT_VISITS_PAGE: i64 = 100;
+
+/// The cursor of the page after `rows`, when they fill theirs (a partial page is the last).
+pub fn older_than(rows: &[visits::Visit], page: i64) -> Option<String> {
+    (rows.len() as i64 >= page)
+        .then(|| rows.last().map(|v| visits::After::of(v).to_string()))
+        .flatten()
 }
 
 #[derive(Deserialize)]
 pub struct VisitRowsQuery {
     #[serde(default)]
     patient_id: Option<ExternalId>,
+    /// A page of older visits: those after this cursor (`older_than`).
+    #[serde(default)]
+    after: Option<String>,
 }
 
-/// `GET /hint/visits` (htmx, polled): the visit table, for the practice or one patient.
+/// `GET /hint/visits` (htmx, polled): the visit table, for the practice or one patient; with
+/// `after`, a page of older visits (kept as it is: not polled).
 pub async fn visit_rows(
     State(state): State<AppState>,
     session: PracticeSession,
     Query(query): Query<VisitRowsQuery>,
 ) -> Result<Html<String>, AppError> {
     let patient_filter = query.patient_id.map(String::from).unwrap_or_default();
-    let rows = if patient_filter.is_empty() {
-        visits::recent(&state, &session.practice_id, 25).await?
+    let after = match query.after.as_deref().filter(|a| !a.is_empty()) {
+        Some(raw) => Some(visits::After::parse(raw).ok_or_else(|| {
+            AppError::BadRequest("That page of visits does not exist; reload the list.".into())
+        })?),
+        None => None,
+    };
+    let page = if patient_filter.is_empty() {
+        VISITS_PAGE
     } else {
-        let rows = visits::for_patient(&state, &session.practice_id, &patient_filter).await?;
+        PATIENT_VISITS_PAGE
+    };
+    let rows = if patient_filter.is_empty() {
+        visits::recent(&state, &session.practice_id, after.as_ref(), page).await?
+    } else {
+        let rows = visits::for_patient(
+            &state,
+            &session.practice_id,
+            &patient_filter,
+            after.as_ref(),
+            page,
+        )
+        .await?;
         let listed = Entry::new(Action::VisitsListed).patient(&patient_filter);
         state
             .audit
@@ -253,6 +295,8 @@ pub async fn visit_rows(
     };
     let fragment = VisitRows {
         frame: Frame::new(&session, "core_page"),
+        older: older_than(&rows, page),
+        paged: after.is_some(),
         visits: VisitRow::all(&rows, &state.partners),
         patient_filter,
     };

@@ -41,10 +41,10 @@ pub use partner::{LaunchStyle, PartnerError, PartnerId, PartnerState, PartnerToo
 
 pub use crate::ids::VisitId;
 pub use queries::{
-    find_by_interaction, find_by_partner_ref, for_patient, get, get_latest, receipts_waiting,
-    recent,
+    After, VisitLabel, find_by_interaction, find_by_partner_ref, for_patient, get, get_latest,
+    labels, receipts_waiting, recent,
 };
-pub use stored::{StoredVisit, VISIT_COLUMNS, seal_stored};
+pub use stored::{SEALED_PASS, StoredVisit, VISIT_COLUMNS, seal_stored};
 pub use transitions::{
     cancel, claim_partner_ref, complete, fail, mark_launched, record_completed, start,
     update_launch,

@@ -90,9 +90,22 @@ pub(super) fn open_rows(
         .collect()
 }
 
-/// Seals the patient data of rows written before sealing began (run at start; a no-op once
-/// done). Answers how many rows it sealed.
+/// The pass of [`seal_stored`], once done (`maintenance_passes`): a new database records it
+/// at its first start.
+pub const SEALED_PASS: &str = "visits sealed";
+
+/// Seals the patient data of rows written before sealing began (run at start). Once a pass
+/// finds nothing left it is recorded as done, and later starts skip it: every visit since is
+/// written sealed, and the scan reads the whole table.
 pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
+    let done: Option<i64> =
+        sqlx::query_scalar("SELECT done_at FROM maintenance_passes WHERE name = $1")
+            .bind(SEALED_PASS)
+            .fetch_optional(state.db.reader())
+            .await?;
+    if done.is_some() {
+        return Ok(0);
+    }
     // Written before sealing: neither empty (an erased patient's) nor in a sealed form.
     let unsealed = format!(
         "SELECT practice_id, {VISIT_COLUMNS} FROM visits WHERE \
@@ -106,6 +119,14 @@ pub async fn seal_stored(state: &AppState) -> Result<u64, sqlx::Error> {
     loop {
         let rows = sqlx::query(&unsealed).fetch_all(state.db.writer()).await?;
         if rows.is_empty() {
+            sqlx::query(
+                "INSERT INTO maintenance_passes (name, done_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(SEALED_PASS)
+            .bind(crate::db::now_ms())
+            .execute(state.db.writer())
+            .await?;
             return Ok(sealed);
         }
         for row in rows {

@@ -19,7 +19,7 @@ use crate::{
         },
         installations,
     },
-    jobs::{Job, JobError, JobOutcome, RunJob},
+    jobs::{Job, JobError, JobOutcome, JobState, RunJob},
     tenancy::PracticeId,
     visits::AppState,
 };
@@ -395,4 +395,26 @@ async fn record(
     .execute(state.db.writer())
     .await?;
     Ok(())
+}
+
+/// Whether writing one of this patient's visits to Hint's chart is stuck (dead, or failing
+/// again and again), with its last error: the patient's few visits, each one's write-back
+/// found by its key. (Asking the practice's list of stuck work instead read and named up to
+/// 50 jobs for every chart opened, and missed a patient's beyond those 50.)
+pub async fn stuck_for_patient(
+    state: &AppState,
+    practice_id: &PracticeId,
+    patient_id: &str,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT j.last_error FROM visits v JOIN jobs j ON j.dedupe_key = $3 || v.id \
+         WHERE v.practice_id = $1 AND v.patient_id = $2 AND j.practice_id = $1 \
+         AND (j.state = $4 OR (j.attempts >= 3 AND j.last_error IS NOT NULL)) LIMIT 1",
+    )
+    .bind(practice_id)
+    .bind(patient_id)
+    .bind(format!("{}:", SyncInteraction::KIND))
+    .bind(JobState::Dead)
+    .fetch_optional(state.db.reader())
+    .await
 }

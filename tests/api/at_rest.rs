@@ -139,7 +139,18 @@ async fn rows_written_before_sealing_are_sealed_at_start() {
     .execute(app.state.db.writer())
     .await
     .unwrap();
+    // A database from before sealing has not recorded the pass done (this one's first start did).
+    sqlx::query("DELETE FROM maintenance_passes")
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
     let app = app.crash_and_restart().await;
+    // Recorded done: later starts do not read every visit again.
+    let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM maintenance_passes")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
 
     let (name, result): (String, String) =
         sqlx::query_as("SELECT patient_name, result FROM visits WHERE id = 'vis_legacy'")

@@ -467,3 +467,118 @@ async fn an_empty_core_page_says_what_to_do_first() {
     let page = app.page("core_page", &clinician).await;
     assert!(page.text_of(".welcome").contains("search a patient below"));
 }
+
+/// Writes `count` cancelled Tiep visits (`vis_<tag>000`…) for `practice` with SQL, sealed as the app seals them,
+/// three at a time sharing their start time (a batch of recordings does).
+async fn write_visits(
+    app: &crate::helpers::TestApp,
+    practice_id: &str,
+    patients: &[String],
+    tag: &str,
+    count: usize,
+) {
+    use chartbridge::crypto::row_aad;
+    let launch =
+        serde_json::json!({"form": chartbridge::partners::tiep::default_form()}).to_string();
+    for i in 0..count {
+        let id = format!("vis_{tag}{i:03}");
+        let seal = |column: &str, plain: &str| {
+            app.state
+                .secrets
+                .seal_text(plain, &row_aad("visits", column, practice_id, &id))
+        };
+        let at = 1_760_000_000_000_i64 + (i / 3) as i64 * 1000;
+        sqlx::query(
+            "INSERT INTO visits (id, practice_id, patient_id, patient_name, user_id, user_name, partner, state, \
+             launch, created_at, updated_at, completed_at) \
+             VALUES ($1, $2, $3, $4, 'usr-1', 'Casey Clinician', 'tiep', 'cancelled', $5, $6, $6, $6)",
+        )
+        .bind(&id)
+        .bind(practice_id)
+        .bind(&patients[i % 2])
+        .bind(seal("patient_name", &format!("Patient {i}")))
+        .bind(seal("launch", &launch))
+        .bind(at)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    }
+}
+
+/// The visit ids a visit list fragment shows, in order, and its "Older visits" cursor.
+fn listed(html: &str) -> (Vec<String>, Option<String>) {
+    let ids = html
+        .split("data-visit-id=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    let older = html
+        .split("after=")
+        .nth(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string());
+    (ids, older)
+}
+
+#[tokio::test]
+async fn a_long_visit_list_pages_through_every_visit_once_newest_first() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Paging Clinic").await;
+    let other = app.new_practice("Other Clinic").await;
+    write_visits(&app, &practice.id, &practice.patients, "page", 60).await;
+    write_visits(&app, &other.id, &other.patients, "other", 3).await;
+    let key = app.session(&practice.clinician, None).await;
+
+    // Newest first (ties in start time by id), 25 a page, every visit once, the other
+    // practice's never.
+    let mut expected: Vec<String> = (0..60).map(|i| format!("vis_page{i:03}")).collect();
+    expected.reverse();
+    let first = app.get(&format!("/hint/visits?session_key={key}")).await;
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.unwrap();
+    assert!(
+        first.contains("hx-trigger=\"every 5s\""),
+        "the newest page is refreshed"
+    );
+    let (mut seen, mut older) = listed(&first);
+    let mut pages = 1;
+    while let Some(after) = older {
+        let page = app
+            .get(&format!("/hint/visits?after={after}&session_key={key}"))
+            .await;
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        assert!(!page.contains("every 5s"), "an older page is kept as it is");
+        assert!(page.contains("Newest visits"));
+        let (ids, next) = listed(&page);
+        seen.extend(ids);
+        older = next;
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, expected);
+    let (core, _) = listed(app.page("core_page", &key).await.source());
+    assert_eq!(core, expected[..25]);
+
+    // One patient's 30 visits fit their page: no older page offered.
+    let patient = &practice.patients[0];
+    let list = app
+        .get(&format!(
+            "/hint/visits?patient_id={patient}&session_key={key}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (ids, older) = listed(&list);
+    assert_eq!(ids.len(), 30);
+    assert!(older.is_none());
+
+    // A cursor that is not one is refused.
+    let long = format!("1.{}", "v".repeat(200));
+    for bad in ["x", "12.", "abc.vis_page001", "1.a%20b", &long] {
+        let answer = app
+            .get(&format!("/hint/visits?after={bad}&session_key={key}"))
+            .await;
+        assert_eq!(answer.status(), 400, "{bad}");
+    }
+}
