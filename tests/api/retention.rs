@@ -126,3 +126,57 @@ async fn hint_event_ids_are_forgotten_once_past_hint_s_retry_window_and_not_befo
     // A redelivery within the window is still refused as a duplicate.
     assert_eq!(post("evt-recent").await["duplicate"], true);
 }
+
+#[tokio::test]
+async fn a_week_of_sessions_is_swept_in_batches_and_live_ones_kept() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Sweeping Clinic").await;
+    let live = app.session(&practice.clinician, None).await;
+    // 12,000 sessions of the past week, long idle (more than two batches of the sweep), written
+    // with SQL beside the live one.
+    let now = chartbridge::db::now_ms();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for chunk in (0..12_000_i64).collect::<Vec<_>>().chunks(500) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                let created = now - 7 * 24 * 3_600_000 + i * 50_000;
+                format!(
+                    "('old-{i:05}', '{}', 'usr-old', 'Old', 'clinician', 'standard', {created}, {}, {})",
+                    practice.id,
+                    created + 600_000,
+                    created + 12 * 3_600_000
+                )
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO hint_sessions (key_hash, practice_id, user_id, user_name, roles, access_context, \
+             created_at, last_seen_at, expires_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM hint_sessions WHERE practice_id = $1")
+            .bind(&practice.id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 12_001);
+    let swept = chartbridge::hint::session::sweep_expired(app.state.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(swept, 12_000);
+    assert_eq!(count().await, 1);
+    // The live session still opens pages.
+    assert_eq!(
+        app.get(&format!("/hint/core_page?session_key={live}"))
+            .await
+            .status(),
+        200
+    );
+}

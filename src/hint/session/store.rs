@@ -539,11 +539,22 @@ pub async fn sweep_expired(state: &HintState) -> Result<u64, sqlx::Error> {
         }
     }
     let idle_cutoff = now - state.settings.sessions.idle_timeout.as_millis() as i64;
-    let done =
-        sqlx::query("DELETE FROM hint_sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-            .bind(now)
-            .bind(idle_cutoff)
-            .execute(state.db.writer())
-            .await?;
-    Ok(done.rows_affected())
+    // Also in batches: after a pause of the sweep (every instance stopped for a while) a day of
+    // sessions may be due at once.
+    let mut swept = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM hint_sessions WHERE key_hash IN (SELECT key_hash FROM hint_sessions \
+             WHERE expires_at <= $1 OR last_seen_at <= $2 LIMIT 5000)",
+        )
+        .bind(now)
+        .bind(idle_cutoff)
+        .execute(state.db.writer())
+        .await?
+        .rows_affected();
+        swept += done;
+        if done < 5000 {
+            return Ok(swept);
+        }
+    }
 }
