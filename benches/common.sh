@@ -16,18 +16,20 @@ need() {
 # Signed handshakes, each body once (a body is accepted once: a replay is 401), timestamped
 # now, spread over PRACTICES practices (500; one user each), as Hint's servers send every
 # practice's: each practice stays within its own budget of signed traffic, as real ones do.
-# `sign_handshakes FILE COUNT` writes "<signature> <body>" lines for benches/wrk/signed.lua.
+# `sign_handshakes FILE COUNT` writes "<signature> <body>" lines for benches/wrk/signed.lua;
+# the practices are PRACTICE_PREFIX0… (pra-bench-0…).
 PRACTICES=${PRACTICES:-500}
 sign_handshakes() {
-  SECRET=$SECRET COUNT=$2 PRACTICES=$PRACTICES python3 - >"$1" <<'PY'
+  SECRET=$SECRET COUNT=$2 PRACTICES=$PRACTICES PREFIX=${PRACTICE_PREFIX:-pra-bench-} python3 - >"$1" <<'PY'
 import datetime, hashlib, hmac, os
 secret = os.environ["SECRET"].encode()
+prefix = os.environ["PREFIX"]
 practices = int(os.environ["PRACTICES"])
 stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 for i in range(int(os.environ["COUNT"])):
     p = i % practices
     body = ('{"timestamp":"%s.%09dZ","user":{"id":"usr-bench-%d","email":"b@example.org","name":"Bench",'
-            '"partner_roles":["clinician"]},"practice":{"id":"pra-bench-%d","name":"Bench Clinic"}}') % (stamp, i, p, p)
+            '"partner_roles":["clinician"]},"practice":{"id":"%s%d","name":"Bench Clinic"}}') % (stamp, i, p, prefix, p)
     mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
     print("sha256=%s %s" % (mac, body))
 PY

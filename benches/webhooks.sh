@@ -14,6 +14,8 @@
 # Usage: bash benches/webhooks.sh   (CLIENTS=32 DURATION=5 VISITS=300000 ROUNDS=1 PRACTICES=100 DATABASES="postgres sqlite")
 # With ROUNDS > 1 each database runs that many rounds (VISITS Tiep visits each) and PostgreSQL's
 # ratios end with their median.
+# PG_DATABASE=postgres://… or SQLITE_DATABASE=/path runs on that database as it is (filled by
+# benches/scale.sh) instead of a new one, and leaves it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-32}
@@ -36,7 +38,7 @@ PG_URL="${PG_ADMIN_URL%/*}/$DB"
 DEMO=
 cleanup() {
   [ -n "$DEMO" ] && kill "$DEMO" 2>/dev/null || true
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "${PG_DATABASE:-}" ] || psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -70,7 +72,7 @@ pgbench_tps() {
 
 # sql <statement>: runs it on the database under test.
 sql() {
-  if [ "$KIND" = postgres ]; then psql "$PG_URL" -qtAc "$1"; else sqlite3 -cmd ".timeout 30000" "$WORK/demo/demo.sqlite" "$1"; fi
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -qtAc "$1"; else sqlite3 -cmd ".timeout 30000" "$SQLITE_FILE" "$1"; fi
 }
 
 # until_filed <count query> <expected>: waits (5 minutes at most) until the query counts the
@@ -90,10 +92,17 @@ run() { # postgres | sqlite
   KIND=$1
   local flags=()
   rm -rf "$WORK/demo"
-  if [ "$KIND" = postgres ]; then
+  SQLITE_FILE=$WORK/demo/demo.sqlite
+  if [ "$KIND" = postgres ] && [ -n "${PG_DATABASE:-}" ]; then
+    PG_URL=$PG_DATABASE
+    flags=(--database-url "$PG_URL")
+  elif [ "$KIND" = postgres ]; then
     psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
     psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
     flags=(--database-url "$PG_URL")
+  elif [ -n "${SQLITE_DATABASE:-}" ]; then
+    SQLITE_FILE=$SQLITE_DATABASE
+    flags=(--database-url "sqlite:$SQLITE_FILE")
   fi
   RUST_LOG=warn target/release/chartbridge-demo \
     --port 18480 --app-port 18481 --partners-port 18482 --data-dir "$WORK/demo" "${flags[@]}" \
@@ -107,8 +116,8 @@ run() { # postgres | sqlite
   n_practices=$(wc -l <"$WORK/practices")
   sql "CREATE TABLE bench_practices (n INTEGER PRIMARY KEY, id TEXT NOT NULL)"
   awk -v q="'" '{printf "INSERT INTO bench_practices VALUES (%d, %s%s%s);\n", NR - 1, q, $1, q}' "$WORK/practices" >"$WORK/practices.sql"
-  if [ "$KIND" = postgres ]; then psql "$PG_URL" -q -f "$WORK/practices.sql"; else sqlite3 -cmd ".timeout 30000" "$WORK/demo/demo.sqlite" <"$WORK/practices.sql"; fi
-  sql "SELECT practice_id, MIN(patient_id) FROM patient_index GROUP BY practice_id ORDER BY practice_id" |
+  if [ "$KIND" = postgres ]; then psql "$PG_URL" -q -f "$WORK/practices.sql"; else sqlite3 -cmd ".timeout 30000" "$SQLITE_FILE" <"$WORK/practices.sql"; fi
+  sql "SELECT practice_id, MIN(patient_id) FROM patient_index WHERE practice_id IN (SELECT id FROM bench_practices) GROUP BY practice_id ORDER BY practice_id" |
     tr '|' ' ' >"$WORK/mediquo.targets"
   [ "$(wc -l <"$WORK/mediquo.targets")" -eq "$n_practices" ] || { echo "a practice has no patient list" >&2; exit 1; }
   # The fixture: open Tiep visits, each with its pending poll (as a launch leaves them), a

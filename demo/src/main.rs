@@ -91,7 +91,12 @@ async fn main() -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
     }
-    let (_, secret_key) = SecretKey::generate();
+    // A new key each run, unless one is given (a benchmark running the demo on a database it
+    // filled before, `benches/scale.sh`, gives the key that database was sealed under).
+    let secret_key = std::env::var("CHARTBRIDGE_SECRET_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| SecretKey::generate().1);
     let config = ConfigArgs {
         hint_api_url: hint.base_url().to_string(),
         hint_api_key: Some(PARTNER_API_KEY.into()),

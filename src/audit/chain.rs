@@ -9,21 +9,22 @@ use sqlx::AnyConnection;
 use super::{ChainKey, Pending};
 use crate::{crypto::sha256_hex, db::now_ms};
 
-/// The fields an entry's hash covers, in order.
+/// The fields an entry's hash covers, in order. Public so that a tool writing a trail in bulk
+/// (the scale benchmark's seeder) chains it exactly as the app does.
 #[derive(Serialize, Clone, Copy)]
-pub(super) struct Hashed<'a> {
-    pub(super) practice_id: &'a str,
-    pub(super) seq: i64,
-    pub(super) at: i64,
-    pub(super) actor_id: &'a str,
-    pub(super) actor_roles: &'a str,
-    pub(super) platform_support: bool,
-    pub(super) action: &'a str,
-    pub(super) patient_id: Option<&'a str>,
-    pub(super) visit_id: Option<&'a str>,
-    pub(super) detail: &'a str,
-    pub(super) request_id: Option<&'a str>,
-    pub(super) prev_hash: &'a str,
+pub struct Hashed<'a> {
+    pub practice_id: &'a str,
+    pub seq: i64,
+    pub at: i64,
+    pub actor_id: &'a str,
+    pub actor_roles: &'a str,
+    pub platform_support: bool,
+    pub action: &'a str,
+    pub patient_id: Option<&'a str>,
+    pub visit_id: Option<&'a str>,
+    pub detail: &'a str,
+    pub request_id: Option<&'a str>,
+    pub prev_hash: &'a str,
 }
 
 /// What a keyed entry's MAC is made for (no other signature of the key is made over it).
@@ -32,7 +33,7 @@ const ENTRY_DOMAIN: &str = "chartbridge audit entry v1";
 impl Hashed<'_> {
     /// The entry's hash: the MAC of its fields under `key`; without a key, the plain SHA-256
     /// entries were chained with before the chain was keyed (read by `verify` only).
-    pub(super) fn hash(&self, key: Option<&ChainKey>) -> String {
+    pub fn hash(&self, key: Option<&ChainKey>) -> String {
         let fields = serde_json::to_vec(self).expect("an entry serialises");
         match key {
             Some(key) => key.sign(ENTRY_DOMAIN, &[&fields]),

@@ -21,10 +21,11 @@ mod search;
 pub mod verify;
 mod views;
 
-use chain::{Hashed, record_many};
+pub use chain::Hashed;
+use chain::record_many;
 pub use key::{ChainKey, ChainKeys};
 
-pub use search::{Event, Filter, search};
+pub use search::{Before, Event, Filter, search};
 
 use crate::group_commit::GroupCommit;
 use sqlx::AnyConnection;
