@@ -78,13 +78,14 @@ async fn main() -> anyhow::Result<()> {
         "patient_index_state",
         &["practice_id", "fill_offset", "filled_at"],
     );
+    // What writes the rows outside the year (the year's own maker has its copy of the keys).
+    let w = Writer {
+        secrets: &secrets,
+        chain: &chain,
+        start,
+        now,
+    };
     {
-        let w = Writer {
-            secrets: &secrets,
-            chain: &chain,
-            start,
-            now,
-        };
         for p in 0..plan.practices {
             let share = plan.practice(p);
             practices.push(vec![
@@ -208,12 +209,6 @@ async fn main() -> anyhow::Result<()> {
         &["practice_id", "source", "event_key", "received_at"],
     );
     {
-        let w = Writer {
-            secrets: &secrets,
-            chain: &chain,
-            start,
-            now,
-        };
         for p in 0..plan.practices {
             year::week(&w, &plan, p, &plan.practice(p), &mut sessions, &mut events);
         }
