@@ -11,8 +11,9 @@ use std::{
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    AnyPool, Connection, Executor,
+    AnyPool, ConnectOptions, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use crate::config::DatabaseSettings;
@@ -31,6 +32,10 @@ pub struct Db {
     writer: AnyPool,
     reader: AnyPool,
     backend: Backend,
+    /// On PostgreSQL, a pool of the driver's own connections, opened on first use: for the
+    /// long reads whose rows are decoded in place instead of copied into `Any`'s values
+    /// (`audit verify`).
+    native: Option<sqlx::PgPool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +105,7 @@ impl Db {
                     writer,
                     reader,
                     backend,
+                    native: None,
                 }
             }
             Backend::Postgres => {
@@ -112,10 +118,18 @@ impl Db {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
+                let native = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    // Its reads are long on purpose.
+                    .connect_lazy_with(
+                        PgConnectOptions::from_str(&url)?.disable_statement_logging(),
+                    );
                 Db {
                     writer: pool.clone(),
                     reader: pool,
                     backend,
+                    native: Some(native),
                 }
             }
         };
@@ -169,6 +183,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// On PostgreSQL, the driver's own pool (connected on first use) for reads of millions of
+    /// rows, decoded where they arrive: through `Any` every value of every row is copied first.
+    pub fn postgres(&self) -> Option<&sqlx::PgPool> {
+        self.native.as_ref()
     }
 
     /// Begins a transaction on the writer.

@@ -216,6 +216,9 @@ fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
+/// A practice's checkpoints by the sequence number each vouches for.
+pub type Vouched = BTreeMap<i64, Vec<Checkpoint>>;
+
 /// What a verification holds against the chains: each practice's checkpoints by sequence
 /// number, and the lines that claimed to be checkpoints but are not signed by a key held here.
 #[derive(Debug, Default, Clone)]
@@ -265,7 +268,7 @@ impl Published {
     }
 
     /// The practice's checkpoints, by sequence number.
-    pub fn of(&self, practice_id: &str) -> Option<&BTreeMap<i64, Vec<Checkpoint>>> {
+    pub fn of(&self, practice_id: &str) -> Option<&Vouched> {
         self.by_practice.get(practice_id)
     }
 }
