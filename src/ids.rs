@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    db::{UnknownValue, new_id},
+    db::{UnknownValue, new_ordered_id},
     error::AppError,
 };
 
@@ -81,9 +81,9 @@ pub struct VisitId(ExternalId);
 crate::db::text_column!(VisitId);
 
 impl VisitId {
-    /// A new random id.
+    /// A new id: its time, then random (`db::new_ordered_id`).
     pub fn generate() -> Self {
-        Self(ExternalId::try_from(new_id("vis")).expect("generated ids are well-formed"))
+        Self(ExternalId::try_from(new_ordered_id("vis")).expect("generated ids are well-formed"))
     }
 
     pub fn as_str(&self) -> &str {

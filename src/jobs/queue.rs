@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 use super::{Job, JobSignal, JobState, Registry};
 use crate::{
     audit::{self, Action, Actor, Entry},
-    db::{Db, new_id, now_ms},
+    db::{Db, new_ordered_id, now_ms},
     ids::VisitId,
     tenancy::PracticeId,
 };
@@ -89,7 +89,7 @@ pub async fn enqueue_many(
     let mut query = sqlx::query(&sql);
     for new in jobs {
         query = query
-            .bind(new_id("job"))
+            .bind(new_ordered_id("job"))
             .bind(new.practice_id)
             .bind(new.kind)
             .bind(&new.dedupe_key)

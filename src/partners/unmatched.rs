@@ -12,7 +12,7 @@ use sqlx::{Row, any::AnyRow};
 use crate::{
     audit::{Action, Entry},
     crypto::sha256_hex,
-    db::{Moment, new_id, now_ms},
+    db::{Moment, new_ordered_id, now_ms},
     error::AppError,
     hint::{Frame, PracticeSession, Role},
     ids::ExternalId,
@@ -92,7 +92,7 @@ async fn keep_on(
     reference: Option<&str>,
     body: &[u8],
 ) -> Result<String, sqlx::Error> {
-    let id = new_id("unm");
+    let id = new_ordered_id("unm");
     let hash = sha256_hex(body);
     let sealed = state.secrets.seal(body, &aad(practice_id, &id));
     let kept = sqlx::query(

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     audit::{Action, Actor, Entry},
-    db::{new_id, now_ms},
+    db::{new_ordered_id, now_ms},
     error::AppError,
     tenancy::PracticeId,
 };
@@ -64,7 +64,7 @@ pub async fn correct(
         }
     };
     let now = now_ms();
-    let version_id = new_id("ver");
+    let version_id = new_ordered_id("ver");
     let mut tx = state.db.begin().await?;
     // Only from the result read above: a correction that raced another one loses.
     let moved = sqlx::query(
