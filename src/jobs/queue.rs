@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{Job, JobSignal, JobState, Registry};
 use crate::{
-    audit::{self, Action, Actor, Entry},
+    audit::{self, Action, Actor, Entry, Pending},
     db::{Db, new_ordered_id, now_ms},
     ids::VisitId,
     tenancy::PracticeId,
@@ -144,22 +144,57 @@ pub struct StuckJob {
     pub updated_at: i64,
 }
 
-/// This practice's dead jobs and jobs that failed at least three times.
+/// A practice's stuck work: the newest, and how much there is in all.
+#[derive(Debug, Clone, Default)]
+pub struct Stuck {
+    pub newest: Vec<StuckJob>,
+    /// Stuck jobs in all (dead or failing).
+    pub total: i64,
+    /// Of them, dead: they wait for a person's retry.
+    pub dead: i64,
+}
+
+/// Which jobs are stuck, as the partial index `jobs_stuck` is defined (word for word: SQLite
+/// uses a partial index only for the same terms, PostgreSQL only for a predicate it can prove,
+/// so the state is written out, not bound).
+const STUCK: &str = "(state = 'dead' OR (attempts >= 3 AND last_error IS NOT NULL))";
+
+/// This practice's dead jobs and jobs that failed at least three times: the newest `limit`,
+/// and how many there are (counted along the index, without reading the jobs).
 pub async fn stuck_for_practice<S>(
     db: &Db,
     registry: &Registry<S>,
     practice_id: &PracticeId,
-) -> Result<Vec<StuckJob>, sqlx::Error> {
-    let rows = sqlx::query(
+    limit: i64,
+) -> Result<Stuck, sqlx::Error> {
+    let rows = sqlx::query(&format!(
         "SELECT id, kind, payload, state, attempts, last_error, updated_at FROM jobs \
-         WHERE practice_id = $1 AND (state = $2 OR (attempts >= 3 AND last_error IS NOT NULL)) \
-         ORDER BY updated_at DESC LIMIT 50",
-    )
+         WHERE practice_id = $1 AND {STUCK} ORDER BY updated_at DESC LIMIT $2"
+    ))
     .bind(practice_id)
-    .bind(JobState::Dead)
+    .bind(limit)
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter()
+    let mut stuck = Stuck::default();
+    if rows.len() as i64 >= limit {
+        let (total, dead): (i64, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT COUNT(*), SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) FROM jobs \
+             WHERE practice_id = $1 AND {STUCK}"
+        ))
+        .bind(practice_id)
+        .fetch_one(db.reader())
+        .await?;
+        (stuck.total, stuck.dead) = (total, dead.unwrap_or_default());
+    } else {
+        stuck.total = rows.len() as i64;
+        for row in &rows {
+            if row.try_get::<JobState, _>("state")? == JobState::Dead {
+                stuck.dead += 1;
+            }
+        }
+    }
+    stuck.newest = rows
+        .into_iter()
         .map(|row| {
             let kind: String = row.try_get("kind")?;
             let payload: String = row.try_get("payload")?;
@@ -179,7 +214,57 @@ pub async fn stuck_for_practice<S>(
                 updated_at: row.try_get("updated_at")?,
             })
         })
-        .collect()
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(stuck)
+}
+
+/// Dead jobs put back in the queue by one "Retry all" at most (the newest first): each is a
+/// trail entry in the same transaction.
+pub const RETRY_AT_ONCE: i64 = 500;
+
+/// Puts this practice's dead jobs back in the queue, the newest [`RETRY_AT_ONCE`]; answers
+/// how many.
+pub async fn retry_all_dead<S>(
+    db: &Db,
+    trail: &audit::Recorder,
+    signal: &JobSignal,
+    registry: &Registry<S>,
+    practice_id: &PracticeId,
+    actor: &Actor,
+) -> Result<usize, sqlx::Error> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let retried: Vec<(String, String)> = sqlx::query_as(
+        "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
+         WHERE practice_id = $3 AND state = $4 AND id IN ( \
+             SELECT id FROM jobs WHERE practice_id = $3 AND state = $4 \
+             ORDER BY updated_at DESC LIMIT $5) \
+         RETURNING kind, payload",
+    )
+    .bind(JobState::Queued)
+    .bind(now)
+    .bind(practice_id)
+    .bind(JobState::Dead)
+    .bind(RETRY_AT_ONCE)
+    .fetch_all(&mut *tx)
+    .await?;
+    let entries: Vec<Pending> = retried
+        .iter()
+        .map(|(kind, payload)| {
+            let visit_id = registry.visit_id(kind, payload);
+            let mut entry = Entry::new(Action::JobRetried).detail(kind);
+            if let Some(visit_id) = &visit_id {
+                entry = entry.visit(visit_id.as_str());
+            }
+            Pending::new(practice_id, actor, entry)
+        })
+        .collect();
+    trail.record_all_in(&mut tx, &entries).await?;
+    tx.commit().await?;
+    if !retried.is_empty() {
+        signal.wake();
+    }
+    Ok(retried.len())
 }
 
 /// Puts a dead job of this practice back in the queue. False when there is none by that id.

@@ -37,17 +37,35 @@ pub async fn hint_writes_failing_for(
     Ok(stuck.map(|last_error| advice(last_error.as_deref().unwrap_or_default())))
 }
 
-/// This practice's stuck work, named by patient and partner.
+/// Stuck work the core page lists; the rest is counted.
+pub const LISTED: i64 = 10;
+
+/// A practice's stuck work as the core page shows it.
+#[derive(Default)]
+pub struct NeedsAttention {
+    /// The newest [`LISTED`].
+    pub newest: Vec<Attention>,
+    pub total: i64,
+    /// How many wait for a person's retry.
+    pub dead: i64,
+}
+
+/// This practice's stuck work, the newest named by patient and partner.
 pub async fn for_practice(
     state: &AppState,
     practice_id: &PracticeId,
-) -> Result<Vec<Attention>, AppError> {
-    let stuck = jobs::stuck_for_practice(&state.db, &state.job_kinds, practice_id).await?;
-    // Their visits named in one read (up to 50 jobs: a whole visit read and opened for each
-    // was 50 round trips and 50 results decrypted a page).
-    let ids: Vec<&visits::VisitId> = stuck.iter().filter_map(|j| j.visit_id.as_ref()).collect();
+) -> Result<NeedsAttention, AppError> {
+    let stuck = jobs::stuck_for_practice(&state.db, &state.job_kinds, practice_id, LISTED).await?;
+    // Their visits named in one read (a whole visit read and opened for each was a round trip
+    // and a result decrypted per job).
+    let ids: Vec<&visits::VisitId> = stuck
+        .newest
+        .iter()
+        .filter_map(|j| j.visit_id.as_ref())
+        .collect();
     let found = visits::labels(state, practice_id, &ids).await?;
-    Ok(stuck
+    let newest = stuck
+        .newest
         .into_iter()
         .map(|job| {
             let visit = job
@@ -56,7 +74,12 @@ pub async fn for_practice(
                 .and_then(|id| found.iter().find(|v| &v.id == id));
             Attention::new(job, visit, state)
         })
-        .collect())
+        .collect();
+    Ok(NeedsAttention {
+        newest,
+        total: stuck.total,
+        dead: stuck.dead,
+    })
 }
 
 impl Attention {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{
     LaunchButton, VisitRow,
-    attention::{self, Attention},
+    attention::{self, NeedsAttention},
     launch_buttons,
 };
 use crate::{
@@ -34,7 +34,7 @@ struct CorePage {
     older: Option<String>,
     /// A page of older visits (not refreshed), rather than the newest.
     paged: bool,
-    stuck: Vec<Attention>,
+    stuck: NeedsAttention,
     patient_filter: String,
     /// Admins are told when partner deliveries wait for review in settings.
     unmatched: usize,
@@ -334,4 +334,39 @@ pub async fn retry_job(
          The visit's page shows when it is done.</span></li>",
     )
     .into_response())
+}
+
+/// `POST /hint/jobs/retry_all`: puts this practice's dead jobs back in the queue (the newest
+/// [`jobs::RETRY_AT_ONCE`]; the section says how many, and how many are left).
+pub async fn retry_all_jobs(
+    State(state): State<AppState>,
+    session: PracticeSession,
+) -> Result<Response, AppError> {
+    if !(session.has(Role::Admin) || session.has(Role::Clinician)) {
+        return Err(AppError::Forbidden(
+            "Only admins and clinicians can retry work.".into(),
+        ));
+    }
+    let retried = jobs::retry_all_dead(
+        &state.db,
+        &state.audit,
+        &state.jobs,
+        &state.job_kinds,
+        &session.practice_id,
+        &session.actor(),
+    )
+    .await?;
+    tracing::info!(practice_id = %session.practice_id, retried, "dead jobs retried by a user");
+    let left = attention::for_practice(&state, &session.practice_id)
+        .await?
+        .dead;
+    let said = RetriedAll { retried, left };
+    Ok(Html(said.render()?).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "fragments/retried_all.html")]
+struct RetriedAll {
+    retried: usize,
+    left: i64,
 }

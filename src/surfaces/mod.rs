@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/hint/patients/search", get(core_page::search))
         .route("/hint/visits", get(core_page::visit_rows))
         .route("/hint/jobs/{job_id}/retry", post(core_page::retry_job))
+        .route("/hint/jobs/retry_all", post(core_page::retry_all_jobs))
         .route("/hint/unmatched/{id}", get(unmatched::view))
         .route("/hint/unmatched/{id}/dismiss", post(unmatched::dismiss))
         .route("/static/{file}", get(static_files::serve))

@@ -141,6 +141,15 @@ async fn nothing_of_one_practice_reaches_the_other() {
         .await
         .unwrap();
     assert_eq!(retry.status(), 404);
+    // B's "Retry all" is B's alone.
+    let retry_all = app.htmx_post("/hint/jobs/retry_all", &b_key).await;
+    assert_eq!(retry_all.status(), 200);
+    let still_dead: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+        .bind(a_job)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(still_dead, "dead");
     let b_core = app.page("core_page", &b_key).await;
     assert!(!b_core.has(".attention") && !b_core.source().contains(a_job));
     let a_core = app.page("core_page", &a_key).await;

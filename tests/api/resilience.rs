@@ -6,7 +6,7 @@ use chartbridge_sandbox::{hint::Faults, tiep::TiepFaults};
 use serde_json::json;
 
 use crate::helpers::{
-    TIEP_HOOK_SECRET, TestApp, TestPractice, eventually, spawn_app, spawn_app_with,
+    Page, TIEP_HOOK_SECRET, TestApp, TestPractice, eventually, spawn_app, spawn_app_with,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -593,4 +593,103 @@ async fn hint_failing_a_third_of_its_calls_still_signs_every_visit_once() {
             == (0, 0)
     })
     .await;
+}
+
+/// Stuck jobs written straight into the queue: `dead` dead write-backs and `failing` queued ones
+/// failing for the third time, a minute apart, the newest last.
+async fn stuck_jobs(app: &TestApp, practice_id: &str, dead: usize, failing: usize) {
+    for n in 0..dead + failing {
+        let state = if n < dead { "dead" } else { "queued" };
+        sqlx::query(
+            "INSERT INTO jobs (id, practice_id, kind, dedupe_key, payload, state, attempts, max_attempts, \
+             run_at, rerun, last_error, created_at, updated_at) \
+             VALUES ($1, $2, 'sync_interaction', $3, $4, $5, 3, 8, $6, 0, 'Hint answered HTTP 503', 0, $6)",
+        )
+        .bind(format!("job_{practice_id}_{n}"))
+        .bind(practice_id)
+        .bind(format!("sync_interaction:vis_{practice_id}_{n}"))
+        .bind(json!({"visit_id": format!("vis_{practice_id}_{n}")}).to_string())
+        .bind(state)
+        // Far in the future for the queued ones: the runner leaves them be.
+        .bind(if n < dead { 1_000 + n as i64 * 60_000 } else { i64::MAX / 2 })
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn much_stuck_work_lists_the_newest_and_one_press_puts_every_stopped_job_back() {
+    let app = spawn_app().await;
+    let practice = app.new_practice("Many stuck").await;
+    let other = app.new_practice("Other stuck").await;
+    stuck_jobs(&app, &practice.id, 12, 1).await;
+    stuck_jobs(&app, &other.id, 2, 0).await;
+    let key = app.session(&practice.clinician, None).await;
+
+    let core = app.page("core_page", &key).await;
+    assert_eq!(core.count(".attention li"), 10, "the newest ten listed");
+    assert!(core.text_of(".attention").contains("The newest 10 of 13."));
+    assert_eq!(
+        core.attr(".retry-all button", "hx-post").as_deref(),
+        Some("/hint/jobs/retry_all")
+    );
+    assert_eq!(core.text_of(".retry-all button"), "Retry all 12 stopped");
+
+    // Front-desk staff without a role retry nothing.
+    let staff = app
+        .hint
+        .add_user(&practice.id, "Front Desk", &["staff"], "standard");
+    let staff_key = app.session(&staff, None).await;
+    assert_eq!(
+        app.htmx_post("/hint/jobs/retry_all", &staff_key)
+            .await
+            .status(),
+        403
+    );
+    let dead = |practice_id: String| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM jobs WHERE practice_id = $1 AND state = 'dead'",
+            )
+            .bind(practice_id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(dead(practice.id.clone()).await, 12);
+
+    let retried = app.htmx_post("/hint/jobs/retry_all", &key).await;
+    assert_eq!(retried.status(), 200);
+    let (_, said) = Page::of(retried).await;
+    assert!(
+        said.text_of("[role=status]")
+            .starts_with("Queued again: 12 pieces of stopped work."),
+        "{}",
+        said.text()
+    );
+    assert_eq!(dead(practice.id.clone()).await, 0);
+    // Another practice's stopped work is its own.
+    assert_eq!(dead(other.id.clone()).await, 2);
+    let retried_entries: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT actor_id, visit_id FROM audit_events WHERE practice_id = $1 AND action = 'job_retried' ORDER BY seq",
+    )
+    .bind(&practice.id)
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(retried_entries.len(), 12, "one trail entry a job");
+    assert!(
+        retried_entries
+            .iter()
+            .all(|(actor, visit)| actor == &practice.clinician && visit.is_some())
+    );
+
+    // The failing job still shows, without a button for what is already queued.
+    let core = app.page("core_page", &key).await;
+    assert_eq!(core.count(".attention li"), 1);
+    assert!(!core.has(".retry-all button"));
+    assert!(!core.text_of(".attention").contains("The newest"));
 }
