@@ -6,6 +6,18 @@ SECRET=${SECRET:-0123456789abcdef0123456789abcdef}
 CHARTBRIDGE_SECRET_KEY=${CHARTBRIDGE_SECRET_KEY:-$(head -c32 /dev/urandom | base64)}
 BIN=target/release/chartbridge
 
+# `wrk_figures`: wrk's `--latency` report (on stdin) as "requests req/s p50_ms p99_ms non2xx".
+wrk_figures() {
+  awk '
+    function ms(v) { if (v ~ /us$/) {sub(/us/, "", v); return v / 1000} if (v ~ /ms$/) {sub(/ms/, "", v); return v} sub(/s/, "", v); return v * 1000 }
+    / requests in / {n = $1}
+    /Requests\/sec/ {rps = $2}
+    $1 == "50%" {p50 = ms($2)}
+    $1 == "99%" {p99 = ms($2)}
+    /Non-2xx/ {bad = $NF}
+    END {printf "%d %d %.1f %.1f %d\n", n, rps, p50, p99, bad}'
+}
+
 # `need TOOL PACKAGE`: installs PACKAGE with apt-get when TOOL is not on the PATH.
 need() {
   command -v "$1" >/dev/null && return

@@ -34,6 +34,8 @@ HS_SIG="sha256=$(printf '%s' "$HS_BODY" | openssl dgst -sha256 -hmac "$SECRET" |
 # wrk's figures for one target: "req/s p99_ms non2xx".
 measure() {
   local url=$1 script=${2:-}
+  wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --latency ${script:+-s "$script"} "$url" | wrk_figures | cut -d' ' -f2,4,5
+}
   local out
   if [ -n "$script" ]; then
     out=$(wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --latency -s "$script" "$url")

@@ -39,13 +39,7 @@ export PRACTICE_PREFIX=pra-year-  # sign_handshakes: the seeded practices
 measure() {
   local path=$1
   shift
-  wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --latency "$@" "$URL$path" | awk '
-    function ms(v) { if (v ~ /us$/) {sub(/us/, "", v); return v / 1000} if (v ~ /ms$/) {sub(/ms/, "", v); return v} sub(/s/, "", v); return v * 1000 }
-    /Requests\/sec/ {rps = $2}
-    $1 == "50%" {p50 = ms($2)}
-    $1 == "99%" {p99 = ms($2)}
-    /Non-2xx/ {bad = $NF}
-    END {printf "%d %.1f %.1f %d\n", rps, p50, p99, bad}'
+  wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --latency "$@" "$URL$path" | wrk_figures | cut -d' ' -f2-
 }
 
 # A signed handshake for the largest practice's admin and clinician (with a patient: the
@@ -81,10 +75,20 @@ measure_database() {
   : >"$out"
   local started
   started=$(date +%s%N)
-  start_serve "$url" "$PORT" "$WORK/serve.$KIND.$which.log"
+  local log="$WORK/serve.$KIND.$which.log"
+  RUST_LOG=warn,chartbridge::hint::directory=info start_serve "$url" "$PORT" "$log"
   echo "start to ready|$(( ($(date +%s%N) - started) / 1000000 )) ms" >>"$out"
   local key chart_key patient deep
   key=$(session)
+  # The largest practice's patient index read into this instance (the core page starts it;
+  # each instance does it once per practice after its start): the line it logs.
+  curl -sf -o /dev/null -H "X-Hint-Session-Key: $key" "$URL/hint/core_page"
+  local loaded=""
+  for _ in $(seq 600); do
+    loaded=$(grep '"patient index loaded"' "$log" | grep '"pra-year-0"' | head -1) && [ -n "$loaded" ] && break
+    sleep 0.1
+  done
+  echo "patient index loaded|$(python3 -c 'import json, sys; l = json.loads(sys.argv[1]) if sys.argv[1] else {}; print("%s patients in %s ms" % (l.get("patients", "?"), l.get("ms", "not loaded in 60 s")))' "$loaded")" >>"$out"
   patient=pat-y0-1
   chart_key=$(session "$patient")
   # The visit list 90% of the way down the largest practice's visits.
@@ -129,8 +133,8 @@ EOF
     DATABASES=sqlite SQLITE_DATABASE=${url#sqlite:} bash benches/webhooks.sh >"$WORK/webhooks.log" 2>&1 || true
   fi
   for name in "signed Tiep reports" "MediQuo deliveries"; do
-    # "name  requests non-2xx per-second p99 …": rps, p50 (not printed there: 0), p99, non-2xx.
-    r=$(grep "^$name" "$WORK/webhooks.log" | head -1 | sed "s/^$name//" | awk '{printf "%d 0 %.1f %d", $3, $4, $2}')
+    # "name  requests non-2xx per-second p50 p99 …": rps, p50, p99, non-2xx.
+    r=$(grep "^$name" "$WORK/webhooks.log" | head -1 | sed "s/^$name//" | awk '{printf "%d %.1f %.1f %d", $3, $4, $5, $2}')
     echo "$name|${r:-failed: $(tail -1 "$WORK/webhooks.log")}" >>"$out"
   done
   grep -E "^(Tiep|MediQuo):" "$WORK/webhooks.log" | sed 's/^\([A-Za-z]*\):/\1 filed|/' >>"$out" || true

@@ -285,12 +285,21 @@ impl PatientDirectory {
         if let Some(index) = self.copy(practice_id, fresh_for) {
             return Ok(index);
         }
+        let started = std::time::Instant::now();
         let entries: Vec<Entry> = patient_index::load(state, practice_id)
             .await?
             .into_iter()
             .map(Entry::new)
             .collect();
+        let patients = entries.len();
         let index = Arc::new(Index::new(entries));
+        // Ids and counts only: the names stay in memory.
+        tracing::info!(
+            %practice_id,
+            patients,
+            ms = started.elapsed().as_millis() as u64,
+            "patient index loaded"
+        );
         let mut copies = self.copies.lock().expect("directory lock");
         if copies.len() >= MAX_PRACTICES
             && let Some(oldest) = copies
