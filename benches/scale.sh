@@ -117,12 +117,13 @@ EOF
   echo "signed handshakes|$r" >>"$out"
 
   # The largest practice's whole trail as CSV.
-  local rows seconds
+  local rows seconds before_rss
+  before_rss=$(awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$SERVE_PID/status")
   started=$(date +%s%N)
   with_peak_rss sh -c "curl -sf -H 'X-Hint-Session-Key: $key' '$URL/hint/audit.csv' | wc -l >'$WORK/csv.lines'"
   seconds=$(awk -v s="$started" -v e="$(date +%s%N)" 'BEGIN {printf "%.2f", (e - s) / 1e9}')
   rows=$(($(cat "$WORK/csv.lines") - 1))
-  echo "audit CSV export|$rows rows in $seconds s, $(awk -v r="$rows" -v s="$seconds" 'BEGIN {printf "%d", r / s}') rows/s, peak RSS $(cat "$WORK/peak") MiB" >>"$out"
+  echo "audit CSV export|$rows rows in $seconds s, $(awk -v r="$rows" -v s="$seconds" 'BEGIN {printf "%d", r / s}') rows/s, peak RSS $(cat "$WORK/peak") MiB (the instance held $before_rss MiB before it)" >>"$out"
   kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
 
   # Partners' results on this database: benches/webhooks.sh on it as it is (its demo practices
