@@ -24,8 +24,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::Notify;
 
 pub use queue::{
-    NewJob, RETRY_AT_ONCE, Stuck, StuckJob, census, counts, enqueue, enqueue_many, hasten,
-    retry_all_dead, retry_dead, stuck_for_practice,
+    NewJob, RETRY_AT_ONCE, Retry, Stuck, StuckJob, census, counts, enqueue, enqueue_many, hasten,
+    stuck_for_practice,
 };
 pub use registry::Registry;
 pub use runner::{JobRunner, PausedPractices, RunnerStatus};

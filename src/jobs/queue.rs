@@ -222,86 +222,81 @@ pub async fn stuck_for_practice<S>(
 /// trail entry in the same transaction.
 pub const RETRY_AT_ONCE: i64 = 500;
 
-/// Puts this practice's dead jobs back in the queue, the newest [`RETRY_AT_ONCE`]; answers
-/// how many.
-pub async fn retry_all_dead<S>(
-    db: &Db,
-    trail: &audit::Recorder,
-    signal: &JobSignal,
-    registry: &Registry<S>,
-    practice_id: &PracticeId,
-    actor: &Actor,
-) -> Result<usize, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = db.begin().await?;
-    let retried: Vec<(String, String)> = sqlx::query_as(
-        "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
-         WHERE practice_id = $3 AND state = $4 AND id IN ( \
-             SELECT id FROM jobs WHERE practice_id = $3 AND state = $4 \
-             ORDER BY updated_at DESC LIMIT $5) \
-         RETURNING kind, payload",
-    )
-    .bind(JobState::Queued)
-    .bind(now)
-    .bind(practice_id)
-    .bind(JobState::Dead)
-    .bind(RETRY_AT_ONCE)
-    .fetch_all(&mut *tx)
-    .await?;
-    let entries: Vec<Pending> = retried
-        .iter()
-        .map(|(kind, payload)| {
-            let visit_id = registry.visit_id(kind, payload);
-            let mut entry = Entry::new(Action::JobRetried).detail(kind);
-            if let Some(visit_id) = &visit_id {
-                entry = entry.visit(visit_id.as_str());
-            }
-            Pending::new(practice_id, actor, entry)
-        })
-        .collect();
-    trail.record_all_in(&mut tx, &entries).await?;
-    tx.commit().await?;
-    if !retried.is_empty() {
-        signal.wake();
-    }
-    Ok(retried.len())
+/// A person's retry of a practice's dead work.
+pub struct Retry<'a> {
+    pub db: &'a Db,
+    pub trail: &'a audit::Recorder,
+    pub signal: &'a JobSignal,
+    pub practice_id: &'a PracticeId,
+    pub actor: &'a Actor,
 }
 
-/// Puts a dead job of this practice back in the queue. False when there is none by that id.
-pub async fn retry_dead<S>(
-    db: &Db,
-    trail: &audit::Recorder,
-    signal: &JobSignal,
-    registry: &Registry<S>,
-    practice_id: &PracticeId,
-    job_id: &str,
-    actor: &Actor,
-) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = db.begin().await?;
-    let retried: Option<(String, String)> = sqlx::query_as(
-        "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
-         WHERE id = $3 AND practice_id = $4 AND state = $5 RETURNING kind, payload",
-    )
-    .bind(JobState::Queued)
-    .bind(now)
-    .bind(job_id)
-    .bind(practice_id)
-    .bind(JobState::Dead)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((kind, payload)) = retried else {
-        return Ok(false);
-    };
-    let visit_id = registry.visit_id(&kind, &payload);
-    let mut entry = Entry::new(Action::JobRetried).detail(&kind);
-    if let Some(visit_id) = &visit_id {
-        entry = entry.visit(visit_id.as_str());
+impl Retry<'_> {
+    /// Puts a dead job of this practice back in the queue. False when there is none by that
+    /// id.
+    pub async fn one<S>(&self, registry: &Registry<S>, job_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(self.put_back(registry, Dead::One(job_id)).await? > 0)
     }
-    trail.record_in(&mut tx, practice_id, actor, entry).await?;
-    tx.commit().await?;
-    signal.wake();
-    Ok(true)
+
+    /// Puts this practice's dead jobs back in the queue, the newest [`RETRY_AT_ONCE`];
+    /// answers how many.
+    pub async fn all<S>(&self, registry: &Registry<S>) -> Result<usize, sqlx::Error> {
+        self.put_back(registry, Dead::Newest(RETRY_AT_ONCE)).await
+    }
+}
+
+/// Which dead jobs.
+enum Dead<'a> {
+    One(&'a str),
+    Newest(i64),
+}
+
+impl Retry<'_> {
+    /// Queues the jobs again (their attempts from zero, due now) with a trail entry each, in one
+    /// transaction; answers how many.
+    async fn put_back<S>(
+        &self,
+        registry: &Registry<S>,
+        which: Dead<'_>,
+    ) -> Result<usize, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let update = "UPDATE jobs SET state = $1, attempts = 0, run_at = $2, updated_at = $2 \
+                      WHERE practice_id = $3 AND state = $4";
+        let sql = match which {
+            Dead::One(_) => format!("{update} AND id = $5 RETURNING kind, payload"),
+            Dead::Newest(_) => format!(
+                "{update} AND id IN (SELECT id FROM jobs WHERE practice_id = $3 AND state = $4 \
+                 ORDER BY updated_at DESC LIMIT $5) RETURNING kind, payload"
+            ),
+        };
+        let query = sqlx::query_as(&sql)
+            .bind(JobState::Queued)
+            .bind(now_ms())
+            .bind(self.practice_id)
+            .bind(JobState::Dead);
+        let query = match which {
+            Dead::One(job_id) => query.bind(job_id),
+            Dead::Newest(limit) => query.bind(limit),
+        };
+        let retried: Vec<(String, String)> = query.fetch_all(&mut *tx).await?;
+        let entries: Vec<Pending> = retried
+            .iter()
+            .map(|(kind, payload)| {
+                let visit_id = registry.visit_id(kind, payload);
+                let mut entry = Entry::new(Action::JobRetried).detail(kind);
+                if let Some(visit_id) = &visit_id {
+                    entry = entry.visit(visit_id.as_str());
+                }
+                Pending::new(self.practice_id, self.actor, entry)
+            })
+            .collect();
+        self.trail.record_all_in(&mut tx, &entries).await?;
+        tx.commit().await?;
+        if !retried.is_empty() {
+            self.signal.wake();
+        }
+        Ok(retried.len())
+    }
 }
 
 /// Jobs by kind and state, over every practice (for operators' metrics).

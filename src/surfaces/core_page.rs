@@ -14,7 +14,7 @@ use super::{
     launch_buttons,
 };
 use crate::{
-    audit::{Action, Entry},
+    audit::{Action, Actor, Entry},
     error::AppError,
     hint::{self, Frame, HintAuth, PracticeSession, Role, directory::Found, patient_index},
     ids::ExternalId,
@@ -315,16 +315,9 @@ pub async fn retry_job(
         ));
     }
     let actor = session.actor();
-    if !jobs::retry_dead(
-        &state.db,
-        &state.audit,
-        &state.jobs,
-        &state.job_kinds,
-        &session.practice_id,
-        &job_id,
-        &actor,
-    )
-    .await?
+    if !retry(&state, &session, &actor)
+        .one(&state.job_kinds, &job_id)
+        .await?
     {
         return Err(AppError::NotFound);
     }
@@ -347,15 +340,10 @@ pub async fn retry_all_jobs(
             "Only admins and clinicians can retry work.".into(),
         ));
     }
-    let retried = jobs::retry_all_dead(
-        &state.db,
-        &state.audit,
-        &state.jobs,
-        &state.job_kinds,
-        &session.practice_id,
-        &session.actor(),
-    )
-    .await?;
+    let actor = session.actor();
+    let retried = retry(&state, &session, &actor)
+        .all(&state.job_kinds)
+        .await?;
     tracing::info!(practice_id = %session.practice_id, retried, "dead jobs retried by a user");
     let left = attention::for_practice(&state, &session.practice_id)
         .await?
@@ -369,4 +357,19 @@ pub async fn retry_all_jobs(
 struct RetriedAll {
     retried: usize,
     left: i64,
+}
+
+/// A retry of the session's practice's dead work, by the session's user.
+fn retry<'a>(
+    state: &'a AppState,
+    session: &'a PracticeSession,
+    actor: &'a Actor,
+) -> jobs::Retry<'a> {
+    jobs::Retry {
+        db: &state.db,
+        trail: &state.audit,
+        signal: &state.jobs,
+        practice_id: &session.practice_id,
+        actor,
+    }
 }
