@@ -32,6 +32,23 @@ async fn trail(app: &TestApp, practice_id: &str) -> Vec<Stored> {
     .unwrap()
 }
 
+/// `count` entries of a chart viewed (patient `pat-old`), written with SQL beneath the trail
+/// (sequence numbers -1 down to -count: pages and exports read them, nothing checks their
+/// chain); `at` and `actor` are SQL of the entry's number `i`.
+async fn entries_beneath(app: &TestApp, practice_id: &str, count: usize, at: &str, actor: &str) {
+    sqlx::query(&format!(
+        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
+         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+         SELECT $1, -i, {at}, {actor}, 'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, \
+         'x', 'x' FROM n"
+    ))
+    .bind(practice_id)
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+}
+
 fn entries<'a>(trail: &'a [Stored], action: &str) -> Vec<&'a Stored> {
     trail.iter().filter(|e| e.action == action).collect()
 }
@@ -556,16 +573,7 @@ async fn the_csv_export_holds_every_entry_newest_first_across_many_pages() {
     let admin = app.session(&practice.admin, None).await;
     // 12,000 older entries beneath the trail (more than two pages of the export), written with
     // SQL: the export reads them, it does not check their chain.
-    sqlx::query(
-        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
-         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
-         SELECT $1, -i, 1000, 'usr-old', 'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, 'x', 'x' FROM n",
-    )
-    .bind(&practice.id)
-    .execute(app.state.db.writer())
-    .await
-    .unwrap();
+    entries_beneath(&app, &practice.id, 12000, "1000", "'usr-old'").await;
     let before: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE practice_id = $1")
             .bind(&practice.id)
@@ -618,17 +626,14 @@ async fn the_audit_page_pages_through_a_user_s_entries_once_each_newest_first() 
     let admin = app.session(&practice.admin, None).await;
     // 250 entries of one user, five to a millisecond (entries recorded together share their
     // time), beside 250 of another user, written with SQL beneath the trail.
-    sqlx::query(
-        "INSERT INTO audit_events (practice_id, seq, at, actor_id, actor_roles, platform_support, \
-         action, patient_id, visit_id, detail, request_id, prev_hash, hash) \
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
-         SELECT $1, -i, 1000000 - i / 10, CASE WHEN i % 2 = 0 THEN 'usr-paged' ELSE 'usr-else' END, \
-         'clinician', 0, 'chart_viewed', 'pat-old', NULL, '', NULL, 'x', 'x' FROM n",
+    entries_beneath(
+        &app,
+        &practice.id,
+        500,
+        "1000000 - i / 10",
+        "CASE WHEN i % 2 = 0 THEN 'usr-paged' ELSE 'usr-else' END",
     )
-    .bind(&practice.id)
-    .execute(app.state.db.writer())
-    .await
-    .unwrap();
+    .await;
     let mut path = format!("/hint/audit?user=usr-paged&session_key={admin}");
     let mut seqs: Vec<i64> = Vec::new();
     let mut pages = 0;
